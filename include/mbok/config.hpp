@@ -1,0 +1,62 @@
+#pragma once
+/// \file
+/// Compile-time knobs and platform detection.
+///
+/// - `MBOK_ENABLE_ASSERTS`: define to 1 to check hot-path preconditions (`MBOK_ASSERT`) in
+///   release builds too; by default they are checked only when `NDEBUG` is not defined.
+/// - `MBOK_DISABLE_SIMD`: define to compile only the scalar kernels.
+
+#include <stdexcept>
+#include <string>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define MBOK_ARCH_X86_64 1
+#else
+#define MBOK_ARCH_X86_64 0
+#endif
+
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define MBOK_ARCH_AARCH64 1
+#else
+#define MBOK_ARCH_AARCH64 0
+#endif
+
+// The SIMD regions rely on GCC/Clang target pragmas; other compilers get the scalar path.
+#if !defined(MBOK_DISABLE_SIMD) && MBOK_ARCH_X86_64 && (defined(__GNUC__) || defined(__clang__))
+#define MBOK_HAS_X86_KERNELS 1
+#else
+#define MBOK_HAS_X86_KERNELS 0
+#endif
+
+#if !defined(MBOK_DISABLE_SIMD) && MBOK_ARCH_AARCH64 && (defined(__GNUC__) || defined(__clang__))
+#define MBOK_HAS_NEON_KERNELS 1
+#else
+#define MBOK_HAS_NEON_KERNELS 0
+#endif
+
+#if !defined(MBOK_ENABLE_ASSERTS)
+#if defined(NDEBUG)
+#define MBOK_ENABLE_ASSERTS 0
+#else
+#define MBOK_ENABLE_ASSERTS 1
+#endif
+#endif
+
+namespace mbok {
+/// Thrown by `MBOK_ASSERT` when a hot-path precondition fails (only when asserts are on).
+class AssertionError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+}  // namespace mbok
+
+#if MBOK_ENABLE_ASSERTS
+#define MBOK_ASSERT(cond)                                                           \
+  do {                                                                              \
+    if (!(cond))                                                                    \
+      throw ::mbok::AssertionError(std::string("mbok: assertion failed: ") + #cond + \
+                                   " at " + __FILE__ + ":" + std::to_string(__LINE__)); \
+  } while (0)
+#else
+#define MBOK_ASSERT(cond) ((void)0)
+#endif

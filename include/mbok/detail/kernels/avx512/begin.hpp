@@ -1,0 +1,14 @@
+// Opens the avx512 code region: everything up to end.hpp compiles for this ISA, whatever flags
+// the user's compiler was given. Standard headers and <immintrin.h> are included before it.
+// No include guard: a region may be opened more than once.
+#include "../../guard.hpp"
+#if defined(MBOK_AVX512_REGION_OPEN)
+#error "mbok: avx512 region opened twice"
+#endif
+#define MBOK_AVX512_REGION_OPEN 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,bmi,bmi2,popcnt,lzcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,avx512vnni,avx512bitalg"))), apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,bmi,bmi2,popcnt,lzcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,avx512vnni,avx512bitalg")
+#endif

@@ -1,0 +1,86 @@
+#pragma once
+#include "../../guard.hpp"
+
+// Portable kernels: plain C++ with 64-bit popcount. The reference every SIMD path must match
+// bit for bit on integer results, and the fallback on CPUs without a SIMD tier.
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../../bits.hpp"
+#include "../table.hpp"
+
+namespace mbok::detail::scalar {
+
+inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::size_t ldc,
+                      std::size_t j0, std::size_t j1) {
+  const std::size_t words = a.row_words();
+  const auto n = static_cast<std::int32_t>(a.cols());
+  for (std::size_t i = 0; i < a.rows(); ++i) {
+    const std::uint64_t* ra = a.row(i);
+    for (std::size_t j = j0; j < j1; ++j) {
+      const std::uint64_t* rb = b.row(j);
+      std::int32_t ones = 0;
+      for (std::size_t w = 0; w < words; ++w) ones += popcount64(ra[w] ^ rb[w]);
+      c[i * ldc + j] = n - 2 * ones;
+    }
+  }
+}
+
+// sum_l x_l * s_l = sum(x) - 2 * sum_{bit set} x_l: only the -1 positions are visited.
+inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
+                          float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+  const std::size_t n = w.cols();
+  for (std::size_t i = 0; i < t; ++i) {
+    const float* xi = x + i * ldx;
+    float total = 0.0f;
+    for (std::size_t l = 0; l < n; ++l) total += xi[l];
+    for (std::size_t j = j0; j < j1; ++j) {
+      const std::uint64_t* r = w.row(j);
+      float neg = 0.0f;
+      for (std::size_t word = 0; word * 64 < n; ++word) {
+        for (std::uint64_t bits = r[word]; bits != 0; bits &= bits - 1)
+          neg += xi[word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
+      }
+      y[i * ldy + j] = total - 2.0f * neg;
+    }
+  }
+}
+
+inline void sign_gemm_t_f32(const float* z, std::size_t ldz, std::size_t t, BitMatrixView w,
+                            float* dx, std::size_t lddx, std::size_t l0, std::size_t l1) {
+  for (std::size_t i = 0; i < t; ++i) {
+    float* di = dx + i * lddx;
+    for (std::size_t l = l0; l < l1; ++l) di[l] = 0.0f;
+    for (std::size_t j = 0; j < w.rows(); ++j) {
+      const float zij = z[i * ldz + j];
+      const std::uint64_t* r = w.row(j);
+      for (std::size_t l = l0; l < l1; ++l)
+        di[l] += ((r[l / 64] >> (l % 64)) & 1u) ? -zij : zij;
+    }
+  }
+}
+
+inline void sign_gemm_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
+                         std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+  const std::size_t n = w.cols();
+  for (std::size_t i = 0; i < t; ++i) {
+    const std::int8_t* xi = x + i * ldx;
+    std::int32_t total = 0;
+    for (std::size_t l = 0; l < n; ++l) total += xi[l];
+    for (std::size_t j = j0; j < j1; ++j) {
+      const std::uint64_t* r = w.row(j);
+      std::int32_t neg = 0;
+      for (std::size_t word = 0; word * 64 < n; ++word) {
+        for (std::uint64_t bits = r[word]; bits != 0; bits &= bits - 1)
+          neg += xi[word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
+      }
+      y[i * ldy + j] = total - 2 * neg;
+    }
+  }
+}
+
+inline constexpr KernelTable kTable{Isa::scalar, &xnor_gemm, &sign_gemm_f32, &sign_gemm_t_f32,
+                                    &sign_gemm_i8};
+
+}  // namespace mbok::detail::scalar

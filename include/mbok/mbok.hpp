@@ -1,0 +1,13 @@
+#pragma once
+/// \file
+/// Umbrella header: includes every public header of mbok's core (the parts that need only
+/// Eigen). Optional parts (io/) are included on their own.
+
+#include "bit_matrix.hpp"
+#include "config.hpp"
+#include "error.hpp"
+#include "isa.hpp"
+#include "kernels.hpp"
+#include "multi_kernel_weights.hpp"
+#include "parallel.hpp"
+#include "version.hpp"

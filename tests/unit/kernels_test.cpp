@@ -1,0 +1,145 @@
+// Every product on every ISA available here, against the naive references in tests/reference.
+// Integer results must match bit for bit. Float results are compared with a tolerance from
+// the summation length: |err| <= 4 n eps sum_l |x_l| (the bound of recursive summation of n
+// terms, doubled for the different orders the kernels may use).
+#include <mbok/kernels.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "reference/naive.hpp"
+#include "support.hpp"
+
+using namespace mbok;
+
+namespace {
+const std::size_t kCols[] = {1, 63, 64, 65, 127, 128, 511, 512, 513, 997};
+const std::size_t kRowsSmall[] = {1, 3, 8, 17};
+
+float tolerance(const float* x, std::size_t n) {
+  double abs_sum = 0;
+  for (std::size_t l = 0; l < n; ++l) abs_sum += std::fabs(x[l]);
+  return static_cast<float>(4.0 * static_cast<double>(n) * std::numeric_limits<float>::epsilon() * abs_sum) + 1e-30f;
+}
+
+std::vector<std::int8_t> padded_int8(std::size_t t, std::size_t n, std::size_t ld, int lo, int hi) {
+  std::vector<std::int8_t> x(t * ld + 64, 0);
+  std::uniform_int_distribution<int> dist(lo, hi);
+  for (std::size_t i = 0; i < t; ++i)
+    for (std::size_t l = 0; l < n; ++l) x[i * ld + l] = static_cast<std::int8_t>(dist(test::rng()));
+  return x;
+}
+
+// A 64-byte-aligned copy of `v` (int8 activations must be aligned).
+struct AlignedBytes {
+  explicit AlignedBytes(const std::vector<std::int8_t>& v)
+      : p(static_cast<std::int8_t*>(::operator new(v.size(), std::align_val_t(64)))) {
+    std::copy(v.begin(), v.end(), p);
+  }
+  ~AlignedBytes() { ::operator delete(p, std::align_val_t(64)); }
+  std::int8_t* p;
+};
+}  // namespace
+
+TEST_CASE("xnor_gemm equals the naive reference bit for bit", "[kernels][xnor]") {
+  test::for_each_isa([](Isa isa) {
+    const KernelSet k;
+    REQUIRE(k.isa() == isa);
+    for (std::size_t n : kCols)
+      for (std::size_t t : kRowsSmall) {
+        const BitMatrix a = test::random_bits(t, n);
+        const BitMatrix b = test::random_bits(t + 4, n);
+        const auto ref = test::naive_xnor_gemm(a, b);
+        std::vector<std::int32_t> c(t * b.rows(), -7);
+        k.xnor_gemm(a, b, c.data(), b.rows());
+        INFO("n = " << n << ", t = " << t);
+        REQUIRE(c == ref);
+      }
+  });
+}
+
+TEST_CASE("sign_gemm (float) matches the reference within the summation bound", "[kernels][f32]") {
+  test::for_each_isa([](Isa) {
+    const KernelSet k;
+    for (std::size_t n : kCols)
+      for (std::size_t t : kRowsSmall) {
+        const std::size_t m = t + 5;
+        const BitMatrix w = test::random_bits(m, n);
+        const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> x =
+            test::random_matrix(t, n + 3);  // stride n + 3
+        std::vector<float> y(t * m);
+        k.sign_gemm(x.data(), n + 3, t, w, y.data(), m);
+        const auto ref = test::naive_sign_gemm(x.data(), n + 3, t, w);
+        for (std::size_t i = 0; i < t; ++i)
+          for (std::size_t j = 0; j < m; ++j)
+            REQUIRE(std::fabs(y[i * m + j] - ref[i * m + j]) <= tolerance(x.data() + i * (n + 3), n));
+      }
+  });
+}
+
+TEST_CASE("sign_gemm_transposed (float) matches the reference", "[kernels][f32]") {
+  test::for_each_isa([](Isa) {
+    const KernelSet k;
+    for (std::size_t n : kCols)
+      for (std::size_t t : kRowsSmall) {
+        const std::size_t m = t + 6;
+        const BitMatrix w = test::random_bits(m, n);
+        const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> z = test::random_matrix(t, m);
+        std::vector<float> dx(t * (n + 1), 123.0f);
+        k.sign_gemm_transposed(z.data(), m, t, w, dx.data(), n + 1);
+        const auto ref = test::naive_sign_gemm_transposed(z.data(), m, t, w);
+        for (std::size_t i = 0; i < t; ++i) {
+          for (std::size_t l = 0; l < n; ++l)
+            REQUIRE(std::fabs(dx[i * (n + 1) + l] - ref[i * n + l]) <= tolerance(z.data() + i * m, m));
+          REQUIRE(dx[i * (n + 1) + n] == 123.0f);  // the stride gap is not written
+        }
+      }
+  });
+}
+
+TEST_CASE("sign_gemm_i8 equals the reference bit for bit, extremes included", "[kernels][int8]") {
+  test::for_each_isa([](Isa) {
+    const KernelSet k;
+    for (std::size_t n : kCols)
+      for (std::size_t t : kRowsSmall)
+        for (int extreme : {0, 1}) {
+          const std::size_t m = t + 2;
+          const BitMatrix w = extreme ? BitMatrix::pack(-Eigen::MatrixXf::Ones(m, n)) : test::random_bits(m, n);
+          const std::size_t ld = w.row_words() * 64;
+          const auto xv = extreme ? padded_int8(t, n, ld, -128, -127) : padded_int8(t, n, ld, -128, 127);
+          AlignedBytes x(xv);
+          std::vector<std::int32_t> y(t * m);
+          k.sign_gemm_i8(x.p, ld, t, w, y.data(), m);
+          const auto ref = test::naive_sign_gemm(x.p, ld, t, w);
+          for (std::size_t i = 0; i < t * m; ++i) REQUIRE(y[i] == static_cast<std::int32_t>(ref[i]));
+        }
+  });
+}
+
+TEST_CASE("row-range entry points compute only their range", "[kernels]") {
+  const BitMatrix a = test::random_bits(3, 200);
+  const BitMatrix b = test::random_bits(10, 200);
+  const auto ref = test::naive_xnor_gemm(a, b);
+  test::for_each_isa([&](Isa) {
+    const KernelSet k;
+    std::vector<std::int32_t> c(30, -1);
+    k.xnor_gemm_range(a, b, c.data(), 10, 2, 5);
+    for (std::size_t i = 0; i < 3; ++i)
+      for (std::size_t j = 0; j < 10; ++j)
+        CHECK(c[i * 10 + j] == ((j >= 2 && j < 5) ? ref[i * 10 + j] : -1));
+    CHECK_THROWS_AS(k.xnor_gemm_range(a, b, c.data(), 10, 5, 11), InvalidArgument);
+  });
+}
+
+TEST_CASE("kernel shape errors name the operand", "[kernels][errors]") {
+  const KernelSet k;
+  const BitMatrix a = test::random_bits(2, 100);
+  const BitMatrix b = test::random_bits(3, 101);
+  std::vector<std::int32_t> c(6);
+  CHECK_THROWS_WITH(k.xnor_gemm(a, b, c.data(), 3), test::contains("activations have 100 columns, weights 101"));
+  std::vector<float> x(200), y(6);
+  CHECK_THROWS_WITH(k.sign_gemm(x.data(), 50, 2, b, y.data(), 3), test::contains("ldx 50 < input features 101"));
+  CHECK_THROWS_WITH(k.sign_gemm(x.data(), 101, 2, b, y.data(), 2), test::contains("ldy 2 < output features 3"));
+}
