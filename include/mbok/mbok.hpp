@@ -9,5 +9,6 @@
 #include "isa.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
+#include "state_dict.hpp"
 #include "parallel.hpp"
 #include "version.hpp"
