@@ -1,15 +1,26 @@
 #pragma once
 #include "../../guard.hpp"
 
-// The avx512 table: one file per product. A product not yet written for avx512 points at the
-// portable kernel.
+// The avx512 table: the portable table with each product that has a avx512 version replaced
+// (one file per product).
 
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
+#include "sign_f32.hpp"
+#include "sign_i8.hpp"
+#include "xnor.hpp"
 
 namespace mbok::detail::avx512 {
 
-inline constexpr KernelTable kTable{Isa::avx512, &scalar::xnor_gemm, &scalar::sign_gemm_f32,
-                                    &scalar::sign_gemm_t_f32, &scalar::sign_gemm_i8};
+inline constexpr KernelTable make_table() noexcept {
+  KernelTable t = scalar::kTable;
+  t.isa = Isa::avx512;
+  install_xnor(t);
+  install_sign_f32(t);
+  install_sign_i8(t);
+  return t;
+}
+
+inline constexpr KernelTable kTable = make_table();
 
 }  // namespace mbok::detail::avx512

@@ -1,17 +1,26 @@
 #pragma once
 #include "../../guard.hpp"
 
-// The neon table. Until the neon kernels land it runs the portable kernels, so dispatch,
-// overrides and tests already exercise the neon entry.
+// The neon table: the portable table with each product that has a neon version replaced
+// (one file per product).
 
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
+#include "sign_f32.hpp"
+#include "sign_i8.hpp"
+#include "xnor.hpp"
 
-#include "begin.hpp"
 namespace mbok::detail::neon {
 
-inline constexpr KernelTable kTable{Isa::neon, &scalar::xnor_gemm, &scalar::sign_gemm_f32,
-                                    &scalar::sign_gemm_t_f32, &scalar::sign_gemm_i8};
+inline constexpr KernelTable make_table() noexcept {
+  KernelTable t = scalar::kTable;
+  t.isa = Isa::neon;
+  install_xnor(t);
+  install_sign_f32(t);
+  install_sign_i8(t);
+  return t;
+}
+
+inline constexpr KernelTable kTable = make_table();
 
 }  // namespace mbok::detail::neon
-#include "end.hpp"

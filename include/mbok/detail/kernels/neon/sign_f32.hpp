@@ -1,0 +1,13 @@
+#pragma once
+#include "../../guard.hpp"
+
+// neon: Boolean weights x float activations: table entries sign_gemm_f32 and sign_gemm_t_f32.
+// Until the neon version is written the table keeps the portable kernel.
+
+#include "../table.hpp"
+
+namespace mbok::detail::neon {
+
+inline constexpr void install_sign_f32(KernelTable&) noexcept {}
+
+}  // namespace mbok::detail::neon
