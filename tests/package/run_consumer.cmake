@@ -1,5 +1,5 @@
 # Configures, builds and runs tests/package/consumer in one way of consuming mbok.
-# -DMODE=install|build_tree|subdirectory|fetchcontent|pkg_config -DSOURCE_DIR=... -DBUILD_DIR=...
+# -DMODE=install|build_tree|subdirectory|fetchcontent|pkg_config|examples -DSOURCE_DIR=... -DBUILD_DIR=...
 # -DWORK_DIR=... [-DREADME=path/to/README.md] [-DCXX=compiler]
 cmake_minimum_required(VERSION 3.16)
 
@@ -30,7 +30,7 @@ if(README)
   list(APPEND args -DMBOK_README_EXAMPLE=${WORK_DIR}/readme_example.cpp)
 endif()
 
-if(MODE STREQUAL "install" OR MODE STREQUAL "pkg_config")
+if(MODE STREQUAL "install" OR MODE STREQUAL "pkg_config" OR MODE STREQUAL "examples")
   run(${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
 endif()
 
@@ -49,6 +49,15 @@ if(MODE STREQUAL "pkg_config")
   endif()
   run(${CXX} ${cflags} -Wall -Wextra -Werror "${consumer}/main.cpp" -o "${WORK_DIR}/app")
   run("${WORK_DIR}/app")
+  return()
+endif()
+
+if(MODE STREQUAL "examples")
+  # examples/ is itself a project that finds the installed package.
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples" -B "${WORK_DIR}/build" ${args}
+      -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+  run(${CMAKE_COMMAND} --build "${WORK_DIR}/build" --target layer_conversion)
+  run("${WORK_DIR}/build/layer_conversion/layer_conversion" 64 96)
   return()
 endif()
 
