@@ -29,6 +29,12 @@ struct KernelTable {
   // int8 values, zero past n, and start 64-byte aligned.
   void (*sign_gemm_i8)(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                        std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1);
+  // Y[i * ldy + j] += s_out[j] * sum_l X[i * ldx + l] * W(j, l), i < t, j in [j0, j1): one
+  // kernel's share of the fused multi-kernel forward (X already scaled by s_in). Reads X up
+  // to column n only.
+  void (*sign_gemm_acc_f32)(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
+                            const float* s_out, float* y, std::size_t ldy, std::size_t j0,
+                            std::size_t j1);
 };
 
 }  // namespace mbok::detail

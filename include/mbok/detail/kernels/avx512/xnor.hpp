@@ -2,12 +2,132 @@
 #include "../../guard.hpp"
 
 // avx512: Boolean x Boolean (XNOR/popcount): table entry xnor_gemm.
-// Until the avx512 version is written the table keeps the portable kernel.
+//
+// C(i, j) = n - 2 popcount(A_i xor B_j). The inner loop is XOR + VPOPCNTQ + VPADDQ over
+// 512-bit chunks of a tile of activation rows x weight rows, so each loaded vector is used
+// several times from a register and the loop runs at the rate of the three vector
+// operations. Weight rows are walked in blocks small enough to stay in L1 while every
+// activation tile passes over them. Popcounts accumulate in 64-bit lanes, so no row length
+// a bit matrix can have overflows them.
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
 
 #include "../table.hpp"
 
+#include "begin.hpp"
+
+// GCC 12 reports the self-initialised `undefined` vectors inside the intrinsics headers as
+// maybe-uninitialized once they are inlined here (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace mbok::detail::avx512 {
 
-inline constexpr void install_xnor(KernelTable&) noexcept {}
+// The sums of the 8 qword lanes of a, b, c and d, in qword lanes 0..3 of the result.
+inline __m256i xnor_reduce4(__m512i a, __m512i b, __m512i c, __m512i d) noexcept {
+  // Per 128-bit lane L: ab = [a(2L) + a(2L+1), b(2L) + b(2L+1)], cd likewise.
+  const __m512i ab = _mm512_add_epi64(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+  const __m512i cd = _mm512_add_epi64(_mm512_unpacklo_epi64(c, d), _mm512_unpackhi_epi64(c, d));
+  const __m512i x = _mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(2, 0, 2, 0));  // ab0 ab2 cd0 cd2
+  const __m512i y = _mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(3, 1, 3, 1));  // ab1 ab3 cd1 cd3
+  const __m512i z = _mm512_add_epi64(x, y);                                 // ab' ab" cd' cd"
+  const __m512i u = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(2, 3, 0, 1));
+  const __m512i v = _mm512_add_epi64(z, u);  // 128-bit lanes: [a b] [a b] [c d] [c d]
+  return _mm512_castsi512_si256(
+      _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 4, 5, 0, 1, 4, 5), v));
+}
+
+// One tile: TI activation rows x TJ (<= 4) weight rows, over `chunks` 512-bit chunks.
+template <int TI, int TJ>
+inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const* b,
+                      std::size_t chunks, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+  static_assert(TJ >= 1 && TJ <= 4, "the reduction handles up to 4 weight rows");
+  __m512i acc[TI][4];
+  for (int i = 0; i < TI; ++i)
+    for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_si512();
+  for (std::size_t q = 0; q < chunks; ++q) {
+    __m512i bv[TJ];
+    for (int j = 0; j < TJ; ++j) bv[j] = _mm512_load_si512(b[j] + q * 8);
+    for (int i = 0; i < TI; ++i) {
+      const __m512i av = _mm512_load_si512(a[i] + q * 8);
+      for (int j = 0; j < TJ; ++j)
+        acc[i][j] = _mm512_add_epi64(acc[i][j], _mm512_popcnt_epi64(_mm512_xor_si512(av, bv[j])));
+    }
+  }
+  const __m128i nv = _mm_set1_epi32(n);
+  for (int i = 0; i < TI; ++i) {
+    const __m128i ones = _mm256_cvtepi64_epi32(xnor_reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
+    const __m128i r = _mm_sub_epi32(nv, _mm_slli_epi32(ones, 1));
+    std::int32_t* out = c + static_cast<std::size_t>(i) * ldc;
+    if (TJ == 4) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out), r);
+    } else {
+      _mm_mask_storeu_epi32(out, static_cast<__mmask8>((1u << TJ) - 1u), r);
+    }
+  }
+}
+
+template <int TI>
+inline void xnor_tile_j(int tj, const std::uint64_t* const* a, const std::uint64_t* const* b,
+                        std::size_t chunks, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+  switch (tj) {
+    case 4: xnor_tile<TI, 4>(a, b, chunks, n, c, ldc); break;
+    case 3: xnor_tile<TI, 3>(a, b, chunks, n, c, ldc); break;
+    case 2: xnor_tile<TI, 2>(a, b, chunks, n, c, ldc); break;
+    default: xnor_tile<TI, 1>(a, b, chunks, n, c, ldc); break;
+  }
+}
+
+inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::size_t ldc,
+                      std::size_t j0, std::size_t j1) {
+  constexpr std::size_t kTileI = 4;
+  constexpr std::size_t kTileJ = 4;
+  const std::size_t words = a.row_words();
+  const std::size_t chunks = words / 8;
+  const auto n = static_cast<std::int32_t>(a.cols());
+  if (a.rows() == 0 || j1 <= j0) return;
+  // Weight rows per block: about 24 KiB of bits, so the block stays in L1.
+  const std::size_t block =
+      std::max<std::size_t>(kTileJ, (24576 / (words * 8)) / kTileJ * kTileJ);
+  for (std::size_t jb = j0; jb < j1; jb += block) {
+    const std::size_t je = std::min(j1, jb + block);
+    for (std::size_t i = 0; i < a.rows(); i += kTileI) {
+      const std::size_t ti = std::min(kTileI, a.rows() - i);
+      const std::uint64_t* ar[kTileI];
+      for (std::size_t r = 0; r < kTileI; ++r) ar[r] = a.row(i + std::min(r, ti - 1));
+      for (std::size_t j = jb; j < je; j += kTileJ) {
+        const int tj = static_cast<int>(std::min(kTileJ, je - j));
+        const std::uint64_t* br[kTileJ];
+        for (std::size_t r = 0; r < kTileJ; ++r)
+          br[r] = b.row(j + std::min(r, static_cast<std::size_t>(tj) - 1));
+        std::int32_t* out = c + i * ldc + j;
+        switch (ti) {
+          case 4: xnor_tile_j<4>(tj, ar, br, chunks, n, out, ldc); break;
+          case 3: xnor_tile_j<3>(tj, ar, br, chunks, n, out, ldc); break;
+          case 2: xnor_tile_j<2>(tj, ar, br, chunks, n, out, ldc); break;
+          default: xnor_tile_j<1>(tj, ar, br, chunks, n, out, ldc); break;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace mbok::detail::avx512
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#include "end.hpp"
+
+namespace mbok::detail::avx512 {
+
+inline constexpr void install_xnor(KernelTable& t) noexcept { t.xnor_gemm = &xnor_gemm; }
 
 }  // namespace mbok::detail::avx512

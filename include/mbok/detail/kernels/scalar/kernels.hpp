@@ -80,7 +80,27 @@ inline void sign_gemm_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, B
   }
 }
 
-inline constexpr KernelTable kTable{Isa::scalar, &xnor_gemm, &sign_gemm_f32, &sign_gemm_t_f32,
-                                    &sign_gemm_i8};
+inline void sign_gemm_acc_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
+                              const float* s_out, float* y, std::size_t ldy, std::size_t j0,
+                              std::size_t j1) {
+  const std::size_t n = w.cols();
+  for (std::size_t i = 0; i < t; ++i) {
+    const float* xi = x + i * ldx;
+    float total = 0.0f;
+    for (std::size_t l = 0; l < n; ++l) total += xi[l];
+    for (std::size_t j = j0; j < j1; ++j) {
+      const std::uint64_t* r = w.row(j);
+      float neg = 0.0f;
+      for (std::size_t word = 0; word * 64 < n; ++word) {
+        for (std::uint64_t bits = r[word]; bits != 0; bits &= bits - 1)
+          neg += xi[word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
+      }
+      y[i * ldy + j] += s_out[j] * (total - 2.0f * neg);
+    }
+  }
+}
+
+inline constexpr KernelTable kTable{Isa::scalar,    &xnor_gemm,    &sign_gemm_f32,
+                                    &sign_gemm_t_f32, &sign_gemm_i8, &sign_gemm_acc_f32};
 
 }  // namespace mbok::detail::scalar

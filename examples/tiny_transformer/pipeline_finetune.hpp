@@ -1,0 +1,206 @@
+#pragma once
+// Finetuning runs (Boolean-domain and latent-weight baseline) with resumable checkpoints,
+// and the kernel allocation of fractional budgets. Included by pipeline.hpp.
+
+#include <mbok/kernel_allocation.hpp>
+#include <mbok/svid.hpp>
+
+#include <cmath>
+#include <limits>
+
+namespace tiny {
+
+/// The tensors of `dict` whose names start with `prefix`, with the prefix removed.
+inline mbok::StateDict sub_dict(const mbok::StateDict& dict, const std::string& prefix) {
+  mbok::StateDict out;
+  for (const auto& [name, t] : dict)
+    if (name.compare(0, prefix.size(), prefix) == 0) out[name.substr(prefix.size())] = t;
+  return out;
+}
+inline void add_prefixed(mbok::StateDict& dict, const mbok::StateDict& part, const std::string& prefix) {
+  for (const auto& [name, t] : part) dict[prefix + name] = t;
+}
+
+inline mbok::AccumulatorType parse_accumulator(const std::string& s) {
+  if (s == "f32") return mbok::AccumulatorType::f32;
+  if (s == "f16") return mbok::AccumulatorType::f16;
+  if (s == "i8") return mbok::AccumulatorType::i8;
+  throw mbok::InvalidArgument("accumulator must be f32, f16 or i8, got '" + s + "'");
+}
+
+inline void Pipeline::run_finetune(const std::string& method, const Variant& v) {
+  const std::string tag = method + "-" + v.name;
+  const std::string ckpt = path("ckpt-" + tag + ".safetensors");
+  const std::string key = opt_.finetune_key(method, v.name);
+  auto teacher = teacher_model();
+  std::unique_ptr<Transformer<float>> student;
+  const KernelPlan kp = plan(v);
+  if (method == "mbok") {
+    const std::string ptq = path("ptq-" + v.name + ".safetensors");
+    student = file_exists(ptq) ? load_boolean_model(ptq, opt_.model, opt_.train_kernels)
+                               : convert_model(teacher_path(), opt_.model, kp, opt_.train_kernels);
+  } else {
+    student = latent_model(teacher_path(), opt_.model, kp, opt_.train_kernels);
+  }
+
+  // Scales and norm gains train with AdamW; embeddings and head stay the teacher's.
+  ParamList<float> scales;
+  for (auto& p : student->params())
+    if (p.name != "tok_emb" && p.name != "pos_emb" && p.name.compare(0, 5, "head.") != 0) scales.push_back(p);
+  mbok::AdamWOptions ao;
+  ao.learning_rate = opt_.scale_lr;
+  mbok::AdamW scale_opt(to_library(scales), ao);
+
+  std::unique_ptr<mbok::BooleanOptimizer> bool_opt;
+  std::unique_ptr<mbok::AdamW> latent_opt;
+  double trainable_weights = 0;
+  if (method == "mbok") {
+    std::vector<mbok::BooleanParameter> bp;
+    student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
+      for (auto& p : dynamic_cast<BoolLinear<float>&>(*l).layer().boolean_parameters(name + ".")) {
+        trainable_weights += double(p.bits->rows() * p.bits->cols());
+        bp.push_back(std::move(p));
+      }
+    });
+    mbok::BooleanOptimizerOptions bo;
+    bo.learning_rate = opt_.eta;
+    bo.accumulator = parse_accumulator(opt_.accumulator);
+    bo.seed = opt_.seed;
+    bool_opt = std::make_unique<mbok::BooleanOptimizer>(std::move(bp), bo);
+  } else {
+    ParamList<float> latents;
+    student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
+      dynamic_cast<LatentLinear<float>&>(*l).latent_params(latents, name + ".");
+    });
+    for (const auto& p : latents) trainable_weights += double(p.size);
+    mbok::AdamWOptions lo;
+    lo.learning_rate = opt_.latent_lr;
+    latent_opt = std::make_unique<mbok::AdamW>(to_library(latents), lo);
+  }
+
+  int start = 0;
+  std::vector<CurvePoint> curve;
+  double step_seconds = 0, flip_fraction_sum = 0;
+  if (opt_.resume && file_exists(ckpt)) {
+    mbok::Metadata meta;
+    const auto dict = mbok::load_state_dict(ckpt, &meta);
+    if (meta["tiny.finetune_key"] != key || meta["tiny.config"] != opt_.model.describe())
+      throw ModelFileError("checkpoint '" + ckpt + "' was made with other settings (" + meta["tiny.finetune_key"] +
+                           "); this run uses " + key + ": run without --resume to start over");
+    student->load_state(sub_dict(dict, "model."));
+    scale_opt.import_state(dict, "scale_opt.");
+    if (bool_opt) bool_opt->import_state(dict, "boolean_opt.");
+    if (latent_opt) latent_opt->import_state(dict, "latent_opt.");
+    start = int(mbok::read_scalar<std::int64_t>(dict, "progress.step"));
+    step_seconds = mbok::read_scalar<double>(dict, "progress.step_seconds");
+    flip_fraction_sum = mbok::read_scalar<double>(dict, "progress.flip_fraction_sum");
+    const auto& c = dict.at("progress.curve");
+    std::vector<double> values(c.numel());
+    mbok::read_tensor(dict, "progress.curve", c.shape, values.data());
+    for (std::size_t i = 0; i + 2 < values.size(); i += 3) curve.push_back({int(values[i]), values[i + 1], values[i + 2]});
+    std::cerr << "finetune " << tag << ": resuming at step " << start << " from " << ckpt << "\n";
+  }
+
+  auto save_checkpoint = [&](int step) {
+    mbok::StateDict dict;
+    add_prefixed(dict, student->state(), "model.");
+    scale_opt.export_state(dict, "scale_opt.");
+    if (bool_opt) bool_opt->export_state(dict, "boolean_opt.");
+    if (latent_opt) latent_opt->export_state(dict, "latent_opt.");
+    dict["progress.step"] = mbok::Tensor::scalar<std::int64_t>(step);
+    dict["progress.step_seconds"] = mbok::Tensor::scalar<double>(step_seconds);
+    dict["progress.flip_fraction_sum"] = mbok::Tensor::scalar<double>(flip_fraction_sum);
+    std::vector<double> values;
+    for (const auto& p : curve) values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
+    dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
+    mbok::save_state_dict(ckpt, dict, {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
+  };
+
+  const int steps = opt_.finetune_steps;
+  if (start == 0) curve.push_back({0, std::numeric_limits<double>::quiet_NaN(), validation_loss(*student, curve_batches_)});
+  auto bar = progress_bar(method == "mbok" ? "finetune " + v.label : "baseline " + v.label, std::size_t(steps));
+  bar.update(std::size_t(start));
+  double running = 0;
+  int since = 0;
+  bool interrupted = false;
+  for (int step = start; step < steps; ++step) {
+    if (opt_.stop_after > 0 && step - start >= opt_.stop_after) {
+      save_checkpoint(step);
+      interrupted = true;
+      break;
+    }
+    const Batch batch = corpus_->train_batch(opt_.batch, opt_.model.context, opt_.seed + 7919, std::uint64_t(step));
+    const auto t0 = Clock::now();
+    const DistillLoss loss = distill_step(*teacher, *student, batch, opt_.gamma);
+    const int warmup = std::max(1, steps / 20);
+    scale_opt.set_learning_rate(schedule(opt_.scale_lr, step, steps, warmup));
+    scale_opt.step();
+    if (bool_opt) {
+      bool_opt->step();
+      flip_fraction_sum += bool_opt->last_stats().rate();
+    }
+    if (latent_opt) {
+      latent_opt->set_learning_rate(schedule(opt_.latent_lr, step, steps, warmup));
+      latent_opt->step();
+    }
+    step_seconds += seconds_since(t0);
+    running += loss.total();
+    ++since;
+    if ((step + 1) % opt_.eval_every == 0 || step + 1 == steps) {
+      curve.push_back({step + 1, running / since, validation_loss(*student, curve_batches_)});
+      running = 0;
+      since = 0;
+    }
+    if ((step + 1) % opt_.checkpoint_every == 0 || step + 1 == steps) save_checkpoint(step + 1);
+    bar.update(std::size_t(step + 1), "loss " + fixed(loss.total()) + " (kl " + fixed(loss.kl) + ")" +
+                                          (curve.size() > 1 ? " valid " + fixed(curve.back().valid_loss) : ""));
+  }
+  bar.finish();
+  if (interrupted) {
+    std::cerr << "finetune " << tag << ": stopped after " << opt_.stop_after << " steps; checkpoint " << ckpt
+              << " (continue with --resume)\n";
+    summary_["runs"].erase(tag);
+    save_summary();
+    return;
+  }
+
+  save_model(*student, path(tag + ".safetensors"), method, {{"tiny.finetune_key", key}});
+  json c = json::array();
+  for (const auto& p : curve)
+    c.push_back({p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
+  double state_bytes = 0;
+  if (bool_opt) state_bytes = (double(bool_opt->state_bytes()) + trainable_weights / 8) / trainable_weights;
+  if (latent_opt) state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
+  summary_["runs"][tag] = {{"method", method},
+                           {"variant", v.name},
+                           {"label", v.label},
+                           {"steps", steps},
+                           {"curve", c},
+                           {"ms_per_step", 1000 * step_seconds / std::max(1, steps)},
+                           {"state_bytes_per_boolean_weight", state_bytes},
+                           {"trainable_boolean_weights", trainable_weights},
+                           {"mean_flip_fraction", bool_opt ? flip_fraction_sum / steps : 0.0}};
+  save_summary();
+}
+
+/// Kernels per layer under an average budget of `budget` kernel bits per weight: the
+/// library's greedy allocation (method.md section 5) over each layer's SVID residuals for
+/// K = 1..4.
+inline KernelPlan Pipeline::budget_plan(Transformer<float>& teacher, double budget) {
+  constexpr std::size_t kMax = 4;
+  std::vector<mbok::LayerErrorCurve> curves;
+  teacher.for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
+    const Mat<float> w = l->dense_weight();
+    mbok::LayerErrorCurve c;
+    c.name = name;
+    c.num_weights = std::size_t(w.size());
+    c.errors = mbok::svid<float>(w, kMax).relative_residual;
+    curves.push_back(std::move(c));
+  });
+  const auto alloc = mbok::allocate_kernels(curves, budget, kMax);
+  KernelPlan plan;
+  for (std::size_t i = 0; i < curves.size(); ++i) plan[curves[i].name] = int(alloc.kernels[i]);
+  return plan;
+}
+
+}  // namespace tiny

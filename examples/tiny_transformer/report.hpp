@@ -1,0 +1,234 @@
+#pragma once
+// The report: markdown tables from summary.json (quality, finetuning cost, generation
+// speed, the paper's claims checked, samples) and a plot of the finetuning runs' validation
+// loss curves (PNG with gnuplot when installed, else SVG written directly).
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace tiny {
+
+namespace report_detail {
+
+using nlohmann::json;
+
+inline std::string num(double v, int digits = 3) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << v;
+  return s.str();
+}
+inline double get(const json& j, const std::string& key, double fallback = NAN) {
+  return j.is_object() && j.contains(key) && j[key].is_number() ? j[key].get<double>() : fallback;
+}
+inline std::string yes_no(bool ok) { return ok ? "**met**" : "**not met**"; }
+
+struct Series {
+  std::string label;
+  std::vector<std::pair<double, double>> points;
+};
+
+inline std::vector<Series> curves(const json& s) {
+  std::vector<Series> out;
+  if (!s.contains("runs")) return out;
+  for (auto it = s["runs"].begin(); it != s["runs"].end(); ++it) {
+    Series series;
+    series.label = (it.value()["method"] == "mbok" ? "Boolean " : "latent ") + it.value()["label"].get<std::string>();
+    for (const auto& p : it.value()["curve"]) series.points.push_back({p[0].get<double>(), p[2].get<double>()});
+    out.push_back(std::move(series));
+  }
+  return out;
+}
+
+inline void write_svg(const std::vector<Series>& series, double teacher_loss, const std::string& path) {
+  double x1 = 1, y0 = 1e9, y1 = -1e9;
+  for (const auto& s : series)
+    for (const auto& [x, y] : s.points) {
+      x1 = std::max(x1, x);
+      y0 = std::min(y0, y);
+      y1 = std::max(y1, y);
+    }
+  if (std::isfinite(teacher_loss)) y0 = std::min(y0, teacher_loss);
+  if (y1 <= y0) y1 = y0 + 1;
+  const double W = 800, H = 500, L = 70, R = 220, T = 30, B = 50;
+  auto px = [&](double x) { return L + (W - L - R) * x / x1; };
+  auto py = [&](double y) { return T + (H - T - B) * (y1 - y) / (y1 - y0); };
+  const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"};
+  std::ofstream out(path);
+  out << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' font-size='12'>\n"
+      << "<rect width='100%' height='100%' fill='white'/>\n"
+      << "<text x='" << W / 2 - 150 << "' y='18'>Validation loss (nats/byte) during finetuning</text>\n"
+      << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B << "' stroke='black'/>\n"
+      << "<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='" << H - B << "' stroke='black'/>\n";
+  for (int i = 0; i <= 5; ++i) {
+    const double y = y0 + (y1 - y0) * i / 5, x = x1 * i / 5;
+    out << "<text x='5' y='" << py(y) + 4 << "'>" << num(y, 2) << "</text>\n"
+        << "<text x='" << px(x) - 10 << "' y='" << H - B + 18 << "'>" << int(x) << "</text>\n";
+  }
+  out << "<text x='" << (W - R) / 2 << "' y='" << H - 10 << "'>step</text>\n";
+  if (std::isfinite(teacher_loss))
+    out << "<line x1='" << L << "' y1='" << py(teacher_loss) << "' x2='" << W - R << "' y2='" << py(teacher_loss)
+        << "' stroke='black' stroke-dasharray='4,4'/>\n<text x='" << W - R + 10 << "' y='" << py(teacher_loss) + 4
+        << "'>teacher</text>\n";
+  for (std::size_t i = 0; i < series.size(); ++i) {
+    const char* c = colors[i % 9];
+    out << "<polyline fill='none' stroke='" << c << "' stroke-width='2' points='";
+    for (const auto& [x, y] : series[i].points) out << px(x) << "," << py(y) << " ";
+    out << "'/>\n<text x='" << W - R + 10 << "' y='" << T + 16 * (i + 1) << "' fill='" << c << "'>"
+        << series[i].label << "</text>\n";
+  }
+  out << "</svg>\n";
+}
+
+/// Plots with gnuplot (PNG) when it runs, else writes SVG; returns the file written.
+inline std::string plot(const json& s, const std::string& out_dir) {
+  const auto series = curves(s);
+  const double teacher = s.contains("evaluation") && s["evaluation"].contains("teacher")
+                             ? get(s["evaluation"]["teacher"], "valid_loss")
+                             : NAN;
+  if (std::system("command -v gnuplot >/dev/null 2>&1") == 0 && !series.empty()) {
+    const std::string data = out_dir + "/curves.dat", script = out_dir + "/curves.gp", png = out_dir + "/curves.png";
+    std::ofstream d(data);
+    for (const auto& se : series) {
+      d << "# " << se.label << "\n";
+      for (const auto& [x, y] : se.points) d << x << " " << y << "\n";
+      d << "\n\n";
+    }
+    d.close();
+    std::ofstream g(script);
+    g << "set terminal pngcairo size 900,560\nset output '" << png << "'\n"
+      << "set title 'Validation loss (nats/byte) during finetuning'\nset xlabel 'step'\nset ylabel 'loss'\n"
+      << "set key outside right\nset grid\n";
+    g << "plot ";
+    for (std::size_t i = 0; i < series.size(); ++i)
+      g << (i ? ", " : "") << "'" << data << "' index " << i << " with linespoints title '" << series[i].label << "'";
+    if (std::isfinite(teacher)) g << ", " << teacher << " with lines dt 2 lc 'black' title 'teacher'";
+    g << "\n";
+    g.close();
+    if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0) return png;
+  }
+  const std::string svg = out_dir + "/curves.svg";
+  write_svg(series, teacher, svg);
+  return svg;
+}
+
+}  // namespace report_detail
+
+/// Writes report.md (and the plot) into `out_dir`; returns the markdown.
+inline std::string write_report(const nlohmann::json& s, const std::string& out_dir) {
+  using namespace report_detail;
+  std::ostringstream md;
+  const json ev = s.value("evaluation", json::object());
+  const json runs = s.value("runs", json::object());
+  const json ptq = s.value("ptq", json::object());
+  const double teacher_ppl = get(ev.value("teacher", json::object()), "perplexity");
+
+  md << "## Quality (validation split, " << s["corpus"].value("valid_bytes", 0) << " held-out bytes)\n\n"
+     << "| model | bits/weight | val. loss | perplexity | bits/char | ppl / teacher |\n"
+     << "|---|---:|---:|---:|---:|---:|\n";
+  auto row = [&](const std::string& label, const std::string& key) {
+    if (!ev.contains(key)) return;
+    const json& r = ev[key];
+    md << "| " << label << " | " << num(get(r, "bits_per_weight"), 2) << " | " << num(get(r, "valid_loss"))
+       << " | " << num(get(r, "perplexity")) << " | " << num(get(r, "bits_per_char")) << " | "
+       << num(get(r, "perplexity") / teacher_ppl) << " |\n";
+  };
+  row("teacher (float)", "teacher");
+  std::vector<std::string> variant_names;
+  for (auto it = ptq.begin(); it != ptq.end(); ++it) variant_names.push_back(it.key());
+  std::sort(variant_names.begin(), variant_names.end());
+  for (const auto& v : variant_names) {
+    const std::string label = ptq[v].value("label", v);
+    row(label + " post-training (SVID)", "ptq-" + v);
+    row(label + " Boolean finetuned", "mbok-" + v);
+    row(label + " latent-weight baseline", "latent-" + v);
+  }
+
+  md << "\n## Finetuning cost\n\n| run | steps | ms/step | training state bytes per Boolean weight | mean flip fraction/step |\n"
+     << "|---|---:|---:|---:|---:|\n";
+  for (auto it = runs.begin(); it != runs.end(); ++it) {
+    const json& r = it.value();
+    md << "| " << (r["method"] == "mbok" ? "Boolean " : "latent ") << r.value("label", it.key()) << " | "
+       << r.value("steps", 0) << " | " << num(get(r, "ms_per_step"), 1) << " | "
+       << num(get(r, "state_bytes_per_boolean_weight"), 3) << " | " << num(get(r, "mean_flip_fraction"), 5) << " |\n";
+  }
+
+  md << "\n## Generation speed (one thread, tokens/s)\n\n| model | kernels | tokens/s | x teacher |\n|---|---|---:|---:|\n";
+  const double teacher_speed =
+      ev.contains("teacher") ? get(ev["teacher"].value("tokens_per_second", json::object()), "eigen_float") : NAN;
+  if (std::isfinite(teacher_speed)) md << "| teacher | Eigen float | " << num(teacher_speed, 0) << " | 1.00 |\n";
+  for (const auto& v : variant_names) {
+    const std::string key = "mbok-" + v;
+    if (!ev.contains(key)) continue;
+    const json t = ev[key].value("tokens_per_second", json::object());
+    const std::string isa = ev[key].value("isa", "");
+    md << "| " << ptq[v].value("label", v) << " | Boolean, float activations (" << isa << ") | "
+       << num(get(t, "boolean_float"), 0) << " | " << num(get(t, "boolean_float") / teacher_speed, 2) << " |\n"
+       << "| " << ptq[v].value("label", v) << " | Boolean, int8 activations (" << isa << ") | "
+       << num(get(t, "boolean_int8"), 0) << " | " << num(get(t, "boolean_int8") / teacher_speed, 2)
+       << " |\n";
+  }
+
+  // The paper's claims, checked on these numbers.
+  md << "\n## Claims checked\n\n";
+  auto ppl = [&](const std::string& key) { return ev.contains(key) ? get(ev[key], "perplexity") : NAN; };
+  bool all_beat = !variant_names.empty();
+  std::ostringstream detail;
+  for (const auto& v : variant_names) {
+    const double a = ppl("ptq-" + v), b = ppl("mbok-" + v);
+    all_beat = all_beat && b < a;
+    detail << " " << ptq[v].value("label", v) << ": " << num(a, 2) << " -> " << num(b, 2) << ";";
+  }
+  md << "- Boolean finetuning beats post-training binarization at every K: " << yes_no(all_beat) << " (ppl"
+     << detail.str() << ")\n";
+  for (const auto& [k, target] : std::vector<std::pair<std::string, double>>{{"k2", 1.2}, {"k3", 1.1}}) {
+    const double r = ppl("mbok-" + k) / teacher_ppl;
+    if (std::isfinite(r))
+      md << "- K=" << k.substr(1) << " finetuned within " << target << "x of the teacher's perplexity: "
+         << yes_no(r <= target) << " (" << num(r) << "x)\n";
+  }
+  std::vector<double> by_k;
+  for (int k = 1; k <= 4; ++k)
+    if (std::isfinite(ppl("mbok-k" + std::to_string(k)))) by_k.push_back(ppl("mbok-k" + std::to_string(k)));
+  if (by_k.size() > 1)
+    md << "- Quality improves monotonically with K: " << yes_no(std::is_sorted(by_k.rbegin(), by_k.rend())) << "\n";
+  for (auto it = runs.begin(); it != runs.end(); ++it) {
+    if (it.value()["method"] != "latent") continue;
+    const std::string v = it.value()["variant"];
+    const double b = ppl("mbok-" + v), l = ppl("latent-" + v);
+    const double sb = runs.contains("mbok-" + v) ? get(runs["mbok-" + v], "state_bytes_per_boolean_weight") : NAN;
+    const double sl = get(it.value(), "state_bytes_per_boolean_weight");
+    md << "- " << it.value().value("label", v) << ": Boolean finetuning matches or beats the latent baseline: "
+       << yes_no(b <= l * 1.005) << " (ppl " << num(b, 2) << " vs " << num(l, 2) << "); training state per Boolean weight "
+       << num(sb, 3) << " vs " << num(sl, 3) << " bytes (" << num(sl / sb, 1) << "x less)\n";
+  }
+  for (const auto& v : variant_names) {
+    const std::string key = "mbok-" + v;
+    if (!ev.contains(key) || !std::isfinite(teacher_speed)) continue;
+    const double q = get(ev[key].value("tokens_per_second", json::object()), "boolean_int8") / teacher_speed;
+    md << "- " << ptq[v].value("label", v) << " generates at least 3x more tokens/s than the teacher (int8): "
+       << yes_no(q >= 3) << " (" << num(q, 2) << "x)\n";
+  }
+
+  const std::string plot_file = plot(s, out_dir);
+  md << "\nValidation-loss curves: `" << plot_file << "`\n";
+
+  md << "\n## Samples (prompt \"" << s["settings"].value("prompt", "") << "\", temperature 0.8)\n\n";
+  for (auto it = ev.begin(); it != ev.end(); ++it) {
+    std::string text = it.value().value("sample", "");
+    for (char& c : text)
+      if (c == '`' || static_cast<unsigned char>(c) < 32) c = c == '\n' ? '\n' : ' ';
+    md << "**" << it.key() << "**\n\n```\n" << text << "\n```\n\n";
+  }
+  std::ofstream(out_dir + "/report.md") << md.str();
+  return md.str();
+}
+
+}  // namespace tiny

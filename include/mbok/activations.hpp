@@ -1,0 +1,280 @@
+#pragma once
+/// \file
+/// Activations for the integer kernels:
+/// - `QuantizedActivations` and `quantize_activations`: per-token symmetric int8 (absmax),
+///   optionally after an elementwise scale (a kernel's s_in), laid out as
+///   `KernelSet::sign_gemm_i8` requires (rows of `padded_row_words(n) * 64` bytes, 64-byte
+///   aligned, zero past n);
+/// - `BinaryActivations` and `binarize_activations`: per-token sign bits packed into a
+///   `BitMatrix` (for `KernelSet::xnor_gemm`), with the per-token mean |x| as scale;
+/// - `xnor_output_to_float` and `xnor_output_to_bits`: the output transform of an XNOR
+///   product (int32 -> float with per-row and per-column scales, or thresholded straight
+///   back to packed bits for the next Boolean layer).
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "bit_matrix.hpp"
+#include "error.hpp"
+#define MBOK_INTERNAL_INCLUDE
+#include "detail/bits.hpp"
+#undef MBOK_INTERNAL_INCLUDE
+
+namespace mbok {
+
+/// Longest input row for which the int8 products (`sign_gemm_i8`, the int8 forward) are
+/// exact: |sum_l x_l w_l| <= 128 n must fit in int32. Longer rows are rejected by the int8
+/// forward (`InvalidArgument`).
+inline constexpr std::size_t kMaxInt8Features = (std::size_t{1} << 24) - 1;
+
+/// t tokens of n features quantized to int8: x(i, l) ~ scale(i) * q(i, l), q in [-127, 127].
+/// Rows are `ld()` = padded_row_words(n) * 64 bytes apart, the buffer is 64-byte aligned
+/// and bytes past n are zero, as `KernelSet::sign_gemm_i8` requires. `row_sum(i)` is
+/// sum_l q(i, l), kept for kernels that want it. Storage is reused by later quantizations
+/// into the same object when it is large enough.
+class QuantizedActivations {
+ public:
+  QuantizedActivations() = default;
+  QuantizedActivations(const QuantizedActivations& o) { *this = o; }
+  QuantizedActivations& operator=(const QuantizedActivations& o) {
+    if (this == &o) return *this;
+    resize(o.tokens_, o.cols_);
+    if (bytes() > 0) std::memcpy(data_.get(), o.data_.get(), bytes());
+    scale_ = o.scale_;
+    sums_ = o.sums_;
+    return *this;
+  }
+  QuantizedActivations(QuantizedActivations&&) noexcept = default;
+  QuantizedActivations& operator=(QuantizedActivations&&) noexcept = default;
+  ~QuantizedActivations() = default;
+
+  /// Number of tokens t.
+  std::size_t tokens() const noexcept { return tokens_; }
+  /// Features per token n.
+  std::size_t cols() const noexcept { return cols_; }
+  /// Bytes between the starts of two rows (a multiple of 64, covering the padded row).
+  std::size_t ld() const noexcept { return ld_; }
+  /// Row-major int8 values (t rows of `ld()` bytes), 64-byte aligned.
+  const std::int8_t* data() const noexcept { return data_.get(); }
+  const std::int8_t* row(std::size_t i) const noexcept { return data_.get() + i * ld_; }
+  /// Per-token scales: x(i, l) ~ scale(i) * q(i, l). Zero for an all-zero token.
+  const float* scales() const noexcept { return scale_.data(); }
+  float scale(std::size_t i) const noexcept { return scale_[i]; }
+  /// Per-token sums of the int8 values.
+  const std::int32_t* row_sums() const noexcept { return sums_.data(); }
+  std::int32_t row_sum(std::size_t i) const noexcept { return sums_[i]; }
+
+  /// Sets the shape (t x n, zero-filled), reusing the buffer when it is large enough.
+  void resize(std::size_t t, std::size_t n) {
+    detail::require(n > 0 || t == 0, "QuantizedActivations: zero features for ", t, " tokens");
+    const std::size_t ld = padded_row_words(n) * 64;
+    const std::size_t need = t * ld;
+    if (need > capacity_) {
+      data_.reset(static_cast<std::int8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
+      capacity_ = need;
+    }
+    tokens_ = t;
+    cols_ = n;
+    ld_ = ld;
+    if (need > 0) std::memset(data_.get(), 0, need);
+    scale_.assign(t, 0.0f);
+    sums_.assign(t, 0);
+  }
+
+  /// Writable row i (bytes past n must stay zero).
+  std::int8_t* mutable_row(std::size_t i) noexcept { return data_.get() + i * ld_; }
+  void set_scale(std::size_t i, float s) noexcept { scale_[i] = s; }
+  void set_row_sum(std::size_t i, std::int32_t s) noexcept { sums_[i] = s; }
+
+ private:
+  std::size_t bytes() const noexcept { return tokens_ * ld_; }
+
+  std::unique_ptr<std::int8_t, detail::AlignedDelete> data_;
+  std::size_t capacity_ = 0;
+  std::size_t tokens_ = 0;
+  std::size_t cols_ = 0;
+  std::size_t ld_ = 0;
+  std::vector<float> scale_;
+  std::vector<std::int32_t> sums_;
+};
+
+/// Quantizes t tokens of n floats (row i at x + i * ldx) into `out`, per token:
+/// v = x(i, :) (.) s_in (s_in has n entries; null means all ones), scale(i) = max |v| / 127,
+/// q = v / scale(i) rounded to nearest (halves away from zero), so q is in [-127, 127] and
+/// |v - scale(i) q| <= scale(i) / 2. An all-zero token gets scale 0 and q = 0.
+/// Throws `InvalidArgument` for a null pointer with t > 0, ldx < n, n == 0, or a NaN or
+/// infinite value of v (naming the token and feature).
+inline void quantize_activations(const float* x, std::size_t ldx, std::size_t t, std::size_t n,
+                                 QuantizedActivations& out, const float* s_in = nullptr) {
+  detail::require(n > 0, "quantize_activations: zero features");
+  detail::require(ldx >= n, "quantize_activations: ldx ", ldx, " < features ", n);
+  detail::require(t == 0 || x != nullptr, "quantize_activations: null input for ", t, " tokens");
+  out.resize(t, n);
+  std::vector<float> v(n);
+  for (std::size_t i = 0; i < t; ++i) {
+    const float* xi = x + i * ldx;
+    if (s_in != nullptr)
+      for (std::size_t l = 0; l < n; ++l) v[l] = xi[l] * s_in[l];
+    else
+      std::copy(xi, xi + n, v.begin());
+    float amax = 0.0f;
+    bool finite = true;
+    for (std::size_t l = 0; l < n; ++l) {
+      // |v| <= FLT_MAX fails for NaN and infinities alike.
+      finite &= std::fabs(v[l]) <= 3.40282347e38f;
+      amax = std::max(amax, std::fabs(v[l]));
+    }
+    if (!finite) {
+      for (std::size_t l = 0; l < n; ++l)
+        detail::require(std::isfinite(v[l]), "quantize_activations: token ", i, " feature ", l,
+                        " is ", v[l], " (activations must be finite)");
+    }
+    const float scale = amax / 127.0f;
+    out.set_scale(i, scale);
+    if (amax == 0.0f) continue;
+    const float inv = 127.0f / amax;
+    std::int8_t* qi = out.mutable_row(i);
+    std::int32_t sum = 0;
+    for (std::size_t l = 0; l < n; ++l) {
+      const float r = v[l] * inv;
+      // v * (127 / amax) can exceed 127 by a rounding step; the clamp keeps q in range.
+      const int q = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
+      qi[l] = static_cast<std::int8_t>(q);
+      sum += q;
+    }
+    out.set_row_sum(i, sum);
+  }
+}
+
+/// `quantize_activations` into a new object.
+inline QuantizedActivations quantize_activations(const float* x, std::size_t ldx, std::size_t t,
+                                                 std::size_t n, const float* s_in = nullptr) {
+  QuantizedActivations out;
+  quantize_activations(x, ldx, t, n, out, s_in);
+  return out;
+}
+
+/// `quantize_activations` of a row-major t x n Eigen matrix (one token per row).
+inline QuantizedActivations quantize_activations(
+    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>& x,
+    const float* s_in = nullptr) {
+  return quantize_activations(x.data(), static_cast<std::size_t>(x.outerStride()),
+                              static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(x.cols()),
+                              s_in);
+}
+
+/// Tokens as packed signs for the XNOR product: bits(i, l) = 1 where x(i, l) < 0, and
+/// scale(i) = mean_l |x(i, l)|, so x(i, :) ~ scale(i) * sign(x(i, :)) (the XNOR-Net rule).
+struct BinaryActivations {
+  BitMatrix bits;            ///< t x n, the bit-layout contract of bit_matrix.hpp
+  std::vector<float> scale;  ///< t per-token scales
+};
+
+/// Packs t tokens of n floats (row i at x + i * ldx) into `out`, reusing its storage when the
+/// shape is unchanged. Throws `InvalidArgument` for t == 0, n == 0, ldx < n, a null pointer
+/// or a NaN or infinite value (naming the token and feature).
+inline void binarize_activations(const float* x, std::size_t ldx, std::size_t t, std::size_t n,
+                                 BinaryActivations& out) {
+  detail::require(t > 0 && n > 0, "binarize_activations: shape must be positive, got ", t, " x ", n);
+  detail::require(ldx >= n, "binarize_activations: ldx ", ldx, " < features ", n);
+  detail::require(x != nullptr, "binarize_activations: null input");
+  if (out.bits.rows() != t || out.bits.cols() != n || out.bits.is_borrowed())
+    out.bits = BitMatrix(t, n);
+  out.scale.assign(t, 0.0f);
+  const MutableBitMatrixView bits = out.bits.mutable_view();
+  for (std::size_t i = 0; i < t; ++i) {
+    const float* xi = x + i * ldx;
+    std::uint64_t* row = bits.row(i);
+    double abs_sum = 0.0;
+    for (std::size_t w = 0; w * 64 < n; ++w) {
+      const std::size_t end = std::min<std::size_t>(64, n - w * 64);
+      std::uint64_t word = 0;
+      float part = 0.0f;
+      for (std::size_t b = 0; b < end; ++b) {
+        const float v = xi[w * 64 + b];
+        word |= static_cast<std::uint64_t>(v < 0.0f) << b;
+        part += std::fabs(v);
+      }
+      if (!(part <= 3.40282347e38f)) {
+        for (std::size_t b = 0; b < end; ++b)
+          detail::require(std::isfinite(xi[w * 64 + b]), "binarize_activations: token ", i,
+                          " feature ", w * 64 + b, " is ", xi[w * 64 + b],
+                          " (activations must be finite)");
+      }
+      row[w] = word;
+      abs_sum += static_cast<double>(part);
+    }
+    out.scale[i] = static_cast<float>(abs_sum / static_cast<double>(n));
+  }
+}
+
+/// `binarize_activations` into a new object.
+inline BinaryActivations binarize_activations(const float* x, std::size_t ldx, std::size_t t,
+                                              std::size_t n) {
+  BinaryActivations out;
+  binarize_activations(x, ldx, t, n, out);
+  return out;
+}
+
+/// The float output of an XNOR product: y(i, j) = c(i, j) * row_scale[i] * col_scale[j],
+/// for i < t, j < m (c row stride `ldc`, y row stride `ldy`). A null scale means all ones.
+/// Typically row_scale = the tokens' `BinaryActivations::scale` and col_scale = the layer's
+/// per-output scale. Throws `InvalidArgument` for ldc or ldy < m or null c or y with t, m > 0.
+inline void xnor_output_to_float(const std::int32_t* c, std::size_t ldc, std::size_t t,
+                                 std::size_t m, const float* row_scale, const float* col_scale,
+                                 float* y, std::size_t ldy) {
+  detail::require(ldc >= m && ldy >= m, "xnor_output_to_float: ldc ", ldc, " and ldy ", ldy,
+                  " must be >= ", m, " outputs");
+  detail::require(t == 0 || m == 0 || (c != nullptr && y != nullptr),
+                  "xnor_output_to_float: null input or output");
+  for (std::size_t i = 0; i < t; ++i) {
+    const float rs = row_scale != nullptr ? row_scale[i] : 1.0f;
+    const std::int32_t* ci = c + i * ldc;
+    float* yi = y + i * ldy;
+    if (col_scale != nullptr)
+      for (std::size_t j = 0; j < m; ++j) yi[j] = static_cast<float>(ci[j]) * rs * col_scale[j];
+    else
+      for (std::size_t j = 0; j < m; ++j) yi[j] = static_cast<float>(ci[j]) * rs;
+  }
+}
+
+/// The XNOR output thresholded back to packed bits for the next Boolean layer:
+/// bit(i, j) = 1 (the value -1) where c(i, j) * row_scale[i] * col_scale[j] < threshold[j],
+/// else 0 (+1). Null scales mean all ones, a null threshold means all zeros (plain sign).
+/// `out` becomes t x m (reused when already that shape). Throws `InvalidArgument` for
+/// ldc < m, t == 0, m == 0 or a null c.
+inline void xnor_output_to_bits(const std::int32_t* c, std::size_t ldc, std::size_t t,
+                                std::size_t m, const float* row_scale, const float* col_scale,
+                                const float* threshold, BitMatrix& out) {
+  detail::require(t > 0 && m > 0, "xnor_output_to_bits: shape must be positive, got ", t, " x ", m);
+  detail::require(ldc >= m, "xnor_output_to_bits: ldc ", ldc, " < ", m, " outputs");
+  detail::require(c != nullptr, "xnor_output_to_bits: null input");
+  if (out.rows() != t || out.cols() != m || out.is_borrowed()) out = BitMatrix(t, m);
+  const MutableBitMatrixView bits = out.mutable_view();
+  for (std::size_t i = 0; i < t; ++i) {
+    const float rs = row_scale != nullptr ? row_scale[i] : 1.0f;
+    const std::int32_t* ci = c + i * ldc;
+    std::uint64_t* row = bits.row(i);
+    for (std::size_t w = 0; w * 64 < m; ++w) {
+      const std::size_t end = std::min<std::size_t>(64, m - w * 64);
+      std::uint64_t word = 0;
+      for (std::size_t b = 0; b < end; ++b) {
+        const std::size_t j = w * 64 + b;
+        const float v = static_cast<float>(ci[j]) * rs * (col_scale != nullptr ? col_scale[j] : 1.0f);
+        const float th = threshold != nullptr ? threshold[j] : 0.0f;
+        word |= static_cast<std::uint64_t>(v < th) << b;
+      }
+      row[w] = word;
+    }
+  }
+}
+
+}  // namespace mbok

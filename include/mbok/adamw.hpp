@@ -1,0 +1,172 @@
+#pragma once
+/// \file
+/// `AdamW` for full-precision parameters (Loshchilov and Hutter): Adam moments with bias
+/// correction and decoupled weight decay,
+///
+///     m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
+///     p <- p - lr * ( (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd * p )
+///
+/// with weight decay only on parameters registered with `weight_decay = true`.
+/// State (export_state): `<prefix>step` (I64 scalar) and, per parameter,
+/// `<prefix><name>.exp_avg` and `<prefix><name>.exp_avg_sq` (F32, the parameter's shape).
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "error.hpp"
+#include "parallel.hpp"
+#include "parameter.hpp"
+#include "state_dict.hpp"
+
+namespace mbok {
+
+/// Options of `AdamW`; every value must be finite, lr >= 0, 0 <= beta < 1, eps > 0, wd >= 0.
+struct AdamWOptions {
+  double learning_rate = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+/// AdamW over a list of `Parameter`s (see parameter.hpp for the ownership rules).
+class AdamW final : public Optimizer {
+ public:
+  /// Throws `InvalidArgument` for a bad option, a duplicate name, a null pointer or a shape
+  /// whose product is not the size.
+  explicit AdamW(std::vector<Parameter> params = {}, AdamWOptions options = {})
+      : options_(options) {
+    check_options(options_);
+    add_parameters(std::move(params));
+  }
+
+  /// Registers more parameters (their moments start at zero).
+  void add_parameters(std::vector<Parameter> params) {
+    std::set<std::string> names;
+    for (const auto& s : slots_) names.insert(s.param.name);
+    for (const auto& p : params) {
+      detail::require(p.value != nullptr && p.grad != nullptr, "AdamW: parameter '", p.name,
+                      "' has a null value or gradient");
+      detail::require(p.size > 0, "AdamW: parameter '", p.name, "' is empty");
+      std::size_t prod = 1;
+      for (auto d : p.shape) prod *= static_cast<std::size_t>(d);
+      detail::require(!p.shape.empty() && prod == p.size, "AdamW: parameter '", p.name,
+                      "' has shape of ", prod, " elements for size ", p.size);
+      detail::require(names.insert(p.name).second, "AdamW: duplicate parameter name '", p.name,
+                      "'");
+    }
+    for (auto& p : params) {
+      Slot s;
+      s.exp_avg.assign(p.size, 0.0f);
+      s.exp_avg_sq.assign(p.size, 0.0f);
+      s.param = std::move(p);
+      slots_.push_back(std::move(s));
+    }
+  }
+
+  const AdamWOptions& options() const noexcept { return options_; }
+  /// Replaces the options (for a learning-rate schedule); checked like the constructor's.
+  void set_options(const AdamWOptions& options) {
+    check_options(options);
+    options_ = options;
+  }
+  void set_learning_rate(double lr) {
+    AdamWOptions o = options_;
+    o.learning_rate = lr;
+    set_options(o);
+  }
+
+  /// Steps taken so far.
+  std::int64_t step_count() const noexcept { return step_; }
+  std::size_t num_parameters() const noexcept { return slots_.size(); }
+
+  /// One AdamW update of every parameter. Throws `InvalidArgument` naming the parameter,
+  /// before changing anything, when a gradient holds a NaN or an infinity.
+  void step() override {
+    for (const auto& s : slots_) {
+      const Eigen::Map<const Eigen::VectorXf> g(s.param.grad, static_cast<Eigen::Index>(s.param.size));
+      detail::require(g.allFinite(), "AdamW: gradient of '", s.param.name, "' is not finite");
+    }
+    ++step_;
+    const double b1 = options_.beta1, b2 = options_.beta2;
+    const auto bc1 = static_cast<float>(1.0 - std::pow(b1, static_cast<double>(step_)));
+    const auto bc2 = static_cast<float>(1.0 - std::pow(b2, static_cast<double>(step_)));
+    const auto lr = static_cast<float>(options_.learning_rate);
+    const auto eps = static_cast<float>(options_.eps);
+    const auto fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2);
+    for (auto& s : slots_) {
+      const float wd = s.param.weight_decay ? static_cast<float>(options_.weight_decay) : 0.0f;
+      float* p = s.param.value;
+      const float* g = s.param.grad;
+      float* m = s.exp_avg.data();
+      float* v = s.exp_avg_sq.data();
+      parallel_for(0, s.param.size, 1 << 15, [&](std::size_t b, std::size_t e) {
+        for (std::size_t i = b; i < e; ++i) {
+          m[i] = fb1 * m[i] + (1.0f - fb1) * g[i];
+          v[i] = fb2 * v[i] + (1.0f - fb2) * g[i] * g[i];
+          const float update = (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps);
+          p[i] -= lr * (update + wd * p[i]);
+        }
+      });
+    }
+  }
+
+  void export_state(StateDict& dict, const std::string& prefix) const override {
+    dict[prefix + "step"] = Tensor::scalar<std::int64_t>(step_);
+    for (const auto& s : slots_) {
+      dict[prefix + s.param.name + ".exp_avg"] = Tensor::from(s.exp_avg.data(), s.param.shape);
+      dict[prefix + s.param.name + ".exp_avg_sq"] =
+          Tensor::from(s.exp_avg_sq.data(), s.param.shape);
+    }
+  }
+
+  void import_state(const StateDict& dict, const std::string& prefix) override {
+    // Check every tensor before changing anything.
+    const auto step = read_scalar<std::int64_t>(dict, prefix + "step");
+    detail::require_format(step >= 0, "state: '", prefix, "step' is negative (", step, ")");
+    for (const auto& s : slots_) {
+      expect_tensor(dict, prefix + s.param.name + ".exp_avg", DType::f32, s.param.shape);
+      expect_tensor(dict, prefix + s.param.name + ".exp_avg_sq", DType::f32, s.param.shape);
+    }
+    for (auto& s : slots_) {
+      read_tensor(dict, prefix + s.param.name + ".exp_avg", s.param.shape, s.exp_avg.data());
+      read_tensor(dict, prefix + s.param.name + ".exp_avg_sq", s.param.shape, s.exp_avg_sq.data());
+    }
+    step_ = step;
+  }
+
+  /// Two float moments per parameter element.
+  std::size_t state_bytes() const override {
+    std::size_t bytes = sizeof(step_);
+    for (const auto& s : slots_) bytes += 2 * s.param.size * sizeof(float);
+    return bytes;
+  }
+
+ private:
+  struct Slot {
+    Parameter param;
+    std::vector<float> exp_avg;
+    std::vector<float> exp_avg_sq;
+  };
+
+  static void check_options(const AdamWOptions& o) {
+    detail::require(std::isfinite(o.learning_rate) && o.learning_rate >= 0,
+                    "AdamW: learning rate must be finite and >= 0, got ", o.learning_rate);
+    detail::require(o.beta1 >= 0 && o.beta1 < 1, "AdamW: beta1 must be in [0, 1), got ", o.beta1);
+    detail::require(o.beta2 >= 0 && o.beta2 < 1, "AdamW: beta2 must be in [0, 1), got ", o.beta2);
+    detail::require(std::isfinite(o.eps) && o.eps > 0, "AdamW: eps must be finite and > 0, got ",
+                    o.eps);
+    detail::require(std::isfinite(o.weight_decay) && o.weight_decay >= 0,
+                    "AdamW: weight decay must be finite and >= 0, got ", o.weight_decay);
+  }
+
+  AdamWOptions options_;
+  std::vector<Slot> slots_;
+  std::int64_t step_ = 0;
+};
+
+}  // namespace mbok

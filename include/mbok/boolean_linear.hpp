@@ -1,0 +1,625 @@
+#pragma once
+/// \file
+/// `BooleanLinear`: a linear layer whose weight is K Boolean kernels with rank-1 scales,
+///
+///     Y = sum_k ((X (.) s_in_k^T) B_k^T) (.) s_out_k^T + bias       (X: tokens x in, Y: tokens x out)
+///
+/// with forward passes for float, int8 (quantized per token) and Boolean activations, and
+/// the exact backward pass of method.md section 3 (dX, ds_out_k, ds_in_k, dbias and the
+/// Boolean signal Q_k = (Z (.) s_out_k^T)^T (X (.) s_in_k^T) of each trainable kernel).
+///
+/// Matrices at the boundary are row-major, one token per row. `Scalar = float` runs the +-1
+/// products on the Boolean kernels of the ISA chosen at construction (`isa()`);
+/// `Scalar = double` runs them densely in double (for gradient checks and references).
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <optional>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "bit_matrix.hpp"
+#include "error.hpp"
+#include "isa.hpp"
+#include "kernels.hpp"
+#include "multi_kernel_weights.hpp"
+#include "parameter.hpp"
+#include "state_dict.hpp"
+#include "svid.hpp"
+
+namespace mbok {
+
+/// Options of `BooleanLinear`.
+struct BooleanLinearOptions {
+  /// Kernels whose bits train (get a Boolean signal Q and a `BooleanParameter`); negative
+  /// values count from the end (-1 is the last kernel, the default of method.md). An index
+  /// out of range or named twice makes the constructor throw `InvalidArgument`.
+  std::vector<long> trainable_kernels{-1};
+  /// Whether `parameters()` lists the scale vectors (for AdamW).
+  bool train_scales = true;
+  /// Whether `parameters()` lists the bias (when the layer has one).
+  bool train_bias = true;
+};
+
+/// Packed signs of activations with one non-negative scale per token, the input of a fully
+/// Boolean forward pass: x_i ~ scale_i * sign(x_i).
+struct BooleanActivations {
+  BitMatrix signs;             ///< tokens x features, bit = 1 where x < 0
+  Eigen::VectorXf scales;      ///< tokens
+};
+
+/// Binarizes a float batch (tokens x features): signs, and scale_i = mean_l |x_il| (the
+/// L2-optimal scale of a sign approximation). Throws `InvalidArgument` for NaN or an empty x.
+inline BooleanActivations binarize_activations(
+    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>& x) {
+  detail::require(x.rows() > 0 && x.cols() > 0, "binarize_activations: empty input ", x.rows(),
+                  " x ", x.cols());
+  detail::require(x.allFinite(), "binarize_activations: input is not finite");
+  BooleanActivations out;
+  out.signs = BitMatrix::pack(x.data(), static_cast<std::size_t>(x.rows()),
+                              static_cast<std::size_t>(x.cols()),
+                              static_cast<std::size_t>(x.outerStride()), "activations");
+  out.scales = x.cwiseAbs().rowwise().mean();
+  return out;
+}
+
+/// A multi-kernel Boolean linear layer. See the file comment for the math.
+template <typename Scalar = float>
+class BooleanLinear {
+  static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                "BooleanLinear<Scalar>: Scalar is float or double");
+
+ public:
+  using RowMatrix = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using Vector = Eigen::Matrix<Scalar, Eigen::Dynamic, 1>;
+  using Weights = MultiKernelWeights<Scalar>;
+
+  /// A layer over `weights` (K >= 1) with no bias, using `kernels` (the active ISA's by
+  /// default). Throws `InvalidArgument` for K = 0 or a bad trainable set.
+  explicit BooleanLinear(Weights weights, BooleanLinearOptions options = {},
+                         KernelSet kernels = KernelSet())
+      : weights_(std::move(weights)), options_(std::move(options)), kernels_(kernels) {
+    init();
+  }
+
+  /// A layer with a bias (out_features entries, finite).
+  BooleanLinear(Weights weights, Vector bias, BooleanLinearOptions options = {},
+                KernelSet kernels = KernelSet())
+      : weights_(std::move(weights)), options_(std::move(options)), kernels_(kernels) {
+    detail::require(static_cast<std::size_t>(bias.size()) == weights_.out_features(),
+                    "BooleanLinear: bias must have ", weights_.out_features(), " entries, got ",
+                    bias.size());
+    detail::require(bias.allFinite(), "BooleanLinear: bias is not finite");
+    bias_ = std::move(bias);
+    has_bias_ = true;
+    init();
+  }
+
+  /// A layer initialised from a dense weight (out x in) by successive residual SVID into
+  /// `num_kernels` kernels (svid.hpp), with an optional bias.
+  template <typename Derived>
+  static BooleanLinear from_dense(const Eigen::MatrixBase<Derived>& w, std::size_t num_kernels,
+                                  std::optional<Vector> bias = std::nullopt,
+                                  BooleanLinearOptions options = {},
+                                  const SvidOptions& svid_options = {},
+                                  KernelSet kernels = KernelSet()) {
+    auto init = svid<Scalar>(w, num_kernels, svid_options);
+    if (bias) return BooleanLinear(std::move(init.weights), std::move(*bias), std::move(options), kernels);
+    return BooleanLinear(std::move(init.weights), std::move(options), kernels);
+  }
+
+  // ---- shape, weights, options --------------------------------------------------------
+
+  std::size_t in_features() const noexcept { return weights_.in_features(); }
+  std::size_t out_features() const noexcept { return weights_.out_features(); }
+  std::size_t num_kernels() const noexcept { return weights_.num_kernels(); }
+  /// The ISA whose Boolean kernels this layer runs (chosen at construction).
+  Isa isa() const noexcept { return kernels_.isa(); }
+  const KernelSet& kernel_set() const noexcept { return kernels_; }
+  const BooleanLinearOptions& options() const noexcept { return options_; }
+
+  const Weights& weights() const noexcept { return weights_; }
+  /// Kernel k's bits; writable so that an optimizer (or a test) can flip them.
+  BitMatrix& kernel(std::size_t k) { return weights_.kernel(k); }
+  const BitMatrix& kernel(std::size_t k) const { return weights_.kernel(k); }
+  Vector& s_out(std::size_t k) { return weights_.s_out(k); }
+  const Vector& s_out(std::size_t k) const { return weights_.s_out(k); }
+  Vector& s_in(std::size_t k) { return weights_.s_in(k); }
+  const Vector& s_in(std::size_t k) const { return weights_.s_in(k); }
+  bool has_bias() const noexcept { return has_bias_; }
+  /// The bias (out_features entries; empty without a bias).
+  Vector& bias() noexcept { return bias_; }
+  const Vector& bias() const noexcept { return bias_; }
+
+  /// True when kernel k's bits train. Throws `InvalidArgument` for k >= K.
+  bool trainable(std::size_t k) const {
+    check_kernel(k);
+    return trainable_[k];
+  }
+  /// The trainable kernels, ascending.
+  std::vector<std::size_t> trainable_kernels() const {
+    std::vector<std::size_t> out;
+    for (std::size_t k = 0; k < trainable_.size(); ++k)
+      if (trainable_[k]) out.push_back(k);
+    return out;
+  }
+
+  // ---- forward, float activations -------------------------------------------------------
+
+  /// Y (t x out) = layer(X) for X (t x in). Throws `InvalidArgument` for a wrong width or a
+  /// non-finite input.
+  RowMatrix forward(const Eigen::Ref<const RowMatrix>& x) const {
+    RowMatrix y(x.rows(), static_cast<Eigen::Index>(out_features()));
+    forward(x, y);
+    return y;
+  }
+  /// Writes layer(X) into y (t x out).
+  void forward(const Eigen::Ref<const RowMatrix>& x, Eigen::Ref<RowMatrix> y) const {
+    check_cols(x, in_features(), "forward: input");
+    detail::require(y.rows() == x.rows() && static_cast<std::size_t>(y.cols()) == out_features(),
+                    "BooleanLinear forward: output must be ", x.rows(), " x ", out_features(),
+                    ", got ", y.rows(), " x ", y.cols());
+    forward(x.data(), static_cast<std::size_t>(x.outerStride()), static_cast<std::size_t>(x.rows()),
+            y.data(), static_cast<std::size_t>(y.outerStride()));
+  }
+  /// Raw form: x is t rows of in_features values, `ldx` apart; y is t rows of out_features
+  /// values, `ldy` apart. Throws `InvalidArgument` for short strides, null pointers or a
+  /// non-finite input.
+  void forward(const Scalar* x, std::size_t ldx, std::size_t t, Scalar* y, std::size_t ldy) const {
+    check_raw(x, ldx, in_features(), t, "forward: input");
+    check_raw(y, ldy, out_features(), t, "forward: output");
+    if (t == 0) return;
+    const ConstMap xm = cmap(x, t, in_features(), ldx);
+    detail::require(xm.allFinite(), "BooleanLinear forward: input is not finite");
+    Map ym = map(y, t, out_features(), ldy);
+    set_bias_rows(ym);
+    RowMatrix xs(xm.rows(), xm.cols()), p(xm.rows(), ym.cols());
+    for (std::size_t k = 0; k < num_kernels(); ++k) {
+      xs = xm.array().rowwise() * weights_.s_in(k).transpose().array();
+      sign_product(k, xs, p);
+      ym.array() += p.array().rowwise() * weights_.s_out(k).transpose().array();
+    }
+  }
+
+  // ---- forward, int8 activations (float layers) ------------------------------------------
+
+  /// Fast inference: for each kernel the scaled input X (.) s_in_k^T is quantized to int8 per
+  /// token (symmetric, scale = max |.| / 127, round to nearest), multiplied by B_k in int32,
+  /// and rescaled. Differs from `forward` by the quantization error only.
+  RowMatrix forward_int8(const Eigen::Ref<const RowMatrix>& x) const {
+    check_cols(x, in_features(), "forward_int8: input");
+    RowMatrix y(x.rows(), static_cast<Eigen::Index>(out_features()));
+    forward_int8(x.data(), static_cast<std::size_t>(x.outerStride()),
+                 static_cast<std::size_t>(x.rows()), y.data(), out_features());
+    return y;
+  }
+  /// Raw form of `forward_int8` (strides as in `forward`).
+  void forward_int8(const Scalar* x, std::size_t ldx, std::size_t t, Scalar* y,
+                    std::size_t ldy) const {
+    static_assert(std::is_same_v<Scalar, float>, "forward_int8 needs BooleanLinear<float>");
+    check_raw(x, ldx, in_features(), t, "forward_int8: input");
+    check_raw(y, ldy, out_features(), t, "forward_int8: output");
+    if (t == 0) return;
+    const ConstMap xm = cmap(x, t, in_features(), ldx);
+    detail::require(xm.allFinite(), "BooleanLinear forward_int8: input is not finite");
+    Map ym = map(y, t, out_features(), ldy);
+    set_bias_rows(ym);
+    const std::size_t n = in_features(), m = out_features();
+    const std::size_t ld8 = padded_row_words(n) * 64;
+    const std::size_t bytes = t * ld8;
+    std::unique_ptr<std::int8_t, AlignedDelete> q(
+        static_cast<std::int8_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
+    std::memset(q.get(), 0, bytes);
+    std::vector<std::int32_t> acc(t * m);
+    Eigen::VectorXf token_scale(static_cast<Eigen::Index>(t));
+    Eigen::VectorXf xs(static_cast<Eigen::Index>(n));
+    for (std::size_t k = 0; k < num_kernels(); ++k) {
+      for (std::size_t i = 0; i < t; ++i) {
+        xs = xm.row(static_cast<Eigen::Index>(i)).transpose().cwiseProduct(weights_.s_in(k));
+        const float amax = xs.cwiseAbs().maxCoeff();
+        const float scale = amax > 0 ? amax / 127.0f : 1.0f;
+        token_scale(static_cast<Eigen::Index>(i)) = amax > 0 ? scale : 0.0f;
+        std::int8_t* qi = q.get() + i * ld8;
+        for (std::size_t l = 0; l < n; ++l)
+          qi[l] = static_cast<std::int8_t>(std::lround(
+              std::clamp(xs(static_cast<Eigen::Index>(l)) / scale, -127.0f, 127.0f)));
+      }
+      kernels_.sign_gemm_i8(q.get(), ld8, t, weights_.kernel_view(k), acc.data(), m);
+      const Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic,
+                                           Eigen::RowMajor>>
+          accm(acc.data(), static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
+      ym.array() += (accm.template cast<float>().array().colwise() * token_scale.array())
+                        .rowwise() *
+                    weights_.s_out(k).transpose().array();
+    }
+  }
+
+  // ---- forward, Boolean activations (float layers) ----------------------------------------
+
+  /// Fully Boolean forward (XNOR / popcount): activations x_i ~ a_i sign(x_i) (see
+  /// `binarize_activations`), and
+  ///     y_i = a_i * sum_k mean(s_in_k) * s_out_k (.) (B_k sign(x_i)) + bias,
+  /// i.e. each kernel's input scale is replaced by its mean, since a per-feature scale cannot
+  /// ride on packed signs; exact when every s_in_k is constant (scales folded upstream).
+  /// `act.signs` must be tokens x in_features; y is tokens x out_features.
+  /// Throws `InvalidArgument` for mismatched shapes or non-finite scales.
+  RowMatrix forward_boolean(const BooleanActivations& act) const {
+    static_assert(std::is_same_v<Scalar, float>, "forward_boolean needs BooleanLinear<float>");
+    detail::require(act.signs.cols() == in_features(), "BooleanLinear forward_boolean: input has ",
+                    act.signs.cols(), " features, layer expects ", in_features());
+    detail::require(static_cast<std::size_t>(act.scales.size()) == act.signs.rows(),
+                    "BooleanLinear forward_boolean: ", act.signs.rows(), " tokens but ",
+                    act.scales.size(), " scales");
+    detail::require(act.scales.allFinite(), "BooleanLinear forward_boolean: scales not finite");
+    const std::size_t t = act.signs.rows(), m = out_features();
+    RowMatrix y(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
+    if (t == 0) return y;
+    Map ym = map(y.data(), t, m, m);
+    set_bias_rows(ym);
+    std::vector<std::int32_t> acc(t * m);
+    for (std::size_t k = 0; k < num_kernels(); ++k) {
+      kernels_.xnor_gemm(act.signs.view(), weights_.kernel_view(k), acc.data(), m);
+      const Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic,
+                                           Eigen::RowMajor>>
+          accm(acc.data(), static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
+      const float c = weights_.s_in(k).mean();
+      ym.array() += ((accm.template cast<float>().array().colwise() * act.scales.array()).rowwise() *
+                     weights_.s_out(k).transpose().array()) *
+                    c;
+    }
+    return y;
+  }
+
+  // ---- backward ------------------------------------------------------------------------
+
+  /// Backward pass for the input `x` (t x in) of a forward call and `dy` = dL/dY (t x out).
+  /// Writes dL/dX into `dx` (t x in; pass an empty 0 x 0 matrix to skip it) and stores
+  /// dL/ds_out_k, dL/ds_in_k, dL/dbias and Q_k of each trainable kernel in the layer
+  /// (`grad_s_out`, `grad_s_in`, `grad_bias`, `signal`). With `accumulate`, all of these are
+  /// added to instead of overwritten (several micro-batches, or a layer used twice).
+  /// Throws `InvalidArgument` (before writing anything) for mismatched shapes or non-finite
+  /// x or dy.
+  void backward(const Eigen::Ref<const RowMatrix>& x, const Eigen::Ref<const RowMatrix>& dy,
+                Eigen::Ref<RowMatrix> dx, bool accumulate = false) {
+    const bool want_dx = dx.size() > 0;
+    if (want_dx)
+      detail::require(dx.rows() == x.rows() && static_cast<std::size_t>(dx.cols()) == in_features(),
+                      "BooleanLinear backward: dx must be ", x.rows(), " x ", in_features(),
+                      ", got ", dx.rows(), " x ", dx.cols());
+    check_cols(x, in_features(), "backward: input");
+    check_cols(dy, out_features(), "backward: output gradient");
+    detail::require(dy.rows() == x.rows(), "BooleanLinear backward: output gradient has ",
+                    dy.rows(), " tokens, input has ", x.rows());
+    backward(x.data(), static_cast<std::size_t>(x.outerStride()), static_cast<std::size_t>(x.rows()),
+             dy.data(), static_cast<std::size_t>(dy.outerStride()), want_dx ? dx.data() : nullptr,
+             want_dx ? static_cast<std::size_t>(dx.outerStride()) : in_features(), accumulate);
+  }
+  /// Backward without dL/dX (the layer's own gradients only).
+  void backward(const Eigen::Ref<const RowMatrix>& x, const Eigen::Ref<const RowMatrix>& dy,
+                bool accumulate = false) {
+    RowMatrix none;
+    backward(x, dy, none, accumulate);
+  }
+  /// Raw form: x (t rows, `ldx` apart), dy (t rows, `lddy` apart), dx (t rows, `lddx` apart,
+  /// or null to skip).
+  void backward(const Scalar* x, std::size_t ldx, std::size_t t, const Scalar* dy,
+                std::size_t lddy, Scalar* dx, std::size_t lddx, bool accumulate = false) {
+    check_raw(x, ldx, in_features(), t, "backward: input");
+    check_raw(dy, lddy, out_features(), t, "backward: output gradient");
+    if (dx != nullptr) check_raw(dx, lddx, in_features(), t, "backward: input gradient");
+    const std::size_t n = in_features(), m = out_features();
+    const ConstMap xm = cmap(x, t, n, ldx);
+    const ConstMap zm = cmap(dy, t, m, lddy);
+    detail::require(xm.allFinite(), "BooleanLinear backward: input is not finite");
+    detail::require(zm.allFinite(), "BooleanLinear backward: output gradient is not finite");
+    ensure_signals();
+    if (!accumulate) zero_grad();
+    if (t == 0) return;
+    if (dx != nullptr && !accumulate) map(dx, t, n, lddx).setZero();
+    if (has_bias_) grad_bias_ += zm.colwise().sum().transpose();
+    RowMatrix xs(xm.rows(), xm.cols()), zs(zm.rows(), zm.cols()), p(zm.rows(), zm.cols()),
+        g(xm.rows(), xm.cols());
+    for (std::size_t k = 0; k < num_kernels(); ++k) {
+      xs = xm.array().rowwise() * weights_.s_in(k).transpose().array();
+      zs = zm.array().rowwise() * weights_.s_out(k).transpose().array();
+      sign_product(k, xs, p);             // p = Xs B^T        (t x m)
+      sign_product_transposed(k, zs, g);  // g = Zs B          (t x n)
+      grad_s_out_[k] += (zm.array() * p.array()).colwise().sum().transpose().matrix();
+      grad_s_in_[k] += (xm.array() * g.array()).colwise().sum().transpose().matrix();
+      if (dx != nullptr)
+        map(dx, t, n, lddx).array() += g.array().rowwise() * weights_.s_in(k).transpose().array();
+      if (trainable_[k]) signals_[k].noalias() += zs.transpose() * xs;
+    }
+  }
+
+  /// Sets every stored gradient and signal to zero.
+  void zero_grad() {
+    for (auto& g : grad_s_out_) g.setZero();
+    for (auto& g : grad_s_in_) g.setZero();
+    grad_bias_.setZero();
+    for (auto& q : signals_)
+      if (q.size() > 0) q.setZero();
+  }
+
+  /// dL/ds_out_k (out_features) from the last `backward`.
+  const Vector& grad_s_out(std::size_t k) const { return grad_s_out_.at(check_kernel(k)); }
+  /// dL/ds_in_k (in_features) from the last `backward`.
+  const Vector& grad_s_in(std::size_t k) const { return grad_s_in_.at(check_kernel(k)); }
+  /// dL/dbias (out_features; empty without a bias).
+  const Vector& grad_bias() const noexcept { return grad_bias_; }
+  /// The Boolean signal Q_k = dL/dB_k (out x in, row-major) of trainable kernel k.
+  /// Throws `InvalidArgument` when kernel k is frozen.
+  const RowMatrix& signal(std::size_t k) const {
+    detail::require(trainable(k), "BooleanLinear: kernel ", k, " is frozen and has no signal");
+    return signals_[k];
+  }
+
+  // ---- optimizer interface ---------------------------------------------------------------
+
+  /// The full-precision parameters for AdamW: `<prefix>kernels.<k>.s_out`,
+  /// `<prefix>kernels.<k>.s_in` (when `train_scales`) and `<prefix>bias` (when `train_bias`
+  /// and the layer has one), none with weight decay. Pointers stay valid while the layer
+  /// lives (moving the layer keeps them).
+  std::vector<Parameter> parameters(const std::string& prefix = "") {
+    static_assert(std::is_same_v<Scalar, float>, "optimizers step BooleanLinear<float>");
+    std::vector<Parameter> out;
+    if (options_.train_scales)
+      for (std::size_t k = 0; k < num_kernels(); ++k) {
+        out.push_back(make_parameter(prefix + kernel_name(k) + ".s_out", weights_.s_out(k),
+                                     grad_s_out_[k], false));
+        out.push_back(make_parameter(prefix + kernel_name(k) + ".s_in", weights_.s_in(k),
+                                     grad_s_in_[k], false));
+      }
+    if (options_.train_bias && has_bias_)
+      out.push_back(make_parameter(prefix + "bias", bias_, grad_bias_, false));
+    return out;
+  }
+
+  /// The trainable kernels for the Boolean optimizer, `<prefix>kernels.<k>.bits`, each with
+  /// its signal Q_k.
+  std::vector<BooleanParameter> boolean_parameters(const std::string& prefix = "") {
+    static_assert(std::is_same_v<Scalar, float>, "optimizers step BooleanLinear<float>");
+    ensure_signals();
+    std::vector<BooleanParameter> out;
+    for (std::size_t k = 0; k < num_kernels(); ++k) {
+      if (!trainable_[k]) continue;
+      BooleanParameter p;
+      p.name = prefix + kernel_name(k) + ".bits";
+      p.bits = &weights_.kernel(k);
+      p.signal = signals_[k].data();
+      p.signal_ld = in_features();
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+
+  // ---- state -----------------------------------------------------------------------------
+
+  /// Saves the layer under `prefix`: `kernels.<k>.bits` (U8, [out, padded row bytes]: the
+  /// packed rows of the bit-layout contract, little-endian words, padding zero),
+  /// `kernels.<k>.s_out` ([out]), `kernels.<k>.s_in` ([in]) and `bias` ([out], when present);
+  /// scales in F32 for float layers, F64 for double ones.
+  void export_state(StateDict& dict, const std::string& prefix = "") const {
+    const std::size_t m = out_features(), row_bytes = padded_row_words(in_features()) * 8;
+    for (std::size_t k = 0; k < num_kernels(); ++k) {
+      const BitMatrixView b = weights_.kernel_view(k);
+      Tensor bits;
+      bits.dtype = DType::u8;
+      bits.shape = {static_cast<std::int64_t>(m), static_cast<std::int64_t>(row_bytes)};
+      bits.bytes.resize(m * row_bytes);
+      for (std::size_t i = 0; i < m; ++i) {
+        const std::uint64_t* r = b.row(i);
+        for (std::size_t w = 0; w < row_bytes / 8; ++w)
+          for (std::size_t byte = 0; byte < 8; ++byte)
+            bits.bytes[i * row_bytes + w * 8 + byte] = static_cast<std::uint8_t>(r[w] >> (8 * byte));
+      }
+      dict[prefix + kernel_name(k) + ".bits"] = std::move(bits);
+      dict[prefix + kernel_name(k) + ".s_out"] = Tensor::from_eigen(weights_.s_out(k));
+      dict[prefix + kernel_name(k) + ".s_in"] = Tensor::from_eigen(weights_.s_in(k));
+    }
+    if (has_bias_) dict[prefix + "bias"] = Tensor::from_eigen(bias_);
+  }
+
+  /// Replaces the weights (and bias) with those saved under `prefix` by `export_state` for a
+  /// layer of the same shape, K and bias presence. Checks everything first: throws
+  /// `FormatError` naming the tensor (and changes nothing) on a missing tensor, a wrong
+  /// dtype or shape, a set padding bit or a non-finite scale.
+  void import_state(const StateDict& dict, const std::string& prefix = "") {
+    detail::require_format(count_kernels(dict, prefix) == num_kernels(), "state: '", prefix,
+                           "' holds ", count_kernels(dict, prefix), " kernels, layer has ",
+                           num_kernels());
+    detail::require_format(has_bias_ == (dict.count(prefix + "bias") > 0), "state: '", prefix,
+                           "bias' is ", has_bias_ ? "missing" : "present",
+                           has_bias_ ? "" : " but the layer has no bias");
+    Weights loaded = read_weights(dict, prefix, out_features(), in_features(), num_kernels());
+    Vector bias;
+    if (has_bias_) bias = read_vector(dict, prefix + "bias", out_features());
+    // Assign element by element: registered parameters keep pointing at the same objects.
+    for (std::size_t k = 0; k < num_kernels(); ++k) {
+      weights_.kernel(k) = std::move(loaded.kernel(k));
+      weights_.s_out(k) = loaded.s_out(k);
+      weights_.s_in(k) = loaded.s_in(k);
+    }
+    if (has_bias_) bias_ = bias;
+  }
+
+  /// A layer built from state saved by `export_state` (K and the shape are read from it).
+  static BooleanLinear from_state(const StateDict& dict, const std::string& prefix = "",
+                                  BooleanLinearOptions options = {},
+                                  KernelSet kernels = KernelSet()) {
+    const std::size_t k_count = count_kernels(dict, prefix);
+    detail::require_format(k_count > 0, "state: no tensor '", prefix, "kernels.0.bits'");
+    const auto s_out = dict.find(prefix + "kernels.0.s_out");
+    const auto s_in = dict.find(prefix + "kernels.0.s_in");
+    detail::require_format(s_out != dict.end() && s_out->second.shape.size() == 1 &&
+                               s_out->second.shape[0] > 0,
+                           "state: missing or malformed '", prefix, "kernels.0.s_out'");
+    detail::require_format(s_in != dict.end() && s_in->second.shape.size() == 1 &&
+                               s_in->second.shape[0] > 0,
+                           "state: missing or malformed '", prefix, "kernels.0.s_in'");
+    const auto m = static_cast<std::size_t>(s_out->second.shape[0]);
+    const auto n = static_cast<std::size_t>(s_in->second.shape[0]);
+    Weights w = read_weights(dict, prefix, m, n, k_count);
+    if (dict.count(prefix + "bias"))
+      return BooleanLinear(std::move(w), read_vector(dict, prefix + "bias", m), std::move(options),
+                           kernels);
+    return BooleanLinear(std::move(w), std::move(options), kernels);
+  }
+
+ private:
+  using Map = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+  using ConstMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+
+  struct AlignedDelete {
+    void operator()(std::int8_t* p) const noexcept {
+      ::operator delete(p, std::align_val_t(kBufferAlignment));
+    }
+  };
+
+  static Map map(Scalar* p, std::size_t rows, std::size_t cols, std::size_t ld) {
+    return Map(p, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols),
+               Eigen::OuterStride<>(static_cast<Eigen::Index>(ld)));
+  }
+  static ConstMap cmap(const Scalar* p, std::size_t rows, std::size_t cols, std::size_t ld) {
+    return ConstMap(p, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols),
+                    Eigen::OuterStride<>(static_cast<Eigen::Index>(ld)));
+  }
+  static std::string kernel_name(std::size_t k) { return "kernels." + std::to_string(k); }
+
+  void init() {
+    const std::size_t k_count = weights_.num_kernels();
+    detail::require(k_count > 0, "BooleanLinear: needs at least one kernel, got K = 0");
+    trainable_.assign(k_count, false);
+    for (long idx : options_.trainable_kernels) {
+      const long resolved = idx < 0 ? idx + static_cast<long>(k_count) : idx;
+      detail::require(resolved >= 0 && resolved < static_cast<long>(k_count),
+                      "BooleanLinear: trainable kernel ", idx, " does not exist (K = ", k_count,
+                      ")");
+      detail::require(!trainable_[static_cast<std::size_t>(resolved)],
+                      "BooleanLinear: trainable kernel ", idx, " named twice");
+      trainable_[static_cast<std::size_t>(resolved)] = true;
+    }
+    for (std::size_t k = 0; k < k_count; ++k) {
+      grad_s_out_.push_back(Vector::Zero(static_cast<Eigen::Index>(out_features())));
+      grad_s_in_.push_back(Vector::Zero(static_cast<Eigen::Index>(in_features())));
+    }
+    if (has_bias_) grad_bias_ = Vector::Zero(static_cast<Eigen::Index>(out_features()));
+    signals_.resize(k_count);
+  }
+
+  // Q_k is m x n floats: allocated on first use only, so inference layers never pay for it.
+  void ensure_signals() {
+    for (std::size_t k = 0; k < num_kernels(); ++k)
+      if (trainable_[k] && signals_[k].size() == 0)
+        signals_[k] = RowMatrix::Zero(static_cast<Eigen::Index>(out_features()),
+                                      static_cast<Eigen::Index>(in_features()));
+  }
+
+  std::size_t check_kernel(std::size_t k) const {
+    detail::require(k < num_kernels(), "BooleanLinear: kernel ", k, " does not exist (K = ",
+                    num_kernels(), ")");
+    return k;
+  }
+
+  template <typename M>
+  static void check_cols(const M& x, std::size_t cols, const char* what) {
+    detail::require(static_cast<std::size_t>(x.cols()) == cols, "BooleanLinear ", what, " has ",
+                    x.cols(), " columns, expected ", cols);
+  }
+  static void check_raw(const Scalar* p, std::size_t ld, std::size_t cols, std::size_t t,
+                        const char* what) {
+    detail::require(ld >= cols, "BooleanLinear ", what, ": stride ", ld, " < ", cols, " columns");
+    detail::require(t == 0 || p != nullptr, "BooleanLinear ", what, ": null pointer");
+  }
+
+  void set_bias_rows(Map& y) const {
+    if (has_bias_)
+      y.rowwise() = bias_.transpose();
+    else
+      y.setZero();
+  }
+
+  // p (t x m) = xs (t x n) B_k^T.
+  void sign_product(std::size_t k, const RowMatrix& xs, RowMatrix& p) const {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      kernels_.sign_gemm(xs.data(), static_cast<std::size_t>(xs.cols()),
+                         static_cast<std::size_t>(xs.rows()), weights_.kernel_view(k), p.data(),
+                         static_cast<std::size_t>(p.cols()));
+    } else {
+      p.noalias() = xs * dense_signs(k).transpose();
+    }
+  }
+  // g (t x n) = zs (t x m) B_k.
+  void sign_product_transposed(std::size_t k, const RowMatrix& zs, RowMatrix& g) const {
+    if constexpr (std::is_same_v<Scalar, float>) {
+      kernels_.sign_gemm_transposed(zs.data(), static_cast<std::size_t>(zs.cols()),
+                                    static_cast<std::size_t>(zs.rows()), weights_.kernel_view(k),
+                                    g.data(), static_cast<std::size_t>(g.cols()));
+    } else {
+      g.noalias() = zs * dense_signs(k);
+    }
+  }
+  RowMatrix dense_signs(std::size_t k) const {
+    return weights_.kernel(k).to_signs().template cast<Scalar>();
+  }
+
+  static std::size_t count_kernels(const StateDict& dict, const std::string& prefix) {
+    std::size_t k = 0;
+    while (dict.count(prefix + kernel_name(k) + ".bits")) ++k;
+    return k;
+  }
+  static Vector read_vector(const StateDict& dict, const std::string& name, std::size_t size) {
+    Vector v(static_cast<Eigen::Index>(size));
+    read_tensor(dict, name, {static_cast<std::int64_t>(size)}, v.data());
+    detail::require_format(v.allFinite(), "state: tensor '", name, "' is not finite");
+    return v;
+  }
+  static Weights read_weights(const StateDict& dict, const std::string& prefix, std::size_t m,
+                              std::size_t n, std::size_t k_count) {
+    Weights w(m, n);
+    const std::size_t row_bytes = padded_row_words(n) * 8;
+    for (std::size_t k = 0; k < k_count; ++k) {
+      const std::string name = prefix + kernel_name(k) + ".bits";
+      const Tensor& t = expect_tensor(
+          dict, name, DType::u8, {static_cast<std::int64_t>(m), static_cast<std::int64_t>(row_bytes)});
+      BitMatrix bits(m, n);
+      MutableBitMatrixView v = bits.mutable_view();
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t word = 0; word < row_bytes / 8; ++word) {
+          std::uint64_t value = 0;
+          for (std::size_t byte = 0; byte < 8; ++byte)
+            value |= static_cast<std::uint64_t>(t.bytes[i * row_bytes + word * 8 + byte]) << (8 * byte);
+          v.row(i)[word] = value;
+        }
+      // The checked view rejects set padding bits (FormatError naming the tensor).
+      BitMatrixView checked(bits.data(), m, n, bits.stride_words(), name.c_str());
+      (void)checked;
+      w.add_kernel(std::move(bits), read_vector(dict, prefix + kernel_name(k) + ".s_out", m),
+                   read_vector(dict, prefix + kernel_name(k) + ".s_in", n));
+    }
+    return w;
+  }
+
+  Weights weights_;
+  BooleanLinearOptions options_;
+  KernelSet kernels_;
+  Vector bias_;
+  bool has_bias_ = false;
+  std::vector<bool> trainable_;
+  std::vector<Vector> grad_s_out_;
+  std::vector<Vector> grad_s_in_;
+  Vector grad_bias_;
+  std::vector<RowMatrix> signals_;
+};
+
+}  // namespace mbok

@@ -1,0 +1,454 @@
+#pragma once
+/// \file
+/// `BooleanOptimizer`: trains packed Boolean kernels by flipping bits, with no latent
+/// weights (method.md section 3). Per trainable Boolean weight w in {+1, -1} it keeps one
+/// accumulator m and, from the Boolean signal q = dL/dw,
+///
+///     m <- beta * m + eta * q
+///     if sign(m) == sign(w) and |m| >= threshold:   w <- -w ;  m <- 0
+///
+/// (w = +1 is bit 0; flipping w when m and w agree moves w against the gradient). beta is
+/// per tensor: adaptive, 1 - (fraction of the tensor flipped at the previous step), starting
+/// at 0; or fixed.
+///
+/// The accumulator's storage is an option (`AccumulatorType`), so its memory can be weighed
+/// against its quality:
+/// - `f32`: float, 4 bytes per weight;
+/// - `f16`: IEEE binary16, 2 bytes, round to nearest even, saturating at +-65504. Chosen over
+///   bfloat16 because m lives in a known range (it is reset at each flip and compared with
+///   the threshold), so the 11-bit significand of binary16 matters and bfloat16's extra
+///   range does not: with 8 bits, bfloat16 drops every increment below 1/256 of m;
+/// - `i8`: fixed point, 1 byte: m = code * scale with code in [-127, 127] and a per-tensor
+///   scale fixed at construction to threshold / 64 (a flip needs |code| >= 64, and m
+///   saturates at about twice the threshold). The new m is rounded stochastically: code =
+///   floor(m / scale + u), u uniform in [0, 1), so increments smaller than one step still
+///   accumulate in expectation. u comes from a counter-based generator keyed by (seed, step,
+///   tensor, element): reproducible, and independent of the number of threads.
+/// The flip decision uses the unrounded m of the step.
+///
+/// State (export_state, under a prefix): `step` (I64), `seed` (I64, the generator's key),
+/// `accumulator_type` (I64: 0 f32, 1 f16, 2 i8), and per parameter `<name>.accumulator`
+/// (F32, F16 or I8, [rows, cols]), `<name>.beta` (F64, the beta of the next step) and
+/// `<name>.scale` (F64, the fixed-point scale; 1 for f32 and f16).
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "bit_matrix.hpp"
+#include "error.hpp"
+#include "parallel.hpp"
+#include "parameter.hpp"
+#include "state_dict.hpp"
+#define MBOK_INTERNAL_INCLUDE
+#include "detail/float16.hpp"
+#undef MBOK_INTERNAL_INCLUDE
+
+namespace mbok {
+
+/// Storage of the Boolean optimizer's accumulators (see the file comment).
+enum class AccumulatorType : int { f32 = 0, f16 = 1, i8 = 2 };
+
+/// "f32", "f16" or "i8".
+inline constexpr const char* accumulator_name(AccumulatorType t) noexcept {
+  switch (t) {
+    case AccumulatorType::f32: return "f32";
+    case AccumulatorType::f16: return "f16";
+    case AccumulatorType::i8: return "i8";
+  }
+  return "?";
+}
+
+/// Bytes per accumulator: 4, 2 or 1.
+inline constexpr std::size_t accumulator_size(AccumulatorType t) noexcept {
+  return t == AccumulatorType::f32 ? 4 : t == AccumulatorType::f16 ? 2 : 1;
+}
+
+/// Options of `BooleanOptimizer`.
+struct BooleanOptimizerOptions {
+  /// eta, the Boolean learning rate (finite, > 0). The scale of q decides it.
+  double learning_rate = 1.0;
+  /// Flip when |m| >= threshold (finite, > 0; 1 in BOLD).
+  double threshold = 1.0;
+  /// A fixed beta in [0, 1]; unset means adaptive (1 - last step's flip fraction).
+  std::optional<double> beta;
+  /// Storage of the accumulators; fixed at construction.
+  AccumulatorType accumulator = AccumulatorType::f16;
+  /// Key of the stochastic-rounding generator (used by `i8`).
+  std::uint64_t seed = 0x6D626F6B5EEDull;
+};
+
+/// Flips of one tensor at one step.
+struct FlipStats {
+  std::string name;
+  std::size_t flips = 0;    ///< bits flipped
+  std::size_t weights = 0;  ///< rows x cols
+  double beta = 0;          ///< the beta used at this step
+  double rate() const noexcept { return weights ? static_cast<double>(flips) / static_cast<double>(weights) : 0.0; }
+};
+
+/// Flips of every tensor at one step.
+struct BooleanStepStats {
+  std::int64_t step = 0;
+  std::vector<FlipStats> tensors;
+  std::size_t flips() const noexcept {
+    std::size_t f = 0;
+    for (const auto& t : tensors) f += t.flips;
+    return f;
+  }
+  std::size_t weights() const noexcept {
+    std::size_t w = 0;
+    for (const auto& t : tensors) w += t.weights;
+    return w;
+  }
+  double rate() const noexcept {
+    return weights() ? static_cast<double>(flips()) / static_cast<double>(weights()) : 0.0;
+  }
+};
+
+/// The Boolean optimizer over a list of `BooleanParameter`s (see parameter.hpp for the
+/// ownership rules).
+class BooleanOptimizer final : public Optimizer {
+ public:
+  /// Throws `InvalidArgument` for a bad option, a duplicate name, a null or empty kernel, a
+  /// null signal or a signal stride shorter than a row.
+  explicit BooleanOptimizer(std::vector<BooleanParameter> params = {},
+                            BooleanOptimizerOptions options = {})
+      : options_(options) {
+    check_options(options_);
+    add_parameters(std::move(params));
+  }
+
+  /// Registers more kernels (accumulators start at zero, beta at 0 or the fixed value).
+  void add_parameters(std::vector<BooleanParameter> params) {
+    std::set<std::string> names;
+    for (const auto& s : slots_) names.insert(s.param.name);
+    for (const auto& p : params) {
+      detail::require(p.bits != nullptr && !p.bits->empty(), "BooleanOptimizer: parameter '",
+                      p.name, "' has no bits");
+      detail::require(p.signal != nullptr, "BooleanOptimizer: parameter '", p.name,
+                      "' has no signal");
+      detail::require(p.signal_ld >= p.bits->cols(), "BooleanOptimizer: parameter '", p.name,
+                      "': signal stride ", p.signal_ld, " < ", p.bits->cols(), " columns");
+      detail::require(names.insert(p.name).second, "BooleanOptimizer: duplicate parameter name '",
+                      p.name, "'");
+    }
+    for (auto& p : params) {
+      Slot s;
+      s.rows = p.bits->rows();
+      s.cols = p.bits->cols();
+      const std::size_t count = s.rows * s.cols;
+      switch (options_.accumulator) {
+        case AccumulatorType::f32: s.f32.assign(count, 0.0f); break;
+        case AccumulatorType::f16: s.f16.assign(count, 0); break;
+        case AccumulatorType::i8: s.i8.assign(count, 0); break;
+      }
+      s.beta = options_.beta ? *options_.beta : 0.0;
+      s.scale = options_.accumulator == AccumulatorType::i8 ? options_.threshold / 64.0 : 1.0;
+      s.param = std::move(p);
+      slots_.push_back(std::move(s));
+    }
+  }
+
+  const BooleanOptimizerOptions& options() const noexcept { return options_; }
+  /// Replaces eta, threshold, beta and seed (the accumulator type cannot change).
+  /// Throws `InvalidArgument` for a bad value or a different accumulator type.
+  void set_options(const BooleanOptimizerOptions& options) {
+    check_options(options);
+    detail::require(options.accumulator == options_.accumulator,
+                    "BooleanOptimizer: accumulator type is fixed at construction (",
+                    accumulator_name(options_.accumulator), "), got ",
+                    accumulator_name(options.accumulator));
+    options_ = options;
+    if (options_.beta)
+      for (auto& s : slots_) s.beta = *options_.beta;
+  }
+  void set_learning_rate(double eta) {
+    BooleanOptimizerOptions o = options_;
+    o.learning_rate = eta;
+    set_options(o);
+  }
+
+  std::int64_t step_count() const noexcept { return step_; }
+  std::size_t num_parameters() const noexcept { return slots_.size(); }
+  /// Flip statistics of the last step (empty before the first).
+  const BooleanStepStats& last_stats() const noexcept { return stats_; }
+
+  /// The accumulator of element (i, j) of parameter `index`, decoded to float.
+  float accumulator(std::size_t index, std::size_t i, std::size_t j) const {
+    detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
+                    " does not exist (", slots_.size(), " registered)");
+    const Slot& s = slots_[index];
+    detail::require(i < s.rows && j < s.cols, "BooleanOptimizer: element (", i, ", ", j,
+                    ") out of range for ", s.rows, " x ", s.cols);
+    return load(s, i * s.cols + j);
+  }
+  /// The beta parameter `index` will use at its next step.
+  double beta(std::size_t index) const {
+    detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
+                    " does not exist (", slots_.size(), " registered)");
+    return slots_[index].beta;
+  }
+
+  /// One step over every parameter: accumulate eta * Q, flip, reset, update beta.
+  /// Throws `InvalidArgument` naming the parameter, before changing anything, when a signal
+  /// holds a NaN or an infinity, or eta * |q| overflows.
+  void step() override {
+    const auto eta = static_cast<float>(options_.learning_rate);
+    for (const auto& s : slots_) {
+      const auto q = signal_map(s);
+      detail::require(q.allFinite(), "BooleanOptimizer: signal of '", s.param.name,
+                      "' is not finite");
+      const double peak = static_cast<double>(q.cwiseAbs().maxCoeff()) * options_.learning_rate;
+      detail::require(peak < 1e30, "BooleanOptimizer: eta * |q| of '", s.param.name,
+                      "' reaches ", peak, " (overflow)");
+    }
+    ++step_;
+    stats_ = BooleanStepStats{};
+    stats_.step = step_;
+    for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
+      Slot& s = slots_[idx];
+      const std::size_t flips = step_slot(s, idx, eta);
+      FlipStats f;
+      f.name = s.param.name;
+      f.flips = flips;
+      f.weights = s.rows * s.cols;
+      f.beta = s.beta;
+      stats_.tensors.push_back(f);
+      s.beta = options_.beta ? *options_.beta : 1.0 - f.rate();
+    }
+  }
+
+  void export_state(StateDict& dict, const std::string& prefix) const override {
+    dict[prefix + "step"] = Tensor::scalar<std::int64_t>(step_);
+    dict[prefix + "seed"] = Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.seed));
+    dict[prefix + "accumulator_type"] =
+        Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.accumulator));
+    for (const auto& s : slots_) {
+      Tensor t;
+      t.dtype = acc_dtype();
+      t.shape = {static_cast<std::int64_t>(s.rows), static_cast<std::int64_t>(s.cols)};
+      t.bytes.resize(s.acc_bytes());  // little-endian on every supported target
+      std::memcpy(t.bytes.data(), s.acc_data(), t.bytes.size());
+      dict[prefix + s.param.name + ".accumulator"] = std::move(t);
+      dict[prefix + s.param.name + ".beta"] = Tensor::scalar<double>(s.beta);
+      dict[prefix + s.param.name + ".scale"] = Tensor::scalar<double>(s.scale);
+    }
+  }
+
+  void import_state(const StateDict& dict, const std::string& prefix) override {
+    // Check everything before changing anything.
+    const auto step = read_scalar<std::int64_t>(dict, prefix + "step");
+    const auto seed = read_scalar<std::int64_t>(dict, prefix + "seed");
+    const auto type = read_scalar<std::int64_t>(dict, prefix + "accumulator_type");
+    detail::require_format(step >= 0, "state: '", prefix, "step' is negative (", step, ")");
+    detail::require_format(type == static_cast<std::int64_t>(options_.accumulator), "state: '",
+                           prefix, "accumulator_type' is ", type, ", this optimizer uses ",
+                           static_cast<int>(options_.accumulator), " (",
+                           accumulator_name(options_.accumulator), ")");
+    std::vector<double> betas, scales;
+    for (const auto& s : slots_) {
+      expect_tensor(dict, prefix + s.param.name + ".accumulator", acc_dtype(),
+                    {static_cast<std::int64_t>(s.rows), static_cast<std::int64_t>(s.cols)});
+      const auto b = read_scalar<double>(dict, prefix + s.param.name + ".beta");
+      const auto sc = read_scalar<double>(dict, prefix + s.param.name + ".scale");
+      detail::require_format(b >= 0 && b <= 1, "state: '", prefix, s.param.name,
+                             ".beta' must be in [0, 1], got ", b);
+      detail::require_format(std::isfinite(sc) && sc > 0, "state: '", prefix, s.param.name,
+                             ".scale' must be finite and > 0, got ", sc);
+      betas.push_back(b);
+      scales.push_back(sc);
+    }
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      Slot& s = slots_[i];
+      const Tensor& t = dict.at(prefix + s.param.name + ".accumulator");
+      std::memcpy(s.acc_data(), t.bytes.data(), t.bytes.size());
+      s.beta = betas[i];
+      s.scale = scales[i];
+    }
+    step_ = step;
+    options_.seed = static_cast<std::uint64_t>(seed);
+  }
+
+  /// Accumulators plus per-tensor and global scalars.
+  std::size_t state_bytes() const override {
+    std::size_t bytes = sizeof(step_) + sizeof(options_.seed);
+    for (const auto& s : slots_) bytes += s.acc_bytes() + sizeof(s.beta) + sizeof(s.scale);
+    return bytes;
+  }
+  /// Bytes of accumulators alone.
+  std::size_t accumulator_bytes() const noexcept {
+    std::size_t bytes = 0;
+    for (const auto& s : slots_) bytes += s.acc_bytes();
+    return bytes;
+  }
+  /// Trainable Boolean weights registered.
+  std::size_t num_weights() const noexcept {
+    std::size_t w = 0;
+    for (const auto& s : slots_) w += s.rows * s.cols;
+    return w;
+  }
+  /// accumulator_bytes() / num_weights(): 4, 2 or 1.
+  double accumulator_bytes_per_weight() const noexcept {
+    return num_weights() ? static_cast<double>(accumulator_bytes()) / static_cast<double>(num_weights())
+                         : 0.0;
+  }
+
+ private:
+  struct Slot {
+    BooleanParameter param;
+    std::size_t rows = 0, cols = 0;
+    // rows * cols accumulators, row-major, in the vector of the optimizer's type only.
+    std::vector<float> f32;
+    std::vector<std::uint16_t> f16;
+    std::vector<std::int8_t> i8;
+    double beta = 0;
+    double scale = 1;  // fixed-point step of i8
+    std::size_t acc_bytes() const noexcept {
+      return f32.size() * sizeof(float) + f16.size() * sizeof(std::uint16_t) + i8.size();
+    }
+    void* acc_data() noexcept {
+      return !f32.empty() ? static_cast<void*>(f32.data())
+             : !f16.empty() ? static_cast<void*>(f16.data())
+                            : static_cast<void*>(i8.data());
+    }
+    const void* acc_data() const noexcept { return const_cast<Slot*>(this)->acc_data(); }
+  };
+
+  using SignalMap =
+      Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
+                 Eigen::OuterStride<>>;
+  static SignalMap signal_map(const Slot& s) {
+    return SignalMap(s.param.signal, static_cast<Eigen::Index>(s.rows),
+                     static_cast<Eigen::Index>(s.cols),
+                     Eigen::OuterStride<>(static_cast<Eigen::Index>(s.param.signal_ld)));
+  }
+
+  DType acc_dtype() const noexcept {
+    return options_.accumulator == AccumulatorType::f32   ? DType::f32
+           : options_.accumulator == AccumulatorType::f16 ? DType::f16
+                                                          : DType::i8;
+  }
+
+  float load(const Slot& s, std::size_t e) const {
+    switch (options_.accumulator) {
+      case AccumulatorType::f32: return s.f32[e];
+      case AccumulatorType::f16: return detail::half_to_float(s.f16[e]);
+      case AccumulatorType::i8: return static_cast<float>(s.i8[e]) * static_cast<float>(s.scale);
+    }
+    return 0.0f;
+  }
+
+  // The three storage formats share one loop (templated on a codec) so the flip rule is
+  // written once.
+  struct F32Codec {
+    float* p;
+    float load(std::size_t e) const { return p[e]; }
+    void store(std::size_t e, float v, std::size_t) const {
+      p[e] = std::clamp(v, -3.0e38f, 3.0e38f);
+    }
+  };
+  struct F16Codec {
+    std::uint16_t* p;
+    float load(std::size_t e) const { return detail::half_to_float(p[e]); }
+    void store(std::size_t e, float v, std::size_t) const { p[e] = detail::float_to_half(v); }
+  };
+  struct I8Codec {
+    std::int8_t* p;
+    float scale, inv;
+    std::uint64_t key;
+    float load(std::size_t e) const { return static_cast<float>(p[e]) * scale; }
+    void store(std::size_t e, float v, std::size_t index) const {
+      const float x = std::floor(v * inv + detail::counter_uniform(key, index));
+      p[e] = static_cast<std::int8_t>(std::clamp(x, -127.0f, 127.0f));
+    }
+  };
+
+  std::size_t step_slot(Slot& s, std::size_t idx, float eta) {
+    switch (options_.accumulator) {
+      case AccumulatorType::f32:
+        return run(s, eta, F32Codec{s.f32.data()});
+      case AccumulatorType::f16:
+        return run(s, eta, F16Codec{s.f16.data()});
+      case AccumulatorType::i8: {
+        const std::uint64_t key = detail::splitmix64(
+            options_.seed ^ detail::splitmix64(static_cast<std::uint64_t>(step_) * 0x100000001B3ull + idx));
+        return run(s, eta,
+                   I8Codec{s.i8.data(), static_cast<float>(s.scale),
+                           static_cast<float>(1.0 / s.scale), key});
+      }
+    }
+    return 0;
+  }
+
+  template <typename Codec>
+  std::size_t run(Slot& s, float eta, const Codec& codec) {
+    const auto beta = static_cast<float>(s.beta);
+    const auto threshold = static_cast<float>(options_.threshold);
+    MutableBitMatrixView bits = s.param.bits->mutable_view();
+    const float* q = s.param.signal;
+    const std::size_t ld = s.param.signal_ld, cols = s.cols;
+    std::atomic<std::size_t> total{0};
+    parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),
+                 [&](std::size_t r0, std::size_t r1) {
+                   std::size_t flips = 0;
+                   for (std::size_t i = r0; i < r1; ++i) {
+                     std::uint64_t* row = bits.row(i);
+                     const float* qi = q + i * ld;
+                     const std::size_t base = i * cols;
+                     for (std::size_t w = 0; w * 64 < cols; ++w) {
+                       const std::uint64_t word = row[w];
+                       std::uint64_t flip = 0;
+                       const std::size_t end = std::min<std::size_t>(64, cols - w * 64);
+                       for (std::size_t b = 0; b < end; ++b) {
+                         const std::size_t j = w * 64 + b, e = base + j;
+                         float m = beta * codec.load(e) + eta * qi[j];
+                         const bool negative_w = (word >> b) & 1u;
+                         if (std::abs(m) >= threshold && (m < 0) == negative_w) {
+                           flip |= std::uint64_t{1} << b;
+                           m = 0.0f;
+                         }
+                         codec.store(e, m, e);
+                       }
+                       row[w] = word ^ flip;
+                       flips += static_cast<std::size_t>(detail::popcount64(flip));
+                     }
+                   }
+                   total.fetch_add(flips, std::memory_order_relaxed);
+                 });
+    return total.load();
+  }
+
+  static void check_options(const BooleanOptimizerOptions& o) {
+    detail::require(std::isfinite(o.learning_rate) && o.learning_rate > 0,
+                    "BooleanOptimizer: learning rate (eta) must be finite and > 0, got ",
+                    o.learning_rate);
+    detail::require(std::isfinite(o.threshold) && o.threshold > 0,
+                    "BooleanOptimizer: threshold must be finite and > 0, got ", o.threshold);
+    detail::require(o.accumulator != AccumulatorType::f16 || o.threshold <= 65504.0,
+                    "BooleanOptimizer: threshold ", o.threshold,
+                    " is beyond the largest f16 accumulator (65504)");
+    if (o.beta)
+      detail::require(*o.beta >= 0 && *o.beta <= 1, "BooleanOptimizer: fixed beta must be in [0, 1], got ",
+                      *o.beta);
+    detail::require(o.accumulator == AccumulatorType::f32 || o.accumulator == AccumulatorType::f16 ||
+                        o.accumulator == AccumulatorType::i8,
+                    "BooleanOptimizer: unknown accumulator type ", static_cast<int>(o.accumulator));
+  }
+
+  BooleanOptimizerOptions options_;
+  std::vector<Slot> slots_;
+  std::int64_t step_ = 0;
+  BooleanStepStats stats_;
+};
+
+}  // namespace mbok

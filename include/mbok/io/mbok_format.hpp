@@ -1,0 +1,376 @@
+#pragma once
+/// \file
+/// The mbok model format: a safetensors file (any safetensors tool can list it) holding, for
+/// each converted layer `L` with K kernels of shape m x n,
+///
+///     L.kernel.<k>   U8  [m, padded_row_words(n) * 8]   kernel k's packed bits, one padded row
+///                                                       per output (the bit-layout contract)
+///     L.s_out.<k>    F32 or F64 [m]
+///     L.s_in.<k>     F32 or F64 [n]
+///
+/// for k = 0..K-1, plus any other tensors kept as they are (biases, norms, embeddings, the
+/// output head), in their own dtypes. The data section starts 64-byte aligned and kernel
+/// tensors (whole 64-byte blocks) come first, so a mapped file's kernels meet the contract
+/// and load as `BitMatrix::borrow` views with no copy.
+///
+/// `__metadata__` holds: "format" = "mbok", "format_version" = "1", "bit_layout" =
+/// `kMbokBitLayout`, and "layers" = a JSON object {L: {"shape": [m, n], "kernels": K,
+/// "scale_dtype": "F32", "bias": tensor name or "", "source": original tensor name,
+/// "relative_error": number or null}}. Other metadata keys are free for the user.
+
+#include <Eigen/Core>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../bit_matrix.hpp"
+#include "../error.hpp"
+#include "../multi_kernel_weights.hpp"
+#include "safetensors.hpp"
+
+namespace mbok {
+
+inline constexpr const char* kMbokFormatName = "mbok";
+inline constexpr int kMbokFormatVersion = 1;
+/// The bit layout of kernel tensors, recorded in every file and checked on load.
+inline constexpr const char* kMbokBitLayout =
+    "bit 1 = -1, bit 0 = +1; uint64 little-endian words, least significant bit = lowest column; "
+    "rows padded to 512 bits with zero bits";
+
+/// What an mbok file says about one converted layer.
+struct MbokLayerInfo {
+  std::string name;               ///< tensor-name prefix of the layer
+  std::size_t out_features = 0;   ///< m
+  std::size_t in_features = 0;    ///< n
+  std::size_t num_kernels = 0;    ///< K
+  DType scale_dtype = DType::f32; ///< F32 or F64
+  std::string bias;               ///< name of the bias tensor ([m], float dtype) or ""
+  std::string source;             ///< name of the tensor it was converted from, or ""
+  double relative_error = std::numeric_limits<double>::quiet_NaN();  ///< at conversion; NaN if unknown
+};
+
+/// Optional facts recorded with a layer.
+struct MbokLayerOptions {
+  std::string bias;    ///< a tensor added to the same file (by `add_tensor`), [m]
+  std::string source;  ///< the original tensor's name
+  double relative_error = std::numeric_limits<double>::quiet_NaN();
+};
+
+/// Names of a layer's tensors.
+inline std::string mbok_kernel_name(const std::string& layer, std::size_t k) {
+  return layer + ".kernel." + std::to_string(k);
+}
+inline std::string mbok_s_out_name(const std::string& layer, std::size_t k) {
+  return layer + ".s_out." + std::to_string(k);
+}
+inline std::string mbok_s_in_name(const std::string& layer, std::size_t k) {
+  return layer + ".s_in." + std::to_string(k);
+}
+
+/// Builds an mbok file. Layers and tensors are added by reference: they must stay alive and
+/// unchanged until `write` / `to_bytes` returns.
+class MbokWriter {
+ public:
+  /// Adds layer `name` (the kernels, their scales). Throws `InvalidArgument` for K = 0, a
+  /// name used twice, or a bias that is not in the file by the time of writing.
+  template <typename Scalar>
+  void add_layer(const std::string& name, const MultiKernelWeights<Scalar>& w,
+                 const MbokLayerOptions& options = {}) {
+    static_assert(std::is_same_v<Scalar, float> || std::is_same_v<Scalar, double>,
+                  "scales are float or double");
+    detail::require(!name.empty(), "mbok writer: empty layer name");
+    detail::require(w.num_kernels() > 0, "mbok writer: layer '", name, "' has no kernels");
+    detail::require(layers_.count(name) == 0, "mbok writer: layer '", name, "' added twice");
+    const std::size_t m = w.out_features(), n = w.in_features();
+    const std::size_t row_words = padded_row_words(n);
+    for (std::size_t k = 0; k < w.num_kernels(); ++k) {
+      const BitMatrix& b = w.kernel(k);
+      const std::vector<std::int64_t> kshape = {static_cast<std::int64_t>(m),
+                                                static_cast<std::int64_t>(row_words * 8)};
+      if (b.stride_words() == row_words) {
+        writer_.add(mbok_kernel_name(name, k), DType::u8, kshape, b.data(), m * row_words * 8);
+      } else {  // a strided view: store it with the natural stride
+        Tensor t;
+        t.dtype = DType::u8;
+        t.shape = kshape;
+        t.bytes.resize(m * row_words * 8);
+        for (std::size_t i = 0; i < m; ++i)
+          std::memcpy(t.bytes.data() + i * row_words * 8, b.view().row(i), row_words * 8);
+        writer_.add(mbok_kernel_name(name, k), std::move(t));
+      }
+      writer_.add(mbok_s_out_name(name, k), dtype_of<Scalar>(), {static_cast<std::int64_t>(m)},
+                  w.s_out(k).data(), m * sizeof(Scalar));
+      writer_.add(mbok_s_in_name(name, k), dtype_of<Scalar>(), {static_cast<std::int64_t>(n)},
+                  w.s_in(k).data(), n * sizeof(Scalar));
+    }
+    nlohmann::json entry = {{"shape", {m, n}},
+                            {"kernels", w.num_kernels()},
+                            {"scale_dtype", dtype_name(dtype_of<Scalar>())},
+                            {"bias", options.bias},
+                            {"source", options.source}};
+    entry["relative_error"] = std::isfinite(options.relative_error) ? nlohmann::json(options.relative_error)
+                                                                    : nlohmann::json(nullptr);
+    layers_[name] = std::move(entry);
+  }
+  template <typename Scalar>
+  void add_layer(const std::string&, MultiKernelWeights<Scalar>&&, const MbokLayerOptions& = {}) = delete;
+
+  /// Adds a tensor kept as it is, by reference (its file must stay open until written).
+  void add_tensor(const TensorView& view) { writer_.add(view); }
+  /// Adds a tensor kept as it is (copied).
+  void add_tensor(std::string name, Tensor tensor) { writer_.add(std::move(name), std::move(tensor)); }
+
+  /// Free metadata; the keys "format", "format_version", "bit_layout" and "layers" are the
+  /// format's own (`InvalidArgument`).
+  void set_metadata(const std::string& key, const std::string& value) {
+    detail::require(key != "format" && key != "format_version" && key != "bit_layout" && key != "layers",
+                    "mbok writer: metadata key '", key, "' is reserved by the format");
+    user_metadata_[key] = value;
+  }
+
+  /// Writes the file atomically (see `SafetensorsWriter::write`).
+  void write(const std::string& path, bool sync = true) { finish().write(path, sync); }
+  /// The file as bytes.
+  std::vector<std::uint8_t> to_bytes() { return finish().to_bytes(); }
+  /// Bytes of the file.
+  std::size_t file_size() { return finish().file_size(); }
+
+ private:
+  SafetensorsWriter& finish() {
+    for (const auto& item : layers_.items()) {
+      const std::string bias = item.value()["bias"].get<std::string>();
+      detail::require(bias.empty() || names_bias_ok(bias), "mbok writer: layer '", item.key(),
+                      "' names bias '", bias, "', which was not added");
+    }
+    writer_.set_metadata(user_metadata_);
+    writer_.set_metadata("format", kMbokFormatName);
+    writer_.set_metadata("format_version", std::to_string(kMbokFormatVersion));
+    writer_.set_metadata("bit_layout", kMbokBitLayout);
+    writer_.set_metadata("layers", layers_.dump());
+    return writer_;
+  }
+  bool names_bias_ok(const std::string& bias) const {
+    return writer_.has(bias);
+  }
+
+  SafetensorsWriter writer_;
+  nlohmann::json layers_ = nlohmann::json::object();
+  Metadata user_metadata_;
+};
+
+/// A validated mbok file, mapped (or in memory), whose layers load with no copy of the bits.
+class MbokModel {
+ public:
+  /// Maps and validates `path`: the safetensors structure, the format name, version and bit
+  /// layout, every layer's record and tensors (dtypes, shapes, zero padding bits, finite
+  /// scales, bias). Throws `FormatError` naming the file, the layer and what is wrong.
+  static MbokModel open(const std::string& path) { return MbokModel(SafetensorsFile::open(path)); }
+  /// The same over bytes in memory (see `SafetensorsFile::from_memory`).
+  static MbokModel from_memory(const void* data, std::size_t size, std::shared_ptr<const void> owner = nullptr,
+                               std::string source = "<memory>") {
+    return MbokModel(SafetensorsFile::from_memory(data, size, std::move(owner), std::move(source)));
+  }
+  /// Validates an already opened file.
+  explicit MbokModel(SafetensorsFile file) : file_(std::move(file)) { validate(); }
+
+  /// The underlying safetensors file (every tensor, including those kept as they were).
+  const SafetensorsFile& file() const noexcept { return file_; }
+  /// Metadata other than the format's own keys is in `file().metadata()`.
+  const std::vector<MbokLayerInfo>& layers() const noexcept { return layers_; }
+  bool has_layer(const std::string& name) const { return index_.count(name) != 0; }
+  /// The layer `name`; `FormatError` when absent.
+  const MbokLayerInfo& layer(const std::string& name) const {
+    const auto it = index_.find(name);
+    detail::require_format(it != index_.end(), "mbok file '", file_.source(), "': no layer '", name, "'");
+    return layers_[it->second];
+  }
+
+  /// Layer `name` as `MultiKernelWeights`. Its kernels borrow the mapped bytes
+  /// (`kernel(k).is_borrowed()`, the map kept alive by the kernels) when they are 64-byte
+  /// aligned in memory (always for `open`); otherwise they are copied. Scales convert to
+  /// `Scalar`.
+  template <typename Scalar = float>
+  MultiKernelWeights<Scalar> load_weights(const std::string& name) const {
+    const MbokLayerInfo& info = layer(name);
+    MultiKernelWeights<Scalar> w(info.out_features, info.in_features);
+    const std::size_t row_words = padded_row_words(info.in_features);
+    for (std::size_t k = 0; k < info.num_kernels; ++k) {
+      const TensorView& kt = file_.at(mbok_kernel_name(name, k));
+      BitMatrix bits;
+      if (kt.is_aligned(kBufferAlignment)) {
+        bits = BitMatrix::borrow(
+            BitMatrixView::unchecked(reinterpret_cast<const std::uint64_t*>(kt.data), info.out_features,
+                                     info.in_features, row_words),
+            file_.owner());
+      } else {
+        bits = BitMatrix(info.out_features, info.in_features);
+        MutableBitMatrixView v = bits.mutable_view();
+        for (std::size_t i = 0; i < info.out_features; ++i)
+          std::memcpy(v.row(i), kt.data + i * row_words * 8, row_words * 8);
+      }
+      w.add_kernel(std::move(bits), to_vector<Scalar>(file_.at(mbok_s_out_name(name, k))),
+                   to_vector<Scalar>(file_.at(mbok_s_in_name(name, k))));
+    }
+    return w;
+  }
+
+  /// The layer's bias as floats, or an empty vector when it has none.
+  Eigen::VectorXf bias(const std::string& name) const {
+    const MbokLayerInfo& info = layer(name);
+    if (info.bias.empty()) return Eigen::VectorXf();
+    return to_vector<float>(file_.at(info.bias));
+  }
+
+  /// Names of the tensors that belong to no layer (kept as they were), in file order.
+  std::vector<std::string> other_tensors() const {
+    std::vector<std::string> out;
+    for (const TensorView& t : file_.tensors())
+      if (!owned_.count(t.name)) out.push_back(t.name);
+    return out;
+  }
+
+ private:
+  template <typename Scalar>
+  static Eigen::Matrix<Scalar, Eigen::Dynamic, 1> to_vector(const TensorView& t) {
+    const std::vector<Scalar> v = t.to_vector<Scalar>();
+    return Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(v.data(), static_cast<Eigen::Index>(v.size()));
+  }
+
+  template <typename... Parts>
+  void require(bool ok, const Parts&... parts) const {
+    detail::require_format(ok, "mbok file '", file_.source(), "': ", parts...);
+  }
+
+  void validate() {
+    const Metadata& md = file_.metadata();
+    auto get = [&](const char* key) {
+      const auto it = md.find(key);
+      require(it != md.end(), "not an mbok model: __metadata__ has no \"", key, "\"");
+      return it->second;
+    };
+    require(get("format") == kMbokFormatName, "format is '", get("format"), "', expected '",
+            kMbokFormatName, "'");
+    require(get("format_version") == std::to_string(kMbokFormatVersion), "format version '",
+            get("format_version"), "' is not supported (this reader knows version ", kMbokFormatVersion, ")");
+    require(get("bit_layout") == kMbokBitLayout, "unknown bit layout '", get("bit_layout"), "'");
+    const std::string layers_text = get("layers");
+    const nlohmann::json layers = detail::parse_header_json(
+        layers_text.data(), layers_text.data() + layers_text.size(), "mbok file '" + file_.source() + "': layers");
+    require(layers.is_object(), "\"layers\" must be a JSON object");
+    for (const auto& item : layers.items()) validate_layer(item.key(), item.value());
+  }
+
+  void validate_layer(const std::string& name, const nlohmann::json& e) {
+    const std::string at = "layer '" + name + "'";
+    require(e.is_object(), at, ": record must be an object");
+    MbokLayerInfo info;
+    info.name = name;
+    auto field = [&](const char* key) -> const nlohmann::json& {
+      const auto it = e.find(key);
+      require(it != e.end(), at, ": missing \"", key, "\"");
+      return *it;
+    };
+    const nlohmann::json& shape = field("shape");
+    require(shape.is_array() && shape.size() == 2 && shape[0].is_number_unsigned() &&
+                shape[1].is_number_unsigned(),
+            at, ": \"shape\" must be [rows, cols]");
+    const nlohmann::json& kernels = field("kernels");
+    require(kernels.is_number_unsigned(), at, ": \"kernels\" must be a non-negative integer");
+    const nlohmann::json& scale = field("scale_dtype");
+    require(scale.is_string() && detail::dtype_from_name(scale.get<std::string>(), info.scale_dtype) &&
+                (info.scale_dtype == DType::f32 || info.scale_dtype == DType::f64),
+            at, ": \"scale_dtype\" must be \"F32\" or \"F64\"");
+    const auto m64 = shape[0].get<std::uint64_t>(), n64 = shape[1].get<std::uint64_t>();
+    const auto k64 = kernels.get<std::uint64_t>();
+    // Every kernel holds at least one byte per row of the file, so the file bounds the sizes.
+    const std::uint64_t limit = file_.byte_size();
+    require(m64 > 0 && n64 > 0 && m64 <= limit && n64 <= 8 * limit, at, ": shape [", m64, ", ", n64,
+            "] is empty or larger than the file allows");
+    require(k64 > 0 && k64 <= limit, at, ": ", k64, " kernels");
+    info.out_features = static_cast<std::size_t>(m64);
+    info.in_features = static_cast<std::size_t>(n64);
+    info.num_kernels = static_cast<std::size_t>(k64);
+    if (e.contains("bias") && !e["bias"].is_null()) {
+      require(e["bias"].is_string(), at, ": \"bias\" must be a string");
+      info.bias = e["bias"].get<std::string>();
+    }
+    if (e.contains("source") && !e["source"].is_null()) {
+      require(e["source"].is_string(), at, ": \"source\" must be a string");
+      info.source = e["source"].get<std::string>();
+    }
+    if (e.contains("relative_error") && !e["relative_error"].is_null()) {
+      require(e["relative_error"].is_number(), at, ": \"relative_error\" must be a number");
+      info.relative_error = e["relative_error"].get<double>();
+    }
+
+    const std::size_t m = info.out_features, n = info.in_features;
+    const std::size_t row_bytes = padded_row_words(n) * 8;
+    for (std::size_t k = 0; k < info.num_kernels; ++k) {
+      const TensorView* kt = file_.find(mbok_kernel_name(name, k));
+      require(kt != nullptr, at, ": missing tensor '", mbok_kernel_name(name, k), "'");
+      require(kt->dtype == DType::u8 && kt->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(m),
+                                                                              static_cast<std::int64_t>(row_bytes)},
+              at, ": tensor '", kt->name, "' must be U8 [", m, ", ", row_bytes, "], got ",
+              dtype_name(kt->dtype), " ", detail::shape_text(kt->shape));
+      check_padding(*kt, m, n, row_bytes, at);
+      check_scale(mbok_s_out_name(name, k), info.scale_dtype, m, at);
+      check_scale(mbok_s_in_name(name, k), info.scale_dtype, n, at);
+      owned_.insert(kt->name);
+      owned_.insert(mbok_s_out_name(name, k));
+      owned_.insert(mbok_s_in_name(name, k));
+    }
+    if (!info.bias.empty()) {
+      const TensorView* b = file_.find(info.bias);
+      require(b != nullptr, at, ": missing bias tensor '", info.bias, "'");
+      require(b->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(m)} &&
+                  (b->dtype == DType::f32 || b->dtype == DType::f64 || b->dtype == DType::f16 ||
+                   b->dtype == DType::bf16),
+              at, ": bias '", info.bias, "' must be a float tensor of shape [", m, "], got ",
+              dtype_name(b->dtype), " ", detail::shape_text(b->shape));
+    }
+    index_.emplace(name, layers_.size());
+    layers_.push_back(std::move(info));
+  }
+
+  // Bits at columns >= n must be zero (the contract every kernel relies on).
+  void check_padding(const TensorView& t, std::size_t m, std::size_t n, std::size_t row_bytes,
+                     const std::string& at) const {
+    const std::size_t first = n / 8;
+    const auto partial_mask = static_cast<std::uint8_t>(n % 8 == 0 ? 0xffu : (0xffu << (n % 8)) & 0xffu);
+    for (std::size_t i = 0; i < m; ++i) {
+      const std::uint8_t* row = t.data + i * row_bytes;
+      for (std::size_t b = first; b < row_bytes; ++b) {
+        const std::uint8_t stray = b == first ? static_cast<std::uint8_t>(row[b] & partial_mask) : row[b];
+        require(stray == 0, at, ": tensor '", t.name, "' has a padding bit set in row ", i, " (columns >= ",
+                n, " must be zero)");
+      }
+    }
+  }
+
+  void check_scale(const std::string& name, DType dtype, std::size_t size, const std::string& at) const {
+    const TensorView* t = file_.find(name);
+    require(t != nullptr, at, ": missing tensor '", name, "'");
+    require(t->dtype == dtype && t->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(size)}, at,
+            ": tensor '", name, "' must be ", dtype_name(dtype), " [", size, "], got ", dtype_name(t->dtype),
+            " ", detail::shape_text(t->shape));
+    for (std::size_t i = 0; i < size; ++i)
+      require(std::isfinite(t->element(i)), at, ": tensor '", name, "' element ", i, " is not finite");
+  }
+
+  SafetensorsFile file_;
+  std::vector<MbokLayerInfo> layers_;
+  std::map<std::string, std::size_t> index_;
+  std::set<std::string> owned_;
+};
+
+}  // namespace mbok

@@ -1,0 +1,227 @@
+// The mbok model format: a small synthetic model converted with SVID, written, mapped back;
+// every layer equals its multi-kernel reconstruction, kernels are borrowed from the map, the
+// file is plain safetensors, and broken files are refused with the reason.
+#include <mbok/io/mbok_format.hpp>
+#include <mbok/svid.hpp>
+
+#include <cmath>
+
+#include "io_support.hpp"
+#include "support.hpp"
+
+using namespace mbok;
+using test::require_format_error;
+
+namespace {
+
+struct Model {
+  Eigen::MatrixXf q, up;
+  Eigen::VectorXf q_bias;
+  Eigen::MatrixXf embed;
+  SvidResult<float> q_svid, up_svid;
+  SvidResult<double> up_svid_d;
+};
+
+Model make_model() {
+  Model m;
+  m.q = test::random_matrix(33, 70);
+  m.up = test::random_matrix(65, 513, 0.1f);
+  m.q_bias = test::random_matrix(33, 1).col(0);
+  m.embed = test::random_matrix(11, 6);
+  m.q_svid = svid<float>(m.q, 2);
+  m.up_svid = svid<float>(m.up, 3);
+  m.up_svid_d = svid<double>(m.up, 1);
+  return m;
+}
+
+std::vector<std::uint8_t> model_bytes(const Model& m, MbokWriter& w) {
+  w.add_layer("layers.0.q", m.q_svid.weights,
+              {"layers.0.q.bias", "layers.0.q.weight", m.q_svid.relative_residual.back()});
+  w.add_tensor("layers.0.q.bias", Tensor::from_eigen(m.q_bias));
+  w.add_layer("layers.0.up", m.up_svid.weights);
+  w.add_layer("layers.0.up64", m.up_svid_d.weights);
+  w.add_tensor("embed.weight", Tensor::from_eigen(m.embed));
+  w.set_metadata("model", "synthetic");
+  return w.to_bytes();
+}
+
+}  // namespace
+
+TEST_CASE("an mbok file maps back to the same layers, kernels borrowed", "[mbok_format]") {
+  const Model m = make_model();
+  test::TempDir dir;
+  const std::string path = dir.file("model.mbok.safetensors");
+  {
+    MbokWriter w;
+    model_bytes(m, w);
+    w.write(path);
+  }
+  const MbokModel model = MbokModel::open(path);
+  REQUIRE(model.layers().size() == 3);
+  CHECK(model.file().data_offset() % 64 == 0);
+  CHECK(model.file().metadata().at("model") == "synthetic");
+  CHECK(model.file().metadata().at("format") == "mbok");
+
+  const MbokLayerInfo& q = model.layer("layers.0.q");
+  CHECK(q.out_features == 33);
+  CHECK(q.in_features == 70);
+  CHECK(q.num_kernels == 2);
+  CHECK(q.bias == "layers.0.q.bias");
+  CHECK(q.source == "layers.0.q.weight");
+  CHECK(q.relative_error == Approx(m.q_svid.relative_residual.back()));
+  CHECK(std::isnan(model.layer("layers.0.up").relative_error));
+
+  const auto check_layer = [&](const std::string& name, const MultiKernelWeights<float>& ref) {
+    INFO(name);
+    const MultiKernelWeights<float> w = model.load_weights<float>(name);
+    REQUIRE(w.num_kernels() == ref.num_kernels());
+    for (std::size_t k = 0; k < w.num_kernels(); ++k) {
+      CHECK(w.kernel(k).is_borrowed());
+      const auto addr = reinterpret_cast<const std::uint8_t*>(w.kernel(k).data());
+      CHECK(addr >= model.file().bytes());
+      CHECK(addr < model.file().bytes() + model.file().byte_size());
+      CHECK(w.kernel(k) == ref.kernel(k));
+      CHECK(w.s_out(k) == ref.s_out(k));
+      CHECK(w.s_in(k) == ref.s_in(k));
+    }
+    // The forward of the loaded layer (dense reconstruction times activations) matches the
+    // reference reconstruction exactly.
+    const Eigen::MatrixXf x = test::random_matrix(ref.in_features(), 4);
+    CHECK((w.reconstruct() * x).isApprox(ref.reconstruct() * x, 1e-6f));
+    CHECK(w.reconstruct() == ref.reconstruct());
+  };
+  check_layer("layers.0.q", m.q_svid.weights);
+  check_layer("layers.0.up", m.up_svid.weights);
+  // The error recorded at conversion is the loaded layer's error.
+  CHECK(model.load_weights<float>("layers.0.q").relative_error(m.q) ==
+        Approx(m.q_svid.relative_residual.back()).epsilon(1e-4));
+
+  // F64 scales keep their precision; loading as float converts them.
+  const MultiKernelWeights<double> d = model.load_weights<double>("layers.0.up64");
+  CHECK(d.s_out(0) == m.up_svid_d.weights.s_out(0));
+  CHECK(model.load_weights<float>("layers.0.up64").s_in(0).isApprox(m.up_svid_d.weights.s_in(0).cast<float>()));
+
+  CHECK(model.bias("layers.0.q") == m.q_bias);
+  CHECK(model.bias("layers.0.up").size() == 0);
+  CHECK(model.other_tensors() == std::vector<std::string>{"embed.weight", "layers.0.q.bias"});
+  CHECK(model.file().at("embed.weight").to_matrix() == m.embed);
+
+  // Kernels keep the map alive after the model is gone; a write copies first.
+  MultiKernelWeights<float> kept = model.load_weights<float>("layers.0.q");
+  {
+    const MbokModel other = MbokModel::open(path);
+    kept = other.load_weights<float>("layers.0.q");
+  }
+  CHECK(kept.kernel(0) == m.q_svid.weights.kernel(0));
+  kept.kernel(0).flip(0, 0);
+  CHECK_FALSE(kept.kernel(0).is_borrowed());
+  CHECK(kept.kernel(0) != m.q_svid.weights.kernel(0));
+  CHECK(model.load_weights<float>("layers.0.q").kernel(0) == m.q_svid.weights.kernel(0));
+}
+
+TEST_CASE("an mbok file is plain safetensors, readable without the mbok reader", "[mbok_format]") {
+  const Model m = make_model();
+  MbokWriter w;
+  const auto bytes = model_bytes(m, w);
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[static_cast<std::size_t>(i)];
+  const auto header = nlohmann::json::parse(std::string(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n)));
+  const auto& kernel = header["layers.0.up.kernel.2"];
+  CHECK(kernel["dtype"] == "U8");
+  CHECK(kernel["shape"] == nlohmann::json::array({65, 128}));  // 513 bits pad to 1024
+  const auto layers = nlohmann::json::parse(header["__metadata__"]["layers"].get<std::string>());
+  CHECK(layers["layers.0.up"]["kernels"] == 3);
+  CHECK(layers["layers.0.up"]["shape"] == nlohmann::json::array({65, 513}));
+  CHECK(header["__metadata__"]["bit_layout"] == kMbokBitLayout);
+  // Row 5 of kernel 2 in the file is row 5 of the packed kernel, bit for bit.
+  const std::size_t begin = kernel["data_offsets"][0].get<std::size_t>();
+  const BitMatrix& ref = m.up_svid.weights.kernel(2);
+  CHECK(std::memcmp(bytes.data() + 8 + n + begin + 5 * 128, ref.view().row(5), 128) == 0);
+  // From an unaligned buffer the kernels are copied, with the same values.
+  std::vector<std::uint8_t> shifted(bytes.size() + 1);
+  std::memcpy(shifted.data() + 1, bytes.data(), bytes.size());
+  const MbokModel model = MbokModel::from_memory(shifted.data() + 1, bytes.size());
+  const auto up = model.load_weights<float>("layers.0.up");
+  CHECK_FALSE(up.kernel(0).is_borrowed());
+  CHECK(up.reconstruct() == m.up_svid.weights.reconstruct());
+}
+
+TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
+  const auto q = svid<float>(test::random_matrix(5, 9), 2);
+  auto build = [&](auto&& edit) {
+    StateDict dict;
+    for (std::size_t k = 0; k < 2; ++k) {
+      const BitMatrix& b = q.weights.kernel(k);
+      Tensor t;
+      t.dtype = DType::u8;
+      t.shape = std::vector<std::int64_t>{5, 64};
+      t.bytes.assign(reinterpret_cast<const std::uint8_t*>(b.data()),
+                     reinterpret_cast<const std::uint8_t*>(b.data()) + 5 * 64);
+      dict[mbok_kernel_name("l", k)] = t;
+      dict[mbok_s_out_name("l", k)] = Tensor::from_eigen(q.weights.s_out(k));
+      dict[mbok_s_in_name("l", k)] = Tensor::from_eigen(q.weights.s_in(k));
+    }
+    Metadata md = {{"format", "mbok"}, {"format_version", "1"}, {"bit_layout", kMbokBitLayout},
+                   {"layers", R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"F32","bias":"","source":""}})"}};
+    edit(dict, md);
+    SafetensorsWriter w;
+    w.add(dict);
+    w.set_metadata(md);
+    return w.to_bytes();
+  };
+  auto expect_bad = [&](auto&& edit, const std::vector<std::string>& parts) {
+    const auto bytes = build(edit);
+    require_format_error([&] { MbokModel::from_memory(bytes.data(), bytes.size()); }, parts);
+  };
+  const auto ok = build([](StateDict&, Metadata&) {});
+  CHECK(MbokModel::from_memory(ok.data(), ok.size()).load_weights("l").reconstruct() == q.weights.reconstruct());
+
+  expect_bad([](StateDict&, Metadata& md) { md.erase("format"); }, {"not an mbok model", "format"});
+  expect_bad([](StateDict&, Metadata& md) { md["format"] = "gguf"; }, {"format is 'gguf'"});
+  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "2"; }, {"version '2' is not supported"});
+  expect_bad([](StateDict&, Metadata& md) { md["bit_layout"] = "msb first"; }, {"unknown bit layout"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = "{"; }, {"not valid JSON"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{},"l":{}})"; }, {"duplicate key 'l'"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":3})"; }, {"layer 'l'", "must be an object"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"scale_dtype":"F32"}})"; },
+             {"layer 'l'", "missing \"kernels\""});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5],"kernels":2,"scale_dtype":"F32"}})"; },
+             {"layer 'l'", "[rows, cols]"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"I8"}})"; },
+             {"layer 'l'", "scale_dtype"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":3,"scale_dtype":"F32"}})"; },
+             {"layer 'l'", "missing tensor 'l.kernel.2'"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,900],"kernels":2,"scale_dtype":"F32"}})"; },
+             {"layer 'l'", "'l.kernel.0' must be U8 [5, 128]", "got U8 [5, 64]"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":0,"scale_dtype":"F32"}})"; },
+             {"layer 'l'", "0 kernels"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":1,"scale_dtype":"F32","bias":"nope"}})"; },
+             {"layer 'l'", "missing bias tensor 'nope'"});
+  expect_bad([](StateDict& d, Metadata&) { d["l.kernel.1"].bytes[64 + 1] = 0x02; },  // row 1, column 9
+             {"layer 'l'", "padding bit set in row 1"});
+  expect_bad([](StateDict& d, Metadata&) { d["l.kernel.0"].bytes[63] = 0x80; }, {"padding bit set in row 0"});
+  expect_bad([](StateDict& d, Metadata&) { d.erase("l.s_in.1"); }, {"missing tensor 'l.s_in.1'"});
+  expect_bad([](StateDict& d, Metadata&) { d["l.s_out.0"] = Tensor::from_eigen(Eigen::VectorXd::Ones(5)); },
+             {"'l.s_out.0' must be F32 [5]", "got F64 [5]"});
+  expect_bad(
+      [](StateDict& d, Metadata&) {
+        const float inf = std::numeric_limits<float>::infinity();
+        std::memcpy(d["l.s_in.0"].bytes.data() + 8, &inf, 4);
+      },
+      {"'l.s_in.0' element 2 is not finite"});
+  require_format_error([&] { MbokModel::from_memory(ok.data(), ok.size()).layer("zz"); }, {"no layer 'zz'"});
+}
+
+TEST_CASE("the mbok writer refuses bad layers", "[mbok_format]") {
+  const auto q = svid<float>(test::random_matrix(4, 8), 1);
+  MbokWriter w;
+  w.add_layer("a", q.weights);
+  CHECK_THROWS_AS(w.add_layer("a", q.weights), InvalidArgument);
+  const MultiKernelWeights<float> empty(4, 8);
+  CHECK_THROWS_AS(w.add_layer("b", empty), InvalidArgument);
+  CHECK_THROWS_AS(w.set_metadata("layers", "{}"), InvalidArgument);
+  MbokLayerOptions o;
+  o.bias = "missing";
+  w.add_layer("c", q.weights, o);
+  CHECK_THROWS_AS(w.to_bytes(), InvalidArgument);
+}

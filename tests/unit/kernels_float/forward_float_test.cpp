@@ -1,0 +1,137 @@
+// The fused multi-kernel forward (forward_float.hpp) on every ISA available here, against the
+// naive reference in tests/reference/naive_forward.hpp. Tolerance (float_data.hpp):
+// 4 (n + 2) eps sum_k |s_out_k[j]| sum_l |x_l s_in_k[l]| + a subnormal floor.
+#include <mbok/forward_float.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "float_data.hpp"
+#include "reference/naive_forward.hpp"
+#include "support.hpp"
+
+using namespace mbok;
+
+namespace {
+
+MultiKernelWeights<float> random_weights(std::size_t m, std::size_t n, std::size_t kernels,
+                                         test::Pattern pattern = test::Pattern::random) {
+  MultiKernelWeights<float> w(m, n);
+  for (std::size_t k = 0; k < kernels; ++k) {
+    // Scales of both signs and a spread of magnitudes: the forward must not assume s >= 0.
+    Eigen::VectorXf s_out = test::random_matrix(m, 1).col(0);
+    Eigen::VectorXf s_in = test::random_matrix(n, 1, 0.5f).col(0);
+    w.add_kernel(k == 0 ? test::pattern_bits(m, n, pattern) : test::random_bits(m, n),
+                 std::move(s_out), std::move(s_in));
+  }
+  return w;
+}
+
+// Checks y (t x m, stride ldy) against the reference on columns [j0, j1) and that every
+// other element still holds `untouched`.
+void check_forward(const MultiKernelWeights<float>& w, const std::vector<float>& x,
+                   std::size_t ldx, std::size_t t, const std::vector<float>& y, std::size_t ldy,
+                   std::size_t j0, std::size_t j1, float untouched) {
+  std::vector<double> bound;
+  const auto ref = test::naive_multi_kernel_forward(w, x.data(), ldx, t, &bound);
+  const std::size_t m = w.out_features(), n = w.in_features();
+  for (std::size_t i = 0; i < t; ++i)
+    for (std::size_t j = 0; j < ldy; ++j) {
+      INFO("token " << i << ", output " << j);
+      if (j >= j0 && j < j1)
+        REQUIRE(std::fabs(y[i * ldy + j] - ref[i * m + j]) <= test::tolerance(bound[i * m + j], n));
+      else
+        REQUIRE(y[i * ldy + j] == untouched);
+    }
+}
+
+struct Case {
+  std::size_t t, m, n, kernels;
+};
+
+}  // namespace
+
+TEST_CASE("multi_kernel_forward matches the reference for K = 1, 2, 3, 5", "[kernels_float][forward]") {
+  const std::size_t ns[] = {1, 63, 64, 65, 127, 128, 511, 512, 513};
+  const std::size_t ts[] = {1, 2, 3, 7, 8, 17, 64, 65};
+  const std::size_t ms[] = {1, 2, 3, 7, 8, 17, 64, 65};
+  const std::size_t ks[] = {1, 2, 3, 5};
+  std::vector<Case> cases;
+  std::size_t c = 0;
+  for (std::size_t n : ns)
+    for (std::size_t a = 0; a < 3; ++a, ++c) cases.push_back({ts[(c * 3) % 8], ms[(c * 5 + 2) % 8], n, ks[c % 4]});
+  cases.push_back({1, 64, 997, 2});
+  cases.push_back({17, 65, 997, 3});
+  cases.push_back({1, 65, 4099, 1});
+  cases.push_back({8, 17, 4099, 2});
+  cases.push_back({65, 2, 4099, 5});
+  cases.push_back({130, 9, 200, 2});  // more tokens than one scaled block
+  test::for_each_isa([&](Isa isa) {
+    const KernelSet kernels;
+    REQUIRE(kernels.isa() == isa);
+    std::size_t index = 0;
+    for (const Case& s : cases) {
+      const test::Pattern p = test::kPatterns[index % 5];
+      const test::Values v = test::kValueKinds[(index / 5) % 4];
+      ++index;
+      INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels
+                  << ", pattern " << static_cast<int>(p) << ", values " << static_cast<int>(v));
+      const MultiKernelWeights<float> w = random_weights(s.m, s.n, s.kernels, p);
+      const std::size_t ldx = s.n + 2, ldy = s.m + 1;
+      const std::vector<float> x = test::activations(s.t, s.n, ldx, v);
+      std::vector<float> y(s.t * ldy, -3.0f);
+      multi_kernel_forward(w, x.data(), ldx, s.t, y.data(), ldy, kernels);
+      check_forward(w, x, ldx, s.t, y, ldy, 0, s.m, -3.0f);
+    }
+  });
+}
+
+TEST_CASE("multi_kernel_forward_range writes only its rows", "[kernels_float][forward]") {
+  const MultiKernelWeights<float> w = random_weights(70, 300, 3);
+  const std::size_t t = 5, ldx = 300, ldy = 72;
+  const std::vector<float> x = test::activations(t, 300, ldx, test::Values::normal);
+  test::for_each_isa([&](Isa isa) {
+    const KernelSet kernels;
+    REQUIRE(kernels.isa() == isa);
+    for (auto [j0, j1] : {std::pair<std::size_t, std::size_t>{0, 70}, {13, 51}, {69, 70}, {20, 20}}) {
+      INFO("rows [" << j0 << ", " << j1 << ")");
+      std::vector<float> y(t * ldy, 9.0f);
+      multi_kernel_forward_range(w, x.data(), ldx, t, y.data(), ldy, j0, j1, kernels);
+      check_forward(w, x, ldx, t, y, ldy, j0, j1, 9.0f);
+    }
+  });
+}
+
+TEST_CASE("multi_kernel_forward on Eigen matrices and with no kernels", "[kernels_float][forward]") {
+  const MultiKernelWeights<float> w = random_weights(33, 129, 2);
+  const RowMajorMatrixXf x = test::random_matrix(4, 129);
+  RowMajorMatrixXf y(4, 33);
+  multi_kernel_forward(w, x, y);
+  const std::vector<float> xv(x.data(), x.data() + x.size());
+  const std::vector<float> yv(y.data(), y.data() + y.size());
+  check_forward(w, xv, 129, 4, yv, 33, 0, 33, 0.0f);
+
+  const MultiKernelWeights<float> empty(33, 129);
+  RowMajorMatrixXf y0 = RowMajorMatrixXf::Constant(4, 33, 5.0f);
+  multi_kernel_forward(empty, x, y0);
+  CHECK(y0.isZero(0.0f));
+}
+
+TEST_CASE("multi_kernel_forward errors name the operand", "[kernels_float][forward][errors]") {
+  const MultiKernelWeights<float> w = random_weights(10, 20, 1);
+  std::vector<float> x(40), y(40);
+  CHECK_THROWS_WITH(multi_kernel_forward(w, x.data(), 19, 2, y.data(), 10),
+                    test::contains("ldx 19 < input features 20"));
+  CHECK_THROWS_WITH(multi_kernel_forward(w, x.data(), 20, 2, y.data(), 9),
+                    test::contains("ldy 9 < output features 10"));
+  CHECK_THROWS_AS(multi_kernel_forward(w, nullptr, 20, 2, y.data(), 10), InvalidArgument);
+  CHECK_THROWS_WITH(multi_kernel_forward_range(w, x.data(), 20, 2, y.data(), 10, 4, 11),
+                    test::contains("range [4, 11) out of [0, 10)"));
+  const RowMajorMatrixXf xe = RowMajorMatrixXf::Zero(2, 21);
+  RowMajorMatrixXf ye(2, 10);
+  CHECK_THROWS_WITH(multi_kernel_forward(w, xe, ye), test::contains("X has 21 columns, expected 20"));
+  const RowMajorMatrixXf xf = RowMajorMatrixXf::Zero(2, 20);
+  RowMajorMatrixXf yf(3, 10);
+  CHECK_THROWS_WITH(multi_kernel_forward(w, xf, yf), test::contains("Y is 3 x 10, expected 2 x 10"));
+}

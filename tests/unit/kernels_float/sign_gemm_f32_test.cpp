@@ -1,0 +1,178 @@
+// The float products of every ISA available here (sign_gemm, its accumulate form, and the
+// transposed product of the backward pass) against the naive references in tests/reference.
+// Tolerance (float_data.hpp): 4 (terms + 2) eps sum |products| + a subnormal floor, from the
+// bound on recursive summation of `terms` products.
+#include <mbok/kernels.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include "float_data.hpp"
+#include "reference/naive.hpp"
+#include "support.hpp"
+
+using namespace mbok;
+
+namespace {
+
+const std::size_t kColsSmall[] = {1, 63, 64, 65, 127, 128, 511, 512, 513};
+const std::size_t kTokens[] = {1, 2, 3, 7, 8, 17, 64, 65};
+const std::size_t kOutRows[] = {1, 2, 3, 7, 8, 17, 64, 65};
+
+struct Shape {
+  std::size_t t, m, n;
+};
+
+// Every small n with a spread of (t, m); the large n with a few shapes only.
+std::vector<Shape> shapes() {
+  std::vector<Shape> out;
+  std::size_t k = 0;
+  for (std::size_t n : kColsSmall)
+    for (std::size_t a = 0; a < 4; ++a, ++k) out.push_back({kTokens[(k * 3) % 8], kOutRows[(k * 5 + 1) % 8], n});
+  out.push_back({64, 65, 997});
+  out.push_back({1, 17, 997});
+  out.push_back({7, 8, 4099});
+  out.push_back({1, 65, 4099});
+  out.push_back({65, 3, 4099});
+  return out;
+}
+
+double abs_dot(const float* x, std::size_t n) {
+  double s = 0;
+  for (std::size_t l = 0; l < n; ++l) s += std::fabs(static_cast<double>(x[l]));
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("sign_gemm (float) matches the reference on every shape, pattern and value kind",
+          "[kernels_float][sign_gemm]") {
+  test::for_each_isa([](Isa isa) {
+    const KernelSet k;
+    REQUIRE(k.isa() == isa);
+    std::size_t case_index = 0;
+    for (const Shape& s : shapes()) {
+      const test::Pattern p = test::kPatterns[case_index % 5];
+      const test::Values v = test::kValueKinds[(case_index / 5) % 4];
+      ++case_index;
+      INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", pattern " << static_cast<int>(p)
+                  << ", values " << static_cast<int>(v));
+      const BitMatrix w = test::pattern_bits(s.m, s.n, p);
+      const std::size_t ldx = s.n + 3, ldy = s.m + 2;
+      const std::vector<float> x = test::activations(s.t, s.n, ldx, v);
+      std::vector<float> y(s.t * ldy, -5.0f);
+      k.sign_gemm(x.data(), ldx, s.t, w, y.data(), ldy);
+      const auto ref = test::naive_sign_gemm(x.data(), ldx, s.t, w);
+      for (std::size_t i = 0; i < s.t; ++i) {
+        const double tol = test::tolerance(abs_dot(x.data() + i * ldx, s.n), s.n);
+        for (std::size_t j = 0; j < s.m; ++j)
+          REQUIRE(std::fabs(y[i * ldy + j] - ref[i * s.m + j]) <= tol);
+        for (std::size_t j = s.m; j < ldy; ++j) REQUIRE(y[i * ldy + j] == -5.0f);
+      }
+    }
+  });
+}
+
+TEST_CASE("sign_gemm (float) on strided bit views and row ranges", "[kernels_float][sign_gemm]") {
+  const BitMatrix dense = test::random_bits(37, 300);
+  const test::StridedBits strided(dense, 8);
+  const BitMatrixView rows = strided.view.middle_rows(5, 29);
+  const std::size_t t = 9, ldx = 301, ldy = 40;
+  const std::vector<float> x = test::activations(t, 300, ldx, test::Values::normal);
+  const auto ref = test::naive_sign_gemm(x.data(), ldx, t, rows);
+  test::for_each_isa([&](Isa isa) {
+    const KernelSet k;
+    REQUIRE(k.isa() == isa);
+    std::vector<float> y(t * ldy, 7.0f);
+    k.sign_gemm_range(x.data(), ldx, t, rows, y.data(), ldy, 3, 26);
+    for (std::size_t i = 0; i < t; ++i) {
+      const double tol = test::tolerance(abs_dot(x.data() + i * ldx, 300), 300);
+      for (std::size_t j = 0; j < ldy; ++j) {
+        if (j >= 3 && j < 26)
+          REQUIRE(std::fabs(y[i * ldy + j] - ref[i * 29 + j]) <= tol);
+        else
+          REQUIRE(y[i * ldy + j] == 7.0f);
+      }
+    }
+  });
+}
+
+TEST_CASE("sign_gemm_acc_f32 adds s_out times the product to Y", "[kernels_float][sign_gemm]") {
+  test::for_each_isa([](Isa isa) {
+    const detail::KernelTable& table = detail::kernel_table(isa);
+    REQUIRE(table.isa == isa);
+    for (const Shape& s : shapes()) {
+      INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n);
+      const BitMatrix w = test::random_bits(s.m, s.n);
+      const std::size_t ldx = s.n + 1, ldy = s.m + 3;
+      const std::vector<float> x = test::activations(s.t, s.n, ldx, test::Values::normal);
+      const Eigen::MatrixXf s_out = test::random_matrix(s.m, 1);
+      const Eigen::MatrixXf y0 = test::random_matrix(s.t, ldy);
+      std::vector<float> y(s.t * ldy);
+      for (std::size_t i = 0; i < s.t; ++i)
+        for (std::size_t j = 0; j < ldy; ++j)
+          y[i * ldy + j] = y0(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
+      const std::size_t j0 = s.m / 3, j1 = s.m;
+      table.sign_gemm_acc_f32(x.data(), ldx, s.t, w, s_out.data(), y.data(), ldy, j0, j1);
+      const auto ref = test::naive_sign_gemm(x.data(), ldx, s.t, w);
+      for (std::size_t i = 0; i < s.t; ++i) {
+        const double row_abs = abs_dot(x.data() + i * ldx, s.n);
+        for (std::size_t j = 0; j < ldy; ++j) {
+          const double before = y0(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
+          if (j >= j0 && j < j1) {
+            const double so = s_out(static_cast<Eigen::Index>(j), 0);
+            const double expect = before + so * ref[i * s.m + j];
+            REQUIRE(std::fabs(y[i * ldy + j] - expect) <=
+                    test::tolerance(std::fabs(so) * row_abs + std::fabs(before), s.n));
+          } else {
+            REQUIRE(y[i * ldy + j] == static_cast<float>(before));
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("sign_gemm_transposed (float) matches the reference, ranges and strides included",
+          "[kernels_float][transposed]") {
+  test::for_each_isa([](Isa isa) {
+    const KernelSet k;
+    REQUIRE(k.isa() == isa);
+    std::size_t case_index = 0;
+    for (const Shape& s : shapes()) {
+      const test::Pattern p = test::kPatterns[case_index % 5];
+      const test::Values v = test::kValueKinds[(case_index / 5) % 4];
+      ++case_index;
+      // Here m is the summation length and n the output width.
+      INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", pattern " << static_cast<int>(p)
+                  << ", values " << static_cast<int>(v));
+      const BitMatrix w = test::pattern_bits(s.m, s.n, p);
+      const test::StridedBits strided(w, 8);
+      const std::size_t ldz = s.m + 1, lddx = s.n + 5;
+      const std::vector<float> z = test::activations(s.t, s.m, ldz, v);
+      const auto ref = test::naive_sign_gemm_transposed(z.data(), ldz, s.t, w);
+      for (int variant = 0; variant < 2; ++variant) {
+        std::vector<float> dx(s.t * lddx, 123.0f);
+        // variant 0: whole matrix on the dense view; 1: a range [64, n - 1) on the strided view
+        std::size_t l0 = 0, l1 = s.n;
+        if (variant == 0) {
+          k.sign_gemm_transposed(z.data(), ldz, s.t, w, dx.data(), lddx);
+        } else {
+          l0 = s.n > 64 ? 64 : 0;
+          l1 = s.n > 1 ? s.n - 1 : s.n;
+          k.sign_gemm_transposed_range(z.data(), ldz, s.t, strided.view, dx.data(), lddx, l0, l1);
+        }
+        for (std::size_t i = 0; i < s.t; ++i) {
+          const double tol = test::tolerance(abs_dot(z.data() + i * ldz, s.m), s.m);
+          for (std::size_t l = 0; l < lddx; ++l) {
+            if (l >= l0 && l < l1)
+              REQUIRE(std::fabs(dx[i * lddx + l] - ref[i * s.n + l]) <= tol);
+            else
+              REQUIRE(dx[i * lddx + l] == 123.0f);
+          }
+        }
+      }
+    }
+  });
+}
