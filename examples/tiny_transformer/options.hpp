@@ -16,7 +16,8 @@ struct Options {
   std::string out_dir = "tiny_transformer_out";
   std::string corpus;  ///< empty: the King James Bible from bible-kjv
   bool quick = false;
-  int threads = 0;  ///< 0: OpenMP's default
+  int threads = 1;  ///< 0: OpenMP's default. One by default: the models are small, and
+                    ///< spinning OpenMP threads on a busy machine cost more than they gain.
   std::uint64_t seed = 1;
   ModelConfig model;
   Index batch = 16;

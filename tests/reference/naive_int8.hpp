@@ -55,16 +55,25 @@ inline std::vector<double> naive_multi_kernel_forward(const MultiKernelWeights<f
   std::vector<double> y(t * m, 0.0);
   for (std::size_t k = 0; k < w.num_kernels(); ++k) {
     const std::vector<int> s = naive_signs(w.kernel_view(k));
+    std::vector<double> xs(t * n);  // x (.) s_in_k
+    for (std::size_t i = 0; i < t; ++i)
+      for (std::size_t l = 0; l < n; ++l)
+        xs[i * n + l] = static_cast<double>(x[i * ldx + l]) *
+                        static_cast<double>(w.s_in(k)(static_cast<Eigen::Index>(l)));
     for (std::size_t i = 0; i < t; ++i)
       for (std::size_t j = 0; j < m; ++j) {
         double acc = 0;
-        for (std::size_t l = 0; l < n; ++l)
-          acc += static_cast<double>(x[i * ldx + l]) * static_cast<double>(w.s_in(k)(static_cast<Eigen::Index>(l))) *
-                 s[j * n + l];
+        for (std::size_t l = 0; l < n; ++l) acc += xs[i * n + l] * s[j * n + l];
         y[i * m + j] += static_cast<double>(w.s_out(k)(static_cast<Eigen::Index>(j))) * acc;
       }
   }
   return y;
+}
+
+// int64 results as int32 (for comparing whole vectors with the kernels' output; every value
+// in these tests fits).
+inline std::vector<std::int32_t> to_int32(const std::vector<std::int64_t>& v) {
+  return std::vector<std::int32_t>(v.begin(), v.end());
 }
 
 }  // namespace mbok::test

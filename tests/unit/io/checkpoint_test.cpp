@@ -3,6 +3,7 @@
 // leaves the previous checkpoint intact.
 #include <mbok/io/checkpoint.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <sstream>
@@ -86,7 +87,9 @@ std::int64_t check_intact(const std::string& path) {
   const Tensor& p = c.state.at("payload");
   std::vector<std::uint32_t> words(p.bytes.size() / 4);
   std::memcpy(words.data(), p.bytes.data(), p.bytes.size());
-  for (std::uint32_t w : words) REQUIRE(w == static_cast<std::uint32_t>(version));
+  const bool whole = std::all_of(words.begin(), words.end(),
+                                 [&](std::uint32_t w) { return w == static_cast<std::uint32_t>(version); });
+  REQUIRE(whole);
   REQUIRE(c.metadata.at("writer") == "test");
   return version;
 }

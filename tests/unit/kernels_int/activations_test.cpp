@@ -125,7 +125,7 @@ TEST_CASE("binarize_activations packs signs with the mean |x| scale", "[kernels_
 TEST_CASE("An XNOR layer: binarize, xnor_gemm, float and bit outputs", "[kernels_int][activations]") {
   const std::size_t t = 9, n = 300, m = 70;
   const RowMatrix x = test::random_matrix(t, n);
-  const BitMatrix w = test::random_bits(m, n);
+  const BitMatrix w = test::fast_random_bits(m, n);
   const Eigen::VectorXf col_scale = test::random_matrix(m, 1);  // signed on purpose
   const Eigen::VectorXf threshold = test::random_matrix(m, 1, 5.0f);
   const BinaryActivations a = binarize_activations(x.data(), n, t, n);

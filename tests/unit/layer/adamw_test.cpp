@@ -22,8 +22,10 @@ TEST_CASE("AdamW follows the update rule with decoupled weight decay", "[adamw]"
   Eigen::VectorXd pa = a.cast<double>(), ma = Eigen::VectorXd::Zero(5), va = Eigen::VectorXd::Zero(5);
   Eigen::MatrixXd pb = b.cast<double>(), mb = Eigen::MatrixXd::Zero(3, 2), vb = Eigen::MatrixXd::Zero(3, 2);
   for (int t = 1; t <= 4; ++t) {
-    ga = random_matrix(5, 1);
-    gb = random_matrix(3, 2);
+    // Copy into the registered buffers (a moved-in temporary would replace them).
+    const Eigen::MatrixXf new_ga = random_matrix(5, 1), new_gb = random_matrix(3, 2);
+    ga = new_ga;
+    gb = new_gb;
     o.step();
     const double c1 = 1 - std::pow(0.9, t), c2 = 1 - std::pow(0.999, t);
     ma = 0.9 * ma + 0.1 * ga.cast<double>();

@@ -149,30 +149,31 @@ inline void f32_rows(const float* x, std::size_t ldx, const float* totals, BitMa
   }
 }
 
-// Tiles: 4 tokens x 6 rows (24 accumulators, 4 activation vectors per 24 masked adds); fewer
-// tokens get 8 rows so that at least 8 independent additions are in flight.
+// Tiles: 6 tokens x 4 rows (24 accumulators, 6 activation vectors, 4 masks per 24 masked
+// adds: the mask loads compete with the adds for the same ports, so each mask serves as many
+// tokens as the registers allow); fewer tokens get more rows so that at least 8 independent
+// additions are in flight.
 template <bool Acc>
 inline void f32_gemm(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                      const float* s_out, float* y, std::size_t ldy, std::size_t j0,
                      std::size_t j1) noexcept {
   if (j0 >= j1) return;
   const std::size_t n = w.cols();
-  std::size_t i = 0;
-  for (; i + 4 <= t; i += 4) {
-    float totals[4];
-    for (std::size_t a = 0; a < 4; ++a) totals[a] = f32_sum(x + (i + a) * ldx, n);
-    f32_rows<6, 4, Acc>(x + i * ldx, ldx, totals, w, s_out, y + i * ldy, ldy, j0, j1);
-  }
-  const std::size_t rest = t - i;
-  float totals[3];
-  for (std::size_t a = 0; a < rest; ++a) totals[a] = f32_sum(x + (i + a) * ldx, n);
-  const float* xi = x + i * ldx;
-  float* yi = y + i * ldy;
-  switch (rest) {
-    case 1: f32_rows<16, 1, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-    case 2: f32_rows<8, 2, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-    case 3: f32_rows<8, 3, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-    default: break;
+  constexpr std::size_t kTile = 6;
+  float totals[kTile];
+  for (std::size_t i = 0; i < t; i += kTile) {
+    const std::size_t tokens = std::min(kTile, t - i);
+    for (std::size_t a = 0; a < tokens; ++a) totals[a] = f32_sum(x + (i + a) * ldx, n);
+    const float* xi = x + i * ldx;
+    float* yi = y + i * ldy;
+    switch (tokens) {
+      case 1: f32_rows<8, 1, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
+      case 2: f32_rows<8, 2, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
+      case 3: f32_rows<8, 3, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
+      case 4: f32_rows<6, 4, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
+      case 5: f32_rows<4, 5, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
+      default: f32_rows<4, 6, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
+    }
   }
 }
 

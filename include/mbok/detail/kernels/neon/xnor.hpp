@@ -2,12 +2,113 @@
 #include "../../guard.hpp"
 
 // neon: Boolean x Boolean (XNOR/popcount): table entry xnor_gemm.
-// Until the neon version is written the table keeps the portable kernel.
+//
+// CNT counts the ones of each byte; the four 128-bit chunks of a 512-bit unit are summed in
+// byte lanes (at most 32 per lane), folded into 16-bit lanes with UADALP (at most 64 per unit
+// and lane, so 1023 units fit), and into 32-bit lanes after each block of units. A tile of
+// activation rows x weight rows reuses every loaded vector from a register, and weight rows
+// are walked in L1-sized blocks.
+
+#include <arm_neon.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
 
 #include "../table.hpp"
 
+#include "begin.hpp"
+
 namespace mbok::detail::neon {
 
-inline constexpr void install_xnor(KernelTable&) noexcept {}
+// Units of 512 bits per 16-bit accumulation block: 1023 * 64 < 65536.
+inline constexpr std::size_t kXnorUnitsPerBlock = 1023;
+
+// One tile: TI activation rows x TJ weight rows over `units` 512-bit units.
+template <int TI, int TJ>
+inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const* b,
+                      std::size_t units, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+  uint32x4_t total[TI][TJ];
+  for (int i = 0; i < TI; ++i)
+    for (int j = 0; j < TJ; ++j) total[i][j] = vdupq_n_u32(0);
+  for (std::size_t u0 = 0; u0 < units; u0 += kXnorUnitsPerBlock) {
+    const std::size_t u1 = std::min(units, u0 + kXnorUnitsPerBlock);
+    uint16x8_t acc[TI][TJ];
+    for (int i = 0; i < TI; ++i)
+      for (int j = 0; j < TJ; ++j) acc[i][j] = vdupq_n_u16(0);
+    for (std::size_t u = u0; u < u1; ++u) {
+      uint8x16_t sum[TI][TJ];
+      for (int i = 0; i < TI; ++i)
+        for (int j = 0; j < TJ; ++j) sum[i][j] = vdupq_n_u8(0);
+      for (int q = 0; q < 4; ++q) {
+        uint8x16_t av[TI];
+        for (int i = 0; i < TI; ++i)
+          av[i] = vreinterpretq_u8_u64(vld1q_u64(a[i] + u * 8 + static_cast<std::size_t>(q) * 2));
+        for (int j = 0; j < TJ; ++j) {
+          const uint8x16_t bv =
+              vreinterpretq_u8_u64(vld1q_u64(b[j] + u * 8 + static_cast<std::size_t>(q) * 2));
+          for (int i = 0; i < TI; ++i) {
+            const uint8x16_t ones = vcntq_u8(veorq_u8(av[i], bv));
+            sum[i][j] = vaddq_u8(sum[i][j], ones);
+          }
+        }
+      }
+      for (int i = 0; i < TI; ++i)
+        for (int j = 0; j < TJ; ++j) acc[i][j] = vpadalq_u8(acc[i][j], sum[i][j]);
+    }
+    for (int i = 0; i < TI; ++i)
+      for (int j = 0; j < TJ; ++j) total[i][j] = vpadalq_u16(total[i][j], acc[i][j]);
+  }
+  for (int i = 0; i < TI; ++i)
+    for (int j = 0; j < TJ; ++j)
+      c[static_cast<std::size_t>(i) * ldc + static_cast<std::size_t>(j)] =
+          n - 2 * static_cast<std::int32_t>(vaddvq_u32(total[i][j]));
+}
+
+template <int TI>
+inline void xnor_tile_j(int tj, const std::uint64_t* const* a, const std::uint64_t* const* b,
+                        std::size_t units, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+  switch (tj) {
+    case 4: xnor_tile<TI, 4>(a, b, units, n, c, ldc); break;
+    case 3: xnor_tile<TI, 3>(a, b, units, n, c, ldc); break;
+    case 2: xnor_tile<TI, 2>(a, b, units, n, c, ldc); break;
+    default: xnor_tile<TI, 1>(a, b, units, n, c, ldc); break;
+  }
+}
+
+inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::size_t ldc,
+                      std::size_t j0, std::size_t j1) {
+  constexpr std::size_t kTileI = 2;
+  constexpr std::size_t kTileJ = 4;
+  const std::size_t words = a.row_words();
+  const std::size_t units = words / 8;
+  const auto n = static_cast<std::int32_t>(a.cols());
+  if (a.rows() == 0 || j1 <= j0) return;
+  // Weight rows per block: about 24 KiB of them stay in L1 while every activation row passes.
+  const std::size_t block = std::max<std::size_t>(kTileJ, (24576 / (words * 8)) / kTileJ * kTileJ);
+  for (std::size_t jb = j0; jb < j1; jb += block) {
+    const std::size_t je = std::min(j1, jb + block);
+    for (std::size_t i = 0; i < a.rows(); i += kTileI) {
+      const std::size_t ti = std::min(kTileI, a.rows() - i);
+      const std::uint64_t* ar[kTileI];
+      for (std::size_t r = 0; r < kTileI; ++r) ar[r] = a.row(i + std::min(r, ti - 1));
+      for (std::size_t j = jb; j < je; j += kTileJ) {
+        const int tj = static_cast<int>(std::min(kTileJ, je - j));
+        const std::uint64_t* br[kTileJ];
+        for (std::size_t r = 0; r < kTileJ; ++r)
+          br[r] = b.row(j + std::min(r, static_cast<std::size_t>(tj) - 1));
+        std::int32_t* out = c + i * ldc + j;
+        if (ti == kTileI)
+          xnor_tile_j<2>(tj, ar, br, units, n, out, ldc);
+        else
+          xnor_tile_j<1>(tj, ar, br, units, n, out, ldc);
+      }
+    }
+  }
+}
+
+inline constexpr void install_xnor(KernelTable& t) noexcept { t.xnor_gemm = &xnor_gemm; }
 
 }  // namespace mbok::detail::neon
+
+#include "end.hpp"

@@ -1,0 +1,261 @@
+// Integer kernels: XNOR/popcount GEMM (Boolean x Boolean), the fused int8 multi-kernel
+// forward (K = 1, 2), one case per ISA available here and per thread count, next to the dense
+// Eigen/OpenBLAS baselines of the same shapes (baselines.hpp); plus the instruction-rate
+// ceilings of this core, on L1-resident data, so a kernel's rate reads as a fraction of peak:
+// - ceiling_xnor: XOR + VPOPCNTQ + VPADDQ (items = binary multiply-adds);
+// - ceiling_i8_gemv: a masked byte move per VPDPBUSD (the GEMV inner loop; items = weight
+//   multiply-adds);
+// - ceiling_i8_gemm: one masked byte move per 4 VPDPBUSD (weights reused over 4 tokens).
+#include <benchmark/benchmark.h>
+
+#include <mbok/activations.hpp>
+#include <mbok/forward_int8.hpp>
+#include <mbok/isa.hpp>
+#include <mbok/kernels.hpp>
+#include <mbok/multi_kernel_weights.hpp>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define MBOK_BENCH_X86_CEILINGS 1
+#endif
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "baselines.hpp"
+
+namespace {
+
+using mbok::bench::case_name;
+using mbok::bench::random_floats;
+
+mbok::BitMatrix random_bits(std::size_t rows, std::size_t cols, std::uint64_t seed) {
+  const std::vector<float> dense = random_floats(rows * cols, seed);
+  return mbok::BitMatrix::pack(dense.data(), rows, cols, cols, "bench bits");
+}
+
+// ---- XNOR GEMM: C (t x m) = n - 2 popcount(A_i xor B_j) ----
+
+struct XnorProblem {
+  mbok::BitMatrix a, b;
+  std::vector<std::int32_t> c;
+};
+
+XnorProblem& xnor_problem(std::size_t m, std::size_t n, std::size_t t) {
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::unique_ptr<XnorProblem>> cache;
+  auto& slot = cache[{m, n, t}];
+  if (!slot) {
+    slot = std::make_unique<XnorProblem>();
+    slot->a = random_bits(t, n, 10);
+    slot->b = random_bits(m, n, 11);
+    slot->c.assign(t * m, 0);
+  }
+  return *slot;
+}
+
+void xnor_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::size_t n, std::size_t t,
+               int threads) {
+  XnorProblem& p = xnor_problem(m, n, t);
+  mbok::bench::set_threads(threads);
+  const mbok::ScopedIsaLimit limit(isa);
+  const mbok::KernelSet ks;
+  for (auto _ : state) {
+    ks.xnor_gemm(p.a, p.b, p.c.data(), m);
+    benchmark::DoNotOptimize(p.c.data());
+    benchmark::ClobberMemory();
+  }
+  const double iters = static_cast<double>(state.iterations());
+  state.SetItemsProcessed(static_cast<std::int64_t>(iters * static_cast<double>(t * m * n)));
+  state.SetBytesProcessed(static_cast<std::int64_t>(
+      iters * (static_cast<double>((t + m) * n) / 8.0 + 4.0 * static_cast<double>(t * m))));
+  state.SetLabel(mbok::isa_name(ks.isa()));
+  mbok::bench::set_threads(1);
+}
+
+// ---- fused int8 forward ----
+
+struct ForwardProblem {
+  mbok::MultiKernelWeights<float> w;
+  std::vector<float> x, y;
+  mbok::Int8ForwardWorkspace ws;
+};
+
+ForwardProblem& forward_problem(std::size_t m, std::size_t n, std::size_t kernels, std::size_t t) {
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>, std::unique_ptr<ForwardProblem>> cache;
+  auto& slot = cache[{m, n, kernels, t}];
+  if (!slot) {
+    slot = std::make_unique<ForwardProblem>();
+    slot->w = mbok::MultiKernelWeights<float>(m, n);
+    for (std::size_t k = 0; k < kernels; ++k) {
+      const std::vector<float> s_out = random_floats(m, 200 + k), s_in = random_floats(n, 300 + k);
+      slot->w.add_kernel(random_bits(m, n, 100 + k),
+                         Eigen::Map<const Eigen::VectorXf>(s_out.data(), static_cast<Eigen::Index>(m)),
+                         Eigen::Map<const Eigen::VectorXf>(s_in.data(), static_cast<Eigen::Index>(n)));
+    }
+    slot->x = random_floats(t * n, 400);
+    slot->y.assign(t * m, 0.0f);
+  }
+  return *slot;
+}
+
+// Whole call, quantization included (what an engine pays per layer and step).
+void forward_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::size_t n,
+                  std::size_t kernels, std::size_t t, int threads) {
+  ForwardProblem& p = forward_problem(m, n, kernels, t);
+  mbok::bench::set_threads(threads);
+  const mbok::ScopedIsaLimit limit(isa);
+  const mbok::KernelSet ks;
+  for (auto _ : state) {
+    mbok::prepare_int8_forward(p.w, p.x.data(), n, t, p.ws);
+    mbok::multi_kernel_forward_int8(p.w, p.ws, p.y.data(), m, ks);
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  const double iters = static_cast<double>(state.iterations());
+  const double weight_bytes = static_cast<double>(kernels) *
+                              (static_cast<double>(m * n) / 8.0 + 4.0 * static_cast<double>(m + n));
+  state.SetItemsProcessed(static_cast<std::int64_t>(iters * static_cast<double>(t * m * n)));
+  state.SetBytesProcessed(
+      static_cast<std::int64_t>(iters * (weight_bytes + 4.0 * static_cast<double>(t * (m + n)))));
+  state.SetLabel(mbok::isa_name(ks.isa()) + std::string(isa == mbok::Isa::avx512 && mbok::cpu_features().avx512vnni ? "+vnni" : ""));
+  mbok::bench::set_threads(1);
+}
+
+// ---- ceilings (AVX-512 only; L1-resident data) ----
+
+#if MBOK_BENCH_X86_CEILINGS
+
+struct AlignedBuffer {
+  explicit AlignedBuffer(std::size_t bytes)
+      : p(static_cast<std::uint8_t*>(::operator new(bytes, std::align_val_t(64)))) {
+    for (std::size_t i = 0; i < bytes; ++i) p[i] = static_cast<std::uint8_t>(i * 2654435761u >> 13);
+  }
+  ~AlignedBuffer() { ::operator delete(p, std::align_val_t(64)); }
+  std::uint8_t* p;
+};
+
+constexpr std::size_t kCeilingBytes = 16384;  // 256 vectors of 64 bytes: stays in L1
+
+// 4 register-resident vectors x every vector of the buffer: 16 independent XOR + VPOPCNTQ +
+// VPADDQ chains per 4 loads.
+__attribute__((target("avx512f,avx512vpopcntdq"))) std::int64_t xnor_ceiling_pass(const std::uint8_t* data) {
+  const __m512i a0 = _mm512_set1_epi64(0x0123456789abcdefll), a1 = _mm512_set1_epi64(0x1111222233334444ll);
+  const __m512i a2 = _mm512_set1_epi64(0x5555666677778888ll), a3 = _mm512_set1_epi64(0x7a7b7c7d7e7f7071ll);
+  __m512i acc[16];
+  for (auto& v : acc) v = _mm512_setzero_si512();
+  for (std::size_t q = 0; q < kCeilingBytes / 64; q += 4) {
+    for (int r = 0; r < 4; ++r) {
+      const __m512i b = _mm512_load_si512(data + (q + static_cast<std::size_t>(r)) * 64);
+      acc[4 * r + 0] = _mm512_add_epi64(acc[4 * r + 0], _mm512_popcnt_epi64(_mm512_xor_si512(a0, b)));
+      acc[4 * r + 1] = _mm512_add_epi64(acc[4 * r + 1], _mm512_popcnt_epi64(_mm512_xor_si512(a1, b)));
+      acc[4 * r + 2] = _mm512_add_epi64(acc[4 * r + 2], _mm512_popcnt_epi64(_mm512_xor_si512(a2, b)));
+      acc[4 * r + 3] = _mm512_add_epi64(acc[4 * r + 3], _mm512_popcnt_epi64(_mm512_xor_si512(a3, b)));
+    }
+  }
+  __m512i s = acc[0];
+  for (int i = 1; i < 16; ++i) s = _mm512_add_epi64(s, acc[i]);
+  alignas(64) std::int64_t lanes[8];
+  _mm512_store_si512(lanes, s);
+  return lanes[0] + lanes[7];
+}
+
+// Weight masks and activations from L1; `Reuse` VPDPBUSD per masked byte move.
+template <int Reuse>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_pass(const std::uint8_t* data) {
+  const __m512i ones = _mm512_set1_epi8(1);
+  const std::uint64_t* masks = reinterpret_cast<const std::uint64_t*>(data);
+  __m512i acc[8];
+  for (auto& v : acc) v = _mm512_setzero_si512();
+  constexpr std::size_t kVectors = kCeilingBytes / 64;
+  for (std::size_t q = 0; q < kVectors; q += 8) {
+    for (int r = 0; r < 8; r += Reuse) {
+      const __m512i w = _mm512_maskz_mov_epi8(_cvtu64_mask64(masks[q + static_cast<std::size_t>(r)]), ones);
+      for (int u = 0; u < Reuse; ++u)
+        acc[r + u] = _mm512_dpbusd_epi32(acc[r + u], w, _mm512_load_si512(data + (q + static_cast<std::size_t>(r + u)) * 64));
+    }
+  }
+  __m512i s = acc[0];
+  for (int i = 1; i < 8; ++i) s = _mm512_add_epi32(s, acc[i]);
+  alignas(64) std::int32_t lanes[16];
+  _mm512_store_si512(lanes, s);
+  return lanes[0] + lanes[15];
+}
+
+template <typename Pass>
+void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass) {
+  AlignedBuffer buf(kCeilingBytes);
+  std::int64_t sink = 0;
+  for (auto _ : state) {
+    for (int rep = 0; rep < 64; ++rep) sink += pass(buf.p);
+    benchmark::DoNotOptimize(sink);
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(static_cast<double>(state.iterations()) * 64 * items_per_pass));
+  state.SetLabel("avx512");
+}
+
+#endif
+
+const bool registered = [] {
+  // XNOR GEMM: t x m x n, square.
+  for (std::size_t s : {1024u, 4096u})
+    for (int threads : {1, 2}) {
+      mbok::bench::register_dense_baselines(s, s, s, threads);
+      for (mbok::Isa isa : mbok::available_isas()) {
+        if (isa == mbok::Isa::scalar && s > 1024) continue;
+        benchmark::RegisterBenchmark(case_name("xnor_gemm", mbok::isa_name(isa), s, s, s, threads).c_str(),
+                                     [=](benchmark::State& st) { xnor_case(st, isa, s, s, s, threads); })
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+
+  // Fused int8 forward.
+  struct Shape {
+    std::size_t m, n;
+    std::vector<std::size_t> tokens;
+  };
+  const Shape shapes[] = {{4096, 4096, {1, 8, 32, 128, 512}}, {4096, 11008, {1, 32}}, {11008, 4096, {1, 32}}};
+  for (const Shape& s : shapes)
+    for (std::size_t t : s.tokens)
+      for (int threads : {1, 2}) {
+        mbok::bench::register_dense_baselines(s.m, s.n, t, threads);
+        for (mbok::Isa isa : mbok::available_isas()) {
+          if (isa == mbok::Isa::scalar && (t > 8 || s.m != s.n)) continue;
+          for (std::size_t kernels : {1, 2}) {
+            const std::string family = "forward_i8_k" + std::to_string(kernels);
+            benchmark::RegisterBenchmark(
+                case_name(family, mbok::isa_name(isa), s.m, s.n, t, threads).c_str(),
+                [=](benchmark::State& st) { forward_case(st, isa, s.m, s.n, kernels, t, threads); })
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
+        }
+      }
+
+#if MBOK_BENCH_X86_CEILINGS
+  if (mbok::isa_available(mbok::Isa::avx512)) {
+    // Per pass: 256 loaded vectors x 4 register vectors x 512 bit pairs.
+    benchmark::RegisterBenchmark("ceiling_xnor/avx512/l1/t:1/threads:1", [](benchmark::State& st) {
+      ceiling_case(st, &xnor_ceiling_pass, 256.0 * 4 * 512);
+    })->Unit(benchmark::kMicrosecond);
+    if (mbok::cpu_features().avx512vnni) {
+      // Per pass: 256 VPDPBUSD x 64 multiply-adds.
+      benchmark::RegisterBenchmark("ceiling_i8_gemv/avx512/l1/t:1/threads:1", [](benchmark::State& st) {
+        ceiling_case(st, &i8_ceiling_pass<1>, 256.0 * 64);
+      })->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark("ceiling_i8_gemm/avx512/l1/t:4/threads:1", [](benchmark::State& st) {
+        ceiling_case(st, &i8_ceiling_pass<4>, 256.0 * 64);
+      })->Unit(benchmark::kMicrosecond);
+    }
+  }
+#endif
+  return true;
+}();
+
+}  // namespace

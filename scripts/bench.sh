@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds the benchmarks (Release, in build-bench/ or $MBOK_BENCH_DIR), runs mbok_bench with JSON
+# output, and turns the JSON into a markdown table of times and ratios against the dense
+# baselines (Eigen, OpenBLAS) measured in the same run. The table goes to stdout and to
+# build-bench/performance.md; the raw results stay in build-bench/results.json.
+#
+# Usage: scripts/bench.sh [--quick] [--filter REGEX] [-- MORE_GOOGLE_BENCHMARK_FLAGS...]
+#   --quick         short runs (0.05 s per case instead of 0.5 s): a smoke test, noisy numbers
+#   --filter REGEX  only the cases whose names match (Google Benchmark's --benchmark_filter);
+#                   the baselines a case is compared with must match too, e.g.
+#                   --filter '4096x4096/t:1/'
+# Case names: <family>/<impl>/<m>x<n>/t:<tokens>/threads:<threads> (bench/baselines.hpp).
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$MBOK_ROOT"
+
+quick=0 filter="" extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --filter) filter="${2:?--filter needs a regular expression}"; shift ;;
+    --filter=*) filter="${1#--filter=}" ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "usage: scripts/bench.sh [--quick] [--filter REGEX] [-- GOOGLE_BENCHMARK_FLAGS...]" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+ensure_packages build-essential cmake libeigen3-dev libbenchmark-dev nlohmann-json3-dev \
+  libopenblas-dev libomp-dev
+
+dir="${MBOK_BENCH_DIR:-build-bench}"
+log "building the benchmarks (Release, $dir)"
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMBOK_BUILD_TESTS=OFF -DMBOK_BUILD_EXAMPLES=OFF \
+  -DMBOK_BUILD_TOOLS=OFF >/dev/null
+cmake --build "$dir" -j"$MBOK_JOBS" --target mbok_bench mbok_bench_report
+
+args=(--benchmark_out="$dir/results.json" --benchmark_out_format=json)
+if [ "$quick" -eq 1 ]; then args+=(--benchmark_min_time=0.05); else args+=(--benchmark_min_time=0.5); fi
+[ -n "$filter" ] && args+=(--benchmark_filter="$filter")
+
+log "running mbok_bench ${args[*]} ${extra[*]:-}"
+"$dir/bench/mbok_bench" "${args[@]}" "${extra[@]}"
+
+log "ratios against the baselines of the same run ($dir/performance.md)"
+"$dir/bench/mbok_bench_report" "$dir/results.json" "$dir/performance.md"
