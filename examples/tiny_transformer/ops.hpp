@@ -51,17 +51,21 @@ class RmsNorm {
   Vec<T> r_;
 };
 
-/// GELU (tanh approximation), elementwise.
+/// GELU (tanh approximation) of a whole matrix, vectorized by Eigen; `t` receives the
+/// tanh term that `gelu_backward` reuses.
 template <typename T>
-inline T gelu(T u) {
+void gelu_forward(const Mat<T>& u, Mat<T>& g, Mat<T>& t) {
   constexpr T c = T(0.7978845608028654);
-  return T(0.5) * u * (T(1) + std::tanh(c * (u + T(0.044715) * u * u * u)));
+  t = (c * (u.array() + T(0.044715) * u.array().cube())).tanh();
+  g = T(0.5) * u.array() * (T(1) + t.array());
 }
+/// du = dg (.) gelu'(u), with `t` from `gelu_forward`.
 template <typename T>
-inline T gelu_grad(T u) {
+void gelu_backward(const Mat<T>& u, const Mat<T>& t, const Mat<T>& dg, Mat<T>& du) {
   constexpr T c = T(0.7978845608028654);
-  const T t = std::tanh(c * (u + T(0.044715) * u * u * u));
-  return T(0.5) * (T(1) + t) + T(0.5) * u * (T(1) - t * t) * c * (T(1) + T(3 * 0.044715) * u * u);
+  du = dg.array() * (T(0.5) * (T(1) + t.array()) +
+                     T(0.5) * u.array() * (T(1) - t.array().square()) * c *
+                         (T(1) + T(3 * 0.044715) * u.array().square()));
 }
 
 /// Causal multi-head self-attention core: given q, k, v (B*L x d), writes o (B*L x d) with
@@ -91,10 +95,9 @@ class CausalAttention {
       const auto vb = v.block(s * seq_len, h * dh, seq_len, dh);
       Mat<T> p = (qb * kb.transpose()) * scale;
       for (Index i = 0; i < seq_len; ++i) {
-        const T mx = p.row(i).head(i + 1).maxCoeff();
-        T sum = 0;
-        for (Index j = 0; j <= i; ++j) sum += (p(i, j) = std::exp(p(i, j) - mx));
-        p.row(i).head(i + 1) /= sum;
+        auto live = p.row(i).head(i + 1).array();
+        live = (live - live.maxCoeff()).exp();
+        live /= live.sum();
         p.row(i).tail(seq_len - i - 1).setZero();
       }
       o.block(s * seq_len, h * dh, seq_len, dh).noalias() = p * vb;

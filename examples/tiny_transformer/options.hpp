@@ -23,15 +23,15 @@ struct Options {
   Index batch = 16;
 
   // pretrain
-  int pretrain_steps = 2000;
+  int pretrain_steps = 1500;
   double pretrain_lr = 3e-3;
 
   // convert / finetune
   std::vector<int> kernels = {1, 2, 3};
   std::vector<double> budgets = {1.5, 2.5};
-  int finetune_steps = 300;
-  double eta = 20.0;           ///< Boolean learning rate
-  double gamma = 10.0;         ///< weight of the hidden-state MSE
+  int finetune_steps = 200;
+  double eta = 100.0;          ///< Boolean learning rate (see docs/results.md)
+  double gamma = 1.0;          ///< weight of the hidden-state MSE (see docs/results.md)
   double scale_lr = 1e-3;      ///< AdamW on scales and norm gains
   std::string accumulator = "i8";
   std::string train_kernels = "last";  ///< last | all
@@ -44,7 +44,7 @@ struct Options {
   int stop_after = 0;  ///< stop a finetuning run after this many steps of this invocation
 
   // evaluation
-  int eval_every = 25;
+  int eval_every = 20;
   int curve_windows = 32;
   int valid_windows = 256;
   int speed_tokens = 512;

@@ -39,6 +39,7 @@ inline std::vector<Variant> variants(const Options& o) {
   std::vector<Variant> out;
   for (int k : o.kernels) out.push_back({"k" + std::to_string(k), "K=" + std::to_string(k), k, 0});
   for (double b : o.budgets) {
+    if (b <= 0) continue;  // "--budgets 0": none
     std::ostringstream s;
     s << b;
     out.push_back({"avg" + s.str(), s.str() + " bits avg", 0, b});

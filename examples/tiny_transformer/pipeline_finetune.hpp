@@ -81,6 +81,11 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
   int start = 0;
   std::vector<CurvePoint> curve;
   double step_seconds = 0, flip_fraction_sum = 0;
+  // The training-loss mean since the last curve point, carried across a resume.
+  double resumed_running = 0;
+  int resumed_since = 0;
+  double running = 0;
+  int since = 0;
   if (opt_.resume && file_exists(ckpt)) {
     mbok::Metadata meta;
     const auto dict = mbok::load_state_dict(ckpt, &meta);
@@ -94,6 +99,8 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     start = int(mbok::read_scalar<std::int64_t>(dict, "progress.step"));
     step_seconds = mbok::read_scalar<double>(dict, "progress.step_seconds");
     flip_fraction_sum = mbok::read_scalar<double>(dict, "progress.flip_fraction_sum");
+    resumed_running = mbok::read_scalar<double>(dict, "progress.running_loss");
+    resumed_since = int(mbok::read_scalar<std::int64_t>(dict, "progress.running_steps"));
     const auto& c = dict.at("progress.curve");
     std::vector<double> values(c.numel());
     mbok::read_tensor(dict, "progress.curve", c.shape, values.data());
@@ -110,6 +117,8 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     dict["progress.step"] = mbok::Tensor::scalar<std::int64_t>(step);
     dict["progress.step_seconds"] = mbok::Tensor::scalar<double>(step_seconds);
     dict["progress.flip_fraction_sum"] = mbok::Tensor::scalar<double>(flip_fraction_sum);
+    dict["progress.running_loss"] = mbok::Tensor::scalar<double>(running);
+    dict["progress.running_steps"] = mbok::Tensor::scalar<std::int64_t>(since);
     std::vector<double> values;
     for (const auto& p : curve) values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
     dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
@@ -120,8 +129,8 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
   if (start == 0) curve.push_back({0, std::numeric_limits<double>::quiet_NaN(), validation_loss(*student, curve_batches_)});
   auto bar = progress_bar(method == "mbok" ? "finetune " + v.label : "baseline " + v.label, std::size_t(steps));
   bar.update(std::size_t(start));
-  double running = 0;
-  int since = 0;
+  running = resumed_running;
+  since = resumed_since;
   bool interrupted = false;
   for (int step = start; step < steps; ++step) {
     if (opt_.stop_after > 0 && step - start >= opt_.stop_after) {

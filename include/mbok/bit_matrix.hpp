@@ -179,7 +179,7 @@ class BasicBitMatrixView {
       for (std::size_t w = first_pad_word; w < row_words(); ++w) {
         const std::uint64_t stray = r[w] & ~detail::used_bits_mask(cols_, w);
         detail::require_format(stray == 0, name, ": padding bit set in row ", i, " at column ",
-                               w * 64 + static_cast<std::size_t>(__builtin_ctzll(stray)),
+                               w * 64 + static_cast<std::size_t>(stray != 0 ? __builtin_ctzll(stray) : 0),
                                " (columns >= ", cols_, " must be zero)");
       }
     }

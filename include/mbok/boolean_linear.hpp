@@ -30,6 +30,7 @@
 
 #include "bit_matrix.hpp"
 #include "error.hpp"
+#include "forward_float.hpp"
 #include "isa.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
@@ -182,6 +183,12 @@ class BooleanLinear {
     const ConstMap xm = cmap(x, t, in_features(), ldx);
     detail::require(xm.allFinite(), "BooleanLinear forward: input is not finite");
     Map ym = map(y, t, out_features(), ldy);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      // The fused multi-kernel forward (forward_float.hpp) overwrites y.
+      multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
+      if (has_bias_) ym.rowwise() += bias_.transpose();
+      return;
+    }
     set_bias_rows(ym);
     RowMatrix xs(xm.rows(), xm.cols()), p(xm.rows(), ym.cols());
     for (std::size_t k = 0; k < num_kernels(); ++k) {

@@ -14,6 +14,9 @@
 /// thread, for engines that run their own threads (it reads all of X and writes only
 /// columns [j0, j1) of Y).
 ///
+/// X and Y must not overlap. Results equal the exact sum up to float rounding of a sum of n
+/// terms per kernel (the order of summation differs between ISAs).
+///
 /// Errors: `InvalidArgument` (naming the operand, the expected and the actual value) for a
 /// stride shorter than a row, a null pointer with t > 0, or a range outside [0, m].
 
@@ -89,8 +92,9 @@ inline void scale_tokens(const float* x, std::size_t ldx, std::size_t tb, const 
   }
 }
 
-// Output features [j0, j1) for tokens [0, t), with the table's accumulate entry. `xs` is
-// scratch of kForwardTokenBlock * ld_xs floats, or null to use this thread's scratch.
+// Output features [j0, j1) for tokens [0, t): Y is cleared, then each kernel adds
+// s_out_k (.) ((X (.) s_in_k) B_k^T) through the table's accumulate entry, on a scaled copy
+// of up to kForwardTokenBlock tokens at a time (this thread's scratch).
 inline void forward_rows(const KernelTable& table, const MultiKernelWeights<float>& w,
                          const float* x, std::size_t ldx, std::size_t t, float* y,
                          std::size_t ldy, std::size_t j0, std::size_t j1) {

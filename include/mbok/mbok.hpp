@@ -6,6 +6,7 @@
 #include "bit_matrix.hpp"
 #include "config.hpp"
 #include "error.hpp"
+#include "forward_float.hpp"
 #include "isa.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"

@@ -38,6 +38,9 @@ struct Parameter {
 
 /// Registers an Eigen tensor (any plain, contiguous matrix or vector: `Eigen::VectorXf`,
 /// `Eigen::MatrixXf`, row-major matrices) and its gradient of the same shape.
+/// Write into registered tensors in place (`grad = other;`, `grad.noalias() = a * b;`):
+/// assigning a temporary of the same type (`grad = make_matrix();`) moves the temporary's
+/// buffer in, and the optimizer would keep pointing at the old one.
 /// Throws `InvalidArgument` naming the parameter when the shapes differ or it is empty.
 template <typename DerivedV, typename DerivedG>
 Parameter make_parameter(std::string name, Eigen::PlainObjectBase<DerivedV>& value,

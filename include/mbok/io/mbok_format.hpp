@@ -218,8 +218,7 @@ class MbokModel {
         for (std::size_t i = 0; i < info.out_features; ++i)
           std::memcpy(v.row(i), kt.data + i * row_words * 8, row_words * 8);
       }
-      w.add_kernel(std::move(bits), to_vector<Scalar>(file_.at(mbok_s_out_name(name, k))),
-                   to_vector<Scalar>(file_.at(mbok_s_in_name(name, k))));
+      w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k)), scale<Scalar>(mbok_s_in_name(name, k)));
     }
     return w;
   }
@@ -244,6 +243,14 @@ class MbokModel {
   static Eigen::Matrix<Scalar, Eigen::Dynamic, 1> to_vector(const TensorView& t) {
     const std::vector<Scalar> v = t.to_vector<Scalar>();
     return Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(v.data(), static_cast<Eigen::Index>(v.size()));
+  }
+
+  // A scale vector in `Scalar`; F64 scales beyond float's range cannot load as float.
+  template <typename Scalar>
+  Eigen::Matrix<Scalar, Eigen::Dynamic, 1> scale(const std::string& tensor) const {
+    Eigen::Matrix<Scalar, Eigen::Dynamic, 1> v = to_vector<Scalar>(file_.at(tensor));
+    require(v.allFinite(), "tensor '", tensor, "' does not fit in ", sizeof(Scalar) == 4 ? "float" : "double");
+    return v;
   }
 
   template <typename... Parts>

@@ -2,6 +2,7 @@
 // every layer equals its multi-kernel reconstruction, kernels are borrowed from the map, the
 // file is plain safetensors, and broken files are refused with the reason.
 #include <mbok/io/mbok_format.hpp>
+#include <mbok/io/mbok_linear.hpp>
 #include <mbok/svid.hpp>
 
 #include <cmath>
@@ -210,6 +211,17 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
       },
       {"'l.s_in.0' element 2 is not finite"});
   require_format_error([&] { MbokModel::from_memory(ok.data(), ok.size()).layer("zz"); }, {"no layer 'zz'"});
+  // F64 scales beyond float's range load as double but not as float (found by fuzzing).
+  const auto wide = build([](StateDict& d, Metadata& md) {
+    md["layers"] = R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"F64"}})";
+    for (int k = 0; k < 2; ++k) {
+      d["l.s_out." + std::to_string(k)] = Tensor::from_eigen(Eigen::VectorXd::Constant(5, 1e300));
+      d["l.s_in." + std::to_string(k)] = Tensor::from_eigen(Eigen::VectorXd::Constant(9, 1.0));
+    }
+  });
+  const MbokModel wide_model = MbokModel::from_memory(wide.data(), wide.size());
+  CHECK(wide_model.load_weights<double>("l").s_out(0)(0) == 1e300);
+  require_format_error([&] { wide_model.load_weights<float>("l"); }, {"'l.s_out.0' does not fit in float"});
 }
 
 TEST_CASE("the mbok writer refuses bad layers", "[mbok_format]") {
@@ -224,4 +236,30 @@ TEST_CASE("the mbok writer refuses bad layers", "[mbok_format]") {
   o.bias = "missing";
   w.add_layer("c", q.weights, o);
   CHECK_THROWS_AS(w.to_bytes(), InvalidArgument);
+}
+
+TEST_CASE("mbok layers load as BooleanLinear whose forward matches the reconstruction", "[mbok_format]") {
+  const Model m = make_model();
+  test::TempDir dir;
+  const std::string path = dir.file("linear.safetensors");
+  {
+    MbokWriter w;
+    model_bytes(m, w);
+    w.write(path);
+  }
+  const MbokModel model = MbokModel::open(path);
+  for (const char* name : {"layers.0.q", "layers.0.up"}) {
+    INFO(name);
+    const BooleanLinear<float> layer = load_boolean_linear<float>(model, name);
+    const MultiKernelWeights<float>& ref = std::string(name) == "layers.0.q" ? m.q_svid.weights : m.up_svid.weights;
+    for (std::size_t k = 0; k < layer.num_kernels(); ++k) CHECK(layer.weights().kernel(k).is_borrowed());
+    using RowMatrix = BooleanLinear<float>::RowMatrix;
+    const RowMatrix x = test::random_matrix(5, ref.in_features());
+    RowMatrix expected = x * ref.reconstruct().transpose();
+    if (layer.has_bias()) expected.rowwise() += m.q_bias.transpose();
+    const RowMatrix y = layer.forward(x);
+    CHECK(layer.has_bias() == (std::string(name) == "layers.0.q"));
+    CHECK((y - expected).cwiseAbs().maxCoeff() <= 1e-4f * (1.0f + expected.cwiseAbs().maxCoeff()));
+  }
+  require_format_error([&] { load_boolean_linear<float>(model, "nope"); }, {"no layer 'nope'"});
 }

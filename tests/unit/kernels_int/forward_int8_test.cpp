@@ -93,7 +93,8 @@ void check_sweep(std::size_t budget) {
   const std::size_t ks[] = {1, 2, 3, 5};
   std::size_t case_index = 0;
   for (std::size_t n : test::kIntCols)
-    for (const auto& [t, m] : test::int_shapes(n, budget)) {
+    for (const auto& shape : test::int_shapes(n, budget)) {
+      const std::size_t t = shape.first, m = shape.second;
       // Every K for the small shapes, one K (cycling) for the rest.
       const bool small = t * m * n <= 3000;
       for (std::size_t K : ks) {

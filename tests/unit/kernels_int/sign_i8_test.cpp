@@ -73,7 +73,8 @@ TEST_CASE("the avx512 table runs the VNNI variant exactly when the CPU has VNNI"
 namespace {
 void check_sweep(std::size_t budget) {
   for (std::size_t n : test::kIntCols)
-    for (const auto& [t, m] : test::int_shapes(n, budget)) {
+    for (const auto& shape : test::int_shapes(n, budget)) {
+      const std::size_t t = shape.first, m = shape.second;
       const BitMatrix w = test::fast_random_bits(m, n);
       const std::size_t padded = w.row_words() * 64;
       const test::Int8Rows x(t, n, padded, padded, -128, 127);

@@ -15,7 +15,8 @@ using namespace mbok;
 namespace {
 void check_sweep(std::size_t budget) {
   for (std::size_t n : test::kIntCols)
-    for (const auto& [t, m] : test::int_shapes(n, budget)) {
+    for (const auto& shape : test::int_shapes(n, budget)) {
+      const std::size_t t = shape.first, m = shape.second;
       const BitMatrix a = test::fast_random_bits(t, n);
       const BitMatrix b = test::fast_random_bits(m, n);
       const auto ref = test::to_int32(test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
@@ -73,7 +74,8 @@ TEST_CASE("xnor_gemm_range writes exactly its columns", "[kernels_int][xnor]") {
   test::for_each_isa([&](Isa isa) {
     const KernelSet k;
     REQUIRE(k.isa() == isa);
-    for (const auto& [j0, j1] : ranges) {
+    for (const auto& range : ranges) {
+      const std::size_t j0 = range.first, j1 = range.second;
       std::vector<std::int32_t> c(t * m, -99999);
       k.xnor_gemm_range(a, b, c.data(), m, j0, j1);
       std::vector<std::int32_t> expected(t * m);

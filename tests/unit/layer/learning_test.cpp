@@ -18,7 +18,7 @@ double output_mse(const BooleanLinear<float>& student, const BooleanLinear<float
   return mse(teacher.forward(x), student.forward(x));
 }
 
-TEST_CASE("Boolean finetuning recovers flipped bits of the last kernel", "[learning]") {
+TEST_CASE("Boolean finetuning recovers flipped bits of the last kernel", "[learning][slow]") {
   const std::size_t m = 32, n = 96, t = 32;  // products below Eigen's threading threshold
   for (AccumulatorType type : {AccumulatorType::f32, AccumulatorType::f16, AccumulatorType::i8}) {
     INFO("accumulator " << accumulator_name(type));
@@ -61,7 +61,7 @@ TEST_CASE("Boolean finetuning recovers flipped bits of the last kernel", "[learn
   }
 }
 
-TEST_CASE("Boolean finetuning beats the SVID initialization on correlated inputs", "[learning]") {
+TEST_CASE("Boolean finetuning beats the SVID initialization on correlated inputs", "[learning][slow]") {
   // y = W x with inputs that live near a 16-dimensional subspace: the data-free SVID
   // minimises ||W - W_hat||_F elementwise, the output error only counts W_hat's action on
   // that subspace, so flipping bits of the last kernel can do much better.

@@ -84,8 +84,14 @@ inline void f32_tile(const float* x, std::size_t ldx, const std::uint64_t* w, st
   const float* xs[T];
 #pragma GCC unroll 16
   for (int i = 0; i < T; ++i) xs[i] = x + static_cast<std::size_t>(i) * ldx;
+  // The next tile's rows (contiguous after this one's) are fetched while this tile runs, one
+  // line per 64 columns: enough for 8 rows, so weights streamed from L3 or memory arrive
+  // before they are needed (the hardware prefetcher follows R interleaved streams poorly).
+  // Prefetches never fault, so running past the matrix is harmless.
+  const char* ahead = reinterpret_cast<const char*>(w + static_cast<std::size_t>(R) * stride);
   const std::size_t full = n / 16;
   for (std::size_t c = 0; c < full; ++c) {
+    if ((c & 3) == 0) _mm_prefetch(ahead + (c >> 2) * 64, _MM_HINT_T0);
     __m512 xv[T];
 #pragma GCC unroll 16
     for (int i = 0; i < T; ++i) xv[i] = _mm512_loadu_ps(xs[i] + c * 16);

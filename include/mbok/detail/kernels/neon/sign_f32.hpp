@@ -81,10 +81,18 @@ template <int TI, typename Out>
 inline void sign_tile_f32_j(int tj, const float* const* x, const float (*xt)[16], std::size_t n,
                             const std::uint64_t* const* w, Out&& out) noexcept {
   switch (tj) {
-    case 4: sign_tile_f32<TI, 4>(x, xt, n, w, out); break;
-    case 3: sign_tile_f32<TI, 3>(x, xt, n, w, out); break;
-    case 2: sign_tile_f32<TI, 2>(x, xt, n, w, out); break;
-    default: sign_tile_f32<TI, 1>(x, xt, n, w, out); break;
+    case 4:
+      sign_tile_f32<TI, 4>(x, xt, n, w, out);
+      break;
+    case 3:
+      sign_tile_f32<TI, 3>(x, xt, n, w, out);
+      break;
+    case 2:
+      sign_tile_f32<TI, 2>(x, xt, n, w, out);
+      break;
+    default:
+      sign_tile_f32<TI, 1>(x, xt, n, w, out);
+      break;
   }
 }
 
@@ -122,8 +130,8 @@ inline void sign_gemm_f32_driver(const float* x, std::size_t ldx, std::size_t t,
   }
 }
 
-inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
-                          float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w, float* y,
+                          std::size_t ldy, std::size_t j0, std::size_t j1) {
   sign_gemm_f32_driver(x, ldx, t, w, j0, j1,
                        [&](std::size_t i, std::size_t j, float dot) { y[i * ldy + j] = dot; });
 }
@@ -168,10 +176,18 @@ inline void sign_gemm_t_f32(const float* z, std::size_t ldz, std::size_t t, BitM
     for (std::size_t l = l0; l < l1; l += 16) {
       float out[kTileI][16];
       switch (ti) {
-        case 4: sign_t_tile_f32<4>(zi, ldz, w, l, out); break;
-        case 3: sign_t_tile_f32<3>(zi, ldz, w, l, out); break;
-        case 2: sign_t_tile_f32<2>(zi, ldz, w, l, out); break;
-        default: sign_t_tile_f32<1>(zi, ldz, w, l, out); break;
+        case 4:
+          sign_t_tile_f32<4>(zi, ldz, w, l, out);
+          break;
+        case 3:
+          sign_t_tile_f32<3>(zi, ldz, w, l, out);
+          break;
+        case 2:
+          sign_t_tile_f32<2>(zi, ldz, w, l, out);
+          break;
+        default:
+          sign_t_tile_f32<1>(zi, ldz, w, l, out);
+          break;
       }
       const std::size_t count = std::min<std::size_t>(16, l1 - l);
       for (std::size_t r = 0; r < ti; ++r)

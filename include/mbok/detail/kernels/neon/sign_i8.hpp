@@ -41,11 +41,10 @@ struct ByteMasks64 {
 };
 
 inline ByteMasks64 byte_masks64(std::uint64_t word) noexcept {
-  static constexpr std::uint8_t kIndex[4][16] = {
-      {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
-      {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
-      {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
-      {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7}};
+  static constexpr std::uint8_t kIndex[4][16] = {{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+                                                 {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+                                                 {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+                                                 {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7}};
   static constexpr std::uint8_t kBit[16] = {1, 2, 4, 8, 16, 32, 64, 128,
                                             1, 2, 4, 8, 16, 32, 64, 128};
   const uint8x16_t bytes = vreinterpretq_u8_u64(vdupq_n_u64(word));
@@ -68,7 +67,8 @@ MBOK_NEON_DOTPROD_TARGET inline void sign_i8_tile_sdot(const std::int8_t* const*
   for (std::size_t q = 0; q < words; ++q) {
     int8x16_t xv[TI][4];
     for (int i = 0; i < TI; ++i)
-      for (int k = 0; k < 4; ++k) xv[i][k] = vld1q_s8(x[i] + q * 64 + static_cast<std::size_t>(k) * 16);
+      for (int k = 0; k < 4; ++k)
+        xv[i][k] = vld1q_s8(x[i] + q * 64 + static_cast<std::size_t>(k) * 16);
     for (int j = 0; j < TJ; ++j) {
       const ByteMasks64 s = byte_masks64(w[j][q]);
       for (int k = 0; k < 4; ++k) {
@@ -86,7 +86,8 @@ MBOK_NEON_DOTPROD_TARGET inline void sign_i8_tile_sdot(const std::int8_t* const*
 inline constexpr std::size_t kI8WordsPerBlock = 31;
 
 // sum of the int8 values selected by `mask` (all of them for an all-ones mask), 64 at a time.
-inline int16x8_t masked_pair_sums(int16x8_t acc, const int8x16_t* xv, const ByteMasks64& s) noexcept {
+inline int16x8_t masked_pair_sums(int16x8_t acc, const int8x16_t* xv,
+                                  const ByteMasks64& s) noexcept {
   for (int k = 0; k < 4; ++k) acc = vpadalq_s8(acc, vandq_s8(xv[k], vreinterpretq_s8_u8(s.m[k])));
   return acc;
 }
@@ -107,7 +108,8 @@ inline void sign_i8_tile_plain(const std::int8_t* const* x, const std::int64_t* 
     for (std::size_t q = q0; q < q1; ++q) {
       int8x16_t xv[TI][4];
       for (int i = 0; i < TI; ++i)
-        for (int k = 0; k < 4; ++k) xv[i][k] = vld1q_s8(x[i] + q * 64 + static_cast<std::size_t>(k) * 16);
+        for (int k = 0; k < 4; ++k)
+          xv[i][k] = vld1q_s8(x[i] + q * 64 + static_cast<std::size_t>(k) * 16);
       for (int j = 0; j < TJ; ++j) {
         const ByteMasks64 s = byte_masks64(w[j][q]);
         for (int i = 0; i < TI; ++i) acc[i][j] = masked_pair_sums(acc[i][j], xv[i], s);
@@ -119,7 +121,8 @@ inline void sign_i8_tile_plain(const std::int8_t* const* x, const std::int64_t* 
   for (int i = 0; i < TI; ++i)
     for (int j = 0; j < TJ; ++j)
       y[static_cast<std::size_t>(i) * ldy + static_cast<std::size_t>(j)] =
-          static_cast<std::int32_t>(total[i] - 2 * static_cast<std::int64_t>(vaddlvq_s32(neg[i][j])));
+          static_cast<std::int32_t>(total[i] -
+                                    2 * static_cast<std::int64_t>(vaddlvq_s32(neg[i][j])));
 }
 
 // Sum of one padded activation row (zeros past n), exact in 64 bits.
@@ -129,7 +132,8 @@ inline std::int64_t int8_row_sum(const std::int8_t* x, std::size_t words) noexce
     const std::size_t q1 = std::min(words, q0 + kI8WordsPerBlock);
     int16x8_t acc = vdupq_n_s16(0);
     for (std::size_t q = q0; q < q1; ++q)
-      for (int k = 0; k < 4; ++k) acc = vpadalq_s8(acc, vld1q_s8(x + q * 64 + static_cast<std::size_t>(k) * 16));
+      for (int k = 0; k < 4; ++k)
+        acc = vpadalq_s8(acc, vld1q_s8(x + q * 64 + static_cast<std::size_t>(k) * 16));
     total = vpadalq_s32(total, vpaddlq_s16(acc));
   }
   return vaddvq_s64(total);
@@ -158,15 +162,24 @@ inline void sign_i8_driver(const std::int8_t* x, std::size_t ldx, std::size_t t,
 }
 
 template <int TI>
-MBOK_NEON_DOTPROD_TARGET inline void sign_i8_tile_sdot_j(std::size_t tj, const std::int8_t* const* x,
+MBOK_NEON_DOTPROD_TARGET inline void sign_i8_tile_sdot_j(std::size_t tj,
+                                                         const std::int8_t* const* x,
                                                          const std::uint64_t* const* w,
                                                          std::size_t words, std::int32_t* y,
                                                          std::size_t ldy) noexcept {
   switch (tj) {
-    case 4: sign_i8_tile_sdot<TI, 4>(x, w, words, y, ldy); break;
-    case 3: sign_i8_tile_sdot<TI, 3>(x, w, words, y, ldy); break;
-    case 2: sign_i8_tile_sdot<TI, 2>(x, w, words, y, ldy); break;
-    default: sign_i8_tile_sdot<TI, 1>(x, w, words, y, ldy); break;
+    case 4:
+      sign_i8_tile_sdot<TI, 4>(x, w, words, y, ldy);
+      break;
+    case 3:
+      sign_i8_tile_sdot<TI, 3>(x, w, words, y, ldy);
+      break;
+    case 2:
+      sign_i8_tile_sdot<TI, 2>(x, w, words, y, ldy);
+      break;
+    default:
+      sign_i8_tile_sdot<TI, 1>(x, w, words, y, ldy);
+      break;
   }
 }
 
@@ -191,10 +204,18 @@ inline void sign_i8_tile_plain_j(std::size_t tj, const std::int8_t* const* x,
                                  const std::int64_t* total, const std::uint64_t* const* w,
                                  std::size_t words, std::int32_t* y, std::size_t ldy) noexcept {
   switch (tj) {
-    case 4: sign_i8_tile_plain<TI, 4>(x, total, w, words, y, ldy); break;
-    case 3: sign_i8_tile_plain<TI, 3>(x, total, w, words, y, ldy); break;
-    case 2: sign_i8_tile_plain<TI, 2>(x, total, w, words, y, ldy); break;
-    default: sign_i8_tile_plain<TI, 1>(x, total, w, words, y, ldy); break;
+    case 4:
+      sign_i8_tile_plain<TI, 4>(x, total, w, words, y, ldy);
+      break;
+    case 3:
+      sign_i8_tile_plain<TI, 3>(x, total, w, words, y, ldy);
+      break;
+    case 2:
+      sign_i8_tile_plain<TI, 2>(x, total, w, words, y, ldy);
+      break;
+    default:
+      sign_i8_tile_plain<TI, 1>(x, total, w, words, y, ldy);
+      break;
   }
 }
 

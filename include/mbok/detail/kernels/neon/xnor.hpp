@@ -27,7 +27,8 @@ inline constexpr std::size_t kXnorUnitsPerBlock = 1023;
 // One tile: TI activation rows x TJ weight rows over `units` 512-bit units.
 template <int TI, int TJ>
 inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const* b,
-                      std::size_t units, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+                      std::size_t units, std::int32_t n, std::int32_t* c,
+                      std::size_t ldc) noexcept {
   uint32x4_t total[TI][TJ];
   for (int i = 0; i < TI; ++i)
     for (int j = 0; j < TJ; ++j) total[i][j] = vdupq_n_u32(0);
@@ -67,12 +68,21 @@ inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const*
 
 template <int TI>
 inline void xnor_tile_j(int tj, const std::uint64_t* const* a, const std::uint64_t* const* b,
-                        std::size_t units, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+                        std::size_t units, std::int32_t n, std::int32_t* c,
+                        std::size_t ldc) noexcept {
   switch (tj) {
-    case 4: xnor_tile<TI, 4>(a, b, units, n, c, ldc); break;
-    case 3: xnor_tile<TI, 3>(a, b, units, n, c, ldc); break;
-    case 2: xnor_tile<TI, 2>(a, b, units, n, c, ldc); break;
-    default: xnor_tile<TI, 1>(a, b, units, n, c, ldc); break;
+    case 4:
+      xnor_tile<TI, 4>(a, b, units, n, c, ldc);
+      break;
+    case 3:
+      xnor_tile<TI, 3>(a, b, units, n, c, ldc);
+      break;
+    case 2:
+      xnor_tile<TI, 2>(a, b, units, n, c, ldc);
+      break;
+    default:
+      xnor_tile<TI, 1>(a, b, units, n, c, ldc);
+      break;
   }
 }
 
@@ -85,7 +95,8 @@ inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::si
   const auto n = static_cast<std::int32_t>(a.cols());
   if (a.rows() == 0 || j1 <= j0) return;
   // Weight rows per block: about 24 KiB of them stay in L1 while every activation row passes.
-  const std::size_t block = std::max<std::size_t>(kTileJ, (24576 / (words * 8)) / kTileJ * kTileJ);
+  const std::size_t block = std::max<std::size_t>(
+      kTileJ, (24576 / (std::max<std::size_t>(words, 1) * 8)) / kTileJ * kTileJ);
   for (std::size_t jb = j0; jb < j1; jb += block) {
     const std::size_t je = std::min(j1, jb + block);
     for (std::size_t i = 0; i < a.rows(); i += kTileI) {
