@@ -2,10 +2,13 @@
 // forward (K = 1, 2), one case per ISA available here and per thread count, next to the dense
 // Eigen/OpenBLAS baselines of the same shapes (baselines.hpp); plus the instruction-rate
 // ceilings of this core, on L1-resident data, so a kernel's rate reads as a fraction of peak:
-// - ceiling_xnor: XOR + VPOPCNTQ + VPADDQ (items = binary multiply-adds);
-// - ceiling_i8_gemv: a masked byte move per VPDPBUSD (the GEMV inner loop; items = weight
-//   multiply-adds);
-// - ceiling_i8_gemm: one masked byte move per 4 VPDPBUSD (weights reused over 4 tokens).
+// - ceiling_xnor: XOR + popcount + add (items = binary multiply-adds); avx512: VPOPCNTQ,
+//   avx2: the VPSHUFB nibble lookup;
+// - ceiling_i8_gemv: one weight expansion per multiply-add instruction (the GEMV inner loop;
+//   items = weight multiply-adds); avx512: masked byte move + VPDPBUSD, avx2: bit-to-byte
+//   expansion + VPMADDUBSW;
+// - ceiling_i8_gemm: one weight expansion per 4 multiply-add instructions (weights reused
+//   over 4 tokens).
 #include <benchmark/benchmark.h>
 
 #include <mbok/activations.hpp>
@@ -127,7 +130,7 @@ void forward_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::si
   mbok::bench::set_threads(1);
 }
 
-// ---- ceilings (AVX-512 only; L1-resident data) ----
+// ---- ceilings (L1-resident data): the inner loop of each kernel with nothing around it ----
 
 #if MBOK_BENCH_X86_CEILINGS
 
@@ -187,8 +190,68 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_p
   return lanes[0] + lanes[15];
 }
 
+// AVX2 has no vector popcount: XOR, then the nibble lookup of the avx2 kernel (VPSHUFB x 2),
+// byte sums widened by VPSADBW every 8 loads. 2 register-resident vectors x every loaded one.
+__attribute__((target("avx2"))) std::int64_t xnor_ceiling_pass_avx2(const std::uint8_t* data) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
+                                       2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+  const __m256i a0 = _mm256_set1_epi64x(0x0123456789abcdefll), a1 = _mm256_set1_epi64x(0x5555666677778888ll);
+  auto pop = [&](__m256i v) {
+    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
+                           _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
+  };
+  __m256i total = zero;
+  constexpr std::size_t kVectors = kCeilingBytes / 32;
+  for (std::size_t q0 = 0; q0 < kVectors; q0 += 16) {
+    __m256i acc[4] = {zero, zero, zero, zero};
+    for (std::size_t q = q0; q < q0 + 16; q += 2) {
+      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + q * 32));
+      const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + (q + 1) * 32));
+      acc[0] = _mm256_add_epi8(acc[0], pop(_mm256_xor_si256(a0, b0)));
+      acc[1] = _mm256_add_epi8(acc[1], pop(_mm256_xor_si256(a1, b0)));
+      acc[2] = _mm256_add_epi8(acc[2], pop(_mm256_xor_si256(a0, b1)));
+      acc[3] = _mm256_add_epi8(acc[3], pop(_mm256_xor_si256(a1, b1)));
+    }
+    for (const __m256i& v : acc) total = _mm256_add_epi64(total, _mm256_sad_epu8(v, zero));
+  }
+  alignas(32) std::int64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total);
+  return lanes[0] + lanes[3];
+}
+
+// The avx2 int8 inner loop: 32 weight bits expanded to 0/1 bytes (broadcast, VPSHUFB, AND,
+// MIN), then `Reuse` VPMADDUBSW + VPADDW with activations per expansion.
+template <int Reuse>
+__attribute__((target("avx2"))) std::int64_t i8_ceiling_pass_avx2(const std::uint8_t* data) {
+  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
+                                          2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit_of_byte = _mm256_set1_epi64x(0x8040201008040201ll), ones8 = _mm256_set1_epi8(1);
+  const std::uint32_t* masks = reinterpret_cast<const std::uint32_t*>(data);
+  __m256i acc[8];
+  for (auto& v : acc) v = _mm256_setzero_si256();
+  constexpr std::size_t kVectors = kCeilingBytes / 32;
+  for (std::size_t q = 0; q < kVectors; q += 8) {
+    for (int r = 0; r < 8; r += Reuse) {
+      const __m256i b = _mm256_shuffle_epi8(
+          _mm256_set1_epi32(static_cast<int>(masks[q + static_cast<std::size_t>(r)])), spread);
+      const __m256i w = _mm256_min_epu8(_mm256_and_si256(b, bit_of_byte), ones8);
+      for (int u = 0; u < Reuse; ++u)
+        acc[r + u] = _mm256_add_epi16(
+            acc[r + u], _mm256_maddubs_epi16(
+                            w, _mm256_load_si256(reinterpret_cast<const __m256i*>(
+                                   data + (q + static_cast<std::size_t>(r + u)) * 32))));
+    }
+  }
+  __m256i s = acc[0];
+  for (int i = 1; i < 8; ++i) s = _mm256_add_epi16(s, acc[i]);
+  alignas(32) std::int16_t lanes[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
+  return lanes[0] + lanes[15];
+}
+
 template <typename Pass>
-void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass) {
+void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass, const char* isa) {
   AlignedBuffer buf(kCeilingBytes);
   std::int64_t sink = 0;
   for (auto _ : state) {
@@ -196,7 +259,7 @@ void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass) {
     benchmark::DoNotOptimize(sink);
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(static_cast<double>(state.iterations()) * 64 * items_per_pass));
-  state.SetLabel("avx512");
+  state.SetLabel(isa);
 }
 
 #endif
@@ -239,18 +302,31 @@ const bool registered = [] {
       }
 
 #if MBOK_BENCH_X86_CEILINGS
+  if (mbok::isa_available(mbok::Isa::avx2)) {
+    // Per pass: 512 loaded vectors x 2 register vectors x 256 bit pairs.
+    benchmark::RegisterBenchmark("ceiling_xnor/avx2/l1/t:1/threads:1", [](benchmark::State& st) {
+      ceiling_case(st, &xnor_ceiling_pass_avx2, 512.0 * 2 * 256, "avx2");
+    })->Unit(benchmark::kMicrosecond);
+    // Per pass: 512 VPMADDUBSW x 32 multiply-adds.
+    benchmark::RegisterBenchmark("ceiling_i8_gemv/avx2/l1/t:1/threads:1", [](benchmark::State& st) {
+      ceiling_case(st, &i8_ceiling_pass_avx2<1>, 512.0 * 32, "avx2");
+    })->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("ceiling_i8_gemm/avx2/l1/t:4/threads:1", [](benchmark::State& st) {
+      ceiling_case(st, &i8_ceiling_pass_avx2<4>, 512.0 * 32, "avx2");
+    })->Unit(benchmark::kMicrosecond);
+  }
   if (mbok::isa_available(mbok::Isa::avx512)) {
     // Per pass: 256 loaded vectors x 4 register vectors x 512 bit pairs.
     benchmark::RegisterBenchmark("ceiling_xnor/avx512/l1/t:1/threads:1", [](benchmark::State& st) {
-      ceiling_case(st, &xnor_ceiling_pass, 256.0 * 4 * 512);
+      ceiling_case(st, &xnor_ceiling_pass, 256.0 * 4 * 512, "avx512");
     })->Unit(benchmark::kMicrosecond);
     if (mbok::cpu_features().avx512vnni) {
       // Per pass: 256 VPDPBUSD x 64 multiply-adds.
       benchmark::RegisterBenchmark("ceiling_i8_gemv/avx512/l1/t:1/threads:1", [](benchmark::State& st) {
-        ceiling_case(st, &i8_ceiling_pass<1>, 256.0 * 64);
+        ceiling_case(st, &i8_ceiling_pass<1>, 256.0 * 64, "avx512");
       })->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark("ceiling_i8_gemm/avx512/l1/t:4/threads:1", [](benchmark::State& st) {
-        ceiling_case(st, &i8_ceiling_pass<4>, 256.0 * 64);
+        ceiling_case(st, &i8_ceiling_pass<4>, 256.0 * 64, "avx512");
       })->Unit(benchmark::kMicrosecond);
     }
   }

@@ -12,8 +12,9 @@ find_package(OpenMP)
 # mbok_developer_target(<target>): warnings as errors, sanitizers, OpenMP when found.
 function(mbok_developer_target target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror)
-  # GCC 12 reports false maybe-uninitialized warnings inside Eigen's AVX-512 packet code
-  # (_mm512_undefined_ps) once it is inlined into our code; they are not ours to fix.
+  # GCC 12 reports false maybe-uninitialized warnings in code it inlines from system headers:
+  # Eigen's AVX-512 packets (_mm512_undefined_ps, GCC bug 105593) and, with sanitizers,
+  # std::function inside <regex>. They are not ours to fix.
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
   endif()

@@ -2,8 +2,11 @@
 // of times and ratios. Every case named <family>/<impl>/<shape>/t:<t>/threads:<n> (see
 // bench/baselines.hpp) is compared with the dense baselines of the same shape, tokens and
 // threads measured in the same run ("dense_f32/eigen", "dense_f32/openblas"): a ratio above 1
-// means the case is that many times faster. A case with threads > 1 is also compared with its
-// own one-thread run.
+// means the case is that many times faster. A case is also compared with the scalar path of
+// the same family and shape, a case with threads > 1 with its own one-thread run, and the
+// XNOR and int8 kernels with the instruction-rate ceiling of their ISA measured in the same
+// run (ceiling_xnor, ceiling_i8_gemv for t = 1, ceiling_i8_gemm for t > 1; one core's rate
+// times the threads): the fraction of peak the kernel reaches.
 //
 // Usage: mbok_bench_report results.json [table.md]   (the table goes to stdout and the file)
 #include <nlohmann/json.hpp>
@@ -85,6 +88,15 @@ std::vector<Row> read_rows(const nlohmann::json& doc) {
   return rows;
 }
 
+// The ceiling case a kernel's rate is compared with, or "" when it has none.
+std::string ceiling_name(const Row& r) {
+  const bool gemv = r.shape_tokens.size() >= 4 && r.shape_tokens.compare(r.shape_tokens.size() - 4, 4, "/t:1") == 0;
+  if (r.family == "xnor_gemm") return "ceiling_xnor/" + r.impl + "/l1/t:1/threads:1";
+  if (starts_with(r.family, "forward_i8_"))
+    return (gemv ? "ceiling_i8_gemv/" + r.impl + "/l1/t:1" : "ceiling_i8_gemm/" + r.impl + "/l1/t:4") + "/threads:1";
+  return "";
+}
+
 std::string ratio(double base_seconds, double seconds) {
   if (base_seconds <= 0 || seconds <= 0) return "-";
   return fixed(base_seconds / seconds, 2) + "x";
@@ -126,19 +138,26 @@ int main(int argc, char** argv) {
   out << "Ratios are times of the dense float baseline of the same shape, tokens and threads "
          "divided by the case's time (above 1: faster than the baseline), measured in the same run. "
          "Items are multiply-adds of the m x n layer per token (t m n).\n\n";
-  out << "| case | shape/tokens | threads | ISA | time (us) | G items/s | GB/s | vs Eigen | vs OpenBLAS | vs 1 thread |\n";
-  out << "|---|---|---|---|---:|---:|---:|---:|---:|---:|\n";
+  out << "| case | shape/tokens | threads | ISA | time (us) | G items/s | GB/s | vs Eigen | vs OpenBLAS | vs scalar | vs 1 thread | of ceiling |\n";
+  out << "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
     const bool baseline = r.family == "dense_f32";
     const Row* eigen = find("dense_f32/eigen/" + r.key);
     const Row* blas = find("dense_f32/openblas/" + r.key);
     const Row* one = r.threads > 1 ? find(r.family + "/" + r.impl + "/" + r.shape_tokens + "/threads:1") : nullptr;
+    const Row* scalar = r.impl != "scalar" ? find(r.family + "/scalar/" + r.key) : nullptr;
+    const std::string ceiling_case = ceiling_name(r);
+    const Row* ceiling = ceiling_case.empty() ? nullptr : find(ceiling_case);
+    std::string of_ceiling = "-";
+    if (ceiling && ceiling->items_per_second > 0)
+      of_ceiling = fixed(100.0 * r.items_per_second / (ceiling->items_per_second * r.threads), 0) + "%";
     out << "| " << r.family << "/" << r.impl << " | " << r.shape_tokens << " | " << r.threads << " | "
         << (r.label.empty() ? (baseline ? "native" : "-") : r.label) << " | " << fixed(r.seconds * 1e6, 1)
         << " | " << fixed(r.items_per_second * 1e-9, 2) << " | " << fixed(r.bytes_per_second * 1e-9, 2) << " | "
         << (eigen && eigen != &r ? ratio(eigen->seconds, r.seconds) : "-") << " | "
         << (blas && blas != &r ? ratio(blas->seconds, r.seconds) : "-") << " | "
-        << (one ? ratio(one->seconds, r.seconds) : "-") << " |\n";
+        << (scalar ? ratio(scalar->seconds, r.seconds) : "-") << " | "
+        << (one ? ratio(one->seconds, r.seconds) : "-") << " | " << of_ceiling << " |\n";
   }
   std::cout << out.str();
   if (argc == 3) {
