@@ -192,15 +192,16 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_p
 
 // AVX2 has no vector popcount: XOR, then the nibble lookup of the avx2 kernel (VPSHUFB x 2),
 // byte sums widened by VPSADBW every 8 loads. 2 register-resident vectors x every loaded one.
+__attribute__((target("avx2"))) inline __m256i popcount_bytes_avx2(__m256i v, __m256i lut, __m256i low) {
+  return _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
+                         _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
+}
+
 __attribute__((target("avx2"))) std::int64_t xnor_ceiling_pass_avx2(const std::uint8_t* data) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
                                        2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
   const __m256i a0 = _mm256_set1_epi64x(0x0123456789abcdefll), a1 = _mm256_set1_epi64x(0x5555666677778888ll);
-  auto pop = [&](__m256i v) {
-    return _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
-                           _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
-  };
   __m256i total = zero;
   constexpr std::size_t kVectors = kCeilingBytes / 32;
   for (std::size_t q0 = 0; q0 < kVectors; q0 += 16) {
@@ -208,10 +209,10 @@ __attribute__((target("avx2"))) std::int64_t xnor_ceiling_pass_avx2(const std::u
     for (std::size_t q = q0; q < q0 + 16; q += 2) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + q * 32));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + (q + 1) * 32));
-      acc[0] = _mm256_add_epi8(acc[0], pop(_mm256_xor_si256(a0, b0)));
-      acc[1] = _mm256_add_epi8(acc[1], pop(_mm256_xor_si256(a1, b0)));
-      acc[2] = _mm256_add_epi8(acc[2], pop(_mm256_xor_si256(a0, b1)));
-      acc[3] = _mm256_add_epi8(acc[3], pop(_mm256_xor_si256(a1, b1)));
+      acc[0] = _mm256_add_epi8(acc[0], popcount_bytes_avx2(_mm256_xor_si256(a0, b0), lut, low));
+      acc[1] = _mm256_add_epi8(acc[1], popcount_bytes_avx2(_mm256_xor_si256(a1, b0), lut, low));
+      acc[2] = _mm256_add_epi8(acc[2], popcount_bytes_avx2(_mm256_xor_si256(a0, b1), lut, low));
+      acc[3] = _mm256_add_epi8(acc[3], popcount_bytes_avx2(_mm256_xor_si256(a1, b1), lut, low));
     }
     for (const __m256i& v : acc) total = _mm256_add_epi64(total, _mm256_sad_epu8(v, zero));
   }
