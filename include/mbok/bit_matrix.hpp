@@ -74,11 +74,12 @@ class BasicBitMatrixView {
     return v;
   }
 
-  /// A mutable view converts to a read-only one.
-  template <bool M = Mutable, typename = std::enable_if_t<M>>
-  operator BasicBitMatrixView<false>() const noexcept {  // NOLINT(google-explicit-constructor)
-    return BasicBitMatrixView<false>::unchecked(data_, rows_, cols_, stride_);
-  }
+  /// A mutable view converts to a read-only one. (A converting constructor of the read-only
+  /// view rather than a conversion operator of both: clang warns, with -Wclass-conversion,
+  /// about an operator that would convert the read-only view to itself.)
+  template <bool OtherMutable, typename = std::enable_if_t<!Mutable && OtherMutable>>
+  BasicBitMatrixView(const BasicBitMatrixView<OtherMutable>& other) noexcept  // NOLINT(google-explicit-constructor)
+      : data_(other.data()), rows_(other.rows()), cols_(other.cols()), stride_(other.stride_words()) {}
 
   std::size_t rows() const noexcept { return rows_; }
   std::size_t cols() const noexcept { return cols_; }
