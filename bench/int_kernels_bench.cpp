@@ -51,7 +51,8 @@ struct XnorProblem {
 };
 
 XnorProblem& xnor_problem(std::size_t m, std::size_t n, std::size_t t) {
-  static std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::unique_ptr<XnorProblem>> cache;
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::unique_ptr<XnorProblem>>
+      cache;
   auto& slot = cache[{m, n, t}];
   if (!slot) {
     slot = std::make_unique<XnorProblem>();
@@ -90,16 +91,19 @@ struct ForwardProblem {
 };
 
 ForwardProblem& forward_problem(std::size_t m, std::size_t n, std::size_t kernels, std::size_t t) {
-  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>, std::unique_ptr<ForwardProblem>> cache;
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>,
+                  std::unique_ptr<ForwardProblem>>
+      cache;
   auto& slot = cache[{m, n, kernels, t}];
   if (!slot) {
     slot = std::make_unique<ForwardProblem>();
     slot->w = mbok::MultiKernelWeights<float>(m, n);
     for (std::size_t k = 0; k < kernels; ++k) {
       const std::vector<float> s_out = random_floats(m, 200 + k), s_in = random_floats(n, 300 + k);
-      slot->w.add_kernel(random_bits(m, n, 100 + k),
-                         Eigen::Map<const Eigen::VectorXf>(s_out.data(), static_cast<Eigen::Index>(m)),
-                         Eigen::Map<const Eigen::VectorXf>(s_in.data(), static_cast<Eigen::Index>(n)));
+      slot->w.add_kernel(
+          random_bits(m, n, 100 + k),
+          Eigen::Map<const Eigen::VectorXf>(s_out.data(), static_cast<Eigen::Index>(m)),
+          Eigen::Map<const Eigen::VectorXf>(s_in.data(), static_cast<Eigen::Index>(n)));
     }
     slot->x = random_floats(t * n, 400);
     slot->y.assign(t * m, 0.0f);
@@ -126,7 +130,9 @@ void forward_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::si
   state.SetItemsProcessed(static_cast<std::int64_t>(iters * static_cast<double>(t * m * n)));
   state.SetBytesProcessed(
       static_cast<std::int64_t>(iters * (weight_bytes + 4.0 * static_cast<double>(t * (m + n)))));
-  state.SetLabel(mbok::isa_name(ks.isa()) + std::string(isa == mbok::Isa::avx512 && mbok::cpu_features().avx512vnni ? "+vnni" : ""));
+  state.SetLabel(
+      mbok::isa_name(ks.isa()) +
+      std::string(isa == mbok::Isa::avx512 && mbok::cpu_features().avx512vnni ? "+vnni" : ""));
   mbok::bench::set_threads(1);
 }
 
@@ -147,18 +153,25 @@ constexpr std::size_t kCeilingBytes = 16384;  // 256 vectors of 64 bytes: stays 
 
 // 4 register-resident vectors x every vector of the buffer: 16 independent XOR + VPOPCNTQ +
 // VPADDQ chains per 4 loads.
-__attribute__((target("avx512f,avx512vpopcntdq"))) std::int64_t xnor_ceiling_pass(const std::uint8_t* data) {
-  const __m512i a0 = _mm512_set1_epi64(0x0123456789abcdefll), a1 = _mm512_set1_epi64(0x1111222233334444ll);
-  const __m512i a2 = _mm512_set1_epi64(0x5555666677778888ll), a3 = _mm512_set1_epi64(0x7a7b7c7d7e7f7071ll);
+__attribute__((target("avx512f,avx512vpopcntdq"))) std::int64_t xnor_ceiling_pass(
+    const std::uint8_t* data) {
+  const __m512i a0 = _mm512_set1_epi64(0x0123456789abcdefll),
+                a1 = _mm512_set1_epi64(0x1111222233334444ll);
+  const __m512i a2 = _mm512_set1_epi64(0x5555666677778888ll),
+                a3 = _mm512_set1_epi64(0x7a7b7c7d7e7f7071ll);
   __m512i acc[16];
   for (auto& v : acc) v = _mm512_setzero_si512();
   for (std::size_t q = 0; q < kCeilingBytes / 64; q += 4) {
     for (int r = 0; r < 4; ++r) {
       const __m512i b = _mm512_load_si512(data + (q + static_cast<std::size_t>(r)) * 64);
-      acc[4 * r + 0] = _mm512_add_epi64(acc[4 * r + 0], _mm512_popcnt_epi64(_mm512_xor_si512(a0, b)));
-      acc[4 * r + 1] = _mm512_add_epi64(acc[4 * r + 1], _mm512_popcnt_epi64(_mm512_xor_si512(a1, b)));
-      acc[4 * r + 2] = _mm512_add_epi64(acc[4 * r + 2], _mm512_popcnt_epi64(_mm512_xor_si512(a2, b)));
-      acc[4 * r + 3] = _mm512_add_epi64(acc[4 * r + 3], _mm512_popcnt_epi64(_mm512_xor_si512(a3, b)));
+      acc[4 * r + 0] =
+          _mm512_add_epi64(acc[4 * r + 0], _mm512_popcnt_epi64(_mm512_xor_si512(a0, b)));
+      acc[4 * r + 1] =
+          _mm512_add_epi64(acc[4 * r + 1], _mm512_popcnt_epi64(_mm512_xor_si512(a1, b)));
+      acc[4 * r + 2] =
+          _mm512_add_epi64(acc[4 * r + 2], _mm512_popcnt_epi64(_mm512_xor_si512(a2, b)));
+      acc[4 * r + 3] =
+          _mm512_add_epi64(acc[4 * r + 3], _mm512_popcnt_epi64(_mm512_xor_si512(a3, b)));
     }
   }
   __m512i s = acc[0];
@@ -170,7 +183,8 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) std::int64_t xnor_ceiling_pas
 
 // Weight masks and activations from L1; `Reuse` VPDPBUSD per masked byte move.
 template <int Reuse>
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_pass(const std::uint8_t* data) {
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_pass(
+    const std::uint8_t* data) {
   const __m512i ones = _mm512_set1_epi8(1);
   const std::uint64_t* masks = reinterpret_cast<const std::uint64_t*>(data);
   __m512i acc[8];
@@ -178,9 +192,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_p
   constexpr std::size_t kVectors = kCeilingBytes / 64;
   for (std::size_t q = 0; q < kVectors; q += 8) {
     for (int r = 0; r < 8; r += Reuse) {
-      const __m512i w = _mm512_maskz_mov_epi8(_cvtu64_mask64(masks[q + static_cast<std::size_t>(r)]), ones);
+      const __m512i w =
+          _mm512_maskz_mov_epi8(_cvtu64_mask64(masks[q + static_cast<std::size_t>(r)]), ones);
       for (int u = 0; u < Reuse; ++u)
-        acc[r + u] = _mm512_dpbusd_epi32(acc[r + u], w, _mm512_load_si512(data + (q + static_cast<std::size_t>(r + u)) * 64));
+        acc[r + u] = _mm512_dpbusd_epi32(
+            acc[r + u], w, _mm512_load_si512(data + (q + static_cast<std::size_t>(r + u)) * 64));
     }
   }
   __m512i s = acc[0];
@@ -192,16 +208,18 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_p
 
 // AVX2 has no vector popcount: XOR, then the nibble lookup of the avx2 kernel (VPSHUFB x 2),
 // byte sums widened by VPSADBW every 8 loads. 2 register-resident vectors x every loaded one.
-__attribute__((target("avx2"))) inline __m256i popcount_bytes_avx2(__m256i v, __m256i lut, __m256i low) {
+__attribute__((target("avx2"))) inline __m256i popcount_bytes_avx2(__m256i v, __m256i lut,
+                                                                   __m256i low) {
   return _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
                          _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
 }
 
 __attribute__((target("avx2"))) std::int64_t xnor_ceiling_pass_avx2(const std::uint8_t* data) {
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2,
-                                       2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
+                                       1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-  const __m256i a0 = _mm256_set1_epi64x(0x0123456789abcdefll), a1 = _mm256_set1_epi64x(0x5555666677778888ll);
+  const __m256i a0 = _mm256_set1_epi64x(0x0123456789abcdefll),
+                a1 = _mm256_set1_epi64x(0x5555666677778888ll);
   __m256i total = zero;
   constexpr std::size_t kVectors = kCeilingBytes / 32;
   for (std::size_t q0 = 0; q0 < kVectors; q0 += 16) {
@@ -225,8 +243,8 @@ __attribute__((target("avx2"))) std::int64_t xnor_ceiling_pass_avx2(const std::u
 // MIN), then `Reuse` VPMADDUBSW + VPADDW with activations per expansion.
 template <int Reuse>
 __attribute__((target("avx2"))) std::int64_t i8_ceiling_pass_avx2(const std::uint8_t* data) {
-  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
-                                          2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   const __m256i bit_of_byte = _mm256_set1_epi64x(0x8040201008040201ll), ones8 = _mm256_set1_epi8(1);
   const std::uint32_t* masks = reinterpret_cast<const std::uint32_t*>(data);
   __m256i acc[8];
@@ -239,9 +257,9 @@ __attribute__((target("avx2"))) std::int64_t i8_ceiling_pass_avx2(const std::uin
       const __m256i w = _mm256_min_epu8(_mm256_and_si256(b, bit_of_byte), ones8);
       for (int u = 0; u < Reuse; ++u)
         acc[r + u] = _mm256_add_epi16(
-            acc[r + u], _mm256_maddubs_epi16(
-                            w, _mm256_load_si256(reinterpret_cast<const __m256i*>(
-                                   data + (q + static_cast<std::size_t>(r + u)) * 32))));
+            acc[r + u],
+            _mm256_maddubs_epi16(w, _mm256_load_si256(reinterpret_cast<const __m256i*>(
+                                        data + (q + static_cast<std::size_t>(r + u)) * 32))));
     }
   }
   __m256i s = acc[0];
@@ -259,7 +277,8 @@ void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass, con
     for (int rep = 0; rep < 64; ++rep) sink += pass(buf.p);
     benchmark::DoNotOptimize(sink);
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(static_cast<double>(state.iterations()) * 64 * items_per_pass));
+  state.SetItemsProcessed(
+      static_cast<std::int64_t>(static_cast<double>(state.iterations()) * 64 * items_per_pass));
   state.SetLabel(isa);
 }
 
@@ -272,8 +291,9 @@ const bool registered = [] {
       mbok::bench::register_dense_baselines(s, s, s, threads);
       for (mbok::Isa isa : mbok::available_isas()) {
         if (isa == mbok::Isa::scalar && s > 1024) continue;
-        benchmark::RegisterBenchmark(case_name("xnor_gemm", mbok::isa_name(isa), s, s, s, threads).c_str(),
-                                     [=](benchmark::State& st) { xnor_case(st, isa, s, s, s, threads); })
+        benchmark::RegisterBenchmark(
+            case_name("xnor_gemm", mbok::isa_name(isa), s, s, s, threads).c_str(),
+            [=](benchmark::State& st) { xnor_case(st, isa, s, s, s, threads); })
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
       }
@@ -284,7 +304,8 @@ const bool registered = [] {
     std::size_t m, n;
     std::vector<std::size_t> tokens;
   };
-  const Shape shapes[] = {{4096, 4096, {1, 8, 32, 128, 512}}, {4096, 11008, {1, 32}}, {11008, 4096, {1, 32}}};
+  const Shape shapes[] = {
+      {4096, 4096, {1, 8, 32, 128, 512}}, {4096, 11008, {1, 32}}, {11008, 4096, {1, 32}}};
   for (const Shape& s : shapes)
     for (std::size_t t : s.tokens)
       for (int threads : {1, 2}) {
@@ -323,12 +344,14 @@ const bool registered = [] {
     })->Unit(benchmark::kMicrosecond);
     if (mbok::cpu_features().avx512vnni) {
       // Per pass: 256 VPDPBUSD x 64 multiply-adds.
-      benchmark::RegisterBenchmark("ceiling_i8_gemv/avx512/l1/t:1/threads:1", [](benchmark::State& st) {
-        ceiling_case(st, &i8_ceiling_pass<1>, 256.0 * 64, "avx512");
-      })->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark("ceiling_i8_gemm/avx512/l1/t:4/threads:1", [](benchmark::State& st) {
-        ceiling_case(st, &i8_ceiling_pass<4>, 256.0 * 64, "avx512");
-      })->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(
+          "ceiling_i8_gemv/avx512/l1/t:1/threads:1",
+          [](benchmark::State& st) { ceiling_case(st, &i8_ceiling_pass<1>, 256.0 * 64, "avx512"); })
+          ->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark(
+          "ceiling_i8_gemm/avx512/l1/t:4/threads:1",
+          [](benchmark::State& st) { ceiling_case(st, &i8_ceiling_pass<4>, 256.0 * 64, "avx512"); })
+          ->Unit(benchmark::kMicrosecond);
     }
   }
 #endif

@@ -43,7 +43,8 @@ void svid_case(benchmark::State& state, std::size_t kernels, int threads) {
   }
   state.counters["relative_residual"] = residual;
   state.counters["power_iterations"] = iterations;
-  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(kOut * kIn));
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(kOut * kIn));
   mbok::bench::set_threads(1);
 }
 

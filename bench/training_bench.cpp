@@ -68,9 +68,11 @@ void boolean_step(benchmark::State& state) {
     benchmark::DoNotOptimize(dx.data());
   }
   const double trainable = static_cast<double>(boolean_opt.num_weights());
-  state.counters["state_bytes_per_weight"] = static_cast<double>(boolean_opt.state_bytes()) / trainable;
+  state.counters["state_bytes_per_weight"] =
+      static_cast<double>(boolean_opt.state_bytes()) / trainable;
   state.counters["flip_rate"] = boolean_opt.last_stats().rate();
-  state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(kTokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(kTokens), benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string(mbok::accumulator_name(type)) + " isa=" + mbok::isa_name(layer.isa()));
 }
 
@@ -83,7 +85,8 @@ void latent_step(benchmark::State& state) {
   // sign is the kernel (initialised to the SVID scale times the sign).
   RowMatrixF frozen = RowMatrixF::Zero(kOut, kIn);
   for (std::size_t k = 0; k < last; ++k)
-    frozen += (w.kernel(k).to_signs().array() * (w.s_out(k) * w.s_in(k).transpose()).array()).matrix();
+    frozen +=
+        (w.kernel(k).to_signs().array() * (w.s_out(k) * w.s_in(k).transpose()).array()).matrix();
   const RowMatrixF scale = w.s_out(last) * w.s_in(last).transpose();
   RowMatrixF latent = (w.kernel(last).to_signs().array() * scale.array()).matrix();
   RowMatrixF latent_grad(kOut, kIn), dense(kOut, kIn);
@@ -108,7 +111,8 @@ void latent_step(benchmark::State& state) {
   }
   // Latent copy + two Adam moments, per trainable weight.
   state.counters["state_bytes_per_weight"] = 3.0 * sizeof(float);
-  state.counters["tokens_per_s"] = benchmark::Counter(static_cast<double>(kTokens), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(kTokens), benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel("latent fp32 + Adam, Eigen GEMM");
 }
 

@@ -57,16 +57,19 @@ std::string fixed(double v, int digits) {
 std::vector<Row> read_rows(const nlohmann::json& doc) {
   bool has_median = false;
   for (const auto& b : doc.at("benchmarks"))
-    if (b.value("run_type", "") == "aggregate" && b.value("aggregate_name", "") == "median") has_median = true;
+    if (b.value("run_type", "") == "aggregate" && b.value("aggregate_name", "") == "median")
+      has_median = true;
   std::vector<Row> rows;
   for (const auto& b : doc.at("benchmarks")) {
     const bool aggregate = b.value("run_type", "") == "aggregate";
-    if (has_median ? !(aggregate && b.value("aggregate_name", "") == "median") : aggregate) continue;
+    if (has_median ? !(aggregate && b.value("aggregate_name", "") == "median") : aggregate)
+      continue;
     if (b.contains("error_occurred") && b["error_occurred"].get<bool>()) continue;
     std::vector<std::string> parts;
     for (const std::string& p : split(b.value("run_name", b.value("name", "")), '/'))
-      if (!(starts_with(p, "real_time") || starts_with(p, "min_time:") || starts_with(p, "iterations:") ||
-            starts_with(p, "repeats:") || starts_with(p, "manual_time")))
+      if (!(starts_with(p, "real_time") || starts_with(p, "min_time:") ||
+            starts_with(p, "iterations:") || starts_with(p, "repeats:") ||
+            starts_with(p, "manual_time")))
         parts.push_back(p);
     if (parts.size() < 3) continue;  // not in the <family>/<impl>/... convention
     Row r;
@@ -91,10 +94,13 @@ std::vector<Row> read_rows(const nlohmann::json& doc) {
 
 // The ceiling case a kernel's rate is compared with, or "" when it has none.
 std::string ceiling_name(const Row& r) {
-  const bool gemv = r.shape_tokens.size() >= 4 && r.shape_tokens.compare(r.shape_tokens.size() - 4, 4, "/t:1") == 0;
+  const bool gemv = r.shape_tokens.size() >= 4 &&
+                    r.shape_tokens.compare(r.shape_tokens.size() - 4, 4, "/t:1") == 0;
   if (r.family == "xnor_gemm") return "ceiling_xnor/" + r.impl + "/l1/t:1/threads:1";
   if (starts_with(r.family, "forward_i8_"))
-    return (gemv ? "ceiling_i8_gemv/" + r.impl + "/l1/t:1" : "ceiling_i8_gemm/" + r.impl + "/l1/t:4") + "/threads:1";
+    return (gemv ? "ceiling_i8_gemv/" + r.impl + "/l1/t:1"
+                 : "ceiling_i8_gemm/" + r.impl + "/l1/t:4") +
+           "/threads:1";
   return "";
 }
 
@@ -143,26 +149,35 @@ int main(int argc, char** argv) {
   out << "# mbok benchmark results\n\n";
   out << "Host: " << ctx.value("host_name", "?") << ", " << ctx.value("num_cpus", 0) << " CPUs at "
       << ctx.value("mhz_per_cpu", 0) << " MHz; mbok ISAs: " << ctx.value("mbok_isas", "?")
-      << "; OpenBLAS: " << ctx.value("mbok_openblas", "?") << "; date " << ctx.value("date", "?") << ".\n\n";
+      << "; OpenBLAS: " << ctx.value("mbok_openblas", "?") << "; date " << ctx.value("date", "?")
+      << ".\n\n";
   out << "Ratios are times of the dense float baseline of the same shape, tokens and threads "
-         "divided by the case's time (above 1: faster than the baseline), measured in the same run. "
+         "divided by the case's time (above 1: faster than the baseline), measured in the same "
+         "run. "
          "Items are multiply-adds of the m x n layer per token (t m n).\n\n";
-  out << "| case | shape/tokens | threads | ISA | time (us) | G items/s | GB/s | vs Eigen | vs OpenBLAS | vs scalar | vs 1 thread | of ceiling |\n";
+  out << "| case | shape/tokens | threads | ISA | time (us) | G items/s | GB/s | vs Eigen | vs "
+         "OpenBLAS | vs scalar | vs 1 thread | of ceiling |\n";
   out << "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const Row& r : rows) {
     const bool baseline = r.family == "dense_f32";
     const Row* eigen = find("dense_f32/eigen/" + r.key);
     const Row* blas = find("dense_f32/openblas/" + r.key);
-    const Row* one = r.threads > 1 ? find(r.family + "/" + r.impl + "/" + r.shape_tokens + "/threads:1") : nullptr;
+    const Row* one = r.threads > 1
+                         ? find(r.family + "/" + r.impl + "/" + r.shape_tokens + "/threads:1")
+                         : nullptr;
     const Row* scalar = r.impl != "scalar" ? find(r.family + "/scalar/" + r.key) : nullptr;
     const std::string ceiling_case = ceiling_name(r);
     const Row* ceiling = ceiling_case.empty() ? nullptr : find(ceiling_case);
     std::string of_ceiling = "-";
     if (ceiling && ceiling->items_per_second > 0)
-      of_ceiling = fixed(100.0 * r.items_per_second * kernels_of(r) / (ceiling->items_per_second * r.threads), 0) + "%";
-    out << "| " << r.family << "/" << r.impl << " | " << r.shape_tokens << " | " << r.threads << " | "
-        << (r.label.empty() ? (baseline ? "native" : "-") : r.label) << " | " << fixed(r.seconds * 1e6, 1)
-        << " | " << fixed(r.items_per_second * 1e-9, 2) << " | " << fixed(r.bytes_per_second * 1e-9, 2) << " | "
+      of_ceiling = fixed(100.0 * r.items_per_second * kernels_of(r) /
+                             (ceiling->items_per_second * r.threads),
+                         0) +
+                   "%";
+    out << "| " << r.family << "/" << r.impl << " | " << r.shape_tokens << " | " << r.threads
+        << " | " << (r.label.empty() ? (baseline ? "native" : "-") : r.label) << " | "
+        << fixed(r.seconds * 1e6, 1) << " | " << fixed(r.items_per_second * 1e-9, 2) << " | "
+        << fixed(r.bytes_per_second * 1e-9, 2) << " | "
         << (eigen && eigen != &r ? ratio(eigen->seconds, r.seconds) : "-") << " | "
         << (blas && blas != &r ? ratio(blas->seconds, r.seconds) : "-") << " | "
         << (scalar ? ratio(scalar->seconds, r.seconds) : "-") << " | "

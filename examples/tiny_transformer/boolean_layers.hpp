@@ -36,14 +36,17 @@ class BoolLinear final : public Linear<T> {
     if (train) x_ = x;
     if constexpr (std::is_same_v<T, float>) {
       if (!train && mode_ == InferenceKernel::fused_float) {
-        mbok::multi_kernel_forward(layer_.weights(), x.data(), std::size_t(x.cols()), std::size_t(x.rows()),
-                                   y.data(), std::size_t(y.cols()), layer_.kernel_set());
+        mbok::multi_kernel_forward(layer_.weights(), x.data(), std::size_t(x.cols()),
+                                   std::size_t(x.rows()), y.data(), std::size_t(y.cols()),
+                                   layer_.kernel_set());
         return;
       }
       if (!train && mode_ == InferenceKernel::int8) {
         // The fused int8 forward, its quantization workspace reused across calls.
-        mbok::prepare_int8_forward(layer_.weights(), x.data(), std::size_t(x.cols()), std::size_t(x.rows()), ws_);
-        mbok::multi_kernel_forward_int8(layer_.weights(), ws_, y.data(), std::size_t(y.cols()), layer_.kernel_set());
+        mbok::prepare_int8_forward(layer_.weights(), x.data(), std::size_t(x.cols()),
+                                   std::size_t(x.rows()), ws_);
+        mbok::multi_kernel_forward_int8(layer_.weights(), ws_, y.data(), std::size_t(y.cols()),
+                                        layer_.kernel_set());
         return;
       }
     }
@@ -145,16 +148,17 @@ class LatentLinear final : public Linear<T> {
   void latent_params(ParamList<T>& out, const std::string& prefix) {
     for (std::size_t i = 0; i < kernels_.size(); ++i)
       if (kernels_[i].trainable)
-        out.push_back({prefix + "kernels." + std::to_string(i) + ".latent", kernels_[i].latent.data(),
-                       kernels_[i].latent_grad.data(), kernels_[i].latent.size(), false});
+        out.push_back({prefix + "kernels." + std::to_string(i) + ".latent",
+                       kernels_[i].latent.data(), kernels_[i].latent_grad.data(),
+                       kernels_[i].latent.size(), false});
   }
   /// Saves the binarized layer (signs packed) in the BooleanLinear layout, plus the latents.
   void save(mbok::StateDict& dict, const std::string& prefix) const override {
     to_boolean().export_state(dict, prefix);
     for (std::size_t i = 0; i < kernels_.size(); ++i)
       if (kernels_[i].trainable)
-        dict[prefix + "kernels." + std::to_string(i) + ".latent"] =
-            mbok::Tensor::from(kernels_[i].latent.data(), {kernels_[i].latent.rows(), kernels_[i].latent.cols()});
+        dict[prefix + "kernels." + std::to_string(i) + ".latent"] = mbok::Tensor::from(
+            kernels_[i].latent.data(), {kernels_[i].latent.rows(), kernels_[i].latent.cols()});
   }
   void load(const mbok::StateDict& dict, const std::string& prefix) override {
     for (std::size_t i = 0; i < kernels_.size(); ++i) {
@@ -162,7 +166,9 @@ class LatentLinear final : public Linear<T> {
       const std::string pre = prefix + "kernels." + std::to_string(i);
       mbok::read_tensor(dict, pre + ".s_out", {k.s_out.size()}, k.s_out.data());
       mbok::read_tensor(dict, pre + ".s_in", {k.s_in.size()}, k.s_in.data());
-      if (k.trainable) mbok::read_tensor(dict, pre + ".latent", {k.latent.rows(), k.latent.cols()}, k.latent.data());
+      if (k.trainable)
+        mbok::read_tensor(dict, pre + ".latent", {k.latent.rows(), k.latent.cols()},
+                          k.latent.data());
     }
   }
   Mat<T> dense_weight() const override {
@@ -175,7 +181,8 @@ class LatentLinear final : public Linear<T> {
 
   /// The binarized layer as a BooleanLinear (for fast inference and saving).
   mbok::BooleanLinear<T> to_boolean() const {
-    mbok::MultiKernelWeights<T> w{static_cast<std::size_t>(out_features()), static_cast<std::size_t>(in_features())};
+    mbok::MultiKernelWeights<T> w{static_cast<std::size_t>(out_features()),
+                                  static_cast<std::size_t>(in_features())};
     for (const auto& k : kernels_) w.add_kernel(mbok::BitMatrix::pack(k.latent), k.s_out, k.s_in);
     return mbok::BooleanLinear<T>(std::move(w));
   }

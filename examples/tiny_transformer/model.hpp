@@ -45,7 +45,8 @@ struct ModelConfig {
 
 /// Names of the six linear layers of a block, in the order `for_each_linear` visits them.
 inline const std::vector<std::string>& linear_names() {
-  static const std::vector<std::string> names = {"attn.q", "attn.k", "attn.v", "attn.o", "mlp.fc1", "mlp.fc2"};
+  static const std::vector<std::string> names = {"attn.q", "attn.k",  "attn.v",
+                                                 "attn.o", "mlp.fc1", "mlp.fc2"};
   return names;
 }
 
@@ -195,13 +196,15 @@ class Transformer {
       p.push_back({pre + "ln2", b.ln2.gain.data(), b.ln2.grad.data(), b.ln2.gain.size(), false});
       for (std::size_t j = 0; j < 6; ++j) b.lin[j]->params(p, pre + linear_names()[j] + ".");
     }
-    p.push_back({"final_norm", final_norm_.gain.data(), final_norm_.grad.data(), final_norm_.gain.size(), false});
+    p.push_back({"final_norm", final_norm_.gain.data(), final_norm_.grad.data(),
+                 final_norm_.gain.size(), false});
     head_->params(p, "head.");
     return p;
   }
 
   /// Calls fn(name, layer) for every replaceable linear layer ("blocks.<l>.attn.q", ...).
-  void for_each_linear(const std::function<void(const std::string&, std::unique_ptr<Linear<T>>&)>& fn) {
+  void for_each_linear(
+      const std::function<void(const std::string&, std::unique_ptr<Linear<T>>&)>& fn) {
     for (std::size_t l = 0; l < blocks_.size(); ++l)
       for (std::size_t j = 0; j < 6; ++j)
         fn("blocks." + std::to_string(l) + "." + linear_names()[j], blocks_[l]->lin[j]);
@@ -250,7 +253,8 @@ class Transformer {
 
   /// Feeds one token at position s.length (< context) and writes the next-token logits.
   void decode_step(DecodeState<T>& s, std::uint8_t token, Vec<T>& logits) {
-    mbok::detail::require(s.length < cfg_.context, "decode_step: context of ", cfg_.context, " is full");
+    mbok::detail::require(s.length < cfg_.context, "decode_step: context of ", cfg_.context,
+                          " is full");
     const Index pos = s.length, d = cfg_.d_model, heads = cfg_.heads, dh = d / heads;
     const T scale = T(1) / std::sqrt(T(dh));
     Mat<T> x = tok_emb_.row(token) + pos_emb_.row(pos);
@@ -264,7 +268,8 @@ class Transformer {
       s.keys[l].row(pos) = k.row(0);
       s.values[l].row(pos) = v.row(0);
       for (Index h = 0; h < heads; ++h) {
-        Vec<T> sc = s.keys[l].block(0, h * dh, pos + 1, dh) * q.block(0, h * dh, 1, dh).transpose() * scale;
+        Vec<T> sc =
+            s.keys[l].block(0, h * dh, pos + 1, dh) * q.block(0, h * dh, 1, dh).transpose() * scale;
         sc = (sc.array() - sc.maxCoeff()).exp();
         sc /= sc.sum();
         ctx.block(0, h * dh, 1, dh) = sc.transpose() * s.values[l].block(0, h * dh, pos + 1, dh);

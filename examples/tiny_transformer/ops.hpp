@@ -63,9 +63,9 @@ void gelu_forward(const Mat<T>& u, Mat<T>& g, Mat<T>& t) {
 template <typename T>
 void gelu_backward(const Mat<T>& u, const Mat<T>& t, const Mat<T>& dg, Mat<T>& du) {
   constexpr T c = T(0.7978845608028654);
-  du = dg.array() * (T(0.5) * (T(1) + t.array()) +
-                     T(0.5) * u.array() * (T(1) - t.array().square()) * c *
-                         (T(1) + T(3 * 0.044715) * u.array().square()));
+  du = dg.array() *
+       (T(0.5) * (T(1) + t.array()) + T(0.5) * u.array() * (T(1) - t.array().square()) * c *
+                                          (T(1) + T(3 * 0.044715) * u.array().square()));
 }
 
 /// Causal multi-head self-attention core: given q, k, v (B*L x d), writes o (B*L x d) with

@@ -30,9 +30,9 @@ struct Options {
   std::vector<int> kernels = {1, 2, 3};
   std::vector<double> budgets = {1.5, 2.5};
   int finetune_steps = 200;
-  double eta = 100.0;          ///< Boolean learning rate (see docs/results.md)
-  double gamma = 1.0;          ///< weight of the hidden-state MSE (see docs/results.md)
-  double scale_lr = 1e-3;      ///< AdamW on scales and norm gains
+  double eta = 100.0;      ///< Boolean learning rate (see docs/results.md)
+  double gamma = 1.0;      ///< weight of the hidden-state MSE (see docs/results.md)
+  double scale_lr = 1e-3;  ///< AdamW on scales and norm gains
   std::string accumulator = "i8";
   std::string train_kernels = "last";  ///< last | all
   std::vector<int> baseline_kernels = {1, 2};
@@ -75,8 +75,8 @@ struct Options {
   /// Key of the teacher: model shape, pretraining settings, corpus and seed.
   std::string teacher_key(const Corpus& corpus) const {
     std::ostringstream s;
-    s << model.describe() << "|b" << batch << "|s" << pretrain_steps << "|lr" << pretrain_lr << "|seed" << seed
-      << "|corpus" << corpus.hash() << "|" << corpus.size();
+    s << model.describe() << "|b" << batch << "|s" << pretrain_steps << "|lr" << pretrain_lr
+      << "|seed" << seed << "|corpus" << corpus.hash() << "|" << corpus.size();
     const std::string text = s.str();
     std::ostringstream hex;
     hex << std::hex << fnv1a(text.data(), text.size());
@@ -86,8 +86,9 @@ struct Options {
   /// Key of a finetuning run's settings (checkpoints are only resumed under the same key).
   std::string finetune_key(const std::string& method, const std::string& variant) const {
     std::ostringstream s;
-    s << method << "|" << variant << "|" << finetune_steps << "|" << eta << "|" << gamma << "|" << scale_lr
-      << "|" << accumulator << "|" << train_kernels << "|" << latent_lr << "|" << batch << "|" << seed;
+    s << method << "|" << variant << "|" << finetune_steps << "|" << eta << "|" << gamma << "|"
+      << scale_lr << "|" << accumulator << "|" << train_kernels << "|" << latent_lr << "|" << batch
+      << "|" << seed;
     return s.str();
   }
 };

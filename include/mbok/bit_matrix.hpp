@@ -78,8 +78,12 @@ class BasicBitMatrixView {
   /// view rather than a conversion operator of both: clang warns, with -Wclass-conversion,
   /// about an operator that would convert the read-only view to itself.)
   template <bool OtherMutable, typename = std::enable_if_t<!Mutable && OtherMutable>>
-  BasicBitMatrixView(const BasicBitMatrixView<OtherMutable>& other) noexcept  // NOLINT(google-explicit-constructor)
-      : data_(other.data()), rows_(other.rows()), cols_(other.cols()), stride_(other.stride_words()) {}
+  BasicBitMatrixView(const BasicBitMatrixView<OtherMutable>&
+                         other) noexcept  // NOLINT(google-explicit-constructor)
+      : data_(other.data()),
+        rows_(other.rows()),
+        cols_(other.cols()),
+        stride_(other.stride_words()) {}
 
   std::size_t rows() const noexcept { return rows_; }
   std::size_t cols() const noexcept { return cols_; }
@@ -129,7 +133,8 @@ class BasicBitMatrixView {
     detail::require(i < rows_, "bit matrix row ", i, " out of range for ", rows_, " rows");
     std::size_t c = 0;
     const std::uint64_t* r = row(i);
-    for (std::size_t w = 0; w < row_words(); ++w) c += static_cast<std::size_t>(detail::popcount64(r[w]));
+    for (std::size_t w = 0; w < row_words(); ++w)
+      c += static_cast<std::size_t>(detail::popcount64(r[w]));
     return c;
   }
   /// Number of -1 elements in the matrix.
@@ -157,9 +162,8 @@ class BasicBitMatrixView {
  private:
   void check_index(std::size_t i, std::size_t j) const {
     if (i >= rows_ || j >= cols_)
-      throw std::out_of_range(detail::concat("mbok: bit (", i, ", ", j,
-                                             ") out of range for a ", rows_, " x ", cols_,
-                                             " bit matrix"));
+      throw std::out_of_range(detail::concat("mbok: bit (", i, ", ", j, ") out of range for a ",
+                                             rows_, " x ", cols_, " bit matrix"));
   }
 
   void check_contract(const char* name) const {
@@ -167,21 +171,22 @@ class BasicBitMatrixView {
     detail::require(data_ != nullptr, name, ": null data for a ", rows_, " x ", cols_, " view");
     const auto address = reinterpret_cast<std::uintptr_t>(data_);
     detail::require_format(address % kBufferAlignment == 0, name, ": data must be ",
-                           kBufferAlignment, "-byte aligned, address is ", address % kBufferAlignment,
-                           " bytes past a boundary");
+                           kBufferAlignment, "-byte aligned, address is ",
+                           address % kBufferAlignment, " bytes past a boundary");
     detail::require_format(stride_ % kRowAlignWords == 0, name, ": stride must be a multiple of ",
                            kRowAlignWords, " words (512 bits), got ", stride_);
     detail::require_format(stride_ >= row_words(), name, ": stride of ", stride_,
-                           " words is shorter than a padded row of ", cols_, " bits (",
-                           row_words(), " words)");
+                           " words is shorter than a padded row of ", cols_, " bits (", row_words(),
+                           " words)");
     const std::size_t first_pad_word = cols_ / 64;
     for (std::size_t i = 0; i < rows_; ++i) {
       const std::uint64_t* r = row(i);
       for (std::size_t w = first_pad_word; w < row_words(); ++w) {
         const std::uint64_t stray = r[w] & ~detail::used_bits_mask(cols_, w);
-        detail::require_format(stray == 0, name, ": padding bit set in row ", i, " at column ",
-                               w * 64 + static_cast<std::size_t>(stray != 0 ? __builtin_ctzll(stray) : 0),
-                               " (columns >= ", cols_, " must be zero)");
+        detail::require_format(
+            stray == 0, name, ": padding bit set in row ", i, " at column ",
+            w * 64 + static_cast<std::size_t>(stray != 0 ? __builtin_ctzll(stray) : 0),
+            " (columns >= ", cols_, " must be zero)");
       }
     }
   }
@@ -223,7 +228,8 @@ class BitMatrix {
     detail::require(ld >= cols, "pack ", name, ": leading dimension ", ld, " < cols ", cols);
     BitMatrix out(rows, cols);
     for (std::size_t i = 0; i < rows; ++i)
-      out.pack_row(i, [&](std::size_t j) { return data[i * ld + j]; }, name);
+      out.pack_row(
+          i, [&](std::size_t j) { return data[i * ld + j]; }, name);
     return out;
   }
 
@@ -233,9 +239,10 @@ class BitMatrix {
     const auto& d = m.derived();
     BitMatrix out(static_cast<std::size_t>(d.rows()), static_cast<std::size_t>(d.cols()));
     for (Eigen::Index i = 0; i < d.rows(); ++i)
-      out.pack_row(static_cast<std::size_t>(i),
-                   [&](std::size_t j) { return static_cast<float>(d(i, static_cast<Eigen::Index>(j))); },
-                   name);
+      out.pack_row(
+          static_cast<std::size_t>(i),
+          [&](std::size_t j) { return static_cast<float>(d(i, static_cast<Eigen::Index>(j))); },
+          name);
     return out;
   }
 
@@ -335,13 +342,15 @@ class BitMatrix {
     detail::require(rows > 0 && cols > 0, "bit matrix shape must be positive, got ", rows, " x ",
                     cols);
     constexpr std::size_t kMaxBits = std::size_t{1} << 46;  // 8 TiB: anything larger is a bug
-    detail::require(rows < kMaxBits && cols < kMaxBits && rows * padded_row_words(cols) * 64 < kMaxBits,
-                    "bit matrix shape ", rows, " x ", cols, " is too large");
+    detail::require(
+        rows < kMaxBits && cols < kMaxBits && rows * padded_row_words(cols) * 64 < kMaxBits,
+        "bit matrix shape ", rows, " x ", cols, " is too large");
     rows_ = rows;
     cols_ = cols;
     stride_ = padded_row_words(cols);
     const std::size_t bytes = rows * stride_ * sizeof(std::uint64_t);
-    owned_.reset(static_cast<std::uint64_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
+    owned_.reset(
+        static_cast<std::uint64_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
     data_ = owned_.get();
     std::memset(data_, 0, bytes);
   }
@@ -355,8 +364,8 @@ class BitMatrix {
       for (std::size_t b = 0; b < end; ++b) {
         const float x = get(w * 64 + b);
         if (std::isnan(x))
-          throw InvalidArgument(detail::concat("mbok: pack ", name, ": NaN at (", i, ", ",
-                                               w * 64 + b, ")"));
+          throw InvalidArgument(
+              detail::concat("mbok: pack ", name, ": NaN at (", i, ", ", w * 64 + b, ")"));
         bits |= static_cast<std::uint64_t>(x < 0.0f) << b;
       }
       r[w] = bits;

@@ -2,7 +2,8 @@
 /// \file
 /// `BooleanLinear`: a linear layer whose weight is K Boolean kernels with rank-1 scales,
 ///
-///     Y = sum_k ((X (.) s_in_k^T) B_k^T) (.) s_out_k^T + bias       (X: tokens x in, Y: tokens x out)
+///     Y = sum_k ((X (.) s_in_k^T) B_k^T) (.) s_out_k^T + bias       (X: tokens x in, Y: tokens x
+///     out)
 ///
 /// with forward passes for float, int8 (quantized per token) and Boolean activations, and
 /// the exact backward pass of method.md section 3 (dX, ds_out_k, ds_in_k, dbias and the
@@ -55,14 +56,15 @@ struct BooleanLinearOptions {
 /// Packed signs of activations with one non-negative scale per token, the input of a fully
 /// Boolean forward pass: x_i ~ scale_i * sign(x_i).
 struct BooleanActivations {
-  BitMatrix signs;             ///< tokens x features, bit = 1 where x < 0
-  Eigen::VectorXf scales;      ///< tokens
+  BitMatrix signs;         ///< tokens x features, bit = 1 where x < 0
+  Eigen::VectorXf scales;  ///< tokens
 };
 
 /// Binarizes a float batch (tokens x features): signs, and scale_i = mean_l |x_il| (the
 /// L2-optimal scale of a sign approximation). Throws `InvalidArgument` for NaN or an empty x.
 inline BooleanActivations binarize_activations(
-    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>& x) {
+    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>&
+        x) {
   detail::require(x.rows() > 0 && x.cols() > 0, "binarize_activations: empty input ", x.rows(),
                   " x ", x.cols());
   detail::require(x.allFinite(), "binarize_activations: input is not finite");
@@ -115,7 +117,8 @@ class BooleanLinear {
                                   const SvidOptions& svid_options = {},
                                   KernelSet kernels = KernelSet()) {
     auto init = svid<Scalar>(w, num_kernels, svid_options);
-    if (bias) return BooleanLinear(std::move(init.weights), std::move(*bias), std::move(options), kernels);
+    if (bias)
+      return BooleanLinear(std::move(init.weights), std::move(*bias), std::move(options), kernels);
     return BooleanLinear(std::move(init.weights), std::move(options), kernels);
   }
 
@@ -238,16 +241,16 @@ class BooleanLinear {
         token_scale(static_cast<Eigen::Index>(i)) = amax > 0 ? scale : 0.0f;
         std::int8_t* qi = q.get() + i * ld8;
         for (std::size_t l = 0; l < n; ++l)
-          qi[l] = static_cast<std::int8_t>(std::lround(
-              std::clamp(xs(static_cast<Eigen::Index>(l)) / scale, -127.0f, 127.0f)));
+          qi[l] = static_cast<std::int8_t>(
+              std::lround(std::clamp(xs(static_cast<Eigen::Index>(l)) / scale, -127.0f, 127.0f)));
       }
       kernels_.sign_gemm_i8(q.get(), ld8, t, weights_.kernel_view(k), acc.data(), m);
-      const Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic,
-                                           Eigen::RowMajor>>
+      const Eigen::Map<
+          const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
           accm(acc.data(), static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
-      ym.array() += (accm.template cast<float>().array().colwise() * token_scale.array())
-                        .rowwise() *
-                    weights_.s_out(k).transpose().array();
+      ym.array() +=
+          (accm.template cast<float>().array().colwise() * token_scale.array()).rowwise() *
+          weights_.s_out(k).transpose().array();
     }
   }
 
@@ -276,13 +279,14 @@ class BooleanLinear {
     std::vector<std::int32_t> acc(t * m);
     for (std::size_t k = 0; k < num_kernels(); ++k) {
       kernels_.xnor_gemm(act.signs.view(), weights_.kernel_view(k), acc.data(), m);
-      const Eigen::Map<const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic,
-                                           Eigen::RowMajor>>
+      const Eigen::Map<
+          const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
           accm(acc.data(), static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
       const float c = weights_.s_in(k).mean();
-      ym.array() += ((accm.template cast<float>().array().colwise() * act.scales.array()).rowwise() *
-                     weights_.s_out(k).transpose().array()) *
-                    c;
+      ym.array() +=
+          ((accm.template cast<float>().array().colwise() * act.scales.array()).rowwise() *
+           weights_.s_out(k).transpose().array()) *
+          c;
     }
     return y;
   }
@@ -307,8 +311,9 @@ class BooleanLinear {
     check_cols(dy, out_features(), "backward: output gradient");
     detail::require(dy.rows() == x.rows(), "BooleanLinear backward: output gradient has ",
                     dy.rows(), " tokens, input has ", x.rows());
-    backward(x.data(), static_cast<std::size_t>(x.outerStride()), static_cast<std::size_t>(x.rows()),
-             dy.data(), static_cast<std::size_t>(dy.outerStride()), want_dx ? dx.data() : nullptr,
+    backward(x.data(), static_cast<std::size_t>(x.outerStride()),
+             static_cast<std::size_t>(x.rows()), dy.data(),
+             static_cast<std::size_t>(dy.outerStride()), want_dx ? dx.data() : nullptr,
              want_dx ? static_cast<std::size_t>(dx.outerStride()) : in_features(), accumulate);
   }
   /// Backward without dL/dX (the layer's own gradients only).
@@ -319,8 +324,8 @@ class BooleanLinear {
   }
   /// Raw form: x (t rows, `ldx` apart), dy (t rows, `lddy` apart), dx (t rows, `lddx` apart,
   /// or null to skip).
-  void backward(const Scalar* x, std::size_t ldx, std::size_t t, const Scalar* dy,
-                std::size_t lddy, Scalar* dx, std::size_t lddx, bool accumulate = false) {
+  void backward(const Scalar* x, std::size_t ldx, std::size_t t, const Scalar* dy, std::size_t lddy,
+                Scalar* dx, std::size_t lddx, bool accumulate = false) {
     check_raw(x, ldx, in_features(), t, "backward: input");
     check_raw(dy, lddy, out_features(), t, "backward: output gradient");
     if (dx != nullptr) check_raw(dx, lddx, in_features(), t, "backward: input gradient");
@@ -428,7 +433,8 @@ class BooleanLinear {
         const std::uint64_t* r = b.row(i);
         for (std::size_t w = 0; w < row_bytes / 8; ++w)
           for (std::size_t byte = 0; byte < 8; ++byte)
-            bits.bytes[i * row_bytes + w * 8 + byte] = static_cast<std::uint8_t>(r[w] >> (8 * byte));
+            bits.bytes[i * row_bytes + w * 8 + byte] =
+                static_cast<std::uint8_t>(r[w] >> (8 * byte));
       }
       dict[prefix + kernel_name(k) + ".bits"] = std::move(bits);
       dict[prefix + kernel_name(k) + ".s_out"] = Tensor::from_eigen(weights_.s_out(k));
@@ -468,12 +474,12 @@ class BooleanLinear {
     detail::require_format(k_count > 0, "state: no tensor '", prefix, "kernels.0.bits'");
     const auto s_out = dict.find(prefix + "kernels.0.s_out");
     const auto s_in = dict.find(prefix + "kernels.0.s_in");
-    detail::require_format(s_out != dict.end() && s_out->second.shape.size() == 1 &&
-                               s_out->second.shape[0] > 0,
-                           "state: missing or malformed '", prefix, "kernels.0.s_out'");
-    detail::require_format(s_in != dict.end() && s_in->second.shape.size() == 1 &&
-                               s_in->second.shape[0] > 0,
-                           "state: missing or malformed '", prefix, "kernels.0.s_in'");
+    detail::require_format(
+        s_out != dict.end() && s_out->second.shape.size() == 1 && s_out->second.shape[0] > 0,
+        "state: missing or malformed '", prefix, "kernels.0.s_out'");
+    detail::require_format(
+        s_in != dict.end() && s_in->second.shape.size() == 1 && s_in->second.shape[0] > 0,
+        "state: missing or malformed '", prefix, "kernels.0.s_in'");
     const auto m = static_cast<std::size_t>(s_out->second.shape[0]);
     const auto n = static_cast<std::size_t>(s_in->second.shape[0]);
     Weights w = read_weights(dict, prefix, m, n, k_count);
@@ -533,8 +539,8 @@ class BooleanLinear {
   }
 
   std::size_t check_kernel(std::size_t k) const {
-    detail::require(k < num_kernels(), "BooleanLinear: kernel ", k, " does not exist (K = ",
-                    num_kernels(), ")");
+    detail::require(k < num_kernels(), "BooleanLinear: kernel ", k,
+                    " does not exist (K = ", num_kernels(), ")");
     return k;
   }
 
@@ -597,15 +603,17 @@ class BooleanLinear {
     const std::size_t row_bytes = padded_row_words(n) * 8;
     for (std::size_t k = 0; k < k_count; ++k) {
       const std::string name = prefix + kernel_name(k) + ".bits";
-      const Tensor& t = expect_tensor(
-          dict, name, DType::u8, {static_cast<std::int64_t>(m), static_cast<std::int64_t>(row_bytes)});
+      const Tensor& t =
+          expect_tensor(dict, name, DType::u8,
+                        {static_cast<std::int64_t>(m), static_cast<std::int64_t>(row_bytes)});
       BitMatrix bits(m, n);
       MutableBitMatrixView v = bits.mutable_view();
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t word = 0; word < row_bytes / 8; ++word) {
           std::uint64_t value = 0;
           for (std::size_t byte = 0; byte < 8; ++byte)
-            value |= static_cast<std::uint64_t>(t.bytes[i * row_bytes + word * 8 + byte]) << (8 * byte);
+            value |= static_cast<std::uint64_t>(t.bytes[i * row_bytes + word * 8 + byte])
+                     << (8 * byte);
           v.row(i)[word] = value;
         }
       // The checked view rejects set padding bits (FormatError naming the tensor).

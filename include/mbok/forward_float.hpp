@@ -73,10 +73,10 @@ inline constexpr std::size_t kForwardTokenBlock = 64;
 
 inline void check_forward(const MultiKernelWeights<float>& w, const float* x, std::size_t ldx,
                           std::size_t t, const float* y, std::size_t ldy) {
-  detail::require(ldx >= w.in_features(), "multi_kernel_forward: ldx ", ldx,
-                  " < input features ", w.in_features());
-  detail::require(ldy >= w.out_features(), "multi_kernel_forward: ldy ", ldy,
-                  " < output features ", w.out_features());
+  detail::require(ldx >= w.in_features(), "multi_kernel_forward: ldx ", ldx, " < input features ",
+                  w.in_features());
+  detail::require(ldy >= w.out_features(), "multi_kernel_forward: ldy ", ldy, " < output features ",
+                  w.out_features());
   detail::require(t == 0 || (x != nullptr && y != nullptr),
                   "multi_kernel_forward: null input or output");
 }
@@ -96,8 +96,8 @@ inline void scale_tokens(const float* x, std::size_t ldx, std::size_t tb, const 
 // s_out_k (.) ((X (.) s_in_k) B_k^T) through the table's accumulate entry, on a scaled copy
 // of up to kForwardTokenBlock tokens at a time (this thread's scratch).
 inline void forward_rows(const KernelTable& table, const MultiKernelWeights<float>& w,
-                         const float* x, std::size_t ldx, std::size_t t, float* y,
-                         std::size_t ldy, std::size_t j0, std::size_t j1) {
+                         const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
+                         std::size_t j0, std::size_t j1) {
   if (t == 0 || j0 >= j1) return;
   for (std::size_t i = 0; i < t; ++i) std::fill(y + i * ldy + j0, y + i * ldy + j1, 0.0f);
   const std::size_t n = w.in_features();
@@ -108,8 +108,8 @@ inline void forward_rows(const KernelTable& table, const MultiKernelWeights<floa
     const std::size_t tb = std::min(kForwardTokenBlock, t - i0);
     for (std::size_t k = 0; k < w.num_kernels(); ++k) {
       scale_tokens(x + i0 * ldx, ldx, tb, w.s_in(k).data(), n, xs, ld_xs);
-      table.sign_gemm_acc_f32(xs, ld_xs, tb, w.kernel_view(k), w.s_out(k).data(), y + i0 * ldy,
-                              ldy, j0, j1);
+      table.sign_gemm_acc_f32(xs, ld_xs, tb, w.kernel_view(k), w.s_out(k).data(), y + i0 * ldy, ldy,
+                              j0, j1);
     }
   }
 }
@@ -159,11 +159,10 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w,
                                  Eigen::Ref<RowMajorMatrixXf> y,
                                  const KernelSet& kernels = KernelSet()) {
   detail::require(static_cast<std::size_t>(x.cols()) == w.in_features(),
-                  "multi_kernel_forward: X has ", x.cols(), " columns, expected ",
-                  w.in_features());
+                  "multi_kernel_forward: X has ", x.cols(), " columns, expected ", w.in_features());
   detail::require(y.rows() == x.rows() && static_cast<std::size_t>(y.cols()) == w.out_features(),
-                  "multi_kernel_forward: Y is ", y.rows(), " x ", y.cols(), ", expected ",
-                  x.rows(), " x ", w.out_features());
+                  "multi_kernel_forward: Y is ", y.rows(), " x ", y.cols(), ", expected ", x.rows(),
+                  " x ", w.out_features());
   if (x.rows() == 0) return;
   multi_kernel_forward(w, x.data(), static_cast<std::size_t>(x.outerStride()),
                        static_cast<std::size_t>(x.rows()), y.data(),

@@ -10,6 +10,6 @@
 #include "isa.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
-#include "state_dict.hpp"
 #include "parallel.hpp"
+#include "state_dict.hpp"
 #include "version.hpp"

@@ -26,7 +26,8 @@ struct Run {
 // Runs the binary with `args` (a shell fragment), stdout and stderr captured together.
 Run run(const std::string& args, const fs::path& work) {
   const fs::path log = work / "last_run.log";
-  const std::string command = std::string("'") + TINY_TRANSFORMER_BIN + "' " + args + " > '" + log.string() + "' 2>&1";
+  const std::string command =
+      std::string("'") + TINY_TRANSFORMER_BIN + "' " + args + " > '" + log.string() + "' 2>&1";
   const int raw = std::system(command.c_str());
   Run r;
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -49,7 +50,8 @@ fs::path make_corpus(const fs::path& dir) {
   const fs::path out = dir / "corpus.txt";
   std::ofstream o(out, std::ios::binary);
   for (const auto& e : fs::recursive_directory_iterator(MBOK_INCLUDE_DIR))
-    if (e.is_regular_file() && e.path().extension() == ".hpp") o << std::ifstream(e.path(), std::ios::binary).rdbuf();
+    if (e.is_regular_file() && e.path().extension() == ".hpp")
+      o << std::ifstream(e.path(), std::ios::binary).rdbuf();
   return out;
 }
 
@@ -62,10 +64,12 @@ std::string read_file(const fs::path& p) {
 
 }  // namespace
 
-TEST_CASE("--quick runs the whole pipeline and finetuning beats post-training binarization", "[cli][quick]") {
+TEST_CASE("--quick runs the whole pipeline and finetuning beats post-training binarization",
+          "[cli][quick]") {
   const fs::path dir = fresh_dir("quick");
   const fs::path corpus = make_corpus(dir);
-  const Run r = run("--quick --out '" + (dir / "out").string() + "' --corpus '" + corpus.string() + "'", dir);
+  const Run r =
+      run("--quick --out '" + (dir / "out").string() + "' --corpus '" + corpus.string() + "'", dir);
   INFO(r.output);
   REQUIRE(r.status == 0);
   const auto s = nlohmann::json::parse(read_file(dir / "out" / "summary.json"));
@@ -105,15 +109,19 @@ TEST_CASE("--quick runs the whole pipeline and finetuning beats post-training bi
   CHECK((fs::exists(dir / "out" / "curves.png") || fs::exists(dir / "out" / "curves.svg")));
 
   // A second run finds the teacher and skips pretraining.
-  const Run again = run("--quick --out '" + (dir / "out").string() + "' --corpus '" + corpus.string() + "' pretrain", dir);
+  const Run again = run(
+      "--quick --out '" + (dir / "out").string() + "' --corpus '" + corpus.string() + "' pretrain",
+      dir);
   REQUIRE(again.status == 0);
   CHECK_THAT(again.output, mbok::test::contains("skipping"));
 }
 
-TEST_CASE("a finetuning run resumed from its checkpoint equals an uninterrupted one", "[cli][resume]") {
+TEST_CASE("a finetuning run resumed from its checkpoint equals an uninterrupted one",
+          "[cli][resume]") {
   const fs::path dir = fresh_dir("resume");
   const fs::path corpus = make_corpus(dir);
-  const std::string common = "--quick --out '" + (dir / "out").string() + "' --corpus '" + corpus.string() + "' ";
+  const std::string common =
+      "--quick --out '" + (dir / "out").string() + "' --corpus '" + corpus.string() + "' ";
   REQUIRE(run(common + "pretrain", dir).status == 0);
   const Run full = run(common + "finetune", dir);
   INFO(full.output);
@@ -138,7 +146,8 @@ TEST_CASE("a finetuning run resumed from its checkpoint equals an uninterrupted 
   CHECK(resumed == uninterrupted);  // bit-identical weights, scales and metadata
   // Same loss curves too.
   const auto a = nlohmann::json::parse(summary_full)["runs"]["mbok-k1"]["curve"];
-  const auto b = nlohmann::json::parse(read_file(dir / "out" / "summary.json"))["runs"]["mbok-k1"]["curve"];
+  const auto b =
+      nlohmann::json::parse(read_file(dir / "out" / "summary.json"))["runs"]["mbok-k1"]["curve"];
   CHECK(a == b);
 }
 
@@ -156,7 +165,8 @@ TEST_CASE("bad input gives one clear error line and a non-zero exit", "[cli][err
   CHECK_THAT(empty.output, mbok::test::contains("is empty"));
 
   std::ofstream(dir / "short.txt") << "In the beginning God created the heaven and the earth.\n";
-  const Run short_corpus = run("--quick" + out + "--corpus '" + (dir / "short.txt").string() + "'", dir);
+  const Run short_corpus =
+      run("--quick" + out + "--corpus '" + (dir / "short.txt").string() + "'", dir);
   CHECK(short_corpus.status != 0);
   CHECK_THAT(short_corpus.output, mbok::test::contains("too short for a context of 32"));
 
@@ -169,7 +179,8 @@ TEST_CASE("bad input gives one clear error line and a non-zero exit", "[cli][err
   // A teacher file that is not a safetensors model.
   REQUIRE(run(common + "pretrain", dir).status == 0);
   for (const auto& e : fs::directory_iterator(dir / "out"))
-    if (e.path().filename().string().rfind("teacher-", 0) == 0) std::ofstream(e.path()) << "not a model";
+    if (e.path().filename().string().rfind("teacher-", 0) == 0)
+      std::ofstream(e.path()) << "not a model";
   const Run garbage = run(common + "convert", dir);
   CHECK(garbage.status != 0);
   CHECK_THAT(garbage.output, mbok::test::contains("cannot be read"));

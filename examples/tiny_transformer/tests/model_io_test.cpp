@@ -29,7 +29,8 @@ TEST_CASE("model files round-trip and check their configuration", "[model_io]") 
   tiny::save_model(model, teacher, "teacher");
 
   tiny::KernelPlan plan;
-  model.for_each_linear([&](const std::string& name, std::unique_ptr<tiny::Linear<float>>&) { plan[name] = 2; });
+  model.for_each_linear(
+      [&](const std::string& name, std::unique_ptr<tiny::Linear<float>>&) { plan[name] = 2; });
   auto student = tiny::convert_model(teacher, small(16), plan, "last");
   tiny::save_model(*student, boolean, "ptq");
   auto loaded = tiny::load_boolean_model(boolean, small(16));
@@ -50,8 +51,9 @@ TEST_CASE("model files round-trip and check their configuration", "[model_io]") 
   model.forward(b, yt, false);
   REQUIRE(y1 != yt);
 
-  REQUIRE_THROWS_WITH(tiny::load_dense_model(teacher, small(32)),
-                      mbok::test::contains("was made for configuration d16-l1-h2-m4-c8, this run uses d32"));
+  REQUIRE_THROWS_WITH(
+      tiny::load_dense_model(teacher, small(32)),
+      mbok::test::contains("was made for configuration d16-l1-h2-m4-c8, this run uses d32"));
   REQUIRE_THROWS_WITH(tiny::load_dense_model(boolean, small(16)),
                       mbok::test::contains("does not hold a full-precision model"));
   REQUIRE_THROWS_WITH(tiny::load_boolean_model(teacher, small(16)),

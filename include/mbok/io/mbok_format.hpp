@@ -49,14 +49,15 @@ inline constexpr const char* kMbokBitLayout =
 
 /// What an mbok file says about one converted layer.
 struct MbokLayerInfo {
-  std::string name;               ///< tensor-name prefix of the layer
-  std::size_t out_features = 0;   ///< m
-  std::size_t in_features = 0;    ///< n
-  std::size_t num_kernels = 0;    ///< K
-  DType scale_dtype = DType::f32; ///< F32 or F64
-  std::string bias;               ///< name of the bias tensor ([m], float dtype) or ""
-  std::string source;             ///< name of the tensor it was converted from, or ""
-  double relative_error = std::numeric_limits<double>::quiet_NaN();  ///< at conversion; NaN if unknown
+  std::string name;                ///< tensor-name prefix of the layer
+  std::size_t out_features = 0;    ///< m
+  std::size_t in_features = 0;     ///< n
+  std::size_t num_kernels = 0;     ///< K
+  DType scale_dtype = DType::f32;  ///< F32 or F64
+  std::string bias;                ///< name of the bias tensor ([m], float dtype) or ""
+  std::string source;              ///< name of the tensor it was converted from, or ""
+  double relative_error =
+      std::numeric_limits<double>::quiet_NaN();  ///< at conversion; NaN if unknown
 };
 
 /// Optional facts recorded with a layer.
@@ -118,23 +119,28 @@ class MbokWriter {
                             {"scale_dtype", dtype_name(dtype_of<Scalar>())},
                             {"bias", options.bias},
                             {"source", options.source}};
-    entry["relative_error"] = std::isfinite(options.relative_error) ? nlohmann::json(options.relative_error)
-                                                                    : nlohmann::json(nullptr);
+    entry["relative_error"] = std::isfinite(options.relative_error)
+                                  ? nlohmann::json(options.relative_error)
+                                  : nlohmann::json(nullptr);
     layers_[name] = std::move(entry);
   }
   template <typename Scalar>
-  void add_layer(const std::string&, MultiKernelWeights<Scalar>&&, const MbokLayerOptions& = {}) = delete;
+  void add_layer(const std::string&, MultiKernelWeights<Scalar>&&,
+                 const MbokLayerOptions& = {}) = delete;
 
   /// Adds a tensor kept as it is, by reference (its file must stay open until written).
   void add_tensor(const TensorView& view) { writer_.add(view); }
   /// Adds a tensor kept as it is (copied).
-  void add_tensor(std::string name, Tensor tensor) { writer_.add(std::move(name), std::move(tensor)); }
+  void add_tensor(std::string name, Tensor tensor) {
+    writer_.add(std::move(name), std::move(tensor));
+  }
 
   /// Free metadata; the keys "format", "format_version", "bit_layout" and "layers" are the
   /// format's own (`InvalidArgument`).
   void set_metadata(const std::string& key, const std::string& value) {
-    detail::require(key != "format" && key != "format_version" && key != "bit_layout" && key != "layers",
-                    "mbok writer: metadata key '", key, "' is reserved by the format");
+    detail::require(
+        key != "format" && key != "format_version" && key != "bit_layout" && key != "layers",
+        "mbok writer: metadata key '", key, "' is reserved by the format");
     user_metadata_[key] = value;
   }
 
@@ -159,9 +165,7 @@ class MbokWriter {
     writer_.set_metadata("layers", layers_.dump());
     return writer_;
   }
-  bool names_bias_ok(const std::string& bias) const {
-    return writer_.has(bias);
-  }
+  bool names_bias_ok(const std::string& bias) const { return writer_.has(bias); }
 
   SafetensorsWriter writer_;
   nlohmann::json layers_ = nlohmann::json::object();
@@ -176,7 +180,8 @@ class MbokModel {
   /// scales, bias). Throws `FormatError` naming the file, the layer and what is wrong.
   static MbokModel open(const std::string& path) { return MbokModel(SafetensorsFile::open(path)); }
   /// The same over bytes in memory (see `SafetensorsFile::from_memory`).
-  static MbokModel from_memory(const void* data, std::size_t size, std::shared_ptr<const void> owner = nullptr,
+  static MbokModel from_memory(const void* data, std::size_t size,
+                               std::shared_ptr<const void> owner = nullptr,
                                std::string source = "<memory>") {
     return MbokModel(SafetensorsFile::from_memory(data, size, std::move(owner), std::move(source)));
   }
@@ -191,7 +196,8 @@ class MbokModel {
   /// The layer `name`; `FormatError` when absent.
   const MbokLayerInfo& layer(const std::string& name) const {
     const auto it = index_.find(name);
-    detail::require_format(it != index_.end(), "mbok file '", file_.source(), "': no layer '", name, "'");
+    detail::require_format(it != index_.end(), "mbok file '", file_.source(), "': no layer '", name,
+                           "'");
     return layers_[it->second];
   }
 
@@ -209,8 +215,8 @@ class MbokModel {
       BitMatrix bits;
       if (kt.is_aligned(kBufferAlignment)) {
         bits = BitMatrix::borrow(
-            BitMatrixView::unchecked(reinterpret_cast<const std::uint64_t*>(kt.data), info.out_features,
-                                     info.in_features, row_words),
+            BitMatrixView::unchecked(reinterpret_cast<const std::uint64_t*>(kt.data),
+                                     info.out_features, info.in_features, row_words),
             file_.owner());
       } else {
         bits = BitMatrix(info.out_features, info.in_features);
@@ -218,7 +224,8 @@ class MbokModel {
         for (std::size_t i = 0; i < info.out_features; ++i)
           std::memcpy(v.row(i), kt.data + i * row_words * 8, row_words * 8);
       }
-      w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k)), scale<Scalar>(mbok_s_in_name(name, k)));
+      w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k)),
+                   scale<Scalar>(mbok_s_in_name(name, k)));
     }
     return w;
   }
@@ -242,14 +249,16 @@ class MbokModel {
   template <typename Scalar>
   static Eigen::Matrix<Scalar, Eigen::Dynamic, 1> to_vector(const TensorView& t) {
     const std::vector<Scalar> v = t.to_vector<Scalar>();
-    return Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(v.data(), static_cast<Eigen::Index>(v.size()));
+    return Eigen::Map<const Eigen::Matrix<Scalar, Eigen::Dynamic, 1>>(
+        v.data(), static_cast<Eigen::Index>(v.size()));
   }
 
   // A scale vector in `Scalar`; F64 scales beyond float's range cannot load as float.
   template <typename Scalar>
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> scale(const std::string& tensor) const {
     Eigen::Matrix<Scalar, Eigen::Dynamic, 1> v = to_vector<Scalar>(file_.at(tensor));
-    require(v.allFinite(), "tensor '", tensor, "' does not fit in ", sizeof(Scalar) == 4 ? "float" : "double");
+    require(v.allFinite(), "tensor '", tensor, "' does not fit in ",
+            sizeof(Scalar) == 4 ? "float" : "double");
     return v;
   }
 
@@ -268,11 +277,13 @@ class MbokModel {
     require(get("format") == kMbokFormatName, "format is '", get("format"), "', expected '",
             kMbokFormatName, "'");
     require(get("format_version") == std::to_string(kMbokFormatVersion), "format version '",
-            get("format_version"), "' is not supported (this reader knows version ", kMbokFormatVersion, ")");
+            get("format_version"), "' is not supported (this reader knows version ",
+            kMbokFormatVersion, ")");
     require(get("bit_layout") == kMbokBitLayout, "unknown bit layout '", get("bit_layout"), "'");
     const std::string layers_text = get("layers");
-    const nlohmann::json layers = detail::parse_header_json(
-        layers_text.data(), layers_text.data() + layers_text.size(), "mbok file '" + file_.source() + "': layers");
+    const nlohmann::json layers =
+        detail::parse_header_json(layers_text.data(), layers_text.data() + layers_text.size(),
+                                  "mbok file '" + file_.source() + "': layers");
     require(layers.is_object(), "\"layers\" must be a JSON object");
     for (const auto& item : layers.items()) validate_layer(item.key(), item.value());
   }
@@ -294,7 +305,8 @@ class MbokModel {
     const nlohmann::json& kernels = field("kernels");
     require(kernels.is_number_unsigned(), at, ": \"kernels\" must be a non-negative integer");
     const nlohmann::json& scale = field("scale_dtype");
-    require(scale.is_string() && detail::dtype_from_name(scale.get<std::string>(), info.scale_dtype) &&
+    require(scale.is_string() &&
+                detail::dtype_from_name(scale.get<std::string>(), info.scale_dtype) &&
                 (info.scale_dtype == DType::f32 || info.scale_dtype == DType::f64),
             at, ": \"scale_dtype\" must be \"F32\" or \"F64\"");
     const auto m64 = shape[0].get<std::uint64_t>(), n64 = shape[1].get<std::uint64_t>();
@@ -325,8 +337,9 @@ class MbokModel {
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
       const TensorView* kt = file_.find(mbok_kernel_name(name, k));
       require(kt != nullptr, at, ": missing tensor '", mbok_kernel_name(name, k), "'");
-      require(kt->dtype == DType::u8 && kt->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(m),
-                                                                              static_cast<std::int64_t>(row_bytes)},
+      require(kt->dtype == DType::u8 &&
+                  kt->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(m),
+                                                         static_cast<std::int64_t>(row_bytes)},
               at, ": tensor '", kt->name, "' must be U8 [", m, ", ", row_bytes, "], got ",
               dtype_name(kt->dtype), " ", detail::shape_text(kt->shape));
       check_padding(*kt, m, n, row_bytes, at);
@@ -353,25 +366,30 @@ class MbokModel {
   void check_padding(const TensorView& t, std::size_t m, std::size_t n, std::size_t row_bytes,
                      const std::string& at) const {
     const std::size_t first = n / 8;
-    const auto partial_mask = static_cast<std::uint8_t>(n % 8 == 0 ? 0xffu : (0xffu << (n % 8)) & 0xffu);
+    const auto partial_mask =
+        static_cast<std::uint8_t>(n % 8 == 0 ? 0xffu : (0xffu << (n % 8)) & 0xffu);
     for (std::size_t i = 0; i < m; ++i) {
       const std::uint8_t* row = t.data + i * row_bytes;
       for (std::size_t b = first; b < row_bytes; ++b) {
-        const std::uint8_t stray = b == first ? static_cast<std::uint8_t>(row[b] & partial_mask) : row[b];
-        require(stray == 0, at, ": tensor '", t.name, "' has a padding bit set in row ", i, " (columns >= ",
-                n, " must be zero)");
+        const std::uint8_t stray =
+            b == first ? static_cast<std::uint8_t>(row[b] & partial_mask) : row[b];
+        require(stray == 0, at, ": tensor '", t.name, "' has a padding bit set in row ", i,
+                " (columns >= ", n, " must be zero)");
       }
     }
   }
 
-  void check_scale(const std::string& name, DType dtype, std::size_t size, const std::string& at) const {
+  void check_scale(const std::string& name, DType dtype, std::size_t size,
+                   const std::string& at) const {
     const TensorView* t = file_.find(name);
     require(t != nullptr, at, ": missing tensor '", name, "'");
-    require(t->dtype == dtype && t->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(size)}, at,
-            ": tensor '", name, "' must be ", dtype_name(dtype), " [", size, "], got ", dtype_name(t->dtype),
-            " ", detail::shape_text(t->shape));
+    require(
+        t->dtype == dtype && t->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(size)},
+        at, ": tensor '", name, "' must be ", dtype_name(dtype), " [", size, "], got ",
+        dtype_name(t->dtype), " ", detail::shape_text(t->shape));
     for (std::size_t i = 0; i < size; ++i)
-      require(std::isfinite(t->element(i)), at, ": tensor '", name, "' element ", i, " is not finite");
+      require(std::isfinite(t->element(i)), at, ": tensor '", name, "' element ", i,
+              " is not finite");
   }
 
   SafetensorsFile file_;

@@ -18,15 +18,18 @@ namespace mbok {
 /// `InvalidArgument` for bad `options`.
 template <typename Scalar = float>
 BooleanLinear<Scalar> load_boolean_linear(const MbokModel& model, const std::string& name,
-                                          BooleanLinearOptions options = {}, KernelSet kernels = KernelSet()) {
+                                          BooleanLinearOptions options = {},
+                                          KernelSet kernels = KernelSet()) {
   MultiKernelWeights<Scalar> w = model.load_weights<Scalar>(name);
-  if (model.layer(name).bias.empty()) return BooleanLinear<Scalar>(std::move(w), std::move(options), kernels);
+  if (model.layer(name).bias.empty())
+    return BooleanLinear<Scalar>(std::move(w), std::move(options), kernels);
   const TensorView& b = model.file().at(model.layer(name).bias);
   const std::vector<Scalar> v = b.to_vector<Scalar>();
   typename BooleanLinear<Scalar>::Vector bias =
-      Eigen::Map<const typename BooleanLinear<Scalar>::Vector>(v.data(), static_cast<Eigen::Index>(v.size()));
-  detail::require_format(bias.allFinite(), "mbok file '", model.file().source(), "': bias '", b.name,
-                         "' is not finite");
+      Eigen::Map<const typename BooleanLinear<Scalar>::Vector>(v.data(),
+                                                               static_cast<Eigen::Index>(v.size()));
+  detail::require_format(bias.allFinite(), "mbok file '", model.file().source(), "': bias '",
+                         b.name, "' is not finite");
   return BooleanLinear<Scalar>(std::move(w), std::move(bias), std::move(options), kernels);
 }
 

@@ -100,7 +100,9 @@ TEST_CASE("an mbok file maps back to the same layers, kernels borrowed", "[mbok_
   // F64 scales keep their precision; loading as float converts them.
   const MultiKernelWeights<double> d = model.load_weights<double>("layers.0.up64");
   CHECK(d.s_out(0) == m.up_svid_d.weights.s_out(0));
-  CHECK(model.load_weights<float>("layers.0.up64").s_in(0).isApprox(m.up_svid_d.weights.s_in(0).cast<float>()));
+  CHECK(model.load_weights<float>("layers.0.up64")
+            .s_in(0)
+            .isApprox(m.up_svid_d.weights.s_in(0).cast<float>()));
 
   CHECK(model.bias("layers.0.q") == m.q_bias);
   CHECK(model.bias("layers.0.up").size() == 0);
@@ -126,7 +128,8 @@ TEST_CASE("an mbok file is plain safetensors, readable without the mbok reader",
   const auto bytes = model_bytes(m, w);
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[static_cast<std::size_t>(i)];
-  const auto header = nlohmann::json::parse(std::string(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n)));
+  const auto header = nlohmann::json::parse(
+      std::string(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n)));
   const auto& kernel = header["layers.0.up.kernel.2"];
   CHECK(kernel["dtype"] == "U8");
   CHECK(kernel["shape"] == nlohmann::json::array({65, 128}));  // 513 bits pad to 1024
@@ -162,8 +165,12 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
       dict[mbok_s_out_name("l", k)] = Tensor::from_eigen(q.weights.s_out(k));
       dict[mbok_s_in_name("l", k)] = Tensor::from_eigen(q.weights.s_in(k));
     }
-    Metadata md = {{"format", "mbok"}, {"format_version", "1"}, {"bit_layout", kMbokBitLayout},
-                   {"layers", R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"F32","bias":"","source":""}})"}};
+    Metadata md = {
+        {"format", "mbok"},
+        {"format_version", "1"},
+        {"bit_layout", kMbokBitLayout},
+        {"layers",
+         R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"F32","bias":"","source":""}})"}};
     edit(dict, md);
     SafetensorsWriter w;
     w.add(dict);
@@ -175,34 +182,61 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
     require_format_error([&] { MbokModel::from_memory(bytes.data(), bytes.size()); }, parts);
   };
   const auto ok = build([](StateDict&, Metadata&) {});
-  CHECK(MbokModel::from_memory(ok.data(), ok.size()).load_weights("l").reconstruct() == q.weights.reconstruct());
+  CHECK(MbokModel::from_memory(ok.data(), ok.size()).load_weights("l").reconstruct() ==
+        q.weights.reconstruct());
 
   expect_bad([](StateDict&, Metadata& md) { md.erase("format"); }, {"not an mbok model", "format"});
   expect_bad([](StateDict&, Metadata& md) { md["format"] = "gguf"; }, {"format is 'gguf'"});
-  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "2"; }, {"version '2' is not supported"});
-  expect_bad([](StateDict&, Metadata& md) { md["bit_layout"] = "msb first"; }, {"unknown bit layout"});
+  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "2"; },
+             {"version '2' is not supported"});
+  expect_bad([](StateDict&, Metadata& md) { md["bit_layout"] = "msb first"; },
+             {"unknown bit layout"});
   expect_bad([](StateDict&, Metadata& md) { md["layers"] = "{"; }, {"not valid JSON"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{},"l":{}})"; }, {"duplicate key 'l'"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":3})"; }, {"layer 'l'", "must be an object"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"scale_dtype":"F32"}})"; },
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{},"l":{}})"; },
+             {"duplicate key 'l'"});
+  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":3})"; },
+             {"layer 'l'", "must be an object"});
+  expect_bad([](StateDict&,
+                Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"scale_dtype":"F32"}})"; },
              {"layer 'l'", "missing \"kernels\""});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5],"kernels":2,"scale_dtype":"F32"}})"; },
-             {"layer 'l'", "[rows, cols]"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"I8"}})"; },
-             {"layer 'l'", "scale_dtype"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":3,"scale_dtype":"F32"}})"; },
-             {"layer 'l'", "missing tensor 'l.kernel.2'"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,900],"kernels":2,"scale_dtype":"F32"}})"; },
-             {"layer 'l'", "'l.kernel.0' must be U8 [5, 128]", "got U8 [5, 64]"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":0,"scale_dtype":"F32"}})"; },
-             {"layer 'l'", "0 kernels"});
-  expect_bad([](StateDict&, Metadata& md) { md["layers"] = R"({"l":{"shape":[5,9],"kernels":1,"scale_dtype":"F32","bias":"nope"}})"; },
-             {"layer 'l'", "missing bias tensor 'nope'"});
-  expect_bad([](StateDict& d, Metadata&) { d["l.kernel.1"].bytes[64 + 1] = 0x02; },  // row 1, column 9
-             {"layer 'l'", "padding bit set in row 1"});
-  expect_bad([](StateDict& d, Metadata&) { d["l.kernel.0"].bytes[63] = 0x80; }, {"padding bit set in row 0"});
+  expect_bad(
+      [](StateDict&, Metadata& md) {
+        md["layers"] = R"({"l":{"shape":[5],"kernels":2,"scale_dtype":"F32"}})";
+      },
+      {"layer 'l'", "[rows, cols]"});
+  expect_bad(
+      [](StateDict&, Metadata& md) {
+        md["layers"] = R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"I8"}})";
+      },
+      {"layer 'l'", "scale_dtype"});
+  expect_bad(
+      [](StateDict&, Metadata& md) {
+        md["layers"] = R"({"l":{"shape":[5,9],"kernels":3,"scale_dtype":"F32"}})";
+      },
+      {"layer 'l'", "missing tensor 'l.kernel.2'"});
+  expect_bad(
+      [](StateDict&, Metadata& md) {
+        md["layers"] = R"({"l":{"shape":[5,900],"kernels":2,"scale_dtype":"F32"}})";
+      },
+      {"layer 'l'", "'l.kernel.0' must be U8 [5, 128]", "got U8 [5, 64]"});
+  expect_bad(
+      [](StateDict&, Metadata& md) {
+        md["layers"] = R"({"l":{"shape":[5,9],"kernels":0,"scale_dtype":"F32"}})";
+      },
+      {"layer 'l'", "0 kernels"});
+  expect_bad(
+      [](StateDict&, Metadata& md) {
+        md["layers"] = R"({"l":{"shape":[5,9],"kernels":1,"scale_dtype":"F32","bias":"nope"}})";
+      },
+      {"layer 'l'", "missing bias tensor 'nope'"});
+  expect_bad(
+      [](StateDict& d, Metadata&) { d["l.kernel.1"].bytes[64 + 1] = 0x02; },  // row 1, column 9
+      {"layer 'l'", "padding bit set in row 1"});
+  expect_bad([](StateDict& d, Metadata&) { d["l.kernel.0"].bytes[63] = 0x80; },
+             {"padding bit set in row 0"});
   expect_bad([](StateDict& d, Metadata&) { d.erase("l.s_in.1"); }, {"missing tensor 'l.s_in.1'"});
-  expect_bad([](StateDict& d, Metadata&) { d["l.s_out.0"] = Tensor::from_eigen(Eigen::VectorXd::Ones(5)); },
+  expect_bad([](StateDict& d,
+                Metadata&) { d["l.s_out.0"] = Tensor::from_eigen(Eigen::VectorXd::Ones(5)); },
              {"'l.s_out.0' must be F32 [5]", "got F64 [5]"});
   expect_bad(
       [](StateDict& d, Metadata&) {
@@ -210,7 +244,8 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
         std::memcpy(d["l.s_in.0"].bytes.data() + 8, &inf, 4);
       },
       {"'l.s_in.0' element 2 is not finite"});
-  require_format_error([&] { MbokModel::from_memory(ok.data(), ok.size()).layer("zz"); }, {"no layer 'zz'"});
+  require_format_error([&] { MbokModel::from_memory(ok.data(), ok.size()).layer("zz"); },
+                       {"no layer 'zz'"});
   // F64 scales beyond float's range load as double but not as float (found by fuzzing).
   const auto wide = build([](StateDict& d, Metadata& md) {
     md["layers"] = R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"F64"}})";
@@ -221,7 +256,8 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
   });
   const MbokModel wide_model = MbokModel::from_memory(wide.data(), wide.size());
   CHECK(wide_model.load_weights<double>("l").s_out(0)(0) == 1e300);
-  require_format_error([&] { wide_model.load_weights<float>("l"); }, {"'l.s_out.0' does not fit in float"});
+  require_format_error([&] { wide_model.load_weights<float>("l"); },
+                       {"'l.s_out.0' does not fit in float"});
 }
 
 TEST_CASE("the mbok writer refuses bad layers", "[mbok_format]") {
@@ -238,7 +274,8 @@ TEST_CASE("the mbok writer refuses bad layers", "[mbok_format]") {
   CHECK_THROWS_AS(w.to_bytes(), InvalidArgument);
 }
 
-TEST_CASE("mbok layers load as BooleanLinear whose forward matches the reconstruction", "[mbok_format]") {
+TEST_CASE("mbok layers load as BooleanLinear whose forward matches the reconstruction",
+          "[mbok_format]") {
   const Model m = make_model();
   test::TempDir dir;
   const std::string path = dir.file("linear.safetensors");
@@ -251,8 +288,10 @@ TEST_CASE("mbok layers load as BooleanLinear whose forward matches the reconstru
   for (const char* name : {"layers.0.q", "layers.0.up"}) {
     INFO(name);
     const BooleanLinear<float> layer = load_boolean_linear<float>(model, name);
-    const MultiKernelWeights<float>& ref = std::string(name) == "layers.0.q" ? m.q_svid.weights : m.up_svid.weights;
-    for (std::size_t k = 0; k < layer.num_kernels(); ++k) CHECK(layer.weights().kernel(k).is_borrowed());
+    const MultiKernelWeights<float>& ref =
+        std::string(name) == "layers.0.q" ? m.q_svid.weights : m.up_svid.weights;
+    for (std::size_t k = 0; k < layer.num_kernels(); ++k)
+      CHECK(layer.weights().kernel(k).is_borrowed());
     using RowMatrix = BooleanLinear<float>::RowMatrix;
     const RowMatrix x = test::random_matrix(5, ref.in_features());
     RowMatrix expected = x * ref.reconstruct().transpose();

@@ -32,7 +32,8 @@ MultiKernelWeights<float> random_weights(std::size_t m, std::size_t n, std::size
 }
 
 void check_forward(const MultiKernelWeights<float>& w, const RowMatrix& x, std::size_t t) {
-  const std::size_t m = w.out_features(), n = w.in_features(), ldx = static_cast<std::size_t>(x.cols());
+  const std::size_t m = w.out_features(), n = w.in_features(),
+                    ldx = static_cast<std::size_t>(x.cols());
   const std::size_t K = w.num_kernels();
   const std::vector<double> exact = test::naive_multi_kernel_forward(w, x.data(), ldx, t);
   Int8ForwardWorkspace ws;
@@ -41,7 +42,8 @@ void check_forward(const MultiKernelWeights<float>& w, const RowMatrix& x, std::
   std::vector<double> ref(t * m, 0.0), abs_terms(t * m, 0.0), quant_bound(t * m, 0.0);
   for (std::size_t k = 0; k < K; ++k) {
     const QuantizedActivations& q = ws.input(k);
-    const auto prod = test::naive_i8_gemm(q.data(), q.ld(), t, test::naive_signs(w.kernel_view(k)), m, n);
+    const auto prod =
+        test::naive_i8_gemm(q.data(), q.ld(), t, test::naive_signs(w.kernel_view(k)), m, n);
     for (std::size_t i = 0; i < t; ++i)
       for (std::size_t j = 0; j < m; ++j) {
         const double so = w.s_out(k)(static_cast<Eigen::Index>(j));
@@ -65,9 +67,11 @@ void check_forward(const MultiKernelWeights<float>& w, const RowMatrix& x, std::
     for (std::size_t i = 0; i < t; ++i) {
       for (std::size_t j = 0; j < m; ++j) {
         const double yi = y[i * ldy + j];
-        over_int8_bound += std::fabs(yi - ref[i * m + j]) > 4 * K * eps * abs_terms[i * m + j] + 1e-30;
-        over_quant_bound += std::fabs(yi - exact[i * m + j]) >
-                            quant_bound[i * m + j] * (1 + 1e-6) + 4 * K * eps * abs_terms[i * m + j];
+        over_int8_bound +=
+            std::fabs(yi - ref[i * m + j]) > 4 * K * eps * abs_terms[i * m + j] + 1e-30;
+        over_quant_bound +=
+            std::fabs(yi - exact[i * m + j]) >
+            quant_bound[i * m + j] * (1 + 1e-6) + 4 * K * eps * abs_terms[i * m + j];
         err_sum += std::fabs(yi - exact[i * m + j]);
         mag_sum += std::fabs(exact[i * m + j]);
       }
@@ -130,11 +134,13 @@ TEST_CASE("multi_kernel_forward_int8 with adversarial inputs", "[kernels_int][fo
   const std::size_t n = 513, m = 17, t = 3;
   for (test::BitPattern p : test::kBitPatterns) {
     MultiKernelWeights<float> w(m, n);
-    w.add_kernel(test::pattern_bits(m, n, p), Eigen::VectorXf::Constant(m, 0.5f), Eigen::VectorXf::Ones(n));
-    w.add_kernel(test::fast_random_bits(m, n), Eigen::VectorXf::Constant(m, -0.25f), Eigen::VectorXf::Constant(n, 2.0f));
+    w.add_kernel(test::pattern_bits(m, n, p), Eigen::VectorXf::Constant(m, 0.5f),
+                 Eigen::VectorXf::Ones(n));
+    w.add_kernel(test::fast_random_bits(m, n), Eigen::VectorXf::Constant(m, -0.25f),
+                 Eigen::VectorXf::Constant(n, 2.0f));
     RowMatrix x(t, n);
-    x.row(0).setConstant(1e30f);      // huge but finite
-    x.row(1).setZero();               // an all-zero token
+    x.row(0).setConstant(1e30f);  // huge but finite
+    x.row(1).setZero();           // an all-zero token
     for (std::size_t l = 0; l < n; ++l) x(2, static_cast<Eigen::Index>(l)) = (l % 2) ? -3.0f : 3.0f;
     check_forward(w, x, t);
   }
@@ -146,14 +152,17 @@ TEST_CASE("multi_kernel_forward_int8 checks its arguments", "[kernels_int][forwa
   std::vector<float> y(16);
   REQUIRE_THROWS_AS(multi_kernel_forward_int8(w, x.data(), 99, 2, y.data(), 8), InvalidArgument);
   REQUIRE_THROWS_AS(multi_kernel_forward_int8(w, x.data(), 100, 2, y.data(), 7), InvalidArgument);
-  REQUIRE_THROWS_AS(multi_kernel_forward_int8(MultiKernelWeights<float>(8, 100), x.data(), 100, 2, y.data(), 8),
-                    InvalidArgument);
+  REQUIRE_THROWS_AS(
+      multi_kernel_forward_int8(MultiKernelWeights<float>(8, 100), x.data(), 100, 2, y.data(), 8),
+      InvalidArgument);
   x(1, 3) = std::numeric_limits<float>::quiet_NaN();
-  REQUIRE_THROWS_WITH(multi_kernel_forward_int8(w, x.data(), 100, 2, y.data(), 8), test::contains("token 1 feature 3"));
+  REQUIRE_THROWS_WITH(multi_kernel_forward_int8(w, x.data(), 100, 2, y.data(), 8),
+                      test::contains("token 1 feature 3"));
   Int8ForwardWorkspace ws;
   const MultiKernelWeights<float> w3 = random_weights(8, 100, 3);
   x(1, 3) = 0.0f;
   prepare_int8_forward(w, x.data(), 100, 2, ws);
-  REQUIRE_THROWS_WITH(multi_kernel_forward_int8_range(w3, ws, y.data(), 8, 0, 8), test::contains("3"));
+  REQUIRE_THROWS_WITH(multi_kernel_forward_int8_range(w3, ws, y.data(), 8, 0, 8),
+                      test::contains("3"));
   REQUIRE_THROWS_AS(multi_kernel_forward_int8_range(w, ws, y.data(), 8, 4, 9), InvalidArgument);
 }

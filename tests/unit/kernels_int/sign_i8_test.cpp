@@ -30,7 +30,8 @@ std::vector<Impl> direct_variants() {
 #if MBOK_HAS_X86_KERNELS
   if (isa_available(Isa::avx512)) {
     out.push_back({"avx512-bw", &detail::avx512::sign_gemm_i8_bw});
-    if (cpu_features().avx512vnni) out.push_back({"avx512-vnni", &detail::avx512::sign_gemm_i8_vnni});
+    if (cpu_features().avx512vnni)
+      out.push_back({"avx512-vnni", &detail::avx512::sign_gemm_i8_vnni});
   }
 #endif
   return out;
@@ -56,7 +57,8 @@ void for_each_i8_impl(Check&& check) {
 
 }  // namespace
 
-TEST_CASE("the avx512 table runs the VNNI variant exactly when the CPU has VNNI", "[kernels_int][int8]") {
+TEST_CASE("the avx512 table runs the VNNI variant exactly when the CPU has VNNI",
+          "[kernels_int][int8]") {
 #if MBOK_HAS_X86_KERNELS
   if (!isa_available(Isa::avx512)) {
     WARN("AVX-512 not available here: only the avx2 and scalar int8 kernels are checked");
@@ -78,7 +80,8 @@ void check_sweep(std::size_t budget) {
       const BitMatrix w = test::fast_random_bits(m, n);
       const std::size_t padded = w.row_words() * 64;
       const test::Int8Rows x(t, n, padded, padded, -128, 127);
-      const auto ref = test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
+      const auto ref =
+          test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
       for_each_i8_impl([&](const char* name, auto&& fn) {
         std::vector<std::int32_t> y(t * m, -99999);
         fn(x.data.get(), x.ld, t, w, y.data(), m, 0, m);
@@ -93,13 +96,17 @@ TEST_CASE("sign_gemm_i8 equals the naive reference over the size sweep", "[kerne
   check_sweep(test::kSmallBudget);
 }
 
-TEST_CASE("sign_gemm_i8 equals the naive reference over the larger shapes", "[kernels_int][int8][slow]") {
+TEST_CASE("sign_gemm_i8 equals the naive reference over the larger shapes",
+          "[kernels_int][int8][slow]") {
   check_sweep(test::kLargeBudget);
 }
 
-TEST_CASE("sign_gemm_i8 with extreme activations, bit patterns, strides and ranges", "[kernels_int][int8]") {
+TEST_CASE("sign_gemm_i8 with extreme activations, bit patterns, strides and ranges",
+          "[kernels_int][int8]") {
   const std::size_t sizes[] = {1, 65, 512, 997, 4099};
-  struct Range { int lo, hi; };
+  struct Range {
+    int lo, hi;
+  };
   const Range ranges[] = {{-128, -128}, {127, 127}, {-128, 127}, {-1, 1}};
   for (std::size_t n : sizes)
     for (test::BitPattern p : test::kBitPatterns)
@@ -109,7 +116,8 @@ TEST_CASE("sign_gemm_i8 with extreme activations, bit patterns, strides and rang
         const test::StridedBits ws(w, 8);
         const std::size_t padded = w.row_words() * 64;
         const test::Int8Rows x(t, n, padded, padded + 128, r.lo, r.hi);
-        const auto ref = test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
+        const auto ref =
+            test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
         for_each_i8_impl([&](const char* name, auto&& fn) {
           const std::size_t ldy = m + 2;
           // Whole range, then two pieces that must leave the other columns alone.
@@ -129,13 +137,15 @@ TEST_CASE("sign_gemm_i8 with extreme activations, bit patterns, strides and rang
       }
 }
 
-TEST_CASE("sign_gemm_i8 stays exact at the largest sums of a long row", "[kernels_int][int8][slow]") {
+TEST_CASE("sign_gemm_i8 stays exact at the largest sums of a long row",
+          "[kernels_int][int8][slow]") {
   // n = 65536: |result| = 128 n = 2^23, and the VNNI/int16 blocks wrap many times.
   const std::size_t n = 65536, t = 2, m = 3;
   const BitMatrix w = test::pattern_bits(m, n, test::BitPattern::all_minus);
   const std::size_t padded = w.row_words() * 64;
   const test::Int8Rows x(t, n, padded, padded, -128, -128);
-  const auto ref = test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
+  const auto ref =
+      test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
   REQUIRE(ref[0] == 128 * static_cast<std::int32_t>(n));
   for_each_i8_impl([&](const char* name, auto&& fn) {
     std::vector<std::int32_t> y(t * m);

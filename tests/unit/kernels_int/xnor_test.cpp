@@ -19,7 +19,8 @@ void check_sweep(std::size_t budget) {
       const std::size_t t = shape.first, m = shape.second;
       const BitMatrix a = test::fast_random_bits(t, n);
       const BitMatrix b = test::fast_random_bits(m, n);
-      const auto ref = test::to_int32(test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
+      const auto ref =
+          test::to_int32(test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
       test::for_each_isa([&](Isa isa) {
         const KernelSet k;
         REQUIRE(k.isa() == isa);
@@ -36,7 +37,8 @@ TEST_CASE("xnor_gemm equals the naive reference over the size sweep", "[kernels_
   check_sweep(test::kSmallBudget);
 }
 
-TEST_CASE("xnor_gemm equals the naive reference over the larger shapes", "[kernels_int][xnor][slow]") {
+TEST_CASE("xnor_gemm equals the naive reference over the larger shapes",
+          "[kernels_int][xnor][slow]") {
   check_sweep(test::kLargeBudget);
 }
 
@@ -49,7 +51,8 @@ TEST_CASE("xnor_gemm on adversarial bit patterns and strided views", "[kernels_i
         const BitMatrix a = test::pattern_bits(t, n, pa);
         const BitMatrix b = test::pattern_bits(m, n, pb);
         const test::StridedBits as(a, 8), bs(b, 16);
-        const auto ref = test::to_int32(test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
+        const auto ref = test::to_int32(
+            test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
         test::for_each_isa([&](Isa isa) {
           const KernelSet k;
           REQUIRE(k.isa() == isa);
@@ -69,8 +72,10 @@ TEST_CASE("xnor_gemm_range writes exactly its columns", "[kernels_int][xnor]") {
   const std::size_t n = 700, t = 5, m = 37;
   const BitMatrix a = test::fast_random_bits(t, n);
   const BitMatrix b = test::fast_random_bits(m, n);
-  const auto ref = test::to_int32(test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
-  const std::pair<std::size_t, std::size_t> ranges[] = {{0, 0}, {0, 1}, {3, 4}, {5, 22}, {30, 37}, {0, 37}};
+  const auto ref =
+      test::to_int32(test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
+  const std::pair<std::size_t, std::size_t> ranges[] = {{0, 0},  {0, 1},   {3, 4},
+                                                        {5, 22}, {30, 37}, {0, 37}};
   test::for_each_isa([&](Isa isa) {
     const KernelSet k;
     REQUIRE(k.isa() == isa);

@@ -14,7 +14,8 @@ namespace {
 
 using RowMatrixF = BooleanLinear<float>::RowMatrix;
 
-double output_mse(const BooleanLinear<float>& student, const BooleanLinear<float>& teacher, const RowMatrixF& x) {
+double output_mse(const BooleanLinear<float>& student, const BooleanLinear<float>& teacher,
+                  const RowMatrixF& x) {
   return mse(teacher.forward(x), student.forward(x));
 }
 
@@ -53,15 +54,18 @@ TEST_CASE("Boolean finetuning recovers flipped bits of the last kernel", "[learn
       optimizer.step();
     }
     std::size_t recovered = 0;
-    for (auto [i, j] : flipped) recovered += student.kernel(1).bit(i, j) == teacher.kernel(1).bit(i, j);
+    for (auto [i, j] : flipped)
+      recovered += student.kernel(1).bit(i, j) == teacher.kernel(1).bit(i, j);
     const double gap = output_mse(student, teacher, x_eval);
-    INFO("recovered " << recovered << " of " << flipped.size() << ", gap " << gap0 << " -> " << gap);
+    INFO("recovered " << recovered << " of " << flipped.size() << ", gap " << gap0 << " -> "
+                      << gap);
     CHECK(static_cast<double>(recovered) >= 0.9 * static_cast<double>(flipped.size()));
     CHECK(gap <= 0.1 * gap0);
   }
 }
 
-TEST_CASE("Boolean finetuning beats the SVID initialization on correlated inputs", "[learning][slow]") {
+TEST_CASE("Boolean finetuning beats the SVID initialization on correlated inputs",
+          "[learning][slow]") {
   // y = W x with inputs that live near a 16-dimensional subspace: the data-free SVID
   // minimises ||W - W_hat||_F elementwise, the output error only counts W_hat's action on
   // that subspace, so flipping bits of the last kernel can do much better.

@@ -6,6 +6,8 @@
 #error "mbok: avx512 region opened twice"
 #endif
 #define MBOK_AVX512_REGION_OPEN 1
+// The target lists stay on one line each.
+// clang-format off
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,bmi,bmi2,popcnt,lzcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vpopcntdq,avx512vnni,avx512bitalg"))), apply_to = function)
 #elif defined(__GNUC__)
@@ -18,3 +20,4 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+// clang-format on

@@ -173,18 +173,30 @@ inline void f32_gemm(const float* x, std::size_t ldx, std::size_t t, BitMatrixVi
     const float* xi = x + i * ldx;
     float* yi = y + i * ldy;
     switch (tokens) {
-      case 1: f32_rows<8, 1, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-      case 2: f32_rows<8, 2, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-      case 3: f32_rows<8, 3, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-      case 4: f32_rows<6, 4, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-      case 5: f32_rows<4, 5, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
-      default: f32_rows<4, 6, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1); break;
+      case 1:
+        f32_rows<8, 1, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1);
+        break;
+      case 2:
+        f32_rows<8, 2, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1);
+        break;
+      case 3:
+        f32_rows<8, 3, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1);
+        break;
+      case 4:
+        f32_rows<6, 4, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1);
+        break;
+      case 5:
+        f32_rows<4, 5, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1);
+        break;
+      default:
+        f32_rows<4, 6, Acc>(xi, ldx, totals, w, s_out, yi, ldy, j0, j1);
+        break;
     }
   }
 }
 
-inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
-                          float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w, float* y,
+                          std::size_t ldy, std::size_t j0, std::size_t j1) {
   f32_gemm<false>(x, ldx, t, w, nullptr, y, ldy, j0, j1);
 }
 
@@ -260,12 +272,23 @@ inline void sign_gemm_t_f32(const float* z, std::size_t ldz, std::size_t t, BitM
   const float* zi = z + i * ldz;
   float* di = dx + i * lddx;
   switch (rest) {
-    case 1: f32_t_cols<12, 1>(zi, ldz, totals, w, di, lddx, l0, l1); break;
-    case 2: f32_t_cols<8, 2>(zi, ldz, totals, w, di, lddx, l0, l1); break;
-    case 3: f32_t_cols<6, 3>(zi, ldz, totals, w, di, lddx, l0, l1); break;
-    case 4: f32_t_cols<4, 4>(zi, ldz, totals, w, di, lddx, l0, l1); break;
-    case 5: f32_t_cols<4, 5>(zi, ldz, totals, w, di, lddx, l0, l1); break;
-    default: break;
+    case 1:
+      f32_t_cols<12, 1>(zi, ldz, totals, w, di, lddx, l0, l1);
+      break;
+    case 2:
+      f32_t_cols<8, 2>(zi, ldz, totals, w, di, lddx, l0, l1);
+      break;
+    case 3:
+      f32_t_cols<6, 3>(zi, ldz, totals, w, di, lddx, l0, l1);
+      break;
+    case 4:
+      f32_t_cols<4, 4>(zi, ldz, totals, w, di, lddx, l0, l1);
+      break;
+    case 5:
+      f32_t_cols<4, 5>(zi, ldz, totals, w, di, lddx, l0, l1);
+      break;
+    default:
+      break;
   }
 }
 
