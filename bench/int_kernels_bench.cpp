@@ -8,7 +8,15 @@
 //   items = weight multiply-adds); avx512: masked byte move + VPDPBUSD, avx2: bit-to-byte
 //   expansion + VPMADDUBSW;
 // - ceiling_i8_gemm: one weight expansion per 4 multiply-add instructions (weights reused
-//   over 4 tokens).
+//   over 4 tokens);
+// - ceiling_i8_lut_gemv: the table-lookup product's inner loop (lut_format.hpp) with exact
+//   sums: avx512 (VBMI + VNNI): 2 index ops + 4 VPERMB + 2 byte adds + 2 VPDPBUSD per 512
+//   weights, 4 row tiles sharing each table load; avx2: 3 index ops + 4 VPSHUFB + 2 byte adds
+//   + 2 unpacks + 2 VPMADDUBSW + 2 adds per 256 weights;
+// - bandwidth_read: one core streaming 256 MiB (far beyond the last-level cache), so GEMV
+//   rows, which read each weight byte once, read as a fraction of memory bandwidth.
+// The fused forward runs three ways: "<isa>" (no prepared weights: the masked product),
+// "<isa>-masked" and "<isa>-lut" (Int8PreparedWeights with the algorithm forced).
 #include <benchmark/benchmark.h>
 
 #include <mbok/activations.hpp>
@@ -136,9 +144,55 @@ void forward_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::si
   mbok::bench::set_threads(1);
 }
 
+// Prepared weights per (shape, K, ISA): repacked once, outside the timed loop.
+mbok::Int8PreparedWeights& prepared(ForwardProblem& p, mbok::Isa isa) {
+  static std::map<std::pair<const ForwardProblem*, mbok::Isa>,
+                  std::unique_ptr<mbok::Int8PreparedWeights>>
+      cache;
+  auto& slot = cache[{&p, isa}];
+  if (!slot) slot = std::make_unique<mbok::Int8PreparedWeights>(p.w, mbok::KernelSet(isa));
+  return *slot;
+}
+
+// Whole call with prepared weights and the algorithm forced (quantization and tables
+// included).
+void forward_prepared_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::size_t n,
+                           std::size_t kernels, std::size_t t, int threads,
+                           mbok::Int8Algorithm algorithm) {
+  ForwardProblem& p = forward_problem(m, n, kernels, t);
+  mbok::bench::set_threads(threads);
+  const mbok::Int8PreparedWeights& pw = prepared(p, isa);
+  for (auto _ : state) {
+    mbok::prepare_int8_forward(p.w, pw, p.x.data(), n, t, p.ws, algorithm);
+    mbok::multi_kernel_forward_int8(p.w, pw, p.ws, p.y.data(), m);
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  const double iters = static_cast<double>(state.iterations());
+  const double weight_bytes = static_cast<double>(kernels) *
+                              (static_cast<double>(m * n) / 8.0 + 4.0 * static_cast<double>(m + n));
+  state.SetItemsProcessed(static_cast<std::int64_t>(iters * static_cast<double>(t * m * n)));
+  state.SetBytesProcessed(
+      static_cast<std::int64_t>(iters * (weight_bytes + 4.0 * static_cast<double>(t * (m + n)))));
+  const bool vbmi = pw.kernel(0).view().layout == mbok::detail::LutLayout::interleave4;
+  state.SetLabel(mbok::isa_name(isa) +
+                 std::string(algorithm == mbok::Int8Algorithm::lut
+                                 ? (isa == mbok::Isa::avx512 && vbmi ? "+lut-vbmi" : "+lut")
+                                 : "+masked"));
+  mbok::bench::set_threads(1);
+}
+
 // ---- ceilings (L1-resident data): the inner loop of each kernel with nothing around it ----
 
 #if MBOK_BENCH_X86_CEILINGS
+
+// GCC's AVX-512 intrinsics start from a deliberately undefined vector, reported as
+// uninitialized once inlined (GCC bug 105593), as in the library's avx512 region.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 struct AlignedBuffer {
   explicit AlignedBuffer(std::size_t bytes)
@@ -269,6 +323,97 @@ __attribute__((target("avx2"))) std::int64_t i8_ceiling_pass_avx2(const std::uin
   return lanes[0] + lanes[15];
 }
 
+// The LUT inner loop (avx512, VBMI + VNNI): tables of 16 columns x 2 chunks (4 vectors,
+// loaded once per 4 tiles) and 4 tiles of weights from L1; 512 weights per weight vector.
+__attribute__((target("avx512f,avx512bw,avx512vnni,avx512vbmi"))) std::int64_t lut_ceiling_pass(
+    const std::uint8_t* data) {
+  const __m512i nib = _mm512_set1_epi8(0x0f), group = _mm512_set1_epi32(0x30201000);
+  const __m512i ones = _mm512_set1_epi8(1), sixteen = _mm512_set1_epi8(16);
+  __m512i acc[4];
+  for (auto& v : acc) v = _mm512_setzero_si512();
+  constexpr std::size_t kVectors = kCeilingBytes / 64;
+  for (std::size_t q = 0; q < kVectors; q += 4) {
+    // Tables: 4 vectors of a 4 KiB window (L1), weights: the 4 vectors at q.
+    const std::uint8_t* ts = data + (q % 16) * 256;
+    const __m512i la = _mm512_load_si512(ts), ha = _mm512_load_si512(ts + 64);
+    const __m512i lb = _mm512_load_si512(ts + 128), hb = _mm512_load_si512(ts + 192);
+    for (int r = 0; r < 4; ++r) {
+      const __m512i w = _mm512_load_si512(data + (q + static_cast<std::size_t>(r)) * 64);
+      const __m512i lo = _mm512_ternarylogic_epi32(w, nib, group, 0xea);
+      const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, group, 0xea);
+      const __m512i l =
+          _mm512_add_epi8(_mm512_permutexvar_epi8(lo, la), _mm512_permutexvar_epi8(hi, lb));
+      const __m512i h =
+          _mm512_add_epi8(_mm512_permutexvar_epi8(lo, ha), _mm512_permutexvar_epi8(hi, hb));
+      acc[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r], l, ones), h, sixteen);
+    }
+  }
+  const __m512i s = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]),
+                                     _mm512_add_epi32(acc[2], acc[3]));
+  alignas(64) std::int32_t lanes[16];
+  _mm512_store_si512(lanes, s);
+  return lanes[0] + lanes[15];
+}
+
+// The LUT inner loop (avx2): 4 tiles share each table load; 256 weights per weight vector;
+// 16-bit sums widened once per pass (32 chunks x 2040 fit in 16 bits: a pass has 128).
+__attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::uint8_t* data) {
+  const __m256i nib = _mm256_set1_epi8(0x0f), pair = _mm256_set1_epi16(0x1001);
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i total = zero;
+  constexpr std::size_t kVectors = kCeilingBytes / 32;
+  for (std::size_t q0 = 0; q0 < kVectors; q0 += 128) {
+    __m256i a[4][2];
+    for (auto& r : a) r[0] = r[1] = zero;
+    for (std::size_t q = q0; q < q0 + 128; q += 4) {
+      const std::uint8_t* tc = data + (q % 32) * 128;
+      const __m256i l01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc));
+      const __m256i l23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 32));
+      const __m256i h01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 64));
+      const __m256i h23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 96));
+      for (int r = 0; r < 4; ++r) {
+        const __m256i w = _mm256_load_si256(
+            reinterpret_cast<const __m256i*>(data + (q + static_cast<std::size_t>(r)) * 32));
+        const __m256i lo = _mm256_and_si256(w, nib);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+        const __m256i l = _mm256_add_epi8(_mm256_shuffle_epi8(l01, lo), _mm256_shuffle_epi8(l23, hi));
+        const __m256i h = _mm256_add_epi8(_mm256_shuffle_epi8(h01, lo), _mm256_shuffle_epi8(h23, hi));
+        a[r][0] = _mm256_add_epi16(a[r][0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(l, h), pair));
+        a[r][1] = _mm256_add_epi16(a[r][1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(l, h), pair));
+      }
+    }
+    for (auto& r : a)
+      for (auto& v : r) total = _mm256_add_epi32(total, _mm256_unpacklo_epi16(v, zero));
+  }
+  alignas(32) std::int32_t lanes[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total);
+  return lanes[0] + lanes[7];
+}
+
+// One core reading a buffer far larger than the last-level cache: 4 independent adds per
+// 128 bytes (the loads, not the adds, limit it).
+__attribute__((target("avx2"))) void bandwidth_case(benchmark::State& state) {
+  constexpr std::size_t kBytes = std::size_t{256} << 20;
+  static AlignedBuffer* buf = new AlignedBuffer(kBytes);  // kept for the whole run
+  std::int64_t sink = 0;
+  for (auto _ : state) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    for (std::size_t q = 0; q < kBytes; q += 128) {
+      const auto* p = reinterpret_cast<const __m256i*>(buf->p + q);
+      a0 = _mm256_add_epi64(a0, _mm256_load_si256(p));
+      a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 1));
+      a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 2));
+      a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 3));
+    }
+    const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    sink += _mm256_extract_epi64(s, 0);
+    benchmark::DoNotOptimize(sink);
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(static_cast<double>(state.iterations()) *
+                                                    static_cast<double>(kBytes)));
+  state.SetLabel("avx2");
+}
+
 template <typename Pass>
 void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass, const char* isa) {
   AlignedBuffer buf(kCeilingBytes);
@@ -281,6 +426,10 @@ void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass, con
       static_cast<std::int64_t>(static_cast<double>(state.iterations()) * 64 * items_per_pass));
   state.SetLabel(isa);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #endif
 
@@ -304,8 +453,10 @@ const bool registered = [] {
     std::size_t m, n;
     std::vector<std::size_t> tokens;
   };
-  const Shape shapes[] = {
-      {4096, 4096, {1, 8, 32, 128, 512}}, {4096, 11008, {1, 32}}, {11008, 4096, {1, 32}}};
+  const Shape shapes[] = {{128, 128, {1, 8}},
+                          {4096, 4096, {1, 8, 32, 128, 512}},
+                          {4096, 11008, {1, 32}},
+                          {11008, 4096, {1, 32, 128}}};
   for (const Shape& s : shapes)
     for (std::size_t t : s.tokens)
       for (int threads : {1, 2}) {
@@ -319,6 +470,18 @@ const bool registered = [] {
                 [=](benchmark::State& st) { forward_case(st, isa, s.m, s.n, kernels, t, threads); })
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
+            for (const auto algorithm : {mbok::Int8Algorithm::masked, mbok::Int8Algorithm::lut}) {
+              const std::string impl = mbok::isa_name(isa) +
+                                       std::string(algorithm == mbok::Int8Algorithm::lut ? "-lut"
+                                                                                         : "-masked");
+              benchmark::RegisterBenchmark(
+                  case_name(family, impl, s.m, s.n, t, threads).c_str(),
+                  [=](benchmark::State& st) {
+                    forward_prepared_case(st, isa, s.m, s.n, kernels, t, threads, algorithm);
+                  })
+                  ->UseRealTime()
+                  ->Unit(benchmark::kMicrosecond);
+            }
           }
         }
       }
@@ -336,6 +499,13 @@ const bool registered = [] {
     benchmark::RegisterBenchmark("ceiling_i8_gemm/avx2/l1/t:4/threads:1", [](benchmark::State& st) {
       ceiling_case(st, &i8_ceiling_pass_avx2<4>, 512.0 * 32, "avx2");
     })->Unit(benchmark::kMicrosecond);
+    // Per pass: 512 weight vectors x 256 weights.
+    benchmark::RegisterBenchmark(
+        "ceiling_i8_lut_gemv/avx2/l1/t:1/threads:1",
+        [](benchmark::State& st) { ceiling_case(st, &lut_ceiling_pass_avx2, 512.0 * 256, "avx2"); })
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("bandwidth_read/avx2/256MiB/t:1/threads:1", &bandwidth_case)
+        ->Unit(benchmark::kMillisecond);
   }
   if (mbok::isa_available(mbok::Isa::avx512)) {
     // Per pass: 256 loaded vectors x 4 register vectors x 512 bit pairs.
@@ -352,6 +522,13 @@ const bool registered = [] {
           "ceiling_i8_gemm/avx512/l1/t:4/threads:1",
           [](benchmark::State& st) { ceiling_case(st, &i8_ceiling_pass<4>, 256.0 * 64, "avx512"); })
           ->Unit(benchmark::kMicrosecond);
+      if (mbok::cpu_features().avx512vbmi)
+        // Per pass: 256 weight vectors x 512 weights.
+        benchmark::RegisterBenchmark("ceiling_i8_lut_gemv/avx512/l1/t:1/threads:1",
+                                     [](benchmark::State& st) {
+                                       ceiling_case(st, &lut_ceiling_pass, 256.0 * 512, "avx512");
+                                     })
+            ->Unit(benchmark::kMicrosecond);
     }
   }
 #endif

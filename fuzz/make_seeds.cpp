@@ -72,5 +72,15 @@ int main(int argc, char** argv) {
     w.add_layer("c", fc.weights);
     put(dir + "/mbok/seed1", w.to_bytes());
   }
+  {
+    // Rows longer than one 512-bit block (two words of padding rows), so the zero-copy path
+    // of the fuzzer reads borrowed multi-block rows.
+    Eigen::MatrixXf e(2, 600);
+    for (Eigen::Index i = 0; i < e.size(); ++i) e.data()[i] = d(rng);
+    const auto fe = mbok::svid<float>(e, 2);
+    mbok::MbokWriter w;
+    w.add_layer("e", fe.weights);
+    put(dir + "/mbok/seed2", w.to_bytes());
+  }
   return 0;
 }

@@ -10,8 +10,8 @@
 #      int8 path and its detection);
 #   4. asserts from the test output that the NEON kernels, not the portable ones, ran.
 # Tests tagged [slow] are left out under the emulator (tests/CMakeLists.txt).
-# Exits non-zero on any failure. Skips (exit 0, with a message) only when the cross compiler
-# or qemu-aarch64 is missing.
+# Exits non-zero on any failure; exits 77 (skipped, with a message) only when the cross
+# compiler or qemu-aarch64 is missing.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 
@@ -21,12 +21,12 @@ sysroot=/usr/aarch64-linux-gnu
 for tool in "$cxx" "$qemu"; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "test_neon: SKIPPED: '$tool' not found (install g++-aarch64-linux-gnu and qemu-user)"
-    exit 0
+    exit 77
   fi
 done
 if [ ! -d "$sysroot/lib" ]; then
   echo "test_neon: SKIPPED: no AArch64 runtime under $sysroot (install libc6-dev-arm64-cross)"
-  exit 0
+  exit 77
 fi
 export MBOK_AARCH64_CXX="$cxx" MBOK_QEMU_AARCH64="$qemu"
 
@@ -35,6 +35,11 @@ case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
 start=$SECONDS
 
 log "configure $build (AArch64 cross build, -O2)"
+# A folder configured by another generator than the one asked for now cannot be reused.
+if [ -f "$build/CMakeCache.txt" ] && [ -n "${CMAKE_GENERATOR:-}" ] &&
+  ! grep -q "^CMAKE_GENERATOR:INTERNAL=${CMAKE_GENERATOR}\$" "$build/CMakeCache.txt"; then
+  rm -rf "$build"
+fi
 cmake -S "$MBOK_ROOT" -B "$build" \
   -DCMAKE_TOOLCHAIN_FILE="$MBOK_ROOT/cmake/toolchains/aarch64-linux-gnu.cmake" \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
@@ -63,9 +68,9 @@ log "build ${targets[*]} (-j$MBOK_JOBS)"
 cmake --build "$build" -j"$MBOK_JOBS" --target "${targets[@]}"
 
 area_regex="^($(echo $areas | tr ' ' '|'))\$"
-log "ctest under $qemu -cpu max (NEON + dot product): $area_regex and isa-env-*"
+log "ctest under $qemu -cpu max (NEON + dot product): $area_regex, isa-env-* and isa-tier-*"
 (cd "$build" && QEMU_CPU=max MBOK_EXPECT_DOTPROD=1 \
-  ctest --output-on-failure -j"$MBOK_JOBS" -R "$area_regex|^isa-env-")
+  ctest --output-on-failure -j"$MBOK_JOBS" -R "$area_regex|^isa-env-|^isa-tier-")
 
 # The NEON-specific areas once more on a CPU model without the dot-product extension.
 no_dot=()

@@ -7,7 +7,11 @@
 // XNOR and int8 kernels with the instruction-rate ceiling of their ISA measured in the same
 // run (ceiling_xnor, ceiling_i8_gemv for t = 1, ceiling_i8_gemm for t > 1; one core's rate
 // times the threads; a K-kernel case does K products per item): the fraction of peak the
-// kernel reaches.
+// kernel reaches. The ceiling is the best approach's of the ISA (the impl up to its first '-':
+// "avx512-lut" and "avx512-masked" both compare with the faster of ceiling_i8_gemv and
+// ceiling_i8_lut_gemv of avx512), so every algorithm reads against the same peak. GEMV rows
+// (t = 1) also show "of bandwidth": their bytes per second over bandwidth_read (one core
+// streaming far more than the last-level cache) times the threads.
 //
 // Usage: mbok_bench_report results.json [table.md]   (the table goes to stdout and the file)
 #include <nlohmann/json.hpp>
@@ -92,16 +96,24 @@ std::vector<Row> read_rows(const nlohmann::json& doc) {
   return rows;
 }
 
-// The ceiling case a kernel's rate is compared with, or "" when it has none.
-std::string ceiling_name(const Row& r) {
-  const bool gemv = r.shape_tokens.size() >= 4 &&
-                    r.shape_tokens.compare(r.shape_tokens.size() - 4, 4, "/t:1") == 0;
-  if (r.family == "xnor_gemm") return "ceiling_xnor/" + r.impl + "/l1/t:1/threads:1";
+bool is_gemv(const Row& r) {
+  return r.shape_tokens.size() >= 4 &&
+         r.shape_tokens.compare(r.shape_tokens.size() - 4, 4, "/t:1") == 0;
+}
+
+// The ISA of an impl name: "avx512-lut" -> "avx512".
+std::string isa_of(const std::string& impl) { return impl.substr(0, impl.find('-')); }
+
+// The ceiling cases a kernel's rate is compared with (the best of them counts).
+std::vector<std::string> ceiling_names(const Row& r) {
+  const std::string isa = isa_of(r.impl);
+  if (r.family == "xnor_gemm") return {"ceiling_xnor/" + isa + "/l1/t:1/threads:1"};
   if (starts_with(r.family, "forward_i8_"))
-    return (gemv ? "ceiling_i8_gemv/" + r.impl + "/l1/t:1"
-                 : "ceiling_i8_gemm/" + r.impl + "/l1/t:4") +
-           "/threads:1";
-  return "";
+    return {
+        (is_gemv(r) ? "ceiling_i8_gemv/" + isa + "/l1/t:1" : "ceiling_i8_gemm/" + isa + "/l1/t:4") +
+            "/threads:1",
+        "ceiling_i8_lut_gemv/" + isa + "/l1/t:1/threads:1"};
+  return {};
 }
 
 // Kernels per case: a "<family>_k<K>" case does K kernel products per counted item.
@@ -156,8 +168,13 @@ int main(int argc, char** argv) {
          "run. "
          "Items are multiply-adds of the m x n layer per token (t m n).\n\n";
   out << "| case | shape/tokens | threads | ISA | time (us) | G items/s | GB/s | vs Eigen | vs "
-         "OpenBLAS | vs scalar | vs 1 thread | of ceiling |\n";
-  out << "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+         "OpenBLAS | vs scalar | vs 1 thread | of ceiling | of bandwidth |\n";
+  out << "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  const Row* bandwidth = nullptr;  // the fastest bandwidth_read case of the run
+  for (const Row& r : rows)
+    if (r.family == "bandwidth_read" &&
+        (!bandwidth || r.bytes_per_second > bandwidth->bytes_per_second))
+      bandwidth = &r;
   for (const Row& r : rows) {
     const bool baseline = r.family == "dense_f32";
     const Row* eigen = find("dense_f32/eigen/" + r.key);
@@ -166,14 +183,22 @@ int main(int argc, char** argv) {
                          ? find(r.family + "/" + r.impl + "/" + r.shape_tokens + "/threads:1")
                          : nullptr;
     const Row* scalar = r.impl != "scalar" ? find(r.family + "/scalar/" + r.key) : nullptr;
-    const std::string ceiling_case = ceiling_name(r);
-    const Row* ceiling = ceiling_case.empty() ? nullptr : find(ceiling_case);
+    const Row* ceiling = nullptr;
+    for (const std::string& name : ceiling_names(r)) {
+      const Row* c = find(name);
+      if (c && (!ceiling || c->items_per_second > ceiling->items_per_second)) ceiling = c;
+    }
     std::string of_ceiling = "-";
     if (ceiling && ceiling->items_per_second > 0)
       of_ceiling = fixed(100.0 * r.items_per_second * kernels_of(r) /
                              (ceiling->items_per_second * r.threads),
                          0) +
                    "%";
+    std::string of_bandwidth = "-";
+    if (bandwidth && bandwidth->bytes_per_second > 0 && is_gemv(r) && r.bytes_per_second > 0 &&
+        !baseline)
+      of_bandwidth =
+          fixed(100.0 * r.bytes_per_second / (bandwidth->bytes_per_second * r.threads), 0) + "%";
     out << "| " << r.family << "/" << r.impl << " | " << r.shape_tokens << " | " << r.threads
         << " | " << (r.label.empty() ? (baseline ? "native" : "-") : r.label) << " | "
         << fixed(r.seconds * 1e6, 1) << " | " << fixed(r.items_per_second * 1e-9, 2) << " | "
@@ -181,7 +206,8 @@ int main(int argc, char** argv) {
         << (eigen && eigen != &r ? ratio(eigen->seconds, r.seconds) : "-") << " | "
         << (blas && blas != &r ? ratio(blas->seconds, r.seconds) : "-") << " | "
         << (scalar ? ratio(scalar->seconds, r.seconds) : "-") << " | "
-        << (one ? ratio(one->seconds, r.seconds) : "-") << " | " << of_ceiling << " |\n";
+        << (one ? ratio(one->seconds, r.seconds) : "-") << " | " << of_ceiling << " | "
+        << of_bandwidth << " |\n";
   }
   std::cout << out.str();
   if (argc == 3) {

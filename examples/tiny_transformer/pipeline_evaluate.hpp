@@ -1,7 +1,9 @@
 #pragma once
 // The evaluate stage: validation perplexity and bits per character of every model, the
 // generation speed of the teacher (Eigen) and of the Boolean models (fused float and int8
-// kernels), and samples from one prompt. Included by pipeline.hpp.
+// kernels, through mbok::BooleanLinear's forward and forward_int8) with the share of each
+// token's time spent in the linear layers, and samples from one prompt. Included by
+// pipeline.hpp.
 
 #include <cmath>
 
@@ -27,17 +29,33 @@ void single_threaded(Body&& body) {
 #endif
 }
 
-/// Tokens per second of sampling `tokens` bytes (best of two runs, one thread).
-inline double generation_speed(Transformer<float>& model, const std::string& prompt, int tokens) {
-  double best = 0;
+/// Generation speed of one model: tokens/s of sampling, and the fractions of that time spent
+/// in the block linear layers and in the output head (timed around each call).
+struct Speed {
+  double tokens_per_second = 0, linear_fraction = 0, head_fraction = 0;
+};
+
+/// Sampling `tokens` bytes, best of two runs, one thread.
+inline Speed generation_speed(Transformer<float>& model, const std::string& prompt, int tokens) {
+  Speed best;
   single_threaded([&] {
     for (int r = 0; r < 2; ++r) {
+      model.reset_decode_timers();
       const auto t0 = Clock::now();
       generate(model, prompt, tokens, 0.8, 1234);
-      best = std::max(best, double(tokens) / seconds_since(t0));
+      const double seconds = seconds_since(t0);
+      if (double(tokens) / seconds > best.tokens_per_second)
+        best = {double(tokens) / seconds, model.linear_seconds() / seconds,
+                model.head_seconds() / seconds};
     }
   });
   return best;
+}
+
+inline nlohmann::json speed_json(const Speed& s) {
+  return {{"tokens_per_second", s.tokens_per_second},
+          {"linear_fraction", s.linear_fraction},
+          {"head_fraction", s.head_fraction}};
 }
 
 }  // namespace detail
@@ -73,16 +91,20 @@ inline void Pipeline::evaluate_stage() {
     });
     r["bits_per_weight"] = bits / weights;
     if (e.kind == "teacher") {
-      r["tokens_per_second"] = {{"eigen_float", detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens)}};
+      const detail::Speed t = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
+      r["tokens_per_second"] = {{"eigen_float", t.tokens_per_second}};
+      r["speed"] = {{"eigen_float", detail::speed_json(t)}};
     } else if (e.name.compare(0, 5, "mbok-") == 0) {
       set_inference_kernel(*model, InferenceKernel::fused_float);
-      const double f = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
+      const detail::Speed f = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
       set_inference_kernel(*model, InferenceKernel::int8);
-      const double q = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
+      const detail::Speed q = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
       model->for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
         if (auto* b = dynamic_cast<BoolLinear<float>*>(l.get())) r["isa"] = mbok::isa_name(b->layer().isa());
       });
-      r["tokens_per_second"] = {{"boolean_float", f}, {"boolean_int8", q}};
+      r["tokens_per_second"] = {{"boolean_float", f.tokens_per_second},
+                                {"boolean_int8", q.tokens_per_second}};
+      r["speed"] = {{"boolean_float", detail::speed_json(f)}, {"boolean_int8", detail::speed_json(q)}};
       // Quality with int8 activations, as generated.
       r["valid_loss_int8"] = validation_loss(*model, valid_batches_);
     }

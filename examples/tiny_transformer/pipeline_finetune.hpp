@@ -2,11 +2,14 @@
 // Finetuning runs (Boolean-domain and latent-weight baseline) with resumable checkpoints,
 // and the kernel allocation of fractional budgets. Included by pipeline.hpp.
 
+#include <mbok/io/checkpoint.hpp>
 #include <mbok/kernel_allocation.hpp>
 #include <mbok/svid.hpp>
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <vector>
 
 namespace tiny {
 
@@ -89,26 +92,76 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
   double running = 0;
   int since = 0;
   if (opt_.resume && file_exists(ckpt)) {
-    mbok::Metadata meta;
-    const auto dict = mbok::load_state_dict(ckpt, &meta);
-    if (meta["tiny.finetune_key"] != key || meta["tiny.config"] != opt_.model.describe())
+    // The checkpoint API verifies a checksum of the whole file before anything is used; every
+    // problem below is reported as a ModelFileError naming the file (and the tensor).
+    auto fail = [&](const std::string& what) {
+      return ModelFileError("checkpoint '" + ckpt + "': " + what +
+                            " (run without --resume to start over)");
+    };
+    mbok::Checkpoint loaded;
+    try {
+      loaded = mbok::load_checkpoint(ckpt);
+    } catch (const mbok::FormatError& e) {
+      throw fail(std::string("cannot be resumed: ") + e.what());
+    }
+    const mbok::StateDict& dict = loaded.state;
+    auto meta = [&](const char* k) {
+      const auto it = loaded.metadata.find(k);
+      return it == loaded.metadata.end() ? std::string() : it->second;
+    };
+    if (meta("tiny.finetune_key") != key || meta("tiny.config") != opt_.model.describe())
       throw ModelFileError("checkpoint '" + ckpt + "' was made with other settings (" +
-                           meta["tiny.finetune_key"] + "); this run uses " + key +
+                           meta("tiny.finetune_key") + "); this run uses " + key +
                            ": run without --resume to start over");
-    student->load_state(sub_dict(dict, "model."));
-    scale_opt.import_state(dict, "scale_opt.");
-    if (bool_opt) bool_opt->import_state(dict, "boolean_opt.");
-    if (latent_opt) latent_opt->import_state(dict, "latent_opt.");
-    start = int(mbok::read_scalar<std::int64_t>(dict, "progress.step"));
-    step_seconds = mbok::read_scalar<double>(dict, "progress.step_seconds");
-    flip_fraction_sum = mbok::read_scalar<double>(dict, "progress.flip_fraction_sum");
-    resumed_running = mbok::read_scalar<double>(dict, "progress.running_loss");
-    resumed_since = int(mbok::read_scalar<std::int64_t>(dict, "progress.running_steps"));
-    const auto& c = dict.at("progress.curve");
-    std::vector<double> values(c.numel());
-    mbok::read_tensor(dict, "progress.curve", c.shape, values.data());
-    for (std::size_t i = 0; i + 2 < values.size(); i += 3)
-      curve.push_back({int(values[i]), values[i + 1], values[i + 2]});
+    try {
+      // Everything is read and checked before the model and optimizers change.
+      const auto step = mbok::read_scalar<std::int64_t>(dict, "progress.step");
+      if (step < 0 || step > opt_.finetune_steps)
+        throw mbok::FormatError("tensor 'progress.step' is " + std::to_string(step) +
+                                ", outside [0, " + std::to_string(opt_.finetune_steps) + "]");
+      const auto seconds = mbok::read_scalar<double>(dict, "progress.step_seconds");
+      const auto flips = mbok::read_scalar<double>(dict, "progress.flip_fraction_sum");
+      const auto running_loss = mbok::read_scalar<double>(dict, "progress.running_loss");
+      const auto running_steps = mbok::read_scalar<std::int64_t>(dict, "progress.running_steps");
+      if (!(std::isfinite(seconds) && seconds >= 0) || !(std::isfinite(flips) && flips >= 0) ||
+          !std::isfinite(running_loss))
+        throw mbok::FormatError(
+            "tensors 'progress.step_seconds', 'progress.flip_fraction_sum' and "
+            "'progress.running_loss' must be finite (and the first two >= 0)");
+      if (running_steps < 0 || running_steps > step)
+        throw mbok::FormatError("tensor 'progress.running_steps' is " +
+                                std::to_string(running_steps) + ", outside [0, " +
+                                std::to_string(step) + "]");
+      const auto c = dict.find("progress.curve");
+      if (c == dict.end()) throw mbok::FormatError("missing tensor 'progress.curve'");
+      if (c->second.shape.size() != 2 || c->second.shape[1] != 3 || c->second.shape[0] < 0 ||
+          c->second.shape[0] > step + 1)
+        throw mbok::FormatError("tensor 'progress.curve' must have shape [points <= step + 1, 3]");
+      std::vector<double> values(c->second.numel());
+      mbok::read_tensor(dict, "progress.curve", c->second.shape, values.data());
+      std::vector<CurvePoint> points;
+      for (std::size_t i = 0; i + 2 < values.size(); i += 3) {
+        if (!(values[i] >= 0 && values[i] <= double(step)))
+          throw mbok::FormatError("tensor 'progress.curve' row " + std::to_string(i / 3) +
+                                  " has step " + std::to_string(values[i]) + ", outside [0, " +
+                                  std::to_string(step) + "]");
+        points.push_back({int(values[i]), values[i + 1], values[i + 2]});
+      }
+      student->load_state(sub_dict(dict, "model."));
+      scale_opt.import_state(dict, "scale_opt.");
+      if (bool_opt) bool_opt->import_state(dict, "boolean_opt.");
+      if (latent_opt) latent_opt->import_state(dict, "latent_opt.");
+      start = int(step);
+      step_seconds = seconds;
+      flip_fraction_sum = flips;
+      resumed_running = running_loss;
+      resumed_since = int(running_steps);
+      curve = std::move(points);
+    } catch (const mbok::FormatError& e) {
+      throw fail(e.what());
+    } catch (const mbok::InvalidArgument& e) {
+      throw fail(e.what());
+    }
     std::cerr << "finetune " << tag << ": resuming at step " << start << " from " << ckpt << "\n";
   }
 
@@ -127,7 +180,7 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     for (const auto& p : curve)
       values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
     dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
-    mbok::save_state_dict(ckpt, dict,
+    mbok::save_checkpoint(ckpt, dict,
                           {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
   };
 

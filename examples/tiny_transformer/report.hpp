@@ -119,6 +119,32 @@ inline std::string plot(const json& s, const std::string& out_dir) {
   return svg;
 }
 
+struct SpeedPoint {
+  std::string label;
+  double bits, tokens_per_second;
+};
+using SpeedPoints = std::vector<SpeedPoint>;
+
+/// Tokens/s against bits per weight (log x axis), one labelled point per model and kernel,
+/// with gnuplot (PNG); returns the file written, or "" without gnuplot.
+inline std::string speed_plot(const SpeedPoints& points, const std::string& out_dir) {
+  if (points.empty() || std::system("command -v gnuplot >/dev/null 2>&1") != 0) return "";
+  const std::string data = out_dir + "/speed.dat", script = out_dir + "/speed.gp", png = out_dir + "/speed.png";
+  std::ofstream d(data);
+  for (const auto& p : points)
+    if (std::isfinite(p.bits) && std::isfinite(p.tokens_per_second))
+      d << p.bits << " " << p.tokens_per_second << " \"" << p.label << "\"\n";
+  d.close();
+  std::ofstream g(script);
+  g << "set terminal pngcairo size 900,560\nset output '" << png << "'\n"
+    << "set title 'Generation speed (one thread) against storage'\nset xlabel 'bits per weight'\n"
+    << "set ylabel 'tokens/s'\nset logscale x 2\nset xrange [0.7:48]\nset yrange [0:*]\nset grid\nunset key\n"
+    << "plot '" << data << "' using 1:2 with points pt 7 ps 1.5, '' using 1:2:3 with labels offset 1,0.6 left font ',9'\n";
+  g.close();
+  if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0) return png;
+  return "";
+}
+
 }  // namespace report_detail
 
 /// Writes report.md (and the plot) into `out_dir`; returns the markdown.
@@ -160,21 +186,43 @@ inline std::string write_report(const nlohmann::json& s, const std::string& out_
        << num(get(r, "state_bytes_per_boolean_weight"), 3) << " | " << num(get(r, "mean_flip_fraction"), 5) << " |\n";
   }
 
-  md << "\n## Generation speed (one thread, tokens/s)\n\n| model | kernels | tokens/s | x teacher |\n|---|---|---:|---:|\n";
+  md << "\n## Generation speed (one thread, tokens/s)\n\n"
+     << "Linear share: the fraction of a token's time spent in the block linear layers (q, k, v, o, "
+        "MLP; the output head, dense in every model, in parentheses); the rest is attention, norms, "
+        "sampling.\n\n"
+     << "| model | kernels | bits/weight | tokens/s | x teacher | linear share (head) |\n"
+        "|---|---|---:|---:|---:|---:|\n";
   const double teacher_speed =
       ev.contains("teacher") ? get(ev["teacher"].value("tokens_per_second", json::object()), "eigen_float") : NAN;
-  if (std::isfinite(teacher_speed)) md << "| teacher | Eigen float | " << num(teacher_speed, 0) << " | 1.00 |\n";
+  auto share = [&](const json& r, const std::string& impl) {
+    const json sp = r.value("speed", json::object()).value(impl, json::object());
+    const double l = get(sp, "linear_fraction"), h = get(sp, "head_fraction");
+    return std::isfinite(l) ? num(100 * l, 0) + "% (" + num(100 * h, 0) + "%)" : std::string("-");
+  };
+  SpeedPoints points;
+  if (std::isfinite(teacher_speed)) {
+    md << "| teacher | Eigen float | 32 | " << num(teacher_speed, 0) << " | 1.00 | " << share(ev["teacher"], "eigen_float")
+       << " |\n";
+    points.push_back({"teacher (Eigen float)", 32, teacher_speed});
+  }
   for (const auto& v : variant_names) {
     const std::string key = "mbok-" + v;
     if (!ev.contains(key)) continue;
     const json t = ev[key].value("tokens_per_second", json::object());
     const std::string isa = ev[key].value("isa", "");
-    md << "| " << ptq[v].value("label", v) << " | Boolean, float activations (" << isa << ") | "
-       << num(get(t, "boolean_float"), 0) << " | " << num(get(t, "boolean_float") / teacher_speed, 2) << " |\n"
-       << "| " << ptq[v].value("label", v) << " | Boolean, int8 activations (" << isa << ") | "
-       << num(get(t, "boolean_int8"), 0) << " | " << num(get(t, "boolean_int8") / teacher_speed, 2)
-       << " |\n";
+    const std::string label = ptq[v].value("label", v);
+    const double bits = get(ev[key], "bits_per_weight");
+    md << "| " << label << " | Boolean, float activations (" << isa << ") | " << num(bits, 2) << " | "
+       << num(get(t, "boolean_float"), 0) << " | " << num(get(t, "boolean_float") / teacher_speed, 2) << " | "
+       << share(ev[key], "boolean_float") << " |\n"
+       << "| " << label << " | Boolean, int8 activations (" << isa << ") | " << num(bits, 2) << " | "
+       << num(get(t, "boolean_int8"), 0) << " | " << num(get(t, "boolean_int8") / teacher_speed, 2) << " | "
+       << share(ev[key], "boolean_int8") << " |\n";
+    points.push_back({label + " int8", bits, get(t, "boolean_int8")});
+    points.push_back({label + " float", bits, get(t, "boolean_float")});
   }
+  const std::string speed_file = speed_plot(points, out_dir);
+  if (!speed_file.empty()) md << "\nTokens/s against bits per weight: `" << speed_file << "`\n";
 
   // The paper's claims, checked on these numbers.
   md << "\n## Claims checked\n\n";

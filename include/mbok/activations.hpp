@@ -26,6 +26,7 @@
 #include "error.hpp"
 #define MBOK_INTERNAL_INCLUDE
 #include "detail/bits.hpp"
+#include "detail/checked.hpp"
 #undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
@@ -64,7 +65,10 @@ class QuantizedActivations {
   std::size_t ld() const noexcept { return ld_; }
   /// Row-major int8 values (t rows of `ld()` bytes), 64-byte aligned.
   const std::int8_t* data() const noexcept { return data_.get(); }
-  const std::int8_t* row(std::size_t i) const noexcept { return data_.get() + i * ld_; }
+  const std::int8_t* row(std::size_t i) const MBOK_NOEXCEPT_UNLESS_ASSERTS {
+    MBOK_ASSERT(i < tokens_);
+    return data_.get() + i * ld_;
+  }
   /// Per-token scales: x(i, l) ~ scale(i) * q(i, l). Zero for an all-zero token.
   const float* scales() const noexcept { return scale_.data(); }
   float scale(std::size_t i) const noexcept { return scale_[i]; }
@@ -75,8 +79,10 @@ class QuantizedActivations {
   /// Sets the shape (t x n, zero-filled), reusing the buffer when it is large enough.
   void resize(std::size_t t, std::size_t n) {
     detail::require(n > 0 || t == 0, "QuantizedActivations: zero features for ", t, " tokens");
-    const std::size_t ld = padded_row_words(n) * 64;
-    const std::size_t need = t * ld;
+    detail::require(n < kMaxBits, "QuantizedActivations: ", n, " features is too large");
+    const std::size_t ld = padded_row_words(n) * 64;  // < 2^52: n is bounded
+    const std::size_t need = detail::mul_or_throw({t, ld}, "QuantizedActivations: ", t,
+                                                  " tokens x ", ld, " bytes per row");
     if (need > capacity_) {
       data_.reset(static_cast<std::int8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
       capacity_ = need;
@@ -90,7 +96,10 @@ class QuantizedActivations {
   }
 
   /// Writable row i (bytes past n must stay zero).
-  std::int8_t* mutable_row(std::size_t i) noexcept { return data_.get() + i * ld_; }
+  std::int8_t* mutable_row(std::size_t i) MBOK_NOEXCEPT_UNLESS_ASSERTS {
+    MBOK_ASSERT(i < tokens_);
+    return data_.get() + i * ld_;
+  }
   void set_scale(std::size_t i, float s) noexcept { scale_[i] = s; }
   void set_row_sum(std::size_t i, std::int32_t s) noexcept { sums_[i] = s; }
 
@@ -118,39 +127,42 @@ inline void quantize_activations(const float* x, std::size_t ldx, std::size_t t,
   detail::require(ldx >= n, "quantize_activations: ldx ", ldx, " < features ", n);
   detail::require(t == 0 || x != nullptr, "quantize_activations: null input for ", t, " tokens");
   out.resize(t, n);
-  std::vector<float> v(n);
-  for (std::size_t i = 0; i < t; ++i) {
-    const float* xi = x + i * ldx;
-    if (s_in != nullptr)
-      for (std::size_t l = 0; l < n; ++l) v[l] = xi[l] * s_in[l];
-    else
-      std::copy(xi, xi + n, v.begin());
+  // v(l) is recomputed in each pass (the same float product each time) instead of being kept
+  // in a buffer: no allocation per call.
+  auto quantize_row = [&](std::size_t i, auto&& v) {
     float amax = 0.0f;
     bool finite = true;
     for (std::size_t l = 0; l < n; ++l) {
       // |v| <= FLT_MAX fails for NaN and infinities alike.
-      finite &= std::fabs(v[l]) <= 3.40282347e38f;
-      amax = std::max(amax, std::fabs(v[l]));
+      finite &= std::fabs(v(l)) <= 3.40282347e38f;
+      amax = std::max(amax, std::fabs(v(l)));
     }
     if (!finite) {
       for (std::size_t l = 0; l < n; ++l)
-        detail::require(std::isfinite(v[l]), "quantize_activations: token ", i, " feature ", l,
-                        " is ", v[l], " (activations must be finite)");
+        detail::require(std::isfinite(v(l)), "quantize_activations: token ", i, " feature ", l,
+                        " is ", v(l), " (activations must be finite)");
     }
     const float scale = amax / 127.0f;
     out.set_scale(i, scale);
-    if (amax == 0.0f) continue;
+    if (amax == 0.0f) return;
     const float inv = 127.0f / amax;
     std::int8_t* qi = out.mutable_row(i);
     std::int32_t sum = 0;
     for (std::size_t l = 0; l < n; ++l) {
-      const float r = v[l] * inv;
+      const float r = v(l) * inv;
       // v * (127 / amax) can exceed 127 by a rounding step; the clamp keeps q in range.
       const int q = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
       qi[l] = static_cast<std::int8_t>(q);
       sum += q;
     }
     out.set_row_sum(i, sum);
+  };
+  for (std::size_t i = 0; i < t; ++i) {
+    const float* xi = x + i * ldx;
+    if (s_in != nullptr)
+      quantize_row(i, [&](std::size_t l) { return xi[l] * s_in[l]; });
+    else
+      quantize_row(i, [&](std::size_t l) { return xi[l]; });
   }
 }
 

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,10 +22,14 @@
 #include "parallel.hpp"
 #include "parameter.hpp"
 #include "state_dict.hpp"
+#define MBOK_INTERNAL_INCLUDE
+#include "detail/checked.hpp"
+#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 
-/// Options of `AdamW`; every value must be finite, lr >= 0, 0 <= beta < 1, eps > 0, wd >= 0.
+/// Options of `AdamW`; every value is used as a float and must be finite as one, with
+/// lr >= 0, 0 <= beta < 1 (after rounding to float), eps > 0 (not rounding to 0), wd >= 0.
 struct AdamWOptions {
   double learning_rate = 1e-3;
   double beta1 = 0.9;
@@ -129,8 +134,10 @@ class AdamW final : public Optimizer {
     const auto step = read_scalar<std::int64_t>(dict, prefix + "step");
     detail::require_format(step >= 0, "state: '", prefix, "step' is negative (", step, ")");
     for (const auto& s : slots_) {
-      expect_tensor(dict, prefix + s.param.name + ".exp_avg", DType::f32, s.param.shape);
-      expect_tensor(dict, prefix + s.param.name + ".exp_avg_sq", DType::f32, s.param.shape);
+      const std::string avg = prefix + s.param.name + ".exp_avg";
+      const std::string avg_sq = prefix + s.param.name + ".exp_avg_sq";
+      check_moment(expect_tensor(dict, avg, DType::f32, s.param.shape), avg, false);
+      check_moment(expect_tensor(dict, avg_sq, DType::f32, s.param.shape), avg_sq, true);
     }
     for (auto& s : slots_) {
       read_tensor(dict, prefix + s.param.name + ".exp_avg", s.param.shape, s.exp_avg.data());
@@ -153,15 +160,35 @@ class AdamW final : public Optimizer {
     std::vector<float> exp_avg_sq;
   };
 
+  // Moments must be finite, and second moments >= 0: sqrt of a negative one is NaN, which
+  // would spread into the parameter at the next step.
+  static void check_moment(const Tensor& t, const std::string& name, bool second) {
+    const std::size_t count = t.bytes.size() / sizeof(float);
+    for (std::size_t i = 0; i < count; ++i) {
+      float v;
+      std::memcpy(&v, t.bytes.data() + i * sizeof(float), sizeof v);
+      detail::require_format(
+          std::isfinite(v) && (!second || v >= 0.0f), "state: tensor '", name, "' element ", i,
+          " is ", v,
+          second ? " (second moments must be finite and >= 0)" : " (moments must be finite)");
+    }
+  }
+
+  // Every option is used as a float in step(): checked as a float (a learning rate beyond
+  // FLT_MAX would become inf, an eps below the smallest float 0, a beta2 just under 1 would
+  // round to 1 and freeze the second moment).
   static void check_options(const AdamWOptions& o) {
-    detail::require(std::isfinite(o.learning_rate) && o.learning_rate >= 0,
-                    "AdamW: learning rate must be finite and >= 0, got ", o.learning_rate);
-    detail::require(o.beta1 >= 0 && o.beta1 < 1, "AdamW: beta1 must be in [0, 1), got ", o.beta1);
-    detail::require(o.beta2 >= 0 && o.beta2 < 1, "AdamW: beta2 must be in [0, 1), got ", o.beta2);
-    detail::require(std::isfinite(o.eps) && o.eps > 0, "AdamW: eps must be finite and > 0, got ",
-                    o.eps);
-    detail::require(std::isfinite(o.weight_decay) && o.weight_decay >= 0,
-                    "AdamW: weight decay must be finite and >= 0, got ", o.weight_decay);
+    detail::require(detail::non_negative_as_float(o.learning_rate),
+                    "AdamW: learning rate must be finite and >= 0 as a float, got ",
+                    o.learning_rate);
+    detail::require(o.beta1 >= 0 && o.beta1 < 1 && static_cast<float>(o.beta1) < 1.0f,
+                    "AdamW: beta1 must be in [0, 1) as a float, got ", o.beta1);
+    detail::require(o.beta2 >= 0 && o.beta2 < 1 && static_cast<float>(o.beta2) < 1.0f,
+                    "AdamW: beta2 must be in [0, 1) as a float, got ", o.beta2);
+    detail::require(detail::positive_as_float(o.eps),
+                    "AdamW: eps must be finite and > 0 as a float, got ", o.eps);
+    detail::require(detail::non_negative_as_float(o.weight_decay),
+                    "AdamW: weight decay must be finite and >= 0 as a float, got ", o.weight_decay);
   }
 
   AdamWOptions options_;

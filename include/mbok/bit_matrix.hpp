@@ -16,6 +16,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -24,9 +25,11 @@
 #include <type_traits>
 #include <utility>
 
+#include "config.hpp"
 #include "error.hpp"
 #define MBOK_INTERNAL_INCLUDE
 #include "detail/bits.hpp"
+#include "detail/checked.hpp"
 #undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
@@ -35,6 +38,8 @@ inline constexpr std::size_t kBitsPerWord = 64;
 inline constexpr std::size_t kRowAlignBits = 512;
 inline constexpr std::size_t kRowAlignWords = kRowAlignBits / kBitsPerWord;
 inline constexpr std::size_t kBufferAlignment = 64;  ///< bytes
+/// Largest number of bits (padded rows included) one `BitMatrix` holds: 2^46 (8 TiB).
+inline constexpr std::size_t kMaxBits = std::size_t{1} << 46;
 
 /// Words in one padded row of `cols` bits (a multiple of `kRowAlignWords`).
 inline constexpr std::size_t padded_row_words(std::size_t cols) noexcept {
@@ -65,7 +70,10 @@ class BasicBitMatrixView {
 
   /// Trusted construction (no checks) for memory known to meet the contract.
   static BasicBitMatrixView unchecked(Word* data, std::size_t rows, std::size_t cols,
-                                      std::size_t stride_words) noexcept {
+                                      std::size_t stride_words) MBOK_NOEXCEPT_UNLESS_ASSERTS {
+    MBOK_ASSERT(rows == 0 || cols == 0 ||
+                (data != nullptr && stride_words % kRowAlignWords == 0 &&
+                 stride_words >= padded_row_words(cols)));
     BasicBitMatrixView v;
     v.data_ = data;
     v.rows_ = rows;
@@ -93,7 +101,10 @@ class BasicBitMatrixView {
   std::size_t row_words() const noexcept { return padded_row_words(cols_); }
   bool empty() const noexcept { return rows_ == 0 || cols_ == 0; }
   Word* data() const noexcept { return data_; }
-  Word* row(std::size_t i) const noexcept { return data_ + i * stride_; }
+  Word* row(std::size_t i) const MBOK_NOEXCEPT_UNLESS_ASSERTS {
+    MBOK_ASSERT(i < rows_);
+    return data_ + i * stride_;
+  }
 
   /// Rows [first, first + count) as a view of the same memory.
   BasicBitMatrixView middle_rows(std::size_t first, std::size_t count) const {
@@ -266,6 +277,7 @@ class BitMatrix {
     out.data_ = const_cast<std::uint64_t*>(v.data());  // never written while borrowed
     out.borrowed_ = std::move(owner);
     out.is_borrowed_ = true;
+    out.version_ = next_version();
     return out;
   }
 
@@ -280,6 +292,7 @@ class BitMatrix {
       data_ = other.data_;
       borrowed_ = other.borrowed_;
       is_borrowed_ = true;
+      version_ = other.version_;  // the same bits
     } else {
       *this = copy_of(other.view());
     }
@@ -301,6 +314,7 @@ class BitMatrix {
     std::swap(rows_, o.rows_);
     std::swap(cols_, o.cols_);
     std::swap(stride_, o.stride_);
+    std::swap(version_, o.version_);
   }
 
   std::size_t rows() const noexcept { return rows_; }
@@ -319,9 +333,17 @@ class BitMatrix {
   }
   operator BitMatrixView() const noexcept { return view(); }  // NOLINT(google-explicit-constructor)
 
+  /// A stamp that changes whenever the bits may have changed: a new value (unique in the
+  /// process) on allocation, borrowing and every `mutable_view()` call (so on `set_bit`,
+  /// `flip` and every optimizer step), carried by moves and swaps. Caches derived from the bits
+  /// (`BooleanLinear`'s int8 weights) compare it; a write through a mutable view obtained
+  /// before the cache was built is not seen (take a fresh view for each batch of writes).
+  std::uint64_t version() const noexcept { return version_; }
+
   /// A writable view; a borrowed matrix is first copied into owned memory.
   MutableBitMatrixView mutable_view() {
     if (is_borrowed_) *this = copy_of(view());
+    version_ = next_version();
     return MutableBitMatrixView::unchecked(data_, rows_, cols_, stride_);
   }
 
@@ -341,18 +363,28 @@ class BitMatrix {
   void allocate(std::size_t rows, std::size_t cols) {
     detail::require(rows > 0 && cols > 0, "bit matrix shape must be positive, got ", rows, " x ",
                     cols);
-    constexpr std::size_t kMaxBits = std::size_t{1} << 46;  // 8 TiB: anything larger is a bug
-    detail::require(
-        rows < kMaxBits && cols < kMaxBits && rows * padded_row_words(cols) * 64 < kMaxBits,
-        "bit matrix shape ", rows, " x ", cols, " is too large");
+    // cols is bounded before padded_row_words (which would wrap near SIZE_MAX), and the
+    // storage products are checked: rows * words * 64 must not wrap to a small number.
+    detail::require(cols < kMaxBits, "bit matrix shape ", rows, " x ", cols, " is too large");
+    std::size_t words = 0, bits = 0;
+    detail::require(detail::checked_mul(rows, padded_row_words(cols), words) &&
+                        detail::checked_mul(words, kBitsPerWord, bits) && bits < kMaxBits,
+                    "bit matrix shape ", rows, " x ", cols, " is too large");
     rows_ = rows;
     cols_ = cols;
     stride_ = padded_row_words(cols);
-    const std::size_t bytes = rows * stride_ * sizeof(std::uint64_t);
+    const std::size_t bytes = words * sizeof(std::uint64_t);
     owned_.reset(
         static_cast<std::uint64_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
     data_ = owned_.get();
     std::memset(data_, 0, bytes);
+    version_ = next_version();
+  }
+
+  // Process-wide so that a matrix moved into another's place never repeats its stamp.
+  static std::uint64_t next_version() noexcept {
+    static std::atomic<std::uint64_t> counter{0};
+    return counter.fetch_add(1, std::memory_order_relaxed) + 1;
   }
 
   template <typename Get>
@@ -379,6 +411,7 @@ class BitMatrix {
   std::size_t rows_ = 0;
   std::size_t cols_ = 0;
   std::size_t stride_ = 0;
+  std::uint64_t version_ = 0;
 };
 
 template <bool Mutable>

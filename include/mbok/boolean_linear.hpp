@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <set>
@@ -32,6 +33,7 @@
 #include "bit_matrix.hpp"
 #include "error.hpp"
 #include "forward_float.hpp"
+#include "forward_int8.hpp"
 #include "isa.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
@@ -40,6 +42,45 @@
 #include "svid.hpp"
 
 namespace mbok {
+
+namespace detail {
+
+// The int8 inference state of a float `BooleanLinear`: the bits repacked for the table lookup
+// (with the kernel versions and storage they came from) and the layer's own workspace.
+struct Int8LayerState {
+  std::mutex mutex;
+  Int8PreparedWeights prepared;
+  std::vector<std::uint64_t> versions;
+  std::vector<const std::uint64_t*> data;
+  std::size_t preparations = 0;
+  Int8ForwardWorkspace workspace;
+};
+
+// Holds the state behind a pointer so the layer stays movable; a copied layer gets a fresh
+// state (it repacks on its first int8 forward) instead of sharing or copying a mutex.
+class Int8LayerCache {
+ public:
+  Int8LayerCache() : state_(std::make_unique<Int8LayerState>()) {}
+  Int8LayerCache(const Int8LayerCache&) : state_(std::make_unique<Int8LayerState>()) {}
+  Int8LayerCache& operator=(const Int8LayerCache& other) {
+    if (this != &other) state_ = std::make_unique<Int8LayerState>();
+    return *this;
+  }
+  Int8LayerCache(Int8LayerCache&&) noexcept = default;
+  Int8LayerCache& operator=(Int8LayerCache&&) noexcept = default;
+  ~Int8LayerCache() = default;
+
+  // A moved-from layer gets a new state here (moved-from objects are not shared by threads).
+  Int8LayerState& state() {
+    if (!state_) state_ = std::make_unique<Int8LayerState>();
+    return *state_;
+  }
+
+ private:
+  std::unique_ptr<Int8LayerState> state_;
+};
+
+}  // namespace detail
 
 /// Options of `BooleanLinear`.
 struct BooleanLinearOptions {
@@ -203,9 +244,27 @@ class BooleanLinear {
 
   // ---- forward, int8 activations (float layers) ------------------------------------------
 
-  /// Fast inference: for each kernel the scaled input X (.) s_in_k^T is quantized to int8 per
-  /// token (symmetric, scale = max |.| / 127, round to nearest), multiplied by B_k in int32,
-  /// and rescaled. Differs from `forward` by the quantization error only.
+  /// Fast inference: the fused multi-kernel int8 forward of forward_int8.hpp. For each kernel
+  /// the scaled input X (.) s_in_k^T is quantized to int8 per token (`quantize_activations`:
+  /// symmetric, scale = max |.| / 127, round to nearest, halves away from zero), multiplied by B_k in exact int32
+  /// (table lookup for few tokens, the masked product for many: `Int8Algorithm::automatic`),
+  /// rescaled and summed over kernels; then the bias is added. Without a bias the result equals
+  /// `multi_kernel_forward_int8(weights(), x, ...)` bit for bit; it differs from `forward` by
+  /// the quantization error only. X is t x in, the result t x out.
+  ///
+  /// The bits are repacked for the table lookup once (`prepare_int8`) and again only after a
+  /// kernel's bits change (detected by `BitMatrix::version()`, so optimizer steps, `flip`,
+  /// `set_bit` and `import_state` are seen); scales and bias are read on every call. The
+  /// quantized input lives in a workspace held by the layer: after the first call of a given
+  /// t, the raw form allocates nothing.
+  ///
+  /// Errors: `InvalidArgument` for a wrong width, short strides, null pointers, a non-finite
+  /// input, or in_features > kMaxInt8Features (exact int32 limit).
+  ///
+  /// Thread-safety: calls without a workspace argument share the layer's workspace and are
+  /// serialized on a mutex (safe, but they do not run concurrently); pass an
+  /// `Int8ForwardWorkspace` per thread to run concurrently. Writing the bits or scales while a
+  /// forward runs is a data race.
   RowMatrix forward_int8(const Eigen::Ref<const RowMatrix>& x) const {
     check_cols(x, in_features(), "forward_int8: input");
     RowMatrix y(x.rows(), static_cast<Eigen::Index>(out_features()));
@@ -213,45 +272,48 @@ class BooleanLinear {
                  static_cast<std::size_t>(x.rows()), y.data(), out_features());
     return y;
   }
-  /// Raw form of `forward_int8` (strides as in `forward`).
+  /// Raw form of `forward_int8`: x is t rows of in_features floats, `ldx` apart; y is t rows of
+  /// out_features floats, `ldy` apart (overwritten). Uses the layer's workspace.
   void forward_int8(const Scalar* x, std::size_t ldx, std::size_t t, Scalar* y,
                     std::size_t ldy) const {
     static_assert(std::is_same_v<Scalar, float>, "forward_int8 needs BooleanLinear<float>");
-    check_raw(x, ldx, in_features(), t, "forward_int8: input");
-    check_raw(y, ldy, out_features(), t, "forward_int8: output");
-    if (t == 0) return;
-    const ConstMap xm = cmap(x, t, in_features(), ldx);
-    detail::require(xm.allFinite(), "BooleanLinear forward_int8: input is not finite");
-    Map ym = map(y, t, out_features(), ldy);
-    set_bias_rows(ym);
-    const std::size_t n = in_features(), m = out_features();
-    const std::size_t ld8 = padded_row_words(n) * 64;
-    const std::size_t bytes = t * ld8;
-    std::unique_ptr<std::int8_t, AlignedDelete> q(
-        static_cast<std::int8_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
-    std::memset(q.get(), 0, bytes);
-    std::vector<std::int32_t> acc(t * m);
-    Eigen::VectorXf token_scale(static_cast<Eigen::Index>(t));
-    Eigen::VectorXf xs(static_cast<Eigen::Index>(n));
-    for (std::size_t k = 0; k < num_kernels(); ++k) {
-      for (std::size_t i = 0; i < t; ++i) {
-        xs = xm.row(static_cast<Eigen::Index>(i)).transpose().cwiseProduct(weights_.s_in(k));
-        const float amax = xs.cwiseAbs().maxCoeff();
-        const float scale = amax > 0 ? amax / 127.0f : 1.0f;
-        token_scale(static_cast<Eigen::Index>(i)) = amax > 0 ? scale : 0.0f;
-        std::int8_t* qi = q.get() + i * ld8;
-        for (std::size_t l = 0; l < n; ++l)
-          qi[l] = static_cast<std::int8_t>(
-              std::lround(std::clamp(xs(static_cast<Eigen::Index>(l)) / scale, -127.0f, 127.0f)));
-      }
-      kernels_.sign_gemm_i8(q.get(), ld8, t, weights_.kernel_view(k), acc.data(), m);
-      const Eigen::Map<
-          const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
-          accm(acc.data(), static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
-      ym.array() +=
-          (accm.template cast<float>().array().colwise() * token_scale.array()).rowwise() *
-          weights_.s_out(k).transpose().array();
+    if (!check_int8_call(x, ldx, t, y, ldy)) return;
+    detail::Int8LayerState& st = int8_.state();
+    const std::lock_guard<std::mutex> lock(st.mutex);
+    const Int8PreparedWeights& pw = prepared_int8_locked(st);
+    run_int8(pw, x, ldx, t, y, ldy, st.workspace);
+  }
+  /// Raw form with a caller's workspace (reused across calls, one per concurrent caller):
+  /// calls with distinct workspaces run concurrently.
+  void forward_int8(const Scalar* x, std::size_t ldx, std::size_t t, Scalar* y, std::size_t ldy,
+                    Int8ForwardWorkspace& workspace) const {
+    static_assert(std::is_same_v<Scalar, float>, "forward_int8 needs BooleanLinear<float>");
+    if (!check_int8_call(x, ldx, t, y, ldy)) return;
+    detail::Int8LayerState& st = int8_.state();
+    const Int8PreparedWeights* pw = nullptr;
+    {
+      // Only the check (and a repack after a change of the bits) is serialized; the prepared
+      // weights are read-only afterwards.
+      const std::lock_guard<std::mutex> lock(st.mutex);
+      pw = &prepared_int8_locked(st);
     }
+    run_int8(*pw, x, ldx, t, y, ldy, workspace);
+  }
+
+  /// Repacks the bits for `forward_int8` now if they changed since the last repack (the
+  /// forward does it on demand otherwise). Throws `InvalidArgument` for in_features >
+  /// kMaxInt8Features. Thread-safe.
+  void prepare_int8() const {
+    static_assert(std::is_same_v<Scalar, float>, "prepare_int8 needs BooleanLinear<float>");
+    detail::Int8LayerState& st = int8_.state();
+    const std::lock_guard<std::mutex> lock(st.mutex);
+    prepared_int8_locked(st);
+  }
+  /// How many times the bits were repacked for `forward_int8` (diagnostics and tests).
+  std::size_t int8_preparations() const {
+    detail::Int8LayerState& st = int8_.state();
+    const std::lock_guard<std::mutex> lock(st.mutex);
+    return st.preparations;
   }
 
   // ---- forward, Boolean activations (float layers) ----------------------------------------
@@ -493,12 +555,6 @@ class BooleanLinear {
   using Map = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
   using ConstMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
 
-  struct AlignedDelete {
-    void operator()(std::int8_t* p) const noexcept {
-      ::operator delete(p, std::align_val_t(kBufferAlignment));
-    }
-  };
-
   static Map map(Scalar* p, std::size_t rows, std::size_t cols, std::size_t ld) {
     return Map(p, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols),
                Eigen::OuterStride<>(static_cast<Eigen::Index>(ld)));
@@ -560,6 +616,50 @@ class BooleanLinear {
       y.rowwise() = bias_.transpose();
     else
       y.setZero();
+  }
+
+  // Shared checks of the int8 forward; false when there is nothing to compute (t = 0).
+  bool check_int8_call(const Scalar* x, std::size_t ldx, std::size_t t, const Scalar* y,
+                       std::size_t ldy) const {
+    check_raw(x, ldx, in_features(), t, "forward_int8: input");
+    check_raw(y, ldy, out_features(), t, "forward_int8: output");
+    detail::require(in_features() <= kMaxInt8Features, "BooleanLinear forward_int8: ",
+                    in_features(), " input features exceed the exact int32 limit of ",
+                    kMaxInt8Features);
+    return t > 0;
+  }
+
+  // The prepared weights, repacked when a kernel's bits changed; st.mutex is held.
+  const Int8PreparedWeights& prepared_int8_locked(detail::Int8LayerState& st) const {
+    const std::size_t k_count = num_kernels();
+    bool fresh = st.versions.size() == k_count;
+    for (std::size_t k = 0; fresh && k < k_count; ++k)
+      fresh = st.versions[k] == weights_.kernel(k).version() &&
+              st.data[k] == weights_.kernel(k).data();
+    if (!fresh) {
+      st.versions.clear();  // stays stale if the repack throws
+      st.prepared = Int8PreparedWeights(weights_, kernels_);
+      st.data.resize(k_count);
+      for (std::size_t k = 0; k < k_count; ++k) st.data[k] = weights_.kernel(k).data();
+      st.versions.resize(k_count);
+      for (std::size_t k = 0; k < k_count; ++k) st.versions[k] = weights_.kernel(k).version();
+      ++st.preparations;
+    }
+    return st.prepared;
+  }
+
+  void run_int8(const Int8PreparedWeights& pw, const Scalar* x, std::size_t ldx, std::size_t t,
+                Scalar* y, std::size_t ldy, Int8ForwardWorkspace& ws) const {
+    try {
+      // The quantizer checks every scaled input on its way (no separate pass over x).
+      prepare_int8_forward(weights_, pw, x, ldx, t, ws);
+    } catch (const InvalidArgument&) {
+      detail::require(cmap(x, t, in_features(), ldx).allFinite(),
+                      "BooleanLinear forward_int8: input is not finite");
+      throw;
+    }
+    multi_kernel_forward_int8(weights_, pw, ws, y, ldy);
+    if (has_bias_) map(y, t, out_features(), ldy).rowwise() += bias_.transpose();
   }
 
   // p (t x m) = xs (t x n) B_k^T.
@@ -635,6 +735,7 @@ class BooleanLinear {
   std::vector<Vector> grad_s_in_;
   Vector grad_bias_;
   std::vector<RowMatrix> signals_;
+  mutable detail::Int8LayerCache int8_;
 };
 
 }  // namespace mbok

@@ -50,6 +50,7 @@
 #include "parameter.hpp"
 #include "state_dict.hpp"
 #define MBOK_INTERNAL_INCLUDE
+#include "detail/checked.hpp"
 #include "detail/float16.hpp"
 #undef MBOK_INTERNAL_INCLUDE
 
@@ -75,9 +76,11 @@ inline constexpr std::size_t accumulator_size(AccumulatorType t) noexcept {
 
 /// Options of `BooleanOptimizer`.
 struct BooleanOptimizerOptions {
-  /// eta, the Boolean learning rate (finite, > 0). The scale of q decides it.
+  /// eta, the Boolean learning rate (finite and > 0 as a float: used as one). The scale of q
+  /// decides it.
   double learning_rate = 1.0;
-  /// Flip when |m| >= threshold (finite, > 0; 1 in BOLD).
+  /// Flip when |m| >= threshold (finite and > 0 as a float; 1 in BOLD; for i8 accumulators
+  /// threshold / 64 and 64 / threshold must be floats too).
   double threshold = 1.0;
   /// A fixed beta in [0, 1]; unset means adaptive (1 - last step's flip fraction).
   std::optional<double> beta;
@@ -257,8 +260,11 @@ class BooleanOptimizer final : public Optimizer {
                            accumulator_name(options_.accumulator), ")");
     std::vector<double> betas, scales;
     for (const auto& s : slots_) {
-      expect_tensor(dict, prefix + s.param.name + ".accumulator", acc_dtype(),
-                    {static_cast<std::int64_t>(s.rows), static_cast<std::int64_t>(s.cols)});
+      const std::string acc_name = prefix + s.param.name + ".accumulator";
+      const Tensor& acc =
+          expect_tensor(dict, acc_name, acc_dtype(),
+                        {static_cast<std::int64_t>(s.rows), static_cast<std::int64_t>(s.cols)});
+      check_accumulator(acc, acc_name);
       const auto b = read_scalar<double>(dict, prefix + s.param.name + ".beta");
       const auto sc = read_scalar<double>(dict, prefix + s.param.name + ".scale");
       detail::require_format(b >= 0 && b <= 1, "state: '", prefix, s.param.name,
@@ -428,12 +434,64 @@ class BooleanOptimizer final : public Optimizer {
     return total.load();
   }
 
+  // A NaN accumulator never compares >= threshold (its weight would never flip again) and an
+  // infinite one flips at once: imported accumulators must be finite, and i8 codes in the
+  // range the optimizer writes, [-127, 127].
+  void check_accumulator(const Tensor& t, const std::string& name) const {
+    const std::size_t count = t.bytes.size() / accumulator_size(options_.accumulator);
+    for (std::size_t e = 0; e < count; ++e) {
+      const std::uint8_t* p = t.bytes.data() + e * accumulator_size(options_.accumulator);
+      bool ok = true;
+      double value = 0;
+      switch (options_.accumulator) {
+        case AccumulatorType::f32: {
+          float v;
+          std::memcpy(&v, p, sizeof v);
+          ok = std::isfinite(v);
+          value = static_cast<double>(v);
+          break;
+        }
+        case AccumulatorType::f16: {
+          std::uint16_t h;
+          std::memcpy(&h, p, sizeof h);
+          ok = (h & 0x7c00u) != 0x7c00u;  // exponent all ones: infinity or NaN
+          value = static_cast<double>(detail::half_to_float(h));
+          break;
+        }
+        case AccumulatorType::i8: {
+          const auto code = static_cast<std::int8_t>(*p);
+          ok = code >= -127;
+          value = code;
+          break;
+        }
+      }
+      if (!ok) {
+        const auto cols = static_cast<std::size_t>(t.shape.at(1));
+        throw FormatError(detail::concat("mbok: state: tensor '", name, "' element (", e / cols,
+                                         ", ", e % cols, ") is ", value,
+                                         options_.accumulator == AccumulatorType::i8
+                                             ? " (i8 accumulator codes must be in [-127, 127])"
+                                             : " (accumulators must be finite)"));
+      }
+    }
+  }
+
   static void check_options(const BooleanOptimizerOptions& o) {
-    detail::require(std::isfinite(o.learning_rate) && o.learning_rate > 0,
-                    "BooleanOptimizer: learning rate (eta) must be finite and > 0, got ",
+    // eta and the threshold are used as floats: checked as floats, so a rate beyond FLT_MAX
+    // cannot become inf and a threshold below the smallest float cannot become 0 (which
+    // would flip every +1 weight with a zero signal at every step).
+    detail::require(detail::positive_as_float(o.learning_rate),
+                    "BooleanOptimizer: learning rate (eta) must be finite and > 0 as a float, got ",
                     o.learning_rate);
-    detail::require(std::isfinite(o.threshold) && o.threshold > 0,
-                    "BooleanOptimizer: threshold must be finite and > 0, got ", o.threshold);
+    detail::require(detail::positive_as_float(o.threshold),
+                    "BooleanOptimizer: threshold must be finite and > 0 as a float, got ",
+                    o.threshold);
+    // i8 keeps m = code * threshold / 64 and divides by that step, both in float.
+    detail::require(
+        o.accumulator != AccumulatorType::i8 || (detail::positive_as_float(o.threshold / 64.0) &&
+                                                 detail::positive_as_float(64.0 / o.threshold)),
+        "BooleanOptimizer: threshold ", o.threshold,
+        " is too small for i8 accumulators (threshold / 64 and its inverse must be floats)");
     detail::require(o.accumulator != AccumulatorType::f16 || o.threshold <= 65504.0,
                     "BooleanOptimizer: threshold ", o.threshold,
                     " is beyond the largest f16 accumulator (65504)");

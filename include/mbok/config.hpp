@@ -3,7 +3,10 @@
 /// Compile-time knobs and platform detection.
 ///
 /// - `MBOK_ENABLE_ASSERTS`: define to 1 to check hot-path preconditions (`MBOK_ASSERT`) in
-///   release builds too; by default they are checked only when `NDEBUG` is not defined.
+///   release builds too; by default they are checked only when `NDEBUG` is not defined. The
+///   value must be the same in every translation unit of a program (the checked functions
+///   are inline). Checked today: row indices of bit-matrix views and int8 activations, the
+///   stride of trusted bit-matrix views, and tensor sizes when state is copied out.
 /// - `MBOK_DISABLE_SIMD`: define to compile only the scalar kernels.
 
 #include <stdexcept>
@@ -60,3 +63,7 @@ class AssertionError : public std::logic_error {
 #else
 #define MBOK_ASSERT(cond) ((void)0)
 #endif
+
+/// `noexcept` on functions that check an `MBOK_ASSERT`, only when asserts are off (a failed
+/// assert throws `AssertionError`; it must not turn into std::terminate).
+#define MBOK_NOEXCEPT_UNLESS_ASSERTS noexcept(!MBOK_ENABLE_ASSERTS)

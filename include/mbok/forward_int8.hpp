@@ -9,6 +9,13 @@
 /// result is scaled by the token's quantization scale and s_out_k and summed over kernels
 /// while the int32 block is still in cache. t = 1 is the decode GEMV, t > 1 the prefill GEMM.
 ///
+/// Two algorithms compute the same exact int32 products (kernels.hpp): the masked product
+/// (`KernelSet::sign_gemm_i8`, no preparation) and the table-lookup product (weights repacked
+/// once into an `Int8PreparedWeights`, per-token tables built by `prepare_int8_forward`). The
+/// overloads taking `Int8PreparedWeights` pick per ISA and token count (`Int8Algorithm`:
+/// automatic = LUT for t <= KernelSet::lut_max_tokens(), the masked product above), or run the
+/// one asked for; the overloads without it run the masked product.
+///
 /// Two ways to call it:
 /// - `multi_kernel_forward_int8(w, x, ldx, t, y, ldy)`: quantizes and runs on the default
 ///   `parallel_for`;
@@ -35,6 +42,48 @@
 
 namespace mbok {
 
+static_assert(kMaxInt8Features == kMaxInt8ProductCols, "one exact-int32 limit for int8 products");
+
+/// Which int8 product the fused forward runs.
+enum class Int8Algorithm {
+  automatic,  ///< the faster one for this ISA and token count
+  masked,     ///< KernelSet::sign_gemm_i8
+  lut,        ///< KernelSet::sign_gemm_i8_lut (table lookup)
+};
+
+/// The K kernels of a `MultiKernelWeights` repacked for the table-lookup product of one
+/// `KernelSet` (its ISA's layout), built once per weight matrix (about the size of the bits).
+/// Pass it with the same weights to the forward overloads below; the scales stay in the
+/// weights. Move-only.
+class Int8PreparedWeights {
+ public:
+  Int8PreparedWeights() = default;
+  /// Repacks every kernel of `w` for `kernels`. Throws `InvalidArgument` for n >
+  /// kMaxInt8Features.
+  explicit Int8PreparedWeights(const MultiKernelWeights<float>& w,
+                               const KernelSet& kernels = KernelSet())
+      : kernels_(kernels), rows_(w.out_features()), cols_(w.in_features()) {
+    lut_.reserve(w.num_kernels());
+    for (std::size_t k = 0; k < w.num_kernels(); ++k)
+      lut_.push_back(kernels.prepare_lut(w.kernel_view(k)));
+  }
+  /// The kernels it was packed for; the forward runs on these.
+  const KernelSet& kernels() const noexcept { return kernels_; }
+  std::size_t num_kernels() const noexcept { return lut_.size(); }
+  std::size_t out_features() const noexcept { return rows_; }
+  std::size_t in_features() const noexcept { return cols_; }
+  /// Kernel k's repacked bits.
+  const Int8LutWeights& kernel(std::size_t k) const {
+    detail::require(k < lut_.size(), "Int8PreparedWeights: kernel ", k, " of ", lut_.size());
+    return lut_[k];
+  }
+
+ private:
+  KernelSet kernels_;
+  std::vector<Int8LutWeights> lut_;
+  std::size_t rows_ = 0, cols_ = 0;
+};
+
 /// The quantized inputs of one forward call: one `QuantizedActivations` per kernel. Reuse
 /// one workspace across calls to avoid reallocating.
 class Int8ForwardWorkspace {
@@ -43,17 +92,30 @@ class Int8ForwardWorkspace {
   std::size_t tokens() const noexcept { return tokens_; }
   /// Number of kernels prepared.
   std::size_t num_kernels() const noexcept { return kernels_; }
+  /// The algorithm prepared: `lut` when the tables were built, else `masked`.
+  Int8Algorithm algorithm() const noexcept {
+    return lut_ ? Int8Algorithm::lut : Int8Algorithm::masked;
+  }
   /// Kernel k's quantized input x (.) s_in_k.
   const QuantizedActivations& input(std::size_t k) const {
-    detail::require(k < kernels_, "Int8ForwardWorkspace: kernel ", k, " not prepared (K = ",
-                    kernels_, ")");
+    detail::require(k < kernels_, "Int8ForwardWorkspace: kernel ", k,
+                    " not prepared (K = ", kernels_, ")");
     return inputs_[k];
   }
 
  private:
   friend void prepare_int8_forward(const MultiKernelWeights<float>&, const float*, std::size_t,
                                    std::size_t, Int8ForwardWorkspace&);
+  friend void prepare_int8_forward(const MultiKernelWeights<float>&, const Int8PreparedWeights&,
+                                   const float*, std::size_t, std::size_t, Int8ForwardWorkspace&,
+                                   Int8Algorithm);
+  friend void multi_kernel_forward_int8_range(const MultiKernelWeights<float>&,
+                                              const Int8PreparedWeights&,
+                                              const Int8ForwardWorkspace&, float*, std::size_t,
+                                              std::size_t, std::size_t);
   std::vector<QuantizedActivations> inputs_;
+  std::vector<Int8LutTables> tables_;
+  bool lut_ = false;
   std::size_t tokens_ = 0;
   std::size_t kernels_ = 0;
 };
@@ -75,7 +137,60 @@ inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const float
     quantize_activations(x, ldx, t, n, ws.inputs_[k], w.s_in(k).data());
   ws.tokens_ = t;
   ws.kernels_ = k_count;
+  ws.lut_ = false;
 }
+
+/// Quantizes x like the overload above and, when the table-lookup product is chosen
+/// (`algorithm`; automatic: t <= pw.kernels().lut_max_tokens()), builds each kernel's tables
+/// (8 bytes per feature, token and kernel, kept in `ws`). Throws `InvalidArgument` as the
+/// overload above, and when `pw` was not prepared from weights of this shape and K.
+inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8PreparedWeights& pw,
+                                 const float* x, std::size_t ldx, std::size_t t,
+                                 Int8ForwardWorkspace& ws,
+                                 Int8Algorithm algorithm = Int8Algorithm::automatic) {
+  detail::require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
+                      pw.in_features() == w.in_features(),
+                  "multi_kernel_forward_int8: prepared weights (", pw.num_kernels(), " kernels, ",
+                  pw.out_features(), " x ", pw.in_features(), ") do not match the weights (",
+                  w.num_kernels(), " kernels, ", w.out_features(), " x ", w.in_features(), ")");
+  prepare_int8_forward(w, x, ldx, t, ws);
+  const bool lut = algorithm == Int8Algorithm::lut ||
+                   (algorithm == Int8Algorithm::automatic && t <= pw.kernels().lut_max_tokens());
+  if (!lut) return;
+  if (ws.tables_.size() < ws.kernels_) ws.tables_.resize(ws.kernels_);
+  for (std::size_t k = 0; k < ws.kernels_; ++k) {
+    const QuantizedActivations& q = ws.inputs_[k];
+    pw.kernels().build_lut_tables(q.data(), q.ld(), t, w.in_features(), ws.tables_[k]);
+  }
+  ws.lut_ = true;
+}
+
+namespace detail {
+
+// Output rows per block of the fused forward, and a stack buffer for the int32 block (t x
+// rows) so that the per-call path allocates nothing for t <= 256: the block stays in L1/L2
+// between the product that writes it and the scaling that reads it.
+inline constexpr std::size_t kInt8BlockInts = 4096;
+inline std::size_t int8_block_rows(std::size_t t) noexcept {
+  return std::clamp<std::size_t>((kInt8BlockInts / std::max<std::size_t>(t, 1)) / 16 * 16, 16, 256);
+}
+
+// y(i, jb + j) (+)= block(i, j) * scale(i) * s_out(jb + j) for j < nr.
+inline void int8_scale_block(const std::int32_t* block, std::size_t t, std::size_t nr,
+                             const QuantizedActivations& q, const float* so, float* y,
+                             std::size_t ldy, bool first) noexcept {
+  for (std::size_t i = 0; i < t; ++i) {
+    const float a = q.scale(i);
+    const std::int32_t* bi = block + i * nr;
+    float* yi = y + i * ldy;
+    if (first)
+      for (std::size_t j = 0; j < nr; ++j) yi[j] = static_cast<float>(bi[j]) * a * so[j];
+    else
+      for (std::size_t j = 0; j < nr; ++j) yi[j] += static_cast<float>(bi[j]) * a * so[j];
+  }
+}
+
+}  // namespace detail
 
 /// Output features [j0, j1) of every token: y(i, j) for i < ws.tokens(), row stride `ldy`
 /// floats; the other columns of y are not touched. Runs on the calling thread.
@@ -99,26 +214,22 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
                   ") out of [0, ", m, ")");
   detail::require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
   if (t == 0 || j0 == j1) return;
-  // Output features per block: the int32 block (t x rows) stays in L1/L2 between the kernel
-  // that writes it and the scaling that reads it.
-  const std::size_t rows = std::clamp<std::size_t>((16384 / t) / 16 * 16, 16, 256);
-  std::vector<std::int32_t> block(t * rows);
+  const std::size_t rows = detail::int8_block_rows(t);
+  std::int32_t stack[detail::kInt8BlockInts];
+  std::vector<std::int32_t> heap;
+  std::int32_t* block = stack;
+  if (t * rows > detail::kInt8BlockInts) {
+    heap.resize(t * rows);
+    block = heap.data();
+  }
   for (std::size_t jb = j0; jb < j1; jb += rows) {
     const std::size_t nr = std::min(rows, j1 - jb);
     for (std::size_t k = 0; k < k_count; ++k) {
       const QuantizedActivations& q = ws.input(k);
       const BitMatrixView bk = w.kernel_view(k).middle_rows(jb, nr);
-      kernels.sign_gemm_i8_range(q.data(), q.ld(), t, bk, block.data(), nr, 0, nr);
-      const float* so = w.s_out(k).data() + jb;
-      for (std::size_t i = 0; i < t; ++i) {
-        const float a = q.scale(i);
-        const std::int32_t* bi = block.data() + i * nr;
-        float* yi = y + i * ldy + jb;
-        if (k == 0)
-          for (std::size_t j = 0; j < nr; ++j) yi[j] = static_cast<float>(bi[j]) * a * so[j];
-        else
-          for (std::size_t j = 0; j < nr; ++j) yi[j] += static_cast<float>(bi[j]) * a * so[j];
-      }
+      // The quantizer meets the product's input contract: no per-block checks.
+      kernels.table().sign_gemm_i8(q.data(), q.ld(), t, bk, block, nr, 0, nr);
+      detail::int8_scale_block(block, t, nr, q, w.s_out(k).data() + jb, y + jb, ldy, k == 0);
     }
   }
 }
@@ -150,6 +261,87 @@ inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w, const 
   Int8ForwardWorkspace ws;
   prepare_int8_forward(w, x, ldx, t, ws);
   multi_kernel_forward_int8(w, ws, y, ldy, kernels);
+}
+
+/// Output features [j0, j1) with the algorithm `ws` was prepared for, on pw.kernels(), on the
+/// calling thread (`ws` and `pw` are read-only here). The LUT product works on tiles of 16
+/// rows: a range boundary inside a tile computes that whole tile (only [j0, j1) is written),
+/// so host thread pools should split on multiples of 16. Throws `InvalidArgument` as the
+/// overload without `pw`, and when `pw` does not match `w`.
+inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
+                                            const Int8PreparedWeights& pw,
+                                            const Int8ForwardWorkspace& ws, float* y,
+                                            std::size_t ldy, std::size_t j0, std::size_t j1) {
+  detail::require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
+                      pw.in_features() == w.in_features(),
+                  "multi_kernel_forward_int8: prepared weights do not match the weights");
+  if (!ws.lut_) {
+    multi_kernel_forward_int8_range(w, ws, y, ldy, j0, j1, pw.kernels());
+    return;
+  }
+  const std::size_t m = w.out_features();
+  const std::size_t t = ws.tokens();
+  const std::size_t k_count = w.num_kernels();
+  detail::require(ws.num_kernels() == k_count && k_count > 0,
+                  "multi_kernel_forward_int8: workspace prepared for ", ws.num_kernels(),
+                  " kernels, weights have ", k_count);
+  detail::require(t == 0 || ws.tables_[0].cols() == w.in_features(),
+                  "multi_kernel_forward_int8: workspace prepared for ", ws.tables_[0].cols(),
+                  " input features, weights have ", w.in_features());
+  detail::require(ldy >= m, "multi_kernel_forward_int8: ldy ", ldy, " < output features ", m);
+  detail::require(j0 <= j1 && j1 <= m, "multi_kernel_forward_int8: range [", j0, ", ", j1,
+                  ") out of [0, ", m, ")");
+  detail::require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
+  if (t == 0 || j0 == j1) return;
+  const detail::KernelTable& table = pw.kernels().table();
+  const std::size_t rows = detail::int8_block_rows(t);
+  std::int32_t stack[detail::kInt8BlockInts];
+  std::vector<std::int32_t> heap;
+  std::int32_t* block = stack;
+  if (t * rows > detail::kInt8BlockInts) {
+    heap.resize(t * rows);
+    block = heap.data();
+  }
+  // Blocks start on tile boundaries (after the first), so only the range's ends split tiles.
+  for (std::size_t jb = j0; jb < j1;) {
+    const std::size_t je = std::min(j1, (jb / rows + 1) * rows);
+    const std::size_t nr = je - jb;
+    for (std::size_t k = 0; k < k_count; ++k) {
+      // Rows [jb, je) land at block[i * nr + j - jb].
+      table.sign_gemm_i8_lut(ws.tables_[k].view(), pw.kernel(k).view(), block, nr, jb, je);
+      detail::int8_scale_block(block, t, nr, ws.inputs_[k], w.s_out(k).data() + jb, y + jb, ldy,
+                               k == 0);
+    }
+    jb = je;
+  }
+}
+
+/// All output features, with the algorithm `ws` was prepared for, on the default
+/// `parallel_for` (rows split on multiples of 16).
+inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
+                                      const Int8PreparedWeights& pw, const Int8ForwardWorkspace& ws,
+                                      float* y, std::size_t ldy) {
+  const std::size_t m = w.out_features();
+  const std::size_t words = padded_row_words(w.in_features());
+  const std::size_t per_row = std::max<std::size_t>(1, ws.tokens() * words * w.num_kernels());
+  const std::size_t grain = std::max<std::size_t>(64, (std::size_t{1} << 16) / per_row);
+  parallel_for(
+      0, m, grain,
+      [&](std::size_t j0, std::size_t j1) {
+        multi_kernel_forward_int8_range(w, pw, ws, y, ldy, j0, j1);
+      },
+      16);
+}
+
+/// y = the fused int8 forward of t tokens of x with the prepared weights: quantizes (and
+/// builds tables) into a temporary workspace, then runs on the default `parallel_for`.
+inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
+                                      const Int8PreparedWeights& pw, const float* x,
+                                      std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
+                                      Int8Algorithm algorithm = Int8Algorithm::automatic) {
+  Int8ForwardWorkspace ws;
+  prepare_int8_forward(w, pw, x, ldx, t, ws, algorithm);
+  multi_kernel_forward_int8(w, pw, ws, y, ldy);
 }
 
 }  // namespace mbok

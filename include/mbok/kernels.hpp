@@ -6,9 +6,20 @@
 /// holding one token per row (t x n). Every product has a whole-matrix form that runs on the
 /// default `parallel_for`, and a `_range` form over output columns [j0, j1) that a host engine
 /// calls from its own threads. Shapes are checked (`InvalidArgument` naming the operand).
+///
+/// Boolean weights x int8 activations come in two algorithms with the same exact int32
+/// results: `sign_gemm_i8` (masked byte moves into multiply-adds, no preparation) and the
+/// table-lookup product `sign_gemm_i8_lut` (weights repacked once by `prepare_lut`, per-token
+/// tables of partial sums built by `build_lut_tables`; fastest for few tokens, see
+/// `KernelSet::lut_max_tokens`).
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <memory>
+#include <new>
+#include <vector>
 
 #include "bit_matrix.hpp"
 #include "error.hpp"
@@ -19,6 +30,69 @@
 #undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
+
+/// Longest row of the int8 products: |sum_l x_l w_l| <= 128 n must fit in int32
+/// (equal to activations.hpp's kMaxInt8Features).
+inline constexpr std::size_t kMaxInt8ProductCols = (std::size_t{1} << 24) - 1;
+/// Longest row of `xnor_gemm`: |n - 2 popcount| <= n must fit in int32.
+inline constexpr std::size_t kMaxXnorCols = static_cast<std::size_t>(INT32_MAX);
+
+/// Boolean weights (m x n) repacked for the table-lookup int8 product of one `KernelSet`
+/// (`KernelSet::prepare_lut`): rows in tiles of 16, two 4-bit column patterns per byte, in the
+/// layout of that set's ISA (detail/kernels/lut_format.hpp), 2 * ceil(n / 32) * 32 bytes per
+/// 16 rows (the size of the bits, rounded up). Build once per weight matrix (at load time);
+/// move-only.
+class Int8LutWeights {
+ public:
+  Int8LutWeights() = default;
+  /// Output features m.
+  std::size_t rows() const noexcept { return view_.rows; }
+  /// Input features n.
+  std::size_t cols() const noexcept { return view_.cols; }
+  /// The ISA whose kernels it was packed for.
+  Isa isa() const noexcept { return isa_; }
+  /// Bytes held.
+  std::size_t bytes() const noexcept { return detail::lut_tiles(view_.rows) * view_.tile_bytes(); }
+  /// The packed data (internal layout).
+  const detail::LutWeightsView& view() const noexcept { return view_; }
+
+ private:
+  friend class KernelSet;
+  std::unique_ptr<std::uint8_t, detail::AlignedDelete> data_;
+  detail::LutWeightsView view_;
+  Isa isa_ = Isa::scalar;
+};
+
+/// Per-token tables of int8 activations for `sign_gemm_i8_lut` (`KernelSet::build_lut_tables`):
+/// 8 bytes per input feature (rounded up to 32 features) and token. Storage is reused by later
+/// builds that fit (no allocation then).
+class Int8LutTables {
+ public:
+  /// Tokens held.
+  std::size_t tokens() const noexcept { return view_.tokens; }
+  /// Input features n.
+  std::size_t cols() const noexcept { return view_.cols; }
+  /// The tables (internal format).
+  const detail::LutTablesView& view() const noexcept { return view_; }
+
+ private:
+  friend class KernelSet;
+  void reserve(std::size_t t, std::size_t n) {
+    const std::size_t ld = detail::lut_table_bytes(n);
+    const std::size_t need = std::max<std::size_t>(t * ld, 64);
+    if (need > capacity_) {
+      data_.reset(
+          static_cast<std::uint8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
+      capacity_ = need;
+    }
+    if (base_.size() < t) base_.resize(t);
+    view_ = {data_.get(), base_.data(), t, n, ld};
+  }
+  std::unique_ptr<std::uint8_t, detail::AlignedDelete> data_;
+  std::size_t capacity_ = 0;
+  std::vector<std::int32_t> base_;
+  detail::LutTablesView view_;
+};
 
 /// The kernels of one ISA. A layer builds one when it is made and keeps it.
 class KernelSet {
@@ -87,7 +161,9 @@ class KernelSet {
   }
 
   /// Boolean weights x int8 activations, int32 results: Y (t x m) = X W^T. Rows of X are
-  /// `ldx` bytes apart, start 64-byte aligned, and hold w.row_words() * 64 values, zero past n.
+  /// `ldx` bytes apart, start 64-byte aligned, and hold w.row_words() * 64 values, zero past n
+  /// (verified: a nonzero value there throws `InvalidArgument`, as does n >
+  /// kMaxInt8ProductCols, where int32 could not hold the result).
   void sign_gemm_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                     std::int32_t* y, std::size_t ldy) const {
     check_i8(x, ldx, t, w, y, ldy);
@@ -103,6 +179,59 @@ class KernelSet {
     table_->sign_gemm_i8(x, ldx, t, w, y, ldy, j0, j1);
   }
 
+  /// Repacks w (m x n, n <= kMaxInt8ProductCols) for `sign_gemm_i8_lut` on this ISA.
+  Int8LutWeights prepare_lut(BitMatrixView w) const {
+    detail::require(w.cols() <= kMaxInt8ProductCols, "prepare_lut: ", w.cols(),
+                    " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
+    Int8LutWeights out;
+    out.isa_ = isa();
+    const detail::LutLayout layout = table_->lut_layout();
+    const std::size_t bytes =
+        std::max<std::size_t>(detail::lut_tiles(w.rows()) * 2 * detail::lut_cols32(w.cols()), 64);
+    out.data_.reset(
+        static_cast<std::uint8_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
+    detail::lut_pack(w, layout, out.data_.get());
+    out.view_ = {out.data_.get(), layout, w.rows(), w.cols()};
+    return out;
+  }
+  /// Tables of t tokens of int8 activations with n features (rows `ldx` bytes apart, the
+  /// input contract of `sign_gemm_i8` for n columns, verified) into `out`.
+  void build_lut_tables(const std::int8_t* x, std::size_t ldx, std::size_t t, std::size_t n,
+                        Int8LutTables& out) const {
+    detail::require(n <= kMaxInt8ProductCols, "build_lut_tables: ", n,
+                    " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
+    check_i8_input(x, ldx, t, n, "build_lut_tables");
+    out.reserve(t, n);
+    if (t > 0) table_->lut_tables_i8(x, ldx, t, n, out.data_.get(), out.view_.ld, out.base_.data());
+  }
+  /// Y (x.tokens() x m, stride ldy) = X W^T in exact int32, by table lookup: the same results
+  /// as `sign_gemm_i8`. `w` must come from `prepare_lut` of a KernelSet with this layout (this
+  /// ISA on this CPU); x.cols() == w.cols().
+  void sign_gemm_i8_lut(const Int8LutTables& x, const Int8LutWeights& w, std::int32_t* y,
+                        std::size_t ldy) const {
+    check_lut(x, w, y, ldy);
+    parallel_for(
+        0, w.rows(), std::max<std::size_t>(64, grain_rows(x.tokens(), w.cols() / 64 + 1)),
+        [&](std::size_t j0, std::size_t j1) {
+          table_->sign_gemm_i8_lut(x.view(), w.view(), y + j0, ldy, j0, j1);
+        },
+        detail::kLutTileRows);
+  }
+  /// `sign_gemm_i8_lut` for output columns [j0, j1) only. Work is done in tiles of 16 rows:
+  /// ranges that start or end inside a tile compute the whole tile (only [j0, j1) is written),
+  /// so ranges on multiples of 16 waste nothing.
+  void sign_gemm_i8_lut_range(const Int8LutTables& x, const Int8LutWeights& w, std::int32_t* y,
+                              std::size_t ldy, std::size_t j0, std::size_t j1) const {
+    check_lut(x, w, y, ldy);
+    check_range(j0, j1, w.rows(), "sign_gemm_i8_lut");
+    table_->sign_gemm_i8_lut(x.view(), w.view(), y + j0, ldy, j0, j1);
+  }
+  /// Largest token count for which the fused int8 forward picks the LUT product by default.
+  std::size_t lut_max_tokens() const noexcept { return table_->lut_max_tokens; }
+
+  /// The bound table of products, unchecked (for mbok's fused forwards, which check once).
+  const detail::KernelTable& table() const noexcept { return *table_; }
+
  private:
   // Enough rows per chunk that a thread does at least ~64 Ki word operations.
   static std::size_t grain_rows(std::size_t t, std::size_t words) noexcept {
@@ -115,6 +244,8 @@ class KernelSet {
   static void check_xnor(BitMatrixView a, BitMatrixView b, const std::int32_t* c, std::size_t ldc) {
     detail::require(a.cols() == b.cols(), "xnor_gemm: activations have ", a.cols(),
                     " columns, weights ", b.cols());
+    detail::require(a.cols() <= kMaxXnorCols, "xnor_gemm: ", a.cols(),
+                    " columns exceed the int32 result limit of ", kMaxXnorCols);
     detail::require(ldc >= b.rows(), "xnor_gemm: ldc ", ldc, " < output columns ", b.rows());
     detail::require(c != nullptr || a.empty() || b.empty(), "xnor_gemm: null output");
   }
@@ -135,14 +266,48 @@ class KernelSet {
   }
   static void check_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                        const std::int32_t* y, std::size_t ldy) {
-    detail::require(ldx >= w.row_words() * 64, "sign_gemm_i8: ldx ", ldx,
-                    " < padded input row of ", w.row_words() * 64, " bytes");
+    detail::require(w.cols() <= kMaxInt8ProductCols, "sign_gemm_i8: ", w.cols(),
+                    " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
     detail::require(ldy >= w.rows(), "sign_gemm_i8: ldy ", ldy, " < output features ", w.rows());
-    detail::require(t == 0 || (x != nullptr && y != nullptr), "sign_gemm_i8: null input or output");
-    detail::require(t == 0 || reinterpret_cast<std::uintptr_t>(x) % kBufferAlignment == 0,
-                    "sign_gemm_i8: activations must be 64-byte aligned");
-    detail::require(ldx % kBufferAlignment == 0, "sign_gemm_i8: ldx ", ldx,
+    detail::require(t == 0 || y != nullptr, "sign_gemm_i8: null output");
+    check_i8_input(x, ldx, t, w.cols(), "sign_gemm_i8");
+  }
+  // The int8 input contract: aligned rows of the padded length, zero past n. The zero check
+  // reads at most 511 bytes per token (the kernels sum whole padded rows, so a stray value
+  // there would silently change every result).
+  static void check_i8_input(const std::int8_t* x, std::size_t ldx, std::size_t t, std::size_t n,
+                             const char* what) {
+    const std::size_t padded = padded_row_words(n) * 64;
+    detail::require(ldx >= padded, what, ": ldx ", ldx, " < padded input row of ", padded,
+                    " bytes");
+    detail::require(t == 0 || x != nullptr, what, ": null input");
+    detail::require(t == 0 || reinterpret_cast<std::uintptr_t>(x) % kBufferAlignment == 0, what,
+                    ": activations must be 64-byte aligned");
+    detail::require(ldx % kBufferAlignment == 0, what, ": ldx ", ldx,
                     " is not a multiple of 64 bytes");
+    for (std::size_t i = 0; i < t; ++i) {
+      const std::int8_t* row = x + i * ldx;
+      int any = 0;
+      for (std::size_t l = n; l < padded; ++l) any |= row[l];
+      if (any != 0)
+        for (std::size_t l = n; l < padded; ++l)
+          detail::require(row[l] == 0, what, ": token ", i, " has the nonzero value ",
+                          static_cast<int>(row[l]), " at column ", l, ", past its ", n,
+                          " features (the padded row must be zero)");
+    }
+  }
+  void check_lut(const Int8LutTables& x, const Int8LutWeights& w, const std::int32_t* y,
+                 std::size_t ldy) const {
+    detail::require(w.view().data != nullptr || w.rows() == 0,
+                    "sign_gemm_i8_lut: weights not prepared");
+    detail::require(w.view().layout == table_->lut_layout(),
+                    "sign_gemm_i8_lut: weights packed for ", isa_name(w.isa()),
+                    ", whose layout the ", isa_name(isa()), " kernels here do not read");
+    detail::require(x.tokens() == 0 || x.cols() == w.cols(), "sign_gemm_i8_lut: tables have ",
+                    x.cols(), " features, weights ", w.cols());
+    detail::require(ldy >= w.rows(), "sign_gemm_i8_lut: ldy ", ldy, " < output features ",
+                    w.rows());
+    detail::require(x.tokens() == 0 || y != nullptr, "sign_gemm_i8_lut: null output");
   }
 
   const detail::KernelTable* table_;

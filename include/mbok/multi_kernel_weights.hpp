@@ -7,11 +7,15 @@
 
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <utility>
 #include <vector>
 
 #include "bit_matrix.hpp"
 #include "error.hpp"
+#define MBOK_INTERNAL_INCLUDE
+#include "detail/checked.hpp"
+#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 
@@ -31,6 +35,12 @@ class MultiKernelWeights {
       : m_(out_features), n_(in_features) {
     detail::require(m_ > 0 && n_ > 0, "MultiKernelWeights: shape must be positive, got ", m_,
                     " x ", n_);
+    // reconstruct() holds m x n scales as one Eigen matrix: the product must be countable
+    // (and each side an Eigen::Index); the kernels themselves are checked by BitMatrix.
+    constexpr auto kMaxIndex = static_cast<std::size_t>(std::numeric_limits<Eigen::Index>::max());
+    detail::require(m_ <= kMaxIndex && n_ <= kMaxIndex, "MultiKernelWeights: shape ", m_, " x ", n_,
+                    " is too large");
+    detail::mul_or_throw({m_, n_, sizeof(Scalar)}, "MultiKernelWeights: shape ", m_, " x ", n_);
   }
 
   /// Appends kernel k = K: `bits` (m x n), `s_out` (m) and `s_in` (n), all finite.

@@ -7,6 +7,7 @@
 
 #include <Eigen/Core>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -14,7 +15,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "config.hpp"
 #include "error.hpp"
+#define MBOK_INTERNAL_INCLUDE
+#include "detail/checked.hpp"
+#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 
@@ -71,11 +76,19 @@ struct Tensor {
   std::vector<std::int64_t> shape;
   std::vector<std::uint8_t> bytes;
 
-  /// Product of the shape (1 for a scalar with an empty shape).
+  /// Product of the shape (1 for a scalar with an empty shape); SIZE_MAX when a dimension is
+  /// negative or the product overflows (no tensor can hold that many bytes).
   std::size_t numel() const noexcept {
     std::size_t n = 1;
-    for (auto d : shape) n *= static_cast<std::size_t>(d);
+    for (auto d : shape)
+      if (d < 0 || !detail::checked_mul(n, static_cast<std::size_t>(d), n)) return SIZE_MAX;
     return n;
+  }
+  /// Bytes the shape and dtype need; SIZE_MAX when that overflows.
+  std::size_t expected_bytes() const noexcept {
+    std::size_t out = 0;
+    return numel() != SIZE_MAX && detail::checked_mul(numel(), dtype_size(dtype), out) ? out
+                                                                                       : SIZE_MAX;
   }
 
   /// A tensor holding `count` elements from `data` with the given shape.
@@ -84,7 +97,8 @@ struct Tensor {
     Tensor t;
     t.dtype = dtype_of<T>();
     t.shape = std::move(shape);
-    t.bytes.resize(t.numel() * sizeof(T));
+    t.bytes.resize(detail::mul_or_throw({t.numel(), sizeof(T)}, "Tensor::from: shape ",
+                                        t.shape.size(), "-D of ", t.numel(), " elements"));
     if (!t.bytes.empty()) std::memcpy(t.bytes.data(), data, t.bytes.size());
     return t;
   }
@@ -125,8 +139,9 @@ inline const Tensor& expect_tensor(const StateDict& dict, const std::string& nam
   };
   detail::require_format(t.shape == shape, "state: tensor '", name, "' has shape ",
                          shape_text(t.shape), ", expected ", shape_text(shape));
-  detail::require_format(t.bytes.size() == t.numel() * dtype_size(dtype), "state: tensor '", name,
-                         "' holds ", t.bytes.size(), " bytes, expected ", t.numel() * dtype_size(dtype));
+  detail::require_format(t.expected_bytes() != SIZE_MAX && t.bytes.size() == t.expected_bytes(),
+                         "state: tensor '", name, "' holds ", t.bytes.size(), " bytes, expected ",
+                         t.expected_bytes());
   return t;
 }
 
@@ -135,6 +150,7 @@ template <typename T>
 void read_tensor(const StateDict& dict, const std::string& name,
                  const std::vector<std::int64_t>& shape, T* out) {
   const Tensor& t = expect_tensor(dict, name, dtype_of<T>(), shape);
+  MBOK_ASSERT(t.bytes.size() == t.numel() * sizeof(T));  // what expect_tensor guarantees
   if (!t.bytes.empty()) std::memcpy(out, t.bytes.data(), t.bytes.size());
 }
 

@@ -5,8 +5,8 @@ MBOK_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MBOK_JOBS="${MBOK_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 # Packages every build needs (compiler, CMake, the libraries the tests, tools and examples use).
-MBOK_BUILD_PACKAGES=(build-essential cmake pkg-config libeigen3-dev catch2 libbenchmark-dev
-  nlohmann-json3-dev libcli11-dev libopenblas-dev libomp-dev)
+MBOK_BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libeigen3-dev catch2 libbenchmark-dev
+  nlohmann-json3-dev libxxhash-dev libcli11-dev libopenblas-dev libomp-dev)
 
 log() { printf '\n==> %s\n' "$*"; }
 

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -79,24 +80,36 @@ TEST_CASE("--quick runs the whole pipeline and finetuning beats post-training bi
   REQUIRE(curve.size() >= 2);
   CHECK(curve.back()[2].get<double>() < curve.front()[2].get<double>() - 0.3);
 
+  // Every assertion below is on a gap of at least 0.01 nats per byte, where the quick
+  // configuration's effects are 0.03 to 0.5: no difference in rounding between ISAs or
+  // summation orders comes near it. Log-perplexity is the mean loss in nats per byte.
+  const auto& ev = s["evaluation"];
+  auto log_ppl = [&](const std::string& model) {
+    return std::log(ev[model]["perplexity"].get<double>());
+  };
+  constexpr double kClearGap = 0.01;
+
   // The K = 1 runs (where binarization loses most) lowered their validation loss from the
-  // SVID starting point. (At K = 2 the quick teacher is so weak that the SVID model starts
-  // within noise of it; the full-validation check below covers every variant.)
+  // SVID starting point by a clear margin.
   REQUIRE(s["runs"].size() == 4);  // Boolean K=1, K=2, 1.5 bits; latent K=1
   for (const std::string run_name : {"mbok-k1", "latent-k1"}) {
     INFO(run_name);
     const auto& c = s["runs"][run_name]["curve"];
-    CHECK(c.back()[2].get<double>() < c.front()[2].get<double>() - 0.01);
+    CHECK(c.back()[2].get<double>() < c.front()[2].get<double>() - kClearGap);
   }
 
-  // The finetuned Boolean models beat their post-training initialization on the full
-  // validation set, and K = 2 beats K = 1.
-  const auto& ev = s["evaluation"];
+  // Post-training binarization costs the teacher clearly measurable loss at every variant
+  // (else the configuration could not show what finetuning does), and Boolean finetuning
+  // wins back at least a third of it on the full validation set.
   for (const std::string v : {"k1", "k2", "avg1.5"}) {
-    INFO(v);
-    CHECK(ev["mbok-" + v]["perplexity"].get<double>() < ev["ptq-" + v]["perplexity"].get<double>());
+    const double teacher = log_ppl("teacher"), ptq = log_ppl("ptq-" + v),
+                 finetuned = log_ppl("mbok-" + v);
+    INFO(v << ": log-perplexity teacher " << teacher << ", post-training " << ptq
+           << ", finetuned " << finetuned);
+    REQUIRE(ptq - teacher > 2 * kClearGap);
+    CHECK(ptq - finetuned > (ptq - teacher) / 3);
   }
-  CHECK(ev["mbok-k2"]["perplexity"].get<double>() < ev["mbok-k1"]["perplexity"].get<double>());
+  CHECK(log_ppl("mbok-k2") < log_ppl("mbok-k1") - kClearGap);
   CHECK(ev["teacher"]["tokens_per_second"]["eigen_float"].get<double>() > 0);
   CHECK(ev["mbok-k1"]["tokens_per_second"]["boolean_int8"].get<double>() > 0);
   // The Boolean optimizer's 8-bit accumulator: 1 byte + 1 bit per trainable weight (plus a

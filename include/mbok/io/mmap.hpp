@@ -12,9 +12,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "../error.hpp"
@@ -39,7 +41,10 @@ class MappedFile {
     std::shared_ptr<MappedFile> f(new MappedFile());
     f->path_ = path;
 #if defined(MBOK_HAVE_MMAP)
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a FIFO (or a device) for reading would otherwise wait for a writer
+    // forever; such a path is refused below as not a regular file. It changes nothing for
+    // regular files.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail(path, "cannot open");
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
@@ -66,6 +71,10 @@ class MappedFile {
     }
     ::close(fd);  // the mapping stays valid without the descriptor
 #else
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec))
+      throw FormatError(detail::concat("mbok: '", path, "' is not a regular file",
+                                       ec ? " (" + ec.message() + ")" : std::string()));
     std::ifstream in(path, std::ios::binary);
     if (!in) throw FormatError(detail::concat("mbok: cannot open '", path, "'"));
     in.seekg(0, std::ios::end);

@@ -58,7 +58,7 @@ struct TensorView {
   std::size_t size_bytes = 0;
   std::size_t offset = 0;  ///< byte offset of `data` from the start of the file
 
-  /// Product of the shape (1 for a scalar).
+  /// Product of the shape (1 for a scalar; a parsed file never overflows it).
   std::size_t numel() const noexcept {
     std::size_t n = 1;
     for (auto d : shape) n *= static_cast<std::size_t>(d);
@@ -259,16 +259,23 @@ class SafetensorsWriter {
            std::size_t size_bytes) {
     detail::require(name != "__metadata__", "safetensors writer: the name '__metadata__' is reserved");
     detail::require(names_.insert(name).second, "safetensors writer: duplicate tensor '", name, "'");
-    std::size_t numel = 1;
+    detail::require(shape.size() <= detail::kMaxTensorRank, "safetensors writer: tensor '", name,
+                    "' has rank ", shape.size(), ", more than the ", detail::kMaxTensorRank,
+                    " readers accept");
+    std::size_t numel = 1, bytes = 0;
     bool overflow = false;
     for (auto d : shape) {
       detail::require(d >= 0, "safetensors writer: tensor '", name, "' has a negative dimension in ",
                       detail::shape_text(shape));
       overflow = overflow || !detail::checked_mul(numel, static_cast<std::size_t>(d), numel);
     }
-    detail::require(!overflow && numel * dtype_size(dtype) == size_bytes, "safetensors writer: tensor '", name,
-                    "' (", dtype_name(dtype), " ", detail::shape_text(shape), ") needs ",
-                    numel * dtype_size(dtype), " bytes, got ", size_bytes);
+    // Checked like the reader checks it, so the writer never makes a file it would refuse.
+    overflow = overflow || !detail::checked_mul(numel, dtype_size(dtype), bytes);
+    detail::require(!overflow, "safetensors writer: tensor '", name, "' (", dtype_name(dtype), " ",
+                    detail::shape_text(shape), ") overflows the size of a file");
+    detail::require(bytes == size_bytes, "safetensors writer: tensor '", name, "' (",
+                    dtype_name(dtype), " ", detail::shape_text(shape), ") needs ", bytes,
+                    " bytes, got ", size_bytes);
     detail::require(data != nullptr || size_bytes == 0, "safetensors writer: tensor '", name,
                     "' has null data");
     entries_.push_back({std::move(name), dtype, std::move(shape),
@@ -285,9 +292,6 @@ class SafetensorsWriter {
   /// Adds every tensor of `dict` by reference (`dict` must outlive the write).
   void add(const StateDict& dict) {
     for (const auto& [name, t] : dict) {
-      detail::require(t.bytes.size() == t.numel() * dtype_size(t.dtype), "safetensors writer: tensor '",
-                      name, "' holds ", t.bytes.size(), " bytes, expected ",
-                      t.numel() * dtype_size(t.dtype));
       add(name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
     }
   }
@@ -297,6 +301,14 @@ class SafetensorsWriter {
 
   /// Sets `__metadata__[key] = value`.
   void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
+  /// Sets `__metadata__[key] = value` and writes it first: the header always starts with
+  /// `{"__metadata__":{` (when there is metadata), and this entry comes right after it, so
+  /// its value sits at a fixed offset from the start of the file. One key at most (a second
+  /// call replaces the first); other keys follow in sorted order.
+  void set_metadata_first(const std::string& key, const std::string& value) {
+    leading_key_ = key;
+    metadata_[key] = value;
+  }
   void set_metadata(const Metadata& metadata) {
     for (const auto& kv : metadata) metadata_[kv.first] = kv.second;
   }
@@ -315,6 +327,13 @@ class SafetensorsWriter {
     detail::write_file_atomically(
         path, [&](detail::FileSink& sink) { emit(l, [&](const void* p, std::size_t n) { sink.write(p, n); }); },
         sync);
+  }
+
+  /// Calls `out(const void* data, std::size_t size)` with the bytes of the file in order (what
+  /// `write` writes), without building the file in memory.
+  template <typename Out>
+  void stream(Out&& out) const {
+    emit(layout(), out);
   }
 
   /// The file as bytes in memory.
@@ -357,17 +376,41 @@ class SafetensorsWriter {
       const int ra = rank(entries_[a]), rb = rank(entries_[b]);
       return ra != rb ? ra < rb : entries_[a].name < entries_[b].name;
     });
-    nlohmann::json header = nlohmann::json::object();
-    if (!metadata_.empty()) header["__metadata__"] = metadata_;
+    nlohmann::json tensors = nlohmann::json::object();
     std::size_t offset = 0;
     for (std::size_t i : l.order) {
       const Entry& e = entries_[i];
-      header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.size}}};
+      tensors[e.name] = {{"dtype", dtype_name(e.dtype)},
+                         {"shape", e.shape},
+                         {"data_offsets", {offset, offset + e.size}}};
       offset += e.size;
     }
     l.data_size = offset;
+    // "__metadata__" first, its leading key (if any) first inside it, so that key's value
+    // sits at a fixed offset (checkpoints keep their checksum there); JSON key order means
+    // nothing to readers.
     try {
-      l.header = header.dump();
+      l.header = "{";
+      if (!metadata_.empty()) {
+        l.header += "\"__metadata__\":{";
+        bool first = true;
+        auto put = [&](const std::string& key, const std::string& value) {
+          if (!first) l.header += ',';
+          first = false;
+          l.header += nlohmann::json(key).dump() + ":" + nlohmann::json(value).dump();
+        };
+        const auto lead = metadata_.find(leading_key_);
+        if (lead != metadata_.end()) put(lead->first, lead->second);
+        for (auto it = metadata_.begin(); it != metadata_.end(); ++it)
+          if (it != lead) put(it->first, it->second);
+        l.header += '}';
+      }
+      const std::string body = tensors.dump();  // "{...}"
+      if (body.size() > 2) {
+        if (l.header.size() > 1) l.header += ',';
+        l.header.append(body, 1, body.size() - 2);
+      }
+      l.header += '}';
     } catch (const nlohmann::json::exception& e) {  // names and metadata must be UTF-8
       throw InvalidArgument(detail::concat("mbok: safetensors writer: ", e.what()));
     }
@@ -392,6 +435,7 @@ class SafetensorsWriter {
   std::set<std::string> names_;
   std::vector<std::unique_ptr<Tensor>> owned_;
   Metadata metadata_;
+  std::string leading_key_;
 };
 
 /// Writes `dict` (and `metadata`) to `path` as safetensors, atomically (see

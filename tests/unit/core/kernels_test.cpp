@@ -1,14 +1,17 @@
 // Every product on every ISA available here, against the naive references in tests/reference.
-// Integer results must match bit for bit. Float results are compared with a tolerance from
-// the summation length: |err| <= 4 n eps sum_l |x_l| (the bound of recursive summation of n
-// terms, doubled for the different orders the kernels may use).
+// Integer results must match bit for bit. Float results are compared with the bound derived
+// in tests/float_bounds.hpp from how the kernels sum: gamma(3n - 2) sum_l |x_l| for n terms.
 #include <mbok/kernels.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
+#include "float_bounds.hpp"
 #include "reference/naive.hpp"
 #include "support.hpp"
 
@@ -18,10 +21,10 @@ namespace {
 const std::size_t kCols[] = {1, 63, 64, 65, 127, 128, 511, 512, 513, 997};
 const std::size_t kRowsSmall[] = {1, 3, 8, 17};
 
-float tolerance(const float* x, std::size_t n) {
+double tolerance(const float* x, std::size_t n) {
   double abs_sum = 0;
   for (std::size_t l = 0; l < n; ++l) abs_sum += std::fabs(x[l]);
-  return static_cast<float>(4.0 * static_cast<double>(n) * std::numeric_limits<float>::epsilon() * abs_sum) + 1e-30f;
+  return test::product_bound(abs_sum, n);
 }
 
 std::vector<std::int8_t> padded_int8(std::size_t t, std::size_t n, std::size_t ld, int lo, int hi) {
@@ -74,7 +77,8 @@ TEST_CASE("sign_gemm (float) matches the reference within the summation bound", 
         const auto ref = test::naive_sign_gemm(x.data(), n + 3, t, w);
         for (std::size_t i = 0; i < t; ++i)
           for (std::size_t j = 0; j < m; ++j)
-            REQUIRE(std::fabs(y[i * m + j] - ref[i * m + j]) <= tolerance(x.data() + i * (n + 3), n));
+            REQUIRE(std::fabs(y[i * m + j] - ref[i * m + j]) <=
+                    tolerance(x.data() + i * (n + 3), n));
       }
   });
 }
@@ -86,13 +90,15 @@ TEST_CASE("sign_gemm_transposed (float) matches the reference", "[kernels][f32]"
       for (std::size_t t : kRowsSmall) {
         const std::size_t m = t + 6;
         const BitMatrix w = test::random_bits(m, n);
-        const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> z = test::random_matrix(t, m);
+        const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> z =
+            test::random_matrix(t, m);
         std::vector<float> dx(t * (n + 1), 123.0f);
         k.sign_gemm_transposed(z.data(), m, t, w, dx.data(), n + 1);
         const auto ref = test::naive_sign_gemm_transposed(z.data(), m, t, w);
         for (std::size_t i = 0; i < t; ++i) {
           for (std::size_t l = 0; l < n; ++l)
-            REQUIRE(std::fabs(dx[i * (n + 1) + l] - ref[i * n + l]) <= tolerance(z.data() + i * m, m));
+            REQUIRE(std::fabs(dx[i * (n + 1) + l] - ref[i * n + l]) <=
+                    tolerance(z.data() + i * m, m));
           REQUIRE(dx[i * (n + 1) + n] == 123.0f);  // the stride gap is not written
         }
       }
@@ -106,14 +112,17 @@ TEST_CASE("sign_gemm_i8 equals the reference bit for bit, extremes included", "[
       for (std::size_t t : kRowsSmall)
         for (int extreme : {0, 1}) {
           const std::size_t m = t + 2;
-          const BitMatrix w = extreme ? BitMatrix::pack(-Eigen::MatrixXf::Ones(m, n)) : test::random_bits(m, n);
+          const BitMatrix w =
+              extreme ? BitMatrix::pack(-Eigen::MatrixXf::Ones(m, n)) : test::random_bits(m, n);
           const std::size_t ld = w.row_words() * 64;
-          const auto xv = extreme ? padded_int8(t, n, ld, -128, -127) : padded_int8(t, n, ld, -128, 127);
+          const auto xv =
+              extreme ? padded_int8(t, n, ld, -128, -127) : padded_int8(t, n, ld, -128, 127);
           AlignedBytes x(xv);
           std::vector<std::int32_t> y(t * m);
           k.sign_gemm_i8(x.p, ld, t, w, y.data(), m);
           const auto ref = test::naive_sign_gemm(x.p, ld, t, w);
-          for (std::size_t i = 0; i < t * m; ++i) REQUIRE(y[i] == static_cast<std::int32_t>(ref[i]));
+          for (std::size_t i = 0; i < t * m; ++i)
+            REQUIRE(y[i] == static_cast<std::int32_t>(ref[i]));
         }
   });
 }
@@ -133,13 +142,89 @@ TEST_CASE("row-range entry points compute only their range", "[kernels]") {
   });
 }
 
+namespace {
+
+// One row per KernelTable entry. A product entry names the x86 tiers that implement it
+// (`simd`): there the ISA's table must hold a function of its own, elsewhere the scalar one.
+// A value entry (a tuning constant) is listed so that the layout check below sees every
+// member, but not compared. New entries get a row here.
+struct TableEntry {
+  const char* name;
+  std::size_t bytes;
+  bool (*same)(const detail::KernelTable&, const detail::KernelTable&);  // null for values
+  std::vector<Isa> simd;
+};
+template <auto Member>
+TableEntry product(const char* name, std::vector<Isa> simd) {
+  return {name, sizeof(std::declval<const detail::KernelTable&>().*Member),
+          [](const detail::KernelTable& a, const detail::KernelTable& b) {
+            return a.*Member == b.*Member;
+          },
+          std::move(simd)};
+}
+template <auto Member>
+TableEntry value(const char* name) {
+  return {name, sizeof(std::declval<const detail::KernelTable&>().*Member), nullptr, {}};
+}
+const std::vector<TableEntry>& table_entries() {
+  using T = detail::KernelTable;
+  const std::vector<Isa> x86 = {Isa::avx2, Isa::avx512};
+  static const std::vector<TableEntry> entries = {
+      product<&T::xnor_gemm>("xnor_gemm", x86),
+      product<&T::sign_gemm_f32>("sign_gemm_f32", x86),
+      product<&T::sign_gemm_t_f32>("sign_gemm_t_f32", x86),
+      product<&T::sign_gemm_i8>("sign_gemm_i8", x86),
+      product<&T::sign_gemm_acc_f32>("sign_gemm_acc_f32", x86),
+      product<&T::lut_layout>("lut_layout", x86),
+      product<&T::lut_tables_i8>("lut_tables_i8", x86),
+      product<&T::sign_gemm_i8_lut>("sign_gemm_i8_lut", x86),
+      value<&T::lut_max_tokens>("lut_max_tokens"),
+  };
+  return entries;
+}
+}  // namespace
+
+// The kernel tests check which ISA ran through the table's label only; a product file whose
+// install_* call is missing would leave the scalar function in the table and test it twice.
+// Tables are compared, not run, so this holds for every compiled ISA, whatever the CPU.
+TEST_CASE("x86 tables hold the ISA's own function for every product it implements",
+          "[kernels][table]") {
+  // The list covers the whole table: the label, then the listed members back to back.
+  std::size_t listed = 0;
+  for (const TableEntry& e : table_entries()) listed += e.bytes;
+  INFO("KernelTable holds " << sizeof(detail::KernelTable) -
+                                   offsetof(detail::KernelTable, xnor_gemm)
+                            << " bytes of entries; table_entries() lists " << listed
+                            << ": add the new entries to table_entries()");
+  CHECK(offsetof(detail::KernelTable, xnor_gemm) + listed == sizeof(detail::KernelTable));
+  const detail::KernelTable& scalar = detail::kernel_table(Isa::scalar);
+  CHECK(scalar.isa == Isa::scalar);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    if (!isa_compiled(isa)) continue;
+    const detail::KernelTable& table = detail::kernel_table(isa);
+    CHECK(table.isa == isa);
+    for (const TableEntry& e : table_entries()) {
+      if (e.same == nullptr) continue;
+      const bool implemented = std::find(e.simd.begin(), e.simd.end(), isa) != e.simd.end();
+      INFO("ISA " << isa_name(isa) << ", entry " << e.name);
+      CHECK(e.same(table, scalar) == !implemented);
+    }
+  }
+#if !MBOK_HAS_X86_KERNELS
+  WARN("no x86 kernels in this build: x86 tables not compared");
+#endif
+}
+
 TEST_CASE("kernel shape errors name the operand", "[kernels][errors]") {
   const KernelSet k;
   const BitMatrix a = test::random_bits(2, 100);
   const BitMatrix b = test::random_bits(3, 101);
   std::vector<std::int32_t> c(6);
-  CHECK_THROWS_WITH(k.xnor_gemm(a, b, c.data(), 3), test::contains("activations have 100 columns, weights 101"));
+  CHECK_THROWS_WITH(k.xnor_gemm(a, b, c.data(), 3),
+                    test::contains("activations have 100 columns, weights 101"));
   std::vector<float> x(200), y(6);
-  CHECK_THROWS_WITH(k.sign_gemm(x.data(), 50, 2, b, y.data(), 3), test::contains("ldx 50 < input features 101"));
-  CHECK_THROWS_WITH(k.sign_gemm(x.data(), 101, 2, b, y.data(), 2), test::contains("ldy 2 < output features 3"));
+  CHECK_THROWS_WITH(k.sign_gemm(x.data(), 50, 2, b, y.data(), 3),
+                    test::contains("ldx 50 < input features 101"));
+  CHECK_THROWS_WITH(k.sign_gemm(x.data(), 101, 2, b, y.data(), 2),
+                    test::contains("ldy 2 < output features 3"));
 }

@@ -149,7 +149,8 @@ TEST_CASE("a corrupt or foreign checkpoint is refused before anything is returne
   auto flipped = good;
   flipped[f.at("payload").offset + 123] ^= 0x10;
   test::write_bytes(path, flipped);
-  require_format_error([&] { load_checkpoint(path); }, {path, "checksum mismatch", "corrupt"});
+  require_format_error([&] { load_checkpoint(path); },
+                       {path, "checksum does not match", "corrupt"});
 
   auto truncated = good;
   truncated.resize(good.size() - 100);
@@ -168,46 +169,177 @@ TEST_CASE("a corrupt or foreign checkpoint is refused before anything is returne
   require_format_error([&] { load_checkpoint(other); }, {"format version '7' is not supported"});
 }
 
+namespace {
+
+// Several tensors of different dtypes, so every region of the file has something in it.
+StateDict mixed_state() {
+  StateDict s = big_state(9, 40);
+  const std::vector<double> d = {1.5, -2.25, 3.0};
+  s["doubles"] = Tensor::from(d.data(), {3});
+  const std::vector<std::int8_t> i = {1, -2, 3, -4, 5};
+  s["bytes"] = Tensor::from(i.data(), {5});
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("any one- or two-bit corruption of a checkpoint fails its checksum", "[checkpoint]") {
+  test::TempDir dir;
+  const std::string path = dir.file("c.safetensors");
+  save_checkpoint(path, mixed_state(), {{"writer", "test"}, {"note", "resumable"}});
+  const auto good = test::read_bytes(path);
+  REQUIRE_NOTHROW(load_checkpoint(path));
+  const SafetensorsFile f = SafetensorsFile::open(path);
+
+  // Every region: the size field, the JSON header (the checksum itself, format keys, user
+  // metadata, tensor records, padding) and each tensor's data.
+  std::vector<std::pair<std::string, std::size_t>> regions = {{"size field", 0},
+                                                              {"header start", 8},
+                                                              {"checksum digits", 40},
+                                                              {"header end", f.data_offset() - 1}};
+  const std::string text(good.begin(), good.end());
+  for (const char* needle : {"\"format\"", "mbok-checkpoint", "\"format_version\"", "\"tensors\"",
+                             "resumable", "\"writer\"", "data_offsets", "\"payload\"", "F64"}) {
+    const auto at = text.find(needle);
+    REQUIRE(at != std::string::npos);
+    REQUIRE(at < f.data_offset());
+    regions.push_back({needle, at + 1});
+  }
+  for (const TensorView& t : f.tensors()) {
+    regions.push_back({"data of " + t.name, t.offset});
+    regions.push_back({"data of " + t.name, t.offset + t.size_bytes - 1});
+  }
+  std::size_t tried = 0;
+  auto expect_corrupt = [&](const std::vector<std::uint8_t>& bytes, const std::string& what) {
+    test::write_bytes(path, bytes);
+    INFO(what);
+    require_format_error([&] { load_checkpoint(path); }, {path, "checksum does not match"});
+    ++tried;
+  };
+  for (const auto& [name, at] : regions)
+    for (int bit = 0; bit < 8; ++bit) {
+      auto one = good;
+      one[at] ^= static_cast<std::uint8_t>(1u << bit);
+      expect_corrupt(one, name + ": bit " + std::to_string(bit) + " of byte " + std::to_string(at));
+      auto pair = one;  // with a second flip in the next byte
+      pair[at + 1 < pair.size() ? at + 1 : at - 1] ^= static_cast<std::uint8_t>(0x80u >> bit);
+      expect_corrupt(pair, name + ": byte pair at " + std::to_string(at));
+    }
+  // And one bit of every byte of the file.
+  for (std::size_t at = 0; at < good.size(); ++at) {
+    auto one = good;
+    one[at] ^= static_cast<std::uint8_t>(1u << (at % 8));
+    expect_corrupt(one, "bit " + std::to_string(at % 8) + " of byte " + std::to_string(at));
+  }
+  // The top bit of two words of a tensor: the old word-wise hash cancelled these.
+  auto top = good;
+  const std::size_t payload = f.at("payload").offset;
+  top[payload + 7] ^= 0x80;
+  top[payload + 15] ^= 0x80;
+  expect_corrupt(top, "bit 63 of two words");
+  // User metadata is covered too: the same length, one letter changed.
+  std::string changed = text;
+  changed.replace(changed.find("resumable"), 9, "resumablf");
+  expect_corrupt(std::vector<std::uint8_t>(changed.begin(), changed.end()), "metadata value");
+  CHECK(tried > 500);
+  test::write_bytes(path, good);
+  CHECK(load_checkpoint(path).metadata.at("note") == "resumable");
+}
+
+TEST_CASE("version-1 checkpoints are still read, with their own check", "[checkpoint]") {
+  test::TempDir dir;
+  const std::string path = dir.file("v1.safetensors");
+  const StateDict state = mixed_state();
+  SafetensorsWriter w;  // what the version-1 writer wrote
+  w.add(state);
+  w.set_metadata("run", "old");
+  w.set_metadata("format", "mbok-checkpoint");
+  w.set_metadata("format_version", "1");
+  w.set_metadata("tensors", std::to_string(state.size()));
+  w.set_metadata("checksum", detail::legacy_state_checksum(state));
+  w.write(path);
+  const Checkpoint c = load_checkpoint(path);
+  CHECK(c.metadata == Metadata{{"run", "old"}});
+  CHECK(c.state.at("doubles").bytes == state.at("doubles").bytes);
+
+  auto bytes = test::read_bytes(path);
+  bytes[SafetensorsFile::open(path).at("doubles").offset + 3] ^= 0x04;
+  test::write_bytes(path, bytes);
+  require_format_error([&] { load_checkpoint(path); },
+                       {path, "checksum does not match", "version 1"});
+
+  // Saving again writes the current version.
+  save_checkpoint(path, state);
+  CHECK(SafetensorsFile::open(path).metadata().at("format_version") ==
+        std::to_string(kCheckpointFormatVersion));
+}
+
 TEST_CASE("a writer killed while saving leaves the previous checkpoint intact", "[checkpoint][slow]") {
   test::TempDir dir;
   const std::string path = dir.file("live.safetensors");
   constexpr std::size_t kFloats = 2 << 20;  // 8 MiB per checkpoint
   save_checkpoint(path, big_state(1, kFloats), {{"writer", "test"}});
   REQUIRE(check_intact(path) == 1);
+  auto temp_files = [&] {
+    int n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+      n += e.path().filename().string().find(".mbok-tmp-") != std::string::npos;
+    return n;
+  };
 
   std::mt19937 rng(5);
   std::int64_t last_seen = 1;
   int interrupted = 0;
-  for (int round = 0; round < 6; ++round) {
+  for (int round = 0; round < 8; ++round) {
+    int done[2];
+    REQUIRE(::pipe(done) == 0);
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-      // Save ever newer checkpoints until killed; never returns into the test runner.
+      // Save ever newer checkpoints until killed, telling the parent after each one; never
+      // returns into the test runner.
+      ::close(done[0]);
       for (std::uint32_t v = static_cast<std::uint32_t>(100 * (round + 1));; ++v) {
         try {
           save_checkpoint(path, big_state(v, kFloats), {{"writer", "test"}});
         } catch (...) {
           ::_exit(3);
         }
+        const char c = 1;
+        if (::write(done[1], &c, 1) != 1) ::_exit(4);
       }
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 60));
+    ::close(done[1]);
+    // Wait for one save to complete (so the file moves forward however slow the machine
+    // is), then kill: in even rounds as soon as the next save's temporary file appears (in
+    // the middle of writing it), in odd rounds at a random moment.
+    char c = 0;
+    REQUIRE(::read(done[0], &c, 1) == 1);
+    if (round % 2 == 0) {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (temp_files() == 0 && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2 + rng() % 25));
+    }
     ::kill(child, SIGKILL);
     int status = 0;
     REQUIRE(::waitpid(child, &status, 0) == child);
+    ::close(done[0]);
     REQUIRE(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGKILL);
-    // A temporary file left behind means the kill landed in the middle of a save.
-    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
-      if (e.path().filename().string().find(".tmp.") != std::string::npos) {
-        ++interrupted;
-        std::filesystem::remove(e.path());
-      }
+    // A temporary file left behind means the kill landed in the middle of a save. It is not
+    // removed here: the next save must clean it up.
+    interrupted += temp_files() > 0;
     const std::int64_t version = check_intact(path);
     CHECK(version >= last_seen);  // the file only moves forward, and is always whole
     last_seen = version;
   }
-  INFO("kills that interrupted a save: " << interrupted << " of 6");
+  INFO("kills that interrupted a save: " << interrupted << " of 8");
   CHECK(interrupted >= 1);
   CHECK(last_seen > 1);
+  // The killed writers' temporary files are gone after one more save.
+  save_checkpoint(path, big_state(7, 16), {{"writer", "test"}});
+  CHECK(temp_files() == 0);
+  CHECK(check_intact(path) == 7);
 }

@@ -1,6 +1,6 @@
 #pragma once
 // Test data for the float kernels: weight patterns and activation kinds (adversarial ones
-// included), strided bit views, and the tolerance every float comparison uses.
+// included), strided bit views; the error bounds are in tests/float_bounds.hpp.
 
 #include <mbok/bit_matrix.hpp>
 
@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "float_bounds.hpp"
 #include "support.hpp"
 
 namespace mbok::test {
@@ -31,45 +32,58 @@ inline BitMatrix pattern_bits(std::size_t rows, std::size_t cols, Pattern p) {
     for (Eigen::Index j = 0; j < s.cols(); ++j) {
       bool minus = false;
       switch (p) {
-        case Pattern::all_minus: minus = true; break;
-        case Pattern::alternating_cols: minus = (j % 2) == 1; break;
-        case Pattern::alternating_rows: minus = (i % 2) == 1; break;
-        default: break;
+        case Pattern::all_minus:
+          minus = true;
+          break;
+        case Pattern::alternating_cols:
+          minus = (j % 2) == 1;
+          break;
+        case Pattern::alternating_rows:
+          minus = (i % 2) == 1;
+          break;
+        default:
+          break;
       }
       s(i, j) = minus ? -1.0f : 1.0f;
     }
   return BitMatrix::pack(s);
 }
 
-enum class Values { normal, huge, tiny, mixed };
-inline constexpr Values kValueKinds[] = {Values::normal, Values::huge, Values::tiny, Values::mixed};
+// `integers`: whole numbers in [-kIntegerMax, kIntegerMax], so that every sum of up to 2^24 /
+// kIntegerMax (> 4099) of them is exact in any order and results compare with ==.
+enum class Values { normal, huge, tiny, mixed, integers };
+inline constexpr Values kValueKinds[] = {Values::normal, Values::huge, Values::tiny, Values::mixed,
+                                         Values::integers};
+inline constexpr int kIntegerMax = 1000;
 
 // A row-major t x ld float buffer; columns >= n hold NaN, so a kernel that reads past n fails.
-inline std::vector<float> activations(std::size_t t, std::size_t n, std::size_t ld, Values v) {
+inline std::vector<float> activations(std::size_t t, std::size_t n, std::size_t ld, Values v,
+                                      int integer_max = kIntegerMax) {
   std::vector<float> x(t * ld, std::numeric_limits<float>::quiet_NaN());
   std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::uniform_int_distribution<int> ints(-integer_max, integer_max);
   for (std::size_t i = 0; i < t; ++i)
     for (std::size_t l = 0; l < n; ++l) {
       float value = dist(rng());
       switch (v) {
-        case Values::huge: value *= 1e30f; break;
-        case Values::tiny: value *= 1e-30f; break;
-        case Values::mixed: value *= ((i + l) % 3 == 0) ? 1e20f : 1.0f; break;
-        default: break;
+        case Values::huge:
+          value *= 1e30f;
+          break;
+        case Values::tiny:
+          value *= 1e-30f;
+          break;
+        case Values::mixed:
+          value *= ((i + l) % 3 == 0) ? 1e20f : 1.0f;
+          break;
+        case Values::integers:
+          value = static_cast<float>(ints(rng()));
+          break;
+        default:
+          break;
       }
       x[i * ld + l] = value;
     }
   return x;
-}
-
-// |computed - exact| allowed for a sum of `terms` products whose absolute values sum to
-// `abs_sum`: 4 (terms + 2) eps abs_sum (recursive summation bound, doubled for the orders the
-// kernels use, two more roundings for the scales), plus a few smallest subnormals per term
-// for sums that underflow.
-inline double tolerance(double abs_sum, std::size_t terms) {
-  const double eps = std::numeric_limits<float>::epsilon();
-  return 4.0 * static_cast<double>(terms + 2) * eps * abs_sum +
-         4.0 * static_cast<double>(terms + 1) * std::numeric_limits<float>::denorm_min();
 }
 
 // A packed copy of `b` whose rows lie `extra_words` words further apart than needed, as a
@@ -79,9 +93,11 @@ struct StridedBits {
       : stride(b.row_words() + extra_words),
         memory(static_cast<std::uint64_t*>(
             ::operator new(b.rows() * stride * sizeof(std::uint64_t), std::align_val_t(64)))) {
-    std::memset(memory.get(), 0xA5, b.rows() * stride * sizeof(std::uint64_t));  // junk between rows
+    std::memset(memory.get(), 0xA5,
+                b.rows() * stride * sizeof(std::uint64_t));  // junk between rows
     for (std::size_t i = 0; i < b.rows(); ++i)
-      std::memcpy(memory.get() + i * stride, b.view().row(i), b.row_words() * sizeof(std::uint64_t));
+      std::memcpy(memory.get() + i * stride, b.view().row(i),
+                  b.row_words() * sizeof(std::uint64_t));
     view = BitMatrixView(memory.get(), b.rows(), b.cols(), stride, "strided test bits");
   }
   struct Delete {

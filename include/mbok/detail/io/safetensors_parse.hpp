@@ -22,11 +22,16 @@
 
 #include "../../error.hpp"
 #include "../../state_dict.hpp"
+#include "../checked.hpp"
 
 namespace mbok::detail {
 
 inline constexpr std::uint64_t kMaxSafetensorsHeader = 100000000;  // as the reference reader
 inline constexpr std::size_t kMaxJsonDepth = 8;  // a valid header nests 3 deep
+// The largest tensor rank mbok reads or writes. Every array in a valid header is a shape
+// (rank elements) or data_offsets (2), so the parser refuses longer arrays while it reads
+// them: a header of 100 MB of zero dimensions would otherwise cost gigabytes of JSON values.
+inline constexpr std::size_t kMaxTensorRank = 8;
 
 struct ParsedTensor {
   std::string name;
@@ -59,11 +64,6 @@ inline std::uint64_t read_le64(const std::uint8_t* p) noexcept {
   return v;
 }
 
-// a * b, or false when it overflows std::size_t.
-inline bool checked_mul(std::size_t a, std::size_t b, std::size_t& out) noexcept {
-  return !__builtin_mul_overflow(a, b, &out);
-}
-
 inline std::string shape_text(const std::vector<std::int64_t>& s) {
   std::string out = "[";
   for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
@@ -76,20 +76,28 @@ inline nlohmann::json parse_header_json(const char* first, const char* last, con
   struct Level {
     bool is_object;
     std::set<std::string> keys;
+    std::size_t elements = 0;  // of an array
   };
   std::vector<Level> stack;
+  auto count_element = [&] {
+    if (stack.empty() || stack.back().is_object) return;
+    require_format(++stack.back().elements <= kMaxTensorRank, where,
+                   ": an array in the header has more than ", kMaxTensorRank,
+                   " elements (shapes are limited to rank ", kMaxTensorRank, ")");
+  };
   auto callback = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
     using E = nlohmann::json::parse_event_t;
     switch (event) {
       case E::object_start:
       case E::array_start:
-        stack.push_back({event == E::object_start, {}});
+        stack.push_back({event == E::object_start, {}, 0});
         require_format(stack.size() <= kMaxJsonDepth, where, ": header nests deeper than ",
                        kMaxJsonDepth, " levels");
         break;
       case E::object_end:
       case E::array_end:
         if (!stack.empty()) stack.pop_back();
+        count_element();  // a finished container is an element of its parent
         break;
       case E::key:
         if (!stack.empty() && stack.back().is_object && parsed.is_string()) {
@@ -99,6 +107,7 @@ inline nlohmann::json parse_header_json(const char* first, const char* last, con
         }
         break;
       case E::value:
+        count_element();
         break;
     }
     return true;
@@ -164,6 +173,8 @@ inline ParsedSafetensors parse_safetensors(const std::uint8_t* data, std::size_t
     const auto shape = entry.find("shape");
     require_format(shape != entry.end(), at, ": missing \"shape\"");
     require_format(shape->is_array(), at, ": \"shape\" must be an array");
+    require_format(shape->size() <= kMaxTensorRank, at, ": rank ", shape->size(),
+                   " exceeds the limit of ", kMaxTensorRank);
     std::size_t numel = 1;
     bool overflow = false;
     for (const auto& d : *shape) {

@@ -7,6 +7,7 @@
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
 #include "sign_f32.hpp"
+#include "lut_i8.hpp"
 #include "sign_i8.hpp"
 #include "xnor.hpp"
 
@@ -18,6 +19,7 @@ inline constexpr KernelTable make_table() noexcept {
   install_xnor(t);
   install_sign_f32(t);
   install_sign_i8(t);
+  install_lut_i8(t);
   return t;
 }
 

@@ -9,20 +9,23 @@
 
 #include "../../bits.hpp"
 #include "../table.hpp"
+#include "lut_i8.hpp"
 
 namespace mbok::detail::scalar {
 
 inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::size_t ldc,
                       std::size_t j0, std::size_t j1) {
   const std::size_t words = a.row_words();
-  const auto n = static_cast<std::int32_t>(a.cols());
+  // int64: 2 * ones overflows int32 for rows past 2^30 bits (the result itself fits for
+  // n <= kMaxXnorCols, checked by KernelSet).
+  const auto n = static_cast<std::int64_t>(a.cols());
   for (std::size_t i = 0; i < a.rows(); ++i) {
     const std::uint64_t* ra = a.row(i);
     for (std::size_t j = j0; j < j1; ++j) {
       const std::uint64_t* rb = b.row(j);
-      std::int32_t ones = 0;
+      std::int64_t ones = 0;
       for (std::size_t w = 0; w < words; ++w) ones += popcount64(ra[w] ^ rb[w]);
-      c[i * ldc + j] = n - 2 * ones;
+      c[i * ldc + j] = static_cast<std::int32_t>(n - 2 * ones);
     }
   }
 }
@@ -100,7 +103,9 @@ inline void sign_gemm_acc_f32(const float* x, std::size_t ldx, std::size_t t, Bi
   }
 }
 
-inline constexpr KernelTable kTable{Isa::scalar,    &xnor_gemm,    &sign_gemm_f32,
-                                    &sign_gemm_t_f32, &sign_gemm_i8, &sign_gemm_acc_f32};
+inline constexpr KernelTable kTable{Isa::scalar,       &xnor_gemm,        &sign_gemm_f32,
+                                    &sign_gemm_t_f32,  &sign_gemm_i8,     &sign_gemm_acc_f32,
+                                    &lut_layout,       &lut_tables_i8,    &sign_gemm_i8_lut,
+                                    8};
 
 }  // namespace mbok::detail::scalar

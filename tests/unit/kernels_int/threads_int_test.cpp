@@ -1,0 +1,171 @@
+// The threaded integer products and the int8 forward give the same results on one thread and
+// on several, on shapes that parallel_for really splits (asserted from its chunk arithmetic).
+// Integer products are exact, so any split gives the same int32 results; the int8 forward
+// then scales each output element by the same operations whatever chunk holds it (its split
+// is over output features), so its float results compare with == too.
+#include <mbok/forward_int8.hpp>
+#include <mbok/kernels.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "int_support.hpp"
+#include "support.hpp"
+#include "threads_support.hpp"
+
+using namespace mbok;
+
+namespace {
+
+// KernelSet's grain for row-split products (kernels.hpp): ~64 Ki word operations per chunk.
+std::size_t row_grain(std::size_t t, std::size_t words) {
+  return std::max<std::size_t>(1, (std::size_t{1} << 16) / std::max<std::size_t>(1, t * words));
+}
+
+// The int8 forward's grain (forward_int8.hpp), in rows aligned to 16; `floor` is 16 for the
+// plain forward and 64 for the prepared one.
+std::size_t forward_grain(std::size_t t, std::size_t n, std::size_t kernels, std::size_t floor) {
+  const std::size_t per_row = std::max<std::size_t>(1, t * padded_row_words(n) * kernels);
+  return std::max<std::size_t>(floor, (std::size_t{1} << 16) / per_row);
+}
+
+MultiKernelWeights<float> weights(std::size_t m, std::size_t n, std::size_t kernels) {
+  MultiKernelWeights<float> w(m, n);
+  for (std::size_t k = 0; k < kernels; ++k)
+    w.add_kernel(test::fast_random_bits(m, n), test::random_matrix(m, 1).col(0),
+                 test::random_matrix(n, 1, 0.5f).col(0));
+  return w;
+}
+
+struct Shape {
+  std::size_t t, m, n;
+};
+
+}  // namespace
+
+TEST_CASE("xnor_gemm: one thread and several give the same results", "[threads][kernels_int]") {
+  MBOK_REQUIRE_THREADS();
+  for (const Shape& s : {Shape{64, 100, 4099}, Shape{3, 2000, 997}}) {
+    INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n);
+    const BitMatrix a = test::fast_random_bits(s.t, s.n);
+    const BitMatrix b = test::fast_random_bits(s.m, s.n);
+    REQUIRE(test::parallel_chunks(s.m, row_grain(s.t, a.row_words()), 1, test::kManyThreads) >= 2);
+    test::for_each_isa([&](Isa isa) {
+      const KernelSet k;
+      REQUIRE(k.isa() == isa);
+      const auto [one, many] = test::one_and_many([&] {
+        std::vector<std::int32_t> c(s.t * (s.m + 1), -7);
+        k.xnor_gemm(a, b, c.data(), s.m + 1);
+        return c;
+      });
+      REQUIRE(one == many);
+    });
+  }
+}
+
+TEST_CASE("sign_gemm_i8: one thread and several give the same results", "[threads][kernels_int]") {
+  MBOK_REQUIRE_THREADS();
+  for (const Shape& s : {Shape{5, 2000, 997}, Shape{1, 2000, 4099}, Shape{64, 100, 4099}}) {
+    INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n);
+    const BitMatrix w = test::fast_random_bits(s.m, s.n);
+    REQUIRE(test::parallel_chunks(s.m, row_grain(s.t, w.row_words()), 1, test::kManyThreads) >= 2);
+    const std::size_t ld = w.row_words() * 64;
+    const test::Int8Rows x(s.t, s.n, ld, ld, -128, 127);
+    test::for_each_isa([&](Isa isa) {
+      const KernelSet k;
+      REQUIRE(k.isa() == isa);
+      const auto [one, many] = test::one_and_many([&] {
+        std::vector<std::int32_t> y(s.t * s.m, -7);
+        k.sign_gemm_i8(x.data.get(), ld, s.t, w, y.data(), s.m);
+        return y;
+      });
+      REQUIRE(one == many);
+    });
+  }
+}
+
+TEST_CASE("sign_gemm_i8_lut: one thread and several give the same results",
+          "[threads][kernels_int][lut]") {
+  MBOK_REQUIRE_THREADS();
+  for (const Shape& s : {Shape{1, 2000, 4099}, Shape{8, 1000, 997}}) {
+    INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n);
+    const std::size_t grain = std::max<std::size_t>(64, row_grain(s.t, s.n / 64 + 1));
+    REQUIRE(test::parallel_chunks(s.m, grain, 16, test::kManyThreads) >= 2);
+    const BitMatrix w = test::fast_random_bits(s.m, s.n);
+    const std::size_t ld = w.row_words() * 64;
+    const test::Int8Rows x(s.t, s.n, ld, ld, -128, 127);
+    test::for_each_isa([&](Isa isa) {
+      const KernelSet k;
+      REQUIRE(k.isa() == isa);
+      const Int8LutWeights lw = k.prepare_lut(w);
+      Int8LutTables tables;
+      k.build_lut_tables(x.data.get(), ld, s.t, s.n, tables);
+      const auto [one, many] = test::one_and_many([&] {
+        std::vector<std::int32_t> y(s.t * s.m, -7);
+        k.sign_gemm_i8_lut(tables, lw, y.data(), s.m);
+        return y;
+      });
+      REQUIRE(one == many);
+    });
+  }
+}
+
+TEST_CASE("multi_kernel_forward_int8: one thread and several give the same bits",
+          "[threads][kernels_int][forward]") {
+  MBOK_REQUIRE_THREADS();
+  struct Case {
+    std::size_t t, m, n, kernels;
+  };
+  for (const Case& s : {Case{3, 2100, 997, 2}, Case{17, 90, 4099, 3}, Case{1, 10000, 513, 1}}) {
+    INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels);
+    REQUIRE(test::parallel_chunks(s.m, forward_grain(s.t, s.n, s.kernels, 16), 16,
+                                  test::kManyThreads) >= 2);
+    const MultiKernelWeights<float> w = weights(s.m, s.n, s.kernels);
+    const std::size_t ldx = s.n + 1, ldy = s.m + 2;
+    const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);  // column-major: any floats will do
+    const std::vector<float> x(xm.data(), xm.data() + xm.size());
+    test::for_each_isa([&](Isa isa) {
+      const KernelSet k;
+      REQUIRE(k.isa() == isa);
+      const auto [one, many] = test::one_and_many([&] {
+        std::vector<float> y(s.t * ldy, -1.0f);
+        multi_kernel_forward_int8(w, x.data(), ldx, s.t, y.data(), ldy, k);
+        return y;
+      });
+      REQUIRE(one == many);
+    });
+  }
+}
+
+TEST_CASE("multi_kernel_forward_int8 with prepared weights: one thread and several agree",
+          "[threads][kernels_int][forward][lut]") {
+  MBOK_REQUIRE_THREADS();
+  struct Case {
+    std::size_t t, m, n, kernels;
+  };
+  for (const Case& s : {Case{3, 2100, 997, 2}, Case{1, 10000, 513, 1}}) {
+    INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels);
+    REQUIRE(test::parallel_chunks(s.m, forward_grain(s.t, s.n, s.kernels, 64), 16,
+                                  test::kManyThreads) >= 2);
+    const MultiKernelWeights<float> w = weights(s.m, s.n, s.kernels);
+    const std::size_t ldx = s.n, ldy = s.m;
+    const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);
+    const std::vector<float> x(xm.data(), xm.data() + xm.size());
+    test::for_each_isa([&](Isa isa) {
+      const KernelSet k;
+      REQUIRE(k.isa() == isa);
+      const Int8PreparedWeights pw(w, k);
+      for (Int8Algorithm algorithm : {Int8Algorithm::masked, Int8Algorithm::lut}) {
+        INFO("algorithm " << static_cast<int>(algorithm));
+        const auto [one, many] = test::one_and_many([&] {
+          std::vector<float> y(s.t * ldy, -1.0f);
+          multi_kernel_forward_int8(w, pw, x.data(), ldx, s.t, y.data(), ldy, algorithm);
+          return y;
+        });
+        REQUIRE(one == many);
+      }
+    });
+  }
+}
