@@ -35,6 +35,8 @@ case "$build" in /*) ;; *) build="$PWD/$build" ;; esac
 start=$SECONDS
 
 log "configure $build (AArch64 cross build, -O2)"
+launcher=()
+if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 # A folder configured by another generator than the one asked for now cannot be reused.
 if [ -f "$build/CMakeCache.txt" ] && [ -n "${CMAKE_GENERATOR:-}" ] &&
   ! grep -q "^CMAKE_GENERATOR:INTERNAL=${CMAKE_GENERATOR}\$" "$build/CMakeCache.txt"; then
@@ -43,7 +45,7 @@ fi
 cmake -S "$MBOK_ROOT" -B "$build" \
   -DCMAKE_TOOLCHAIN_FILE="$MBOK_ROOT/cmake/toolchains/aarch64-linux-gnu.cmake" \
   -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
-  -DMBOK_BUILD_BENCHMARKS=OFF -DMBOK_BUILD_TOOLS=OFF -DMBOK_BUILD_EXAMPLES=OFF >/dev/null
+  -DMBOK_BUILD_BENCHMARKS=OFF -DMBOK_BUILD_TOOLS=OFF -DMBOK_BUILD_EXAMPLES=OFF "${launcher[@]}" >/dev/null
 
 areas="${MBOK_NEON_AREAS:-all}"
 # kernels_neon always runs: the check that the NEON path ran (step 4) reads its output.

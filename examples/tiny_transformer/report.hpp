@@ -138,7 +138,7 @@ inline std::string speed_plot(const SpeedPoints& points, const std::string& out_
   std::ofstream g(script);
   g << "set terminal pngcairo size 900,560\nset output '" << png << "'\n"
     << "set title 'Generation speed (one thread) against storage'\nset xlabel 'bits per weight'\n"
-    << "set ylabel 'tokens/s'\nset logscale x 2\nset xrange [0.7:48]\nset yrange [0:*]\nset grid\nunset key\n"
+    << "set ylabel 'tokens/s'\nset logscale x 2\nset xrange [0.7:128]\nset yrange [0:*]\nset grid\nunset key\n"
     << "plot '" << data << "' using 1:2 with points pt 7 ps 1.5, '' using 1:2:3 with labels offset 1,0.6 left font ',9'\n";
   g.close();
   if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0) return png;

@@ -316,15 +316,27 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
   }
 }
 
+namespace detail {
+// Least work per thread of the prepared forward, in 64-weight words x tokens x kernels: 2^18
+// words is 16 Mi weights, about 50 us of the avx512 LUT GEMV. Waking a second thread and
+// joining it costs tens of microseconds on a busy machine (measured with
+// OMP_WAIT_POLICY=passive, see docs/decode.md), so smaller products stay on one thread and
+// pay no threading cost at all.
+inline constexpr std::size_t kInt8MinWordsPerThread = std::size_t{1} << 18;
+}  // namespace detail
+
 /// All output features, with the algorithm `ws` was prepared for, on the default
-/// `parallel_for` (rows split on multiples of 16).
+/// `parallel_for` (rows split on multiples of 16; products under about 16 Mi weight-token
+/// products per thread run on the calling thread). The tables in `ws` are built once and
+/// read by every thread.
 inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
                                       const Int8PreparedWeights& pw, const Int8ForwardWorkspace& ws,
                                       float* y, std::size_t ldy) {
   const std::size_t m = w.out_features();
   const std::size_t words = padded_row_words(w.in_features());
   const std::size_t per_row = std::max<std::size_t>(1, ws.tokens() * words * w.num_kernels());
-  const std::size_t grain = std::max<std::size_t>(64, (std::size_t{1} << 16) / per_row);
+  const std::size_t grain =
+      std::max<std::size_t>(64, detail::kInt8MinWordsPerThread / per_row);
   parallel_for(
       0, m, grain,
       [&](std::size_t j0, std::size_t j1) {
