@@ -15,7 +15,7 @@
 // (VmRSS) and at peak (getrusage). Output: a markdown table on stdout.
 //
 // Usage: mbok_decode_bench [--model llama7b|llama1b|all] [--kernels 1,2,3] [--threads 1,2]
-//                          [--tokens N] [--float] [--dense]
+//                          [--tokens N] [--float] [--no-dense]
 #include <mbok/bit_matrix.hpp>
 #include <mbok/boolean_linear.hpp>
 #include <mbok/parallel.hpp>
@@ -83,8 +83,7 @@ Eigen::VectorXf random_scales(std::size_t n, std::uint64_t seed) {
 }
 
 double wall_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 double cpu_seconds() {
   timespec ts{};
@@ -211,12 +210,18 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--model") model_arg = next();
-    else if (a == "--kernels") kernels_list = parse_list(next());
-    else if (a == "--threads") threads_list = parse_list(next());
-    else if (a == "--tokens") tokens = std::max(1, std::atoi(next().c_str()));
-    else if (a == "--float") with_float = true;
-    else if (a == "--no-dense") with_dense = false;
+    if (a == "--model")
+      model_arg = next();
+    else if (a == "--kernels")
+      kernels_list = parse_list(next());
+    else if (a == "--threads")
+      threads_list = parse_list(next());
+    else if (a == "--tokens")
+      tokens = std::max(1, std::atoi(next().c_str()));
+    else if (a == "--float")
+      with_float = true;
+    else if (a == "--no-dense")
+      with_dense = false;
     else {
       std::fprintf(stderr,
                    "usage: mbok_decode_bench [--model llama7b|llama1b|all] [--kernels 1,2,3] "
@@ -243,8 +248,12 @@ int main(int argc, char** argv) {
     std::vector<float> xd(model.d), xf(model.ffn), y(max_dim);
     {
       std::uint64_t s = 42;
-      for (float& v : xd) v = static_cast<float>(static_cast<std::int64_t>(splitmix64(s) >> 40) - (1 << 23)) / 8388608.0f;
-      for (float& v : xf) v = static_cast<float>(static_cast<std::int64_t>(splitmix64(s) >> 40) - (1 << 23)) / 8388608.0f;
+      for (float& v : xd)
+        v = static_cast<float>(static_cast<std::int64_t>(splitmix64(s) >> 40) - (1 << 23)) /
+            8388608.0f;
+      for (float& v : xf)
+        v = static_cast<float>(static_cast<std::int64_t>(splitmix64(s) >> 40) - (1 << 23)) /
+            8388608.0f;
     }
     const float* x_for[2] = {xd.data(), xf.data()};
 
@@ -305,7 +314,8 @@ int main(int argc, char** argv) {
           dense.emplace_back(s.m * s.n);
           std::uint64_t seed = b * 7 + dense.size();
           for (float& v : dense.back())
-            v = static_cast<float>(static_cast<std::int64_t>(splitmix64(seed) >> 40) - (1 << 23)) / 8388608.0f;
+            v = static_cast<float>(static_cast<std::int64_t>(splitmix64(seed) >> 40) - (1 << 23)) /
+                8388608.0f;
           bytes += 4.0 * static_cast<double>(s.m * s.n);
         }
       const double rss = current_rss_gib();
@@ -338,8 +348,9 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < threads_list.size(); ++i)
     std::printf(" %d thread%s %.1f GB/s%s", threads_list[i], threads_list[i] > 1 ? "s" : "",
                 bandwidth[i], i + 1 < threads_list.size() ? "," : "\n");
-  std::printf("\n| model | weights | K | threads | tokens/s | CPU ms/token | GB/token | "
-              "bandwidth limit tokens/s | of limit | RSS GiB | peak RSS GiB |\n");
+  std::printf(
+      "\n| model | weights | K | threads | tokens/s | CPU ms/token | GB/token | "
+      "bandwidth limit tokens/s | of limit | RSS GiB | peak RSS GiB |\n");
   std::printf("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const Result& r : results)
     std::printf("| %s | %s | %s | %d | %.2f | %.1f | %.3f | %.2f | %.0f%% | %.2f | %.2f |\n",

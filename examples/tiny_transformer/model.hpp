@@ -278,8 +278,7 @@ class Transformer {
       s.keys[l].row(pos) = z.k.row(0);
       s.values[l].row(pos) = z.v.row(0);
       for (Index h = 0; h < heads; ++h) {
-        z.sc.noalias() =
-            s.keys[l].block(0, h * dh, pos + 1, dh) * q_head(z, h, dh).transpose();
+        z.sc.noalias() = s.keys[l].block(0, h * dh, pos + 1, dh) * q_head(z, h, dh).transpose();
         z.sc *= scale;
         z.sc = (z.sc.array() - z.sc.maxCoeff()).exp();
         z.sc /= z.sc.sum();

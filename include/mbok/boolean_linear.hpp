@@ -246,11 +246,11 @@ class BooleanLinear {
 
   /// Fast inference: the fused multi-kernel int8 forward of forward_int8.hpp. For each kernel
   /// the scaled input X (.) s_in_k^T is quantized to int8 per token (`quantize_activations`:
-  /// symmetric, scale = max |.| / 127, round to nearest, halves away from zero), multiplied by B_k in exact int32
-  /// (table lookup for few tokens, the masked product for many: `Int8Algorithm::automatic`),
-  /// rescaled and summed over kernels; then the bias is added. Without a bias the result equals
-  /// `multi_kernel_forward_int8(weights(), x, ...)` bit for bit; it differs from `forward` by
-  /// the quantization error only. X is t x in, the result t x out.
+  /// symmetric, scale = max |.| / 127, round to nearest, halves away from zero), multiplied by B_k
+  /// in exact int32 (table lookup for few tokens, the masked product for many:
+  /// `Int8Algorithm::automatic`), rescaled and summed over kernels; then the bias is added. Without
+  /// a bias the result equals `multi_kernel_forward_int8(weights(), x, ...)` bit for bit; it
+  /// differs from `forward` by the quantization error only. X is t x in, the result t x out.
   ///
   /// The bits are repacked for the table lookup once (`prepare_int8`) and again only after a
   /// kernel's bits change (detected by `BitMatrix::version()`, so optimizer steps, `flip`,
@@ -623,9 +623,9 @@ class BooleanLinear {
                        std::size_t ldy) const {
     check_raw(x, ldx, in_features(), t, "forward_int8: input");
     check_raw(y, ldy, out_features(), t, "forward_int8: output");
-    detail::require(in_features() <= kMaxInt8Features, "BooleanLinear forward_int8: ",
-                    in_features(), " input features exceed the exact int32 limit of ",
-                    kMaxInt8Features);
+    detail::require(in_features() <= kMaxInt8Features,
+                    "BooleanLinear forward_int8: ", in_features(),
+                    " input features exceed the exact int32 limit of ", kMaxInt8Features);
     return t > 0;
   }
 
@@ -634,8 +634,8 @@ class BooleanLinear {
     const std::size_t k_count = num_kernels();
     bool fresh = st.versions.size() == k_count;
     for (std::size_t k = 0; fresh && k < k_count; ++k)
-      fresh = st.versions[k] == weights_.kernel(k).version() &&
-              st.data[k] == weights_.kernel(k).data();
+      fresh =
+          st.versions[k] == weights_.kernel(k).version() && st.data[k] == weights_.kernel(k).data();
     if (!fresh) {
       st.versions.clear();  // stays stale if the repack throws
       st.prepared = Int8PreparedWeights(weights_, kernels_);

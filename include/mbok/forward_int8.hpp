@@ -335,8 +335,7 @@ inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
   const std::size_t m = w.out_features();
   const std::size_t words = padded_row_words(w.in_features());
   const std::size_t per_row = std::max<std::size_t>(1, ws.tokens() * words * w.num_kernels());
-  const std::size_t grain =
-      std::max<std::size_t>(64, detail::kInt8MinWordsPerThread / per_row);
+  const std::size_t grain = std::max<std::size_t>(64, detail::kInt8MinWordsPerThread / per_row);
   parallel_for(
       0, m, grain,
       [&](std::size_t j0, std::size_t j1) {

@@ -22,8 +22,10 @@ MultiKernelWeights<float> int8_weights(std::size_t m, std::size_t n, std::size_t
   MultiKernelWeights<float> w(m, n);
   for (std::size_t k = 0; k < k_count; ++k)
     w.add_kernel(random_bits(m, n),
-                 random_matrix(m, 1).cwiseAbs() + Eigen::VectorXf::Constant(static_cast<Eigen::Index>(m), 0.1f),
-                 random_matrix(n, 1).cwiseAbs() + Eigen::VectorXf::Constant(static_cast<Eigen::Index>(n), 0.1f));
+                 random_matrix(m, 1).cwiseAbs() +
+                     Eigen::VectorXf::Constant(static_cast<Eigen::Index>(m), 0.1f),
+                 random_matrix(n, 1).cwiseAbs() +
+                     Eigen::VectorXf::Constant(static_cast<Eigen::Index>(n), 0.1f));
   return w;
 }
 
@@ -42,20 +44,25 @@ bool same_bits(const RowMatrixF& a, const RowMatrixF& b) {
          std::memcmp(a.data(), b.data(), static_cast<std::size_t>(a.size()) * sizeof(float)) == 0;
 }
 
-TEST_CASE("BooleanLinear forward_int8 equals multi_kernel_forward_int8 bit for bit", "[layer][int8]") {
+TEST_CASE("BooleanLinear forward_int8 equals multi_kernel_forward_int8 bit for bit",
+          "[layer][int8]") {
   for_each_isa([](Isa) {
     // Token counts on both sides of every ISA's LUT threshold (8 or 128), so both algorithms run;
     // widths that are not multiples of 16 rows or 32 columns.
-    for (auto [m, n, k_count, t] : {std::tuple<int, int, int, int>{5, 63, 1, 1}, {17, 130, 2, 1},
-                                   {40, 515, 3, 3}, {33, 200, 2, 9}, {48, 96, 1, 130}}) {
+    for (auto [m, n, k_count, t] : {std::tuple<int, int, int, int>{5, 63, 1, 1},
+                                    {17, 130, 2, 1},
+                                    {40, 515, 3, 3},
+                                    {33, 200, 2, 9},
+                                    {48, 96, 1, 130}}) {
       INFO(m << " x " << n << ", K = " << k_count << ", t = " << t);
       const auto w = int8_weights(static_cast<std::size_t>(m), static_cast<std::size_t>(n),
                                   static_cast<std::size_t>(k_count));
       const RowMatrixF x = random_matrix(static_cast<std::size_t>(t), static_cast<std::size_t>(n));
       BooleanLinear<float> plain(w);
       RowMatrixF ref(t, m);
-      multi_kernel_forward_int8(w, x.data(), static_cast<std::size_t>(n), static_cast<std::size_t>(t),
-                                ref.data(), static_cast<std::size_t>(m), plain.kernel_set());
+      multi_kernel_forward_int8(w, x.data(), static_cast<std::size_t>(n),
+                                static_cast<std::size_t>(t), ref.data(),
+                                static_cast<std::size_t>(m), plain.kernel_set());
       CHECK(same_bits(plain.forward_int8(x), ref));
       CHECK(same_bits(plain.forward_int8(x), ref));  // second call: prepared weights reused
       CHECK(plain.int8_preparations() == 1);
@@ -67,22 +74,27 @@ TEST_CASE("BooleanLinear forward_int8 equals multi_kernel_forward_int8 bit for b
       CHECK(same_bits(biased.forward_int8(x), with_bias));
 
       // Raw form with wide strides and a caller's workspace; the padding stays untouched.
-      const std::size_t ldx = static_cast<std::size_t>(n + 5), ldy = static_cast<std::size_t>(m + 3);
-      std::vector<float> xs(static_cast<std::size_t>(t) * ldx, 1e30f), ys(static_cast<std::size_t>(t) * ldy, -7.0f);
+      const std::size_t ldx = static_cast<std::size_t>(n + 5),
+                        ldy = static_cast<std::size_t>(m + 3);
+      std::vector<float> xs(static_cast<std::size_t>(t) * ldx, 1e30f),
+          ys(static_cast<std::size_t>(t) * ldy, -7.0f);
       for (int i = 0; i < t; ++i)
-        for (int l = 0; l < n; ++l) xs[static_cast<std::size_t>(i) * ldx + static_cast<std::size_t>(l)] = x(i, l);
+        for (int l = 0; l < n; ++l)
+          xs[static_cast<std::size_t>(i) * ldx + static_cast<std::size_t>(l)] = x(i, l);
       Int8ForwardWorkspace ws;
       biased.forward_int8(xs.data(), ldx, static_cast<std::size_t>(t), ys.data(), ldy, ws);
       for (int i = 0; i < t; ++i) {
         for (int j = 0; j < m; ++j)
-          CHECK(ys[static_cast<std::size_t>(i) * ldy + static_cast<std::size_t>(j)] == with_bias(i, j));
+          CHECK(ys[static_cast<std::size_t>(i) * ldy + static_cast<std::size_t>(j)] ==
+                with_bias(i, j));
         CHECK(ys[static_cast<std::size_t>(i) * ldy + static_cast<std::size_t>(m)] == -7.0f);
       }
     }
   });
 }
 
-TEST_CASE("BooleanLinear forward_int8 repacks after the bits change, not after scale changes", "[layer][int8]") {
+TEST_CASE("BooleanLinear forward_int8 repacks after the bits change, not after scale changes",
+          "[layer][int8]") {
   for_each_isa([](Isa) {
     BooleanLinear<float> layer(int8_weights(37, 150, 2), random_matrix(37, 1));
     const RowMatrixF x = random_matrix(2, 150);
@@ -188,17 +200,21 @@ TEST_CASE("BooleanLinear forward_int8 errors", "[layer][int8]") {
   x(1, 7) = std::numeric_limits<float>::quiet_NaN();
   CHECK_THROWS_WITH(layer.forward_int8(x), test::contains("not finite"));
   Int8ForwardWorkspace ws;
-  CHECK_THROWS_WITH(layer.forward_int8(x.data(), 40, 2, y.data(), 16, ws), test::contains("not finite"));
+  CHECK_THROWS_WITH(layer.forward_int8(x.data(), 40, 2, y.data(), 16, ws),
+                    test::contains("not finite"));
 }
 
-TEST_CASE("BooleanLinear forward_int8 rejects rows past the exact int32 limit", "[layer][int8][slow]") {
+TEST_CASE("BooleanLinear forward_int8 rejects rows past the exact int32 limit",
+          "[layer][int8][slow]") {
   // One output row of kMaxInt8Features + 1 inputs (2 MiB of bits, 64 MiB of floats).
   const std::size_t n = kMaxInt8Features + 1;
   MultiKernelWeights<float> w(1, n);
-  w.add_kernel(BitMatrix(1, n), Eigen::VectorXf::Ones(1), Eigen::VectorXf::Ones(static_cast<Eigen::Index>(n)));
+  w.add_kernel(BitMatrix(1, n), Eigen::VectorXf::Ones(1),
+               Eigen::VectorXf::Ones(static_cast<Eigen::Index>(n)));
   BooleanLinear<float> layer(std::move(w));
   std::vector<float> x(n, 1.0f), y(1);
-  CHECK_THROWS_WITH(layer.forward_int8(x.data(), n, 1, y.data(), 1), test::contains("exact int32 limit"));
+  CHECK_THROWS_WITH(layer.forward_int8(x.data(), n, 1, y.data(), 1),
+                    test::contains("exact int32 limit"));
   CHECK_THROWS_AS(layer.prepare_int8(), InvalidArgument);
 }
 
