@@ -456,7 +456,10 @@ const bool registered = [] {
   const Shape shapes[] = {{128, 128, {1, 8}},
                           {4096, 4096, {1, 8, 32, 128, 512}},
                           {4096, 11008, {1, 32}},
-                          {11008, 4096, {1, 32, 128}}};
+                          {11008, 4096, {1, 32, 128}},
+                          // The MUL_MAT shape of ggml's `test-backend-ops perf`, for comparisons
+                          // with llama.cpp's kernels run beside this benchmark.
+                          {4096, 14336, {1, 8}}};
   for (const Shape& s : shapes)
     for (std::size_t t : s.tokens)
       for (int threads : {1, 2}) {

@@ -111,10 +111,10 @@ release_stage() {
 sanitizer_stage() {
   log "ASan + UBSan build"
   fresh_generator build/test-sanitize
-  # -O1: sanitizer builds compile much faster than at -O2 and still inline enough that the
-  # tests run quickly.
+  # -O1 -g1: sanitizer builds compile much faster than at -O2 with full debug information,
+  # still inline enough that the tests run quickly, and reports keep file and line.
   cmake -S . -B build/test-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" -DMBOK_SANITIZE=address,undefined \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" -DMBOK_SANITIZE=address,undefined \
     -DMBOK_BUILD_BENCHMARKS=OFF -DMBOK_BUILD_EXAMPLES=OFF "${launcher[@]}" >/dev/null
   build build/test-sanitize mbok_all_tests || return 0
   log "ctest (ASan + UBSan)"
