@@ -348,8 +348,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vbmi"))) std::int64_t l
       acc[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r], l, ones), h, sixteen);
     }
   }
-  const __m512i s = _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]),
-                                     _mm512_add_epi32(acc[2], acc[3]));
+  const __m512i s =
+      _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
   alignas(64) std::int32_t lanes[16];
   _mm512_store_si512(lanes, s);
   return lanes[0] + lanes[15];
@@ -376,8 +376,10 @@ __attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::ui
             reinterpret_cast<const __m256i*>(data + (q + static_cast<std::size_t>(r)) * 32));
         const __m256i lo = _mm256_and_si256(w, nib);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
-        const __m256i l = _mm256_add_epi8(_mm256_shuffle_epi8(l01, lo), _mm256_shuffle_epi8(l23, hi));
-        const __m256i h = _mm256_add_epi8(_mm256_shuffle_epi8(h01, lo), _mm256_shuffle_epi8(h23, hi));
+        const __m256i l =
+            _mm256_add_epi8(_mm256_shuffle_epi8(l01, lo), _mm256_shuffle_epi8(l23, hi));
+        const __m256i h =
+            _mm256_add_epi8(_mm256_shuffle_epi8(h01, lo), _mm256_shuffle_epi8(h23, hi));
         a[r][0] = _mm256_add_epi16(a[r][0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(l, h), pair));
         a[r][1] = _mm256_add_epi16(a[r][1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(l, h), pair));
       }
@@ -474,14 +476,14 @@ const bool registered = [] {
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
             for (const auto algorithm : {mbok::Int8Algorithm::masked, mbok::Int8Algorithm::lut}) {
-              const std::string impl = mbok::isa_name(isa) +
-                                       std::string(algorithm == mbok::Int8Algorithm::lut ? "-lut"
-                                                                                         : "-masked");
-              benchmark::RegisterBenchmark(
-                  case_name(family, impl, s.m, s.n, t, threads).c_str(),
-                  [=](benchmark::State& st) {
-                    forward_prepared_case(st, isa, s.m, s.n, kernels, t, threads, algorithm);
-                  })
+              const std::string impl =
+                  mbok::isa_name(isa) +
+                  std::string(algorithm == mbok::Int8Algorithm::lut ? "-lut" : "-masked");
+              benchmark::RegisterBenchmark(case_name(family, impl, s.m, s.n, t, threads).c_str(),
+                                           [=](benchmark::State& st) {
+                                             forward_prepared_case(st, isa, s.m, s.n, kernels, t,
+                                                                   threads, algorithm);
+                                           })
                   ->UseRealTime()
                   ->Unit(benchmark::kMicrosecond);
             }

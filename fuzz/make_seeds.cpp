@@ -12,7 +12,8 @@ namespace {
 
 void put(const std::string& path, const std::vector<std::uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 }  // namespace
@@ -29,8 +30,9 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> d;
 
   // safetensors: every dtype, scalars, empty tensors, metadata, two alignments.
-  const mbok::DType all[] = {mbok::DType::f64, mbok::DType::f32, mbok::DType::f16, mbok::DType::bf16,
-                             mbok::DType::i64, mbok::DType::i32, mbok::DType::i8,  mbok::DType::u8};
+  const mbok::DType all[] = {mbok::DType::f64,  mbok::DType::f32, mbok::DType::f16,
+                             mbok::DType::bf16, mbok::DType::i64, mbok::DType::i32,
+                             mbok::DType::i8,   mbok::DType::u8};
   int n = 0;
   for (std::size_t alignment : {8, 64}) {
     mbok::StateDict s;
@@ -38,7 +40,9 @@ int main(int argc, char** argv) {
     for (mbok::DType t : all) {
       mbok::Tensor x;
       x.dtype = t;
-      x.shape = i % 3 == 0 ? std::vector<std::int64_t>{} : i % 3 == 1 ? std::vector<std::int64_t>{3} : std::vector<std::int64_t>{2, 2};
+      x.shape = i % 3 == 0   ? std::vector<std::int64_t>{}
+                : i % 3 == 1 ? std::vector<std::int64_t>{3}
+                             : std::vector<std::int64_t>{2, 2};
       x.bytes.resize(x.numel() * mbok::dtype_size(t));
       for (auto& b : x.bytes) b = static_cast<std::uint8_t>(rng());
       s["t" + std::to_string(i++)] = x;

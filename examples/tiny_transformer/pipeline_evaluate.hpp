@@ -80,9 +80,13 @@ inline void Pipeline::evaluate_stage() {
   for (const auto& e : entries) {
     bar.update(done++, e.name);
     if (!file_exists(e.file)) continue;
-    auto model = e.kind == "teacher" ? load_dense_model(e.file, opt_.model) : load_boolean_model(e.file, opt_.model);
+    auto model = e.kind == "teacher" ? load_dense_model(e.file, opt_.model)
+                                     : load_boolean_model(e.file, opt_.model);
     const double loss = validation_loss(*model, valid_batches_);
-    json r = {{"file", e.file}, {"valid_loss", loss}, {"perplexity", std::exp(loss)}, {"bits_per_char", loss / std::log(2.0)}};
+    json r = {{"file", e.file},
+              {"valid_loss", loss},
+              {"perplexity", std::exp(loss)},
+              {"bits_per_char", loss / std::log(2.0)}};
     double bits = 0, weights = 0;
     model->for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
       const double n = double(l->in_features() * l->out_features());
@@ -100,11 +104,13 @@ inline void Pipeline::evaluate_stage() {
       set_inference_kernel(*model, InferenceKernel::int8);
       const detail::Speed q = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
       model->for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
-        if (auto* b = dynamic_cast<BoolLinear<float>*>(l.get())) r["isa"] = mbok::isa_name(b->layer().isa());
+        if (auto* b = dynamic_cast<BoolLinear<float>*>(l.get()))
+          r["isa"] = mbok::isa_name(b->layer().isa());
       });
       r["tokens_per_second"] = {{"boolean_float", f.tokens_per_second},
                                 {"boolean_int8", q.tokens_per_second}};
-      r["speed"] = {{"boolean_float", detail::speed_json(f)}, {"boolean_int8", detail::speed_json(q)}};
+      r["speed"] = {{"boolean_float", detail::speed_json(f)},
+                    {"boolean_int8", detail::speed_json(q)}};
       // Quality with int8 activations, as generated.
       r["valid_loss_int8"] = validation_loss(*model, valid_batches_);
     }
@@ -112,7 +118,8 @@ inline void Pipeline::evaluate_stage() {
     std::string sample = generate(*model, opt_.prompt, opt_.sample_tokens, 0.8, 42);
     // Bytes outside printable ASCII would not be valid UTF-8 in the summary.
     for (char& c : sample)
-      if ((static_cast<unsigned char>(c) < 32 && c != '\n') || static_cast<unsigned char>(c) > 126) c = '?';
+      if ((static_cast<unsigned char>(c) < 32 && c != '\n') || static_cast<unsigned char>(c) > 126)
+        c = '?';
     r["sample"] = sample;
     results[e.name] = r;
   }

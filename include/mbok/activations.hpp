@@ -84,7 +84,8 @@ class QuantizedActivations {
     const std::size_t need = detail::mul_or_throw({t, ld}, "QuantizedActivations: ", t,
                                                   " tokens x ", ld, " bytes per row");
     if (need > capacity_) {
-      data_.reset(static_cast<std::int8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
+      data_.reset(
+          static_cast<std::int8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
       capacity_ = need;
     }
     tokens_ = t;
@@ -195,11 +196,12 @@ inline QuantizedActivations quantize_activations(const float* x, std::size_t ldx
 
 /// `quantize_activations` of a row-major t x n Eigen matrix (one token per row).
 inline QuantizedActivations quantize_activations(
-    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>& x,
+    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>&
+        x,
     const float* s_in = nullptr) {
   return quantize_activations(x.data(), static_cast<std::size_t>(x.outerStride()),
-                              static_cast<std::size_t>(x.rows()), static_cast<std::size_t>(x.cols()),
-                              s_in);
+                              static_cast<std::size_t>(x.rows()),
+                              static_cast<std::size_t>(x.cols()), s_in);
 }
 
 /// Tokens as packed signs for the XNOR product: bits(i, l) = 1 where x(i, l) < 0, and
@@ -214,7 +216,8 @@ struct BinaryActivations {
 /// or a NaN or infinite value (naming the token and feature).
 inline void binarize_activations(const float* x, std::size_t ldx, std::size_t t, std::size_t n,
                                  BinaryActivations& out) {
-  detail::require(t > 0 && n > 0, "binarize_activations: shape must be positive, got ", t, " x ", n);
+  detail::require(t > 0 && n > 0, "binarize_activations: shape must be positive, got ", t, " x ",
+                  n);
   detail::require(ldx >= n, "binarize_activations: ldx ", ldx, " < features ", n);
   detail::require(x != nullptr, "binarize_activations: null input");
   if (out.bits.rows() != t || out.bits.cols() != n || out.bits.is_borrowed())
@@ -299,7 +302,8 @@ inline void xnor_output_to_bits(const std::int32_t* c, std::size_t ldc, std::siz
       std::uint64_t word = 0;
       for (std::size_t b = 0; b < end; ++b) {
         const std::size_t j = w * 64 + b;
-        const float v = static_cast<float>(ci[j]) * rs * (col_scale != nullptr ? col_scale[j] : 1.0f);
+        const float v =
+            static_cast<float>(ci[j]) * rs * (col_scale != nullptr ? col_scale[j] : 1.0f);
         const float th = threshold != nullptr ? threshold[j] : 0.0f;
         word |= static_cast<std::uint64_t>(v < th) << b;
       }

@@ -93,7 +93,8 @@ class AdamW final : public Optimizer {
   /// before changing anything, when a gradient holds a NaN or an infinity.
   void step() override {
     for (const auto& s : slots_) {
-      const Eigen::Map<const Eigen::VectorXf> g(s.param.grad, static_cast<Eigen::Index>(s.param.size));
+      const Eigen::Map<const Eigen::VectorXf> g(s.param.grad,
+                                                static_cast<Eigen::Index>(s.param.size));
       detail::require(g.allFinite(), "AdamW: gradient of '", s.param.name, "' is not finite");
     }
     ++step_;

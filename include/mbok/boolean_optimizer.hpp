@@ -62,9 +62,12 @@ enum class AccumulatorType : int { f32 = 0, f16 = 1, i8 = 2 };
 /// "f32", "f16" or "i8".
 inline constexpr const char* accumulator_name(AccumulatorType t) noexcept {
   switch (t) {
-    case AccumulatorType::f32: return "f32";
-    case AccumulatorType::f16: return "f16";
-    case AccumulatorType::i8: return "i8";
+    case AccumulatorType::f32:
+      return "f32";
+    case AccumulatorType::f16:
+      return "f16";
+    case AccumulatorType::i8:
+      return "i8";
   }
   return "?";
 }
@@ -96,7 +99,9 @@ struct FlipStats {
   std::size_t flips = 0;    ///< bits flipped
   std::size_t weights = 0;  ///< rows x cols
   double beta = 0;          ///< the beta used at this step
-  double rate() const noexcept { return weights ? static_cast<double>(flips) / static_cast<double>(weights) : 0.0; }
+  double rate() const noexcept {
+    return weights ? static_cast<double>(flips) / static_cast<double>(weights) : 0.0;
+  }
 };
 
 /// Flips of every tensor at one step.
@@ -151,9 +156,15 @@ class BooleanOptimizer final : public Optimizer {
       s.cols = p.bits->cols();
       const std::size_t count = s.rows * s.cols;
       switch (options_.accumulator) {
-        case AccumulatorType::f32: s.f32.assign(count, 0.0f); break;
-        case AccumulatorType::f16: s.f16.assign(count, 0); break;
-        case AccumulatorType::i8: s.i8.assign(count, 0); break;
+        case AccumulatorType::f32:
+          s.f32.assign(count, 0.0f);
+          break;
+        case AccumulatorType::f16:
+          s.f16.assign(count, 0);
+          break;
+        case AccumulatorType::i8:
+          s.i8.assign(count, 0);
+          break;
       }
       s.beta = options_.beta ? *options_.beta : 0.0;
       s.scale = options_.accumulator == AccumulatorType::i8 ? options_.threshold / 64.0 : 1.0;
@@ -212,8 +223,8 @@ class BooleanOptimizer final : public Optimizer {
       detail::require(q.allFinite(), "BooleanOptimizer: signal of '", s.param.name,
                       "' is not finite");
       const double peak = static_cast<double>(q.cwiseAbs().maxCoeff()) * options_.learning_rate;
-      detail::require(peak < 1e30, "BooleanOptimizer: eta * |q| of '", s.param.name,
-                      "' reaches ", peak, " (overflow)");
+      detail::require(peak < 1e30, "BooleanOptimizer: eta * |q| of '", s.param.name, "' reaches ",
+                      peak, " (overflow)");
     }
     ++step_;
     stats_ = BooleanStepStats{};
@@ -305,8 +316,9 @@ class BooleanOptimizer final : public Optimizer {
   }
   /// accumulator_bytes() / num_weights(): 4, 2 or 1.
   double accumulator_bytes_per_weight() const noexcept {
-    return num_weights() ? static_cast<double>(accumulator_bytes()) / static_cast<double>(num_weights())
-                         : 0.0;
+    return num_weights()
+               ? static_cast<double>(accumulator_bytes()) / static_cast<double>(num_weights())
+               : 0.0;
   }
 
  private:
@@ -323,7 +335,7 @@ class BooleanOptimizer final : public Optimizer {
       return f32.size() * sizeof(float) + f16.size() * sizeof(std::uint16_t) + i8.size();
     }
     void* acc_data() noexcept {
-      return !f32.empty() ? static_cast<void*>(f32.data())
+      return !f32.empty()   ? static_cast<void*>(f32.data())
              : !f16.empty() ? static_cast<void*>(f16.data())
                             : static_cast<void*>(i8.data());
     }
@@ -347,9 +359,12 @@ class BooleanOptimizer final : public Optimizer {
 
   float load(const Slot& s, std::size_t e) const {
     switch (options_.accumulator) {
-      case AccumulatorType::f32: return s.f32[e];
-      case AccumulatorType::f16: return detail::half_to_float(s.f16[e]);
-      case AccumulatorType::i8: return static_cast<float>(s.i8[e]) * static_cast<float>(s.scale);
+      case AccumulatorType::f32:
+        return s.f32[e];
+      case AccumulatorType::f16:
+        return detail::half_to_float(s.f16[e]);
+      case AccumulatorType::i8:
+        return static_cast<float>(s.i8[e]) * static_cast<float>(s.scale);
     }
     return 0.0f;
   }
@@ -387,7 +402,8 @@ class BooleanOptimizer final : public Optimizer {
         return run(s, eta, F16Codec{s.f16.data()});
       case AccumulatorType::i8: {
         const std::uint64_t key = detail::splitmix64(
-            options_.seed ^ detail::splitmix64(static_cast<std::uint64_t>(step_) * 0x100000001B3ull + idx));
+            options_.seed ^
+            detail::splitmix64(static_cast<std::uint64_t>(step_) * 0x100000001B3ull + idx));
         return run(s, eta,
                    I8Codec{s.i8.data(), static_cast<float>(s.scale),
                            static_cast<float>(1.0 / s.scale), key});
@@ -496,9 +512,10 @@ class BooleanOptimizer final : public Optimizer {
                     "BooleanOptimizer: threshold ", o.threshold,
                     " is beyond the largest f16 accumulator (65504)");
     if (o.beta)
-      detail::require(*o.beta >= 0 && *o.beta <= 1, "BooleanOptimizer: fixed beta must be in [0, 1], got ",
-                      *o.beta);
-    detail::require(o.accumulator == AccumulatorType::f32 || o.accumulator == AccumulatorType::f16 ||
+      detail::require(*o.beta >= 0 && *o.beta <= 1,
+                      "BooleanOptimizer: fixed beta must be in [0, 1], got ", *o.beta);
+    detail::require(o.accumulator == AccumulatorType::f32 ||
+                        o.accumulator == AccumulatorType::f16 ||
                         o.accumulator == AccumulatorType::i8,
                     "BooleanOptimizer: unknown accumulator type ", static_cast<int>(o.accumulator));
   }

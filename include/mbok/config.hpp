@@ -54,11 +54,11 @@ class AssertionError : public std::logic_error {
 }  // namespace mbok
 
 #if MBOK_ENABLE_ASSERTS
-#define MBOK_ASSERT(cond)                                                           \
-  do {                                                                              \
-    if (!(cond))                                                                    \
-      throw ::mbok::AssertionError(std::string("mbok: assertion failed: ") + #cond + \
-                                   " at " + __FILE__ + ":" + std::to_string(__LINE__)); \
+#define MBOK_ASSERT(cond)                                                                     \
+  do {                                                                                        \
+    if (!(cond))                                                                              \
+      throw ::mbok::AssertionError(std::string("mbok: assertion failed: ") + #cond + " at " + \
+                                   __FILE__ + ":" + std::to_string(__LINE__));                \
   } while (0)
 #else
 #define MBOK_ASSERT(cond) ((void)0)

@@ -33,8 +33,8 @@ class MultiKernelWeights {
   /// A container for kernels of shape `out_features` x `in_features` (both > 0).
   MultiKernelWeights(std::size_t out_features, std::size_t in_features)
       : m_(out_features), n_(in_features) {
-    detail::require(m_ > 0 && n_ > 0, "MultiKernelWeights: shape must be positive, got ", m_,
-                    " x ", n_);
+    detail::require(m_ > 0 && n_ > 0, "MultiKernelWeights: shape must be positive, got ", m_, " x ",
+                    n_);
     // reconstruct() holds m x n scales as one Eigen matrix: the product must be countable
     // (and each side an Eigen::Index); the kernels themselves are checked by BitMatrix.
     constexpr auto kMaxIndex = static_cast<std::size_t>(std::numeric_limits<Eigen::Index>::max());
@@ -91,13 +91,13 @@ class MultiKernelWeights {
   template <typename Derived>
   double relative_error(const Eigen::MatrixBase<Derived>& w,
                         std::size_t k_count = static_cast<std::size_t>(-1)) const {
-    detail::require(static_cast<std::size_t>(w.rows()) == m_ &&
-                        static_cast<std::size_t>(w.cols()) == n_,
-                    "relative_error: reference must be ", m_, " x ", n_, ", got ", w.rows(), " x ",
-                    w.cols());
+    detail::require(
+        static_cast<std::size_t>(w.rows()) == m_ && static_cast<std::size_t>(w.cols()) == n_,
+        "relative_error: reference must be ", m_, " x ", n_, ", got ", w.rows(), " x ", w.cols());
     const double norm = static_cast<double>(w.template cast<double>().norm());
     detail::require(norm > 0 && std::isfinite(norm), "relative_error: reference norm is ", norm);
-    const auto diff = (w.template cast<double>() - reconstruct(k_count).template cast<double>()).eval();
+    const auto diff =
+        (w.template cast<double>() - reconstruct(k_count).template cast<double>()).eval();
     return diff.norm() / norm;
   }
 
@@ -105,8 +105,8 @@ class MultiKernelWeights {
   double bits_per_weight() const noexcept {
     if (m_ == 0 || n_ == 0) return 0.0;
     const double weights = static_cast<double>(m_) * static_cast<double>(n_);
-    const double scale_bits = static_cast<double>(num_kernels()) * static_cast<double>(m_ + n_) *
-                              8.0 * sizeof(Scalar);
+    const double scale_bits =
+        static_cast<double>(num_kernels()) * static_cast<double>(m_ + n_) * 8.0 * sizeof(Scalar);
     return static_cast<double>(num_kernels()) + scale_bits / weights;
   }
 

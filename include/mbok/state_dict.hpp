@@ -29,14 +29,22 @@ enum class DType { f64, f32, f16, bf16, i64, i32, i8, u8 };
 /// "F64", "F32", "F16", "BF16", "I64", "I32", "I8", "U8".
 inline constexpr const char* dtype_name(DType d) noexcept {
   switch (d) {
-    case DType::f64: return "F64";
-    case DType::f32: return "F32";
-    case DType::f16: return "F16";
-    case DType::bf16: return "BF16";
-    case DType::i64: return "I64";
-    case DType::i32: return "I32";
-    case DType::i8: return "I8";
-    case DType::u8: return "U8";
+    case DType::f64:
+      return "F64";
+    case DType::f32:
+      return "F32";
+    case DType::f16:
+      return "F16";
+    case DType::bf16:
+      return "BF16";
+    case DType::i64:
+      return "I64";
+    case DType::i32:
+      return "I32";
+    case DType::i8:
+      return "I8";
+    case DType::u8:
+      return "U8";
   }
   return "?";
 }
@@ -45,13 +53,17 @@ inline constexpr const char* dtype_name(DType d) noexcept {
 inline constexpr std::size_t dtype_size(DType d) noexcept {
   switch (d) {
     case DType::f64:
-    case DType::i64: return 8;
+    case DType::i64:
+      return 8;
     case DType::f32:
-    case DType::i32: return 4;
+    case DType::i32:
+      return 4;
     case DType::f16:
-    case DType::bf16: return 2;
+    case DType::bf16:
+      return 2;
     case DType::i8:
-    case DType::u8: return 1;
+    case DType::u8:
+      return 1;
   }
   return 0;
 }
@@ -59,11 +71,16 @@ inline constexpr std::size_t dtype_size(DType d) noexcept {
 /// The DType of a C++ arithmetic type (float, double, int8_t, uint8_t, int32_t, int64_t).
 template <typename T>
 constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<T, double>) return DType::f64;
-  else if constexpr (std::is_same_v<T, float>) return DType::f32;
-  else if constexpr (std::is_same_v<T, std::int64_t>) return DType::i64;
-  else if constexpr (std::is_same_v<T, std::int32_t>) return DType::i32;
-  else if constexpr (std::is_same_v<T, std::int8_t>) return DType::i8;
+  if constexpr (std::is_same_v<T, double>)
+    return DType::f64;
+  else if constexpr (std::is_same_v<T, float>)
+    return DType::f32;
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return DType::i64;
+  else if constexpr (std::is_same_v<T, std::int32_t>)
+    return DType::i32;
+  else if constexpr (std::is_same_v<T, std::int8_t>)
+    return DType::i8;
   else {
     static_assert(std::is_same_v<T, std::uint8_t>, "no DType for this type");
     return DType::u8;
@@ -110,7 +127,8 @@ struct Tensor {
     const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> rm = m;
     if (Derived::ColsAtCompileTime == 1)
       return from(rm.data(), {static_cast<std::int64_t>(rm.rows())});
-    return from(rm.data(), {static_cast<std::int64_t>(rm.rows()), static_cast<std::int64_t>(rm.cols())});
+    return from(rm.data(),
+                {static_cast<std::int64_t>(rm.rows()), static_cast<std::int64_t>(rm.cols())});
   }
 
   /// A scalar (shape {}).

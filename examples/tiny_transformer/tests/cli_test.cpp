@@ -104,8 +104,8 @@ TEST_CASE("--quick runs the whole pipeline and finetuning beats post-training bi
   for (const std::string v : {"k1", "k2", "avg1.5"}) {
     const double teacher = log_ppl("teacher"), ptq = log_ppl("ptq-" + v),
                  finetuned = log_ppl("mbok-" + v);
-    INFO(v << ": log-perplexity teacher " << teacher << ", post-training " << ptq
-           << ", finetuned " << finetuned);
+    INFO(v << ": log-perplexity teacher " << teacher << ", post-training " << ptq << ", finetuned "
+           << finetuned);
     REQUIRE(ptq - teacher > 2 * kClearGap);
     CHECK(ptq - finetuned > (ptq - teacher) / 3);
   }

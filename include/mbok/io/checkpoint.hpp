@@ -168,8 +168,8 @@ inline bool is_checkpoint_key(const std::string& key) {
 /// once the new one is complete and on disk; `sync` = false skips the flushes, for tests).
 /// Throws `InvalidArgument` for a malformed tensor or a reserved metadata key, `FormatError`
 /// on I/O errors (the old checkpoint is then untouched).
-inline void save_checkpoint(const std::string& path, const StateDict& state, const Metadata& metadata = {},
-                            bool sync = true) {
+inline void save_checkpoint(const std::string& path, const StateDict& state,
+                            const Metadata& metadata = {}, bool sync = true) {
   for (const auto& kv : metadata)
     detail::require(!detail::is_checkpoint_key(kv.first), "checkpoint: metadata key '", kv.first,
                     "' is reserved by the format");

@@ -69,14 +69,22 @@ struct TensorView {
   double element(std::size_t i) const noexcept {
     const std::uint8_t* p = data + i * dtype_size(dtype);
     switch (dtype) {
-      case DType::f64: return load<double>(p);
-      case DType::f32: return static_cast<double>(load<float>(p));
-      case DType::f16: return static_cast<double>(f16_to_float(load<std::uint16_t>(p)));
-      case DType::bf16: return static_cast<double>(bf16_to_float(load<std::uint16_t>(p)));
-      case DType::i64: return static_cast<double>(load<std::int64_t>(p));
-      case DType::i32: return static_cast<double>(load<std::int32_t>(p));
-      case DType::i8: return static_cast<double>(load<std::int8_t>(p));
-      case DType::u8: return static_cast<double>(*p);
+      case DType::f64:
+        return load<double>(p);
+      case DType::f32:
+        return static_cast<double>(load<float>(p));
+      case DType::f16:
+        return static_cast<double>(f16_to_float(load<std::uint16_t>(p)));
+      case DType::bf16:
+        return static_cast<double>(bf16_to_float(load<std::uint16_t>(p)));
+      case DType::i64:
+        return static_cast<double>(load<std::int64_t>(p));
+      case DType::i32:
+        return static_cast<double>(load<std::int32_t>(p));
+      case DType::i8:
+        return static_cast<double>(load<std::int8_t>(p));
+      case DType::u8:
+        return static_cast<double>(*p);
     }
     return 0.0;
   }
@@ -90,7 +98,8 @@ struct TensorView {
       if (dtype == dtype_of<T>()) {
         if (!out.empty()) std::memcpy(out.data(), data, size_bytes);
       } else if (dtype == DType::f32) {
-        for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(load<float>(data + 4 * i));
+        for (std::size_t i = 0; i < out.size(); ++i)
+          out[i] = static_cast<T>(load<float>(data + 4 * i));
       } else {
         for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(element(i));
       }
@@ -105,8 +114,8 @@ struct TensorView {
   /// A 2-D tensor (or a 1-D one as a column) as a float matrix, converted from any dtype.
   /// Throws `FormatError` for other ranks.
   Eigen::MatrixXf to_matrix() const {
-    detail::require_format(shape.size() == 1 || shape.size() == 2, "tensor '", name,
-                           "' has shape ", detail::shape_text(shape), ", expected 1-D or 2-D");
+    detail::require_format(shape.size() == 1 || shape.size() == 2, "tensor '", name, "' has shape ",
+                           detail::shape_text(shape), ", expected 1-D or 2-D");
     const auto rows = static_cast<Eigen::Index>(shape[0]);
     const auto cols = static_cast<Eigen::Index>(shape.size() == 2 ? shape[1] : 1);
     const std::vector<float> v = to_vector<float>();
@@ -247,7 +256,8 @@ class SafetensorsFile {
 class SafetensorsWriter {
  public:
   /// `alignment`: a power of two >= 8 (bytes). Throws `InvalidArgument` otherwise.
-  explicit SafetensorsWriter(std::size_t alignment = kSafetensorsAlignment) : alignment_(alignment) {
+  explicit SafetensorsWriter(std::size_t alignment = kSafetensorsAlignment)
+      : alignment_(alignment) {
     detail::require(alignment >= 8 && (alignment & (alignment - 1)) == 0,
                     "safetensors writer: alignment must be a power of two >= 8, got ", alignment);
   }
@@ -257,16 +267,18 @@ class SafetensorsWriter {
   /// size that does not match dtype x shape.
   void add(std::string name, DType dtype, std::vector<std::int64_t> shape, const void* data,
            std::size_t size_bytes) {
-    detail::require(name != "__metadata__", "safetensors writer: the name '__metadata__' is reserved");
-    detail::require(names_.insert(name).second, "safetensors writer: duplicate tensor '", name, "'");
+    detail::require(name != "__metadata__",
+                    "safetensors writer: the name '__metadata__' is reserved");
+    detail::require(names_.insert(name).second, "safetensors writer: duplicate tensor '", name,
+                    "'");
     detail::require(shape.size() <= detail::kMaxTensorRank, "safetensors writer: tensor '", name,
                     "' has rank ", shape.size(), ", more than the ", detail::kMaxTensorRank,
                     " readers accept");
     std::size_t numel = 1, bytes = 0;
     bool overflow = false;
     for (auto d : shape) {
-      detail::require(d >= 0, "safetensors writer: tensor '", name, "' has a negative dimension in ",
-                      detail::shape_text(shape));
+      detail::require(d >= 0, "safetensors writer: tensor '", name,
+                      "' has a negative dimension in ", detail::shape_text(shape));
       overflow = overflow || !detail::checked_mul(numel, static_cast<std::size_t>(d), numel);
     }
     // Checked like the reader checks it, so the writer never makes a file it would refuse.
@@ -288,7 +300,9 @@ class SafetensorsWriter {
     add(std::move(name), t.dtype, t.shape, t.bytes.data(), t.bytes.size());
   }
   /// Adds a tensor of another file by reference (that file must stay open until written).
-  void add(const TensorView& view) { add(view.name, view.dtype, view.shape, view.data, view.size_bytes); }
+  void add(const TensorView& view) {
+    add(view.name, view.dtype, view.shape, view.data, view.size_bytes);
+  }
   /// Adds every tensor of `dict` by reference (`dict` must outlive the write).
   void add(const StateDict& dict) {
     for (const auto& [name, t] : dict) {
@@ -325,7 +339,10 @@ class SafetensorsWriter {
   void write(const std::string& path, bool sync = true) const {
     const Layout l = layout();
     detail::write_file_atomically(
-        path, [&](detail::FileSink& sink) { emit(l, [&](const void* p, std::size_t n) { sink.write(p, n); }); },
+        path,
+        [&](detail::FileSink& sink) {
+          emit(l, [&](const void* p, std::size_t n) { sink.write(p, n); });
+        },
         sync);
   }
 
@@ -357,8 +374,8 @@ class SafetensorsWriter {
     std::size_t size;
   };
   struct Layout {
-    std::string header;                 // JSON, padded
-    std::vector<std::size_t> order;     // entry indices in data order
+    std::string header;              // JSON, padded
+    std::vector<std::size_t> order;  // entry indices in data order
     std::size_t data_size = 0;
   };
 

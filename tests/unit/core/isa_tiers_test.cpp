@@ -42,13 +42,13 @@ TEST_CASE("the requested ISA tier runs its products exactly, or the test is skip
     k.xnor_gemm(a, b, c.data(), b.rows());
     CHECK(c == test::naive_xnor_gemm(a, b));
 
-    const QuantizedActivations q = quantize_activations(
-        Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>(
+    const QuantizedActivations q =
+        quantize_activations(Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>(
             test::random_matrix(3, n)));
     std::vector<std::int32_t> y(q.tokens() * b.rows());
     k.sign_gemm_i8(q.data(), q.ld(), q.tokens(), b, y.data(), b.rows());
-    const auto ref = test::naive_i8_gemm(q.data(), q.ld(), q.tokens(), test::naive_signs(b),
-                                         b.rows(), n);
+    const auto ref =
+        test::naive_i8_gemm(q.data(), q.ld(), q.tokens(), test::naive_signs(b), b.rows(), n);
     CHECK(std::vector<std::int64_t>(y.begin(), y.end()) == ref);
   }
 }

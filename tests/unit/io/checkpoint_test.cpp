@@ -55,14 +55,16 @@ struct Toy {
     std::ostringstream rng_text;
     rng_text << rng;
     const std::string text = rng_text.str();
-    s["rng"] = Tensor::from(reinterpret_cast<const std::uint8_t*>(text.data()), {static_cast<std::int64_t>(text.size())});
+    s["rng"] = Tensor::from(reinterpret_cast<const std::uint8_t*>(text.data()),
+                            {static_cast<std::int64_t>(text.size())});
     return s;
   }
 
   void import_state(const StateDict& s) {
     read_tensor(s, "w", {37}, w.data());
     read_tensor(s, "moment", {37}, moment.data());
-    const Tensor& b = expect_tensor(s, "bits", DType::u8, {3, static_cast<std::int64_t>(bits.row_words() * 8)});
+    const Tensor& b =
+        expect_tensor(s, "bits", DType::u8, {3, static_cast<std::int64_t>(bits.row_words() * 8)});
     std::memcpy(bits.mutable_view().data(), b.bytes.data(), b.bytes.size());
     step = read_scalar<std::int64_t>(s, "step");
     const Tensor& r = s.at("rng");
@@ -87,8 +89,9 @@ std::int64_t check_intact(const std::string& path) {
   const Tensor& p = c.state.at("payload");
   std::vector<std::uint32_t> words(p.bytes.size() / 4);
   std::memcpy(words.data(), p.bytes.data(), p.bytes.size());
-  const bool whole = std::all_of(words.begin(), words.end(),
-                                 [&](std::uint32_t w) { return w == static_cast<std::uint32_t>(version); });
+  const bool whole = std::all_of(words.begin(), words.end(), [&](std::uint32_t w) {
+    return w == static_cast<std::uint32_t>(version);
+  });
   REQUIRE(whole);
   REQUIRE(c.metadata.at("writer") == "test");
   return version;
@@ -139,7 +142,8 @@ TEST_CASE("resuming from a checkpoint continues bit for bit", "[checkpoint]") {
   CHECK(resumed.rng() == straight.rng());
 }
 
-TEST_CASE("a corrupt or foreign checkpoint is refused before anything is returned", "[checkpoint]") {
+TEST_CASE("a corrupt or foreign checkpoint is refused before anything is returned",
+          "[checkpoint]") {
   test::TempDir dir;
   const std::string path = dir.file("c.safetensors");
   save_checkpoint(path, big_state(3, 1000), {{"writer", "test"}});
@@ -274,7 +278,8 @@ TEST_CASE("version-1 checkpoints are still read, with their own check", "[checkp
         std::to_string(kCheckpointFormatVersion));
 }
 
-TEST_CASE("a writer killed while saving leaves the previous checkpoint intact", "[checkpoint][slow]") {
+TEST_CASE("a writer killed while saving leaves the previous checkpoint intact",
+          "[checkpoint][slow]") {
   test::TempDir dir;
   const std::string path = dir.file("live.safetensors");
   constexpr std::size_t kFloats = 2 << 20;  // 8 MiB per checkpoint

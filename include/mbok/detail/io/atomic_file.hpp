@@ -185,8 +185,8 @@ void write_file_atomically(const std::string& path, Fill&& fill, bool sync = tru
     if (fd < 0 && errno != EEXIST) break;
   }
   if (fd < 0)
-    throw FormatError(concat("mbok: cannot create '", tmp, "' (to write '", path,
-                             "'): ", std::strerror(errno)));
+    throw FormatError(
+        concat("mbok: cannot create '", tmp, "' (to write '", path, "'): ", std::strerror(errno)));
   bool closed = false;
   try {
     // The replaced file's permissions carry over (a private checkpoint stays private).
@@ -207,7 +207,8 @@ void write_file_atomically(const std::string& path, Fill&& fill, bool sync = tru
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
-    throw FormatError(concat("mbok: cannot rename '", tmp, "' to '", path, "': ", std::strerror(err)));
+    throw FormatError(
+        concat("mbok: cannot rename '", tmp, "' to '", path, "': ", std::strerror(err)));
   }
   if (sync) sync_directory(dir);
 }

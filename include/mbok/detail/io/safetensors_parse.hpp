@@ -27,7 +27,7 @@
 namespace mbok::detail {
 
 inline constexpr std::uint64_t kMaxSafetensorsHeader = 100000000;  // as the reference reader
-inline constexpr std::size_t kMaxJsonDepth = 8;  // a valid header nests 3 deep
+inline constexpr std::size_t kMaxJsonDepth = 8;                    // a valid header nests 3 deep
 // The largest tensor rank mbok reads or writes. Every array in a valid header is a shape
 // (rank elements) or data_offsets (2), so the parser refuses longer arrays while it reads
 // them: a header of 100 MB of zero dimensions would otherwise cost gigabytes of JSON values.
@@ -42,8 +42,8 @@ struct ParsedTensor {
 };
 
 struct ParsedSafetensors {
-  std::size_t data_offset = 0;         // 8 + N: where the data section starts in the buffer
-  std::vector<ParsedTensor> tensors;   // sorted by begin offset (file order)
+  std::size_t data_offset = 0;        // 8 + N: where the data section starts in the buffer
+  std::vector<ParsedTensor> tensors;  // sorted by begin offset (file order)
   std::map<std::string, std::string> metadata;
 };
 
@@ -72,7 +72,8 @@ inline std::string shape_text(const std::vector<std::int64_t>& s) {
 
 // Parses the JSON header, rejecting duplicate keys (nlohmann keeps the last one silently)
 // and absurd nesting.
-inline nlohmann::json parse_header_json(const char* first, const char* last, const std::string& where) {
+inline nlohmann::json parse_header_json(const char* first, const char* last,
+                                        const std::string& where) {
   struct Level {
     bool is_object;
     std::set<std::string> keys;
@@ -121,10 +122,11 @@ inline nlohmann::json parse_header_json(const char* first, const char* last, con
 
 inline std::size_t json_size(const nlohmann::json& v, const std::string& where, const char* field) {
   // nlohmann stores every non-negative integer as unsigned, negative ones as signed.
-  require_format(v.is_number_unsigned(), where, ": ", field, " must be a non-negative integer, got ",
-                 v.dump());
+  require_format(v.is_number_unsigned(), where, ": ", field,
+                 " must be a non-negative integer, got ", v.dump());
   const std::uint64_t x = v.get<std::uint64_t>();
-  require_format(x <= static_cast<std::uint64_t>(SIZE_MAX), where, ": ", field, " ", x, " is too large");
+  require_format(x <= static_cast<std::uint64_t>(SIZE_MAX), where, ": ", field, " ", x,
+                 " is too large");
   return static_cast<std::size_t>(x);
 }
 
@@ -178,7 +180,8 @@ inline ParsedSafetensors parse_safetensors(const std::uint8_t* data, std::size_t
     std::size_t numel = 1;
     bool overflow = false;
     for (const auto& d : *shape) {
-      require_format(d.is_number_integer(), at, ": shape dimensions must be integers, got ", d.dump());
+      require_format(d.is_number_integer(), at, ": shape dimensions must be integers, got ",
+                     d.dump());
       require_format(d.is_number_unsigned(), at, ": negative shape dimension ", d.dump());
       const std::uint64_t dim = d.get<std::uint64_t>();
       require_format(dim <= static_cast<std::uint64_t>(INT64_MAX), at, ": shape dimension ", dim,
@@ -188,7 +191,8 @@ inline ParsedSafetensors parse_safetensors(const std::uint8_t* data, std::size_t
     }
     std::size_t bytes = 0;
     overflow = overflow || !checked_mul(numel, dtype_size(t.dtype), bytes);
-    require_format(!overflow, at, ": shape ", shape_text(t.shape), " overflows the size of the file");
+    require_format(!overflow, at, ": shape ", shape_text(t.shape),
+                   " overflows the size of the file");
     const auto offsets = entry.find("data_offsets");
     require_format(offsets != entry.end(), at, ": missing \"data_offsets\"");
     require_format(offsets->is_array() && offsets->size() == 2, at,
@@ -207,16 +211,17 @@ inline ParsedSafetensors parse_safetensors(const std::uint8_t* data, std::size_t
 
   // The tensors must tile the data section: sorted by offset, each begins where the previous
   // ended, and the last ends at the end of the buffer.
-  std::stable_sort(out.tensors.begin(), out.tensors.end(), [](const ParsedTensor& a, const ParsedTensor& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
+  std::stable_sort(out.tensors.begin(), out.tensors.end(),
+                   [](const ParsedTensor& a, const ParsedTensor& b) {
+                     return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+                   });
   std::size_t cursor = 0;
   const ParsedTensor* previous = nullptr;
   for (const ParsedTensor& t : out.tensors) {
     const std::string at = where + ": tensor '" + t.name + "'";
     require_format(t.begin >= cursor, at, ": data_offsets [", t.begin, ", ", t.end,
-                   "] overlap tensor '", previous ? previous->name : std::string(), "' (which ends at ",
-                   cursor, ")");
+                   "] overlap tensor '", previous ? previous->name : std::string(),
+                   "' (which ends at ", cursor, ")");
     require_format(t.begin == cursor, at, ": hole in the data section: bytes [", cursor, ", ",
                    t.begin, ") belong to no tensor");
     cursor = t.end;

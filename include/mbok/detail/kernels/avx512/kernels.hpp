@@ -6,8 +6,8 @@
 
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
-#include "sign_f32.hpp"
 #include "lut_i8.hpp"
+#include "sign_f32.hpp"
 #include "sign_i8.hpp"
 #include "xnor.hpp"
 

@@ -31,8 +31,8 @@ inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::si
 }
 
 // sum_l x_l * s_l = sum(x) - 2 * sum_{bit set} x_l: only the -1 positions are visited.
-inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
-                          float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w, float* y,
+                          std::size_t ldy, std::size_t j0, std::size_t j1) {
   const std::size_t n = w.cols();
   for (std::size_t i = 0; i < t; ++i) {
     const float* xi = x + i * ldx;
@@ -58,8 +58,7 @@ inline void sign_gemm_t_f32(const float* z, std::size_t ldz, std::size_t t, BitM
     for (std::size_t j = 0; j < w.rows(); ++j) {
       const float zij = z[i * ldz + j];
       const std::uint64_t* r = w.row(j);
-      for (std::size_t l = l0; l < l1; ++l)
-        di[l] += ((r[l / 64] >> (l % 64)) & 1u) ? -zij : zij;
+      for (std::size_t l = l0; l < l1; ++l) di[l] += ((r[l / 64] >> (l % 64)) & 1u) ? -zij : zij;
     }
   }
 }
@@ -103,9 +102,8 @@ inline void sign_gemm_acc_f32(const float* x, std::size_t ldx, std::size_t t, Bi
   }
 }
 
-inline constexpr KernelTable kTable{Isa::scalar,       &xnor_gemm,        &sign_gemm_f32,
-                                    &sign_gemm_t_f32,  &sign_gemm_i8,     &sign_gemm_acc_f32,
-                                    &lut_layout,       &lut_tables_i8,    &sign_gemm_i8_lut,
-                                    8};
+inline constexpr KernelTable kTable{
+    Isa::scalar,        &xnor_gemm,  &sign_gemm_f32, &sign_gemm_t_f32,  &sign_gemm_i8,
+    &sign_gemm_acc_f32, &lut_layout, &lut_tables_i8, &sign_gemm_i8_lut, 8};
 
 }  // namespace mbok::detail::scalar
