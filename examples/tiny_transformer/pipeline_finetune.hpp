@@ -32,14 +32,75 @@ inline mbok::AccumulatorType parse_accumulator(const std::string& s) {
   throw mbok::InvalidArgument("accumulator must be f32, f16 or i8, got '" + s + "'");
 }
 
-inline void Pipeline::run_finetune(const std::string& method, const Variant& v) {
-  const std::string tag = method + "-" + v.name;
+inline mbok::SignalScaling parse_signal_scaling(const std::string& s) {
+  if (s == "none") return mbok::SignalScaling::none;
+  if (s == "rms") return mbok::SignalScaling::rms;
+  if (s == "sign") return mbok::SignalScaling::sign;
+  throw mbok::InvalidArgument("signal scaling must be none, rms or sign, got '" + s + "'");
+}
+
+/// Snapshots of the trainable kernels' signs of a Boolean or latent model, in layer order.
+inline std::vector<mbok::BitMatrix> trainable_signs(Transformer<float>& model) {
+  std::vector<mbok::BitMatrix> out;
+  model.for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
+    std::vector<mbok::BitMatrix> part;
+    if (auto* b = dynamic_cast<BoolLinear<float>*>(l.get())) part = b->trainable_signs();
+    if (auto* t = dynamic_cast<LatentLinear<float>*>(l.get())) part = t->trainable_signs();
+    for (auto& m : part) out.push_back(std::move(m));
+  });
+  return out;
+}
+
+/// Signs that differ between two snapshots, and how many signs they hold.
+inline std::pair<double, double> sign_changes(const std::vector<mbok::BitMatrix>& a,
+                                              const std::vector<mbok::BitMatrix>& b) {
+  double changed = 0, total = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    changed += double(mbok::hamming_distance(a[i], b.at(i)));
+    total += double(a[i].rows() * a[i].cols());
+  }
+  return {changed, total};
+}
+
+/// Warm start of the Boolean accumulators from the teacher: for a trainable kernel k with
+/// residual R (the teacher's weight minus kernels 0..k-1) and r_ij = |R_ij| / (s_out_i s_in_j)
+/// (about 1 on average), m_ij = sign(w_ij) threshold (1 - min(r_ij, 2)): a weight the teacher
+/// held near zero starts close to its flip, one far from zero needs up to twice the
+/// threshold against it, the way a latent weight that starts at R_ij must travel |R_ij|.
+inline void warm_start_accumulators(Transformer<float>& teacher, Transformer<float>& student,
+                                    mbok::BooleanOptimizer& opt) {
+  std::map<std::string, Mat<float>> dense;
+  teacher.for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) {
+    dense[n] = l->dense_weight();
+  });
+  const auto threshold = float(opt.options().threshold);
+  std::size_t index = 0;
+  student.for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) {
+    auto& layer = dynamic_cast<BoolLinear<float>&>(*l).layer();
+    const auto& w = layer.weights();
+    Mat<float> residual = dense.at(n);
+    for (std::size_t k = 0; k < w.num_kernels(); ++k) {
+      const Mat<float> signs = w.kernel(k).to_signs();
+      const Mat<float> scale = w.s_out(k) * w.s_in(k).transpose();
+      if (layer.trainable(k)) {
+        const Mat<float> r = residual.cwiseAbs().cwiseQuotient(scale.cwiseAbs().cwiseMax(1e-30f));
+        const Mat<float> m = threshold * signs.array() * (1.0f - r.array().min(2.0f));
+        opt.set_accumulators(index++, m.data(), std::size_t(m.cols()));
+      }
+      residual -= (signs.array() * scale.array()).matrix();
+    }
+  });
+}
+
+inline json Pipeline::run_finetune(const std::string& method, const Variant& v) {
+  const std::string tag = method + "-" + v.name + run_suffix_;
   const std::string ckpt = path("ckpt-" + tag + ".safetensors");
   const std::string key = opt_.finetune_key(method, v.name);
   auto teacher = teacher_model();
   std::unique_ptr<Transformer<float>> student;
   const KernelPlan kp = plan(v);
-  if (method == "mbok") {
+  const bool boolean_model = method == "mbok" || method == "scales";
+  if (boolean_model) {
     const std::string ptq = path("ptq-" + v.name + ".safetensors");
     student = file_exists(ptq) ? load_boolean_model(ptq, opt_.model, opt_.train_kernels)
                                : convert_model(teacher_path(), opt_.model, kp, opt_.train_kernels);
@@ -69,9 +130,17 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     });
     mbok::BooleanOptimizerOptions bo;
     bo.learning_rate = opt_.eta;
+    bo.signal_scaling = parse_signal_scaling(opt_.signal_scaling);
     bo.accumulator = parse_accumulator(opt_.accumulator);
-    bo.seed = opt_.seed;
+    bo.seed = opt_.run_seed();
     bool_opt = std::make_unique<mbok::BooleanOptimizer>(std::move(bp), bo);
+    if (opt_.warm_start) warm_start_accumulators(*teacher, *student, *bool_opt);
+  } else if (method == "scales") {
+    // Ablation: the scales train, the bits stay the SVID's.
+    student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
+      for (auto& p : dynamic_cast<BoolLinear<float>&>(*l).layer().boolean_parameters(name + "."))
+        trainable_weights += double(p.bits->rows() * p.bits->cols());
+    });
   } else {
     ParamList<float> latents;
     student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
@@ -83,6 +152,8 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
     latent_opt = std::make_unique<mbok::AdamW>(to_library(latents), lo);
   }
 
+  // The signs at the start (the SVID's), to measure how far training moved them.
+  const std::vector<mbok::BitMatrix> start_signs = trainable_signs(*student);
   int start = 0;
   std::vector<CurvePoint> curve;
   double step_seconds = 0, flip_fraction_sum = 0;
@@ -188,7 +259,10 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
   if (start == 0)
     curve.push_back(
         {0, std::numeric_limits<double>::quiet_NaN(), validation_loss(*student, curve_batches_)});
-  auto bar = progress_bar(method == "mbok" ? "finetune " + v.label : "baseline " + v.label,
+  auto bar = progress_bar((method == "mbok"     ? "finetune "
+                           : method == "scales" ? "scales only "
+                                                : "baseline ") +
+                              v.label,
                           std::size_t(steps));
   bar.update(std::size_t(start));
   running = resumed_running;
@@ -200,22 +274,35 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
       interrupted = true;
       break;
     }
-    const Batch batch =
-        corpus_->train_batch(opt_.batch, opt_.model.context, opt_.seed + 7919, std::uint64_t(step));
+    const Batch batch = corpus_->train_batch(opt_.batch, opt_.model.context, opt_.run_seed() + 7919,
+                                             std::uint64_t(step));
     const auto t0 = Clock::now();
+    double counting_seconds = 0;
     const DistillLoss loss = distill_step(*teacher, *student, batch, opt_.gamma);
     const int warmup = std::max(1, steps / 20);
     scale_opt.set_learning_rate(schedule(opt_.scale_lr, step, steps, warmup));
     scale_opt.step();
     if (bool_opt) {
+      if (opt_.eta_schedule == "cosine")
+        bool_opt->set_learning_rate(schedule(opt_.eta, step, steps, warmup));
       bool_opt->step();
       flip_fraction_sum += bool_opt->last_stats().rate();
     }
     if (latent_opt) {
       latent_opt->set_learning_rate(schedule(opt_.latent_lr, step, steps, warmup));
+      // Sign changes of the latent weights: the baseline's counterpart of flips (counted
+      // outside the step's time).
+      const auto c0 = Clock::now();
+      const auto before = trainable_signs(*student);
+      counting_seconds += seconds_since(c0);
       latent_opt->step();
+      const auto c1 = Clock::now();
+      const auto [changed, total] = sign_changes(before, trainable_signs(*student));
+      flip_fraction_sum += total > 0 ? changed / total : 0.0;
+      counting_seconds += seconds_since(c1);
     }
-    step_seconds += seconds_since(t0);
+    step_seconds += seconds_since(t0) - counting_seconds;
+    counting_seconds = 0;
     running += loss.total();
     ++since;
     if ((step + 1) % opt_.eval_every == 0 || step + 1 == steps) {
@@ -234,29 +321,40 @@ inline void Pipeline::run_finetune(const std::string& method, const Variant& v) 
               << " steps; checkpoint " << ckpt << " (continue with --resume)\n";
     summary_["runs"].erase(tag);
     save_summary();
-    return;
+    return nullptr;
   }
 
   save_model(*student, path(tag + ".safetensors"), method, {{"tiny.finetune_key", key}});
+  const auto [moved, signs] = sign_changes(start_signs, trainable_signs(*student));
+  const double final_loss = validation_loss(*student, valid_batches_);
+  std::cerr << tag << ": validation loss " << fixed(final_loss) << " (perplexity "
+            << fixed(std::exp(final_loss), 3) << "), "
+            << fixed(100 * moved / std::max(1.0, signs), 2) << "% of trainable signs moved\n";
   json c = json::array();
   for (const auto& p : curve)
     c.push_back(
         {p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
-  double state_bytes = 0;
+  // Bytes per trainable weight: the bit (1/8 byte) plus the optimizer's state, or the
+  // latent float plus Adam's moments.
+  double state_bytes = method == "scales" ? 0.125 : 0.0;
   if (bool_opt)
     state_bytes = (double(bool_opt->state_bytes()) + trainable_weights / 8) / trainable_weights;
   if (latent_opt)
     state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
-  summary_["runs"][tag] = {{"method", method},
-                           {"variant", v.name},
-                           {"label", v.label},
-                           {"steps", steps},
-                           {"curve", c},
-                           {"ms_per_step", 1000 * step_seconds / std::max(1, steps)},
-                           {"state_bytes_per_boolean_weight", state_bytes},
-                           {"trainable_boolean_weights", trainable_weights},
-                           {"mean_flip_fraction", bool_opt ? flip_fraction_sum / steps : 0.0}};
-  save_summary();
+  json record = {{"method", method},
+                 {"variant", v.name},
+                 {"label", v.label},
+                 {"steps", steps},
+                 {"curve", c},
+                 {"ms_per_step", 1000 * step_seconds / std::max(1, steps)},
+                 {"state_bytes_per_boolean_weight", state_bytes},
+                 {"trainable_boolean_weights", trainable_weights},
+                 {"mean_flip_fraction", flip_fraction_sum / steps},
+                 {"hamming_from_start", signs > 0 ? moved / signs : 0.0},
+                 {"valid_loss", final_loss},
+                 {"seed", opt_.run_seed()},
+                 {"key", key}};
+  return record;
 }
 
 /// Kernels per layer under an average budget of `budget` kernel bits per weight: the

@@ -5,6 +5,7 @@
 
 #include <mbok/adamw.hpp>
 #include <mbok/progress.hpp>
+#include <mbok/schedule.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -29,9 +30,7 @@ inline double seconds_since(Clock::time_point t0) {
 
 /// Linear warm-up over `warmup` steps, then cosine decay to `floor` x the peak.
 inline double schedule(double peak, int step, int steps, int warmup, double floor = 0.1) {
-  if (step < warmup) return peak * double(step + 1) / double(warmup);
-  const double t = double(step - warmup) / double(std::max(1, steps - warmup));
-  return peak * (floor + (1 - floor) * 0.5 * (1 + std::cos(M_PI * std::min(1.0, t))));
+  return mbok::WarmupCosine{peak, steps, warmup, floor}.at(step);
 }
 
 /// Mean next-byte cross-entropy (nats) over the given windows.
@@ -105,8 +104,10 @@ inline std::vector<CurvePoint> pretrain(Transformer<float>& model, const Corpus&
       running = 0;
       since = 0;
     }
-    bar.update(std::size_t(step + 1), curve.empty() ? "" : "train " + fixed(curve.back().train_loss) +
-                                                               " valid " + fixed(curve.back().valid_loss));
+    bar.update(std::size_t(step + 1), curve.empty()
+                                          ? ""
+                                          : "train " + fixed(curve.back().train_loss) + " valid " +
+                                                fixed(curve.back().valid_loss));
   }
   bar.finish();
   return curve;
@@ -140,8 +141,8 @@ inline DistillLoss distill_step(Transformer<float>& teacher, Transformer<float>&
 /// Samples `count` bytes after `prompt` (temperature > 0; 0 = greedy); the cache restarts
 /// from the last half context when it fills. Returns the generated text.
 template <typename T>
-std::string generate(Transformer<T>& model, const std::string& prompt, int count, double temperature,
-                     std::uint64_t seed) {
+std::string generate(Transformer<T>& model, const std::string& prompt, int count,
+                     double temperature, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   const Index ctx = model.config().context;
   std::string text = prompt.empty() ? std::string("\n") : prompt;
@@ -161,7 +162,8 @@ std::string generate(Transformer<T>& model, const std::string& prompt, int count
       logits.maxCoeff(&next);
     } else {
       const double mx = double(logits.maxCoeff());
-      for (Index j = 0; j < kVocab; ++j) p[std::size_t(j)] = std::exp((double(logits(j)) - mx) / temperature);
+      for (Index j = 0; j < kVocab; ++j)
+        p[std::size_t(j)] = std::exp((double(logits(j)) - mx) / temperature);
       next = std::discrete_distribution<int>(p.begin(), p.end())(rng);
     }
     text.push_back(char(next));

@@ -220,6 +220,19 @@ inline bool operator==(const BitMatrixView& a, const BitMatrixView& b) {
 }
 inline bool operator!=(const BitMatrixView& a, const BitMatrixView& b) { return !(a == b); }
 
+/// Elements that differ between two matrices of the same shape (how many bits training
+/// flipped since a snapshot, say). Throws `InvalidArgument` when the shapes differ.
+inline std::size_t hamming_distance(const BitMatrixView& a, const BitMatrixView& b) {
+  detail::require(a.rows() == b.rows() && a.cols() == b.cols(), "hamming_distance: shapes ",
+                  a.rows(), " x ", a.cols(), " and ", b.rows(), " x ", b.cols(), " differ");
+  std::size_t count = 0;
+  // Padding bits are zero by the layout contract, so whole words can be compared.
+  for (std::size_t i = 0; i < a.rows(); ++i)
+    for (std::size_t w = 0; w < a.row_words(); ++w)
+      count += static_cast<std::size_t>(detail::popcount64(a.row(i)[w] ^ b.row(i)[w]));
+  return count;
+}
+
 /// An owning packed Boolean matrix, or a borrowed one kept alive by a shared owner (a
 /// memory-mapped file) and copied on first write. Copies are deep for owned memory.
 class BitMatrix {

@@ -77,11 +77,38 @@ inline constexpr std::size_t accumulator_size(AccumulatorType t) noexcept {
   return t == AccumulatorType::f32 ? 4 : t == AccumulatorType::f16 ? 2 : 1;
 }
 
+/// How the signal q of a tensor is scaled before it enters the accumulator.
+enum class SignalScaling : int {
+  /// m <- beta m + eta q: eta carries the unit of q, which scales with the layer's scales
+  /// (q_ij = s_out_i s_in_j G_ij) and with the loss weights, so one eta drives kernels and
+  /// layers with small scales far less than others.
+  none = 0,
+  /// m <- beta m + eta q / rms(q), rms over the tensor at this step: eta is the push per step,
+  /// in units of the threshold, of a signal of typical size, the same in every tensor and
+  /// whatever the loss weights (Adam makes the same choice per element; per tensor it costs
+  /// no state).
+  rms = 1,
+  /// m <- beta m + eta sign(q): every weight is pushed by eta per step whatever the size of
+  /// its signal (a sign-SGD update; Adam's steps behave so once its moments settle).
+  sign = 2,
+};
+
+/// "none" or "rms".
+inline constexpr const char* signal_scaling_name(SignalScaling s) noexcept {
+  return s == SignalScaling::none   ? "none"
+         : s == SignalScaling::rms  ? "rms"
+         : s == SignalScaling::sign ? "sign"
+                                    : "?";
+}
+
 /// Options of `BooleanOptimizer`.
 struct BooleanOptimizerOptions {
-  /// eta, the Boolean learning rate (finite and > 0 as a float: used as one). The scale of q
-  /// decides it.
+  /// eta, the Boolean learning rate (finite and > 0 as a float: used as one). Its unit is
+  /// the signal's (`SignalScaling::none`), the signal's RMS (`SignalScaling::rms`) or 1
+  /// (`SignalScaling::sign`).
   double learning_rate = 1.0;
+  /// Scaling of each tensor's signal at each step (see `SignalScaling`).
+  SignalScaling signal_scaling = SignalScaling::none;
   /// Flip when |m| >= threshold (finite and > 0 as a float; 1 in BOLD; for i8 accumulators
   /// threshold / 64 and 64 / threshold must be floats too).
   double threshold = 1.0;
@@ -206,6 +233,42 @@ class BooleanOptimizer final : public Optimizer {
                     ") out of range for ", s.rows, " x ", s.cols);
     return load(s, i * s.cols + j);
   }
+  /// Sets the accumulators of parameter `index` (e.g. a warm start from the magnitudes a
+  /// pretrained layer had); `values` is rows x cols floats, `ld` apart. i8 accumulators round
+  /// to the nearest code and saturate at +-127 codes. With an adaptive beta the next step
+  /// keeps them (beta 1; adaptive beta starts at 0, which would discard them). Throws
+  /// `InvalidArgument` for a bad
+  /// index, a stride shorter than a row, or a value that is not finite, before changing
+  /// anything.
+  void set_accumulators(std::size_t index, const float* values, std::size_t ld) {
+    detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
+                    " does not exist (", slots_.size(), " registered)");
+    Slot& s = slots_[index];
+    detail::require(values != nullptr && ld >= s.cols, "BooleanOptimizer: accumulators of '",
+                    s.param.name, "' need ", s.cols, " values per row, stride ", ld);
+    for (std::size_t i = 0; i < s.rows; ++i)
+      for (std::size_t j = 0; j < s.cols; ++j)
+        detail::require(std::isfinite(values[i * ld + j]), "BooleanOptimizer: accumulator (", i,
+                        ", ", j, ") of '", s.param.name, "' is not finite");
+    for (std::size_t i = 0; i < s.rows; ++i)
+      for (std::size_t j = 0; j < s.cols; ++j) {
+        const float v = values[i * ld + j];
+        const std::size_t e = i * s.cols + j;
+        switch (options_.accumulator) {
+          case AccumulatorType::f32:
+            s.f32[e] = std::clamp(v, -3.0e38f, 3.0e38f);
+            break;
+          case AccumulatorType::f16:
+            s.f16[e] = detail::float_to_half(v);
+            break;
+          case AccumulatorType::i8:
+            s.i8[e] = static_cast<std::int8_t>(
+                std::clamp(std::nearbyint(static_cast<double>(v) / s.scale), -127.0, 127.0));
+            break;
+        }
+      }
+    if (!options_.beta) s.beta = 1.0;
+  }
   /// The beta parameter `index` will use at its next step.
   double beta(std::size_t index) const {
     detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
@@ -213,16 +276,26 @@ class BooleanOptimizer final : public Optimizer {
     return slots_[index].beta;
   }
 
-  /// One step over every parameter: accumulate eta * Q, flip, reset, update beta.
-  /// Throws `InvalidArgument` naming the parameter, before changing anything, when a signal
-  /// holds a NaN or an infinity, or eta * |q| overflows.
+  /// One step over every parameter: accumulate eta * Q (scaled per `signal_scaling`), flip,
+  /// reset, update beta. Throws `InvalidArgument` naming the parameter, before changing
+  /// anything, when a signal holds a NaN or an infinity, or the scaled eta * |q| overflows.
   void step() override {
-    const auto eta = static_cast<float>(options_.learning_rate);
-    for (const auto& s : slots_) {
+    // The multiplier of each tensor's signal: eta, or eta / rms(q). A tensor whose signal is
+    // all zero gets 0 (only the decay by beta applies).
+    std::vector<double> etas(slots_.size(), options_.learning_rate);
+    for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
+      const Slot& s = slots_[idx];
       const auto q = signal_map(s);
       detail::require(q.allFinite(), "BooleanOptimizer: signal of '", s.param.name,
                       "' is not finite");
-      const double peak = static_cast<double>(q.cwiseAbs().maxCoeff()) * options_.learning_rate;
+      if (options_.signal_scaling == SignalScaling::rms) {
+        const double rms = std::sqrt(q.template cast<double>().squaredNorm() /
+                                     static_cast<double>(s.rows * s.cols));
+        etas[idx] = rms > 0 ? options_.learning_rate / rms : 0.0;
+      }
+      const double peak = options_.signal_scaling == SignalScaling::sign
+                              ? etas[idx]
+                              : static_cast<double>(q.cwiseAbs().maxCoeff()) * etas[idx];
       detail::require(peak < 1e30, "BooleanOptimizer: eta * |q| of '", s.param.name, "' reaches ",
                       peak, " (overflow)");
     }
@@ -231,7 +304,7 @@ class BooleanOptimizer final : public Optimizer {
     stats_.step = step_;
     for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
       Slot& s = slots_[idx];
-      const std::size_t flips = step_slot(s, idx, eta);
+      const std::size_t flips = step_slot(s, idx, static_cast<float>(etas[idx]));
       FlipStats f;
       f.name = s.param.name;
       f.flips = flips;
@@ -419,6 +492,7 @@ class BooleanOptimizer final : public Optimizer {
     MutableBitMatrixView bits = s.param.bits->mutable_view();
     const float* q = s.param.signal;
     const std::size_t ld = s.param.signal_ld, cols = s.cols;
+    const bool sign_only = options_.signal_scaling == SignalScaling::sign;
     std::atomic<std::size_t> total{0};
     parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),
                  [&](std::size_t r0, std::size_t r1) {
@@ -433,7 +507,9 @@ class BooleanOptimizer final : public Optimizer {
                        const std::size_t end = std::min<std::size_t>(64, cols - w * 64);
                        for (std::size_t b = 0; b < end; ++b) {
                          const std::size_t j = w * 64 + b, e = base + j;
-                         float m = beta * codec.load(e) + eta * qi[j];
+                         const float g =
+                             sign_only ? static_cast<float>((qi[j] > 0) - (qi[j] < 0)) : qi[j];
+                         float m = beta * codec.load(e) + eta * g;
                          const bool negative_w = (word >> b) & 1u;
                          if (std::abs(m) >= threshold && (m < 0) == negative_w) {
                            flip |= std::uint64_t{1} << b;
@@ -514,6 +590,10 @@ class BooleanOptimizer final : public Optimizer {
     if (o.beta)
       detail::require(*o.beta >= 0 && *o.beta <= 1,
                       "BooleanOptimizer: fixed beta must be in [0, 1], got ", *o.beta);
+    detail::require(
+        o.signal_scaling == SignalScaling::none || o.signal_scaling == SignalScaling::rms ||
+            o.signal_scaling == SignalScaling::sign,
+        "BooleanOptimizer: unknown signal scaling ", static_cast<int>(o.signal_scaling));
     detail::require(o.accumulator == AccumulatorType::f32 ||
                         o.accumulator == AccumulatorType::f16 ||
                         o.accumulator == AccumulatorType::i8,

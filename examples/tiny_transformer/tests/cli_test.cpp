@@ -10,8 +10,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "catch.hpp"
 
@@ -198,4 +200,47 @@ TEST_CASE("bad input gives one clear error line and a non-zero exit", "[cli][err
   CHECK(garbage.status != 0);
   CHECK_THAT(garbage.output, mbok::test::contains("cannot be read"));
   CHECK_THAT(garbage.output, mbok::test::contains("tiny_transformer: error:"));
+}
+
+TEST_CASE("sweep: seeds, the same tuning grid for both methods, ablations, verdicts, reuse",
+          "[cli][sweep]") {
+  const fs::path dir = fresh_dir("sweep");
+  const fs::path corpus = make_corpus(dir);
+  const std::string args = "--quick --out '" + (dir / "out").string() + "' --corpus '" +
+                           corpus.string() +
+                           "' sweep --sweep-seeds 2 --sweep-steps 10 --sweep-kernels 1 "
+                           "--sweep-tune-kernels 1 --sweep-etas 0.03 0.1 "
+                           "--sweep-latent-lrs 1e-3 3e-3";
+  const Run r = run(args, dir);
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const auto s = nlohmann::json::parse(read_file(dir / "out" / "summary.json"));
+  const auto& sw = s["sweep"];
+  CHECK(sw["tuning"]["mbok"].size() == 2);
+  CHECK(sw["tuning"]["latent"].size() == 2);
+  // Every run has a finite loss; the two seeds of a method saw different batches.
+  std::map<std::string, std::vector<double>> losses;
+  for (const auto& [tag, run] : sw["runs"].items()) {
+    const double loss = run["valid_loss"].get<double>();
+    CHECK(std::isfinite(loss));
+    losses[run["method"].get<std::string>()].push_back(loss);
+  }
+  CHECK(losses["mbok"].size() >= 2);
+  CHECK(losses["latent"].size() >= 2);
+  CHECK(losses["scales"].size() == 2);
+  // The latent baseline's sign changes are measured, not reported as zero.
+  for (const auto& [tag, run] : sw["runs"].items())
+    if (run["method"] == "latent") CHECK(run["hamming_from_start"].get<double>() > 0);
+  const std::string md = read_file(dir / "out" / "sweep-10.md");
+  CHECK(md.find("Boolean against latent, paired by seed") != std::string::npos);
+  CHECK(md.find("distinguishable") != std::string::npos);
+  CHECK(md.find("scales only") != std::string::npos);
+  REQUIRE(sw["verdicts"].size() == 1);
+
+  // A second invocation reuses every recorded run: no training happens.
+  const Run again = run(args, dir);
+  INFO(again.output);
+  REQUIRE(again.status == 0);
+  CHECK(again.output.find("finetune K=1") == std::string::npos);
+  CHECK(read_file(dir / "out" / "sweep-10.md") == md);
 }
