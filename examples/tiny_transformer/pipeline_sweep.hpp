@@ -66,17 +66,26 @@ inline std::string plot(const std::string& out_dir, const std::string& name,
   }
   d.close();
   std::ofstream g(script);
-  g << "set terminal pngcairo size 900,560\nset output '" << png << "'\n"
-    << "set title 'Validation perplexity against bits per weight (" << steps
-    << " finetuning steps, mean and seed spread)'\n"
-    << "set xlabel 'kernels K (bits per weight)'\nset ylabel 'perplexity'\nset logscale y\n"
-    << "set xrange [0.5:*]\nset xtics 1\nset grid\nset key top right\n"
-    << "plot ";
+  // Left: everything on a log scale; right: the finetuned models only, zoomed, with the two
+  // methods side by side (x offset) so their error bars do not overlap.
+  g << "set terminal pngcairo size 1200,520\nset output '" << png << "'\n"
+    << "set multiplot layout 1,2 title 'Validation perplexity against kernels K (" << steps
+    << " finetuning steps; mean and seed spread)'\n"
+    << "set xlabel 'kernels K (bits per weight)'\nset ylabel 'perplexity'\nset grid\n"
+    << "set xrange [0.5:*]\nset xtics 1\nset key top right\nset logscale y\n"
+    << "set title 'all models'\nplot ";
   const char* styles[] = {"pt 6 lc 'gray'", "pt 7 lc 'blue'", "pt 5 lc 'red'", "pt 9 lc 'green'"};
   for (std::size_t i = 0; i < series.size(); ++i)
     g << (i ? ", " : "") << "'" << data << "' index " << i << " using 1:2:3 with yerrorlines "
       << styles[i % 4] << " title '" << series_names[i] << "'";
   g << ", " << teacher_ppl << " with lines dt 2 lc 'black' title 'teacher'\n";
+  g << "unset logscale y\nset title 'finetuned, zoomed'\nset ylabel 'perplexity / teacher'\n"
+    << "plot ";
+  for (std::size_t i = 1; i < series.size(); ++i)
+    g << (i > 1 ? ", " : "") << "'" << data << "' index " << i << " using ($1 + "
+      << (0.06 * (double(i) - 1.5)) << "):($2 / " << teacher_ppl << "):($3 / " << teacher_ppl
+      << ") with yerrorbars " << styles[i % 4] << " ps 1.3 title '" << series_names[i] << "'";
+  g << "\nunset multiplot\n";
   g.close();
   if (std::system(("gnuplot '" + script + "' 2>/dev/null").c_str()) == 0) return png;
   return "";
