@@ -107,13 +107,17 @@ struct Options {
     return hex.str();
   }
 
-  /// Key of a finetuning run's settings (checkpoints are only resumed under the same key).
+  /// Key of the settings a finetuning run of `method` depends on, and only those (checkpoints
+  /// and recorded runs are only reused under the same key): a Boolean run is reused whatever
+  /// the latent learning rate, so a sweep that tunes both methods never trains a run twice.
   std::string finetune_key(const std::string& method, const std::string& variant) const {
     std::ostringstream s;
-    s << method << "|" << variant << "|" << finetune_steps << "|" << eta << "|" << gamma << "|"
-      << scale_lr << "|" << accumulator << "|" << train_kernels << "|" << latent_lr << "|" << batch
-      << "|" << seed << "|" << signal_scaling << "|" << eta_schedule << "|" << warm_start << "|"
-      << finetune_seed;
+    s << method << "|" << variant << "|" << finetune_steps << "|" << gamma << "|" << scale_lr << "|"
+      << train_kernels << "|" << batch << "|" << seed << "|" << finetune_seed;
+    if (method == "mbok")
+      s << "|" << eta << "|" << accumulator << "|" << signal_scaling << "|" << eta_schedule << "|"
+        << warm_start;
+    if (method == "latent") s << "|" << latent_lr;
     return s.str();
   }
 };
