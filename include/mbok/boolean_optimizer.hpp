@@ -291,7 +291,10 @@ class BooleanOptimizer final : public Optimizer {
     for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
       const Slot& s = slots_[idx];
       const auto q = signal_map(s);
-      detail::require(q.allFinite(), "BooleanOptimizer: signal of '", s.param.name,
+      // The largest |q| and the finiteness check in one pass: the bits of |q| order like the
+      // values, and a NaN or an infinity has a pattern >= 0x7F800000.
+      const std::uint32_t peak_bits = max_abs_bits(s);
+      detail::require(peak_bits < 0x7F800000u, "BooleanOptimizer: signal of '", s.param.name,
                       "' is not finite");
       if (options_.signal_scaling == SignalScaling::rms) {
         const double rms = std::sqrt(q.template cast<double>().squaredNorm() /
@@ -300,7 +303,7 @@ class BooleanOptimizer final : public Optimizer {
       }
       const double peak = options_.signal_scaling == SignalScaling::sign
                               ? etas[idx]
-                              : static_cast<double>(q.cwiseAbs().maxCoeff()) * etas[idx];
+                              : static_cast<double>(detail::bits_float(peak_bits)) * etas[idx];
       detail::require(peak < 1e30, "BooleanOptimizer: eta * |q| of '", s.param.name, "' reaches ",
                       peak, " (overflow)");
     }
@@ -488,6 +491,20 @@ class BooleanOptimizer final : public Optimizer {
       }
     }
     return 0;
+  }
+
+  static std::uint32_t max_abs_bits(const Slot& s) {
+#if MBOK_HAS_X86_KERNELS
+    if (active_isa() == Isa::avx512)
+      return detail::avx512::max_abs_bits(s.param.signal, s.param.signal_ld, s.rows, s.cols);
+#endif
+    std::uint32_t best = 0;
+    for (std::size_t i = 0; i < s.rows; ++i) {
+      const float* qi = s.param.signal + i * s.param.signal_ld;
+      for (std::size_t j = 0; j < s.cols; ++j)
+        best = std::max(best, detail::float_bits(qi[j]) & 0x7FFFFFFFu);
+    }
+    return best;
   }
 
   template <typename Codec>

@@ -47,6 +47,27 @@ inline __m256 counter_uniform8(std::uint64_t key, __m512i index) {
                        _mm256_set1_ps(1.0f / 16777216.0f));
 }
 
+// The largest |q| over rows x cols (rows ld apart) as its bit pattern: the bits of |x| order
+// like the values, and a NaN or an infinity gives a pattern >= 0x7F800000.
+inline std::uint32_t max_abs_bits(const float* q, std::size_t ld, std::size_t rows,
+                                  std::size_t cols) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512i best = _mm512_setzero_si512();
+  for (std::size_t i = 0; i < rows; ++i) {
+    const float* qi = q + i * ld;
+    std::size_t j = 0;
+    for (; j + 16 <= cols; j += 16)
+      best = _mm512_max_epu32(
+          best, _mm512_and_si512(_mm512_loadu_si512(static_cast<const void*>(qi + j)), abs_mask));
+    if (j < cols) {
+      const auto tail = static_cast<__mmask16>((1u << (cols - j)) - 1u);
+      best = _mm512_max_epu32(best,
+                              _mm512_and_si512(_mm512_maskz_loadu_epi32(tail, qi + j), abs_mask));
+    }
+  }
+  return static_cast<std::uint32_t>(_mm512_reduce_max_epu32(best));
+}
+
 // Rows [r0, r1); returns the number of flips.
 template <StepCodec kCodec>
 std::size_t boolean_step_rows(const BooleanStepArgs& a, std::size_t r0, std::size_t r1) {
