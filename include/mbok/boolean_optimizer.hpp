@@ -55,6 +55,7 @@
 #include "detail/float16.hpp"
 #include "isa.hpp"
 #if MBOK_HAS_X86_KERNELS
+#include "detail/kernels/avx2/boolean_step.hpp"
 #include "detail/kernels/avx512/boolean_step.hpp"
 #endif
 #undef MBOK_INTERNAL_INCLUDE
@@ -538,6 +539,37 @@ class BooleanOptimizer final : public Optimizer {
                                      std::memory_order_relaxed);
                    });
       return total.load();
+    }
+    // On AVX2 for f32 and i8 accumulators (f16 needs F16C, which the avx2 tier lacks).
+    if constexpr (!std::is_same_v<Codec, F16Codec>) {
+      if (active_isa() == Isa::avx2) {
+        detail::avx2::BooleanStepArgs args{s.rows > 0 ? bits.row(0) : nullptr,
+                                           bits.stride_words(),
+                                           q,
+                                           ld,
+                                           cols,
+                                           codec.p,
+                                           beta,
+                                           eta,
+                                           threshold,
+                                           sign_only,
+                                           1.0f,
+                                           1.0f,
+                                           0};
+        using detail::avx2::StepCodec;
+        constexpr StepCodec kind = std::is_same_v<Codec, F32Codec> ? StepCodec::f32 : StepCodec::i8;
+        if constexpr (kind == StepCodec::i8) {
+          args.scale = codec.scale;
+          args.inv = codec.inv;
+          args.key = codec.key;
+        }
+        parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),
+                     [&](std::size_t r0, std::size_t r1) {
+                       total.fetch_add(detail::avx2::boolean_step_rows<kind>(args, r0, r1),
+                                       std::memory_order_relaxed);
+                     });
+        return total.load();
+      }
     }
 #endif
     parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),

@@ -1,4 +1,4 @@
-// The Boolean optimizer's vector step (AVX-512) against its scalar loop: after several steps
+// The Boolean optimizer's vector steps (AVX-512, AVX2) against its scalar loop: after several steps
 // on edge shapes (columns not multiples of 16 or 64, a single row) the bits and every
 // accumulator are identical, bit for bit, for each accumulator type and signal scaling,
 // including saturated f16 accumulators and clamped i8 codes.
