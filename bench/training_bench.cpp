@@ -1,11 +1,14 @@
-// One training step (forward + backward + optimizer) of a 4096 x 4096 layer with K = 2 and
-// t = 256 tokens, the last kernel trainable:
+// One training step (forward + backward + optimizer) of one layer, the last kernel trainable:
 // - mbok: BooleanLinear + BooleanOptimizer (f32, f16, i8 accumulators) + AdamW on the scales;
 // - latent baseline: float latent weights for the trainable kernel, sign() in the forward,
 //   straight-through backward, Adam on the latent weights (the usual binarization-aware
 //   training), on Eigen's dense GEMM.
-// Counters: training-state bytes per trainable weight (optimizer state plus latent copy;
-// gradients and signals are transient buffers both sides have, and not counted).
+// Sizes: 4096 x 4096 with K = 2 and t = 256 tokens, and the example's layers (d = 128,
+// 16 x 64 tokens: 128 x 128, 512 x 128, 128 x 512, t = 1024).
+// Counters: training-state bytes per trainable weight (optimizer state plus latent copy),
+// milliseconds per step of each phase (forward, backward, optimizer), and the peak heap
+// bytes of one step over the bytes held before it (activations, gradients, signals and
+// workspaces; glibc only: every allocation of this binary is counted).
 #include <benchmark/benchmark.h>
 
 #include <mbok/adamw.hpp>
@@ -14,15 +17,108 @@
 
 #include <Eigen/Core>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <map>
 #include <memory>
 #include <random>
+#include <string>
+#include <tuple>
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+#include <malloc.h>
+#define MBOK_BENCH_COUNT_HEAP 1
+#endif
+
+#if MBOK_BENCH_COUNT_HEAP
+// Heap accounting: this binary's malloc family forwards to glibc's and tracks the bytes held
+// (usable sizes) and their peak since the last reset.
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+void __libc_free(void*);
+}
+namespace heap {
+std::atomic<long long> current{0}, peak{0};
+inline void add(void* p) {
+  if (p == nullptr) return;
+  const long long now = current.fetch_add(static_cast<long long>(malloc_usable_size(p))) +
+                        static_cast<long long>(malloc_usable_size(p));
+  long long old = peak.load();
+  while (now > old && !peak.compare_exchange_weak(old, now)) {
+  }
+}
+inline void remove(void* p) {
+  if (p != nullptr) current.fetch_sub(static_cast<long long>(malloc_usable_size(p)));
+}
+}  // namespace heap
+extern "C" {
+void* malloc(std::size_t n) {
+  void* p = __libc_malloc(n);
+  heap::add(p);
+  return p;
+}
+void* calloc(std::size_t c, std::size_t n) {
+  void* p = __libc_calloc(c, n);
+  heap::add(p);
+  return p;
+}
+void* realloc(void* old, std::size_t n) {
+  heap::remove(old);
+  void* p = __libc_realloc(old, n);
+  heap::add(p != nullptr ? p : (n == 0 ? nullptr : old));
+  return p;
+}
+void free(void* p) {
+  heap::remove(p);
+  __libc_free(p);
+}
+void* memalign(std::size_t a, std::size_t n) {
+  void* p = __libc_memalign(a, n);
+  heap::add(p);
+  return p;
+}
+void* aligned_alloc(std::size_t a, std::size_t n) { return memalign(a, n); }
+int posix_memalign(void** out, std::size_t a, std::size_t n) {
+  void* p = memalign(a, n);
+  if (p == nullptr) return 12;  // ENOMEM
+  *out = p;
+  return 0;
+}
+}
+#endif
 
 namespace {
 
-using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+// Starts a peak measurement: returns the bytes held now.
+long long heap_reset() {
+#if MBOK_BENCH_COUNT_HEAP
+  heap::peak.store(heap::current.load());
+  return heap::current.load();
+#else
+  return 0;
+#endif
+}
+// The peak bytes held since `heap_reset` over the bytes held then (0 without accounting).
+double heap_peak_over(long long base) {
+#if MBOK_BENCH_COUNT_HEAP
+  return static_cast<double>(heap::peak.load() - base);
+#else
+  (void)base;
+  return 0.0;
+#endif
+}
 
-constexpr std::size_t kOut = 4096, kIn = 4096, kTokens = 256, kKernels = 2;
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 RowMatrixF gaussian(std::size_t rows, std::size_t cols, std::uint64_t seed, float scale = 1.0f) {
   std::mt19937_64 engine(seed);
@@ -32,99 +128,164 @@ RowMatrixF gaussian(std::size_t rows, std::size_t cols, std::uint64_t seed, floa
   return m;
 }
 
-// The shared problem: SVID kernels of a random layer, inputs and regression targets.
+// The shared problem of one size: SVID kernels of a random layer, inputs and targets.
 struct Problem {
+  std::size_t out, in, tokens, kernels;
   mbok::MultiKernelWeights<float> weights;
   RowMatrixF x, target;
 };
-const Problem& problem() {
-  static const std::unique_ptr<Problem> p = [] {
-    auto out = std::make_unique<Problem>();
-    const RowMatrixF w = gaussian(kOut, kIn, 1, 0.02f);
-    out->weights = mbok::svid<float>(w, kKernels).weights;
-    out->x = gaussian(kTokens, kIn, 2);
-    out->target = gaussian(kTokens, kOut, 3, 0.1f);
-    return out;
-  }();
-  return *p;
+const Problem& problem(std::size_t out, std::size_t in, std::size_t tokens, std::size_t kernels) {
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>,
+                  std::unique_ptr<Problem>>
+      cache;
+  auto& slot = cache[{out, in, tokens, kernels}];
+  if (!slot) {
+    slot = std::make_unique<Problem>();
+    slot->out = out;
+    slot->in = in;
+    slot->tokens = tokens;
+    slot->kernels = kernels;
+    const RowMatrixF w = gaussian(out, in, 1, 0.02f);
+    slot->weights = mbok::svid<float>(w, kernels).weights;
+    slot->x = gaussian(tokens, in, 2);
+    slot->target = gaussian(tokens, out, 3, 0.1f);
+  }
+  return *slot;
+}
+const Problem& problem_of(const benchmark::State& state) {
+  return problem(static_cast<std::size_t>(state.range(0)), static_cast<std::size_t>(state.range(1)),
+                 static_cast<std::size_t>(state.range(2)),
+                 static_cast<std::size_t>(state.range(3)));
 }
 
+void set_phase_counters(benchmark::State& state, double forward, double backward, double optimizer,
+                        double peak_bytes, std::size_t tokens) {
+  const double n = static_cast<double>(state.iterations());
+  state.counters["ms_forward"] = forward / n;
+  state.counters["ms_backward"] = backward / n;
+  state.counters["ms_optimizer"] = optimizer / n;
+  state.counters["peak_MiB"] = peak_bytes / (1024.0 * 1024.0);
+  state.counters["tokens_per_s"] = benchmark::Counter(
+      static_cast<double>(tokens), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// Arguments: out, in, tokens, K, accumulator type.
 void boolean_step(benchmark::State& state) {
-  const auto type = static_cast<mbok::AccumulatorType>(state.range(0));
-  const Problem& p = problem();
+  const Problem& p = problem_of(state);
+  const auto type = static_cast<mbok::AccumulatorType>(state.range(4));
+  const long long base = heap_reset();
   mbok::BooleanLinear<float> layer(p.weights);
   mbok::BooleanOptimizerOptions bopt;
   bopt.accumulator = type;
   bopt.learning_rate = 1e-3;
   mbok::BooleanOptimizer boolean_opt(layer.boolean_parameters(), bopt);
   mbok::AdamW adamw(layer.parameters(), mbok::AdamWOptions{2e-5, 0.9, 0.999, 1e-8, 0.0});
-  RowMatrixF y(kTokens, kOut), dy(kTokens, kOut), dx(kTokens, kIn);
+  const auto t = static_cast<Eigen::Index>(p.tokens);
+  RowMatrixF y(t, static_cast<Eigen::Index>(p.out)), dy(t, static_cast<Eigen::Index>(p.out)),
+      dx(t, static_cast<Eigen::Index>(p.in));
+  double forward = 0, backward = 0, optimizer = 0, peak = 0;
+  bool first = true;
   for (auto _ : state) {
+    auto t0 = Clock::now();
     layer.forward(p.x, y);
+    forward += ms_since(t0);
     dy = (y - p.target) * (2.0f / static_cast<float>(y.size()));
+    t0 = Clock::now();
     layer.backward(p.x, dy, dx);
+    backward += ms_since(t0);
+    t0 = Clock::now();
     boolean_opt.step();
     adamw.step();
+    optimizer += ms_since(t0);
     benchmark::DoNotOptimize(dx.data());
+    if (first) peak = heap_peak_over(base);
+    first = false;
   }
   const double trainable = static_cast<double>(boolean_opt.num_weights());
   state.counters["state_bytes_per_weight"] =
       static_cast<double>(boolean_opt.state_bytes()) / trainable;
   state.counters["flip_rate"] = boolean_opt.last_stats().rate();
-  state.counters["tokens_per_s"] = benchmark::Counter(
-      static_cast<double>(kTokens), benchmark::Counter::kIsIterationInvariantRate);
+  set_phase_counters(state, forward, backward, optimizer, peak, p.tokens);
   state.SetLabel(std::string(mbok::accumulator_name(type)) + " isa=" + mbok::isa_name(layer.isa()));
 }
 
 // Binarization-aware training with a latent float copy of the trainable kernel.
+// Arguments: out, in, tokens, K.
 void latent_step(benchmark::State& state) {
-  const Problem& p = problem();
+  const Problem& p = problem_of(state);
   const mbok::MultiKernelWeights<float>& w = p.weights;
-  const std::size_t last = kKernels - 1;
+  const auto out = static_cast<Eigen::Index>(p.out), in = static_cast<Eigen::Index>(p.in),
+             t = static_cast<Eigen::Index>(p.tokens);
+  const std::size_t last = p.kernels - 1;
+  const long long base = heap_reset();
   // Frozen kernels as one dense float matrix; the trainable one as latent floats whose
   // sign is the kernel (initialised to the SVID scale times the sign).
-  RowMatrixF frozen = RowMatrixF::Zero(kOut, kIn);
+  RowMatrixF frozen = RowMatrixF::Zero(out, in);
   for (std::size_t k = 0; k < last; ++k)
     frozen +=
         (w.kernel(k).to_signs().array() * (w.s_out(k) * w.s_in(k).transpose()).array()).matrix();
   const RowMatrixF scale = w.s_out(last) * w.s_in(last).transpose();
   RowMatrixF latent = (w.kernel(last).to_signs().array() * scale.array()).matrix();
-  RowMatrixF latent_grad(kOut, kIn), dense(kOut, kIn);
-  RowMatrixF adam_m = RowMatrixF::Zero(kOut, kIn), adam_v = RowMatrixF::Zero(kOut, kIn);
-  RowMatrixF y(kTokens, kOut), dy(kTokens, kOut), dx(kTokens, kIn);
+  RowMatrixF latent_grad(out, in), dense(out, in);
+  RowMatrixF adam_m = RowMatrixF::Zero(out, in), adam_v = RowMatrixF::Zero(out, in);
+  RowMatrixF y(t, out), dy(t, out), dx(t, in);
   const float lr = 2e-5f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
   int step = 0;
+  double forward = 0, backward = 0, optimizer = 0, peak = 0;
   for (auto _ : state) {
     ++step;
+    auto t0 = Clock::now();
     dense = frozen + (latent.array().sign() * scale.array()).matrix();  // sign() in the forward
     y.noalias() = p.x * dense.transpose();
+    forward += ms_since(t0);
     dy = (y - p.target) * (2.0f / static_cast<float>(y.size()));
+    t0 = Clock::now();
     dx.noalias() = dy * dense;
     latent_grad.noalias() = dy.transpose() * p.x;  // straight-through: d sign(w)/dw = 1
     latent_grad.array() *= scale.array();
+    backward += ms_since(t0);
+    t0 = Clock::now();
     const float c1 = 1.0f - std::pow(b1, static_cast<float>(step));
     const float c2 = 1.0f - std::pow(b2, static_cast<float>(step));
     adam_m = b1 * adam_m + (1 - b1) * latent_grad;
     adam_v = b2 * adam_v + (1 - b2) * latent_grad.cwiseAbs2();
     latent.array() -= lr * (adam_m.array() / c1) / ((adam_v.array() / c2).sqrt() + eps);
+    optimizer += ms_since(t0);
     benchmark::DoNotOptimize(dx.data());
+    if (step == 1) peak = heap_peak_over(base);
   }
   // Latent copy + two Adam moments, per trainable weight.
   state.counters["state_bytes_per_weight"] = 3.0 * sizeof(float);
-  state.counters["tokens_per_s"] = benchmark::Counter(
-      static_cast<double>(kTokens), benchmark::Counter::kIsIterationInvariantRate);
+  set_phase_counters(state, forward, backward, optimizer, peak, p.tokens);
   state.SetLabel("latent fp32 + Adam, Eigen GEMM");
 }
 
+constexpr int kF32 = static_cast<int>(mbok::AccumulatorType::f32);
+constexpr int kF16 = static_cast<int>(mbok::AccumulatorType::f16);
+constexpr int kI8 = static_cast<int>(mbok::AccumulatorType::i8);
+
 BENCHMARK(boolean_step)
-    ->Name("training_step/4096x4096/K2/t256/boolean")
-    ->Arg(static_cast<int>(mbok::AccumulatorType::f32))
-    ->Arg(static_cast<int>(mbok::AccumulatorType::f16))
-    ->Arg(static_cast<int>(mbok::AccumulatorType::i8))
+    ->Name("training_step/boolean")
+    ->ArgNames({"out", "in", "t", "K", "acc"})
+    ->Args({4096, 4096, 256, 2, kF32})
+    ->Args({4096, 4096, 256, 2, kF16})
+    ->Args({4096, 4096, 256, 2, kI8})
+    ->Args({128, 128, 1024, 1, kI8})
+    ->Args({128, 128, 1024, 2, kI8})
+    ->Args({128, 128, 1024, 3, kI8})
+    ->Args({512, 128, 1024, 2, kI8})
+    ->Args({128, 512, 1024, 2, kI8})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(latent_step)
-    ->Name("training_step/4096x4096/K2/t256/latent_adam")
+    ->Name("training_step/latent_adam")
+    ->ArgNames({"out", "in", "t", "K"})
+    ->Args({4096, 4096, 256, 2})
+    ->Args({128, 128, 1024, 1})
+    ->Args({128, 128, 1024, 2})
+    ->Args({128, 128, 1024, 3})
+    ->Args({512, 128, 1024, 2})
+    ->Args({128, 512, 1024, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

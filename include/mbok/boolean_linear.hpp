@@ -31,12 +31,14 @@
 #include <vector>
 
 #include "bit_matrix.hpp"
+#include "detail/gemm_f32.hpp"
 #include "error.hpp"
 #include "forward_float.hpp"
 #include "forward_int8.hpp"
 #include "isa.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
+#include "parallel.hpp"
 #include "parameter.hpp"
 #include "state_dict.hpp"
 #include "svid.hpp"
@@ -79,6 +81,79 @@ class Int8LayerCache {
  private:
   std::unique_ptr<Int8LayerState> state_;
 };
+
+// One kernel's share of the float backward from P = Z^T X (m x n, row-major, rows n apart):
+// adds ds_out_i = sum_j P_ij b_ij s_in_j and ds_in_j = sum_i P_ij b_ij s_out_i (b = +-1 from
+// the bits, bit set = -1) and, when q is not null, Q_ij = P_ij s_out_i s_in_j (written over P
+// when `q_is_p`, added to q otherwise). Rows run in parallel; each chunk sums its ds_in
+// partials, added in row order afterwards (the same result for any thread timing).
+inline void signal_pass(const float* p, std::size_t m, std::size_t n, BitMatrixView bits,
+                        const float* s_out, const float* s_in, float* ds_out, float* ds_in,
+                        float* q, bool q_is_p) {
+  // Sign-bit masks of the 8 weights of each byte of a row.
+  static const std::vector<std::uint32_t> masks = [] {
+    std::vector<std::uint32_t> out(256 * 8);
+    for (std::size_t byte = 0; byte < 256; ++byte)
+      for (std::size_t b = 0; b < 8; ++b) out[byte * 8 + b] = ((byte >> b) & 1u) << 31;
+    return out;
+  }();
+  const std::size_t words = (n + 63) / 64;
+  std::mutex merge;
+  std::vector<std::pair<std::size_t, std::vector<float>>> partials;
+  parallel_for(0, m, std::max<std::size_t>(1, (std::size_t{1} << 16) / std::max<std::size_t>(n, 1)),
+               [&](std::size_t r0, std::size_t r1) {
+                 std::vector<std::uint32_t> sign(words * 64);
+                 std::vector<float> partial(n, 0.0f);
+                 for (std::size_t i = r0; i < r1; ++i) {
+                   const std::uint64_t* row = bits.row(i);
+                   for (std::size_t w = 0; w < words; ++w)
+                     for (std::size_t byte = 0; byte < 8; ++byte)
+                       std::memcpy(sign.data() + w * 64 + byte * 8,
+                                   masks.data() + ((row[w] >> (8 * byte)) & 0xffu) * 8,
+                                   8 * sizeof(std::uint32_t));
+                   const float* pi = p + i * n;
+                   const float so = s_out[i];
+                   // Eight partial sums so that the row's dot product vectorizes.
+                   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+                   std::size_t j = 0;
+                   for (; j + 8 <= n; j += 8)
+                     for (std::size_t l = 0; l < 8; ++l) {
+                       std::uint32_t u;
+                       std::memcpy(&u, pi + j + l, sizeof u);
+                       u ^= sign[j + l];
+                       float v;
+                       std::memcpy(&v, &u, sizeof v);
+                       acc[l] += v * s_in[j + l];
+                       partial[j + l] += so * v;
+                     }
+                   float tail = 0.0f;
+                   for (; j < n; ++j) {
+                     std::uint32_t u;
+                     std::memcpy(&u, pi + j, sizeof u);
+                     u ^= sign[j];
+                     float v;
+                     std::memcpy(&v, &u, sizeof v);
+                     tail += v * s_in[j];
+                     partial[j] += so * v;
+                   }
+                   ds_out[i] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
+                                ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+                   if (q != nullptr) {
+                     float* qi = q + i * n;
+                     if (q_is_p)
+                       for (std::size_t l = 0; l < n; ++l) qi[l] = pi[l] * so * s_in[l];
+                     else
+                       for (std::size_t l = 0; l < n; ++l) qi[l] += pi[l] * so * s_in[l];
+                   }
+                 }
+                 const std::lock_guard<std::mutex> lock(merge);
+                 partials.emplace_back(r0, std::move(partial));
+               });
+  std::sort(partials.begin(), partials.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& chunk : partials)
+    for (std::size_t l = 0; l < n; ++l) ds_in[l] += chunk.second[l];
+}
 
 }  // namespace detail
 
@@ -401,6 +476,11 @@ class BooleanLinear {
     if (t == 0) return;
     if (dx != nullptr && !accumulate) map(dx, t, n, lddx).setZero();
     if (has_bias_) grad_bias_ += zm.colwise().sum().transpose();
+    if constexpr (std::is_same_v<Scalar, float>) {
+      backward_from_product(xm, zm, dx, lddx, accumulate);
+      return;
+    }
+    // The double layer keeps the per-kernel products: the reference of the float path.
     RowMatrix xs(xm.rows(), xm.cols()), zs(zm.rows(), zm.cols()), p(zm.rows(), zm.cols()),
         g(xm.rows(), xm.cols());
     for (std::size_t k = 0; k < num_kernels(); ++k) {
@@ -660,6 +740,54 @@ class BooleanLinear {
     }
     multi_kernel_forward_int8(weights_, pw, ws, y, ldy);
     if (has_bias_) map(y, t, out_features(), ldy).rowwise() += bias_.transpose();
+  }
+
+  // The float backward. Every kernel's scale gradients and signal follow elementwise from one
+  // dense product P = Z^T X (m x n), the product the signal needs anyway:
+  //   Q_k = P (.) s_out_k s_in_k^T,
+  //   ds_out_k,i = sum_j P_ij B_k,ij s_in_k,j,   ds_in_k,j = sum_i P_ij B_k,ij s_out_k,i,
+  // which replaces a sign product per kernel (and the scaled copies of X) by one pass over P
+  // and the bits. Only dX = sum_k ((Z (.) s_out_k^T) B_k) (.) s_in_k^T keeps a sign product per
+  // kernel. Sums run in a different order than the per-kernel form: equal within float
+  // rounding (the float-versus-double backward tests bound the difference).
+  void backward_from_product(const ConstMap& xm, const ConstMap& zm, Scalar* dx, std::size_t lddx,
+                             bool accumulate) {
+    const std::size_t t = static_cast<std::size_t>(xm.rows()), n = in_features(),
+                      m = out_features(), k_count = num_kernels();
+    // P goes straight into the last trainable kernel's signal when that is overwritten (its
+    // pass runs last and scales P in place), so a step holds no m x n buffer besides the
+    // signals; otherwise into a buffer that lives for this call only.
+    std::size_t in_place = k_count;
+    if (!accumulate)
+      for (std::size_t k = 0; k < k_count; ++k)
+        if (trainable_[k]) in_place = k;
+    RowMatrix buffer;
+    RowMatrix* product = &buffer;
+    if (in_place < k_count)
+      product = &signals_[in_place];
+    else
+      buffer.resize(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n));
+    detail::gemm_tn_f32(isa(), zm.data(), static_cast<std::size_t>(zm.outerStride()), xm.data(),
+                        static_cast<std::size_t>(xm.outerStride()), t, m, n, product->data(), n);
+    for (std::size_t step = 0; step < k_count; ++step) {
+      // The in-place kernel last; the others in order.
+      std::size_t k = step;
+      if (in_place < k_count)
+        k = step < in_place ? step : (step + 1 < k_count ? step + 1 : in_place);
+      float* q = nullptr;
+      if (trainable_[k]) q = signals_[k].data();
+      detail::signal_pass(product->data(), m, n, weights_.kernel_view(k), weights_.s_out(k).data(),
+                          weights_.s_in(k).data(), grad_s_out_[k].data(), grad_s_in_[k].data(), q,
+                          q == product->data());
+    }
+    if (dx == nullptr) return;
+    Map dxm = map(dx, t, n, lddx);
+    RowMatrix zs(zm.rows(), zm.cols()), g(xm.rows(), xm.cols());
+    for (std::size_t k = 0; k < k_count; ++k) {
+      zs = zm.array().rowwise() * weights_.s_out(k).transpose().array();
+      sign_product_transposed(k, zs, g);  // g = Zs B (t x n)
+      dxm.array() += g.array().rowwise() * weights_.s_in(k).transpose().array();
+    }
   }
 
   // p (t x m) = xs (t x n) B_k^T.
