@@ -13,6 +13,7 @@
 #include "error.hpp"
 #include "forward_float.hpp"
 #include "forward_int8.hpp"
+#include "half.hpp"
 #include "isa.hpp"
 #include "kernel_allocation.hpp"
 #include "kernels.hpp"

@@ -28,7 +28,7 @@
 
 #include "../error.hpp"
 #include "../state_dict.hpp"
-#include "half.hpp"
+#include "../half.hpp"
 #include "mmap.hpp"
 #define MBOK_INTERNAL_INCLUDE
 #include "../detail/io/atomic_file.hpp"
