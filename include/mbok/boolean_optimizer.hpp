@@ -45,14 +45,14 @@
 #include <vector>
 
 #include "bit_matrix.hpp"
+#include "config.hpp"
 #include "error.hpp"
 #include "parallel.hpp"
 #include "parameter.hpp"
 #include "state_dict.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/checked.hpp"
 #include "detail/float16.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 

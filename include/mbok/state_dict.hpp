@@ -17,9 +17,8 @@
 
 #include "config.hpp"
 #include "error.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/checked.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 
