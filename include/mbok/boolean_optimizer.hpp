@@ -72,6 +72,14 @@ inline constexpr const char* accumulator_name(AccumulatorType t) noexcept {
   return "?";
 }
 
+/// The accumulator type named `name` ("f32", "f16" or "i8", as `accumulator_name` writes
+/// it). Throws `InvalidArgument` naming the valid choices for any other string.
+inline AccumulatorType parse_accumulator_type(const std::string& name) {
+  for (AccumulatorType t : {AccumulatorType::f32, AccumulatorType::f16, AccumulatorType::i8})
+    if (name == accumulator_name(t)) return t;
+  throw InvalidArgument("mbok: accumulator type must be f32, f16 or i8, got '" + name + "'");
+}
+
 /// Bytes per accumulator: 4, 2 or 1.
 inline constexpr std::size_t accumulator_size(AccumulatorType t) noexcept {
   return t == AccumulatorType::f32 ? 4 : t == AccumulatorType::f16 ? 2 : 1;
