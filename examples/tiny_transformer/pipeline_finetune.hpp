@@ -13,25 +13,6 @@
 
 namespace tiny {
 
-/// The tensors of `dict` whose names start with `prefix`, with the prefix removed.
-inline mbok::StateDict sub_dict(const mbok::StateDict& dict, const std::string& prefix) {
-  mbok::StateDict out;
-  for (const auto& [name, t] : dict)
-    if (name.compare(0, prefix.size(), prefix) == 0) out[name.substr(prefix.size())] = t;
-  return out;
-}
-inline void add_prefixed(mbok::StateDict& dict, const mbok::StateDict& part,
-                         const std::string& prefix) {
-  for (const auto& [name, t] : part) dict[prefix + name] = t;
-}
-
-inline mbok::AccumulatorType parse_accumulator(const std::string& s) {
-  if (s == "f32") return mbok::AccumulatorType::f32;
-  if (s == "f16") return mbok::AccumulatorType::f16;
-  if (s == "i8") return mbok::AccumulatorType::i8;
-  throw mbok::InvalidArgument("accumulator must be f32, f16 or i8, got '" + s + "'");
-}
-
 inline mbok::SignalScaling parse_signal_scaling(const std::string& s) {
   if (s == "none") return mbok::SignalScaling::none;
   if (s == "rms") return mbok::SignalScaling::rms;
@@ -131,7 +112,7 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
     mbok::BooleanOptimizerOptions bo;
     bo.learning_rate = opt_.eta;
     bo.signal_scaling = parse_signal_scaling(opt_.signal_scaling);
-    bo.accumulator = parse_accumulator(opt_.accumulator);
+    bo.accumulator = mbok::parse_accumulator_type(opt_.accumulator);
     bo.seed = opt_.run_seed();
     bool_opt = std::make_unique<mbok::BooleanOptimizer>(std::move(bp), bo);
     if (opt_.warm_start) warm_start_accumulators(*teacher, *student, *bool_opt);
@@ -218,7 +199,7 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
                                   std::to_string(step) + "]");
         points.push_back({int(values[i]), values[i + 1], values[i + 2]});
       }
-      student->load_state(sub_dict(dict, "model."));
+      student->load_state(mbok::sub_dict(dict, "model."));
       scale_opt.import_state(dict, "scale_opt.");
       if (bool_opt) bool_opt->import_state(dict, "boolean_opt.");
       if (latent_opt) latent_opt->import_state(dict, "latent_opt.");
@@ -238,7 +219,7 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
 
   auto save_checkpoint = [&](int step) {
     mbok::StateDict dict;
-    add_prefixed(dict, student->state(), "model.");
+    mbok::add_prefixed(dict, student->state(), "model.");
     scale_opt.export_state(dict, "scale_opt.");
     if (bool_opt) bool_opt->export_state(dict, "boolean_opt.");
     if (latent_opt) latent_opt->export_state(dict, "latent_opt.");

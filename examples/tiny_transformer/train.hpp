@@ -3,8 +3,8 @@
 // schedule, validation loss, teacher pretraining and distillation finetuning, and
 // generation with a key/value cache.
 
+#include <common/progress_bar.hpp>
 #include <mbok/adamw.hpp>
-#include <mbok/progress.hpp>
 #include <mbok/schedule.hpp>
 
 #include <chrono>
@@ -55,8 +55,9 @@ struct CurvePoint {
 };
 
 /// A fresh progress bar on standard error.
-inline mbok::ProgressBar progress_bar(const std::string& label, std::size_t total) {
-  return mbok::ProgressBar(std::cerr, label, total, mbok::ProgressBar::stderr_is_terminal());
+inline mbok_examples::ProgressBar progress_bar(const std::string& label, std::size_t total) {
+  return mbok_examples::ProgressBar(std::cerr, label, total,
+                                    mbok_examples::ProgressBar::stderr_is_terminal());
 }
 
 inline std::string fixed(double v, int digits = 3) {

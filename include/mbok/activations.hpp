@@ -23,11 +23,11 @@
 #include <vector>
 
 #include "bit_matrix.hpp"
+#include "config.hpp"
 #include "error.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/bits.hpp"
 #include "detail/checked.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 
@@ -256,6 +256,19 @@ inline BinaryActivations binarize_activations(const float* x, std::size_t ldx, s
   BinaryActivations out;
   binarize_activations(x, ldx, t, n, out);
   return out;
+}
+
+/// Binarizes a float batch (tokens x features, row-major), as the pointer overload: signs and
+/// scale_i = mean_l |x_il| (the L2-optimal scale of a sign approximation). Throws
+/// `InvalidArgument` for an empty or non-finite x.
+inline BinaryActivations binarize_activations(
+    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>&
+        x) {
+  detail::require(x.rows() > 0 && x.cols() > 0, "binarize_activations: empty input ", x.rows(),
+                  " x ", x.cols());
+  return binarize_activations(x.data(), static_cast<std::size_t>(x.outerStride()),
+                              static_cast<std::size_t>(x.rows()),
+                              static_cast<std::size_t>(x.cols()));
 }
 
 /// The float output of an XNOR product: y(i, j) = c(i, j) * row_scale[i] * col_scale[j],

@@ -18,13 +18,13 @@
 #include <string>
 #include <vector>
 
+#include "config.hpp"
 #include "error.hpp"
 #include "parallel.hpp"
 #include "parameter.hpp"
 #include "state_dict.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/checked.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 

@@ -27,10 +27,9 @@
 
 #include "config.hpp"
 #include "error.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/bits.hpp"
 #include "detail/checked.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "activations.hpp"
 #include "bit_matrix.hpp"
 #include "detail/gemm_f32.hpp"
 #include "error.hpp"
@@ -169,28 +170,9 @@ struct BooleanLinearOptions {
   bool train_bias = true;
 };
 
-/// Packed signs of activations with one non-negative scale per token, the input of a fully
-/// Boolean forward pass: x_i ~ scale_i * sign(x_i).
-struct BooleanActivations {
-  BitMatrix signs;         ///< tokens x features, bit = 1 where x < 0
-  Eigen::VectorXf scales;  ///< tokens
-};
-
-/// Binarizes a float batch (tokens x features): signs, and scale_i = mean_l |x_il| (the
-/// L2-optimal scale of a sign approximation). Throws `InvalidArgument` for NaN or an empty x.
-inline BooleanActivations binarize_activations(
-    const Eigen::Ref<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>&
-        x) {
-  detail::require(x.rows() > 0 && x.cols() > 0, "binarize_activations: empty input ", x.rows(),
-                  " x ", x.cols());
-  detail::require(x.allFinite(), "binarize_activations: input is not finite");
-  BooleanActivations out;
-  out.signs = BitMatrix::pack(x.data(), static_cast<std::size_t>(x.rows()),
-                              static_cast<std::size_t>(x.cols()),
-                              static_cast<std::size_t>(x.outerStride()), "activations");
-  out.scales = x.cwiseAbs().rowwise().mean();
-  return out;
-}
+/// Former name of `BinaryActivations` (activations.hpp), the one type for packed signs with
+/// per-token scales.
+using BooleanActivations [[deprecated("use BinaryActivations")]] = BinaryActivations;
 
 /// A multi-kernel Boolean linear layer. See the file comment for the math.
 template <typename Scalar = float>
@@ -400,30 +382,31 @@ class BooleanLinear {
   /// ride on packed signs; exact when every s_in_k is constant (scales folded upstream).
   /// `act.signs` must be tokens x in_features; y is tokens x out_features.
   /// Throws `InvalidArgument` for mismatched shapes or non-finite scales.
-  RowMatrix forward_boolean(const BooleanActivations& act) const {
+  RowMatrix forward_boolean(const BinaryActivations& act) const {
     static_assert(std::is_same_v<Scalar, float>, "forward_boolean needs BooleanLinear<float>");
-    detail::require(act.signs.cols() == in_features(), "BooleanLinear forward_boolean: input has ",
-                    act.signs.cols(), " features, layer expects ", in_features());
-    detail::require(static_cast<std::size_t>(act.scales.size()) == act.signs.rows(),
-                    "BooleanLinear forward_boolean: ", act.signs.rows(), " tokens but ",
-                    act.scales.size(), " scales");
-    detail::require(act.scales.allFinite(), "BooleanLinear forward_boolean: scales not finite");
-    const std::size_t t = act.signs.rows(), m = out_features();
+    detail::require(act.bits.cols() == in_features(), "BooleanLinear forward_boolean: input has ",
+                    act.bits.cols(), " features, layer expects ", in_features());
+    detail::require(act.scale.size() == act.bits.rows(),
+                    "BooleanLinear forward_boolean: ", act.bits.rows(), " tokens but ",
+                    act.scale.size(), " scales");
+    const Eigen::Map<const Eigen::VectorXf> scales(act.scale.data(),
+                                                   static_cast<Eigen::Index>(act.scale.size()));
+    detail::require(scales.allFinite(), "BooleanLinear forward_boolean: scales not finite");
+    const std::size_t t = act.bits.rows(), m = out_features();
     RowMatrix y(static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
     if (t == 0) return y;
     Map ym = map(y.data(), t, m, m);
     set_bias_rows(ym);
     std::vector<std::int32_t> acc(t * m);
     for (std::size_t k = 0; k < num_kernels(); ++k) {
-      kernels_.xnor_gemm(act.signs.view(), weights_.kernel_view(k), acc.data(), m);
+      kernels_.xnor_gemm(act.bits.view(), weights_.kernel_view(k), acc.data(), m);
       const Eigen::Map<
           const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
           accm(acc.data(), static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
       const float c = weights_.s_in(k).mean();
-      ym.array() +=
-          ((accm.template cast<float>().array().colwise() * act.scales.array()).rowwise() *
-           weights_.s_out(k).transpose().array()) *
-          c;
+      ym.array() += ((accm.template cast<float>().array().colwise() * scales.array()).rowwise() *
+                     weights_.s_out(k).transpose().array()) *
+                    c;
     }
     return y;
   }

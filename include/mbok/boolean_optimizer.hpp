@@ -46,11 +46,12 @@
 #include <vector>
 
 #include "bit_matrix.hpp"
+#include "config.hpp"
 #include "error.hpp"
 #include "parallel.hpp"
 #include "parameter.hpp"
 #include "state_dict.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/checked.hpp"
 #include "detail/float16.hpp"
 #include "isa.hpp"
@@ -58,7 +59,6 @@
 #include "detail/kernels/avx2/boolean_step.hpp"
 #include "detail/kernels/avx512/boolean_step.hpp"
 #endif
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 
@@ -76,6 +76,14 @@ inline constexpr const char* accumulator_name(AccumulatorType t) noexcept {
       return "i8";
   }
   return "?";
+}
+
+/// The accumulator type named `name` ("f32", "f16" or "i8", as `accumulator_name` writes
+/// it). Throws `InvalidArgument` naming the valid choices for any other string.
+inline AccumulatorType parse_accumulator_type(const std::string& name) {
+  for (AccumulatorType t : {AccumulatorType::f32, AccumulatorType::f16, AccumulatorType::i8})
+    if (name == accumulator_name(t)) return t;
+  throw InvalidArgument("mbok: accumulator type must be f32, f16 or i8, got '" + name + "'");
 }
 
 /// Bytes per accumulator: 4, 2 or 1.

@@ -12,6 +12,11 @@
 #include <stdexcept>
 #include <string>
 
+// Defined by this header, which every public header includes, and never undefined: the
+// headers under detail/ check it (detail/guard.hpp), so they are reached through a public
+// header, never on their own (as Eigen's src/ headers check for their module's header).
+#define MBOK_PUBLIC_HEADER_INCLUDED 1
+
 #if defined(__x86_64__) || defined(_M_X64)
 #define MBOK_ARCH_X86_64 1
 #else

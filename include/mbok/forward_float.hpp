@@ -29,13 +29,13 @@
 #include <new>
 
 #include "bit_matrix.hpp"
+#include "config.hpp"
 #include "error.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
 #include "parallel.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/kernels/dispatch.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 

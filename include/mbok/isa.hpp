@@ -29,8 +29,8 @@
 /// compiled tiers, the features that matter, the limit and where it came from, the active
 /// tier and, when the limit was lowered, why. The library never prints it; callers may.
 
-#define MBOK_INTERNAL_INCLUDE
 #include "config.hpp"
+
 #include "detail/cpu/features.hpp"
 #if MBOK_ARCH_X86_64 && (defined(__GNUC__) || defined(__clang__))
 #include "detail/cpu/x86.hpp"
@@ -38,7 +38,6 @@
 #if MBOK_ARCH_AARCH64
 #include "detail/cpu/arm.hpp"
 #endif
-#undef MBOK_INTERNAL_INCLUDE
 #include "error.hpp"
 
 #include <atomic>

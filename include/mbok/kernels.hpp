@@ -22,12 +22,12 @@
 #include <vector>
 
 #include "bit_matrix.hpp"
+#include "config.hpp"
 #include "error.hpp"
 #include "isa.hpp"
 #include "parallel.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/kernels/dispatch.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "bit_matrix.hpp"
+#include "config.hpp"
 #include "error.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/checked.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 

@@ -17,9 +17,8 @@
 
 #include "config.hpp"
 #include "error.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "detail/checked.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 
@@ -178,6 +177,24 @@ T read_scalar(const StateDict& dict, const std::string& name) {
   T value{};
   read_tensor(dict, name, {}, &value);
   return value;
+}
+
+/// The tensors of `dict` whose names start with `prefix`, renamed without it (what an object
+/// exported under `prefix` reads back). An empty prefix copies the whole dict; names that do
+/// not start with `prefix` are left out.
+inline StateDict sub_dict(const StateDict& dict, const std::string& prefix) {
+  StateDict out;
+  for (auto it = dict.lower_bound(prefix); it != dict.end(); ++it) {
+    if (it->first.compare(0, prefix.size(), prefix) != 0) break;  // sorted: the run has ended
+    out.emplace(it->first.substr(prefix.size()), it->second);
+  }
+  return out;
+}
+
+/// Copies every tensor of `part` into `dict` under `prefix` + its name (the inverse of
+/// `sub_dict`), replacing a tensor of `dict` that has the same name.
+inline void add_prefixed(StateDict& dict, const StateDict& part, const std::string& prefix) {
+  for (const auto& [name, t] : part) dict[prefix + name] = t;
 }
 
 }  // namespace mbok

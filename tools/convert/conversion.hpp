@@ -5,7 +5,7 @@
 
 #include <mbok/io/mbok_format.hpp>
 #include <mbok/kernel_allocation.hpp>
-#include <mbok/progress.hpp>
+#include <common/progress_bar.hpp>
 #include <mbok/svid.hpp>
 
 #include <nlohmann/json.hpp>
@@ -119,7 +119,8 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
   std::vector<SvidResult<float>> fits;
   const std::size_t k_fit = o.bits ? o.max_kernels : o.kernels;
   {
-    ProgressBar bar(progress_out, "svid", selected.size(), o.progress && ProgressBar::stderr_is_terminal());
+    mbok_examples::ProgressBar bar(progress_out, "svid", selected.size(),
+                                   o.progress && mbok_examples::ProgressBar::stderr_is_terminal());
     for (std::size_t i = 0; i < selected.size(); ++i) {
       const TensorView& t = *selected[i];
       if (o.progress) bar.update(i, t.name);

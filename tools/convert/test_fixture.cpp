@@ -1,7 +1,7 @@
 // Test helper for mbok-convert: `make FILE` writes a small full-precision model (F32, F16 and
 // BF16 matrices, a bias, a norm, embeddings and an output head); `verify MBOK SOURCE REPORT`
 // loads the converted file and checks each layer against its source matrix and the report.
-#include <mbok/io/half.hpp>
+#include <mbok/half.hpp>
 #include <mbok/io/mbok_format.hpp>
 
 #include <nlohmann/json.hpp>

@@ -26,14 +26,14 @@
 #include <utility>
 #include <vector>
 
+#include "../config.hpp"
 #include "../error.hpp"
+#include "../half.hpp"
 #include "../state_dict.hpp"
-#include "half.hpp"
 #include "mmap.hpp"
-#define MBOK_INTERNAL_INCLUDE
+
 #include "../detail/io/atomic_file.hpp"
 #include "../detail/io/safetensors_parse.hpp"
-#undef MBOK_INTERNAL_INCLUDE
 
 namespace mbok {
 

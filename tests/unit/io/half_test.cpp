@@ -1,6 +1,6 @@
 // F16 and BF16 conversions against references built here: every 16-bit pattern round-trips,
 // and float -> 16-bit picks the nearest value (ties to even) found by search over all of them.
-#include <mbok/io/half.hpp>
+#include <mbok/half.hpp>
 
 #include <algorithm>
 #include <cmath>

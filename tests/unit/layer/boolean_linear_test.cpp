@@ -91,16 +91,16 @@ TEST_CASE("Boolean-activation forward equals the XNOR reference", "[layer]") {
                    Eigen::VectorXf::Constant(static_cast<Eigen::Index>(n), 0.5f + static_cast<float>(k)));
     BooleanLinear<float> layer(w);
     const RowMatrixF x = random_rows(t, n);
-    const BooleanActivations act = binarize_activations(x);
-    REQUIRE(act.signs.rows() == t);
+    const BinaryActivations act = binarize_activations(x);
+    REQUIRE(act.bits.rows() == t);
     for (std::size_t i = 0; i < t; ++i)
-      CHECK(act.scales(static_cast<Eigen::Index>(i)) == Approx(x.row(static_cast<Eigen::Index>(i)).cwiseAbs().mean()));
+      CHECK(act.scale[i] == Approx(x.row(static_cast<Eigen::Index>(i)).cwiseAbs().mean()));
     // Reference: the float forward of a_i sign(x_i).
     RowMatrixD xb(t, n);
     for (std::size_t i = 0; i < t; ++i)
       for (std::size_t l = 0; l < n; ++l)
         xb(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) =
-            act.scales(static_cast<Eigen::Index>(i)) * (x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) < 0 ? -1.0 : 1.0);
+            act.scale[i] * (x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) < 0 ? -1.0 : 1.0);
     const RowMatrixD expect = DenseKernels::of(w).forward(xb);
     const RowMatrixF y = layer.forward_boolean(act);
     CHECK((y.cast<double>() - expect).cwiseAbs().maxCoeff() <= 1e-4 * expect.cwiseAbs().maxCoeff());

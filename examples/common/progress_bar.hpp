@@ -1,7 +1,7 @@
 #pragma once
 /// \file
-/// A text progress bar with rate, ETA and a live status (such as the current loss), for
-/// tools and examples. It writes only to the stream it is given; the library's own code
+/// A text progress bar with rate, ETA and a live status (such as the current loss), shared by
+/// the examples and the tools (target `mbok_example_common`; not part of the library). It writes only to the stream it is given; the library's own code
 /// never prints. On a terminal it redraws one line; elsewhere (logs, CI) it prints a line
 /// every `log_every` percent so output stays short.
 
@@ -17,7 +17,7 @@
 #include <unistd.h>
 #endif
 
-namespace mbok {
+namespace mbok_examples {
 
 /// Progress of `total` steps, drawn on `out` (std::cerr by default in callers).
 class ProgressBar {
@@ -116,4 +116,4 @@ class ProgressBar {
   bool finished_ = false;
 };
 
-}  // namespace mbok
+}  // namespace mbok_examples
