@@ -5,10 +5,23 @@
 // used by the optimizer's narrow accumulators.
 
 #include <cstdint>
+#include <cstring>
 
 #include "../half.hpp"
 
 namespace mbok::detail {
+
+// The bit pattern of a float and back (the optimizer compares magnitudes as integers).
+inline std::uint32_t float_bits(float f) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+inline float bits_float(std::uint32_t u) noexcept {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 
 // The optimizer's 16-bit accumulators: the conversions of <mbok/half.hpp>, except that values
 // beyond the largest finite half (65504) saturate to it, so an accumulator never becomes
