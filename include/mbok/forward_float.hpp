@@ -95,7 +95,7 @@ inline void scale_tokens(const float* x, std::size_t ldx, std::size_t tb, const 
 // Output features [j0, j1) for tokens [0, t): Y is cleared, then each kernel adds
 // s_out_k (.) ((X (.) s_in_k) B_k^T) through the table's accumulate entry, on a scaled copy
 // of up to kForwardTokenBlock tokens at a time (this thread's scratch).
-inline void forward_rows(const KernelTable& table, const MultiKernelWeights<float>& w,
+inline void forward_rows(const KernelSet& kernels, const MultiKernelWeights<float>& w,
                          const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
                          std::size_t j0, std::size_t j1) {
   if (t == 0 || j0 >= j1) return;
@@ -108,8 +108,8 @@ inline void forward_rows(const KernelTable& table, const MultiKernelWeights<floa
     const std::size_t tb = std::min(kForwardTokenBlock, t - i0);
     for (std::size_t k = 0; k < w.num_kernels(); ++k) {
       scale_tokens(x + i0 * ldx, ldx, tb, w.s_in(k).data(), n, xs, ld_xs);
-      table.sign_gemm_acc_f32(xs, ld_xs, tb, w.kernel_view(k), w.s_out(k).data(), y + i0 * ldy, ldy,
-                              j0, j1);
+      kernels.sign_gemm_acc_range(xs, ld_xs, tb, w.kernel_view(k), w.s_out(k).data(), y + i0 * ldy,
+                                  ldy, j0, j1);
     }
   }
 }
@@ -125,7 +125,7 @@ inline void multi_kernel_forward_range(const MultiKernelWeights<float>& w, const
   detail::check_forward(w, x, ldx, t, y, ldy);
   detail::require(j0 <= j1 && j1 <= w.out_features(), "multi_kernel_forward_range: range [", j0,
                   ", ", j1, ") out of [0, ", w.out_features(), ")");
-  detail::forward_rows(detail::kernel_table(kernels.isa()), w, x, ldx, t, y, ldy, j0, j1);
+  detail::forward_rows(kernels, w, x, ldx, t, y, ldy, j0, j1);
 }
 
 /// The fused forward Y (t x m, stride `ldy`) = sum_k ((X (.) s_in_k^T) B_k^T) (.) s_out_k^T
@@ -135,7 +135,6 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float
                                  const KernelSet& kernels = KernelSet()) {
   detail::check_forward(w, x, ldx, t, y, ldy);
   if (t == 0) return;
-  const detail::KernelTable& table = detail::kernel_table(kernels.isa());
   const std::size_t m = w.out_features();
   // Chunks of at least ~2^18 weight-token products, in whole 16-row groups.
   const std::size_t work_per_row =
@@ -144,7 +143,7 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float
   parallel_for(
       0, m, grain,
       [&](std::size_t j0, std::size_t j1) {
-        detail::forward_rows(table, w, x, ldx, t, y, ldy, j0, j1);
+        detail::forward_rows(kernels, w, x, ldx, t, y, ldy, j0, j1);
       },
       16);
 }

@@ -138,6 +138,19 @@ class KernelSet {
     table_->sign_gemm_f32(x, ldx, t, w, y, ldy, j0, j1);
   }
 
+  /// One kernel's share of a multi-kernel forward, for output columns [j0, j1) on the
+  /// calling thread: Y (t x m, stride ldy) += (X W^T) (.) s_out^T, X (t x n, stride ldx)
+  /// already scaled by the kernel's s_in; reads X up to column n only, Y columns outside
+  /// [j0, j1) are not touched. `s_out` holds m values.
+  void sign_gemm_acc_range(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
+                           const float* s_out, float* y, std::size_t ldy, std::size_t j0,
+                           std::size_t j1) const {
+    check_gemm(x, ldx, t, w, y, ldy, "sign_gemm_acc");
+    check_range(j0, j1, w.rows(), "sign_gemm_acc");
+    detail::require(s_out != nullptr || w.rows() == 0, "sign_gemm_acc: null s_out");
+    table_->sign_gemm_acc_f32(x, ldx, t, w, s_out, y, ldy, j0, j1);
+  }
+
   /// The backward orientation: dX (t x n, stride lddx) = Z (t x m, stride ldz) W.
   void sign_gemm_transposed(const float* z, std::size_t ldz, std::size_t t, BitMatrixView w,
                             float* dx, std::size_t lddx) const {

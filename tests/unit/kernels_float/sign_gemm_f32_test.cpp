@@ -156,13 +156,12 @@ void check_acc(const std::vector<Shape>& list, bool integers = false) {
     const auto ref = test::naive_sign_gemm(x.data(), ldx, s.t, w);
     const std::size_t j0 = s.m / 3, j1 = s.m;
     test::for_each_isa([&](Isa isa) {
-      const detail::KernelTable& table = detail::kernel_table(isa);
-      REQUIRE(table.isa == isa);
+      const KernelSet kernels(isa);
       std::vector<float> y(s.t * ldy);
       for (std::size_t i = 0; i < s.t; ++i)
         for (std::size_t j = 0; j < ldy; ++j)
           y[i * ldy + j] = y0(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j));
-      table.sign_gemm_acc_f32(x.data(), ldx, s.t, w, s_out.data(), y.data(), ldy, j0, j1);
+      kernels.sign_gemm_acc_range(x.data(), ldx, s.t, w, s_out.data(), y.data(), ldy, j0, j1);
       for (std::size_t i = 0; i < s.t; ++i) {
         const double row_abs = abs_dot(x.data() + i * ldx, s.n);
         for (std::size_t j = 0; j < ldy; ++j) {
@@ -231,6 +230,20 @@ void check_transposed(const std::vector<Shape>& list, std::optional<test::Values
 
 TEST_CASE("sign_gemm_acc_f32 adds s_out times the product to Y", "[kernels_float][sign_gemm]") {
   check_acc(quick_shapes());
+}
+
+TEST_CASE("sign_gemm_acc_range rejects bad arguments by name", "[kernels_float][sign_gemm]") {
+  const BitMatrix w = test::random_bits(5, 70);
+  std::vector<float> x(2 * 70), s_out(5, 1.0f), y(2 * 5);
+  const KernelSet kernels;
+  CHECK_THROWS_WITH(
+      kernels.sign_gemm_acc_range(x.data(), 69, 2, w, s_out.data(), y.data(), 5, 0, 5),
+      test::contains("sign_gemm_acc: ldx"));
+  CHECK_THROWS_WITH(
+      kernels.sign_gemm_acc_range(x.data(), 70, 2, w, s_out.data(), y.data(), 5, 0, 6),
+      test::contains("sign_gemm_acc"));
+  CHECK_THROWS_WITH(kernels.sign_gemm_acc_range(x.data(), 70, 2, w, nullptr, y.data(), 5, 0, 5),
+                    test::contains("null s_out"));
 }
 
 TEST_CASE("sign_gemm_acc_f32 on large shapes", "[kernels_float][sign_gemm][slow]") {
