@@ -286,7 +286,9 @@ inline std::string write_report(const nlohmann::json& s, const std::string& out_
         runs.contains("mbok-" + v) ? get(runs["mbok-" + v], "state_bytes_per_boolean_weight") : NAN;
     const double sl = get(it.value(), "state_bytes_per_boolean_weight");
     md << "- " << it.value().value("label", v)
-       << ": Boolean finetuning matches or beats the latent baseline: " << yes_no(b <= l * 1.005)
+       << ": Boolean finetuning within 0.5 % of the latent baseline's perplexity or better (one "
+          "seed; `sweep` compares over seeds): "
+       << yes_no(b <= l * 1.005)
        << " (ppl " << num(b, 2) << " vs " << num(l, 2) << "); training state per Boolean weight "
        << num(sb, 3) << " vs " << num(sl, 3) << " bytes (" << num(sl / sb, 1) << "x less)\n";
   }
