@@ -288,9 +288,9 @@ inline std::string write_report(const nlohmann::json& s, const std::string& out_
     md << "- " << it.value().value("label", v)
        << ": Boolean finetuning within 0.5 % of the latent baseline's perplexity or better (one "
           "seed; `sweep` compares over seeds): "
-       << yes_no(b <= l * 1.005)
-       << " (ppl " << num(b, 2) << " vs " << num(l, 2) << "); training state per Boolean weight "
-       << num(sb, 3) << " vs " << num(sl, 3) << " bytes (" << num(sl / sb, 1) << "x less)\n";
+       << yes_no(b <= l * 1.005) << " (ppl " << num(b, 2) << " vs " << num(l, 2)
+       << "); training state per Boolean weight " << num(sb, 3) << " vs " << num(sl, 3)
+       << " bytes (" << num(sl / sb, 1) << "x less)\n";
   }
   for (const auto& v : variant_names) {
     const std::string key = "mbok-" + v;

@@ -3,9 +3,9 @@
 // successive SVID on each, choose K per layer (fixed, or under a bit budget), write the mbok
 // file and describe the result.
 
+#include <common/progress_bar.hpp>
 #include <mbok/io/mbok_format.hpp>
 #include <mbok/kernel_allocation.hpp>
-#include <common/progress_bar.hpp>
 #include <mbok/svid.hpp>
 
 #include <nlohmann/json.hpp>
@@ -29,13 +29,13 @@ inline const char* const kDefaultExclude =
 struct ConvertOptions {
   std::string input;
   std::string output;
-  std::size_t kernels = 2;                 // used when bits is unset
-  std::optional<double> bits;              // average kernel bits per converted weight
-  std::size_t max_kernels = 4;             // with bits
-  std::string include = ".*";              // regex over tensor names
-  std::string exclude = kDefaultExclude;   // regex over tensor names
-  std::string importance_file;             // JSON {name: weight}
-  std::string report_file;                 // JSON copy of the table
+  std::size_t kernels = 2;                // used when bits is unset
+  std::optional<double> bits;             // average kernel bits per converted weight
+  std::size_t max_kernels = 4;            // with bits
+  std::string include = ".*";             // regex over tensor names
+  std::string exclude = kDefaultExclude;  // regex over tensor names
+  std::string importance_file;            // JSON {name: weight}
+  std::string report_file;                // JSON copy of the table
   bool progress = true;
 };
 
@@ -62,12 +62,15 @@ struct ConvertResult {
 
 inline std::string layer_name_of(const std::string& tensor) {
   const std::string suffix = ".weight";
-  if (tensor.size() > suffix.size() && tensor.compare(tensor.size() - suffix.size(), suffix.size(), suffix) == 0)
+  if (tensor.size() > suffix.size() &&
+      tensor.compare(tensor.size() - suffix.size(), suffix.size(), suffix) == 0)
     return tensor.substr(0, tensor.size() - suffix.size());
   return tensor;
 }
 
-inline bool is_float(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::f16 || d == DType::bf16; }
+inline bool is_float(DType d) {
+  return d == DType::f32 || d == DType::f64 || d == DType::f16 || d == DType::bf16;
+}
 
 inline std::map<std::string, double> read_importance(const std::string& path) {
   std::map<std::string, double> out;
@@ -78,12 +81,15 @@ inline std::map<std::string, double> read_importance(const std::string& path) {
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw FormatError(detail::concat("importance file '", path, "' is not valid JSON (", e.what(), ")"));
+    throw FormatError(
+        detail::concat("importance file '", path, "' is not valid JSON (", e.what(), ")"));
   }
-  detail::require_format(j.is_object(), "importance file '", path, "' must be a JSON object {name: weight}");
+  detail::require_format(j.is_object(), "importance file '", path,
+                         "' must be a JSON object {name: weight}");
   for (const auto& item : j.items()) {
-    detail::require_format(item.value().is_number() && item.value().get<double>() >= 0, "importance file '", path,
-                           "': weight of '", item.key(), "' must be a non-negative number");
+    detail::require_format(item.value().is_number() && item.value().get<double>() >= 0,
+                           "importance file '", path, "': weight of '", item.key(),
+                           "' must be a non-negative number");
     out[item.key()] = item.value().get<double>();
   }
   return out;
@@ -107,11 +113,12 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
 
   std::vector<const TensorView*> selected;
   for (const TensorView& t : in.tensors())
-    if (t.shape.size() == 2 && t.numel() > 0 && is_float(t.dtype) && std::regex_search(t.name, include) &&
-        !std::regex_search(t.name, exclude))
+    if (t.shape.size() == 2 && t.numel() > 0 && is_float(t.dtype) &&
+        std::regex_search(t.name, include) && !std::regex_search(t.name, exclude))
       selected.push_back(&t);
-  detail::require(!selected.empty(), "no matrix of '", o.input, "' matches the selection (2-D float tensors, --include '",
-                  o.include, "', --exclude '", o.exclude, "')");
+  detail::require(!selected.empty(), "no matrix of '", o.input,
+                  "' matches the selection (2-D float tensors, --include '", o.include,
+                  "', --exclude '", o.exclude, "')");
 
   ConvertResult result;
   result.input_bytes = in.byte_size();
@@ -125,8 +132,10 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
       const TensorView& t = *selected[i];
       if (o.progress) bar.update(i, t.name);
       const Eigen::MatrixXf w = t.to_matrix();
-      detail::require_format(w.allFinite(), "tensor '", t.name, "' of '", o.input, "' is not finite");
-      detail::require_format(w.squaredNorm() > 0, "tensor '", t.name, "' of '", o.input, "' is all zeros");
+      detail::require_format(w.allFinite(), "tensor '", t.name, "' of '", o.input,
+                             "' is not finite");
+      detail::require_format(w.squaredNorm() > 0, "tensor '", t.name, "' of '", o.input,
+                             "' is all zeros");
       fits.push_back(svid<float>(w, k_fit));
       LayerResult lr;
       lr.tensor = t.name;
@@ -146,7 +155,8 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     if (o.progress) bar.finish();
   }
   for (const auto& left : importance)
-    detail::require(false, "importance file names '", left.first, "', which is not a converted matrix");
+    detail::require(false, "importance file names '", left.first,
+                    "', which is not a converted matrix");
 
   std::vector<std::size_t> ks(selected.size(), o.kernels);
   if (o.bits) ks = allocate_kernels(curves, *o.bits, o.max_kernels).kernels;
@@ -163,7 +173,8 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     LayerResult& lr = result.layers[i];
     const MultiKernelWeights<float>& full = fits[i].weights;
     MultiKernelWeights<float> w(lr.rows, lr.cols);
-    for (std::size_t k = 0; k < ks[i]; ++k) w.add_kernel(full.kernel(k), full.s_out(k), full.s_in(k));
+    for (std::size_t k = 0; k < ks[i]; ++k)
+      w.add_kernel(full.kernel(k), full.s_out(k), full.s_in(k));
     lr.kernels = ks[i];
     lr.relative_error = fits[i].relative_residual[ks[i] - 1];
     lr.bits_per_weight = w.bits_per_weight();
@@ -187,7 +198,8 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     lo.source = lr.tensor;
     lo.relative_error = lr.relative_error;
     const TensorView* bias = in.find(lr.layer + ".bias");
-    if (lr.layer != lr.tensor && bias && bias->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(lr.rows)} &&
+    if (lr.layer != lr.tensor && bias &&
+        bias->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(lr.rows)} &&
         is_float(bias->dtype))
       lo.bias = bias->name;
     writer.add_layer(lr.layer, layers[i], lo);

@@ -51,7 +51,8 @@ int make(const std::string& path) {
   return 0;
 }
 
-int verify(const std::string& mbok_path, const std::string& source_path, const std::string& report_path) {
+int verify(const std::string& mbok_path, const std::string& source_path,
+           const std::string& report_path) {
   const MbokModel model = MbokModel::open(mbok_path);
   const SafetensorsFile source = SafetensorsFile::open(source_path);
   std::ifstream in(report_path);
@@ -68,8 +69,10 @@ int verify(const std::string& mbok_path, const std::string& source_path, const s
     const std::string name = entry["layer"].get<std::string>();
     const MbokLayerInfo& info = model.layer(name);
     const MultiKernelWeights<float> w = model.load_weights<float>(name);
-    check(w.num_kernels() == entry["kernels"].get<std::size_t>(), name + ": K differs from the report");
-    for (std::size_t k = 0; k < w.num_kernels(); ++k) check(w.kernel(k).is_borrowed(), name + ": kernel copied");
+    check(w.num_kernels() == entry["kernels"].get<std::size_t>(),
+          name + ": K differs from the report");
+    for (std::size_t k = 0; k < w.num_kernels(); ++k)
+      check(w.kernel(k).is_borrowed(), name + ": kernel copied");
     const double e = w.relative_error(source.at(info.source).to_matrix());
     check(std::fabs(e - entry["relative_error"].get<double>()) <= 1e-3 * e + 1e-6,
           name + ": relative error " + std::to_string(e) + " differs from the report");
@@ -78,8 +81,9 @@ int verify(const std::string& mbok_path, const std::string& source_path, const s
   for (const char* kept : {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"})
     check(model.file().at(kept).to_tensor().bytes == source.at(kept).to_tensor().bytes,
           std::string(kept) + " not kept as it was");
-  check(model.layer("model.layers.0.self_attn.q_proj").bias == "model.layers.0.self_attn.q_proj.bias",
-        "q_proj bias not recorded");
+  check(
+      model.layer("model.layers.0.self_attn.q_proj").bias == "model.layers.0.self_attn.q_proj.bias",
+      "q_proj bias not recorded");
   std::cout << "verified " << model.layers().size() << " layers\n";
   return failures == 0 ? 0 : 1;
 }

@@ -61,8 +61,8 @@ TEST_CASE("F16 values at the edges of the format", "[half]") {
   CHECK(float_to_f16(-1e9f) == 0xfc00);
   CHECK(float_to_f16(std::ldexp(1.0f, -25)) == 0x0000);  // halfway to the smallest subnormal: even
   CHECK(float_to_f16(std::nextafter(std::ldexp(1.0f, -25), 1.0f)) == 0x0001);
-  CHECK(float_to_f16(std::ldexp(3.0f, -25)) == 0x0002);  // 1.5 units: ties to even
-  CHECK(float_to_f16(std::ldexp(1023.5f, -24)) == 0x0400);  // rounds up into the normals
+  CHECK(float_to_f16(std::ldexp(3.0f, -25)) == 0x0002);         // 1.5 units: ties to even
+  CHECK(float_to_f16(std::ldexp(1023.5f, -24)) == 0x0400);      // rounds up into the normals
   CHECK(float_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);  // tie: stays at even 1.0
   CHECK(float_to_f16(1.0f + std::ldexp(3.0f, -11)) == 0x3c02);  // tie: up to even
   CHECK(float_to_f16(-0.0f) == 0x8000);
@@ -113,10 +113,11 @@ TEST_CASE("BF16 conversions", "[half]") {
     const double dlo = std::fabs(static_cast<double>(bf16_to_float(lo)) - f);
     const double vhi = static_cast<double>(bf16_to_float(hi));
     const double dhi = std::isnan(vhi) ? std::numeric_limits<double>::infinity()
-                       : std::isinf(vhi) ? (std::fabs(static_cast<double>(f)) >= std::ldexp(255.5, 120)
-                                                ? 0.0
-                                                : std::numeric_limits<double>::infinity())
-                                         : std::fabs(vhi - f);
+                       : std::isinf(vhi)
+                           ? (std::fabs(static_cast<double>(f)) >= std::ldexp(255.5, 120)
+                                  ? 0.0
+                                  : std::numeric_limits<double>::infinity())
+                           : std::fabs(vhi - f);
     const std::uint16_t expected = dlo < dhi ? lo : dhi < dlo ? hi : ((lo & 1u) == 0 ? lo : hi);
     if (float_to_bf16(f) != expected) FAIL("x = " << f << " bits " << u);
   }

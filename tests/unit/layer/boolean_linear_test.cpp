@@ -16,8 +16,11 @@ using RowMatrixF = BooleanLinear<float>::RowMatrix;
 MultiKernelWeights<float> random_weights(std::size_t m, std::size_t n, std::size_t k_count) {
   MultiKernelWeights<float> w(m, n);
   for (std::size_t k = 0; k < k_count; ++k)
-    w.add_kernel(random_bits(m, n), random_matrix(m, 1).cwiseAbs() + Eigen::VectorXf::Constant(static_cast<Eigen::Index>(m), 0.1f),
-                 random_matrix(n, 1).cwiseAbs() + Eigen::VectorXf::Constant(static_cast<Eigen::Index>(n), 0.1f));
+    w.add_kernel(random_bits(m, n),
+                 random_matrix(m, 1).cwiseAbs() +
+                     Eigen::VectorXf::Constant(static_cast<Eigen::Index>(m), 0.1f),
+                 random_matrix(n, 1).cwiseAbs() +
+                     Eigen::VectorXf::Constant(static_cast<Eigen::Index>(n), 0.1f));
   return w;
 }
 
@@ -25,10 +28,11 @@ RowMatrixF random_rows(std::size_t t, std::size_t n) { return random_matrix(t, n
 
 TEST_CASE("forward equals the naive reference on every ISA", "[layer]") {
   for_each_isa([](Isa isa) {
-    for (auto [m, n, k_count, t] : {std::tuple<int, int, int, int>{5, 63, 1, 3}, {17, 130, 2, 1},
-                                   {33, 515, 3, 7}}) {
+    for (auto [m, n, k_count, t] :
+         {std::tuple<int, int, int, int>{5, 63, 1, 3}, {17, 130, 2, 1}, {33, 515, 3, 7}}) {
       INFO(m << " x " << n << ", K = " << k_count << ", t = " << t);
-      auto w = random_weights(static_cast<std::size_t>(m), static_cast<std::size_t>(n), static_cast<std::size_t>(k_count));
+      auto w = random_weights(static_cast<std::size_t>(m), static_cast<std::size_t>(n),
+                              static_cast<std::size_t>(k_count));
       DenseKernels ref = DenseKernels::of(w);
       const Eigen::VectorXf bias = random_matrix(static_cast<std::size_t>(m), 1);
       ref.bias = bias.cast<double>();
@@ -38,15 +42,20 @@ TEST_CASE("forward equals the naive reference on every ISA", "[layer]") {
       const RowMatrixD expect = ref.forward(x.cast<double>());
       const RowMatrixF y = layer.forward(x);
       const double scale = expect.cwiseAbs().maxCoeff();
-      CHECK((y.cast<double>() - expect).cwiseAbs().maxCoeff() <= 1e-5 * scale * std::sqrt(n * k_count));
+      CHECK((y.cast<double>() - expect).cwiseAbs().maxCoeff() <=
+            1e-5 * scale * std::sqrt(n * k_count));
 
       // Raw-pointer form with strides wider than a row.
-      std::vector<float> xs(static_cast<std::size_t>(t * (n + 3)), 7.0f), ys(static_cast<std::size_t>(t * (m + 2)), -9.0f);
+      std::vector<float> xs(static_cast<std::size_t>(t * (n + 3)), 7.0f),
+          ys(static_cast<std::size_t>(t * (m + 2)), -9.0f);
       for (int i = 0; i < t; ++i)
         for (int l = 0; l < n; ++l) xs[static_cast<std::size_t>(i * (n + 3) + l)] = x(i, l);
-      layer.forward(xs.data(), static_cast<std::size_t>(n + 3), static_cast<std::size_t>(t), ys.data(), static_cast<std::size_t>(m + 2));
+      layer.forward(xs.data(), static_cast<std::size_t>(n + 3), static_cast<std::size_t>(t),
+                    ys.data(), static_cast<std::size_t>(m + 2));
       for (int i = 0; i < t; ++i) {
-        for (int j = 0; j < m; ++j) CHECK(ys[static_cast<std::size_t>(i * (m + 2) + j)] == Approx(y(i, j)).margin(1e-5 * scale));
+        for (int j = 0; j < m; ++j)
+          CHECK(ys[static_cast<std::size_t>(i * (m + 2) + j)] ==
+                Approx(y(i, j)).margin(1e-5 * scale));
         CHECK(ys[static_cast<std::size_t>(i * (m + 2) + m)] == -9.0f);  // padding untouched
       }
 
@@ -72,7 +81,8 @@ TEST_CASE("int8 forward is within the quantization error of the float forward", 
       for (Eigen::Index j = 0; j < 24; ++j) {
         double bound = 0;
         for (std::size_t k = 0; k < 2; ++k) {
-          const double step = (x.row(i).transpose().cwiseProduct(w.s_in(k))).cwiseAbs().maxCoeff() / 127.0;
+          const double step =
+              (x.row(i).transpose().cwiseProduct(w.s_in(k))).cwiseAbs().maxCoeff() / 127.0;
           bound += w.s_out(k)(j) * 200 * step * 0.5;
         }
         CHECK(std::abs(y8(i, j) - expect(i, j)) <= bound * 1.01 + 1e-4);
@@ -87,8 +97,9 @@ TEST_CASE("Boolean-activation forward equals the XNOR reference", "[layer]") {
     const std::size_t m = 19, n = 150, t = 6;
     MultiKernelWeights<float> w(m, n);
     for (int k = 0; k < 2; ++k)  // constant s_in: the Boolean path is exact
-      w.add_kernel(random_bits(m, n), random_matrix(m, 1).cwiseAbs(),
-                   Eigen::VectorXf::Constant(static_cast<Eigen::Index>(n), 0.5f + static_cast<float>(k)));
+      w.add_kernel(
+          random_bits(m, n), random_matrix(m, 1).cwiseAbs(),
+          Eigen::VectorXf::Constant(static_cast<Eigen::Index>(n), 0.5f + static_cast<float>(k)));
     BooleanLinear<float> layer(w);
     const RowMatrixF x = random_rows(t, n);
     const BinaryActivations act = binarize_activations(x);
@@ -100,7 +111,8 @@ TEST_CASE("Boolean-activation forward equals the XNOR reference", "[layer]") {
     for (std::size_t i = 0; i < t; ++i)
       for (std::size_t l = 0; l < n; ++l)
         xb(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) =
-            act.scale[i] * (x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) < 0 ? -1.0 : 1.0);
+            act.scale[i] *
+            (x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) < 0 ? -1.0 : 1.0);
     const RowMatrixD expect = DenseKernels::of(w).forward(xb);
     const RowMatrixF y = layer.forward_boolean(act);
     CHECK((y.cast<double>() - expect).cwiseAbs().maxCoeff() <= 1e-4 * expect.cwiseAbs().maxCoeff());
@@ -163,12 +175,14 @@ TEST_CASE("bad shapes, K = 0, bad trainable sets and non-finite inputs throw", "
   CHECK_THROWS_WITH(BooleanLinear<float>(MultiKernelWeights<float>(4, 4)), test::contains("K = 0"));
   BooleanLinearOptions opt;
   opt.trainable_kernels = {2};
-  CHECK_THROWS_WITH(BooleanLinear<float>(random_weights(4, 8, 2), opt), test::contains("trainable kernel 2 does not exist"));
+  CHECK_THROWS_WITH(BooleanLinear<float>(random_weights(4, 8, 2), opt),
+                    test::contains("trainable kernel 2 does not exist"));
   opt.trainable_kernels = {0, -2};
   CHECK_THROWS_WITH(BooleanLinear<float>(random_weights(4, 8, 2), opt), test::contains("twice"));
   opt.trainable_kernels = {-3};
   CHECK_THROWS_AS(BooleanLinear<float>(random_weights(4, 8, 2), opt), InvalidArgument);
-  CHECK_THROWS_WITH(BooleanLinear<float>(random_weights(4, 8, 1), Eigen::VectorXf::Zero(5)), test::contains("bias"));
+  CHECK_THROWS_WITH(BooleanLinear<float>(random_weights(4, 8, 1), Eigen::VectorXf::Zero(5)),
+                    test::contains("bias"));
 
   BooleanLinear<float> layer(random_weights(6, 10, 2));
   CHECK(layer.trainable_kernels() == std::vector<std::size_t>{1});
@@ -184,10 +198,12 @@ TEST_CASE("bad shapes, K = 0, bad trainable sets and non-finite inputs throw", "
   layer.backward(good, random_rows(3, 6));
   const Eigen::VectorXf g_before = layer.grad_s_out(1);
   RowMatrixF dx(3, 10);
-  CHECK_THROWS_WITH(layer.backward(good, random_rows(3, 7), dx), test::contains("7 columns, expected 6"));
+  CHECK_THROWS_WITH(layer.backward(good, random_rows(3, 7), dx),
+                    test::contains("7 columns, expected 6"));
   CHECK_THROWS_WITH(layer.backward(good, random_rows(2, 6), dx), test::contains("tokens"));
   RowMatrixF dx_bad(3, 9);
-  CHECK_THROWS_WITH(layer.backward(good, random_rows(3, 6), dx_bad), test::contains("dx must be 3 x 10"));
+  CHECK_THROWS_WITH(layer.backward(good, random_rows(3, 6), dx_bad),
+                    test::contains("dx must be 3 x 10"));
   RowMatrixF z = random_rows(3, 6);
   z(0, 0) = std::nanf("");
   CHECK_THROWS_WITH(layer.backward(good, z, dx), test::contains("not finite"));
