@@ -526,16 +526,17 @@ class BooleanOptimizer final : public Optimizer {
     const bool sign_only = options_.signal_scaling == SignalScaling::sign;
     std::atomic<std::size_t> total{0};
 #if MBOK_HAS_X86_KERNELS
-    // The same update, 16 weights per instruction, with bit-identical results.
-    if (active_isa() == Isa::avx512) {
-      detail::avx512::BooleanStepArgs args{
-          bits.row(0), bits.stride_words(), q,         ld,   cols, nullptr, beta,
+    // The same update, 16 (avx512) or 8 (avx2) weights per instruction, with bit-identical
+    // results; f16 accumulators on avx2 keep the scalar loop (the avx2 tier has no F16C).
+    using detail::StepCodec;
+    constexpr StepCodec kind = std::is_same_v<Codec, F32Codec>   ? StepCodec::f32
+                               : std::is_same_v<Codec, F16Codec> ? StepCodec::f16
+                                                                 : StepCodec::i8;
+    const Isa isa = active_isa();
+    if (s.rows > 0 && (isa == Isa::avx512 || (isa == Isa::avx2 && kind != StepCodec::f16))) {
+      detail::BooleanStepArgs args{
+          bits.row(0), bits.stride_words(), q,         ld,   cols, codec.p, beta,
           eta,         threshold,           sign_only, 1.0f, 1.0f, 0};
-      using detail::avx512::StepCodec;
-      constexpr StepCodec kind = std::is_same_v<Codec, F32Codec>   ? StepCodec::f32
-                                 : std::is_same_v<Codec, F16Codec> ? StepCodec::f16
-                                                                   : StepCodec::i8;
-      args.acc = codec.p;
       if constexpr (kind == StepCodec::i8) {
         args.scale = codec.scale;
         args.inv = codec.inv;
@@ -543,41 +544,14 @@ class BooleanOptimizer final : public Optimizer {
       }
       parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),
                    [&](std::size_t r0, std::size_t r1) {
-                     total.fetch_add(detail::avx512::boolean_step_rows<kind>(args, r0, r1),
-                                     std::memory_order_relaxed);
+                     std::size_t flips = 0;
+                     if (isa == Isa::avx512)
+                       flips = detail::avx512::boolean_step_rows<kind>(args, r0, r1);
+                     else if constexpr (kind != StepCodec::f16)
+                       flips = detail::avx2::boolean_step_rows<kind>(args, r0, r1);
+                     total.fetch_add(flips, std::memory_order_relaxed);
                    });
       return total.load();
-    }
-    // On AVX2 for f32 and i8 accumulators (f16 needs F16C, which the avx2 tier lacks).
-    if constexpr (!std::is_same_v<Codec, F16Codec>) {
-      if (active_isa() == Isa::avx2) {
-        detail::avx2::BooleanStepArgs args{s.rows > 0 ? bits.row(0) : nullptr,
-                                           bits.stride_words(),
-                                           q,
-                                           ld,
-                                           cols,
-                                           codec.p,
-                                           beta,
-                                           eta,
-                                           threshold,
-                                           sign_only,
-                                           1.0f,
-                                           1.0f,
-                                           0};
-        using detail::avx2::StepCodec;
-        constexpr StepCodec kind = std::is_same_v<Codec, F32Codec> ? StepCodec::f32 : StepCodec::i8;
-        if constexpr (kind == StepCodec::i8) {
-          args.scale = codec.scale;
-          args.inv = codec.inv;
-          args.key = codec.key;
-        }
-        parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),
-                     [&](std::size_t r0, std::size_t r1) {
-                       total.fetch_add(detail::avx2::boolean_step_rows<kind>(args, r0, r1),
-                                       std::memory_order_relaxed);
-                     });
-        return total.load();
-      }
     }
 #endif
     parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),

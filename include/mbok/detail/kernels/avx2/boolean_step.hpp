@@ -13,23 +13,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../../boolean_step_args.hpp"
 #include "begin.hpp"
 
 namespace mbok::detail::avx2 {
-
-enum class StepCodec { f32, i8 };
-
-struct BooleanStepArgs {
-  std::uint64_t* bits;   // packed rows, `stride` words apart
-  std::size_t stride;    // words
-  const float* q;        // signal rows, `ld` apart
-  std::size_t ld, cols;  // signal stride, columns
-  void* acc;             // rows x cols accumulators, row-major
-  float beta, eta, threshold;
-  bool sign_only;
-  float scale, inv;   // i8: the code step and its inverse
-  std::uint64_t key;  // i8: the step's random key
-};
 
 // A rounded value the compiler may not fuse with the operation that consumes it.
 inline __m256 settled(__m256 v) {
@@ -76,6 +63,7 @@ inline __m256 counter_uniform8(std::uint64_t key, std::uint64_t first) {
 // Rows [r0, r1); returns the number of flips.
 template <StepCodec kCodec>
 std::size_t boolean_step_rows(const BooleanStepArgs& a, std::size_t r0, std::size_t r1) {
+  static_assert(kCodec != StepCodec::f16, "avx2: f16 accumulators keep the scalar loop");
   const __m256 beta = _mm256_set1_ps(a.beta), eta = _mm256_set1_ps(a.eta),
                threshold = _mm256_set1_ps(a.threshold), zero = _mm256_setzero_ps();
   const __m256 one = _mm256_set1_ps(1.0f), minus_one = _mm256_set1_ps(-1.0f);

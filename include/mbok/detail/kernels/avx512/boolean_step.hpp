@@ -14,23 +14,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../../boolean_step_args.hpp"
 #include "begin.hpp"
 
 namespace mbok::detail::avx512 {
-
-enum class StepCodec { f32, f16, i8 };
-
-struct BooleanStepArgs {
-  std::uint64_t* bits;   // packed rows, `stride` words apart
-  std::size_t stride;    // words
-  const float* q;        // signal rows, `ld` apart
-  std::size_t ld, cols;  // signal stride, columns
-  void* acc;             // rows x cols accumulators, row-major
-  float beta, eta, threshold;
-  bool sign_only;
-  float scale, inv;   // i8: the code step and its inverse
-  std::uint64_t key;  // i8: the step's random key
-};
 
 // Lanes l of splitmix64(key ^ (index_l * 0xD1B54A32D192ED03)) >> 40, as floats times 2^-24.
 inline __m256 counter_uniform8(std::uint64_t key, __m512i index) {
