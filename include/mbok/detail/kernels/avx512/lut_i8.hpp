@@ -10,8 +10,9 @@
 // two 64-byte L and H tables of each of the two 16-column chunks, two byte adds (L: two
 // entries <= 60 sum to <= 120; H: <= 120, both unsigned), and two VPDPBUSD: acc += L * 1 and
 // acc += H * 16, each summing the 4 bytes of one row into its int32 lane (exact: VPDPBUSD
-// does not saturate and the lanes wrap modulo 2^32, see lut_format.hpp). R tiles of 16 rows
-// share each table load.
+// does not saturate and the lanes wrap modulo 2^32, see lut_format.hpp). R = 8 tiles of 16
+// rows share each table load: 8 weight streams keep more DRAM reads in flight than 4 (1.2x
+// at model scale, same speed from cache; docs/lut_kernels.md).
 
 #include <immintrin.h>
 
@@ -81,6 +82,9 @@ MBOK_AVX512_VBMI_TARGET inline void lut_tables_vbmi(const std::int8_t* x, std::s
   }
 }
 
+// Bytes ahead of the weight being read that the VBMI kernel prefetches, per tile.
+inline constexpr std::size_t kLutPrefetchBytes = 2048;
+
 // R tiles (weights wt[r]) x one token's tables: acc[r] lane q = row q's sum of L + 16 H.
 template <int R>
 MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi(const std::uint8_t* tab,
@@ -97,6 +101,10 @@ MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi(const std::uint8_t* tab,
     const __m512i lb = _mm512_load_si512(ts + 128), hb = _mm512_load_si512(ts + 192);
     for (int r = 0; r < R; ++r) {
       const __m512i w = _mm512_load_si512(wt[r] + 64 * s);
+      // Each tile is its own stream of weights; a prefetch into L2 two steps of 1 KiB ahead
+      // keeps more lines in flight than the hardware prefetcher alone when they come from
+      // DRAM (docs/lut_kernels.md).
+      _mm_prefetch(reinterpret_cast<const char*>(wt[r] + 64 * s + kLutPrefetchBytes), _MM_HINT_T1);
       // (w & 15) | group and ((w >> 4) & 15) | group: 0xea is (A & B) | C.
       const __m512i lo = _mm512_ternarylogic_epi32(w, nib, group, 0xea);
       const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, group, 0xea);
@@ -111,11 +119,25 @@ MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi(const std::uint8_t* tab,
   for (int r = 0; r < R; ++r) out[r] = acc[r];
 }
 
+// lut_tiles_vbmi for n <= R tiles (n a run-time value).
+template <int R>
+MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi_n(std::size_t n, const std::uint8_t* tab,
+                                                     const std::uint8_t* const* wt,
+                                                     std::size_t supers, __m512i* out) noexcept {
+  if constexpr (R > 1) {
+    if (n < static_cast<std::size_t>(R)) {
+      lut_tiles_vbmi_n<R - 1>(n, tab, wt, supers, out);
+      return;
+    }
+  }
+  lut_tiles_vbmi<R>(tab, wt, supers, out);
+}
+
 /// The VBMI kernel over interleave4 weights; call it only when the CPU has VBMI and VNNI.
 MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_vbmi(LutTablesView x, LutWeightsView w,
                                                           std::int32_t* y, std::size_t ldy,
                                                           std::size_t j0, std::size_t j1) noexcept {
-  constexpr std::size_t R = 4;
+  constexpr std::size_t R = 8;
   if (j0 >= j1) return;
   const std::size_t supers = w.cols32() / 32;
   const std::size_t t0 = j0 / kLutTileRows, t1 = (j1 + kLutTileRows - 1) / kLutTileRows;
@@ -126,20 +148,7 @@ MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_vbmi(LutTablesView x, LutWe
     for (std::size_t i = 0; i < x.tokens; ++i) {
       __m512i acc[R];
       const std::uint8_t* tab = x.token(i);
-      switch (nt) {
-        case 4:
-          lut_tiles_vbmi<4>(tab, wt, supers, acc);
-          break;
-        case 3:
-          lut_tiles_vbmi<3>(tab, wt, supers, acc);
-          break;
-        case 2:
-          lut_tiles_vbmi<2>(tab, wt, supers, acc);
-          break;
-        default:
-          lut_tiles_vbmi<1>(tab, wt, supers, acc);
-          break;
-      }
+      lut_tiles_vbmi_n<R>(nt, tab, wt, supers, acc);
       const __m512i base = _mm512_set1_epi32(x.base[i]);
       for (std::size_t r = 0; r < nt; ++r) {
         const std::size_t row0 = (tb + r) * kLutTileRows;
