@@ -11,8 +11,7 @@
 // entries <= 60 sum to <= 120; H: <= 120, both unsigned), and two VPDPBUSD: acc += L * 1 and
 // acc += H * 16, each summing the 4 bytes of one row into its int32 lane (exact: VPDPBUSD
 // does not saturate and the lanes wrap modulo 2^32, see lut_format.hpp). R = 8 tiles of 16
-// rows share each table load: 8 weight streams keep more DRAM reads in flight than 4 (1.2x
-// at model scale, same speed from cache; docs/lut_kernels.md).
+// rows share each table load, and their weights are prefetched (lut_tiles_vbmi).
 
 #include <immintrin.h>
 
@@ -82,29 +81,35 @@ MBOK_AVX512_VBMI_TARGET inline void lut_tables_vbmi(const std::int8_t* x, std::s
   }
 }
 
-// Bytes ahead of the weight being read that the VBMI kernel prefetches, per tile.
-inline constexpr std::size_t kLutPrefetchBytes = 2048;
+// Steps of 64 bytes ahead of the weight being read that the VBMI kernel prefetches, per tile.
+inline constexpr std::size_t kLutPrefetchSteps = 32;
 
 // R tiles (weights wt[r]) x one token's tables: acc[r] lane q = row q's sum of L + 16 H.
+// Every tile is a stream of its own, and each step prefetches into L2 the line 2 KiB ahead in
+// it; over the last 2 KiB of the tiles the prefetches run on into the tiles that follow
+// (next[r], the ones the caller reads next), so the streams never restart cold. From DRAM
+// this keeps about 1.4x more weight bytes per second coming than the hardware prefetcher
+// alone (docs/lut_kernels.md); from cache it costs nothing measurable.
 template <int R>
 MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi(const std::uint8_t* tab,
                                                    const std::uint8_t* const* wt,
+                                                   const std::uint8_t* const* next,
                                                    std::size_t supers, __m512i* out) noexcept {
   const __m512i nib = _mm512_set1_epi8(0x0f);
   const __m512i group = _mm512_set1_epi32(0x30201000);  // q << 4 in byte 4 r + q
   const __m512i ones = _mm512_set1_epi8(1), sixteen = _mm512_set1_epi8(16);
   __m512i acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+  const std::size_t own = supers > kLutPrefetchSteps ? supers - kLutPrefetchSteps : 0;
   for (std::size_t s = 0; s < supers; ++s) {
     const std::uint8_t* ts = tab + 2 * kLutChunkBytes * s;
     const __m512i la = _mm512_load_si512(ts), ha = _mm512_load_si512(ts + 64);
     const __m512i lb = _mm512_load_si512(ts + 128), hb = _mm512_load_si512(ts + 192);
+    const std::uint8_t* const* ahead = s < own ? wt : next;
+    const std::size_t ahead_step = s < own ? s + kLutPrefetchSteps : s - own;
     for (int r = 0; r < R; ++r) {
       const __m512i w = _mm512_load_si512(wt[r] + 64 * s);
-      // Each tile is its own stream of weights; a prefetch into L2 two steps of 1 KiB ahead
-      // keeps more lines in flight than the hardware prefetcher alone when they come from
-      // DRAM (docs/lut_kernels.md).
-      _mm_prefetch(reinterpret_cast<const char*>(wt[r] + 64 * s + kLutPrefetchBytes), _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(ahead[r] + 64 * ahead_step), _MM_HINT_T1);
       // (w & 15) | group and ((w >> 4) & 15) | group: 0xea is (A & B) | C.
       const __m512i lo = _mm512_ternarylogic_epi32(w, nib, group, 0xea);
       const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, group, 0xea);
@@ -123,14 +128,15 @@ MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi(const std::uint8_t* tab,
 template <int R>
 MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi_n(std::size_t n, const std::uint8_t* tab,
                                                      const std::uint8_t* const* wt,
+                                                     const std::uint8_t* const* next,
                                                      std::size_t supers, __m512i* out) noexcept {
   if constexpr (R > 1) {
     if (n < static_cast<std::size_t>(R)) {
-      lut_tiles_vbmi_n<R - 1>(n, tab, wt, supers, out);
+      lut_tiles_vbmi_n<R - 1>(n, tab, wt, next, supers, out);
       return;
     }
   }
-  lut_tiles_vbmi<R>(tab, wt, supers, out);
+  lut_tiles_vbmi<R>(tab, wt, next, supers, out);
 }
 
 /// The VBMI kernel over interleave4 weights; call it only when the CPU has VBMI and VNNI.
@@ -143,12 +149,18 @@ MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_vbmi(LutTablesView x, LutWe
   const std::size_t t0 = j0 / kLutTileRows, t1 = (j1 + kLutTileRows - 1) / kLutTileRows;
   for (std::size_t tb = t0; tb < t1; tb += R) {
     const std::size_t nt = std::min(R, t1 - tb);
-    const std::uint8_t* wt[R];
-    for (std::size_t r = 0; r < R; ++r) wt[r] = w.tile(tb + std::min(r, nt - 1));
+    // The tiles after these ones, up to the end of the weights (a caller working in blocks
+    // reads them next), else these again.
+    const std::size_t stored = lut_tiles(w.rows);
+    const std::uint8_t *wt[R], *next[R];
+    for (std::size_t r = 0; r < R; ++r) {
+      wt[r] = w.tile(tb + std::min(r, nt - 1));
+      next[r] = tb + R + r < stored ? w.tile(tb + R + r) : wt[r];
+    }
     for (std::size_t i = 0; i < x.tokens; ++i) {
       __m512i acc[R];
       const std::uint8_t* tab = x.token(i);
-      lut_tiles_vbmi_n<R>(nt, tab, wt, supers, acc);
+      lut_tiles_vbmi_n<R>(nt, tab, wt, next, supers, acc);
       const __m512i base = _mm512_set1_epi32(x.base[i]);
       for (std::size_t r = 0; r < nt; ++r) {
         const std::size_t row0 = (tb + r) * kLutTileRows;
