@@ -68,11 +68,18 @@ inline void lut_tables_shuf(const std::int8_t* x, std::size_t ldx, std::size_t t
   }
 }
 
-// R tiles x one token's tables over chunks [c0, c1): adds to acc[r][0..3] (rows 0-3, 4-7,
-// 8-11, 12-15, one partial sum per 128-bit lane).
+// Bytes ahead of the weight being read that the VPSHUFB kernel prefetches into L2, per tile.
+inline constexpr std::size_t kLutPrefetchAhead = 2048;
+
+// R tiles x one token's tables over chunks [c0, c1) of `chunks`: adds to acc[r][0..3] (rows
+// 0-3, 4-7, 8-11, 12-15, one partial sum per 128-bit lane). Each tile is a stream of its own;
+// once per 64-byte line the line 2 KiB ahead is prefetched, running on into next[r] (the tile
+// read after this one) past the tile's end, as the avx512 kernel does.
 template <int R>
-inline void lut_tiles_shuf(const std::uint8_t* tab, const std::uint8_t* const* wt, std::size_t c0,
+inline void lut_tiles_shuf(const std::uint8_t* tab, const std::uint8_t* const* wt,
+                           const std::uint8_t* const* next, std::size_t chunks, std::size_t c0,
                            std::size_t c1, __m256i (*acc)[4]) noexcept {
+  const std::size_t tile_bytes = 32 * chunks;
   const __m256i nib = _mm256_set1_epi8(0x0f), pair = _mm256_set1_epi16(0x1001);  // (1, 16)
   const __m256i zero = _mm256_setzero_si256();
   __m256i a16[R][2];
@@ -83,8 +90,13 @@ inline void lut_tiles_shuf(const std::uint8_t* tab, const std::uint8_t* const* w
     const __m256i l23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 32));
     const __m256i h01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 64));
     const __m256i h23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 96));
+    const std::size_t ahead = 32 * c + kLutPrefetchAhead;
     for (int r = 0; r < R; ++r) {
       const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wt[r] + 32 * c));
+      if (c % 2 == 0)
+        _mm_prefetch(reinterpret_cast<const char*>(
+                         ahead < tile_bytes ? wt[r] + ahead : next[r] + (ahead - tile_bytes)),
+                     _MM_HINT_T1);
       const __m256i lo = _mm256_and_si256(w, nib);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
       const __m256i l = _mm256_add_epi8(_mm256_shuffle_epi8(l01, lo), _mm256_shuffle_epi8(l23, hi));
@@ -108,11 +120,12 @@ inline constexpr std::size_t kLutChunksPerBlock = 32;
 
 template <int R>
 inline void lut_tiles_shuf_all(const std::uint8_t* tab, const std::uint8_t* const* wt,
-                               std::size_t chunks, __m256i (*acc)[4]) noexcept {
+                               const std::uint8_t* const* next, std::size_t chunks,
+                               __m256i (*acc)[4]) noexcept {
   for (int r = 0; r < R; ++r)
     for (int k = 0; k < 4; ++k) acc[r][k] = _mm256_setzero_si256();
   for (std::size_t c0 = 0; c0 < chunks; c0 += kLutChunksPerBlock)
-    lut_tiles_shuf<R>(tab, wt, c0, std::min(chunks, c0 + kLutChunksPerBlock), acc);
+    lut_tiles_shuf<R>(tab, wt, next, chunks, c0, std::min(chunks, c0 + kLutChunksPerBlock), acc);
 }
 
 /// The VPSHUFB kernel over lanes16 weights.
@@ -124,23 +137,28 @@ inline void sign_gemm_i8_lut_shuf(LutTablesView x, LutWeightsView w, std::int32_
   const std::size_t t0 = j0 / kLutTileRows, t1 = (j1 + kLutTileRows - 1) / kLutTileRows;
   for (std::size_t tb = t0; tb < t1; tb += R) {
     const std::size_t nt = std::min(R, t1 - tb);
-    const std::uint8_t* wt[R];
-    for (std::size_t r = 0; r < R; ++r) wt[r] = w.tile(tb + std::min(r, nt - 1));
+    // The tiles read after these ones (up to the end of the weights), else these again.
+    const std::size_t stored = lut_tiles(w.rows);
+    const std::uint8_t *wt[R], *next[R];
+    for (std::size_t r = 0; r < R; ++r) {
+      wt[r] = w.tile(tb + std::min(r, nt - 1));
+      next[r] = tb + R + r < stored ? w.tile(tb + R + r) : wt[r];
+    }
     for (std::size_t i = 0; i < x.tokens; ++i) {
       __m256i acc[R][4];
       const std::uint8_t* tab = x.token(i);
       switch (nt) {
         case 4:
-          lut_tiles_shuf_all<4>(tab, wt, chunks, acc);
+          lut_tiles_shuf_all<4>(tab, wt, next, chunks, acc);
           break;
         case 3:
-          lut_tiles_shuf_all<3>(tab, wt, chunks, acc);
+          lut_tiles_shuf_all<3>(tab, wt, next, chunks, acc);
           break;
         case 2:
-          lut_tiles_shuf_all<2>(tab, wt, chunks, acc);
+          lut_tiles_shuf_all<2>(tab, wt, next, chunks, acc);
           break;
         default:
-          lut_tiles_shuf_all<1>(tab, wt, chunks, acc);
+          lut_tiles_shuf_all<1>(tab, wt, next, chunks, acc);
           break;
       }
       const __m256i base = _mm256_set1_epi32(x.base[i]);
