@@ -175,12 +175,13 @@ inline std::size_t int8_block_rows(std::size_t t) noexcept {
   return std::clamp<std::size_t>((kInt8BlockInts / std::max<std::size_t>(t, 1)) / 16 * 16, 16, 256);
 }
 
-// y(i, jb + j) (+)= block(i, j) * scale(i) * s_out(jb + j) for j < nr.
+// y(i, jb + j) (+)= block(i, j) * scale(i0 + i) * s_out(jb + j) for i < t, j < nr (token
+// i of the block is token i0 + i of q).
 inline void int8_scale_block(const std::int32_t* block, std::size_t t, std::size_t nr,
-                             const QuantizedActivations& q, const float* so, float* y,
-                             std::size_t ldy, bool first) noexcept {
+                             const QuantizedActivations& q, std::size_t i0, const float* so,
+                             float* y, std::size_t ldy, bool first) noexcept {
   for (std::size_t i = 0; i < t; ++i) {
-    const float a = q.scale(i);
+    const float a = q.scale(i0 + i);
     const std::int32_t* bi = block + i * nr;
     float* yi = y + i * ldy;
     if (first)
@@ -229,7 +230,7 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
       const BitMatrixView bk = w.kernel_view(k).middle_rows(jb, nr);
       // The quantizer meets the product's input contract: no per-block checks.
       kernels.table().sign_gemm_i8(q.data(), q.ld(), t, bk, block, nr, 0, nr);
-      detail::int8_scale_block(block, t, nr, q, w.s_out(k).data() + jb, y + jb, ldy, k == 0);
+      detail::int8_scale_block(block, t, nr, q, 0, w.s_out(k).data() + jb, y + jb, ldy, k == 0);
     }
   }
 }
@@ -294,25 +295,36 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
   detail::require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
   if (t == 0 || j0 == j1) return;
   const detail::KernelTable& table = pw.kernels().table();
-  const std::size_t rows = detail::int8_block_rows(t);
+  // Tokens in blocks whose tables stay in L2 while the rows pass over them (many tokens'
+  // tables together exceed it), rows in blocks whose int32 results stay in L1/L2.
+  const std::size_t tokens = std::clamp<std::size_t>(
+      detail::kLutTableBlockBytes / std::max<std::size_t>(ws.tables_[0].view().ld, 1), 1, t);
+  const std::size_t rows = detail::int8_block_rows(tokens);
   std::int32_t stack[detail::kInt8BlockInts];
   std::vector<std::int32_t> heap;
   std::int32_t* block = stack;
-  if (t * rows > detail::kInt8BlockInts) {
-    heap.resize(t * rows);
+  if (tokens * rows > detail::kInt8BlockInts) {
+    heap.resize(tokens * rows);
     block = heap.data();
   }
-  // Blocks start on tile boundaries (after the first), so only the range's ends split tiles.
-  for (std::size_t jb = j0; jb < j1;) {
-    const std::size_t je = std::min(j1, (jb / rows + 1) * rows);
-    const std::size_t nr = je - jb;
-    for (std::size_t k = 0; k < k_count; ++k) {
-      // Rows [jb, je) land at block[i * nr + j - jb].
-      table.sign_gemm_i8_lut(ws.tables_[k].view(), pw.kernel(k).view(), block, nr, jb, je);
-      detail::int8_scale_block(block, t, nr, ws.inputs_[k], w.s_out(k).data() + jb, y + jb, ldy,
-                               k == 0);
+  for (std::size_t i0 = 0; i0 < t; i0 += tokens) {
+    const std::size_t tn = std::min(tokens, t - i0);
+    // Blocks start on tile boundaries (after the first), so only the range's ends split tiles.
+    for (std::size_t jb = j0; jb < j1;) {
+      const std::size_t je = std::min(j1, (jb / rows + 1) * rows);
+      const std::size_t nr = je - jb;
+      for (std::size_t k = 0; k < k_count; ++k) {
+        detail::LutTablesView x = ws.tables_[k].view();
+        x.data += i0 * x.ld;
+        x.base += i0;
+        x.tokens = tn;
+        // Rows [jb, je) of tokens [i0, i0 + tn) land at block[i * nr + j - jb].
+        table.sign_gemm_i8_lut(x, pw.kernel(k).view(), block, nr, jb, je);
+        detail::int8_scale_block(block, tn, nr, ws.inputs_[k], i0, w.s_out(k).data() + jb,
+                                 y + i0 * ldy + jb, ldy, k == 0);
+      }
+      jb = je;
     }
-    jb = je;
   }
 }
 

@@ -1,7 +1,7 @@
 // The fused int8 forward through the table-lookup product against the masked product, on
 // every ISA available here: both compute the same exact int32 products and scale them the
-// same way, so the floats must be equal bit for bit, for whole calls and for row ranges that
-// start and end inside 16-row tiles.
+// same way, so the floats must be equal bit for bit, for whole calls, for row ranges that
+// start and end inside 16-row tiles, and for token counts whose tables are split in blocks.
 #include <mbok/forward_int8.hpp>
 
 #include <cstdint>
@@ -67,6 +67,10 @@ TEST_CASE("the LUT forward equals the masked forward bit for bit", "[kernels_int
     }
   check(300, 128, 1, 2);  // several row blocks
   check(530, 64, 9, 2);
+  // 40 tokens of 4096 features: their tables (32 KiB each) exceed detail::kLutTableBlockBytes,
+  // so the product runs in token blocks (16, 16, 8).
+  static_assert(40 * detail::lut_table_bytes(4096) > detail::kLutTableBlockBytes);
+  check(70, 4096, 40, 2);
 }
 
 TEST_CASE("the LUT forward over larger shapes", "[kernels_int][forward][lut][slow]") {

@@ -42,6 +42,10 @@ enum class LutLayout : int { interleave4 = 0, lanes16 = 1 };
 
 inline constexpr std::size_t kLutTileRows = 16;
 inline constexpr std::size_t kLutChunkBytes = 128;  // table bytes per 16 columns and token
+// Table bytes of the tokens one pass over the weights serves: about half of a 1 MiB L2, so
+// that the tables stay there while every weight tile passes over them (at t = 128 and
+// n = 4096 the tables of all tokens are 4 MiB).
+inline constexpr std::size_t kLutTableBlockBytes = std::size_t{512} << 10;
 
 inline constexpr std::size_t lut_cols32(std::size_t cols) noexcept { return (cols + 31) / 32 * 32; }
 inline constexpr std::size_t lut_tiles(std::size_t rows) noexcept {

@@ -49,7 +49,7 @@ struct KernelTable {
   void (*sign_gemm_i8_lut)(LutTablesView x, LutWeightsView w, std::int32_t* y, std::size_t ldy,
                            std::size_t j0, std::size_t j1);
   // Largest token count for which the fused int8 forward picks the LUT product by default
-  // (measured per ISA: the masked product wins for larger t).
+  // (measured per ISA; bounded by the tables' memory where the LUT product wins at every t).
   std::size_t lut_max_tokens;
 };
 

@@ -147,34 +147,39 @@ MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_vbmi(LutTablesView x, LutWe
   if (j0 >= j1) return;
   const std::size_t supers = w.cols32() / 32;
   const std::size_t t0 = j0 / kLutTileRows, t1 = (j1 + kLutTileRows - 1) / kLutTileRows;
-  for (std::size_t tb = t0; tb < t1; tb += R) {
-    const std::size_t nt = std::min(R, t1 - tb);
-    // The tiles after these ones, up to the end of the weights (a caller working in blocks
-    // reads them next), else these again.
-    const std::size_t stored = lut_tiles(w.rows);
-    const std::uint8_t *wt[R], *next[R];
-    for (std::size_t r = 0; r < R; ++r) {
-      wt[r] = w.tile(tb + std::min(r, nt - 1));
-      next[r] = tb + R + r < stored ? w.tile(tb + R + r) : wt[r];
-    }
-    for (std::size_t i = 0; i < x.tokens; ++i) {
-      __m512i acc[R];
-      const std::uint8_t* tab = x.token(i);
-      lut_tiles_vbmi_n<R>(nt, tab, wt, next, supers, acc);
-      const __m512i base = _mm512_set1_epi32(x.base[i]);
-      for (std::size_t r = 0; r < nt; ++r) {
-        const std::size_t row0 = (tb + r) * kLutTileRows;
-        const std::size_t lo = std::max(j0, row0) - row0, hi = std::min(j1, row0 + 16) - row0;
-        const __m512i v = _mm512_sub_epi32(base, _mm512_slli_epi32(acc[r], 1));
-        std::int32_t* out = y + i * ldy + (row0 + lo - j0);
-        if (lo == 0 && hi == 16)
-          _mm512_storeu_si512(out, v);
-        else  // an edge tile: its rows [lo, hi), packed to the front
-          _mm512_mask_compressstoreu_epi32(
-              out, static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u)), v);
+  // Tokens in blocks whose tables stay in L2 while every tile passes over them (at t = 128
+  // and n = 4096 all tables together are 4 MiB).
+  const std::size_t block =
+      std::max<std::size_t>(1, kLutTableBlockBytes / std::max<std::size_t>(x.ld, 1));
+  for (std::size_t i0 = 0; i0 < x.tokens; i0 += block)
+    for (std::size_t tb = t0; tb < t1; tb += R) {
+      const std::size_t nt = std::min(R, t1 - tb);
+      // The tiles after these ones, up to the end of the weights (a caller working in blocks
+      // reads them next), else these again.
+      const std::size_t stored = lut_tiles(w.rows);
+      const std::uint8_t *wt[R], *next[R];
+      for (std::size_t r = 0; r < R; ++r) {
+        wt[r] = w.tile(tb + std::min(r, nt - 1));
+        next[r] = tb + R + r < stored ? w.tile(tb + R + r) : wt[r];
+      }
+      for (std::size_t i = i0; i < std::min(x.tokens, i0 + block); ++i) {
+        __m512i acc[R];
+        const std::uint8_t* tab = x.token(i);
+        lut_tiles_vbmi_n<R>(nt, tab, wt, next, supers, acc);
+        const __m512i base = _mm512_set1_epi32(x.base[i]);
+        for (std::size_t r = 0; r < nt; ++r) {
+          const std::size_t row0 = (tb + r) * kLutTileRows;
+          const std::size_t lo = std::max(j0, row0) - row0, hi = std::min(j1, row0 + 16) - row0;
+          const __m512i v = _mm512_sub_epi32(base, _mm512_slli_epi32(acc[r], 1));
+          std::int32_t* out = y + i * ldy + (row0 + lo - j0);
+          if (lo == 0 && hi == 16)
+            _mm512_storeu_si512(out, v);
+          else  // an edge tile: its rows [lo, hi), packed to the front
+            _mm512_mask_compressstoreu_epi32(
+                out, static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u)), v);
+        }
       }
     }
-  }
 }
 
 }  // namespace mbok::detail::avx512
@@ -219,8 +224,10 @@ inline constexpr void install_lut_i8(KernelTable& t) noexcept {
   t.lut_layout = &lut_layout;
   t.lut_tables_i8 = &lut_tables_i8;
   t.sign_gemm_i8_lut = &sign_gemm_i8_lut;
-  // Measured: 2.4x the masked product at t = 1, even with it at t = 128 (docs/lut_kernels.md).
-  t.lut_max_tokens = 8;
+  // Measured: 2.4x the masked product at t = 1, 1.6x at t = 128, 1.45x at t = 512 (with the
+  // forward's token blocks; docs/lut_kernels.md). Not above 512: the tables take 8 bytes per
+  // feature, token and kernel (32 MiB at t = 512, n = 4096, K = 2).
+  t.lut_max_tokens = 512;
 }
 
 }  // namespace mbok::detail::avx512
