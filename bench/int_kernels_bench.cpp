@@ -13,8 +13,9 @@
 //   sums: avx512 (VBMI + VNNI): 2 index ops + 4 VPERMB + 2 byte adds + 2 VPDPBUSD per 512
 //   weights, 4 row tiles sharing each table load; avx2: 3 index ops + 4 VPSHUFB + 2 byte adds
 //   + 2 unpacks + 2 VPMADDUBSW + 2 adds per 256 weights;
-// - bandwidth_read: one core streaming 256 MiB (far beyond the last-level cache), so GEMV
-//   rows, which read each weight byte once, read as a fraction of memory bandwidth.
+// - bandwidth_read: 1 or 2 threads streaming 256 MiB (far beyond the last-level cache), so
+//   GEMV rows, which read each weight byte once, read as a fraction of memory bandwidth, and
+//   8 MiB (held in the last-level cache), the limit of cache-resident products.
 // The fused forward runs three ways: "<isa>" (no prepared weights: the masked product),
 // "<isa>-masked" and "<isa>-lut" (Int8PreparedWeights with the algorithm forced).
 #include <benchmark/benchmark.h>
@@ -394,25 +395,43 @@ __attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::ui
 
 // One core reading a buffer far larger than the last-level cache: 4 independent adds per
 // 128 bytes (the loads, not the adds, limit it).
-__attribute__((target("avx2"))) void bandwidth_case(benchmark::State& state) {
-  constexpr std::size_t kBytes = std::size_t{256} << 20;
-  static AlignedBuffer* buf = new AlignedBuffer(kBytes);  // kept for the whole run
-  std::int64_t sink = 0;
-  for (auto _ : state) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (std::size_t q = 0; q < kBytes; q += 128) {
-      const auto* p = reinterpret_cast<const __m256i*>(buf->p + q);
-      a0 = _mm256_add_epi64(a0, _mm256_load_si256(p));
-      a1 = _mm256_add_epi64(a1, _mm256_load_si256(p + 1));
-      a2 = _mm256_add_epi64(a2, _mm256_load_si256(p + 2));
-      a3 = _mm256_add_epi64(a3, _mm256_load_si256(p + 3));
-    }
-    const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-    sink += _mm256_extract_epi64(s, 0);
-    benchmark::DoNotOptimize(sink);
+// Sum of the 64-bit lanes of [p, p + bytes) (bytes a multiple of 128): a read stream.
+__attribute__((target("avx2"))) std::int64_t read_stream(const std::uint8_t* p, std::size_t bytes) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (std::size_t q = 0; q < bytes; q += 128) {
+    const auto* v = reinterpret_cast<const __m256i*>(p + q);
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(v));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + 1));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(v + 2));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(v + 3));
   }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  return _mm256_extract_epi64(s, 0);
+}
+
+// Streams a buffer of `bytes` once per iteration, split in equal parts over `threads`
+// (mbok::parallel_for): 256 MiB is DRAM bandwidth, 8 MiB the last-level cache's (the size of
+// the weights of a 4096 x 11008 product at K = 1 to 2), which limits the cache-resident
+// products' scaling over threads.
+void bandwidth_case(benchmark::State& state, std::size_t bytes, int threads) {
+  static std::map<std::size_t, AlignedBuffer*> buffers;  // kept for the whole run
+  AlignedBuffer*& buf = buffers[bytes];
+  if (buf == nullptr) buf = new AlignedBuffer(bytes);
+  mbok::bench::set_threads(threads);
+  const std::size_t parts = static_cast<std::size_t>(threads), part = bytes / parts;
+  std::vector<std::int64_t> sinks(parts);
+  for (auto _ : state) {
+    mbok::parallel_for(
+        0, parts, 1,
+        [&](std::size_t p0, std::size_t p1) {
+          for (std::size_t p = p0; p < p1; ++p) sinks[p] += read_stream(buf->p + p * part, part);
+        },
+        1);
+    benchmark::DoNotOptimize(sinks.data());
+  }
+  mbok::bench::set_threads(1);
   state.SetBytesProcessed(static_cast<std::int64_t>(static_cast<double>(state.iterations()) *
-                                                    static_cast<double>(kBytes)));
+                                                    static_cast<double>(bytes)));
   state.SetLabel("avx2");
 }
 
@@ -509,8 +528,16 @@ const bool registered = [] {
         "ceiling_i8_lut_gemv/avx2/l1/t:1/threads:1",
         [](benchmark::State& st) { ceiling_case(st, &lut_ceiling_pass_avx2, 512.0 * 256, "avx2"); })
         ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark("bandwidth_read/avx2/256MiB/t:1/threads:1", &bandwidth_case)
-        ->Unit(benchmark::kMillisecond);
+    for (const auto& [mib, threads] :
+         std::vector<std::pair<std::size_t, int>>{{256, 1}, {256, 2}, {8, 1}, {8, 2}}) {
+      const std::size_t bytes = mib << 20;
+      const std::string name = "bandwidth_read/avx2/" + std::to_string(mib) +
+                               "MiB/t:1/threads:" + std::to_string(threads);
+      benchmark::RegisterBenchmark(
+          name.c_str(), [=](benchmark::State& st) { bandwidth_case(st, bytes, threads); })
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
+    }
   }
   if (mbok::isa_available(mbok::Isa::avx512)) {
     // Per pass: 256 loaded vectors x 4 register vectors x 512 bit pairs.
