@@ -25,7 +25,8 @@ void run(const std::uint8_t* data, std::size_t size, bool expect_borrowed) {
       if (w.num_kernels() != info.num_kernels || w.out_features() != info.out_features)
         std::abort();
       for (std::size_t k = 0; k < w.num_kernels(); ++k) {
-        const mbok::TensorView& kt = model.file().at(mbok::mbok_kernel_name(info.name, k));
+        const mbok::TensorView& kt =
+            model.file().at(mbok::mbok_kernel_name(info.name, k, model.format_version()));
         // Borrowed exactly when the bytes are aligned; never when the buffer is off by one.
         if (w.kernel(k).is_borrowed() != (expect_borrowed && kt.is_aligned(mbok::kBufferAlignment)))
           std::abort();

@@ -3,17 +3,21 @@
 /// The mbok model format: a safetensors file (any safetensors tool can list it) holding, for
 /// each converted layer `L` with K kernels of shape m x n,
 ///
-///     L.kernel.<k>   U8  [m, padded_row_words(n) * 8]   kernel k's packed bits, one padded row
-///                                                       per output (the bit-layout contract)
-///     L.s_out.<k>    F32 or F64 [m]
-///     L.s_in.<k>     F32 or F64 [n]
+///     L.kernels.<k>.bits    U8  [m, padded_row_words(n) * 8]   kernel k's packed bits, one
+///                                                              padded row per output (the
+///                                                              bit-layout contract)
+///     L.kernels.<k>.s_out   F32 or F64 [m]
+///     L.kernels.<k>.s_in    F32 or F64 [n]
 ///
+/// the names `BooleanLinear::export_state` gives a layer's tensors under the prefix "L.", so
+/// one naming holds in files, state dicts and checkpoints. Files of format version 1, which
+/// named them `L.kernel.<k>`, `L.s_out.<k>` and `L.s_in.<k>`, are still read.
 /// for k = 0..K-1, plus any other tensors kept as they are (biases, norms, embeddings, the
 /// output head), in their own dtypes. The data section starts 64-byte aligned and kernel
 /// tensors (whole 64-byte blocks) come first, so a mapped file's kernels meet the contract
 /// and load as `BitMatrix::borrow` views with no copy.
 ///
-/// `__metadata__` holds: "format" = "mbok", "format_version" = "1", "bit_layout" =
+/// `__metadata__` holds: "format" = "mbok", "format_version" = "2", "bit_layout" =
 /// `kMbokBitLayout`, and "layers" = a JSON object {L: {"shape": [m, n], "kernels": K,
 /// "scale_dtype": "F32", "bias": tensor name or "", "source": original tensor name,
 /// "relative_error": number or null}}. Other metadata keys are free for the user.
@@ -41,7 +45,9 @@
 namespace mbok {
 
 inline constexpr const char* kMbokFormatName = "mbok";
-inline constexpr int kMbokFormatVersion = 1;
+inline constexpr int kMbokFormatVersion = 2;
+/// The oldest format version the reader accepts.
+inline constexpr int kMbokOldestFormatVersion = 1;
 /// The bit layout of kernel tensors, recorded in every file and checked on load.
 inline constexpr const char* kMbokBitLayout =
     "bit 1 = -1, bit 0 = +1; uint64 little-endian words, least significant bit = lowest column; "
@@ -67,15 +73,21 @@ struct MbokLayerOptions {
   double relative_error = std::numeric_limits<double>::quiet_NaN();
 };
 
-/// Names of a layer's tensors.
-inline std::string mbok_kernel_name(const std::string& layer, std::size_t k) {
-  return layer + ".kernel." + std::to_string(k);
+/// Names of a layer's tensors in files of format `version` (the current one by default).
+inline std::string mbok_kernel_name(const std::string& layer, std::size_t k,
+                                    int version = kMbokFormatVersion) {
+  const std::string i = std::to_string(k);
+  return version == 1 ? layer + ".kernel." + i : layer + ".kernels." + i + ".bits";
 }
-inline std::string mbok_s_out_name(const std::string& layer, std::size_t k) {
-  return layer + ".s_out." + std::to_string(k);
+inline std::string mbok_s_out_name(const std::string& layer, std::size_t k,
+                                   int version = kMbokFormatVersion) {
+  const std::string i = std::to_string(k);
+  return version == 1 ? layer + ".s_out." + i : layer + ".kernels." + i + ".s_out";
 }
-inline std::string mbok_s_in_name(const std::string& layer, std::size_t k) {
-  return layer + ".s_in." + std::to_string(k);
+inline std::string mbok_s_in_name(const std::string& layer, std::size_t k,
+                                  int version = kMbokFormatVersion) {
+  const std::string i = std::to_string(k);
+  return version == 1 ? layer + ".s_in." + i : layer + ".kernels." + i + ".s_in";
 }
 
 /// Builds an mbok file. Layers and tensors are added by reference: they must stay alive and
@@ -190,6 +202,8 @@ class MbokModel {
 
   /// The underlying safetensors file (every tensor, including those kept as they were).
   const SafetensorsFile& file() const noexcept { return file_; }
+  /// The file's format version (1 or 2: its tensor names, `mbok_kernel_name(layer, k, v)`).
+  int format_version() const noexcept { return version_; }
   /// Metadata other than the format's own keys is in `file().metadata()`.
   const std::vector<MbokLayerInfo>& layers() const noexcept { return layers_; }
   bool has_layer(const std::string& name) const { return index_.count(name) != 0; }
@@ -211,7 +225,7 @@ class MbokModel {
     MultiKernelWeights<Scalar> w(info.out_features, info.in_features);
     const std::size_t row_words = padded_row_words(info.in_features);
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
-      const TensorView& kt = file_.at(mbok_kernel_name(name, k));
+      const TensorView& kt = file_.at(mbok_kernel_name(name, k, version_));
       BitMatrix bits;
       if (kt.is_aligned(kBufferAlignment)) {
         bits = BitMatrix::borrow(
@@ -224,8 +238,8 @@ class MbokModel {
         for (std::size_t i = 0; i < info.out_features; ++i)
           std::memcpy(v.row(i), kt.data + i * row_words * 8, row_words * 8);
       }
-      w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k)),
-                   scale<Scalar>(mbok_s_in_name(name, k)));
+      w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k, version_)),
+                   scale<Scalar>(mbok_s_in_name(name, k, version_)));
     }
     return w;
   }
@@ -276,8 +290,11 @@ class MbokModel {
     };
     require(get("format") == kMbokFormatName, "format is '", get("format"), "', expected '",
             kMbokFormatName, "'");
-    require(get("format_version") == std::to_string(kMbokFormatVersion), "format version '",
-            get("format_version"), "' is not supported (this reader knows version ",
+    const std::string version = get("format_version");
+    for (int v = kMbokOldestFormatVersion; v <= kMbokFormatVersion; ++v)
+      if (version == std::to_string(v)) version_ = v;
+    require(version_ != 0, "format version '", version,
+            "' is not supported (this reader knows versions ", kMbokOldestFormatVersion, " to ",
             kMbokFormatVersion, ")");
     require(get("bit_layout") == kMbokBitLayout, "unknown bit layout '", get("bit_layout"), "'");
     const std::string layers_text = get("layers");
@@ -335,19 +352,19 @@ class MbokModel {
     const std::size_t m = info.out_features, n = info.in_features;
     const std::size_t row_bytes = padded_row_words(n) * 8;
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
-      const TensorView* kt = file_.find(mbok_kernel_name(name, k));
-      require(kt != nullptr, at, ": missing tensor '", mbok_kernel_name(name, k), "'");
+      const TensorView* kt = file_.find(mbok_kernel_name(name, k, version_));
+      require(kt != nullptr, at, ": missing tensor '", mbok_kernel_name(name, k, version_), "'");
       require(kt->dtype == DType::u8 &&
                   kt->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(m),
                                                          static_cast<std::int64_t>(row_bytes)},
               at, ": tensor '", kt->name, "' must be U8 [", m, ", ", row_bytes, "], got ",
               dtype_name(kt->dtype), " ", detail::shape_text(kt->shape));
       check_padding(*kt, m, n, row_bytes, at);
-      check_scale(mbok_s_out_name(name, k), info.scale_dtype, m, at);
-      check_scale(mbok_s_in_name(name, k), info.scale_dtype, n, at);
+      check_scale(mbok_s_out_name(name, k, version_), info.scale_dtype, m, at);
+      check_scale(mbok_s_in_name(name, k, version_), info.scale_dtype, n, at);
       owned_.insert(kt->name);
-      owned_.insert(mbok_s_out_name(name, k));
-      owned_.insert(mbok_s_in_name(name, k));
+      owned_.insert(mbok_s_out_name(name, k, version_));
+      owned_.insert(mbok_s_in_name(name, k, version_));
     }
     if (!info.bias.empty()) {
       const TensorView* b = file_.find(info.bias);
@@ -396,6 +413,7 @@ class MbokModel {
   std::vector<MbokLayerInfo> layers_;
   std::map<std::string, std::size_t> index_;
   std::set<std::string> owned_;
+  int version_ = 0;
 };
 
 }  // namespace mbok

@@ -130,7 +130,7 @@ TEST_CASE("an mbok file is plain safetensors, readable without the mbok reader",
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[static_cast<std::size_t>(i)];
   const auto header = nlohmann::json::parse(
       std::string(bytes.begin() + 8, bytes.begin() + 8 + static_cast<long>(n)));
-  const auto& kernel = header["layers.0.up.kernel.2"];
+  const auto& kernel = header["layers.0.up.kernels.2.bits"];
   CHECK(kernel["dtype"] == "U8");
   CHECK(kernel["shape"] == nlohmann::json::array({65, 128}));  // 513 bits pad to 1024
   const auto layers = nlohmann::json::parse(header["__metadata__"]["layers"].get<std::string>());
@@ -152,7 +152,7 @@ TEST_CASE("an mbok file is plain safetensors, readable without the mbok reader",
 
 TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
   const auto q = svid<float>(test::random_matrix(5, 9), 2);
-  auto build = [&](auto&& edit) {
+  auto build = [&](auto&& edit, int version = kMbokFormatVersion) {
     StateDict dict;
     for (std::size_t k = 0; k < 2; ++k) {
       const BitMatrix& b = q.weights.kernel(k);
@@ -161,13 +161,13 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
       t.shape = std::vector<std::int64_t>{5, 64};
       t.bytes.assign(reinterpret_cast<const std::uint8_t*>(b.data()),
                      reinterpret_cast<const std::uint8_t*>(b.data()) + 5 * 64);
-      dict[mbok_kernel_name("l", k)] = t;
-      dict[mbok_s_out_name("l", k)] = Tensor::from_eigen(q.weights.s_out(k));
-      dict[mbok_s_in_name("l", k)] = Tensor::from_eigen(q.weights.s_in(k));
+      dict[mbok_kernel_name("l", k, version)] = t;
+      dict[mbok_s_out_name("l", k, version)] = Tensor::from_eigen(q.weights.s_out(k));
+      dict[mbok_s_in_name("l", k, version)] = Tensor::from_eigen(q.weights.s_in(k));
     }
     Metadata md = {
         {"format", "mbok"},
-        {"format_version", "1"},
+        {"format_version", std::to_string(version)},
         {"bit_layout", kMbokBitLayout},
         {"layers",
          R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"F32","bias":"","source":""}})"}};
@@ -184,11 +184,21 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
   const auto ok = build([](StateDict&, Metadata&) {});
   CHECK(MbokModel::from_memory(ok.data(), ok.size()).load_weights("l").reconstruct() ==
         q.weights.reconstruct());
+  // Version 1 named the tensors l.kernel.<k>, l.s_out.<k>, l.s_in.<k>: still read, and only
+  // under those names.
+  const auto v1 = build([](StateDict&, Metadata&) {}, 1);
+  const MbokModel old = MbokModel::from_memory(v1.data(), v1.size());
+  CHECK(old.format_version() == 1);
+  CHECK(old.file().find("l.kernel.1") != nullptr);
+  CHECK(old.load_weights("l").reconstruct() == q.weights.reconstruct());
+  CHECK(old.other_tensors().empty());
+  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "1"; },
+             {"layer 'l'", "missing tensor 'l.kernel.0'"});
 
   expect_bad([](StateDict&, Metadata& md) { md.erase("format"); }, {"not an mbok model", "format"});
   expect_bad([](StateDict&, Metadata& md) { md["format"] = "gguf"; }, {"format is 'gguf'"});
-  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "2"; },
-             {"version '2' is not supported"});
+  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "3"; },
+             {"version '3' is not supported"});
   expect_bad([](StateDict&, Metadata& md) { md["bit_layout"] = "msb first"; },
              {"unknown bit layout"});
   expect_bad([](StateDict&, Metadata& md) { md["layers"] = "{"; }, {"not valid JSON"});
@@ -213,12 +223,12 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
       [](StateDict&, Metadata& md) {
         md["layers"] = R"({"l":{"shape":[5,9],"kernels":3,"scale_dtype":"F32"}})";
       },
-      {"layer 'l'", "missing tensor 'l.kernel.2'"});
+      {"layer 'l'", "missing tensor 'l.kernels.2.bits'"});
   expect_bad(
       [](StateDict&, Metadata& md) {
         md["layers"] = R"({"l":{"shape":[5,900],"kernels":2,"scale_dtype":"F32"}})";
       },
-      {"layer 'l'", "'l.kernel.0' must be U8 [5, 128]", "got U8 [5, 64]"});
+      {"layer 'l'", "'l.kernels.0.bits' must be U8 [5, 128]", "got U8 [5, 64]"});
   expect_bad(
       [](StateDict&, Metadata& md) {
         md["layers"] = R"({"l":{"shape":[5,9],"kernels":0,"scale_dtype":"F32"}})";
@@ -229,35 +239,40 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
         md["layers"] = R"({"l":{"shape":[5,9],"kernels":1,"scale_dtype":"F32","bias":"nope"}})";
       },
       {"layer 'l'", "missing bias tensor 'nope'"});
-  expect_bad(
-      [](StateDict& d, Metadata&) { d["l.kernel.1"].bytes[64 + 1] = 0x02; },  // row 1, column 9
-      {"layer 'l'", "padding bit set in row 1"});
-  expect_bad([](StateDict& d, Metadata&) { d["l.kernel.0"].bytes[63] = 0x80; },
-             {"padding bit set in row 0"});
-  expect_bad([](StateDict& d, Metadata&) { d.erase("l.s_in.1"); }, {"missing tensor 'l.s_in.1'"});
   expect_bad([](StateDict& d,
-                Metadata&) { d["l.s_out.0"] = Tensor::from_eigen(Eigen::VectorXd::Ones(5)); },
-             {"'l.s_out.0' must be F32 [5]", "got F64 [5]"});
+                Metadata&) { d["l.kernels.1.bits"].bytes[64 + 1] = 0x02; },  // row 1, column 9
+             {"layer 'l'", "padding bit set in row 1"});
+  expect_bad([](StateDict& d, Metadata&) { d["l.kernels.0.bits"].bytes[63] = 0x80; },
+             {"padding bit set in row 0"});
+  expect_bad([](StateDict& d, Metadata&) { d.erase("l.kernels.1.s_in"); },
+             {"missing tensor 'l.kernels.1.s_in'"});
+  expect_bad(
+      [](StateDict& d, Metadata&) {
+        d["l.kernels.0.s_out"] = Tensor::from_eigen(Eigen::VectorXd::Ones(5));
+      },
+      {"'l.kernels.0.s_out' must be F32 [5]", "got F64 [5]"});
   expect_bad(
       [](StateDict& d, Metadata&) {
         const float inf = std::numeric_limits<float>::infinity();
-        std::memcpy(d["l.s_in.0"].bytes.data() + 8, &inf, 4);
+        std::memcpy(d["l.kernels.0.s_in"].bytes.data() + 8, &inf, 4);
       },
-      {"'l.s_in.0' element 2 is not finite"});
+      {"'l.kernels.0.s_in' element 2 is not finite"});
   require_format_error([&] { MbokModel::from_memory(ok.data(), ok.size()).layer("zz"); },
                        {"no layer 'zz'"});
   // F64 scales beyond float's range load as double but not as float (found by fuzzing).
   const auto wide = build([](StateDict& d, Metadata& md) {
     md["layers"] = R"({"l":{"shape":[5,9],"kernels":2,"scale_dtype":"F64"}})";
     for (int k = 0; k < 2; ++k) {
-      d["l.s_out." + std::to_string(k)] = Tensor::from_eigen(Eigen::VectorXd::Constant(5, 1e300));
-      d["l.s_in." + std::to_string(k)] = Tensor::from_eigen(Eigen::VectorXd::Constant(9, 1.0));
+      d["l.kernels." + std::to_string(k) + ".s_out"] =
+          Tensor::from_eigen(Eigen::VectorXd::Constant(5, 1e300));
+      d["l.kernels." + std::to_string(k) + ".s_in"] =
+          Tensor::from_eigen(Eigen::VectorXd::Constant(9, 1.0));
     }
   });
   const MbokModel wide_model = MbokModel::from_memory(wide.data(), wide.size());
   CHECK(wide_model.load_weights<double>("l").s_out(0)(0) == 1e300);
   require_format_error([&] { wide_model.load_weights<float>("l"); },
-                       {"'l.s_out.0' does not fit in float"});
+                       {"'l.kernels.0.s_out' does not fit in float"});
 }
 
 TEST_CASE("the mbok writer refuses bad layers", "[mbok_format]") {
