@@ -6,7 +6,8 @@
 //   mbok_mpi_tests save DIR N    N steps, then the checkpoint DIR/state.ckpt (from rank 0)
 //   mbok_mpi_tests resume DIR N  resume from it on any number of ranks, N more steps: equals
 //                                the uninterrupted one-process run
-//   mbok_mpi_tests stall S       rank 1 stops calling at step S: rank 0 times out, aborts
+//   mbok_mpi_tests stall S DIR   rank 1 stops calling at step S: rank 0 times out, aborts
+//   mbok_mpi_tests kill S DIR    rank 1 dies at step S (both save DIR/state.ckpt at step 2)
 //
 // Each rank also runs the one-process reference on the whole batch itself (no MPI). Exit
 // status 0 when every check passed on every rank.
@@ -16,6 +17,7 @@
 #include <mbok/mbok.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -339,17 +341,31 @@ void test_resume(const std::string& dir, int steps) {
     std::printf("resumed at step %d on %d rank(s): equals the uninterrupted run\n", first, ranks);
 }
 
-void test_stall(int stall_step) {
+// Trains two ranks, saving a checkpoint after step 2; at step `at` rank 1 stops calling
+// (`kill` false) or dies (`kill` true). Never returns normally: the job must end with an error.
+void test_failed_rank(int at, const std::string& dir, bool kill) {
   const Problem p;
   Model m(p);
   DataParallelOptions o = options();
   o.timeout_seconds = 2;
   DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), o);
   for (int s = 1;; ++s) {
-    if (rank == 1 && s == stall_step) std::this_thread::sleep_for(std::chrono::seconds(120));
-    m.train_pass(p, shard(p.batch(s)));
+    if (rank == 1 && s == at) {
+      if (kill) std::raise(SIGKILL);
+      std::this_thread::sleep_for(std::chrono::seconds(120));
+    }
+    const RowMatrix x = shard(p.batch(s));
+    m.train_pass(p, x);
     try {
-      trainer.step(static_cast<std::size_t>(kTokens / ranks));
+      trainer.step(static_cast<std::size_t>(x.rows()));
+      if (s == 2) {
+        mbok::StateDict state;
+        trainer.export_state(state, "optimizer.");
+        if (rank == 0) {
+          m.export_state(state);
+          mbok::save_checkpoint(checkpoint_path(dir), state, {}, false);
+        }
+      }
     } catch (const DistributedError& e) {
       std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
       MPI_Abort(MPI_COMM_WORLD, 3);
@@ -375,11 +391,12 @@ int main(int argc, char** argv) {
       test_save(argv[2], std::atoi(argv[3]));
     else if (what == "resume" && argc == 4)
       test_resume(argv[2], std::atoi(argv[3]));
-    else if (what == "stall" && argc == 3)
-      test_stall(std::atoi(argv[2]));
+    else if ((what == "stall" || what == "kill") && argc == 4)
+      test_failed_rank(std::atoi(argv[2]), argv[3], what == "kill");
     else
       check(false,
-            "usage: mbok_mpi_tests equality|divergence|mismatch|save DIR N|resume DIR N|stall S");
+            "usage: mbok_mpi_tests equality|divergence|mismatch|save DIR N|resume DIR N|stall|kill "
+            "S DIR");
   } catch (const std::exception& e) {
     check(false, std::string("exception: ") + e.what());
   }
