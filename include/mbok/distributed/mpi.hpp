@@ -18,7 +18,7 @@
 /// - each rank steps its slices with a `BooleanOptimizer` given the whole tensor's signal RMS
 ///   and flip fraction (small all-reduces), so the flip rule sees what one process would see;
 /// - the flipped slices are all-gathered in place into every rank's kernels as packed rows
-///   (1 bit per weight on the wire, plus the row padding of the bit-layout contract);
+///   (1 bit per weight on the wire, rounded up to whole 64-bit words per row);
 /// - float gradients (scales, biases, norms) are all-reduced and every rank runs the same
 ///   `AdamW` step on the sum, so the float parameters stay identical everywhere.
 ///
@@ -118,7 +118,7 @@ struct DataParallelOptions {
 /// N per rank, an all-reduce twice that.
 struct WireBytes {
   std::size_t signal_reduce_scatter = 0;  ///< float signals, reduce-scattered
-  std::size_t bits_all_gather = 0;        ///< packed bit rows (padding included), all-gathered
+  std::size_t bits_all_gather = 0;        ///< packed bit rows (whole words), all-gathered
   std::size_t float_all_reduce = 0;       ///< float gradients, all-reduced
   std::size_t control = 0;                ///< per-tensor RMS, peaks, flip counts, hashes
   /// The same step done the plain way: every signal and float gradient all-reduced as floats
@@ -205,7 +205,7 @@ class DataParallelTrainer {
     try {
       setup(std::move(boolean_params), std::move(float_params));
     } catch (...) {
-      MPI_Comm_free(&comm_);
+      release();
       throw;
     }
   }
@@ -214,11 +214,7 @@ class DataParallelTrainer {
   DataParallelTrainer& operator=(const DataParallelTrainer&) = delete;
 
   /// Frees the duplicated communicator (unless MPI is already finalized).
-  ~DataParallelTrainer() {
-    int finalized = 0;
-    MPI_Finalized(&finalized);
-    if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
-  }
+  ~DataParallelTrainer() { release(); }
 
   /// This process's rank and the number of ranks.
   int rank() const noexcept { return rank_; }
@@ -435,8 +431,20 @@ class DataParallelTrainer {
     BitMatrix slice;
     std::vector<float> signal;
     std::vector<int> counts;  // reduce-scatter: floats per rank
-    double beta = 0;          // beta of the next step (the whole tensor's)
+    // One packed row on the wire: its ceil(cols / 64) words, not the padding up to the stride.
+    MPI_Datatype row_type = MPI_DATATYPE_NULL;
+    double beta = 0;  // beta of the next step (the whole tensor's)
   };
+
+  // Frees the communicator and the row datatypes (unless MPI is finalized).
+  void release() noexcept {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    for (auto& t : tensors_)
+      if (t.row_type != MPI_DATATYPE_NULL) MPI_Type_free(&t.row_type);
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
 
   std::size_t row_begin(std::size_t rows, int rank) const {
     return static_cast<std::size_t>(static_cast<unsigned long long>(rows) *
@@ -611,6 +619,15 @@ class DataParallelTrainer {
         t.beta = options_.boolean.beta ? *options_.boolean.beta : 0.0;
         t.param = std::move(p);
         tensors_.push_back(std::move(t));
+        Shard& added = tensors_.back();
+        MPI_Datatype row = MPI_DATATYPE_NULL;
+        const auto words = static_cast<int>((added.cols + 63) / 64);
+        const auto stride = static_cast<MPI_Aint>(added.param.bits->stride_words() * 8);
+        check_mpi(MPI_Type_contiguous(words, MPI_UINT64_T, &row), "row datatype");
+        const int rc = MPI_Type_create_resized(row, 0, stride, &added.row_type);
+        MPI_Type_free(&row);
+        check_mpi(rc, "row datatype");
+        check_mpi(MPI_Type_commit(&added.row_type), "row datatype");
       }
       floats_ = std::move(float_params);
       std::size_t total = 0;
@@ -766,22 +783,22 @@ class DataParallelTrainer {
       stats_.tensors.push_back(f);
       tt.beta = options_.boolean.beta ? *options_.boolean.beta : 1.0 - f.rate();
       MutableBitMatrixView whole = tt.param.bits->mutable_view();
-      const std::size_t stride = whole.stride_words();
       if (tt.local >= 0)
         for (std::size_t i = tt.r0; i < tt.r1; ++i)
           std::memcpy(whole.row(i), tt.slice.view().row(i - tt.r0), tt.slice.row_words() * 8);
+      // Rows in units of row_type: each row's used words travel, its padding stays zero.
       std::vector<int> counts(P), displs(P);
       for (int r = 0; r < size_; ++r) {
         const std::size_t r0 = row_begin(tt.rows, r), r1 = row_begin(tt.rows, r + 1);
-        counts[static_cast<std::size_t>(r)] = static_cast<int>((r1 - r0) * stride);
-        displs[static_cast<std::size_t>(r)] = static_cast<int>(r0 * stride);
+        counts[static_cast<std::size_t>(r)] = static_cast<int>(r1 - r0);
+        displs[static_cast<std::size_t>(r)] = static_cast<int>(r0);
       }
       MPI_Request request;
       check_mpi(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data(), counts.data(),
-                                displs.data(), MPI_UINT64_T, comm_, &request),
+                                displs.data(), tt.row_type, comm_, &request),
                 "bit all-gather");
       wait(request, "bit all-gather");
-      wire.bits_all_gather += tt.rows * stride * 8 * (P - 1) / P;
+      wire.bits_all_gather += tt.rows * ((tt.cols + 63) / 64) * 8 * (P - 1) / P;
     }
     // 5. The float parameters: the same AdamW step on the same sums everywhere.
     adamw_.step();
