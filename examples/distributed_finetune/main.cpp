@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
     const int t0 = kTokens * rank / ranks, t1 = kTokens * (rank + 1) / ranks;
     const std::size_t layers = s.student.size();
     std::vector<RowMatrix> inputs(layers), pre(layers);
-    double first = 0, last = 0, seconds = 0;
+    double first = 0, last = 0, seconds = 0, step_seconds = 0;
     std::size_t flips = 0;
     for (int step = 0; step < steps; ++step) {
       std::mt19937 rng(100 + static_cast<unsigned>(step));
@@ -118,7 +118,11 @@ int main(int argc, char** argv) {
         s.student[l].backward(inputs[l], grad, dx);
         grad = std::move(dx);
       }
+      const auto computed = std::chrono::steady_clock::now();
       trainer.step(static_cast<std::size_t>(t1 - t0));
+      if (step > 0)
+        step_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - computed).count();
       if (step > 0)
         seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       flips += trainer.last_stats().flips();
@@ -134,7 +138,9 @@ int main(int argc, char** argv) {
     if (rank == 0) {
       std::printf("%d rank(s), %d tokens per step, %zu Boolean weights trained\n", ranks, kTokens,
                   trained);
-      std::printf("steps/s %.2f (%d steps after the first)\n", (steps - 1) / seconds, steps - 1);
+      std::printf(
+          "steps/s %.2f (%d steps after the first; %.0f%% of the time in the trainer's step)\n",
+          (steps - 1) / seconds, steps - 1, 100.0 * step_seconds / seconds);
       std::printf(
           "bytes sent per rank per step: %zu (signals %zu, bits %zu, float gradients %zu, "
           "control %zu); a float all-reduce: %zu, %.2fx more\n",
