@@ -329,26 +329,36 @@ class DataParallelTrainer {
     const std::size_t acc = accumulator_size(options_.boolean.accumulator);
     for (std::size_t t = 0; t < tensors_.size(); ++t) {
       const Shard& tt = tensors_[t];
+      // In units of one row of accumulators, so that counts stay far below INT_MAX.
       std::vector<int> counts(static_cast<std::size_t>(size_)), displs(counts.size());
       for (int r = 0; r < size_; ++r) {
         const std::size_t r0 = row_begin(tt.rows, r), r1 = row_begin(tt.rows, r + 1);
-        counts[static_cast<std::size_t>(r)] = static_cast<int>((r1 - r0) * tt.cols * acc);
-        displs[static_cast<std::size_t>(r)] = static_cast<int>(r0 * tt.cols * acc);
+        counts[static_cast<std::size_t>(r)] = static_cast<int>(r1 - r0);
+        displs[static_cast<std::size_t>(r)] = static_cast<int>(r0);
       }
       Tensor whole;
-      whole.dtype = options_.boolean.accumulator == AccumulatorType::f32   ? DType::f32
-                    : options_.boolean.accumulator == AccumulatorType::f16 ? DType::f16
-                                                                           : DType::i8;
+      whole.dtype = boolean_dtype();
       whole.shape = {static_cast<std::int64_t>(tt.rows), static_cast<std::int64_t>(tt.cols)};
       if (rank_ == 0) whole.bytes.resize(tt.rows * tt.cols * acc);
       const std::uint8_t* send = nullptr;
       if (tt.local >= 0) send = local.at(tt.param.name + ".accumulator").bytes.data();
+      MPI_Datatype row = MPI_DATATYPE_NULL;
+      check_mpi(MPI_Type_contiguous(static_cast<int>(tt.cols * acc), MPI_BYTE, &row),
+                "state gather");
+      MPI_Type_commit(&row);
       MPI_Request request;
-      check_mpi(
-          MPI_Igatherv(send, counts[static_cast<std::size_t>(rank_)], MPI_BYTE, whole.bytes.data(),
-                       counts.data(), displs.data(), MPI_BYTE, 0, comm_, &request),
-          "state gather");
-      wait(request, "state gather");
+      const int rc =
+          MPI_Igatherv(send, counts[static_cast<std::size_t>(rank_)], row, whole.bytes.data(),
+                       counts.data(), displs.data(), row, 0, comm_, &request);
+      if (rc != MPI_SUCCESS) MPI_Type_free(&row);
+      check_mpi(rc, "state gather");
+      try {
+        wait(request, "state gather");
+      } catch (...) {
+        MPI_Type_free(&row);
+        throw;
+      }
+      MPI_Type_free(&row);
       if (rank_ != 0) continue;
       dict[bp + tt.param.name + ".accumulator"] = std::move(whole);
       dict[bp + tt.param.name + ".beta"] = Tensor::scalar<double>(tt.beta);
