@@ -179,6 +179,16 @@ void test_equality() {
   Reference ref(p);
   Model m(p);
   DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  // The same warm start of the accumulators (as the tiny-transformer demo's) in both runs.
+  const auto params = m.boolean_parameters();
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-0.9f, 0.9f);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    std::vector<float> values(params[i].bits->rows() * params[i].bits->cols());
+    for (float& v : values) v = uniform(rng);
+    ref.bits.set_accumulators(i, values.data(), params[i].bits->cols());
+    trainer.set_accumulators(i, values.data(), params[i].bits->cols());
+  }
   std::size_t flips = 0;
   for (int s = 1; s <= 12; ++s) {
     const RowMatrix x = shard(p.batch(s));

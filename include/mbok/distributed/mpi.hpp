@@ -317,6 +317,28 @@ class DataParallelTrainer {
     options_.adamw.learning_rate = lr;
   }
 
+  /// Sets the accumulators of Boolean parameter `index` (a warm start, as
+  /// `BooleanOptimizer::set_accumulators`): every rank passes the whole tensor's rows x cols
+  /// values, `ld` apart, and keeps its slice. With an adaptive beta the next step keeps them
+  /// (beta 1). Not collective. Throws `InvalidArgument` for a bad index, a stride shorter
+  /// than a row or a value that is not finite, changing nothing.
+  void set_accumulators(std::size_t index, const float* values, std::size_t ld) {
+    mbok::detail::require(index < tensors_.size(), "DataParallelTrainer: Boolean parameter ", index,
+                          " does not exist (", tensors_.size(), " registered)");
+    Shard& t = tensors_[index];
+    mbok::detail::require(values != nullptr && ld >= t.cols,
+                          "DataParallelTrainer: accumulators of '", t.param.name, "' need ", t.cols,
+                          " values per row, stride ", ld);
+    for (std::size_t i = 0; i < t.rows; ++i)
+      for (std::size_t j = 0; j < t.cols; ++j)
+        mbok::detail::require(std::isfinite(values[i * ld + j]),
+                              "DataParallelTrainer: accumulator (", i, ", ", j, ") of '",
+                              t.param.name, "' is not finite");
+    if (t.local >= 0)
+      boolean_.set_accumulators(static_cast<std::size_t>(t.local), values + t.r0 * ld, ld);
+    if (!options_.boolean.beta) t.beta = 1.0;
+  }
+
   /// Gathers the whole optimizer state on rank 0 into `dict` (other ranks add nothing): the
   /// state a one-process `BooleanOptimizer` over the same parameters exports, under
   /// `<prefix>boolean.`, and AdamW's under `<prefix>adamw.`. Checks consistency first.
