@@ -290,6 +290,33 @@ class BooleanOptimizer final : public Optimizer {
     return slots_[index].beta;
   }
 
+  /// Sets the beta parameter `index` uses at its next step (a data-parallel step whose
+  /// optimizer holds a slice of each tensor sets the beta of the whole tensor's flip
+  /// fraction). A fixed beta option replaces it again at the next `set_options`. Throws
+  /// `InvalidArgument` for a bad index or a beta outside [0, 1], changing nothing.
+  void set_beta(std::size_t index, double beta) {
+    detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
+                    " does not exist (", slots_.size(), " registered)");
+    detail::require(beta >= 0 && beta <= 1, "BooleanOptimizer: beta of '", slots_[index].param.name,
+                    "' must be in [0, 1], got ", beta);
+    slots_[index].beta = beta;
+  }
+
+  /// For the next `step()` only, and only with `SignalScaling::rms`: the RMS of each
+  /// parameter's signal (one value per registered parameter, in registration order) to use in
+  /// place of the RMS of the signal the optimizer sees. An optimizer that steps a slice of each
+  /// tensor passes the whole tensor's RMS, so its step equals the whole tensor's. A value of 0
+  /// means an all-zero signal (eta 0, as the optimizer's own rule). An empty vector clears it.
+  /// Throws `InvalidArgument` for a wrong count or a value that is negative or not finite.
+  void set_next_signal_rms(std::vector<double> rms) {
+    detail::require(rms.empty() || rms.size() == slots_.size(), "BooleanOptimizer: ", rms.size(),
+                    " signal RMS values for ", slots_.size(), " parameters");
+    for (std::size_t i = 0; i < rms.size(); ++i)
+      detail::require(std::isfinite(rms[i]) && rms[i] >= 0, "BooleanOptimizer: signal RMS of '",
+                      slots_[i].param.name, "' must be finite and >= 0, got ", rms[i]);
+    next_rms_ = std::move(rms);
+  }
+
   /// One step over every parameter: accumulate eta * Q (scaled per `signal_scaling`), flip,
   /// reset, update beta. Throws `InvalidArgument` naming the parameter, before changing
   /// anything, when a signal holds a NaN or an infinity, or the scaled eta * |q| overflows.
@@ -306,8 +333,9 @@ class BooleanOptimizer final : public Optimizer {
       detail::require(peak_bits < 0x7F800000u, "BooleanOptimizer: signal of '", s.param.name,
                       "' is not finite");
       if (options_.signal_scaling == SignalScaling::rms) {
-        const double rms = std::sqrt(q.template cast<double>().squaredNorm() /
-                                     static_cast<double>(s.rows * s.cols));
+        const double rms = !next_rms_.empty() ? next_rms_[idx]
+                                              : std::sqrt(q.template cast<double>().squaredNorm() /
+                                                          static_cast<double>(s.rows * s.cols));
         etas[idx] = rms > 0 ? options_.learning_rate / rms : 0.0;
       }
       const double peak = options_.signal_scaling == SignalScaling::sign
@@ -316,6 +344,7 @@ class BooleanOptimizer final : public Optimizer {
       detail::require(peak < 1e30, "BooleanOptimizer: eta * |q| of '", s.param.name, "' reaches ",
                       peak, " (overflow)");
     }
+    next_rms_.clear();
     ++step_;
     stats_ = BooleanStepStats{};
     stats_.step = step_;
@@ -664,6 +693,7 @@ class BooleanOptimizer final : public Optimizer {
   std::vector<Slot> slots_;
   std::int64_t step_ = 0;
   BooleanStepStats stats_;
+  std::vector<double> next_rms_;  // set_next_signal_rms: the next step's RMS per parameter
 };
 
 }  // namespace mbok

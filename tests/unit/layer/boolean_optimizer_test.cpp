@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "../../support.hpp"
 
@@ -250,6 +251,74 @@ TEST_CASE("optimizer rejects bad input and changes nothing", "[optimizer][errors
   BooleanOptimizer wrong_name({toy.param("other")}, opt);
   CHECK_THROWS_WITH(wrong_name.import_state(dict, ""), test::contains("missing tensor 'other.accumulator'"));
   CHECK(wrong_name.step_count() == 0);
+}
+
+}  // namespace
+}  // namespace mbok::test
+namespace mbok::test {
+namespace {
+
+// Rows [r0, r1) of `full` as a matrix of their own.
+BitMatrix row_slice(const BitMatrix& full, std::size_t r0, std::size_t r1) {
+  BitMatrix out(r1 - r0, full.cols());
+  for (std::size_t i = r0; i < r1; ++i)
+    for (std::size_t j = 0; j < full.cols(); ++j) out.set_bit(i - r0, j, full.bit(i, j));
+  return out;
+}
+
+TEST_CASE("slices stepped with the whole tensor's RMS and beta equal the whole tensor",
+          "[optimizer][slices]") {
+  // A data-parallel step gives each process a block of rows: with set_next_signal_rms (the
+  // whole tensor's RMS) and set_beta (the whole tensor's flip fraction) the blocks flip the
+  // same bits as one optimizer over the whole tensor.
+  for (AccumulatorType type : {AccumulatorType::f32, AccumulatorType::f16}) {
+    INFO("accumulator " << accumulator_name(type));
+    constexpr std::size_t rows = 9, cols = 70, split = 4;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    BitMatrix whole(rows, cols);
+    for (std::size_t i = 0; i < rows; ++i)
+      for (std::size_t j = 0; j < cols; ++j) whole.set_bit(i, j, normal(rng) < 0);
+    BitMatrix top = row_slice(whole, 0, split), bottom = row_slice(whole, split, rows);
+    std::vector<float> q(rows * cols);
+    BooleanOptimizerOptions opt;
+    opt.accumulator = type;
+    opt.signal_scaling = SignalScaling::rms;
+    opt.learning_rate = 0.7;
+    BooleanOptimizer one({BooleanParameter{"w", &whole, q.data(), cols}}, opt);
+    BooleanOptimizer a({BooleanParameter{"w", &top, q.data(), cols}}, opt);
+    BooleanOptimizer b({BooleanParameter{"w", &bottom, q.data() + split * cols, cols}}, opt);
+    std::size_t flips = 0;
+    for (int step = 0; step < 6; ++step) {
+      double squares = 0;
+      for (float& v : q) {
+        v = 3.0f * normal(rng);
+        squares += static_cast<double>(v) * v;
+      }
+      const double rms = std::sqrt(squares / static_cast<double>(q.size()));
+      one.step();
+      a.set_next_signal_rms({rms});
+      b.set_next_signal_rms({rms});
+      a.step();
+      b.step();
+      const std::size_t sliced = a.last_stats().flips() + b.last_stats().flips();
+      CHECK(sliced == one.last_stats().flips());
+      flips += sliced;
+      const double beta = 1.0 - static_cast<double>(sliced) / static_cast<double>(rows * cols);
+      a.set_beta(0, beta);
+      b.set_beta(0, beta);
+      CHECK(a.beta(0) == Approx(one.beta(0)));
+      CHECK(row_slice(whole, 0, split) == top);
+      CHECK(row_slice(whole, split, rows) == bottom);
+      for (std::size_t j = 0; j < cols; ++j)
+        CHECK(b.accumulator(0, 0, j) == one.accumulator(0, split, j));
+    }
+    CHECK(flips > 0);
+    CHECK_THROWS_AS(a.set_next_signal_rms({1.0, 2.0}), InvalidArgument);
+    CHECK_THROWS_AS(a.set_next_signal_rms({-1.0}), InvalidArgument);
+    CHECK_THROWS_AS(a.set_beta(0, 1.5), InvalidArgument);
+    CHECK_THROWS_AS(a.set_beta(1, 0.5), InvalidArgument);
+  }
 }
 
 }  // namespace

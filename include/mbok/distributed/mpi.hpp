@@ -1,0 +1,854 @@
+#pragma once
+/// \file
+/// Data-parallel Boolean finetuning over MPI, with sharded Boolean optimizer state.
+///
+/// Optional: this header needs `<mpi.h>` (an MPI-3 library: Open MPI, MPICH) and the program
+/// must link MPI (CMake: `mbok::mpi`, defined when `find_package(MPI)` finds it). The rest of
+/// mbok does not depend on it.
+///
+/// Every process (rank) of a communicator holds the whole model and computes, on its shard of
+/// the global batch, the layers' backward pass (Boolean signals Q and float gradients). A
+/// `DataParallelTrainer` then makes one optimizer step that equals a one-process step on the
+/// whole batch:
+///
+/// - the signals Q of every trainable kernel are summed with `MPI_Reduce_scatter`: rank p
+///   receives the sum of rows [m p / P, m (p + 1) / P) of each m x n kernel's signal (its
+///   slice) and alone holds that slice's accumulators (sharded optimizer state: 1/P of the
+///   accumulators per rank);
+/// - each rank steps its slices with a `BooleanOptimizer` given the whole tensor's signal RMS
+///   and flip fraction (small all-reduces), so the flip rule sees what one process would see;
+/// - the flipped slices are all-gathered in place into every rank's kernels as packed rows
+///   (1 bit per weight on the wire, rounded up to whole 64-bit words per row);
+/// - float gradients (scales, biases, norms) are all-reduced and every rank runs the same
+///   `AdamW` step on the sum, so the float parameters stay identical everywhere.
+///
+/// Normalization: `step(local_count)` takes gradients that are means over the rank's
+/// `local_count` examples (as mbok's losses return) and weights them by local_count /
+/// global_count before the sum: the mean over the global batch. `step()` sums them as they
+/// are (gradients already normalized by the global batch).
+///
+/// Equality with one process: the sums run in a different order than one process's products
+/// over the whole batch, so signals and float gradients agree within float rounding (a
+/// relative 1e-6 per step for the batch sizes of the tests); the bits agree unless an
+/// accumulator lands within that rounding of the threshold. With i8 accumulators the
+/// stochastic rounding is keyed by each slice's own element index: a different, equally valid
+/// random stream than one process's (f32 and f16 accumulators have no randomness).
+///
+/// Consistency: every `check_every` steps, at `check_consistency()` and in `export_state`,
+/// each rank hashes the trainable kernels' bits and the float parameters and the hashes are
+/// all-gathered; a difference throws `DistributedError` on every rank naming the step, the
+/// tensor and the ranks that differ from rank 0.
+///
+/// Failures: the constructor compares every rank's configuration (tensor names and shapes,
+/// optimizer options) and throws `InvalidArgument` on every rank naming the first difference.
+/// A bad reduced signal or gradient (not finite, overflow) throws on every rank. Every
+/// collective waits at most `timeout_seconds`: a rank that died or stopped calling makes the
+/// others throw `DistributedError` instead of hanging (the communicator is then unusable: end
+/// the job, e.g. with `MPI_Abort`). Open MPI's launcher itself ends the job when a process
+/// dies.
+///
+/// Checkpoints: `export_state` gathers the sharded state on rank 0 in the layout of a
+/// one-process `BooleanOptimizer` (under `<prefix>boolean.`) and `AdamW` (under
+/// `<prefix>adamw.`); `import_state` on any number of ranks takes each rank's slice of it. So
+/// a run saved on P ranks resumes on P' ranks, or in one process without MPI.
+///
+/// Threads: the trainer makes MPI calls from the calling thread only (MPI_THREAD_SINGLE or
+/// FUNNELED is enough); it duplicates the communicator, so its messages never mix with the
+/// program's.
+
+// The C API only: the deprecated MPI-2 C++ bindings (which Open MPI's and MPICH's mpi.h pull
+// in by default) are not used and draw warnings.
+#ifndef OMPI_SKIP_MPICXX
+#define OMPI_SKIP_MPICXX 1
+#endif
+#ifndef MPICH_SKIP_MPICXX
+#define MPICH_SKIP_MPICXX 1
+#endif
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "../adamw.hpp"
+#include "../bit_matrix.hpp"
+#include "../boolean_optimizer.hpp"
+#include "../error.hpp"
+#include "../parameter.hpp"
+#include "../state_dict.hpp"
+
+namespace mbok::distributed {
+
+/// A failure of the distributed run itself: ranks diverged, a collective timed out, or a rank
+/// failed during a step.
+class DistributedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Options of `DataParallelTrainer`; every rank must pass the same values (checked).
+struct DataParallelOptions {
+  /// The Boolean optimizer's options (each rank's optimizer steps its slices with them).
+  BooleanOptimizerOptions boolean;
+  /// AdamW's options for the float parameters.
+  AdamWOptions adamw;
+  /// Check that every rank holds the same bits and floats every this many steps (0: only at
+  /// `check_consistency()` and `export_state`). The check hashes every trainable bit and float
+  /// parameter once and all-gathers 8 bytes per tensor.
+  std::int64_t check_every = 1;
+  /// The longest wait of one collective, in seconds (> 0); beyond it the trainer throws
+  /// `DistributedError`. Generous by default: a slow rank (saving a checkpoint, a long
+  /// forward) must not look dead.
+  double timeout_seconds = 600;
+};
+
+/// Bytes one rank sends in one step, from the message sizes with bandwidth-optimal collectives
+/// (ring or recursive halving): a reduce-scatter or an all-gather of N bytes sends (P - 1) / P
+/// N per rank, an all-reduce twice that.
+struct WireBytes {
+  std::size_t signal_reduce_scatter = 0;  ///< float signals, reduce-scattered
+  std::size_t bits_all_gather = 0;        ///< packed bit rows (whole words), all-gathered
+  std::size_t float_all_reduce = 0;       ///< float gradients, all-reduced
+  std::size_t control = 0;                ///< per-tensor RMS, peaks, flip counts, hashes
+  /// The same step done the plain way: every signal and float gradient all-reduced as floats
+  /// (each rank then runs the whole optimizer on the whole tensors).
+  std::size_t float_all_reduce_baseline = 0;
+  /// Everything this trainer sent.
+  std::size_t total() const noexcept {
+    return signal_reduce_scatter + bits_all_gather + float_all_reduce + control;
+  }
+  /// float_all_reduce_baseline / total() (0 with one rank: nothing is sent).
+  double ratio() const noexcept {
+    return total() ? static_cast<double>(float_all_reduce_baseline) / static_cast<double>(total())
+                   : 0.0;
+  }
+};
+
+namespace detail {
+
+// A 64-bit hash of words (a multiply-xorshift chain: fast, and any change of a word changes
+// the result with overwhelming probability; not cryptographic).
+inline std::uint64_t hash_words(std::uint64_t h, const std::uint64_t* w, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= w[i] + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+inline std::uint64_t hash_bytes(std::uint64_t h, const void* data, std::size_t bytes) noexcept {
+  const auto* p = static_cast<const std::uint8_t*>(data);
+  std::size_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = hash_words(h, &w, 1);
+  }
+  std::uint64_t tail = 0;
+  if (i < bytes) std::memcpy(&tail, p + i, bytes - i);
+  return hash_words(h, &tail, 1) ^ bytes;
+}
+
+// A double printed so that equal text means an equal value.
+inline std::string exact(double v) {
+  std::ostringstream out;
+  out.precision(17);
+  out << v;
+  return out.str();
+}
+
+}  // namespace detail
+
+/// Makes training steps data-parallel over an MPI communicator (see the file comment).
+///
+/// The parameters name memory the model owns, as for the optimizers (parameter.hpp): the
+/// model must outlive the trainer. Every rank passes the same parameter list (names, shapes,
+/// order) and options. Every member function that communicates is collective: every rank of
+/// the communicator calls it, in the same order.
+class DataParallelTrainer {
+ public:
+  /// Builds the trainer over a duplicate of `comm`: each rank keeps the accumulators of its
+  /// row slice of every kernel in `boolean_params` and an AdamW over `float_params`.
+  /// Collective. Throws `InvalidArgument` on every rank when the configurations differ across
+  /// ranks (the message names the first difference and the ranks), for a bad parameter or
+  /// option (as the optimizers do), a signal whose stride is not its column count, or a slice
+  /// beyond MPI's int counts; `DistributedError` when MPI fails or a rank does not join within
+  /// the timeout.
+  DataParallelTrainer(MPI_Comm comm, std::vector<BooleanParameter> boolean_params,
+                      std::vector<Parameter> float_params, DataParallelOptions options = {})
+      : options_(options) {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    mbok::detail::require(initialized != 0, "DataParallelTrainer: MPI is not initialized");
+    mbok::detail::require(std::isfinite(options_.timeout_seconds) && options_.timeout_seconds > 0,
+                          "DataParallelTrainer: timeout must be finite and > 0 seconds, got ",
+                          options_.timeout_seconds);
+    mbok::detail::require(options_.check_every >= 0,
+                          "DataParallelTrainer: check_every must be >= 0, got ",
+                          options_.check_every);
+    if (MPI_Comm_dup(comm, &comm_) != MPI_SUCCESS)
+      throw DistributedError("mbok: DataParallelTrainer: MPI_Comm_dup failed");
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    try {
+      setup(std::move(boolean_params), std::move(float_params));
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+
+  DataParallelTrainer(const DataParallelTrainer&) = delete;
+  DataParallelTrainer& operator=(const DataParallelTrainer&) = delete;
+
+  /// Frees the duplicated communicator (unless MPI is already finalized).
+  ~DataParallelTrainer() { release(); }
+
+  /// This process's rank and the number of ranks.
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+  /// Steps taken (the same on every rank).
+  std::int64_t step_count() const noexcept { return step_; }
+  /// Rows [first, second) of Boolean parameter `index` whose accumulators rank `rank` holds.
+  /// Throws `InvalidArgument` for a bad index or rank.
+  std::pair<std::size_t, std::size_t> slice_rows(std::size_t index, int rank) const {
+    mbok::detail::require(index < tensors_.size(), "DataParallelTrainer: Boolean parameter ", index,
+                          " does not exist (", tensors_.size(), " registered)");
+    mbok::detail::require(rank >= 0 && rank < size_, "DataParallelTrainer: rank ", rank,
+                          " does not exist (", size_, " ranks)");
+    return {row_begin(tensors_[index].rows, rank), row_begin(tensors_[index].rows, rank + 1)};
+  }
+
+  /// One data-parallel step, with gradients that are means over this rank's `local_count`
+  /// examples: the step uses sum_r (local_count_r / global count) g_r, the mean over the
+  /// global batch (equal counts are summed first and the sum divided by P). Collective. Throws
+  /// `InvalidArgument` on every rank when the global count is 0 or a reduced signal or
+  /// gradient is not finite or overflows (nothing changed), `DistributedError` when a rank
+  /// fails during the step or a collective times out.
+  void step(std::size_t local_count) {
+    wire_ = WireBytes{};
+    // The sum of the counts and of their squares: the counts are all equal exactly when
+    // P sum(c^2) = (sum c)^2, and then the sum is scaled once, after the reduction.
+    const auto c = static_cast<double>(local_count);
+    double counts[2] = {c, c * c};
+    all_reduce(counts, 2, MPI_DOUBLE, MPI_SUM, "example count");
+    wire_.control += 2 * 2 * sizeof(double) * static_cast<std::size_t>(size_ - 1) /
+                     static_cast<std::size_t>(size_);
+    mbok::detail::require(counts[0] > 0, "DataParallelTrainer: step ", step_ + 1,
+                          ": the global batch has no examples");
+    if (counts[1] * size_ == counts[0] * counts[0])
+      run_step(1.0, 1.0 / size_);
+    else
+      run_step(c / counts[0], 1.0);
+  }
+  /// One data-parallel step that sums the ranks' gradients as they are (already normalized by
+  /// the global batch). Collective; errors as `step(local_count)`.
+  void step() {
+    wire_ = WireBytes{};
+    run_step(1.0, 1.0);
+  }
+
+  /// Checks that every rank holds the same trainable bits and float parameters: throws
+  /// `DistributedError` on every rank naming the step, the first tensor that differs and the
+  /// ranks that differ from rank 0. Collective.
+  void check_consistency() {
+    const std::size_t count = tensors_.size() + floats_.size();
+    std::vector<std::uint64_t> mine(count), all(count * static_cast<std::size_t>(size_));
+    for (std::size_t t = 0; t < tensors_.size(); ++t) {
+      const BitMatrix& b = *tensors_[t].param.bits;
+      std::uint64_t h = 0x6D626F6Bull + t;
+      for (std::size_t i = 0; i < b.rows(); ++i)
+        h = detail::hash_words(h, b.view().row(i), b.row_words());
+      mine[t] = h;
+    }
+    for (std::size_t f = 0; f < floats_.size(); ++f)
+      mine[tensors_.size() + f] = detail::hash_bytes(0x466C6F6174ull + f, floats_[f].value,
+                                                     floats_[f].size * sizeof(float));
+    MPI_Request request;
+    check_mpi(MPI_Iallgather(mine.data(), static_cast<int>(count), MPI_UINT64_T, all.data(),
+                             static_cast<int>(count), MPI_UINT64_T, comm_, &request),
+              "consistency hashes");
+    wait(request, "consistency hashes");
+    wire_.control += count * 8 * static_cast<std::size_t>(size_ - 1);
+    for (std::size_t c = 0; c < count; ++c) {
+      std::string ranks;
+      for (int r = 1; r < size_; ++r)
+        if (all[static_cast<std::size_t>(r) * count + c] != all[c])
+          ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+      if (ranks.empty()) continue;
+      const std::string name =
+          c < tensors_.size() ? tensors_[c].param.name : floats_[c - tensors_.size()].name;
+      throw DistributedError(mbok::detail::concat(
+          "mbok: DataParallelTrainer: ranks diverged at step ", step_, ": '", name, "' on rank(s) ",
+          ranks, " differs from rank 0 (checked ", count, " tensors)"));
+    }
+  }
+
+  /// Global flip statistics of the last step, one entry per Boolean parameter (every rank
+  /// holds the same values).
+  const BooleanStepStats& last_stats() const noexcept { return stats_; }
+  /// Bytes this rank sent in the last step (see `WireBytes`).
+  const WireBytes& last_wire_bytes() const noexcept { return last_wire_; }
+  /// This rank's optimizer over its slices (its state is 1/P of the accumulators).
+  const BooleanOptimizer& local_boolean_optimizer() const noexcept { return boolean_; }
+  /// The AdamW over the float parameters (the same state on every rank).
+  const AdamW& adamw() const noexcept { return adamw_; }
+  /// Replaces the Boolean learning rate on this rank (call it on every rank alike, e.g. from a
+  /// schedule). Throws `InvalidArgument` as `BooleanOptimizer::set_learning_rate`.
+  void set_boolean_learning_rate(double eta) {
+    boolean_.set_learning_rate(eta);
+    options_.boolean.learning_rate = eta;
+  }
+  /// Replaces AdamW's learning rate on this rank (call it on every rank alike).
+  void set_adamw_learning_rate(double lr) {
+    adamw_.set_learning_rate(lr);
+    options_.adamw.learning_rate = lr;
+  }
+
+  /// Sets the accumulators of Boolean parameter `index` (a warm start, as
+  /// `BooleanOptimizer::set_accumulators`): every rank passes the whole tensor's rows x cols
+  /// values, `ld` apart, and keeps its slice. With an adaptive beta the next step keeps them
+  /// (beta 1). Not collective. Throws `InvalidArgument` for a bad index, a stride shorter
+  /// than a row or a value that is not finite, changing nothing.
+  void set_accumulators(std::size_t index, const float* values, std::size_t ld) {
+    mbok::detail::require(index < tensors_.size(), "DataParallelTrainer: Boolean parameter ", index,
+                          " does not exist (", tensors_.size(), " registered)");
+    Shard& t = tensors_[index];
+    mbok::detail::require(values != nullptr && ld >= t.cols,
+                          "DataParallelTrainer: accumulators of '", t.param.name, "' need ", t.cols,
+                          " values per row, stride ", ld);
+    for (std::size_t i = 0; i < t.rows; ++i)
+      for (std::size_t j = 0; j < t.cols; ++j)
+        mbok::detail::require(std::isfinite(values[i * ld + j]),
+                              "DataParallelTrainer: accumulator (", i, ", ", j, ") of '",
+                              t.param.name, "' is not finite");
+    if (t.local >= 0)
+      boolean_.set_accumulators(static_cast<std::size_t>(t.local), values + t.r0 * ld, ld);
+    if (!options_.boolean.beta) t.beta = 1.0;
+  }
+
+  /// Gathers the whole optimizer state on rank 0 into `dict` (other ranks add nothing): the
+  /// state a one-process `BooleanOptimizer` over the same parameters exports, under
+  /// `<prefix>boolean.`, and AdamW's under `<prefix>adamw.`. Checks consistency first.
+  /// Collective; throws `DistributedError` as `check_consistency`.
+  void export_state(StateDict& dict, const std::string& prefix = "") {
+    check_consistency();
+    StateDict local;
+    boolean_.export_state(local, "");
+    const std::string bp = prefix + "boolean.";
+    const std::size_t acc = accumulator_size(options_.boolean.accumulator);
+    for (std::size_t t = 0; t < tensors_.size(); ++t) {
+      const Shard& tt = tensors_[t];
+      // In units of one row of accumulators, so that counts stay far below INT_MAX.
+      std::vector<int> counts(static_cast<std::size_t>(size_)), displs(counts.size());
+      for (int r = 0; r < size_; ++r) {
+        const std::size_t r0 = row_begin(tt.rows, r), r1 = row_begin(tt.rows, r + 1);
+        counts[static_cast<std::size_t>(r)] = static_cast<int>(r1 - r0);
+        displs[static_cast<std::size_t>(r)] = static_cast<int>(r0);
+      }
+      Tensor whole;
+      whole.dtype = boolean_dtype();
+      whole.shape = {static_cast<std::int64_t>(tt.rows), static_cast<std::int64_t>(tt.cols)};
+      if (rank_ == 0) whole.bytes.resize(tt.rows * tt.cols * acc);
+      const std::uint8_t* send = nullptr;
+      if (tt.local >= 0) send = local.at(tt.param.name + ".accumulator").bytes.data();
+      MPI_Datatype row = MPI_DATATYPE_NULL;
+      check_mpi(MPI_Type_contiguous(static_cast<int>(tt.cols * acc), MPI_BYTE, &row),
+                "state gather");
+      MPI_Type_commit(&row);
+      MPI_Request request;
+      const int rc =
+          MPI_Igatherv(send, counts[static_cast<std::size_t>(rank_)], row, whole.bytes.data(),
+                       counts.data(), displs.data(), row, 0, comm_, &request);
+      if (rc != MPI_SUCCESS) MPI_Type_free(&row);
+      check_mpi(rc, "state gather");
+      try {
+        wait(request, "state gather");
+      } catch (...) {
+        MPI_Type_free(&row);
+        throw;
+      }
+      MPI_Type_free(&row);
+      if (rank_ != 0) continue;
+      dict[bp + tt.param.name + ".accumulator"] = std::move(whole);
+      dict[bp + tt.param.name + ".beta"] = Tensor::scalar<double>(tt.beta);
+      dict[bp + tt.param.name + ".scale"] = Tensor::scalar<double>(
+          options_.boolean.accumulator == AccumulatorType::i8 ? options_.boolean.threshold / 64.0
+                                                              : 1.0);
+    }
+    if (rank_ != 0) return;
+    dict[bp + "step"] = Tensor::scalar<std::int64_t>(step_);
+    dict[bp + "seed"] =
+        Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.boolean.seed));
+    dict[bp + "accumulator_type"] =
+        Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.boolean.accumulator));
+    adamw_.export_state(dict, prefix + "adamw.");
+  }
+
+  /// Restores state saved by `export_state` (on any number of ranks) or by one-process
+  /// optimizers under the same prefixes: every rank passes the whole state and keeps its
+  /// slices. Checks everything first and changes nothing on failure: throws `FormatError` on
+  /// every rank (naming the tensor on the ranks that found the problem) for a missing or
+  /// malformed tensor. Collective.
+  void import_state(const StateDict& dict, const std::string& prefix = "") {
+    const std::string bp = prefix + "boolean.";
+    std::string error;
+    BooleanOptimizer boolean = boolean_;
+    AdamW adamw = adamw_;
+    std::vector<double> betas(tensors_.size());
+    std::int64_t step = 0;
+    try {
+      StateDict local;
+      for (const char* key : {"step", "seed", "accumulator_type"}) {
+        const auto it = dict.find(bp + key);
+        mbok::detail::require_format(it != dict.end(), "state: missing tensor '", bp, key, "'");
+        local[key] = it->second;
+      }
+      step = read_scalar<std::int64_t>(dict, bp + "step");
+      const std::size_t acc = accumulator_size(options_.boolean.accumulator);
+      for (std::size_t t = 0; t < tensors_.size(); ++t) {
+        const Shard& tt = tensors_[t];
+        const std::string name = bp + tt.param.name;
+        const Tensor& whole =
+            expect_tensor(dict, name + ".accumulator", boolean_dtype(),
+                          {static_cast<std::int64_t>(tt.rows), static_cast<std::int64_t>(tt.cols)});
+        betas[t] = read_scalar<double>(dict, name + ".beta");
+        if (tt.local < 0) continue;
+        Tensor slice;
+        slice.dtype = whole.dtype;
+        slice.shape = {static_cast<std::int64_t>(tt.r1 - tt.r0),
+                       static_cast<std::int64_t>(tt.cols)};
+        slice.bytes.assign(
+            whole.bytes.begin() + static_cast<std::ptrdiff_t>(tt.r0 * tt.cols * acc),
+            whole.bytes.begin() + static_cast<std::ptrdiff_t>(tt.r1 * tt.cols * acc));
+        local[tt.param.name + ".accumulator"] = std::move(slice);
+        local[tt.param.name + ".beta"] = dict.at(name + ".beta");
+        local[tt.param.name + ".scale"] = expect_tensor(dict, name + ".scale", DType::f64, {});
+      }
+      boolean.import_state(local, "");
+      adamw.import_state(dict, prefix + "adamw.");
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const std::string failed = agree(!error.empty(), "state import");
+    if (!failed.empty())
+      throw FormatError(
+          mbok::detail::concat("mbok: DataParallelTrainer: import_state failed on rank(s) ", failed,
+                               error.empty() ? std::string() : ": " + error));
+    boolean_ = std::move(boolean);
+    adamw_ = std::move(adamw);
+    for (std::size_t t = 0; t < tensors_.size(); ++t) tensors_[t].beta = betas[t];
+    step_ = step;
+  }
+
+ private:
+  // One Boolean parameter: the model's kernel and signal, this rank's rows [r0, r1), their
+  // copy the local optimizer flips, and the reduced signal of those rows.
+  struct Shard {
+    BooleanParameter param;
+    std::size_t rows = 0, cols = 0, r0 = 0, r1 = 0;
+    long local = -1;  // index in the local optimizer; -1 when this rank holds no row
+    BitMatrix slice;
+    std::vector<float> signal;
+    std::vector<int> counts;  // reduce-scatter: floats per rank
+    // One packed row on the wire: its ceil(cols / 64) words, not the padding up to the stride.
+    MPI_Datatype row_type = MPI_DATATYPE_NULL;
+    double beta = 0;  // beta of the next step (the whole tensor's)
+  };
+
+  // Frees the communicator and the row datatypes (unless MPI is finalized).
+  void release() noexcept {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (finalized) return;
+    for (auto& t : tensors_)
+      if (t.row_type != MPI_DATATYPE_NULL) MPI_Type_free(&t.row_type);
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
+
+  std::size_t row_begin(std::size_t rows, int rank) const {
+    return static_cast<std::size_t>(static_cast<unsigned long long>(rows) *
+                                    static_cast<unsigned long long>(rank) /
+                                    static_cast<unsigned long long>(size_));
+  }
+
+  DType boolean_dtype() const noexcept {
+    return options_.boolean.accumulator == AccumulatorType::f32   ? DType::f32
+           : options_.boolean.accumulator == AccumulatorType::f16 ? DType::f16
+                                                                  : DType::i8;
+  }
+
+  void check_mpi(int rc, const char* what) const {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    throw DistributedError(
+        mbok::detail::concat("mbok: DataParallelTrainer: rank ", rank_, ", step ", step_, ": ",
+                             what, " failed: ", std::string(text, static_cast<std::size_t>(len))));
+  }
+
+  // Waits for a collective at most timeout_seconds (polls, sleeping up to 1 ms between tests,
+  // so a waiting rank leaves the cores to ranks still computing).
+  void wait(MPI_Request& request, const char* what) const {
+    const auto start = std::chrono::steady_clock::now();
+    const auto limit = std::chrono::duration<double>(options_.timeout_seconds);
+    std::chrono::microseconds nap(0);
+    for (long polls = 0;; ++polls) {
+      int done = 0;
+      check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
+      if (done) return;
+      if (std::chrono::steady_clock::now() - start > limit)
+        throw DistributedError(mbok::detail::concat(
+            "mbok: DataParallelTrainer: rank ", rank_, ", after step ", step_, ": ", what,
+            " did not complete within ", options_.timeout_seconds,
+            " s: another rank died, stopped or called something else; end the job"));
+      if (polls > 200) {
+        nap = std::min(std::chrono::microseconds(1000), nap + std::chrono::microseconds(20));
+        std::this_thread::sleep_for(nap);
+      }
+    }
+  }
+
+  void all_reduce(void* data, int count, MPI_Datatype type, MPI_Op op, const char* what) const {
+    MPI_Request request;
+    check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op, comm_, &request), what);
+    wait(request, what);
+  }
+
+  // All-reduces a failure flag: returns the ranks (comma-separated) where `failed` is true,
+  // empty when none.
+  std::string agree(bool failed, const char* what) const {
+    std::vector<int> flags(static_cast<std::size_t>(size_), 0);
+    flags[static_cast<std::size_t>(rank_)] = failed ? 1 : 0;
+    all_reduce(flags.data(), size_, MPI_INT, MPI_SUM, what);
+    std::string ranks;
+    for (int r = 0; r < size_; ++r)
+      if (flags[static_cast<std::size_t>(r)])
+        ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
+    return ranks;
+  }
+
+  // The configuration text that must be the same on every rank, one item per line.
+  std::vector<std::string> describe() const {
+    std::vector<std::string> lines;
+    lines.push_back("Boolean parameters: " + std::to_string(tensors_.size()));
+    for (const auto& t : tensors_)
+      lines.push_back(
+          mbok::detail::concat("Boolean parameter '", t.param.name, "': ", t.rows, " x ", t.cols));
+    lines.push_back("float parameters: " + std::to_string(floats_.size()));
+    for (const auto& f : floats_)
+      lines.push_back(mbok::detail::concat("float parameter '", f.name, "': ", f.size,
+                                           " values, weight decay ", f.weight_decay));
+    const auto& b = options_.boolean;
+    lines.push_back("Boolean learning rate " + detail::exact(b.learning_rate));
+    lines.push_back(std::string("signal scaling ") + signal_scaling_name(b.signal_scaling));
+    lines.push_back("threshold " + detail::exact(b.threshold));
+    lines.push_back("beta " + (b.beta ? detail::exact(*b.beta) : std::string("adaptive")));
+    lines.push_back(std::string("accumulator ") + accumulator_name(b.accumulator));
+    lines.push_back("seed " + std::to_string(b.seed));
+    const auto& a = options_.adamw;
+    lines.push_back("AdamW learning rate " + detail::exact(a.learning_rate));
+    lines.push_back("AdamW betas " + detail::exact(a.beta1) + " " + detail::exact(a.beta2));
+    lines.push_back("AdamW eps " + detail::exact(a.eps));
+    lines.push_back("AdamW weight decay " + detail::exact(a.weight_decay));
+    lines.push_back("check_every " + std::to_string(options_.check_every));
+    lines.push_back("timeout " + detail::exact(options_.timeout_seconds));
+    return lines;
+  }
+
+  // Every rank's description; throws InvalidArgument on every rank when they differ.
+  void check_configuration(const std::string& local_error) {
+    std::string text;
+    if (!local_error.empty())
+      text = "invalid configuration: " + local_error + "\n";
+    else
+      for (const auto& line : describe()) text += line + "\n";
+    int length = static_cast<int>(std::min<std::size_t>(text.size(), INT_MAX / 64));
+    text.resize(static_cast<std::size_t>(length));
+    std::vector<int> lengths(static_cast<std::size_t>(size_)), displs(lengths.size());
+    MPI_Request request;
+    check_mpi(MPI_Iallgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm_, &request),
+              "configuration check");
+    wait(request, "configuration check");
+    long long total = 0;
+    for (std::size_t r = 0; r < lengths.size(); ++r) {
+      displs[r] = static_cast<int>(total);
+      total += lengths[r];
+    }
+    std::string all(static_cast<std::size_t>(total), '\0');
+    check_mpi(MPI_Iallgatherv(text.data(), length, MPI_CHAR, all.data(), lengths.data(),
+                              displs.data(), MPI_CHAR, comm_, &request),
+              "configuration check");
+    wait(request, "configuration check");
+    auto lines_of = [&](int r) {
+      std::vector<std::string> out;
+      std::istringstream in(
+          all.substr(static_cast<std::size_t>(displs[static_cast<std::size_t>(r)]),
+                     static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
+      for (std::string line; std::getline(in, line);) out.push_back(line);
+      return out;
+    };
+    const std::vector<std::string> first = lines_of(0);
+    const bool first_invalid = !first.empty() && first[0].rfind("invalid configuration: ", 0) == 0;
+    std::string message;
+    for (int r = 0; r < size_; ++r) {
+      const std::vector<std::string> other = lines_of(r);
+      if (!other.empty() && other[0].rfind("invalid configuration: ", 0) == 0) {
+        message += mbok::detail::concat("; rank ", r, ": ", other[0]);
+        continue;
+      }
+      if (r == 0 || other == first || first_invalid) continue;
+      std::size_t i = 0;
+      while (i < first.size() && i < other.size() && first[i] == other[i]) ++i;
+      message += mbok::detail::concat("; rank 0 has '", i < first.size() ? first[i] : "(nothing)",
+                                      "', rank ", r, " has '",
+                                      i < other.size() ? other[i] : "(nothing)", "'");
+    }
+    if (!message.empty())
+      throw InvalidArgument("mbok: DataParallelTrainer: configuration differs across ranks" +
+                            message);
+  }
+
+  void setup(std::vector<BooleanParameter> boolean_params, std::vector<Parameter> float_params) {
+    // Local checks first; their failure is reported through the configuration check, so that
+    // every rank throws instead of one rank leaving the others waiting.
+    std::string local_error;
+    try {
+      for (auto& p : boolean_params) {
+        mbok::detail::require(p.bits != nullptr && !p.bits->empty(),
+                              "DataParallelTrainer: parameter '", p.name, "' has no bits");
+        mbok::detail::require(p.signal != nullptr && p.signal_ld == p.bits->cols(),
+                              "DataParallelTrainer: the signal of '", p.name,
+                              "' must be contiguous rows (stride ", p.bits->cols(), "), got ",
+                              p.signal_ld);
+        Shard t;
+        t.rows = p.bits->rows();
+        t.cols = p.bits->cols();
+        t.r0 = row_begin(t.rows, rank_);
+        t.r1 = row_begin(t.rows, rank_ + 1);
+        for (int r = 0; r < size_; ++r) {
+          const std::size_t n = (row_begin(t.rows, r + 1) - row_begin(t.rows, r)) * t.cols;
+          mbok::detail::require(
+              n <= static_cast<std::size_t>(INT_MAX) &&
+                  (row_begin(t.rows, r + 1) - row_begin(t.rows, r)) * p.bits->stride_words() <=
+                      static_cast<std::size_t>(INT_MAX),
+              "DataParallelTrainer: a slice of '", p.name, "' exceeds MPI's int counts");
+          t.counts.push_back(static_cast<int>(n));
+        }
+        t.beta = options_.boolean.beta ? *options_.boolean.beta : 0.0;
+        t.param = std::move(p);
+        tensors_.push_back(std::move(t));
+        Shard& added = tensors_.back();
+        MPI_Datatype row = MPI_DATATYPE_NULL;
+        const auto words = static_cast<int>((added.cols + 63) / 64);
+        const auto stride = static_cast<MPI_Aint>(added.param.bits->stride_words() * 8);
+        check_mpi(MPI_Type_contiguous(words, MPI_UINT64_T, &row), "row datatype");
+        const int rc = MPI_Type_create_resized(row, 0, stride, &added.row_type);
+        MPI_Type_free(&row);
+        check_mpi(rc, "row datatype");
+        check_mpi(MPI_Type_commit(&added.row_type), "row datatype");
+      }
+      floats_ = std::move(float_params);
+      std::size_t total = 0;
+      for (const auto& f : floats_) {
+        mbok::detail::require(f.value != nullptr && f.grad != nullptr && f.size > 0,
+                              "DataParallelTrainer: float parameter '", f.name,
+                              "' is empty or null");
+        total += f.size;
+      }
+      mbok::detail::require(total <= static_cast<std::size_t>(INT_MAX),
+                            "DataParallelTrainer: ", total,
+                            " float parameter values exceed MPI's int counts");
+      grads_.assign(total, 0.0f);
+      std::vector<Parameter> reduced = floats_;
+      std::size_t offset = 0;
+      for (auto& f : reduced) {
+        f.grad = grads_.data() + offset;
+        offset += f.size;
+      }
+      adamw_ = AdamW(std::move(reduced), options_.adamw);
+      std::vector<BooleanParameter> slices;
+      for (auto& t : tensors_) {
+        if (t.r1 == t.r0) continue;
+        t.slice = BitMatrix(t.r1 - t.r0, t.cols);
+        t.signal.assign((t.r1 - t.r0) * t.cols, 0.0f);
+        t.local = static_cast<long>(slices.size());
+        slices.push_back(BooleanParameter{t.param.name, &t.slice, t.signal.data(), t.cols});
+      }
+      boolean_ = BooleanOptimizer(std::move(slices), options_.boolean);
+    } catch (const std::exception& e) {
+      local_error = e.what();
+    }
+    check_configuration(local_error);
+  }
+
+  // `weight` multiplies this rank's signals and gradients before the sum, `scale` the sums.
+  void run_step(double weight, double scale) {
+    WireBytes& wire = wire_;
+    const auto P = static_cast<std::size_t>(size_);
+    // 1. Sum the signals into each rank's slices, the float gradients everywhere.
+    std::vector<float> staging;
+    for (auto& t : tensors_) {
+      const float* send = t.param.signal;
+      if (weight != 1.0) {
+        staging.resize(t.rows * t.cols);
+        const auto w = static_cast<float>(weight);
+        for (std::size_t e = 0; e < staging.size(); ++e) staging[e] = send[e] * w;
+        send = staging.data();
+      }
+      float dummy = 0;
+      MPI_Request request;
+      check_mpi(MPI_Ireduce_scatter(send, t.signal.empty() ? &dummy : t.signal.data(),
+                                    t.counts.data(), MPI_FLOAT, MPI_SUM, comm_, &request),
+                "signal reduce-scatter");
+      wait(request, "signal reduce-scatter");
+      if (scale != 1.0)
+        for (float& v : t.signal) v *= static_cast<float>(scale);
+      wire.signal_reduce_scatter += t.rows * t.cols * sizeof(float) * (P - 1) / P;
+      wire.float_all_reduce_baseline += 2 * t.rows * t.cols * sizeof(float) * (P - 1) / P;
+    }
+    {
+      std::size_t offset = 0;
+      const auto w = static_cast<float>(weight);
+      for (const auto& f : floats_) {
+        for (std::size_t i = 0; i < f.size; ++i) grads_[offset + i] = f.grad[i] * w;
+        offset += f.size;
+      }
+      if (!grads_.empty())
+        all_reduce(grads_.data(), static_cast<int>(grads_.size()), MPI_FLOAT, MPI_SUM,
+                   "gradient all-reduce");
+      if (scale != 1.0)
+        for (float& g : grads_) g *= static_cast<float>(scale);
+      wire.float_all_reduce = 2 * grads_.size() * sizeof(float) * (P - 1) / P;
+      wire.float_all_reduce_baseline += wire.float_all_reduce;
+    }
+    // 2. The whole tensors' sums of squares (for rms scaling) and peaks, and the float
+    // gradients' finiteness: every rank decides the same.
+    const std::size_t T = tensors_.size();
+    std::vector<double> sums(T, 0.0), peaks(T + 1, 0.0);
+    for (std::size_t t = 0; t < T; ++t)
+      for (float v : tensors_[t].signal) {
+        const double d = v;
+        if (!std::isfinite(d)) {
+          peaks[t] = std::numeric_limits<double>::infinity();
+          continue;
+        }
+        sums[t] += d * d;
+        peaks[t] = std::max(peaks[t], std::abs(d));
+      }
+    for (float g : grads_)
+      if (!std::isfinite(g)) peaks[T] = std::numeric_limits<double>::infinity();
+    if (T > 0) all_reduce(sums.data(), static_cast<int>(T), MPI_DOUBLE, MPI_SUM, "signal RMS");
+    all_reduce(peaks.data(), static_cast<int>(T + 1), MPI_DOUBLE, MPI_MAX, "signal peaks");
+    wire.control += 2 * (2 * T + 1) * sizeof(double) * (P - 1) / P;
+    std::vector<double> rms(T, 0.0);
+    for (std::size_t t = 0; t < T; ++t) {
+      const auto& tt = tensors_[t];
+      mbok::detail::require(std::isfinite(peaks[t]), "DataParallelTrainer: step ", step_ + 1,
+                            ": the reduced signal of '", tt.param.name, "' is not finite");
+      rms[t] = std::sqrt(sums[t] / static_cast<double>(tt.rows * tt.cols));
+      double eta = options_.boolean.learning_rate;
+      if (options_.boolean.signal_scaling == SignalScaling::rms)
+        eta = rms[t] > 0 ? eta / rms[t] : 0;
+      const double peak =
+          options_.boolean.signal_scaling == SignalScaling::sign ? eta : peaks[t] * eta;
+      mbok::detail::require(peak < 1e30, "DataParallelTrainer: step ", step_ + 1,
+                            ": eta * |q| of '", tt.param.name, "' reaches ", peak, " (overflow)");
+    }
+    mbok::detail::require(std::isfinite(peaks[T]), "DataParallelTrainer: step ", step_ + 1,
+                          ": a reduced float gradient is not finite");
+    // 3. Step this rank's slices.
+    std::string error;
+    std::vector<long long> flips(T + 1, 0);
+    try {
+      std::vector<double> local_rms;
+      for (auto& t : tensors_) {
+        if (t.local < 0) continue;
+        const BitMatrixView whole = t.param.bits->view();
+        MutableBitMatrixView slice = t.slice.mutable_view();
+        for (std::size_t i = t.r0; i < t.r1; ++i)
+          std::memcpy(slice.row(i - t.r0), whole.row(i), t.slice.row_words() * 8);
+        boolean_.set_beta(static_cast<std::size_t>(t.local), t.beta);
+        local_rms.push_back(rms[static_cast<std::size_t>(&t - tensors_.data())]);
+      }
+      if (options_.boolean.signal_scaling == SignalScaling::rms)
+        boolean_.set_next_signal_rms(local_rms);
+      boolean_.step();
+      for (std::size_t t = 0; t < T; ++t)
+        if (tensors_[t].local >= 0)
+          flips[t] = static_cast<long long>(
+              boolean_.last_stats().tensors[static_cast<std::size_t>(tensors_[t].local)].flips);
+    } catch (const std::exception& e) {
+      error = e.what();
+      flips[T] = 1;
+    }
+    all_reduce(flips.data(), static_cast<int>(T + 1), MPI_LONG_LONG, MPI_SUM, "flip counts");
+    wire.control += 2 * (T + 1) * sizeof(long long) * (P - 1) / P;
+    if (flips[T] != 0)
+      throw DistributedError(mbok::detail::concat(
+          "mbok: DataParallelTrainer: step ", step_ + 1, " failed on ", flips[T], " rank(s)",
+          error.empty() ? std::string() : "; on rank " + std::to_string(rank_) + ": " + error));
+    // 4. Global flip statistics and the next beta; gather the flipped slices everywhere.
+    ++step_;
+    stats_ = BooleanStepStats{};
+    stats_.step = step_;
+    for (std::size_t t = 0; t < T; ++t) {
+      Shard& tt = tensors_[t];
+      FlipStats f;
+      f.name = tt.param.name;
+      f.flips = static_cast<std::size_t>(flips[t]);
+      f.weights = tt.rows * tt.cols;
+      f.beta = tt.beta;
+      stats_.tensors.push_back(f);
+      tt.beta = options_.boolean.beta ? *options_.boolean.beta : 1.0 - f.rate();
+      MutableBitMatrixView whole = tt.param.bits->mutable_view();
+      if (tt.local >= 0)
+        for (std::size_t i = tt.r0; i < tt.r1; ++i)
+          std::memcpy(whole.row(i), tt.slice.view().row(i - tt.r0), tt.slice.row_words() * 8);
+      // Rows in units of row_type: each row's used words travel, its padding stays zero.
+      std::vector<int> counts(P), displs(P);
+      for (int r = 0; r < size_; ++r) {
+        const std::size_t r0 = row_begin(tt.rows, r), r1 = row_begin(tt.rows, r + 1);
+        counts[static_cast<std::size_t>(r)] = static_cast<int>(r1 - r0);
+        displs[static_cast<std::size_t>(r)] = static_cast<int>(r0);
+      }
+      MPI_Request request;
+      check_mpi(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data(), counts.data(),
+                                displs.data(), tt.row_type, comm_, &request),
+                "bit all-gather");
+      wait(request, "bit all-gather");
+      wire.bits_all_gather += tt.rows * ((tt.cols + 63) / 64) * 8 * (P - 1) / P;
+    }
+    // 5. The float parameters: the same AdamW step on the same sums everywhere.
+    adamw_.step();
+    if (options_.check_every > 0 && step_ % options_.check_every == 0) check_consistency();
+    last_wire_ = wire_;
+  }
+
+  DataParallelOptions options_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  std::vector<Shard> tensors_;
+  std::vector<Parameter> floats_;  // the model's parameters (values and local gradients)
+  std::vector<float> grads_;       // their reduced gradients, read by adamw_
+  BooleanOptimizer boolean_;
+  AdamW adamw_;
+  std::int64_t step_ = 0;
+  BooleanStepStats stats_;
+  WireBytes wire_, last_wire_;
+};
+
+}  // namespace mbok::distributed

@@ -1,0 +1,418 @@
+// Data-parallel training over MPI (mbok/distributed/mpi.hpp), run under mpiexec by ctest:
+//
+//   mbok_mpi_tests equality      the P-rank step equals one process's step on the whole batch
+//   mbok_mpi_tests divergence    ranks that differ are detected, on every rank
+//   mbok_mpi_tests mismatch      different configurations throw on every rank, no hang
+//   mbok_mpi_tests save DIR N    N steps, then the checkpoint DIR/state.ckpt (from rank 0)
+//   mbok_mpi_tests resume DIR N  resume from it on any number of ranks, N more steps: equals
+//                                the uninterrupted one-process run
+//   mbok_mpi_tests stall S DIR   rank 1 stops calling at step S: rank 0 times out, aborts
+//   mbok_mpi_tests kill S DIR    rank 1 dies at step S (both save DIR/state.ckpt at step 2)
+//
+// Each rank also runs the one-process reference on the whole batch itself (no MPI). Exit
+// status 0 when every check passed on every rank.
+
+#include <mbok/distributed/mpi.hpp>  // includes <mpi.h>, C API only
+#include <mbok/io/checkpoint.hpp>
+#include <mbok/mbok.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Layer = mbok::BooleanLinear<float>;
+using RowMatrix = Layer::RowMatrix;
+using mbok::distributed::DataParallelOptions;
+using mbok::distributed::DataParallelTrainer;
+using mbok::distributed::DistributedError;
+
+int rank = 0, ranks = 1, failures = 0;
+
+void check(bool ok, const std::string& what) {
+  if (ok) return;
+  ++failures;
+  std::fprintf(stderr, "rank %d: FAILED: %s\n", rank, what.c_str());
+}
+
+Eigen::MatrixXf gaussian(int rows, int cols, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Eigen::MatrixXf m(rows, cols);
+  for (int j = 0; j < cols; ++j)
+    for (int i = 0; i < rows; ++i) m(i, j) = normal(rng);
+  return m;
+}
+
+// Two layers of uneven shapes (rows not a multiple of the rank count, columns not a multiple
+// of 64), trained to match two random float layers y = W x on inputs near a subspace.
+constexpr int kTokens = 64, kRank = 12;
+struct Problem {
+  Eigen::MatrixXf w1, w2, basis;
+  Problem() {
+    std::mt19937 rng(7);
+    w1 = gaussian(37, 100, rng) / 10.0f;
+    w2 = gaussian(24, 512, rng) / 22.0f;
+    basis = gaussian(kRank, 100, rng);
+  }
+  // The global batch of step s: the same on every rank.
+  RowMatrix batch(int s) const {
+    std::mt19937 rng(1000 + static_cast<unsigned>(s));
+    RowMatrix x = gaussian(kTokens, kRank, rng) * basis + 0.05f * gaussian(kTokens, 100, rng);
+    return x;
+  }
+};
+
+// layer1 (100 -> 37, K = 2, bias, last kernel trains) feeds a fixed 37 -> 512 map into
+// layer2 (512 -> 24, K = 2, both kernels train).
+struct Model {
+  Layer a, b;
+  Eigen::MatrixXf mix;
+  explicit Model(const Problem& p, bool wide_input = false)
+      : a(Layer::from_dense(p.w1.leftCols(wide_input ? 96 : 100), 2, Layer::Vector::Zero(37))),
+        b(Layer::from_dense(p.w2, 2, std::nullopt, two_trainable())) {
+    std::mt19937 rng(3);
+    mix = gaussian(37, 512, rng) / 6.0f;
+  }
+  static mbok::BooleanLinearOptions two_trainable() {
+    mbok::BooleanLinearOptions o;
+    o.trainable_kernels = {0, 1};
+    return o;
+  }
+  std::vector<mbok::BooleanParameter> boolean_parameters() {
+    auto out = a.boolean_parameters("a.");
+    for (auto& q : b.boolean_parameters("b.")) out.push_back(q);
+    return out;
+  }
+  std::vector<mbok::Parameter> parameters() {
+    auto out = a.parameters("a.");
+    for (auto& q : b.parameters("b.")) out.push_back(q);
+    return out;
+  }
+  // Forward, MSE against the float layers and backward on rows [r0, r1) of x; gradients
+  // are means over those rows.
+  double train_pass(const Problem& p, const RowMatrix& xs) {
+    const RowMatrix h = a.forward(xs);
+    const RowMatrix hm = h * mix;
+    const RowMatrix y = b.forward(hm);
+    const RowMatrix ty = (xs * p.w1.transpose()) * mix * p.w2.transpose();
+    RowMatrix grad;
+    const double loss = mbok::mse(ty, y, &grad);
+    RowMatrix dhm(hm.rows(), hm.cols());
+    b.backward(hm, grad, dhm);
+    const RowMatrix dh = dhm * mix.transpose();
+    a.backward(xs, dh);
+    return loss;
+  }
+  void export_state(mbok::StateDict& d) const {
+    a.export_state(d, "model.a.");
+    b.export_state(d, "model.b.");
+  }
+  void import_state(const mbok::StateDict& d) {
+    a.import_state(d, "model.a.");
+    b.import_state(d, "model.b.");
+  }
+};
+
+DataParallelOptions options() {
+  DataParallelOptions o;
+  o.boolean.signal_scaling = mbok::SignalScaling::rms;
+  o.boolean.learning_rate = 0.3;
+  o.boolean.accumulator = mbok::AccumulatorType::f16;
+  o.adamw.learning_rate = 1e-3;
+  o.check_every = 1;
+  o.timeout_seconds = 60;
+  return o;
+}
+
+// The one-process run: both optimizers over the whole batch.
+struct Reference {
+  Model model;
+  mbok::BooleanOptimizer bits;
+  mbok::AdamW floats;
+  explicit Reference(const Problem& p)
+      : model(p),
+        bits(model.boolean_parameters(), options().boolean),
+        floats(model.parameters(), options().adamw) {}
+  void step(const Problem& p, int s) {
+    model.train_pass(p, p.batch(s));
+    bits.step();
+    floats.step();
+  }
+};
+
+RowMatrix shard(const RowMatrix& x) {
+  const int r0 = kTokens * rank / ranks, r1 = kTokens * (rank + 1) / ranks;
+  return x.middleRows(r0, r1 - r0);
+}
+
+// Compares a model with the reference: identical bits, scales within `tol` (relative).
+void compare(const Model& m, const Model& ref, int step, double tol = 2e-4) {
+  const Layer* pairs[2][2] = {{&m.a, &ref.a}, {&m.b, &ref.b}};
+  for (auto& pr : pairs)
+    for (std::size_t k = 0; k < pr[0]->num_kernels(); ++k) {
+      const std::size_t d = mbok::hamming_distance(pr[0]->kernel(k), pr[1]->kernel(k));
+      check(d == 0, "step " + std::to_string(step) + ": kernel " + std::to_string(k) + " has " +
+                        std::to_string(d) + " bits unlike the one-process run");
+      const float e_out = (pr[0]->s_out(k) - pr[1]->s_out(k)).cwiseAbs().maxCoeff() /
+                          pr[1]->s_out(k).cwiseAbs().maxCoeff();
+      const float e_in = (pr[0]->s_in(k) - pr[1]->s_in(k)).cwiseAbs().maxCoeff() /
+                         pr[1]->s_in(k).cwiseAbs().maxCoeff();
+      check(e_out <= tol && e_in <= tol, "step " + std::to_string(step) +
+                                             ": scales differ from the one-process run by " +
+                                             std::to_string(std::max(e_out, e_in)));
+    }
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+void test_equality() {
+  const Problem p;
+  Reference ref(p);
+  Model m(p);
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  // The same warm start of the accumulators (as the tiny-transformer demo's) in both runs.
+  const auto params = m.boolean_parameters();
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-0.9f, 0.9f);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    std::vector<float> values(params[i].bits->rows() * params[i].bits->cols());
+    for (float& v : values) v = uniform(rng);
+    ref.bits.set_accumulators(i, values.data(), params[i].bits->cols());
+    trainer.set_accumulators(i, values.data(), params[i].bits->cols());
+  }
+  std::size_t flips = 0;
+  for (int s = 1; s <= 12; ++s) {
+    const RowMatrix x = shard(p.batch(s));
+    m.train_pass(p, x);
+    trainer.step(static_cast<std::size_t>(x.rows()));
+    ref.step(p, s);
+    flips += trainer.last_stats().flips();
+    check(trainer.last_stats().flips() == ref.bits.last_stats().flips(),
+          "step " + std::to_string(s) + ": flip counts differ");
+    compare(m, ref.model, s);
+  }
+  check(flips > 100, "too few flips to test anything: " + std::to_string(flips));
+  const auto& w = trainer.last_wire_bytes();
+  if (rank == 0)
+    std::printf(
+        "ranks %d: bytes sent per rank per step: signals %zu, bits %zu, float gradients %zu, "
+        "control %zu, total %zu; float all-reduce %zu (%.2fx); %zu flips in 12 steps\n",
+        ranks, w.signal_reduce_scatter, w.bits_all_gather, w.float_all_reduce, w.control, w.total(),
+        w.float_all_reduce_baseline, w.ratio(), flips);
+  if (ranks > 1) check(w.ratio() >= 1.8, "wire ratio below 1.8: " + std::to_string(w.ratio()));
+  // Sharded state: each rank holds its rows' accumulators only.
+  const std::size_t total = 37 * 100 + 2 * 24 * 512;
+  check(trainer.local_boolean_optimizer().num_weights() <= total / ranks + 2 * 3 * 512,
+        "accumulators are not sharded");
+}
+
+void test_divergence() {
+  const Problem p;
+  Model m(p);
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  for (int s = 1; s <= 2; ++s) {
+    m.train_pass(p, shard(p.batch(s)));
+    trainer.step(static_cast<std::size_t>(kTokens / ranks));
+  }
+  if (ranks < 2) return;
+  // A scale that differs on rank 1: the check after step 3 names it, on every rank.
+  if (rank == 1) m.b.s_in(1)[5] += 1e-3f;
+  m.train_pass(p, shard(p.batch(3)));
+  std::string message;
+  try {
+    trainer.step(static_cast<std::size_t>(kTokens / ranks));
+  } catch (const DistributedError& e) {
+    message = e.what();
+  }
+  check(contains(message, "diverged at step 3") && contains(message, "'b.kernels.1.s_in'") &&
+            contains(message, "rank(s) 1"),
+        "divergence of a scale not reported: '" + message + "'");
+  MPI_Bcast(m.b.s_in(1).data(), 512, MPI_FLOAT, 0, MPI_COMM_WORLD);
+  trainer.check_consistency();  // identical again
+  // A flipped bit on rank 1, found by an explicit check.
+  if (rank == 1) m.a.kernel(1).flip(3, 7);
+  message.clear();
+  try {
+    trainer.check_consistency();
+  } catch (const DistributedError& e) {
+    message = e.what();
+  }
+  check(contains(message, "'a.kernels.1.bits'") && contains(message, "rank(s) 1"),
+        "divergence of a bit not reported: '" + message + "'");
+  if (rank == 1) m.a.kernel(1).flip(3, 7);
+  trainer.check_consistency();
+  // A non-finite signal on one rank's shard: every rank refuses the step.
+  m.train_pass(p, shard(p.batch(4)));
+  if (rank == 1) const_cast<float*>(m.a.signal(1).data())[11] = NAN;
+  message.clear();
+  try {
+    trainer.step(static_cast<std::size_t>(kTokens / ranks));
+  } catch (const mbok::InvalidArgument& e) {
+    message = e.what();
+  }
+  check(contains(message, "signal of 'a.kernels.1.bits' is not finite"),
+        "non-finite signal not reported: '" + message + "'");
+  check(trainer.step_count() == 3, "a refused step counted");
+}
+
+// Expects the trainer built by `make` to throw InvalidArgument containing `expected` on
+// every rank.
+template <typename Make>
+void expect_mismatch(const char* what, const std::string& expected, Make make) {
+  std::string message;
+  try {
+    make();
+  } catch (const mbok::InvalidArgument& e) {
+    message = e.what();
+  }
+  check(contains(message, expected),
+        std::string(what) + ": expected '" + expected + "', got '" + message + "'");
+}
+
+void test_mismatch() {
+  const Problem p;
+  if (ranks < 2) return;
+  const bool odd = rank == 1;
+  expect_mismatch("shape", "'a.kernels.1.bits': 37 x 96", [&] {
+    Model m(p, odd);
+    DataParallelTrainer t(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  });
+  expect_mismatch("K", "Boolean parameters: 3", [&] {
+    Model m(p);
+    if (odd) m.a = Layer::from_dense(p.w1, 2, Layer::Vector::Zero(37), Model::two_trainable());
+    DataParallelTrainer t(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  });
+  expect_mismatch("options", "rank 1 has 'Boolean learning rate 0.5", [&] {
+    Model m(p);
+    DataParallelOptions o = options();
+    if (odd) o.boolean.learning_rate = 0.5;
+    DataParallelTrainer t(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), o);
+  });
+  expect_mismatch("invalid on one rank", "rank 1: invalid configuration", [&] {
+    Model m(p);
+    DataParallelOptions o = options();
+    if (odd) o.boolean.threshold = -1;
+    DataParallelTrainer t(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), o);
+  });
+  MPI_Barrier(MPI_COMM_WORLD);  // nobody is left waiting
+}
+
+std::string checkpoint_path(const std::string& dir) { return dir + "/state.ckpt"; }
+
+void test_save(const std::string& dir, int steps) {
+  const Problem p;
+  Model m(p);
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  for (int s = 1; s <= steps; ++s) {
+    m.train_pass(p, shard(p.batch(s)));
+    trainer.step(static_cast<std::size_t>(shard(p.batch(s)).rows()));
+  }
+  mbok::StateDict state;
+  trainer.export_state(state, "optimizer.");
+  if (rank == 0) {
+    m.export_state(state);
+    mbok::save_checkpoint(checkpoint_path(dir), state, {}, false);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+void test_resume(const std::string& dir, int steps) {
+  const Problem p;
+  const mbok::Checkpoint ckpt = mbok::load_checkpoint(checkpoint_path(dir));
+  Model m(p);
+  m.import_state(ckpt.state);
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  trainer.import_state(ckpt.state, "optimizer.");
+  const int first = static_cast<int>(trainer.step_count()) + 1;
+  for (int s = first; s < first + steps; ++s) {
+    m.train_pass(p, shard(p.batch(s)));
+    trainer.step(static_cast<std::size_t>(shard(p.batch(s)).rows()));
+  }
+  Reference ref(p);
+  for (int s = 1; s < first + steps; ++s) ref.step(p, s);
+  compare(m, ref.model, first + steps - 1);
+  // The saved state also resumes one-process optimizers.
+  Reference plain(p);
+  plain.model.import_state(ckpt.state);
+  plain.bits.import_state(mbok::sub_dict(ckpt.state, "optimizer.boolean."), "");
+  plain.floats.import_state(mbok::sub_dict(ckpt.state, "optimizer.adamw."), "");
+  for (int s = first; s < first + steps; ++s) plain.step(p, s);
+  compare(plain.model, ref.model, first + steps - 1);
+  if (rank == 0)
+    std::printf("resumed at step %d on %d rank(s): equals the uninterrupted run\n", first, ranks);
+}
+
+// Trains two ranks, saving a checkpoint after step 2; at step `at` rank 1 stops calling
+// (`kill` false) or dies (`kill` true). Never returns normally: the job must end with an error.
+void test_failed_rank(int at, const std::string& dir, bool kill) {
+  const Problem p;
+  Model m(p);
+  DataParallelOptions o = options();
+  o.timeout_seconds = 2;
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), o);
+  for (int s = 1;; ++s) {
+    if (rank == 1 && s == at) {
+      if (kill) std::raise(SIGKILL);
+      std::this_thread::sleep_for(std::chrono::seconds(120));
+    }
+    const RowMatrix x = shard(p.batch(s));
+    m.train_pass(p, x);
+    try {
+      trainer.step(static_cast<std::size_t>(x.rows()));
+      if (s == 2) {
+        mbok::StateDict state;
+        trainer.export_state(state, "optimizer.");
+        if (rank == 0) {
+          m.export_state(state);
+          mbok::save_checkpoint(checkpoint_path(dir), state, {}, false);
+        }
+      }
+    } catch (const DistributedError& e) {
+      std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+      MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  const std::string what = argc > 1 ? argv[1] : "";
+  try {
+    if (what == "equality")
+      test_equality();
+    else if (what == "divergence")
+      test_divergence();
+    else if (what == "mismatch")
+      test_mismatch();
+    else if (what == "save" && argc == 4)
+      test_save(argv[2], std::atoi(argv[3]));
+    else if (what == "resume" && argc == 4)
+      test_resume(argv[2], std::atoi(argv[3]));
+    else if ((what == "stall" || what == "kill") && argc == 4)
+      test_failed_rank(std::atoi(argv[2]), argv[3], what == "kill");
+    else
+      check(false,
+            "usage: mbok_mpi_tests equality|divergence|mismatch|save DIR N|resume DIR N|stall|kill "
+            "S DIR");
+  } catch (const std::exception& e) {
+    check(false, std::string("exception: ") + e.what());
+  }
+  int all = 0;
+  MPI_Allreduce(&failures, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  if (rank == 0) std::printf("%s on %d rank(s): %s\n", what.c_str(), ranks, all ? "FAILED" : "ok");
+  MPI_Finalize();
+  return all ? 1 : 0;
+}
