@@ -14,6 +14,9 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 #if defined(MBOK_BENCH_HAVE_OPENBLAS)
 #include <cblas.h>
 #endif
@@ -70,6 +73,31 @@ void openblas_gemm(const float* x, const float* w, float* y, std::size_t t, std:
 #endif
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx2"))) std::int64_t read_stream(const std::uint8_t* p, std::size_t bytes) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  for (std::size_t q = 0; q + 128 <= bytes; q += 128) {
+    const auto* v = reinterpret_cast<const __m256i*>(p + q);
+    a0 = _mm256_add_epi64(a0, _mm256_load_si256(v));
+    a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + 1));
+    a2 = _mm256_add_epi64(a2, _mm256_load_si256(v + 2));
+    a3 = _mm256_add_epi64(a3, _mm256_load_si256(v + 3));
+  }
+  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+  return _mm256_extract_epi64(s, 0);
+}
+#else
+std::int64_t read_stream(const std::uint8_t* p, std::size_t bytes) {
+  std::uint64_t s0 = 0, s1 = 0;
+  const auto* w = reinterpret_cast<const std::uint64_t*>(p);
+  for (std::size_t i = 0; i + 1 < bytes / 8; i += 2) {
+    s0 += w[i];
+    s1 += w[i + 1];
+  }
+  return static_cast<std::int64_t>(s0 + s1);
+}
+#endif
+
 std::vector<float> random_floats(std::size_t count, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
@@ -80,8 +108,8 @@ std::vector<float> random_floats(std::size_t count, std::uint64_t seed) {
 
 std::string case_name(const std::string& family, const std::string& impl, std::size_t m,
                       std::size_t n, std::size_t t, int threads) {
-  return family + "/" + impl + "/" + std::to_string(m) + "x" + std::to_string(n) + "/t:" +
-         std::to_string(t) + "/threads:" + std::to_string(threads);
+  return family + "/" + impl + "/" + std::to_string(m) + "x" + std::to_string(n) +
+         "/t:" + std::to_string(t) + "/threads:" + std::to_string(threads);
 }
 
 namespace {
@@ -92,7 +120,8 @@ struct DenseData {
 
 // One dense problem per shape, made on first use and kept for the process.
 DenseData& dense_data(std::size_t m, std::size_t n, std::size_t t) {
-  static std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::unique_ptr<DenseData>> cache;
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t>, std::unique_ptr<DenseData>>
+      cache;
   auto& slot = cache[{m, n, t}];
   if (!slot) {
     slot = std::make_unique<DenseData>();
@@ -125,13 +154,15 @@ void run_dense(benchmark::State& state, Gemm gemm, std::size_t m, std::size_t n,
 void register_dense_baselines(std::size_t m, std::size_t n, std::size_t t, int threads) {
   static std::set<std::tuple<std::size_t, std::size_t, std::size_t, int>> done;
   if (!done.insert({m, n, t, threads}).second) return;
-  benchmark::RegisterBenchmark(case_name("dense_f32", "eigen", m, n, t, threads).c_str(),
-                               [=](benchmark::State& s) { run_dense(s, eigen_gemm, m, n, t, threads); })
+  benchmark::RegisterBenchmark(
+      case_name("dense_f32", "eigen", m, n, t, threads).c_str(),
+      [=](benchmark::State& s) { run_dense(s, eigen_gemm, m, n, t, threads); })
       ->UseRealTime()
       ->Unit(benchmark::kMicrosecond);
   if (have_openblas())
-    benchmark::RegisterBenchmark(case_name("dense_f32", "openblas", m, n, t, threads).c_str(),
-                                 [=](benchmark::State& s) { run_dense(s, openblas_gemm, m, n, t, threads); })
+    benchmark::RegisterBenchmark(
+        case_name("dense_f32", "openblas", m, n, t, threads).c_str(),
+        [=](benchmark::State& s) { run_dense(s, openblas_gemm, m, n, t, threads); })
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
 }

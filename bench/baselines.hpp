@@ -34,6 +34,10 @@ void eigen_gemm(const float* x, const float* w, float* y, std::size_t t, std::si
 void openblas_gemm(const float* x, const float* w, float* y, std::size_t t, std::size_t m,
                    std::size_t n);
 
+/// Sum of the 64-bit words of [p, p + bytes) (p 32-byte aligned; the last bytes % 128 are
+/// not read): a read stream at the core's full load rate, for bandwidth measurements.
+std::int64_t read_stream(const std::uint8_t* p, std::size_t bytes);
+
 /// Normal random floats, from a fixed seed.
 std::vector<float> random_floats(std::size_t count, std::uint64_t seed = 1);
 

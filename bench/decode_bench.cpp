@@ -35,10 +35,6 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#endif
-
 #include "baselines.hpp"
 
 namespace {
@@ -120,31 +116,6 @@ struct Buffer {
   std::uint8_t* p;
 };
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx2"))) std::int64_t read_range(const std::uint8_t* p, std::size_t bytes) {
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (std::size_t q = 0; q + 128 <= bytes; q += 128) {
-    const auto* v = reinterpret_cast<const __m256i*>(p + q);
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(v));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + 1));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(v + 2));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(v + 3));
-  }
-  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-  return _mm256_extract_epi64(s, 0);
-}
-#else
-std::int64_t read_range(const std::uint8_t* p, std::size_t bytes) {
-  std::uint64_t s0 = 0, s1 = 0;
-  const auto* w = reinterpret_cast<const std::uint64_t*>(p);
-  for (std::size_t i = 0; i + 1 < bytes / 8; i += 2) {
-    s0 += w[i];
-    s1 += w[i + 1];
-  }
-  return static_cast<std::int64_t>(s0 + s1);
-}
-#endif
-
 volatile std::int64_t g_sink = 0;
 
 double read_bandwidth_gbs(const Buffer& buf, int threads, int reps) {
@@ -157,7 +128,8 @@ double read_bandwidth_gbs(const Buffer& buf, int threads, int reps) {
     // 64 chunks of 16 MiB split over the threads (parallel_for: the library's threading).
     std::vector<std::int64_t> part(64, 0);
     mbok::parallel_for(0, 64, 1, [&](std::size_t c0, std::size_t c1) {
-      for (std::size_t c = c0; c < c1; ++c) part[c] = read_range(buf.p + c * chunk, chunk);
+      for (std::size_t c = c0; c < c1; ++c)
+        part[c] = mbok::bench::read_stream(buf.p + c * chunk, chunk);
     });
     for (std::int64_t v : part) sink += v;
     g_sink = g_sink + sink;

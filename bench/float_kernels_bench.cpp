@@ -27,7 +27,9 @@ struct Problem {
 
 // One problem per (m, n, K, t), made on first use.
 Problem& problem(std::size_t m, std::size_t n, std::size_t kernels, std::size_t t) {
-  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>, std::unique_ptr<Problem>> cache;
+  static std::map<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t>,
+                  std::unique_ptr<Problem>>
+      cache;
   auto& slot = cache[{m, n, kernels, t}];
   if (!slot) {
     slot = std::make_unique<Problem>();
@@ -35,9 +37,10 @@ Problem& problem(std::size_t m, std::size_t n, std::size_t kernels, std::size_t 
     for (std::size_t k = 0; k < kernels; ++k) {
       const std::vector<float> dense = random_floats(m * n, 100 + k);
       const std::vector<float> s_out = random_floats(m, 200 + k), s_in = random_floats(n, 300 + k);
-      slot->w.add_kernel(mbok::BitMatrix::pack(dense.data(), m, n, n, "bench weights"),
-                         Eigen::Map<const Eigen::VectorXf>(s_out.data(), static_cast<Eigen::Index>(m)),
-                         Eigen::Map<const Eigen::VectorXf>(s_in.data(), static_cast<Eigen::Index>(n)));
+      slot->w.add_kernel(
+          mbok::BitMatrix::pack(dense.data(), m, n, n, "bench weights"),
+          Eigen::Map<const Eigen::VectorXf>(s_out.data(), static_cast<Eigen::Index>(m)),
+          Eigen::Map<const Eigen::VectorXf>(s_in.data(), static_cast<Eigen::Index>(n)));
     }
     // Large enough for both orientations: x is t x max(m, n), y likewise.
     slot->x = random_floats(t * std::max(m, n), 400);
@@ -49,9 +52,11 @@ Problem& problem(std::size_t m, std::size_t n, std::size_t kernels, std::size_t 
 void set_counters(benchmark::State& state, std::size_t m, std::size_t n, std::size_t kernels,
                   std::size_t t, const mbok::KernelSet& ks) {
   const double iters = static_cast<double>(state.iterations());
-  const double weight_bytes = static_cast<double>(kernels) * (static_cast<double>(m * n) / 8.0 + 4.0 * static_cast<double>(m + n));
+  const double weight_bytes = static_cast<double>(kernels) *
+                              (static_cast<double>(m * n) / 8.0 + 4.0 * static_cast<double>(m + n));
   state.SetItemsProcessed(static_cast<std::int64_t>(iters * static_cast<double>(t * m * n)));
-  state.SetBytesProcessed(static_cast<std::int64_t>(iters * (weight_bytes + 4.0 * static_cast<double>(t * (m + n)))));
+  state.SetBytesProcessed(
+      static_cast<std::int64_t>(iters * (weight_bytes + 4.0 * static_cast<double>(t * (m + n)))));
   state.SetLabel(mbok::isa_name(ks.isa()));
 }
 
@@ -95,9 +100,8 @@ const bool registered = [] {
     std::size_t m, n;
     std::vector<std::size_t> tokens;
   };
-  const Shape shapes[] = {{4096, 4096, {1, 8, 32, 128, 512}},
-                          {4096, 11008, {1, 32}},
-                          {11008, 4096, {1, 32}}};
+  const Shape shapes[] = {
+      {4096, 4096, {1, 8, 32, 128, 512}}, {4096, 11008, {1, 32}}, {11008, 4096, {1, 32}}};
   for (const Shape& s : shapes)
     for (std::size_t t : s.tokens)
       for (int threads : {1, 2}) {

@@ -395,20 +395,6 @@ __attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::ui
 
 // One core reading a buffer far larger than the last-level cache: 4 independent adds per
 // 128 bytes (the loads, not the adds, limit it).
-// Sum of the 64-bit lanes of [p, p + bytes) (bytes a multiple of 128): a read stream.
-__attribute__((target("avx2"))) std::int64_t read_stream(const std::uint8_t* p, std::size_t bytes) {
-  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-  for (std::size_t q = 0; q < bytes; q += 128) {
-    const auto* v = reinterpret_cast<const __m256i*>(p + q);
-    a0 = _mm256_add_epi64(a0, _mm256_load_si256(v));
-    a1 = _mm256_add_epi64(a1, _mm256_load_si256(v + 1));
-    a2 = _mm256_add_epi64(a2, _mm256_load_si256(v + 2));
-    a3 = _mm256_add_epi64(a3, _mm256_load_si256(v + 3));
-  }
-  const __m256i s = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-  return _mm256_extract_epi64(s, 0);
-}
-
 // Streams a buffer of `bytes` once per iteration, split in equal parts over `threads`
 // (mbok::parallel_for): 256 MiB is DRAM bandwidth, 8 MiB the last-level cache's (the size of
 // the weights of a 4096 x 11008 product at K = 1 to 2), which limits the cache-resident
@@ -424,7 +410,8 @@ void bandwidth_case(benchmark::State& state, std::size_t bytes, int threads) {
     mbok::parallel_for(
         0, parts, 1,
         [&](std::size_t p0, std::size_t p1) {
-          for (std::size_t p = p0; p < p1; ++p) sinks[p] += read_stream(buf->p + p * part, part);
+          for (std::size_t p = p0; p < p1; ++p)
+            sinks[p] += mbok::bench::read_stream(buf->p + p * part, part);
         },
         1);
     benchmark::DoNotOptimize(sinks.data());

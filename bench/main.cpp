@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   std::string isas;
-  for (mbok::Isa isa : mbok::available_isas()) isas += std::string(isas.empty() ? "" : ",") + mbok::isa_name(isa);
+  for (mbok::Isa isa : mbok::available_isas())
+    isas += std::string(isas.empty() ? "" : ",") + mbok::isa_name(isa);
   benchmark::AddCustomContext("mbok_isas", isas);
   benchmark::AddCustomContext("mbok_max_threads", std::to_string(mbok::max_threads()));
   benchmark::AddCustomContext("mbok_openblas", mbok::bench::have_openblas() ? "yes" : "no");

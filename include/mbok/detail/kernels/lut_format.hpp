@@ -66,6 +66,19 @@ struct LutWeightsView {
   const std::uint8_t* tile(std::size_t i) const noexcept { return data + i * tile_bytes(); }
 };
 
+// The weights a kernel computing R tiles at a time reads at tiles [tb, tb + nt) (nt <= R; the
+// last one repeated up to R) into wt, and the R tiles after them, which it prefetches as it
+// ends these ones, into next (where they exist; else these tiles again).
+template <std::size_t R>
+inline void lut_tile_streams(const LutWeightsView& w, std::size_t tb, std::size_t nt,
+                             const std::uint8_t** wt, const std::uint8_t** next) noexcept {
+  const std::size_t stored = lut_tiles(w.rows);
+  for (std::size_t r = 0; r < R; ++r) {
+    wt[r] = w.tile(tb + (r < nt ? r : nt - 1));
+    next[r] = tb + R + r < stored ? w.tile(tb + R + r) : wt[r];
+  }
+}
+
 // Per-token tables: t tokens of `ld` bytes, plus base(i) = sum(x_i) + 256 cols32 (mod 2^32).
 struct LutTablesView {
   const std::uint8_t* data = nullptr;

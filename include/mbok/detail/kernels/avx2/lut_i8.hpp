@@ -137,13 +137,8 @@ inline void sign_gemm_i8_lut_shuf(LutTablesView x, LutWeightsView w, std::int32_
   const std::size_t t0 = j0 / kLutTileRows, t1 = (j1 + kLutTileRows - 1) / kLutTileRows;
   for (std::size_t tb = t0; tb < t1; tb += R) {
     const std::size_t nt = std::min(R, t1 - tb);
-    // The tiles read after these ones (up to the end of the weights), else these again.
-    const std::size_t stored = lut_tiles(w.rows);
     const std::uint8_t *wt[R], *next[R];
-    for (std::size_t r = 0; r < R; ++r) {
-      wt[r] = w.tile(tb + std::min(r, nt - 1));
-      next[r] = tb + R + r < stored ? w.tile(tb + R + r) : wt[r];
-    }
+    lut_tile_streams<R>(w, tb, nt, wt, next);
     for (std::size_t i = 0; i < x.tokens; ++i) {
       __m256i acc[R][4];
       const std::uint8_t* tab = x.token(i);

@@ -154,14 +154,8 @@ MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_vbmi(LutTablesView x, LutWe
   for (std::size_t i0 = 0; i0 < x.tokens; i0 += block)
     for (std::size_t tb = t0; tb < t1; tb += R) {
       const std::size_t nt = std::min(R, t1 - tb);
-      // The tiles after these ones, up to the end of the weights (a caller working in blocks
-      // reads them next), else these again.
-      const std::size_t stored = lut_tiles(w.rows);
       const std::uint8_t *wt[R], *next[R];
-      for (std::size_t r = 0; r < R; ++r) {
-        wt[r] = w.tile(tb + std::min(r, nt - 1));
-        next[r] = tb + R + r < stored ? w.tile(tb + R + r) : wt[r];
-      }
+      lut_tile_streams<R>(w, tb, nt, wt, next);
       for (std::size_t i = i0; i < std::min(x.tokens, i0 + block); ++i) {
         __m512i acc[R];
         const std::uint8_t* tab = x.token(i);
