@@ -285,8 +285,12 @@ class BooleanLinear {
     detail::require(xm.allFinite(), "BooleanLinear forward: input is not finite");
     Map ym = map(y, t, out_features(), ldy);
     if constexpr (std::is_same_v<Scalar, float>) {
-      // The fused multi-kernel forward (forward_float.hpp) overwrites y.
-      multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
+      // Both overwrite y: one float product with panels of W rebuilt from the bits for enough
+      // tokens, the fused multi-kernel sign product (forward_float.hpp) otherwise.
+      if (use_weight_products(t))
+        detail::weight_forward_f32(isa(), weights_, x, ldx, t, y, ldy);
+      else
+        multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
       if (has_bias_) ym.rowwise() += bias_.transpose();
       return;
     }
@@ -725,14 +729,28 @@ class BooleanLinear {
     if (has_bias_) map(y, t, out_features(), ldy).rowwise() += bias_.transpose();
   }
 
+  // Whether the float forward and dX of t tokens run as one dense float product whose panels
+  // of W = sum_k s_out_k (.) B_k (.) s_in_k are rebuilt from the bits and scales on the fly
+  // (detail::weight_forward_f32, weight_backward_dx_f32) instead of K sign products: rebuilding
+  // costs about K m n operations per call, the sign products about K t m n against t m n for
+  // the dense product, so the dense one wins from K t >= 64 (measured on Zen 4, AVX-512 and
+  // AVX2: docs/performance.md, "Training step"). Nothing of W outlives the call, so changed
+  // bits or scales are always seen.
+  bool use_weight_products(std::size_t t) const noexcept {
+    return detail::has_weight_products(isa()) && in_features() > 0 && out_features() > 0 &&
+           t * num_kernels() >= kWeightProductWork;
+  }
+  static constexpr std::size_t kWeightProductWork = 64;
+
   // The float backward. Every kernel's scale gradients and signal follow elementwise from one
   // dense product P = Z^T X (m x n), the product the signal needs anyway:
   //   Q_k = P (.) s_out_k s_in_k^T,
   //   ds_out_k,i = sum_j P_ij B_k,ij s_in_k,j,   ds_in_k,j = sum_i P_ij B_k,ij s_out_k,i,
   // which replaces a sign product per kernel (and the scaled copies of X) by one pass over P
-  // and the bits. Only dX = sum_k ((Z (.) s_out_k^T) B_k) (.) s_in_k^T keeps a sign product per
-  // kernel. Sums run in a different order than the per-kernel form: equal within float
-  // rounding (the float-versus-double backward tests bound the difference).
+  // and the bits. dX = sum_k ((Z (.) s_out_k^T) B_k) (.) s_in_k^T keeps a sign product per
+  // kernel for few tokens; for K t >= 64 it is one float product with W's panels rebuilt from
+  // the bits (use_weight_products). Sums run in a different order than the per-kernel form:
+  // equal within float rounding (the float-versus-double backward tests bound the difference).
   void backward_from_product(const ConstMap& xm, const ConstMap& zm, Scalar* dx, std::size_t lddx,
                              bool accumulate) {
     const std::size_t t = static_cast<std::size_t>(xm.rows()), n = in_features(),
@@ -764,6 +782,11 @@ class BooleanLinear {
                           q == product->data());
     }
     if (dx == nullptr) return;
+    if (use_weight_products(t)) {
+      detail::weight_backward_dx_f32(isa(), weights_, zm.data(),
+                                     static_cast<std::size_t>(zm.outerStride()), t, dx, lddx);
+      return;
+    }
     Map dxm = map(dx, t, n, lddx);
     RowMatrix zs(zm.rows(), zm.cols()), g(xm.rows(), xm.cols());
     for (std::size_t k = 0; k < k_count; ++k) {
