@@ -770,16 +770,34 @@ class BooleanLinear {
       buffer.resize(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n));
     detail::gemm_tn_f32(isa(), zm.data(), static_cast<std::size_t>(zm.outerStride()), xm.data(),
                         static_cast<std::size_t>(xm.outerStride()), t, m, n, product->data(), n);
+    // The in-place kernel last; the others in order.
+    std::vector<std::size_t> order;
     for (std::size_t step = 0; step < k_count; ++step) {
-      // The in-place kernel last; the others in order.
       std::size_t k = step;
       if (in_place < k_count)
         k = step < in_place ? step : (step + 1 < k_count ? step + 1 : in_place);
-      float* q = nullptr;
-      if (trainable_[k]) q = signals_[k].data();
-      detail::signal_pass(product->data(), m, n, weights_.kernel_view(k), weights_.s_out(k).data(),
-                          weights_.s_in(k).data(), grad_s_out_[k].data(), grad_s_in_[k].data(), q,
-                          q == product->data());
+      order.push_back(k);
+    }
+    if (detail::has_weight_products(isa())) {
+      // One pass over P for all kernels (register-tiled kernels of the ISA).
+      std::vector<float*> ds_out(k_count), ds_in(k_count), q(k_count, nullptr);
+      const std::unique_ptr<bool[]> add_q(new bool[k_count]);
+      for (std::size_t k = 0; k < k_count; ++k) {
+        ds_out[k] = grad_s_out_[k].data();
+        ds_in[k] = grad_s_in_[k].data();
+        if (trainable_[k]) q[k] = signals_[k].data();
+        add_q[k] = q[k] != product->data();
+      }
+      detail::signal_pass_kernels(isa(), weights_, order, product->data(), ds_out.data(),
+                                  ds_in.data(), q.data(), add_q.get());
+    } else {
+      for (std::size_t k : order) {
+        float* q = nullptr;
+        if (trainable_[k]) q = signals_[k].data();
+        detail::signal_pass(product->data(), m, n, weights_.kernel_view(k),
+                            weights_.s_out(k).data(), weights_.s_in(k).data(),
+                            grad_s_out_[k].data(), grad_s_in_[k].data(), q, q == product->data());
+      }
     }
     if (dx == nullptr) return;
     if (use_weight_products(t)) {

@@ -14,6 +14,9 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "../config.hpp"
@@ -199,6 +202,49 @@ inline void weight_backward_dx_f32(Isa isa, const MultiKernelWeights<float>& w, 
   });
 #else
   (void)isa, (void)w, (void)z, (void)ldz, (void)t, (void)dx, (void)lddx;
+#endif
+}
+
+// The backward's elementwise pass over P = Z^T X (m x n, rows n apart) for the kernels of w in
+// `order`: ds_out[k] += row sums of P (.) B_k (.) s_in_k^T, ds_in[k] += column sums of
+// P (.) B_k (.) s_out_k, and Q_k = P (.) s_out_k s_in_k^T into q[k] where it is not null
+// (added when add_q[k]; q[k] may be P itself for the last kernel of `order`). One read of each
+// row of P serves every kernel. Needs has_weight_products(isa). Rows run in parallel; each
+// chunk sums its ds_in partials, added in row order afterwards (the same result for any thread
+// timing).
+inline void signal_pass_kernels(Isa isa, const MultiKernelWeights<float>& w,
+                                const std::vector<std::size_t>& order, const float* p,
+                                float* const* ds_out, float* const* ds_in, float* const* q,
+                                const bool* add_q) {
+#if MBOK_HAS_X86_KERNELS
+  const std::size_t m = w.out_features(), n = w.in_features(), k_count = w.num_kernels();
+  if (m == 0 || n == 0 || order.empty()) return;
+  const SignKernelArrays arrays(w);
+  const bool wide = isa == Isa::avx512;
+  std::mutex merge;
+  std::vector<std::pair<std::size_t, std::vector<float>>> partials;
+  const std::size_t grain =
+      std::max<std::size_t>(1, (std::size_t{1} << 16) / std::max<std::size_t>(n * order.size(), 1));
+  parallel_for(0, m, grain, [&](std::size_t r0, std::size_t r1) {
+    std::vector<float> part(k_count * n, 0.0f);
+    std::vector<float*> part_rows(k_count);
+    for (std::size_t k = 0; k < k_count; ++k) part_rows[k] = part.data() + k * n;
+    if (wide)
+      avx512::signal_rows(arrays.get<avx512::SignKernels>(), order.data(), order.size(), p, n, r0,
+                          r1, ds_out, part_rows.data(), q, add_q);
+    else
+      avx2::signal_rows(arrays.get<avx2::SignKernels>(), order.data(), order.size(), p, n, r0, r1,
+                        ds_out, part_rows.data(), q, add_q);
+    const std::lock_guard<std::mutex> lock(merge);
+    partials.emplace_back(r0, std::move(part));
+  });
+  std::sort(partials.begin(), partials.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& chunk : partials)
+    for (std::size_t k : order)
+      for (std::size_t l = 0; l < n; ++l) ds_in[k][l] += chunk.second[k * n + l];
+#else
+  (void)isa, (void)w, (void)order, (void)p, (void)ds_out, (void)ds_in, (void)q, (void)add_q;
 #endif
 }
 

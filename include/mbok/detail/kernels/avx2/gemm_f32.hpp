@@ -213,6 +213,51 @@ inline void weight_backward_f32(const SignKernels& w, const float* zpack, std::s
   }
 }
 
+// The backward's elementwise pass over rows [r0, r1) of P = Z^T X (m x n, rows n apart), for
+// the kernels in `order` (count entries of w's kernel indices): ds_out_k,i += sum_j P_ij b_ij
+// s_in_k,j and ds_in_k,j += sum_i P_ij b_ij s_out_k,i (b = +-1 from the bits), and, where
+// q[k] is not null, Q_k,ij = P_ij s_out_k,i s_in_k,j (added to q[k] when add_q[k], written
+// otherwise; q[k] may be P itself for the last kernel of `order`, which reads P last).
+inline void signal_rows(const SignKernels& w, const std::size_t* order, std::size_t count,
+                        const float* p, std::size_t n, std::size_t r0, std::size_t r1,
+                        float* const* ds_out, float* const* ds_in, float* const* q,
+                        const bool* add_q) {
+  const __m256i select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  for (std::size_t i = r0; i < r1; ++i) {
+    const float* pi = p + i * n;
+    for (std::size_t o = 0; o < count; ++o) {
+      const std::size_t k = order[o];
+      const std::uint64_t* bits = w.bits[k] + i * w.stride[k];
+      const float* s_in = w.s_in[k];
+      float* part = ds_in[k];
+      float* qi = q[k] != nullptr ? q[k] + i * n : nullptr;
+      const __m256 so = _mm256_set1_ps(w.s_out[k][i]);
+      __m256 acc = _mm256_setzero_ps();
+      for (std::size_t j = 0; j < n; j += 8) {
+        const __m256i valid = lane_mask(n - j);
+        const __m256 pv = _mm256_maskload_ps(pi + j, valid);
+        const auto byte = static_cast<int>((bits[j / 64] >> (j % 64)) & 0xffu);
+        const __m256i set =
+            _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), select), select);
+        const __m256 v = _mm256_xor_ps(pv, _mm256_castsi256_ps(_mm256_and_si256(set, sign)));
+        const __m256 si = _mm256_maskload_ps(s_in + j, valid);
+        acc = _mm256_fmadd_ps(v, si, acc);
+        _mm256_maskstore_ps(part + j, valid,
+                            _mm256_fmadd_ps(so, v, _mm256_maskload_ps(part + j, valid)));
+        if (qi != nullptr) {
+          __m256 qv = _mm256_mul_ps(_mm256_mul_ps(pv, so), si);
+          if (add_q[k]) qv = _mm256_add_ps(qv, _mm256_maskload_ps(qi + j, valid));
+          _mm256_maskstore_ps(qi + j, valid, qv);
+        }
+      }
+      const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+      const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
+      ds_out[k][i] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+    }
+  }
+}
+
 }  // namespace mbok::detail::avx2
 
 #include "end.hpp"

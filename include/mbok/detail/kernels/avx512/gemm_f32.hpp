@@ -205,6 +205,47 @@ inline void weight_backward_f32(const SignKernels& w, const float* zpack, std::s
   }
 }
 
+// The backward's elementwise pass over rows [r0, r1) of P = Z^T X (m x n, rows n apart), for
+// the kernels in `order` (count entries of w's kernel indices): ds_out_k,i += sum_j P_ij b_ij
+// s_in_k,j and ds_in_k,j += sum_i P_ij b_ij s_out_k,i (b = +-1 from the bits), and, where
+// q[k] is not null, Q_k,ij = P_ij s_out_k,i s_in_k,j (added to q[k] when add_q[k], written
+// otherwise; q[k] may be P itself for the last kernel of `order`, which reads P last).
+inline void signal_rows(const SignKernels& w, const std::size_t* order, std::size_t count,
+                        const float* p, std::size_t n, std::size_t r0, std::size_t r1,
+                        float* const* ds_out, float* const* ds_in, float* const* q,
+                        const bool* add_q) {
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  for (std::size_t i = r0; i < r1; ++i) {
+    const float* pi = p + i * n;
+    for (std::size_t o = 0; o < count; ++o) {
+      const std::size_t k = order[o];
+      const std::uint64_t* bits = w.bits[k] + i * w.stride[k];
+      const float* s_in = w.s_in[k];
+      float* part = ds_in[k];
+      float* qi = q[k] != nullptr ? q[k] + i * n : nullptr;
+      const __m512 so = _mm512_set1_ps(w.s_out[k][i]);
+      __m512 acc = _mm512_setzero_ps();
+      for (std::size_t j = 0; j < n; j += 16) {
+        const __mmask16 valid = gemm_mask_lo(n - j);
+        const __m512 pv = _mm512_maskz_loadu_ps(valid, pi + j);
+        const auto neg = static_cast<__mmask16>(bits[j / 64] >> (j % 64));
+        const __m512 v = _mm512_castsi512_ps(
+            _mm512_mask_xor_epi32(_mm512_castps_si512(pv), neg, _mm512_castps_si512(pv), sign));
+        const __m512 si = _mm512_maskz_loadu_ps(valid, s_in + j);
+        acc = _mm512_fmadd_ps(v, si, acc);
+        _mm512_mask_storeu_ps(part + j, valid,
+                              _mm512_fmadd_ps(so, v, _mm512_maskz_loadu_ps(valid, part + j)));
+        if (qi != nullptr) {
+          __m512 qv = _mm512_mul_ps(_mm512_mul_ps(pv, so), si);
+          if (add_q[k]) qv = _mm512_add_ps(qv, _mm512_maskz_loadu_ps(valid, qi + j));
+          _mm512_mask_storeu_ps(qi + j, valid, qv);
+        }
+      }
+      ds_out[k][i] += _mm512_reduce_add_ps(acc);
+    }
+  }
+}
+
 }  // namespace mbok::detail::avx512
 
 #include "end.hpp"
