@@ -234,26 +234,38 @@ inline void signal_rows(const SignKernels& w, const std::size_t* order, std::siz
       float* qi = q[k] != nullptr ? q[k] + i * n : nullptr;
       const __m256 so = _mm256_set1_ps(w.s_out[k][i]);
       __m256 acc = _mm256_setzero_ps();
-      for (std::size_t j = 0; j < n; j += 8) {
-        const __m256i valid = lane_mask(n - j);
-        const __m256 pv = _mm256_maskload_ps(pi + j, valid);
+      std::size_t j = 0;
+      // Whole groups of 8 with plain loads and stores (masked stores are slow on some cores);
+      // the tail in scalar code.
+      for (; j + 8 <= n; j += 8) {
+        const __m256 pv = _mm256_loadu_ps(pi + j);
         const auto byte = static_cast<int>((bits[j / 64] >> (j % 64)) & 0xffu);
         const __m256i set =
             _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), select), select);
         const __m256 v = _mm256_xor_ps(pv, _mm256_castsi256_ps(_mm256_and_si256(set, sign)));
-        const __m256 si = _mm256_maskload_ps(s_in + j, valid);
+        const __m256 si = _mm256_loadu_ps(s_in + j);
         acc = _mm256_fmadd_ps(v, si, acc);
-        _mm256_maskstore_ps(part + j, valid,
-                            _mm256_fmadd_ps(so, v, _mm256_maskload_ps(part + j, valid)));
+        _mm256_storeu_ps(part + j, _mm256_fmadd_ps(so, v, _mm256_loadu_ps(part + j)));
         if (qi != nullptr) {
           __m256 qv = _mm256_mul_ps(_mm256_mul_ps(pv, so), si);
-          if (add_q[k]) qv = _mm256_add_ps(qv, _mm256_maskload_ps(qi + j, valid));
-          _mm256_maskstore_ps(qi + j, valid, qv);
+          if (add_q[k]) qv = _mm256_add_ps(qv, _mm256_loadu_ps(qi + j));
+          _mm256_storeu_ps(qi + j, qv);
+        }
+      }
+      float tail = 0.0f;
+      const float so1 = w.s_out[k][i];
+      for (; j < n; ++j) {
+        const float v = ((bits[j / 64] >> (j % 64)) & 1u) != 0 ? -pi[j] : pi[j];
+        tail += v * s_in[j];
+        part[j] += so1 * v;
+        if (qi != nullptr) {
+          const float qv = pi[j] * so1 * s_in[j];
+          qi[j] = add_q[k] ? qi[j] + qv : qv;
         }
       }
       const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
       const __m128 pair = _mm_add_ps(half, _mm_movehl_ps(half, half));
-      ds_out[k][i] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+      ds_out[k][i] += _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1))) + tail;
     }
   }
 }
