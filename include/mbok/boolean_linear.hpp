@@ -10,8 +10,10 @@
 /// Boolean signal Q_k = (Z (.) s_out_k^T)^T (X (.) s_in_k^T) of each trainable kernel).
 ///
 /// Matrices at the boundary are row-major, one token per row. `Scalar = float` runs the +-1
-/// products on the Boolean kernels of the ISA chosen at construction (`isa()`);
-/// `Scalar = double` runs them densely in double (for gradient checks and references).
+/// products on the Boolean kernels of the ISA chosen at construction (`isa()`), and from
+/// K t >= 64 tokens its float forward and dX run as one float product over all kernels with the
+/// weight rebuilt from the bits panel by panel (never stored); `Scalar = double` runs them
+/// densely in double (for gradient checks and references).
 
 #include <Eigen/Core>
 
