@@ -10,8 +10,10 @@
 /// Boolean signal Q_k = (Z (.) s_out_k^T)^T (X (.) s_in_k^T) of each trainable kernel).
 ///
 /// Matrices at the boundary are row-major, one token per row. `Scalar = float` runs the +-1
-/// products on the Boolean kernels of the ISA chosen at construction (`isa()`);
-/// `Scalar = double` runs them densely in double (for gradient checks and references).
+/// products on the Boolean kernels of the ISA chosen at construction (`isa()`), and from
+/// K t >= 64 tokens its float forward and dX run as one float product over all kernels with the
+/// weight rebuilt from the bits panel by panel (never stored); `Scalar = double` runs them
+/// densely in double (for gradient checks and references).
 
 #include <Eigen/Core>
 
@@ -285,8 +287,12 @@ class BooleanLinear {
     detail::require(xm.allFinite(), "BooleanLinear forward: input is not finite");
     Map ym = map(y, t, out_features(), ldy);
     if constexpr (std::is_same_v<Scalar, float>) {
-      // The fused multi-kernel forward (forward_float.hpp) overwrites y.
-      multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
+      // Both overwrite y: one float product with panels of W rebuilt from the bits for enough
+      // tokens, the fused multi-kernel sign product (forward_float.hpp) otherwise.
+      if (use_weight_products(t))
+        detail::weight_forward_f32(isa(), weights_, x, ldx, t, y, ldy);
+      else
+        multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
       if (has_bias_) ym.rowwise() += bias_.transpose();
       return;
     }
@@ -725,14 +731,28 @@ class BooleanLinear {
     if (has_bias_) map(y, t, out_features(), ldy).rowwise() += bias_.transpose();
   }
 
+  // Whether the float forward and dX of t tokens run as one dense float product whose panels
+  // of W = sum_k s_out_k (.) B_k (.) s_in_k are rebuilt from the bits and scales on the fly
+  // (detail::weight_forward_f32, weight_backward_dx_f32) instead of K sign products: rebuilding
+  // costs about K m n operations per call, the sign products about K t m n against t m n for
+  // the dense product, so the dense one wins from K t >= 64 (measured on Zen 4, AVX-512 and
+  // AVX2: docs/performance.md, "Training step"). Nothing of W outlives the call, so changed
+  // bits or scales are always seen.
+  bool use_weight_products(std::size_t t) const noexcept {
+    return detail::has_weight_products(isa()) && in_features() > 0 && out_features() > 0 &&
+           t * num_kernels() >= kWeightProductWork;
+  }
+  static constexpr std::size_t kWeightProductWork = 64;
+
   // The float backward. Every kernel's scale gradients and signal follow elementwise from one
   // dense product P = Z^T X (m x n), the product the signal needs anyway:
   //   Q_k = P (.) s_out_k s_in_k^T,
   //   ds_out_k,i = sum_j P_ij B_k,ij s_in_k,j,   ds_in_k,j = sum_i P_ij B_k,ij s_out_k,i,
   // which replaces a sign product per kernel (and the scaled copies of X) by one pass over P
-  // and the bits. Only dX = sum_k ((Z (.) s_out_k^T) B_k) (.) s_in_k^T keeps a sign product per
-  // kernel. Sums run in a different order than the per-kernel form: equal within float
-  // rounding (the float-versus-double backward tests bound the difference).
+  // and the bits. dX = sum_k ((Z (.) s_out_k^T) B_k) (.) s_in_k^T keeps a sign product per
+  // kernel for few tokens; for K t >= 64 it is one float product with W's panels rebuilt from
+  // the bits (use_weight_products). Sums run in a different order than the per-kernel form:
+  // equal within float rounding (the float-versus-double backward tests bound the difference).
   void backward_from_product(const ConstMap& xm, const ConstMap& zm, Scalar* dx, std::size_t lddx,
                              bool accumulate) {
     const std::size_t t = static_cast<std::size_t>(xm.rows()), n = in_features(),
@@ -752,18 +772,41 @@ class BooleanLinear {
       buffer.resize(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n));
     detail::gemm_tn_f32(isa(), zm.data(), static_cast<std::size_t>(zm.outerStride()), xm.data(),
                         static_cast<std::size_t>(xm.outerStride()), t, m, n, product->data(), n);
+    // The in-place kernel last; the others in order.
+    std::vector<std::size_t> order;
     for (std::size_t step = 0; step < k_count; ++step) {
-      // The in-place kernel last; the others in order.
       std::size_t k = step;
       if (in_place < k_count)
         k = step < in_place ? step : (step + 1 < k_count ? step + 1 : in_place);
-      float* q = nullptr;
-      if (trainable_[k]) q = signals_[k].data();
-      detail::signal_pass(product->data(), m, n, weights_.kernel_view(k), weights_.s_out(k).data(),
-                          weights_.s_in(k).data(), grad_s_out_[k].data(), grad_s_in_[k].data(), q,
-                          q == product->data());
+      order.push_back(k);
+    }
+    if (detail::has_weight_products(isa())) {
+      // One pass over P for all kernels (register-tiled kernels of the ISA).
+      std::vector<float*> ds_out(k_count), ds_in(k_count), q(k_count, nullptr);
+      const std::unique_ptr<bool[]> add_q(new bool[k_count]);
+      for (std::size_t k = 0; k < k_count; ++k) {
+        ds_out[k] = grad_s_out_[k].data();
+        ds_in[k] = grad_s_in_[k].data();
+        if (trainable_[k]) q[k] = signals_[k].data();
+        add_q[k] = q[k] != product->data();
+      }
+      detail::signal_pass_kernels(isa(), weights_, order, product->data(), ds_out.data(),
+                                  ds_in.data(), q.data(), add_q.get());
+    } else {
+      for (std::size_t k : order) {
+        float* q = nullptr;
+        if (trainable_[k]) q = signals_[k].data();
+        detail::signal_pass(product->data(), m, n, weights_.kernel_view(k),
+                            weights_.s_out(k).data(), weights_.s_in(k).data(),
+                            grad_s_out_[k].data(), grad_s_in_[k].data(), q, q == product->data());
+      }
     }
     if (dx == nullptr) return;
+    if (use_weight_products(t)) {
+      detail::weight_backward_dx_f32(isa(), weights_, zm.data(),
+                                     static_cast<std::size_t>(zm.outerStride()), t, dx, lddx);
+      return;
+    }
     Map dxm = map(dx, t, n, lddx);
     RowMatrix zs(zm.rows(), zm.cols()), g(xm.rows(), xm.cols());
     for (std::size_t k = 0; k < k_count; ++k) {

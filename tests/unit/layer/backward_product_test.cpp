@@ -1,6 +1,7 @@
 // The float training backward (one dense product P = Z^T X for every kernel's scale gradients
-// and signal, a sign product per kernel for dX only) against the double layer, which keeps the
-// per-kernel products, and the dense product itself on every ISA.
+// and signal; dX by a sign product per kernel for the few tokens used here, the rebuilt-weight
+// product of weight_products_test.cpp from K t >= 64 on) against the double layer, which keeps
+// the per-kernel products, and the dense product itself on every ISA.
 
 #include <mbok/boolean_linear.hpp>
 
