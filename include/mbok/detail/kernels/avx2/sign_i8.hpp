@@ -26,11 +26,6 @@
 
 namespace mbok::detail::avx2 {
 
-#if !defined(MBOK_AVX2_TILE_LOOP)
-#define MBOK_AVX2_TILE_LOOP
-#include "../generic/tile_loop.hpp"
-#endif
-
 // The sums of the 8 int32 lanes of a, b, c and d, in that order.
 inline __m128i i8_reduce4(__m256i a, __m256i b, __m256i c, __m256i d) noexcept {
   const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));

@@ -22,11 +22,6 @@
 
 namespace mbok::detail::avx2 {
 
-#if !defined(MBOK_AVX2_TILE_LOOP)
-#define MBOK_AVX2_TILE_LOOP
-#include "../generic/tile_loop.hpp"
-#endif
-
 inline __m256i popcount_bytes(__m256i v, __m256i lut, __m256i low_mask) noexcept {
   const __m256i lo = _mm256_and_si256(v, low_mask);
   const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low_mask);

@@ -30,11 +30,6 @@
 
 namespace mbok::detail::avx512 {
 
-#if !defined(MBOK_AVX512_TILE_LOOP)
-#define MBOK_AVX512_TILE_LOOP
-#include "../generic/tile_loop.hpp"
-#endif
-
 // The sums of the 16 int32 lanes of a, b, c and d, in that order.
 inline __m128i i8_reduce4(__m512i a, __m512i b, __m512i c, __m512i d) noexcept {
   const __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));

@@ -23,11 +23,6 @@
 
 namespace mbok::detail::avx512 {
 
-#if !defined(MBOK_AVX512_TILE_LOOP)
-#define MBOK_AVX512_TILE_LOOP
-#include "../generic/tile_loop.hpp"
-#endif
-
 // The sums of the 8 qword lanes of a, b, c and d, in qword lanes 0..3 of the result.
 inline __m256i xnor_reduce4(__m512i a, __m512i b, __m512i c, __m512i d) noexcept {
   // Per 128-bit lane L: ab = [a(2L) + a(2L+1), b(2L) + b(2L+1)], cd likewise.

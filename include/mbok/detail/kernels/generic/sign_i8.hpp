@@ -1,12 +1,14 @@
 // The int8 product (table entry sign_gemm_i8) of the ISAs that sum each token's activations
 // first: with w = 1 - 2 b, sum_l x_l w_l = sum(x) - 2 sum_{b_l = 1} x_l, and a tile computes
 // the second sum. Included once per ISA inside its namespace and code region (see
-// tile_loop.hpp), after tile_loop.hpp, <vector>, and the ISA's
+// tile_loop.hpp), after <vector> and the ISA's
 //   i8_row_sum(x, words)      the sum of one padded activation row.
 // One token (decoding) runs in tiles of 1 x 8 weight rows, more tokens in tiles of TileI x 4;
 // weight rows are walked in blocks of about 16 KiB, which stay in L1 with a token tile.
 // tile(TI, TJ, x_rows, w_rows, words, totals, y, ldy, tj) runs one tile of TI tokens x TJ
 // weight rows (std::integral_constant values) and stores y[i ldy + j] for j < tj.
+
+#include "tile_loop.hpp"
 
 template <std::size_t TileI, typename Tile>
 MBOK_TILE_INLINE inline void sign_gemm_i8_tiled(const std::int8_t* x, std::size_t ldx,

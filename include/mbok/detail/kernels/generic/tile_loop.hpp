@@ -1,15 +1,32 @@
 // The register-tile loop of the Boolean products, written once for every ISA (the way
-// simdjson's generic/ code is): each ISA includes this file inside its own namespace and code
-// region, so the loop is compiled for that ISA's target and the ISA's tiles inline into it.
-// No include guard: an ISA includes it once, behind its own guard macro, as
+// simdjson's generic/ code is): an ISA includes this file inside its own namespace and code
+// region, so the loop is compiled for that ISA's target and the ISA's tiles inline into it,
+// and each ISA's copy lives in its own namespace. It has no include guard of its own: it
+// defines its contents once per ISA, the ISA being the one whose region is open. Include it as
 //
 //     namespace mbok::detail::avx2 {
-//     #if !defined(MBOK_AVX2_TILE_LOOP)
-//     #define MBOK_AVX2_TILE_LOOP
 //     #include "../generic/tile_loop.hpp"
-//     #endif
 //
 // after <algorithm>, <cstddef>, <cstdint>, <type_traits> and ../table.hpp.
+
+#if defined(MBOK_AVX2_REGION_OPEN)
+#if !defined(MBOK_AVX2_TILE_LOOP)
+#define MBOK_AVX2_TILE_LOOP
+#define MBOK_TILE_LOOP_DEFINE
+#endif
+#elif defined(MBOK_AVX512_REGION_OPEN)
+#if !defined(MBOK_AVX512_TILE_LOOP)
+#define MBOK_AVX512_TILE_LOOP
+#define MBOK_TILE_LOOP_DEFINE
+#endif
+#elif defined(MBOK_NEON_REGION_OPEN)
+#if !defined(MBOK_NEON_TILE_LOOP)
+#define MBOK_NEON_TILE_LOOP
+#define MBOK_TILE_LOOP_DEFINE
+#endif
+#else
+#error "mbok: generic/tile_loop.hpp belongs inside an ISA's code region (begin.hpp)"
+#endif
 
 // The loop, the dispatch and the lambdas between them inline into the product that runs them
 // (functions and lambdas marked MBOK_TILE_INLINE), so that the compiler weighs inlining each
@@ -17,6 +34,9 @@
 #if !defined(MBOK_TILE_INLINE)
 #define MBOK_TILE_INLINE __attribute__((always_inline))
 #endif
+
+#if defined(MBOK_TILE_LOOP_DEFINE)
+#undef MBOK_TILE_LOOP_DEFINE
 
 // Calls f(std::integral_constant<int, k>{}) with k = min(n, Max), for n >= 1: the real size
 // of an edge tile as a template argument (the remainder switch of a tile loop).
@@ -67,3 +87,5 @@ MBOK_TILE_INLINE inline void tile_loop(const T* a, std::size_t lda, std::size_t 
     }
   }
 }
+
+#endif  // MBOK_TILE_LOOP_DEFINE

@@ -1,6 +1,6 @@
 // The Boolean x Boolean product (table entry xnor_gemm) from an ISA's tile, written once for
 // every ISA. Included once per ISA inside its namespace and code region (see tile_loop.hpp),
-// after tile_loop.hpp and after the ISA has defined
+// after the ISA has defined
 //   kXnorTileI, kXnorTileJ    its register tile: activation rows x weight rows;
 //   kXnorChunkWords           the 64-bit words of one vector chunk of a row;
 //   xnor_tile<TI, TJ>(a, b, chunks, n, c, ldc)
@@ -8,6 +8,8 @@
 //                             n - 2 popcount(a_i xor b_j) at c[i ldc + j].
 // Weight rows are walked in blocks of about 24 KiB, which stay in L1 while every activation
 // tile passes over them.
+
+#include "tile_loop.hpp"
 
 inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::size_t ldc,
                       std::size_t j0, std::size_t j1) {

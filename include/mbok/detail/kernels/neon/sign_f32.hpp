@@ -24,11 +24,6 @@
 
 namespace mbok::detail::neon {
 
-#if !defined(MBOK_NEON_TILE_LOOP)
-#define MBOK_NEON_TILE_LOOP
-#include "../generic/tile_loop.hpp"
-#endif
-
 // Sign masks of 16 consecutive weights starting at bit `shift` of `word`: lane l of m[k] is
 // bit 4k + l of the group, moved to bit 31.
 struct SignMasks16 {
@@ -82,6 +77,8 @@ inline void sign_tile_f32(const float* const* x, const float (*xt)[16], std::siz
   for (int i = 0; i < TI; ++i)
     for (int j = 0; j < TJ; ++j) out(i, j, vaddvq_f32(acc[i][j]));
 }
+
+#include "../generic/tile_loop.hpp"
 
 // The forward product over tokens in tiles of 2 and weight rows [j0, j1) in tiles of 4, with
 // no L1 blocking; `store(i, j, dot)` writes one result.

@@ -36,11 +36,6 @@
 
 namespace mbok::detail::neon {
 
-#if !defined(MBOK_NEON_TILE_LOOP)
-#define MBOK_NEON_TILE_LOOP
-#include "../generic/tile_loop.hpp"
-#endif
-
 // The byte masks (0xFF where the weight is -1) of the 64 weights in `word`, 16 per vector.
 struct ByteMasks64 {
   uint8x16_t m[4];
@@ -144,6 +139,8 @@ inline std::int64_t int8_row_sum(const std::int8_t* x, std::size_t words) noexce
   }
   return vaddvq_s64(total);
 }
+
+#include "../generic/tile_loop.hpp"
 
 // Both variants run tiles of 2 tokens x 4 weight rows over rows [j0, j1), with no L1 blocking.
 inline constexpr std::size_t kI8TileI = 2;

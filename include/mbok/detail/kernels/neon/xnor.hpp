@@ -22,11 +22,6 @@
 
 namespace mbok::detail::neon {
 
-#if !defined(MBOK_NEON_TILE_LOOP)
-#define MBOK_NEON_TILE_LOOP
-#include "../generic/tile_loop.hpp"
-#endif
-
 // Units of 512 bits per 16-bit accumulation block: 1023 * 64 < 65536.
 inline constexpr std::size_t kXnorUnitsPerBlock = 1023;
 
