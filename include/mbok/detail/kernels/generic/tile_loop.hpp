@@ -28,9 +28,10 @@
 #error "mbok: generic/tile_loop.hpp belongs inside an ISA's code region (begin.hpp)"
 #endif
 
-// The loop, the dispatch and the lambdas between them inline into the product that runs them
-// (functions and lambdas marked MBOK_TILE_INLINE), so that the compiler weighs inlining each
-// tile into the product as it would in a hand-written loop.
+// Marks the functions and lambdas between a product and its tiles that must inline into the
+// product (sign_i8.hpp), so that the compiler weighs inlining each tile into the product as it
+// would in a hand-written loop. The tile loop itself is left to the compiler: forcing it into
+// xnor_gemm makes GCC spill registers in the avx512 4 x 4 tile.
 #if !defined(MBOK_TILE_INLINE)
 #define MBOK_TILE_INLINE __attribute__((always_inline))
 #endif
@@ -41,7 +42,7 @@
 // Calls f(std::integral_constant<int, k>{}) with k = min(n, Max), for n >= 1: the real size
 // of an edge tile as a template argument (the remainder switch of a tile loop).
 template <int Max, typename F>
-MBOK_TILE_INLINE inline void with_tile_size(std::size_t n, F&& f) {
+inline void with_tile_size(std::size_t n, F&& f) {
   if constexpr (Max <= 1) {
     f(std::integral_constant<int, 1>{});
   } else {
@@ -67,9 +68,8 @@ inline std::size_t l1_block_rows(std::size_t bytes, std::size_t words) noexcept 
 // tj < TileJ real rows: its row arrays repeat the last real row, so a tile may always read
 // TileI x TileJ rows and must write only the real ones.
 template <std::size_t TileI, std::size_t TileJ, typename T, typename Tile>
-MBOK_TILE_INLINE inline void tile_loop(const T* a, std::size_t lda, std::size_t rows,
-                                       BitMatrixView b, std::size_t j0, std::size_t j1,
-                                       std::size_t block, Tile&& tile) {
+inline void tile_loop(const T* a, std::size_t lda, std::size_t rows, BitMatrixView b,
+                      std::size_t j0, std::size_t j1, std::size_t block, Tile&& tile) {
   if (rows == 0 || j1 <= j0) return;
   for (std::size_t jb = j0; jb < j1; jb += block) {
     const std::size_t je = std::min(j1, jb + block);

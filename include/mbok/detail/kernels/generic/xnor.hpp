@@ -19,10 +19,10 @@ inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::si
   tile_loop<kXnorTileI, kXnorTileJ>(
       a.data(), a.stride_words(), a.rows(), b, j0, j1, l1_block_rows<kXnorTileJ>(24576, words),
       [&](std::size_t i, std::size_t ti, const std::uint64_t* const* ar, std::size_t j,
-          std::size_t tj, const std::uint64_t* const* br) MBOK_TILE_INLINE {
+          std::size_t tj, const std::uint64_t* const* br) {
         std::int32_t* out = c + i * ldc + j;
-        with_tile_size<kXnorTileI>(ti, [&](auto tile_i) MBOK_TILE_INLINE {
-          with_tile_size<kXnorTileJ>(tj, [&](auto tile_j) MBOK_TILE_INLINE {
+        with_tile_size<kXnorTileI>(ti, [&](auto tile_i) {
+          with_tile_size<kXnorTileJ>(tj, [&](auto tile_j) {
             xnor_tile<decltype(tile_i)::value, decltype(tile_j)::value>(ar, br, chunks, n, out,
                                                                         ldc);
           });
