@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../table.hpp"
@@ -35,8 +36,8 @@ inline std::int32_t i8_row_sum(const std::int8_t* x, std::size_t words) noexcept
   const __m256i bias = _mm256_set1_epi8(static_cast<char>(0x80));
   __m256i acc = _mm256_setzero_si256();
   for (std::size_t q = 0; q < words * 2; ++q) {
-    const __m256i v = _mm256_xor_si256(
-        _mm256_load_si256(reinterpret_cast<const __m256i*>(x + q * 32)), bias);
+    const __m256i v =
+        _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(x + q * 32)), bias);
     acc = _mm256_add_epi64(acc, _mm256_sad_epu8(v, _mm256_setzero_si256()));
   }
   const __m128i s = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
@@ -104,50 +105,14 @@ inline void i8_tile(const std::int8_t* const* x, const std::uint64_t* const* w, 
   }
 }
 
-template <int TIMax, int TJ>
-inline void i8_gemm_tiled(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
-                          std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1,
-                          const std::int32_t* totals) noexcept {
-  const std::size_t words = w.row_words();
-  const std::size_t block = std::max<std::size_t>(TJ, (16384 / (words * 8)) / TJ * TJ);
-  for (std::size_t jb = j0; jb < j1; jb += block) {
-    const std::size_t je = std::min(j1, jb + block);
-    for (std::size_t i = 0; i < t; i += TIMax) {
-      const std::size_t ti = std::min<std::size_t>(TIMax, t - i);
-      const std::int8_t* xr[TIMax];
-      for (std::size_t r = 0; r < static_cast<std::size_t>(TIMax); ++r)
-        xr[r] = x + (i + std::min(r, ti - 1)) * ldx;
-      for (std::size_t j = jb; j < je; j += TJ) {
-        const std::size_t tj = std::min<std::size_t>(TJ, je - j);
-        const std::uint64_t* wr[TJ];
-        for (std::size_t r = 0; r < static_cast<std::size_t>(TJ); ++r) wr[r] = w.row(j + std::min(r, tj - 1));
-        std::int32_t* out = y + i * ldy + j;
-        const int tjn = static_cast<int>(tj);
-        if (ti == 1)
-          i8_tile<1, TJ>(xr, wr, words, totals + i, out, ldy, tjn);
-        else if constexpr (TIMax >= 2)
-          i8_tile<TIMax, TJ>(xr, wr, words, totals + i, out, ldy, tjn);
-      }
-    }
-  }
-}
+#include "../generic/sign_i8.hpp"
 
 inline void sign_gemm_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                          std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
-  if (t == 0 || j1 <= j0) return;
-  const std::size_t words = w.row_words();
-  std::int32_t small[64];
-  std::vector<std::int32_t> large;
-  std::int32_t* totals = small;
-  if (t > 64) {
-    large.resize(t);
-    totals = large.data();
-  }
-  for (std::size_t i = 0; i < t; ++i) totals[i] = i8_row_sum(x + i * ldx, words);
-  if (t == 1)
-    i8_gemm_tiled<1, 8>(x, ldx, t, w, y, ldy, j0, j1, totals);
-  else
-    i8_gemm_tiled<2, 4>(x, ldx, t, w, y, ldy, j0, j1, totals);
+  sign_gemm_i8_tiled<2>(x, ldx, t, w, y, ldy, j0, j1,
+                        [](auto ti, auto tj, auto&&... args) MBOK_TILE_INLINE {
+                          i8_tile<decltype(ti)::value, decltype(tj)::value>(args...);
+                        });
 }
 
 }  // namespace mbok::detail::avx2

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "../table.hpp"
 
@@ -35,7 +36,8 @@ inline std::int64_t hsum_epi64(__m256i v) noexcept {
 // One tile: TI activation rows x TJ weight rows, over `chunks` 256-bit chunks.
 template <int TI, int TJ>
 inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const* b,
-                      std::size_t chunks, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+                      std::size_t chunks, std::int32_t n, std::int32_t* c,
+                      std::size_t ldc) noexcept {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
                                        1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low_mask = _mm256_set1_epi8(0x0f);
@@ -69,47 +71,9 @@ inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const*
           n - 2 * static_cast<std::int32_t>(hsum_epi64(total[i][j]));
 }
 
-template <int TI>
-inline void xnor_tile_j(int tj, const std::uint64_t* const* a, const std::uint64_t* const* b,
-                        std::size_t chunks, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
-  switch (tj) {
-    case 4: xnor_tile<TI, 4>(a, b, chunks, n, c, ldc); break;
-    case 3: xnor_tile<TI, 3>(a, b, chunks, n, c, ldc); break;
-    case 2: xnor_tile<TI, 2>(a, b, chunks, n, c, ldc); break;
-    default: xnor_tile<TI, 1>(a, b, chunks, n, c, ldc); break;
-  }
-}
-
-inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::size_t ldc,
-                      std::size_t j0, std::size_t j1) {
-  constexpr std::size_t kTileI = 2;
-  constexpr std::size_t kTileJ = 4;
-  const std::size_t words = a.row_words();
-  const std::size_t chunks = words / 4;
-  const auto n = static_cast<std::int32_t>(a.cols());
-  if (a.rows() == 0 || j1 <= j0) return;
-  const std::size_t block =
-      std::max<std::size_t>(kTileJ, (24576 / (words * 8)) / kTileJ * kTileJ);
-  for (std::size_t jb = j0; jb < j1; jb += block) {
-    const std::size_t je = std::min(j1, jb + block);
-    for (std::size_t i = 0; i < a.rows(); i += kTileI) {
-      const std::size_t ti = std::min(kTileI, a.rows() - i);
-      const std::uint64_t* ar[kTileI];
-      for (std::size_t r = 0; r < kTileI; ++r) ar[r] = a.row(i + std::min(r, ti - 1));
-      for (std::size_t j = jb; j < je; j += kTileJ) {
-        const int tj = static_cast<int>(std::min(kTileJ, je - j));
-        const std::uint64_t* br[kTileJ];
-        for (std::size_t r = 0; r < kTileJ; ++r)
-          br[r] = b.row(j + std::min(r, static_cast<std::size_t>(tj) - 1));
-        std::int32_t* out = c + i * ldc + j;
-        if (ti == 2)
-          xnor_tile_j<2>(tj, ar, br, chunks, n, out, ldc);
-        else
-          xnor_tile_j<1>(tj, ar, br, chunks, n, out, ldc);
-      }
-    }
-  }
-}
+// The register tile (activation rows x weight rows) and the words of one vector chunk.
+inline constexpr std::size_t kXnorTileI = 2, kXnorTileJ = 4, kXnorChunkWords = 4;
+#include "../generic/xnor.hpp"
 
 }  // namespace mbok::detail::avx2
 

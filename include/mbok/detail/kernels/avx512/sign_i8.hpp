@@ -21,18 +21,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "../table.hpp"
 
 #include "begin.hpp"
-
-// GCC 12 reports the self-initialised `undefined` vectors inside the intrinsics headers as
-// maybe-uninitialized once they are inlined here (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace mbok::detail::avx512 {
 
@@ -114,54 +108,15 @@ inline void i8_tile(const std::int8_t* const* x, const std::uint64_t* const* w, 
   }
 }
 
-template <int TIMax, int TJ, bool Vnni>
-inline void i8_gemm_tiled(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
-                          std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1,
-                          const std::int32_t* totals) noexcept {
-  const std::size_t words = w.row_words();
-  // Weight rows per block: about 16 KiB of bits, so the block stays in L1 with a token tile.
-  const std::size_t block = std::max<std::size_t>(TJ, (16384 / (words * 8)) / TJ * TJ);
-  for (std::size_t jb = j0; jb < j1; jb += block) {
-    const std::size_t je = std::min(j1, jb + block);
-    for (std::size_t i = 0; i < t; i += TIMax) {
-      const std::size_t ti = std::min<std::size_t>(TIMax, t - i);
-      const std::int8_t* xr[TIMax];
-      for (std::size_t r = 0; r < static_cast<std::size_t>(TIMax); ++r)
-        xr[r] = x + (i + std::min(r, ti - 1)) * ldx;
-      for (std::size_t j = jb; j < je; j += TJ) {
-        const std::size_t tj = std::min<std::size_t>(TJ, je - j);
-        const std::uint64_t* wr[TJ];
-        for (std::size_t r = 0; r < static_cast<std::size_t>(TJ); ++r) wr[r] = w.row(j + std::min(r, tj - 1));
-        std::int32_t* out = y + i * ldy + j;
-        const int tjn = static_cast<int>(tj);
-        switch (ti) {
-          case 1: i8_tile<1, TJ, Vnni>(xr, wr, words, totals + i, out, ldy, tjn); break;
-          case 2: if constexpr (TIMax >= 2) i8_tile<2, TJ, Vnni>(xr, wr, words, totals + i, out, ldy, tjn); break;
-          case 3: if constexpr (TIMax >= 3) i8_tile<3, TJ, Vnni>(xr, wr, words, totals + i, out, ldy, tjn); break;
-          default: if constexpr (TIMax >= 4) i8_tile<TIMax, TJ, Vnni>(xr, wr, words, totals + i, out, ldy, tjn); break;
-        }
-      }
-    }
-  }
-}
+#include "../generic/sign_i8.hpp"
 
 template <bool Vnni>
 inline void sign_gemm_i8_impl(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                               std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
-  if (t == 0 || j1 <= j0) return;
-  const std::size_t words = w.row_words();
-  std::int32_t small[64];
-  std::vector<std::int32_t> large;
-  std::int32_t* totals = small;
-  if (t > 64) {
-    large.resize(t);
-    totals = large.data();
-  }
-  for (std::size_t i = 0; i < t; ++i) totals[i] = i8_row_sum(x + i * ldx, words);
-  if (t == 1)
-    i8_gemm_tiled<1, 8, Vnni>(x, ldx, t, w, y, ldy, j0, j1, totals);
-  else
-    i8_gemm_tiled<4, 4, Vnni>(x, ldx, t, w, y, ldy, j0, j1, totals);
+  sign_gemm_i8_tiled<4>(x, ldx, t, w, y, ldy, j0, j1,
+                        [](auto ti, auto tj, auto&&... args) MBOK_TILE_INLINE {
+                          i8_tile<decltype(ti)::value, decltype(tj)::value, Vnni>(args...);
+                        });
 }
 
 // The two variants, callable directly (tests run the AVX-512BW one on VNNI machines too).
@@ -175,10 +130,6 @@ inline void sign_gemm_i8_bw(const std::int8_t* x, std::size_t ldx, std::size_t t
 }
 
 }  // namespace mbok::detail::avx512
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include "end.hpp"
 

@@ -15,17 +15,11 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "../table.hpp"
 
 #include "begin.hpp"
-
-// GCC 12 reports the self-initialised `undefined` vectors inside the intrinsics headers as
-// maybe-uninitialized once they are inlined here (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace mbok::detail::avx512 {
 
@@ -46,7 +40,8 @@ inline __m256i xnor_reduce4(__m512i a, __m512i b, __m512i c, __m512i d) noexcept
 // One tile: TI activation rows x TJ (<= 4) weight rows, over `chunks` 512-bit chunks.
 template <int TI, int TJ>
 inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const* b,
-                      std::size_t chunks, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
+                      std::size_t chunks, std::int32_t n, std::int32_t* c,
+                      std::size_t ldc) noexcept {
   static_assert(TJ >= 1 && TJ <= 4, "the reduction handles up to 4 weight rows");
   __m512i acc[TI][4];
   for (int i = 0; i < TI; ++i)
@@ -62,7 +57,8 @@ inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const*
   }
   const __m128i nv = _mm_set1_epi32(n);
   for (int i = 0; i < TI; ++i) {
-    const __m128i ones = _mm256_cvtepi64_epi32(xnor_reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
+    const __m128i ones =
+        _mm256_cvtepi64_epi32(xnor_reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
     const __m128i r = _mm_sub_epi32(nv, _mm_slli_epi32(ones, 1));
     std::int32_t* out = c + static_cast<std::size_t>(i) * ldc;
     if (TJ == 4) {
@@ -73,56 +69,11 @@ inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const*
   }
 }
 
-template <int TI>
-inline void xnor_tile_j(int tj, const std::uint64_t* const* a, const std::uint64_t* const* b,
-                        std::size_t chunks, std::int32_t n, std::int32_t* c, std::size_t ldc) noexcept {
-  switch (tj) {
-    case 4: xnor_tile<TI, 4>(a, b, chunks, n, c, ldc); break;
-    case 3: xnor_tile<TI, 3>(a, b, chunks, n, c, ldc); break;
-    case 2: xnor_tile<TI, 2>(a, b, chunks, n, c, ldc); break;
-    default: xnor_tile<TI, 1>(a, b, chunks, n, c, ldc); break;
-  }
-}
-
-inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::size_t ldc,
-                      std::size_t j0, std::size_t j1) {
-  constexpr std::size_t kTileI = 4;
-  constexpr std::size_t kTileJ = 4;
-  const std::size_t words = a.row_words();
-  const std::size_t chunks = words / 8;
-  const auto n = static_cast<std::int32_t>(a.cols());
-  if (a.rows() == 0 || j1 <= j0) return;
-  // Weight rows per block: about 24 KiB of bits, so the block stays in L1.
-  const std::size_t block =
-      std::max<std::size_t>(kTileJ, (24576 / (words * 8)) / kTileJ * kTileJ);
-  for (std::size_t jb = j0; jb < j1; jb += block) {
-    const std::size_t je = std::min(j1, jb + block);
-    for (std::size_t i = 0; i < a.rows(); i += kTileI) {
-      const std::size_t ti = std::min(kTileI, a.rows() - i);
-      const std::uint64_t* ar[kTileI];
-      for (std::size_t r = 0; r < kTileI; ++r) ar[r] = a.row(i + std::min(r, ti - 1));
-      for (std::size_t j = jb; j < je; j += kTileJ) {
-        const int tj = static_cast<int>(std::min(kTileJ, je - j));
-        const std::uint64_t* br[kTileJ];
-        for (std::size_t r = 0; r < kTileJ; ++r)
-          br[r] = b.row(j + std::min(r, static_cast<std::size_t>(tj) - 1));
-        std::int32_t* out = c + i * ldc + j;
-        switch (ti) {
-          case 4: xnor_tile_j<4>(tj, ar, br, chunks, n, out, ldc); break;
-          case 3: xnor_tile_j<3>(tj, ar, br, chunks, n, out, ldc); break;
-          case 2: xnor_tile_j<2>(tj, ar, br, chunks, n, out, ldc); break;
-          default: xnor_tile_j<1>(tj, ar, br, chunks, n, out, ldc); break;
-        }
-      }
-    }
-  }
-}
+// The register tile (activation rows x weight rows) and the words of one vector chunk.
+inline constexpr std::size_t kXnorTileI = 4, kXnorTileJ = 4, kXnorChunkWords = 8;
+#include "../generic/xnor.hpp"
 
 }  // namespace mbok::detail::avx512
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #include "end.hpp"
 

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "../table.hpp"
 
@@ -77,57 +78,40 @@ inline void sign_tile_f32(const float* const* x, const float (*xt)[16], std::siz
     for (int j = 0; j < TJ; ++j) out(i, j, vaddvq_f32(acc[i][j]));
 }
 
-template <int TI, typename Out>
-inline void sign_tile_f32_j(int tj, const float* const* x, const float (*xt)[16], std::size_t n,
-                            const std::uint64_t* const* w, Out&& out) noexcept {
-  switch (tj) {
-    case 4:
-      sign_tile_f32<TI, 4>(x, xt, n, w, out);
-      break;
-    case 3:
-      sign_tile_f32<TI, 3>(x, xt, n, w, out);
-      break;
-    case 2:
-      sign_tile_f32<TI, 2>(x, xt, n, w, out);
-      break;
-    default:
-      sign_tile_f32<TI, 1>(x, xt, n, w, out);
-      break;
-  }
-}
+#include "../generic/tile_loop.hpp"
 
-// The forward product over tokens in tiles of 2 and weight rows [j0, j1) in tiles of 4;
-// `store(i, j, dot)` writes one result.
+// The forward product over tokens in tiles of 2 and weight rows [j0, j1) in tiles of 4, with
+// no L1 blocking; `store(i, j, dot)` writes one result.
 template <typename Store>
 inline void sign_gemm_f32_driver(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                                  std::size_t j0, std::size_t j1, Store&& store) noexcept {
   constexpr std::size_t kTileI = 2;
   constexpr std::size_t kTileJ = 4;
   const std::size_t n = w.cols();
-  if (t == 0 || j1 <= j0) return;
   const std::size_t tail = n % 16;
-  for (std::size_t i = 0; i < t; i += kTileI) {
-    const std::size_t ti = std::min(kTileI, t - i);
-    const float* xr[kTileI];
-    float xt[kTileI][16] = {};
-    for (std::size_t r = 0; r < kTileI; ++r) {
-      xr[r] = x + (i + std::min(r, ti - 1)) * ldx;
-      if (tail != 0) std::memcpy(xt[r], xr[r] + (n - tail), tail * sizeof(float));
-    }
-    for (std::size_t j = j0; j < j1; j += kTileJ) {
-      const int tj = static_cast<int>(std::min(kTileJ, j1 - j));
-      const std::uint64_t* wr[kTileJ];
-      for (std::size_t r = 0; r < kTileJ; ++r)
-        wr[r] = w.row(j + std::min(r, static_cast<std::size_t>(tj) - 1));
-      auto out = [&](int a, int b, float dot) {
-        store(i + static_cast<std::size_t>(a), j + static_cast<std::size_t>(b), dot);
-      };
-      if (ti == kTileI)
-        sign_tile_f32_j<2>(tj, xr, xt, n, wr, out);
-      else
-        sign_tile_f32_j<1>(tj, xr, xt, n, wr, out);
-    }
-  }
+  // The zero-padded last groups of the current token tile, copied once per tile of tokens.
+  std::size_t copied = ~std::size_t{0};
+  float xt[kTileI][16];
+  tile_loop<kTileI, kTileJ>(
+      x, ldx, t, w, j0, j1, j1 - j0,
+      [&](std::size_t i, std::size_t ti, const float* const* xr, std::size_t j, std::size_t tj,
+          const std::uint64_t* const* wr) {
+        if (i != copied) {
+          copied = i;
+          for (std::size_t r = 0; r < kTileI; ++r) {
+            std::fill(xt[r], xt[r] + 16, 0.0f);
+            if (tail != 0) std::memcpy(xt[r], xr[r] + (n - tail), tail * sizeof(float));
+          }
+        }
+        auto out = [&](int a, int b, float dot) {
+          store(i + static_cast<std::size_t>(a), j + static_cast<std::size_t>(b), dot);
+        };
+        with_tile_size<kTileI>(ti, [&](auto tile_i) {
+          with_tile_size<kTileJ>(tj, [&](auto tile_j) {
+            sign_tile_f32<decltype(tile_i)::value, decltype(tile_j)::value>(xr, xt, n, wr, out);
+          });
+        });
+      });
 }
 
 inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w, float* y,
@@ -175,20 +159,8 @@ inline void sign_gemm_t_f32(const float* z, std::size_t ldz, std::size_t t, BitM
     const float* zi = z + i * ldz;
     for (std::size_t l = l0; l < l1; l += 16) {
       float out[kTileI][16];
-      switch (ti) {
-        case 4:
-          sign_t_tile_f32<4>(zi, ldz, w, l, out);
-          break;
-        case 3:
-          sign_t_tile_f32<3>(zi, ldz, w, l, out);
-          break;
-        case 2:
-          sign_t_tile_f32<2>(zi, ldz, w, l, out);
-          break;
-        default:
-          sign_t_tile_f32<1>(zi, ldz, w, l, out);
-          break;
-      }
+      with_tile_size<kTileI>(
+          ti, [&](auto tile_i) { sign_t_tile_f32<decltype(tile_i)::value>(zi, ldz, w, l, out); });
       const std::size_t count = std::min<std::size_t>(16, l1 - l);
       for (std::size_t r = 0; r < ti; ++r)
         std::memcpy(dx + (i + r) * lddx + l, out[r], count * sizeof(float));

@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "../../../isa.hpp"
 #include "../table.hpp"
@@ -139,49 +140,11 @@ inline std::int64_t int8_row_sum(const std::int8_t* x, std::size_t words) noexce
   return vaddvq_s64(total);
 }
 
-// Tiles of 2 tokens x 4 weight rows over rows [j0, j1) (edge tiles repeat their last row and
-// write only the real ones); `tile(ti, tj, rows of x, first token, weight rows, output)`.
-template <typename Tile>
-inline void sign_i8_driver(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
-                           std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1,
-                           Tile&& tile) {
-  constexpr std::size_t kTileI = 2;
-  constexpr std::size_t kTileJ = 4;
-  if (t == 0 || j1 <= j0) return;
-  for (std::size_t i = 0; i < t; i += kTileI) {
-    const std::size_t ti = std::min(kTileI, t - i);
-    const std::int8_t* xr[kTileI];
-    for (std::size_t r = 0; r < kTileI; ++r) xr[r] = x + (i + std::min(r, ti - 1)) * ldx;
-    for (std::size_t j = j0; j < j1; j += kTileJ) {
-      const std::size_t tj = std::min(kTileJ, j1 - j);
-      const std::uint64_t* wr[kTileJ];
-      for (std::size_t r = 0; r < kTileJ; ++r) wr[r] = w.row(j + std::min(r, tj - 1));
-      tile(ti, tj, xr, i, wr, y + i * ldy + j);
-    }
-  }
-}
+#include "../generic/tile_loop.hpp"
 
-template <int TI>
-MBOK_NEON_DOTPROD_TARGET inline void sign_i8_tile_sdot_j(std::size_t tj,
-                                                         const std::int8_t* const* x,
-                                                         const std::uint64_t* const* w,
-                                                         std::size_t words, std::int32_t* y,
-                                                         std::size_t ldy) noexcept {
-  switch (tj) {
-    case 4:
-      sign_i8_tile_sdot<TI, 4>(x, w, words, y, ldy);
-      break;
-    case 3:
-      sign_i8_tile_sdot<TI, 3>(x, w, words, y, ldy);
-      break;
-    case 2:
-      sign_i8_tile_sdot<TI, 2>(x, w, words, y, ldy);
-      break;
-    default:
-      sign_i8_tile_sdot<TI, 1>(x, w, words, y, ldy);
-      break;
-  }
-}
+// Both variants run tiles of 2 tokens x 4 weight rows over rows [j0, j1), with no L1 blocking.
+inline constexpr std::size_t kI8TileI = 2;
+inline constexpr std::size_t kI8TileJ = 4;
 
 /// The sdot variant; call it only when cpu_features().dotprod.
 MBOK_NEON_DOTPROD_TARGET inline void sign_gemm_i8_sdot(const std::int8_t* x, std::size_t ldx,
@@ -189,34 +152,18 @@ MBOK_NEON_DOTPROD_TARGET inline void sign_gemm_i8_sdot(const std::int8_t* x, std
                                                        std::int32_t* y, std::size_t ldy,
                                                        std::size_t j0, std::size_t j1) {
   const std::size_t words = w.row_words();
-  sign_i8_driver(x, ldx, t, w, y, ldy, j0, j1,
-                 [&](std::size_t ti, std::size_t tj, const std::int8_t* const* xr, std::size_t,
-                     const std::uint64_t* const* wr, std::int32_t* out) {
-                   if (ti == 2)
-                     sign_i8_tile_sdot_j<2>(tj, xr, wr, words, out, ldy);
-                   else
-                     sign_i8_tile_sdot_j<1>(tj, xr, wr, words, out, ldy);
-                 });
-}
-
-template <int TI>
-inline void sign_i8_tile_plain_j(std::size_t tj, const std::int8_t* const* x,
-                                 const std::int64_t* total, const std::uint64_t* const* w,
-                                 std::size_t words, std::int32_t* y, std::size_t ldy) noexcept {
-  switch (tj) {
-    case 4:
-      sign_i8_tile_plain<TI, 4>(x, total, w, words, y, ldy);
-      break;
-    case 3:
-      sign_i8_tile_plain<TI, 3>(x, total, w, words, y, ldy);
-      break;
-    case 2:
-      sign_i8_tile_plain<TI, 2>(x, total, w, words, y, ldy);
-      break;
-    default:
-      sign_i8_tile_plain<TI, 1>(x, total, w, words, y, ldy);
-      break;
-  }
+  tile_loop<kI8TileI, kI8TileJ>(
+      x, ldx, t, w, j0, j1, j1 - j0,
+      [&](std::size_t i, std::size_t ti, const std::int8_t* const* xr, std::size_t j,
+          std::size_t tj, const std::uint64_t* const* wr) {
+        std::int32_t* out = y + i * ldy + j;
+        with_tile_size<kI8TileI>(ti, [&](auto tile_i) {
+          with_tile_size<kI8TileJ>(tj, [&](auto tile_j) {
+            sign_i8_tile_sdot<decltype(tile_i)::value, decltype(tile_j)::value>(xr, wr, words, out,
+                                                                                ldy);
+          });
+        });
+      });
 }
 
 /// The variant for every AArch64 CPU (no dot-product extension needed).
@@ -226,20 +173,24 @@ inline void sign_gemm_i8_plain(const std::int8_t* x, std::size_t ldx, std::size_
   const std::size_t words = w.row_words();
   // The activation sums of the current token tile, computed once per tile of tokens.
   std::size_t summed = ~std::size_t{0};
-  std::int64_t total[2] = {0, 0};
-  sign_i8_driver(x, ldx, t, w, y, ldy, j0, j1,
-                 [&](std::size_t ti, std::size_t tj, const std::int8_t* const* xr, std::size_t i,
-                     const std::uint64_t* const* wr, std::int32_t* out) {
-                   if (i != summed) {
-                     summed = i;
-                     total[0] = int8_row_sum(xr[0], words);
-                     total[1] = ti == 2 ? int8_row_sum(xr[1], words) : 0;
-                   }
-                   if (ti == 2)
-                     sign_i8_tile_plain_j<2>(tj, xr, total, wr, words, out, ldy);
-                   else
-                     sign_i8_tile_plain_j<1>(tj, xr, total, wr, words, out, ldy);
-                 });
+  std::int64_t total[kI8TileI] = {0, 0};
+  tile_loop<kI8TileI, kI8TileJ>(
+      x, ldx, t, w, j0, j1, j1 - j0,
+      [&](std::size_t i, std::size_t ti, const std::int8_t* const* xr, std::size_t j,
+          std::size_t tj, const std::uint64_t* const* wr) {
+        if (i != summed) {
+          summed = i;
+          total[0] = int8_row_sum(xr[0], words);
+          total[1] = ti == 2 ? int8_row_sum(xr[1], words) : 0;
+        }
+        std::int32_t* out = y + i * ldy + j;
+        with_tile_size<kI8TileI>(ti, [&](auto tile_i) {
+          with_tile_size<kI8TileJ>(tj, [&](auto tile_j) {
+            sign_i8_tile_plain<decltype(tile_i)::value, decltype(tile_j)::value>(xr, total, wr,
+                                                                                 words, out, ldy);
+          });
+        });
+      });
 }
 
 /// True when the table entry runs the sdot variant (the CPU has the dot-product extension).

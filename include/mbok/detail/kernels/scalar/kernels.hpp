@@ -30,24 +30,32 @@ inline void xnor_gemm(BitMatrixView a, BitMatrixView b, std::int32_t* c, std::si
   }
 }
 
-// sum_l x_l * s_l = sum(x) - 2 * sum_{bit set} x_l: only the -1 positions are visited.
-inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w, float* y,
-                          std::size_t ldy, std::size_t j0, std::size_t j1) {
+// sum_l x_l * s_l = sum(x) - 2 * sum_{bit set} x_l: only the -1 positions are visited, and
+// store(i, j, dot) writes each result. T is the sum's type (float, or int32 for int8 x).
+template <typename T, typename X, typename Store>
+inline void sign_gemm_rows(const X* x, std::size_t ldx, std::size_t t, BitMatrixView w,
+                           std::size_t j0, std::size_t j1, Store&& store) {
   const std::size_t n = w.cols();
   for (std::size_t i = 0; i < t; ++i) {
-    const float* xi = x + i * ldx;
-    float total = 0.0f;
+    const X* xi = x + i * ldx;
+    T total = 0;
     for (std::size_t l = 0; l < n; ++l) total += xi[l];
     for (std::size_t j = j0; j < j1; ++j) {
       const std::uint64_t* r = w.row(j);
-      float neg = 0.0f;
+      T neg = 0;
       for (std::size_t word = 0; word * 64 < n; ++word) {
         for (std::uint64_t bits = r[word]; bits != 0; bits &= bits - 1)
           neg += xi[word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
       }
-      y[i * ldy + j] = total - 2.0f * neg;
+      store(i, j, total - T{2} * neg);
     }
   }
+}
+
+inline void sign_gemm_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w, float* y,
+                          std::size_t ldy, std::size_t j0, std::size_t j1) {
+  sign_gemm_rows<float>(x, ldx, t, w, j0, j1,
+                        [&](std::size_t i, std::size_t j, float dot) { y[i * ldy + j] = dot; });
 }
 
 inline void sign_gemm_t_f32(const float* z, std::size_t ldz, std::size_t t, BitMatrixView w,
@@ -65,41 +73,17 @@ inline void sign_gemm_t_f32(const float* z, std::size_t ldz, std::size_t t, BitM
 
 inline void sign_gemm_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                          std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
-  const std::size_t n = w.cols();
-  for (std::size_t i = 0; i < t; ++i) {
-    const std::int8_t* xi = x + i * ldx;
-    std::int32_t total = 0;
-    for (std::size_t l = 0; l < n; ++l) total += xi[l];
-    for (std::size_t j = j0; j < j1; ++j) {
-      const std::uint64_t* r = w.row(j);
-      std::int32_t neg = 0;
-      for (std::size_t word = 0; word * 64 < n; ++word) {
-        for (std::uint64_t bits = r[word]; bits != 0; bits &= bits - 1)
-          neg += xi[word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
-      }
-      y[i * ldy + j] = total - 2 * neg;
-    }
-  }
+  sign_gemm_rows<std::int32_t>(
+      x, ldx, t, w, j0, j1,
+      [&](std::size_t i, std::size_t j, std::int32_t dot) { y[i * ldy + j] = dot; });
 }
 
 inline void sign_gemm_acc_f32(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                               const float* s_out, float* y, std::size_t ldy, std::size_t j0,
                               std::size_t j1) {
-  const std::size_t n = w.cols();
-  for (std::size_t i = 0; i < t; ++i) {
-    const float* xi = x + i * ldx;
-    float total = 0.0f;
-    for (std::size_t l = 0; l < n; ++l) total += xi[l];
-    for (std::size_t j = j0; j < j1; ++j) {
-      const std::uint64_t* r = w.row(j);
-      float neg = 0.0f;
-      for (std::size_t word = 0; word * 64 < n; ++word) {
-        for (std::uint64_t bits = r[word]; bits != 0; bits &= bits - 1)
-          neg += xi[word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
-      }
-      y[i * ldy + j] += s_out[j] * (total - 2.0f * neg);
-    }
-  }
+  sign_gemm_rows<float>(x, ldx, t, w, j0, j1, [&](std::size_t i, std::size_t j, float dot) {
+    y[i * ldy + j] += s_out[j] * dot;
+  });
 }
 
 inline constexpr KernelTable kTable{
