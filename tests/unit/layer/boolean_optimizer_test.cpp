@@ -12,7 +12,8 @@
 namespace mbok::test {
 namespace {
 
-constexpr AccumulatorType kTypes[] = {AccumulatorType::f32, AccumulatorType::f16, AccumulatorType::i8};
+constexpr AccumulatorType kTypes[] = {AccumulatorType::f32, AccumulatorType::f16,
+                                      AccumulatorType::i8};
 
 // One 1 x cols kernel with given signs and a signal buffer the test writes.
 struct Toy {
@@ -56,8 +57,10 @@ TEST_CASE("flip rule: agreeing signs and |m| >= threshold flip, then m resets", 
     toy.q = {0.0f, 0.0f, 0.5f, -1.25f, 0.0f};
     o.step();
     CHECK(o.last_stats().tensors[0].beta == Approx(0.4));
-    CHECK(toy.signs() == std::vector<int>{-1, +1, +1, +1, -1});  // m3 = 0.2 - 1.25 agrees with w = -1
-    CHECK(o.accumulator(0, 0, 2) == Approx(0.4f * -1.5f + 0.5f).margin(type == AccumulatorType::i8 ? 1.0 / 64 : 1e-3));
+    CHECK(toy.signs() ==
+          std::vector<int>{-1, +1, +1, +1, -1});  // m3 = 0.2 - 1.25 agrees with w = -1
+    CHECK(o.accumulator(0, 0, 2) ==
+          Approx(0.4f * -1.5f + 0.5f).margin(type == AccumulatorType::i8 ? 1.0 / 64 : 1e-3));
     CHECK(o.accumulator(0, 0, 3) == 0.0f);
     CHECK(o.beta(0) == Approx(0.8));
     CHECK(o.step_count() == 2);
@@ -83,7 +86,8 @@ TEST_CASE("fixed beta and the learning rate scale the accumulator", "[optimizer]
 
 TEST_CASE("frozen kernels are untouched and cost no state", "[optimizer]") {
   MultiKernelWeights<float> w(8, 40);
-  for (int k = 0; k < 3; ++k) w.add_kernel(random_bits(8, 40), Eigen::VectorXf::Ones(8), Eigen::VectorXf::Ones(40));
+  for (int k = 0; k < 3; ++k)
+    w.add_kernel(random_bits(8, 40), Eigen::VectorXf::Ones(8), Eigen::VectorXf::Ones(40));
   BooleanLinear<float> layer(w);
   auto params = layer.boolean_parameters("l.");
   REQUIRE(params.size() == 1);
@@ -123,7 +127,7 @@ TEST_CASE("memory: state per trainable weight is the accumulator's size", "[opti
 
 TEST_CASE("i8 stochastic rounding keeps increments below one step in expectation", "[optimizer]") {
   const std::size_t n = 4000;
-  BitMatrix bits(1, n);  // all +1; a negative signal never flips them
+  BitMatrix bits(1, n);                     // all +1; a negative signal never flips them
   std::vector<float> q(n, -0.25f / 64.0f);  // a quarter of the fixed-point step
   BooleanOptimizerOptions opt;
   opt.accumulator = AccumulatorType::i8;
@@ -147,7 +151,8 @@ TEST_CASE("f16 conversion rounds to nearest and saturates", "[optimizer]") {
   // Random floats go to a nearest half (neighbours are no closer).
   std::uniform_real_distribution<float> mag(-20.0f, 17.0f);
   for (int i = 0; i < 20000; ++i) {
-    const float f = std::ldexp(1.0f, static_cast<int>(mag(rng()))) * (1.0f + static_cast<float>(i % 977) / 977.0f) * (i % 2 ? -1.0f : 1.0f);
+    const float f = std::ldexp(1.0f, static_cast<int>(mag(rng()))) *
+                    (1.0f + static_cast<float>(i % 977) / 977.0f) * (i % 2 ? -1.0f : 1.0f);
     const std::uint16_t h = detail::float_to_half(f);
     const float back = detail::half_to_float(h);
     const float err = std::abs(back - f);
@@ -160,7 +165,8 @@ TEST_CASE("f16 conversion rounds to nearest and saturates", "[optimizer]") {
   }
   CHECK(detail::half_to_float(detail::float_to_half(1e9f)) == 65504.0f);
   CHECK(detail::half_to_float(detail::float_to_half(-1e9f)) == -65504.0f);
-  CHECK(detail::half_to_float(detail::float_to_half(1.0f / 3.0f)) == Approx(1.0 / 3.0).epsilon(1e-3));
+  CHECK(detail::half_to_float(detail::float_to_half(1.0f / 3.0f)) ==
+        Approx(1.0 / 3.0).epsilon(1e-3));
 }
 
 TEST_CASE("state save and load round-trips for every accumulator", "[optimizer][state]") {
@@ -182,7 +188,9 @@ TEST_CASE("state save and load round-trips for every accumulator", "[optimizer][
     }
     StateDict dict;
     o.export_state(dict, "opt.");
-    CHECK(dict.at("opt.a.accumulator").dtype == (type == AccumulatorType::f32 ? DType::f32 : type == AccumulatorType::f16 ? DType::f16 : DType::i8));
+    CHECK(dict.at("opt.a.accumulator").dtype == (type == AccumulatorType::f32   ? DType::f32
+                                                 : type == AccumulatorType::f16 ? DType::f16
+                                                                                : DType::i8));
     CHECK(dict.at("opt.a.accumulator").shape == std::vector<std::int64_t>{12, 70});
     BitMatrix b = a;
     BooleanOptimizer restored({{"a", &b, q.data(), 70}}, opt);
@@ -197,7 +205,8 @@ TEST_CASE("state save and load round-trips for every accumulator", "[optimizer][
     CHECK(a == b);
     CHECK(a != a_copy);
     for (std::size_t i = 0; i < 12; ++i)
-      for (std::size_t j = 0; j < 70; ++j) REQUIRE(o.accumulator(0, i, j) == restored.accumulator(0, i, j));
+      for (std::size_t j = 0; j < 70; ++j)
+        REQUIRE(o.accumulator(0, i, j) == restored.accumulator(0, i, j));
   }
 }
 
@@ -233,8 +242,10 @@ TEST_CASE("optimizer rejects bad input and changes nothing", "[optimizer][errors
   bad.accumulator = AccumulatorType::i8;
   CHECK_THROWS_WITH(o.set_options(bad), test::contains("fixed at construction"));
   CHECK_THROWS_WITH(o.add_parameters({toy.param()}), test::contains("duplicate"));
-  CHECK_THROWS_AS(o.add_parameters({BooleanParameter{"x", nullptr, toy.q.data(), 3}}), InvalidArgument);
-  CHECK_THROWS_WITH(o.add_parameters({BooleanParameter{"y", &toy.bits, toy.q.data(), 2}}), test::contains("stride"));
+  CHECK_THROWS_AS(o.add_parameters({BooleanParameter{"x", nullptr, toy.q.data(), 3}}),
+                  InvalidArgument);
+  CHECK_THROWS_WITH(o.add_parameters({BooleanParameter{"y", &toy.bits, toy.q.data(), 2}}),
+                    test::contains("stride"));
 
   // State of a different shape or accumulator type is refused as a whole.
   StateDict dict;
@@ -249,7 +260,8 @@ TEST_CASE("optimizer rejects bad input and changes nothing", "[optimizer][errors
   BooleanOptimizer wrong_type({toy.param()}, opt16);
   CHECK_THROWS_WITH(wrong_type.import_state(dict, ""), test::contains("accumulator_type"));
   BooleanOptimizer wrong_name({toy.param("other")}, opt);
-  CHECK_THROWS_WITH(wrong_name.import_state(dict, ""), test::contains("missing tensor 'other.accumulator'"));
+  CHECK_THROWS_WITH(wrong_name.import_state(dict, ""),
+                    test::contains("missing tensor 'other.accumulator'"));
   CHECK(wrong_name.step_count() == 0);
 }
 
