@@ -1,9 +1,9 @@
 #pragma once
 /// \file
 /// A text progress bar with rate, ETA and a live status (such as the current loss), shared by
-/// the examples and the tools (target `mbok_example_common`; not part of the library). It writes only to the stream it is given; the library's own code
-/// never prints. On a terminal it redraws one line; elsewhere (logs, CI) it prints a line
-/// every `log_every` percent so output stays short.
+/// the examples and the tools (target `mbok_example_common`; not part of the library). It writes
+/// only to the stream it is given; the library's own code never prints. On a terminal it redraws
+/// one line; elsewhere (logs, CI) it prints a line every `log_every` percent so output stays short.
 
 #include <algorithm>
 #include <chrono>
@@ -26,9 +26,13 @@ class ProgressBar {
   /// `out` is a terminal if left to `auto_detect`).
   ProgressBar(std::ostream& out, std::string label, std::size_t total, bool interactive,
               int log_every_percent = 10)
-      : out_(out), label_(std::move(label)), total_(std::max<std::size_t>(total, 1)),
-        interactive_(interactive), log_every_(std::max(1, log_every_percent)),
-        start_(Clock::now()), last_draw_(start_) {}
+      : out_(out),
+        label_(std::move(label)),
+        total_(std::max<std::size_t>(total, 1)),
+        interactive_(interactive),
+        log_every_(std::max(1, log_every_percent)),
+        start_(Clock::now()),
+        last_draw_(start_) {}
 
   /// True when standard error is a terminal (for `interactive`).
   static bool stderr_is_terminal() noexcept {
@@ -50,7 +54,8 @@ class ProgressBar {
         out_ << '\r' << line() << "\033[K" << std::flush;
         last_draw_ = now;
       }
-    } else if (percent / log_every_ > last_logged_ / log_every_ || (done_ == total_ && last_logged_ < 100)) {
+    } else if (percent / log_every_ > last_logged_ / log_every_ ||
+               (done_ == total_ && last_logged_ < 100)) {
       out_ << line() << '\n' << std::flush;
       last_logged_ = percent;
     }
@@ -93,12 +98,15 @@ class ProgressBar {
     const double fraction = static_cast<double>(done_) / static_cast<double>(total_);
     const int filled = static_cast<int>(fraction * kWidth);
     const double elapsed = elapsed_seconds();
-    const double eta = done_ > 0 ? elapsed * static_cast<double>(total_ - done_) / static_cast<double>(done_) : 0.0;
+    const double eta =
+        done_ > 0 ? elapsed * static_cast<double>(total_ - done_) / static_cast<double>(done_)
+                  : 0.0;
     std::ostringstream s;
     s << label_ << " [" << std::string(static_cast<std::size_t>(filled), '#')
       << std::string(static_cast<std::size_t>(kWidth - filled), '.') << "] " << std::setw(3)
       << static_cast<int>(fraction * 100) << "% " << done_ << "/" << total_ << " "
-      << format_duration(elapsed) << " elapsed, ETA " << (done_ > 0 ? format_duration(eta) : "--:--");
+      << format_duration(elapsed) << " elapsed, ETA "
+      << (done_ > 0 ? format_duration(eta) : "--:--");
     if (!status_.empty()) s << "  " << status_;
     return s.str();
   }
