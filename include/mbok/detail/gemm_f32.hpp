@@ -140,9 +140,8 @@ class SignKernelArrays {
       s_in_.push_back(w.s_in(k).data());
     }
   }
-  template <typename Kernels>
-  Kernels get() const {
-    return Kernels{bits_.data(), stride_.data(), s_out_.data(), s_in_.data(), bits_.size()};
+  SignKernels get() const {
+    return SignKernels{bits_.data(), stride_.data(), s_out_.data(), s_in_.data(), bits_.size()};
   }
 
  private:
@@ -152,27 +151,45 @@ class SignKernelArrays {
 };
 #endif
 
+#if MBOK_HAS_X86_KERNELS
+// The driver shared by the two products of the multi-kernel weight w (m x n): Forward, out
+// (t x m) = A W^T, summing over n in panels of W's rows; else out (t x n) += A W, summing over
+// m in panels of W's columns. A is t tokens, rows lda apart.
+template <bool Forward>
+inline void weight_product_f32(Isa isa, const MultiKernelWeights<float>& w, const float* a,
+                               std::size_t lda, std::size_t t, float* out, std::size_t ldo) {
+  const std::size_t m = w.out_features(), n = w.in_features();
+  const std::size_t inner = Forward ? n : m, outer = Forward ? m : n;
+  const SignKernelArrays arrays(w);
+  const bool wide = isa == Isa::avx512;
+  const std::size_t rows = wide ? avx512::kGemmRows : avx2::kGemmRows;
+  const std::size_t cols = wide ? avx512::kGemmCols : avx2::kGemmCols;
+  const std::vector<float> apack = pack_gemm_tokens(a, lda, t, inner, rows);
+  const std::size_t panels = (outer + cols - 1) / cols;
+  parallel_for(0, panels, 1, [&](std::size_t p0, std::size_t p1) {
+    const std::size_t o0 = p0 * cols, o1 = std::min(outer, p1 * cols);
+    if constexpr (Forward) {
+      if (wide)
+        avx512::weight_forward_f32(arrays.get(), apack.data(), t, inner, out, ldo, o0, o1);
+      else
+        avx2::weight_forward_f32(arrays.get(), apack.data(), t, inner, out, ldo, o0, o1);
+    } else {
+      if (wide)
+        avx512::weight_backward_f32(arrays.get(), apack.data(), t, inner, out, ldo, o0, o1);
+      else
+        avx2::weight_backward_f32(arrays.get(), apack.data(), t, inner, out, ldo, o0, o1);
+    }
+  });
+}
+#endif
+
 // Y (t x m, rows ldy apart) = X W^T for X (t x n, rows ldx apart) and the multi-kernel weight
 // w (m x n), overwriting Y. Needs has_weight_products(isa) and t, m, n > 0. Float sums over n
 // in the order of the products' tile (one sum for all kernels), not per kernel.
 inline void weight_forward_f32(Isa isa, const MultiKernelWeights<float>& w, const float* x,
                                std::size_t ldx, std::size_t t, float* y, std::size_t ldy) {
 #if MBOK_HAS_X86_KERNELS
-  const std::size_t m = w.out_features(), n = w.in_features();
-  const SignKernelArrays arrays(w);
-  const bool wide = isa == Isa::avx512;
-  const std::size_t rows = wide ? avx512::kGemmRows : avx2::kGemmRows;
-  const std::size_t cols = wide ? avx512::kGemmCols : avx2::kGemmCols;
-  const std::vector<float> xpack = pack_gemm_tokens(x, ldx, t, n, rows);
-  const std::size_t panels = (m + cols - 1) / cols;
-  parallel_for(0, panels, 1, [&](std::size_t p0, std::size_t p1) {
-    const std::size_t i0 = p0 * cols, i1 = std::min(m, p1 * cols);
-    if (wide)
-      avx512::weight_forward_f32(arrays.get<avx512::SignKernels>(), xpack.data(), t, n, y, ldy, i0,
-                                 i1);
-    else
-      avx2::weight_forward_f32(arrays.get<avx2::SignKernels>(), xpack.data(), t, n, y, ldy, i0, i1);
-  });
+  weight_product_f32<true>(isa, w, x, ldx, t, y, ldy);
 #else
   (void)isa, (void)w, (void)x, (void)ldx, (void)t, (void)y, (void)ldy;
 #endif
@@ -184,22 +201,7 @@ inline void weight_forward_f32(Isa isa, const MultiKernelWeights<float>& w, cons
 inline void weight_backward_dx_f32(Isa isa, const MultiKernelWeights<float>& w, const float* z,
                                    std::size_t ldz, std::size_t t, float* dx, std::size_t lddx) {
 #if MBOK_HAS_X86_KERNELS
-  const std::size_t m = w.out_features(), n = w.in_features();
-  const SignKernelArrays arrays(w);
-  const bool wide = isa == Isa::avx512;
-  const std::size_t rows = wide ? avx512::kGemmRows : avx2::kGemmRows;
-  const std::size_t cols = wide ? avx512::kGemmCols : avx2::kGemmCols;
-  const std::vector<float> zpack = pack_gemm_tokens(z, ldz, t, m, rows);
-  const std::size_t panels = (n + cols - 1) / cols;
-  parallel_for(0, panels, 1, [&](std::size_t p0, std::size_t p1) {
-    const std::size_t j0 = p0 * cols, j1 = std::min(n, p1 * cols);
-    if (wide)
-      avx512::weight_backward_f32(arrays.get<avx512::SignKernels>(), zpack.data(), t, m, dx, lddx,
-                                  j0, j1);
-    else
-      avx2::weight_backward_f32(arrays.get<avx2::SignKernels>(), zpack.data(), t, m, dx, lddx, j0,
-                                j1);
-  });
+  weight_product_f32<false>(isa, w, z, ldz, t, dx, lddx);
 #else
   (void)isa, (void)w, (void)z, (void)ldz, (void)t, (void)dx, (void)lddx;
 #endif
@@ -230,11 +232,11 @@ inline void signal_pass_kernels(Isa isa, const MultiKernelWeights<float>& w,
     std::vector<float*> part_rows(k_count);
     for (std::size_t k = 0; k < k_count; ++k) part_rows[k] = part.data() + k * n;
     if (wide)
-      avx512::signal_rows(arrays.get<avx512::SignKernels>(), order.data(), order.size(), p, n, r0,
-                          r1, ds_out, part_rows.data(), q, add_q);
+      avx512::signal_rows(arrays.get(), order.data(), order.size(), p, n, r0, r1, ds_out,
+                          part_rows.data(), q, add_q);
     else
-      avx2::signal_rows(arrays.get<avx2::SignKernels>(), order.data(), order.size(), p, n, r0, r1,
-                        ds_out, part_rows.data(), q, add_q);
+      avx2::signal_rows(arrays.get(), order.data(), order.size(), p, n, r0, r1, ds_out,
+                        part_rows.data(), q, add_q);
     const std::lock_guard<std::mutex> lock(merge);
     partials.emplace_back(r0, std::move(part));
   });

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../weight_panels.hpp"
 #include "begin.hpp"
 
 namespace mbok::detail::avx512 {
@@ -93,20 +94,6 @@ inline void gemm_packed_f32(const float* apack, std::size_t kc, std::size_t m, c
   }
 }
 
-// A 64-byte-aligned float buffer of `count` values.
-class AlignedPanel {
- public:
-  explicit AlignedPanel(std::size_t count) : storage_(count + 16) {
-    data_ = storage_.data();
-    while (reinterpret_cast<std::uintptr_t>(data_) % 64 != 0) ++data_;
-  }
-  float* data() { return data_; }
-
- private:
-  std::vector<float> storage_;
-  float* data_;
-};
-
 // Columns [j0, j1) of C (m x n, rows ldc apart) = A^T B; `apack` holds A (t x m) in blocks of
 // kGemmRows columns, zero-padded (apack[(block * t + token) * kGemmRows + r]); B is t x n,
 // rows ldb apart. j0 is a multiple of kGemmCols.
@@ -125,16 +112,6 @@ inline void gemm_tn_f32(const float* apack, std::size_t t, std::size_t m, const 
     gemm_packed_f32(apack, t, m, panel, c, ldc, j, w, false);
   }
 }
-
-// The K kernels of a multi-kernel weight (m x n): bits[k] rows stride[k] words apart (bit set
-// = -1, padding zero), s_out[k] (m), s_in[k] (n).
-struct SignKernels {
-  const std::uint64_t* const* bits;
-  const std::size_t* stride;
-  const float* const* s_out;
-  const float* const* s_in;
-  std::size_t count;
-};
 
 // 16 weights of row i from column j (a multiple of 16), lanes from `valid` on: W_ij =
 // sum_k s_out_k,i s_in_k,j (-1 where the bit is set).
@@ -178,32 +155,7 @@ inline void w_cols_panel(const SignKernels& w, std::size_t m, std::size_t j0, st
   }
 }
 
-// Output columns [i0, i1) of Y (t x m, rows ldy apart) = X W^T, overwriting Y; `xpack` holds X
-// (t x n) in blocks of kGemmRows tokens (xpack[(block * n + s) * kGemmRows + r]). i0 is a
-// multiple of kGemmCols.
-inline void weight_forward_f32(const SignKernels& w, const float* xpack, std::size_t t,
-                               std::size_t n, float* y, std::size_t ldy, std::size_t i0,
-                               std::size_t i1) {
-  AlignedPanel storage(n * kGemmCols);
-  for (std::size_t i = i0; i < i1; i += kGemmCols) {
-    const std::size_t rows = std::min(kGemmCols, i1 - i);
-    w_rows_panel(w, n, i, rows, storage.data());
-    gemm_packed_f32(xpack, n, t, storage.data(), y, ldy, i, rows, false);
-  }
-}
-
-// Input columns [j0, j1) of dX (t x n, rows lddx apart) += Z W; `zpack` holds Z (t x m) in
-// blocks of kGemmRows tokens. j0 is a multiple of kGemmCols.
-inline void weight_backward_f32(const SignKernels& w, const float* zpack, std::size_t t,
-                                std::size_t m, float* dx, std::size_t lddx, std::size_t j0,
-                                std::size_t j1) {
-  AlignedPanel storage(m * kGemmCols);
-  for (std::size_t j = j0; j < j1; j += kGemmCols) {
-    const std::size_t cols = std::min(kGemmCols, j1 - j);
-    w_cols_panel(w, m, j, cols, storage.data());
-    gemm_packed_f32(zpack, m, t, storage.data(), dx, lddx, j, cols, true);
-  }
-}
+#include "../generic/weight_products.hpp"
 
 // The backward's elementwise pass over rows [r0, r1) of P = Z^T X (m x n, rows n apart), for
 // the kernels in `order` (count entries of w's kernel indices): ds_out_k,i += sum_j P_ij b_ij
