@@ -25,6 +25,7 @@
 #include "state_dict.hpp"
 
 #include "detail/checked.hpp"
+#include "detail/finite.hpp"
 
 namespace mbok {
 
@@ -93,9 +94,8 @@ class AdamW final : public Optimizer {
   /// before changing anything, when a gradient holds a NaN or an infinity.
   void step() override {
     for (const auto& s : slots_) {
-      const Eigen::Map<const Eigen::VectorXf> g(s.param.grad,
-                                                static_cast<Eigen::Index>(s.param.size));
-      detail::require(g.allFinite(), "AdamW: gradient of '", s.param.name, "' is not finite");
+      detail::require(detail::all_finite(s.param.grad, 1, s.param.size, s.param.size),
+                      "AdamW: gradient of '", s.param.name, "' is not finite");
     }
     ++step_;
     const double b1 = options_.beta1, b2 = options_.beta2;

@@ -34,6 +34,7 @@
 
 #include "activations.hpp"
 #include "bit_matrix.hpp"
+#include "detail/finite.hpp"
 #include "detail/gemm_f32.hpp"
 #include "error.hpp"
 #include "forward_float.hpp"
@@ -284,7 +285,8 @@ class BooleanLinear {
     check_raw(y, ldy, out_features(), t, "forward: output");
     if (t == 0) return;
     const ConstMap xm = cmap(x, t, in_features(), ldx);
-    detail::require(xm.allFinite(), "BooleanLinear forward: input is not finite");
+    detail::require(detail::all_finite(x, t, in_features(), ldx),
+                    "BooleanLinear forward: input is not finite");
     Map ym = map(y, t, out_features(), ldy);
     if constexpr (std::is_same_v<Scalar, float>) {
       // Both overwrite y: one float product with panels of W rebuilt from the bits for enough
@@ -458,8 +460,10 @@ class BooleanLinear {
     const std::size_t n = in_features(), m = out_features();
     const ConstMap xm = cmap(x, t, n, ldx);
     const ConstMap zm = cmap(dy, t, m, lddy);
-    detail::require(xm.allFinite(), "BooleanLinear backward: input is not finite");
-    detail::require(zm.allFinite(), "BooleanLinear backward: output gradient is not finite");
+    detail::require(detail::all_finite(x, t, n, ldx),
+                    "BooleanLinear backward: input is not finite");
+    detail::require(detail::all_finite(dy, t, m, lddy),
+                    "BooleanLinear backward: output gradient is not finite");
     ensure_signals();
     if (!accumulate) zero_grad();
     if (t == 0) return;
@@ -723,7 +727,7 @@ class BooleanLinear {
       // The quantizer checks every scaled input on its way (no separate pass over x).
       prepare_int8_forward(weights_, pw, x, ldx, t, ws);
     } catch (const InvalidArgument&) {
-      detail::require(cmap(x, t, in_features(), ldx).allFinite(),
+      detail::require(detail::all_finite(x, t, in_features(), ldx),
                       "BooleanLinear forward_int8: input is not finite");
       throw;
     }
