@@ -11,8 +11,8 @@
 //   over 4 tokens);
 // - ceiling_i8_lut_gemv: the table-lookup product's inner loop (lut_format.hpp) with exact
 //   sums: avx512 (VBMI + VNNI): 2 index ops + 4 VPERMB + 2 byte adds + 2 VPDPBUSD per 512
-//   weights, 4 row tiles sharing each table load; avx2: 3 index ops + 4 VPSHUFB + 2 byte adds
-//   + 2 unpacks + 2 VPMADDUBSW + 2 adds per 256 weights;
+//   weights, 4 row tiles sharing each table load; avx2: 3 index ops + 4 VPSHUFB + 3 byte adds
+//   per 256 weights, then 2 unpacks + 2 VPMADDUBSW + 2 adds per 512 (two chunks' byte sums);
 // - bandwidth_read: 1 or 2 threads streaming 256 MiB (far beyond the last-level cache), so
 //   GEMV rows, which read each weight byte once, read as a fraction of memory bandwidth, and
 //   8 MiB (held in the last-level cache), the limit of cache-resident products.
@@ -358,6 +358,10 @@ __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vbmi"))) std::int64_t l
 
 // The LUT inner loop (avx2): 4 tiles share each table load; 256 weights per weight vector;
 // 16-bit sums widened once per pass (32 chunks x 2040 fit in 16 bits: a pass has 128).
+__attribute__((target("avx2"))) inline __m256i load256(const std::uint8_t* p) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+}
+
 __attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::uint8_t* data) {
   const __m256i nib = _mm256_set1_epi8(0x0f), pair = _mm256_set1_epi16(0x1001);
   const __m256i zero = _mm256_setzero_si256();
@@ -366,21 +370,26 @@ __attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::ui
   for (std::size_t q0 = 0; q0 < kVectors; q0 += 128) {
     __m256i a[4][2];
     for (auto& r : a) r[0] = r[1] = zero;
-    for (std::size_t q = q0; q < q0 + 128; q += 4) {
+    // Per step: 4 tiles x 2 chunks (the kernel's byte sums over a pair of chunks).
+    for (std::size_t q = q0; q < q0 + 128; q += 8) {
       const std::uint8_t* tc = data + (q % 32) * 128;
-      const __m256i l01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc));
-      const __m256i l23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 32));
-      const __m256i h01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 64));
-      const __m256i h23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 96));
+      const __m256i l01 = load256(tc), l23 = load256(tc + 32), h01 = load256(tc + 64),
+                    h23 = load256(tc + 96);
+      const __m256i m01 = load256(tc + 128), m23 = load256(tc + 160);
+      const __m256i g01 = load256(tc + 192), g23 = load256(tc + 224);
       for (int r = 0; r < 4; ++r) {
-        const __m256i w = _mm256_load_si256(
-            reinterpret_cast<const __m256i*>(data + (q + static_cast<std::size_t>(r)) * 32));
-        const __m256i lo = _mm256_and_si256(w, nib);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
-        const __m256i l =
-            _mm256_add_epi8(_mm256_shuffle_epi8(l01, lo), _mm256_shuffle_epi8(l23, hi));
-        const __m256i h =
-            _mm256_add_epi8(_mm256_shuffle_epi8(h01, lo), _mm256_shuffle_epi8(h23, hi));
+        const std::uint8_t* wr = data + (q + 2 * static_cast<std::size_t>(r)) * 32;
+        const __m256i w = load256(wr), v = load256(wr + 32);
+        const __m256i wl = _mm256_and_si256(w, nib);
+        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+        const __m256i vl = _mm256_and_si256(v, nib);
+        const __m256i vh = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+        const __m256i l = _mm256_add_epi8(
+            _mm256_add_epi8(_mm256_shuffle_epi8(l01, wl), _mm256_shuffle_epi8(l23, wh)),
+            _mm256_add_epi8(_mm256_shuffle_epi8(m01, vl), _mm256_shuffle_epi8(m23, vh)));
+        const __m256i h = _mm256_add_epi8(
+            _mm256_add_epi8(_mm256_shuffle_epi8(h01, wl), _mm256_shuffle_epi8(h23, wh)),
+            _mm256_add_epi8(_mm256_shuffle_epi8(g01, vl), _mm256_shuffle_epi8(g23, vh)));
         a[r][0] = _mm256_add_epi16(a[r][0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(l, h), pair));
         a[r][1] = _mm256_add_epi16(a[r][1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(l, h), pair));
       }

@@ -4,12 +4,13 @@
 // avx2: the table-lookup int8 product (lut_format.hpp), lanes16 layout: VPSHUFB looks up a
 // 16-entry table per 128-bit lane, so each lane of a 32-byte weight vector holds 16 rows of
 // one group (low nibbles) and of a second group (high nibbles). Per 32 weight bytes (16 rows
-// x 16 columns): two index vectors, four VPSHUFB into the chunk's L and H tables, two byte
-// adds (each sum <= 120, unsigned), VPUNPCKL/HBW interleaving L and H per row and VPMADDUBSW
-// with (1, 16) pairs: L + 16 H <= 2040 per row and step, summed in 16-bit lanes (as unsigned:
-// 32 steps <= 65280) and widened to 32 bits every 32 chunks. The two lanes of a row are added
-// at the end. R tiles of 16 rows share each table load. Also the avx512 table's LUT kernel
-// when the CPU lacks VBMI or VNNI.
+// x 16 columns): two index vectors, four VPSHUFB into the chunk's L and H tables and two byte
+// adds (each sum <= 120, unsigned). Two chunks' sums are added in bytes (<= 240), then
+// VPUNPCKL/HBW interleave L and H per row and VPMADDUBSW with (1, 16) pairs gives L + 16 H
+// <= 4080 per row and pair of chunks, summed in 16-bit lanes (as unsigned: 16 pairs <= 65280)
+// and widened to 32 bits every 32 chunks. The two lanes of a row are added at the end. R tiles
+// of 16 rows share each table load. Also the avx512 table's LUT kernel when the CPU lacks VBMI
+// or VNNI.
 
 #include <immintrin.h>
 
@@ -71,10 +72,17 @@ inline void lut_tables_shuf(const std::int8_t* x, std::size_t ldx, std::size_t t
 // Bytes ahead of the weight being read that the VPSHUFB kernel prefetches into L2, per tile.
 inline constexpr std::size_t kLutPrefetchAhead = 2048;
 
-// R tiles x one token's tables over chunks [c0, c1) of `chunks`: adds to acc[r][0..3] (rows
-// 0-3, 4-7, 8-11, 12-15, one partial sum per 128-bit lane). Each tile is a stream of its own;
-// once per 64-byte line the line 2 KiB ahead is prefetched, running on into next[r] (the tile
-// read after this one) past the tile's end, as the avx512 kernel does.
+inline __m256i load32(const std::uint8_t* p) noexcept {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
+}
+
+// R tiles x one token's tables over chunks [c0, c1) of `chunks` (c1 - c0 even): adds to
+// acc[r][0..3] (rows 0-3, 4-7, 8-11, 12-15, one partial sum per 128-bit lane). Two chunks'
+// lookups are summed in bytes before one widening (each chunk's L and H are <= 120, the pair's
+// <= 240): one unpack pair, VPMADDUBSW pair and 16-bit add pair serve 512 weights instead of
+// 256, which takes an eighth of the shuffle-port work out of the loop. Each tile is a stream
+// of its own; once per 64-byte line the line 2 KiB ahead is prefetched, running on into
+// next[r] (the tile read after this one) past the tile's end, as the avx512 kernel does.
 template <int R>
 inline void lut_tiles_shuf(const std::uint8_t* tab, const std::uint8_t* const* wt,
                            const std::uint8_t* const* next, std::size_t chunks, std::size_t c0,
@@ -84,23 +92,28 @@ inline void lut_tiles_shuf(const std::uint8_t* tab, const std::uint8_t* const* w
   const __m256i zero = _mm256_setzero_si256();
   __m256i a16[R][2];
   for (int r = 0; r < R; ++r) a16[r][0] = a16[r][1] = zero;
-  for (std::size_t c = c0; c < c1; ++c) {
+  for (std::size_t c = c0; c < c1; c += 2) {
     const std::uint8_t* tc = tab + kLutChunkBytes * c;
-    const __m256i l01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc));
-    const __m256i l23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 32));
-    const __m256i h01 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 64));
-    const __m256i h23 = _mm256_load_si256(reinterpret_cast<const __m256i*>(tc + 96));
+    const __m256i l01 = load32(tc), l23 = load32(tc + 32), h01 = load32(tc + 64),
+                  h23 = load32(tc + 96);
+    const __m256i m01 = load32(tc + 128), m23 = load32(tc + 160);  // the next chunk's L and H
+    const __m256i g01 = load32(tc + 192), g23 = load32(tc + 224);
     const std::size_t ahead = 32 * c + kLutPrefetchAhead;
     for (int r = 0; r < R; ++r) {
-      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(wt[r] + 32 * c));
-      if (c % 2 == 0)
-        _mm_prefetch(reinterpret_cast<const char*>(
-                         ahead < tile_bytes ? wt[r] + ahead : next[r] + (ahead - tile_bytes)),
-                     _MM_HINT_T1);
-      const __m256i lo = _mm256_and_si256(w, nib);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
-      const __m256i l = _mm256_add_epi8(_mm256_shuffle_epi8(l01, lo), _mm256_shuffle_epi8(l23, hi));
-      const __m256i h = _mm256_add_epi8(_mm256_shuffle_epi8(h01, lo), _mm256_shuffle_epi8(h23, hi));
+      const __m256i w = load32(wt[r] + 32 * c), v = load32(wt[r] + 32 * c + 32);
+      _mm_prefetch(reinterpret_cast<const char*>(
+                       ahead < tile_bytes ? wt[r] + ahead : next[r] + (ahead - tile_bytes)),
+                   _MM_HINT_T1);
+      const __m256i wl = _mm256_and_si256(w, nib);
+      const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
+      const __m256i vl = _mm256_and_si256(v, nib);
+      const __m256i vh = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+      const __m256i l = _mm256_add_epi8(
+          _mm256_add_epi8(_mm256_shuffle_epi8(l01, wl), _mm256_shuffle_epi8(l23, wh)),
+          _mm256_add_epi8(_mm256_shuffle_epi8(m01, vl), _mm256_shuffle_epi8(m23, vh)));
+      const __m256i h = _mm256_add_epi8(
+          _mm256_add_epi8(_mm256_shuffle_epi8(h01, wl), _mm256_shuffle_epi8(h23, wh)),
+          _mm256_add_epi8(_mm256_shuffle_epi8(g01, vl), _mm256_shuffle_epi8(g23, vh)));
       a16[r][0] =
           _mm256_add_epi16(a16[r][0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(l, h), pair));
       a16[r][1] =
@@ -115,7 +128,8 @@ inline void lut_tiles_shuf(const std::uint8_t* tab, const std::uint8_t* const* w
     }
 }
 
-// Chunks per 16-bit block: 32 x 2040 <= 65535.
+// Chunks per 16-bit block: 16 pairs x 4080 <= 65535 (an even count: chunks, cols32 / 16, is
+// even, so every block is whole pairs).
 inline constexpr std::size_t kLutChunksPerBlock = 32;
 
 template <int R>
