@@ -140,11 +140,8 @@ std::vector<Isa> expected_available(std::initializer_list<Isa> supported) {
 
 // The extensions named in every target("...") list of a code region's begin.hpp.
 std::vector<std::string> region_targets(const std::string& isa) {
-  // This file is tests/unit/core/isa_test.cpp under the source tree (CMake compiles it by
-  // its absolute path).
-  std::string root = __FILE__;
-  root = root.substr(0, root.rfind("tests/unit/core/"));
-  const std::string path = root + "include/mbok/detail/kernels/" + isa + "/begin.hpp";
+  const std::string path =
+      std::string(MBOK_SOURCE_DIR) + "/include/mbok/detail/kernels/" + isa + "/begin.hpp";
   std::ifstream in(path);
   INFO("reading " << path);
   REQUIRE(in.good());
