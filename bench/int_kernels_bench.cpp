@@ -15,7 +15,9 @@
 //   per 256 weights, then 2 unpacks + 2 VPMADDUBSW + 2 adds per 512 (two chunks' byte sums);
 // - bandwidth_read: 1 or 2 threads streaming 256 MiB (far beyond the last-level cache), so
 //   GEMV rows, which read each weight byte once, read as a fraction of memory bandwidth, and
-//   8 MiB (held in the last-level cache), the limit of cache-resident products.
+//   8 MiB (held in the last-level cache), the limit of cache-resident products;
+// - fork_join: mbok::parallel_for with empty bodies on 1 and 2 threads, the fixed cost of
+//   spreading one call over threads.
 // The fused forward runs three ways: "<isa>" (no prepared weights: the masked product),
 // "<isa>-masked" and "<isa>-lut" (Int8PreparedWeights with the algorithm forced).
 #include <benchmark/benchmark.h>
@@ -25,6 +27,7 @@
 #include <mbok/isa.hpp>
 #include <mbok/kernels.hpp>
 #include <mbok/multi_kernel_weights.hpp>
+#include <mbok/parallel.hpp>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -431,6 +434,22 @@ void bandwidth_case(benchmark::State& state, std::size_t bytes, int threads) {
   state.SetLabel("avx2");
 }
 
+// The fixed cost of spreading a call over threads: mbok::parallel_for over `threads` chunks
+// whose bodies do almost nothing, so the time per call is waking the other threads and
+// joining them. A product that takes T us on one thread cannot take less than T / threads +
+// this on `threads`.
+void fork_join_case(benchmark::State& state, int threads) {
+  mbok::bench::set_threads(threads);
+  std::vector<std::int64_t> sinks(static_cast<std::size_t>(threads));
+  for (auto _ : state) {
+    mbok::parallel_for(0, sinks.size(), 1, [&](std::size_t p0, std::size_t p1) {
+      for (std::size_t p = p0; p < p1; ++p) ++sinks[p];
+    });
+    benchmark::DoNotOptimize(sinks.data());
+  }
+  mbok::bench::set_threads(1);
+}
+
 template <typename Pass>
 void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass, const char* isa) {
   AlignedBuffer buf(kCeilingBytes);
@@ -505,6 +524,13 @@ const bool registered = [] {
           }
         }
       }
+
+  for (int threads : {1, 2})
+    benchmark::RegisterBenchmark(
+        ("fork_join/parallel_for/t:1/threads:" + std::to_string(threads)).c_str(),
+        [=](benchmark::State& st) { fork_join_case(st, threads); })
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
 
 #if MBOK_BENCH_X86_CEILINGS
   if (mbok::isa_available(mbok::Isa::avx2)) {
