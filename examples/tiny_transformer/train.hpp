@@ -5,6 +5,7 @@
 
 #include <common/progress_bar.hpp>
 #include <mbok/adamw.hpp>
+#include <mbok/losses.hpp>
 #include <mbok/schedule.hpp>
 
 #include <chrono>
@@ -18,7 +19,6 @@
 #include <vector>
 
 #include "corpus.hpp"
-#include "loss.hpp"
 #include "model.hpp"
 
 namespace tiny {
@@ -41,7 +41,7 @@ double validation_loss(Transformer<T>& model, const std::vector<Batch>& batches)
   Mat<T> logits;
   for (const auto& b : batches) {
     model.forward(b, logits, false);
-    total += cross_entropy(logits, b.targets, static_cast<Mat<T>*>(nullptr)) * double(b.rows);
+    total += mbok::cross_entropy(logits, b.targets) * double(b.rows);
     rows += b.rows;
   }
   return total / double(rows);
@@ -94,7 +94,7 @@ inline std::vector<CurvePoint> pretrain(Transformer<float>& model, const Corpus&
     const Batch batch = corpus.train_batch(s.batch, len, s.seed, std::uint64_t(step));
     model.zero_grad();
     model.forward(batch, logits, true);
-    running += cross_entropy(logits, batch.targets, &dlogits);
+    running += mbok::cross_entropy(logits, batch.targets, &dlogits);
     ++since;
     model.backward(dlogits);
     adamw.set_learning_rate(schedule(s.lr, step, s.steps, std::max(1, s.steps / 20)));
@@ -130,11 +130,13 @@ inline DistillLoss distill_step(Transformer<float>& teacher, Transformer<float>&
   student.zero_grad();
   student.forward(batch, s_logits, true);
   DistillLoss loss;
-  loss.kl = kl_divergence(t_logits, s_logits, &dlogits);
+  loss.kl = mbok::kl_divergence(t_logits, s_logits, 1.0, &dlogits);
   std::vector<Mat<float>> dh(student.num_blocks());
   if (gamma > 0)
-    for (std::size_t l = 0; l < student.num_blocks(); ++l)
-      loss.mse += mse(t_hidden[l], student.hidden(l), gamma, &dh[l]);
+    for (std::size_t l = 0; l < student.num_blocks(); ++l) {
+      loss.mse += gamma * mbok::mse(t_hidden[l], student.hidden(l), &dh[l]);
+      dh[l] *= float(gamma);
+    }
   student.backward(dlogits, &dh);
   return loss;
 }

@@ -4,8 +4,9 @@
 #include <cmath>
 #include <random>
 
+#include <mbok/losses.hpp>
+
 #include "catch.hpp"
-#include "loss.hpp"
 #include "model.hpp"
 
 namespace {
@@ -47,11 +48,15 @@ struct Objective {
   double loss(bool with_grad) {
     Mat<double> logits, dlogits;
     model.forward(batch, logits, with_grad);
-    double l = teacher_logits ? tiny::kl_divergence(*teacher_logits, logits, with_grad ? &dlogits : nullptr)
-                              : tiny::cross_entropy(logits, batch.targets, with_grad ? &dlogits : nullptr);
+    double l =
+        teacher_logits
+            ? mbok::kl_divergence(*teacher_logits, logits, 1.0, with_grad ? &dlogits : nullptr)
+            : mbok::cross_entropy(logits, batch.targets, with_grad ? &dlogits : nullptr);
     std::vector<Mat<double>> dh(model.num_blocks());
-    for (std::size_t i = 0; i < model.num_blocks(); ++i)
-      l += tiny::mse(hidden_targets[i], model.hidden(i), gamma, with_grad ? &dh[i] : nullptr);
+    for (std::size_t i = 0; i < model.num_blocks(); ++i) {
+      l += gamma * mbok::mse(hidden_targets[i], model.hidden(i), with_grad ? &dh[i] : nullptr);
+      dh[i] *= gamma;
+    }
     if (with_grad) {
       model.zero_grad();
       model.backward(dlogits, &dh);
