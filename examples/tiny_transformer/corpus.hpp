@@ -54,7 +54,8 @@ inline std::string read_bible_kjv() {
 }
 
 /// FNV-1a 64-bit hash (identifies corpora and configurations in cache file names).
-inline std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h = 1469598103934665603ull) {
+inline std::uint64_t fnv1a(const void* data, std::size_t n,
+                           std::uint64_t h = 1469598103934665603ull) {
   const auto* p = static_cast<const unsigned char*>(data);
   for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
   return h;

@@ -186,20 +186,19 @@ class Transformer {
   }
 
   /// Every full-precision parameter (norm gains and Linear scales do not decay).
-  ParamList<T> params() {
-    ParamList<T> p;
-    p.push_back({"tok_emb", tok_emb_.data(), tok_grad_.data(), tok_emb_.size(), true});
-    p.push_back({"pos_emb", pos_emb_.data(), pos_grad_.data(), pos_emb_.size(), true});
+  Parameters<T> parameters() {
+    Parameters<T> p;
+    p.push_back(mbok::make_parameter("tok_emb", tok_emb_, tok_grad_));
+    p.push_back(mbok::make_parameter("pos_emb", pos_emb_, pos_grad_));
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       const std::string pre = "blocks." + std::to_string(l) + ".";
       auto& b = *blocks_[l];
-      p.push_back({pre + "ln1", b.ln1.gain.data(), b.ln1.grad.data(), b.ln1.gain.size(), false});
-      p.push_back({pre + "ln2", b.ln2.gain.data(), b.ln2.grad.data(), b.ln2.gain.size(), false});
-      for (std::size_t j = 0; j < 6; ++j) b.lin[j]->params(p, pre + linear_names()[j] + ".");
+      p.push_back(mbok::make_parameter(pre + "ln1", b.ln1.gain, b.ln1.grad, false));
+      p.push_back(mbok::make_parameter(pre + "ln2", b.ln2.gain, b.ln2.grad, false));
+      for (std::size_t j = 0; j < 6; ++j) b.lin[j]->parameters(p, pre + linear_names()[j] + ".");
     }
-    p.push_back({"final_norm", final_norm_.gain.data(), final_norm_.grad.data(),
-                 final_norm_.gain.size(), false});
-    head_->params(p, "head.");
+    p.push_back(mbok::make_parameter("final_norm", final_norm_.gain, final_norm_.grad, false));
+    head_->parameters(p, "head.");
     return p;
   }
 

@@ -25,8 +25,8 @@ class ModelFileError : public std::runtime_error {
 
 inline bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
 
-inline void save_model(const Transformer<float>& model, const std::string& path, const std::string& kind,
-                       mbok::Metadata extra = {}) {
+inline void save_model(const Transformer<float>& model, const std::string& path,
+                       const std::string& kind, mbok::Metadata extra = {}) {
   extra["tiny.config"] = model.config().describe();
   extra["tiny.kind"] = kind;
   mbok::save_state_dict(path, model.state(), extra);
@@ -45,7 +45,8 @@ inline mbok::StateDict read_model_file(const std::string& path, const ModelConfi
   }
   const auto it = meta.find("tiny.config");
   if (it == meta.end())
-    throw ModelFileError("model file '" + path + "' is not a tiny_transformer model (no tiny.config metadata)");
+    throw ModelFileError("model file '" + path +
+                         "' is not a tiny_transformer model (no tiny.config metadata)");
   if (it->second != config.describe())
     throw ModelFileError("model file '" + path + "' was made for configuration " + it->second +
                          ", this run uses " + config.describe());
@@ -54,13 +55,15 @@ inline mbok::StateDict read_model_file(const std::string& path, const ModelConfi
 }
 
 /// The teacher (full-precision layers) from a file.
-inline std::unique_ptr<Transformer<float>> load_dense_model(const std::string& path, const ModelConfig& config) {
+inline std::unique_ptr<Transformer<float>> load_dense_model(const std::string& path,
+                                                            const ModelConfig& config) {
   const auto dict = read_model_file(path, config);
   auto model = std::make_unique<Transformer<float>>(config);
   try {
     model->load_state(dict);
   } catch (const std::exception& e) {
-    throw ModelFileError("model file '" + path + "' does not hold a full-precision model: " + e.what());
+    throw ModelFileError("model file '" + path +
+                         "' does not hold a full-precision model: " + e.what());
   }
   return model;
 }
@@ -82,8 +85,10 @@ using KernelPlan = std::map<std::string, int>;
 
 /// A Boolean student: the teacher's embeddings, norms and head, and every linear layer
 /// converted by successive SVID into plan[name] kernels.
-inline std::unique_ptr<Transformer<float>> convert_model(const std::string& teacher_path, const ModelConfig& config,
-                                                         const KernelPlan& plan, const std::string& train_kernels) {
+inline std::unique_ptr<Transformer<float>> convert_model(const std::string& teacher_path,
+                                                         const ModelConfig& config,
+                                                         const KernelPlan& plan,
+                                                         const std::string& train_kernels) {
   auto model = load_dense_model(teacher_path, config);
   model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
     const auto k = std::size_t(plan.at(name));
@@ -94,8 +99,8 @@ inline std::unique_ptr<Transformer<float>> convert_model(const std::string& teac
 }
 
 /// A Boolean model saved by `save_model` (K per layer read from the file).
-inline std::unique_ptr<Transformer<float>> load_boolean_model(const std::string& path, const ModelConfig& config,
-                                                              const std::string& train_kernels = "last") {
+inline std::unique_ptr<Transformer<float>> load_boolean_model(
+    const std::string& path, const ModelConfig& config, const std::string& train_kernels = "last") {
   const auto dict = read_model_file(path, config);
   auto model = std::make_unique<Transformer<float>>(config);
   try {
@@ -115,8 +120,10 @@ inline std::unique_ptr<Transformer<float>> load_boolean_model(const std::string&
 }
 
 /// The latent-weight baseline initialised from the teacher with the same SVID.
-inline std::unique_ptr<Transformer<float>> latent_model(const std::string& teacher_path, const ModelConfig& config,
-                                                        const KernelPlan& plan, const std::string& train_kernels) {
+inline std::unique_ptr<Transformer<float>> latent_model(const std::string& teacher_path,
+                                                        const ModelConfig& config,
+                                                        const KernelPlan& plan,
+                                                        const std::string& train_kernels) {
   auto model = load_dense_model(teacher_path, config);
   model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
     const auto k = std::size_t(plan.at(name));

@@ -90,13 +90,13 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
   }
 
   // Scales and norm gains train with AdamW; embeddings and head stay the teacher's.
-  ParamList<float> scales;
-  for (auto& p : student->params())
+  std::vector<mbok::Parameter> scales;
+  for (auto& p : student->parameters())
     if (p.name != "tok_emb" && p.name != "pos_emb" && p.name.compare(0, 5, "head.") != 0)
       scales.push_back(p);
   mbok::AdamWOptions ao;
   ao.learning_rate = opt_.scale_lr;
-  mbok::AdamW scale_opt(to_library(scales), ao);
+  mbok::AdamW scale_opt(std::move(scales), ao);
 
   std::unique_ptr<mbok::BooleanOptimizer> bool_opt;
   std::unique_ptr<mbok::AdamW> latent_opt;
@@ -123,14 +123,14 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
         trainable_weights += double(p.bits->rows() * p.bits->cols());
     });
   } else {
-    ParamList<float> latents;
+    std::vector<mbok::Parameter> latents;
     student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
-      dynamic_cast<LatentLinear<float>&>(*l).latent_params(latents, name + ".");
+      dynamic_cast<LatentLinear<float>&>(*l).latent_parameters(latents, name + ".");
     });
     for (const auto& p : latents) trainable_weights += double(p.size);
     mbok::AdamWOptions lo;
     lo.learning_rate = opt_.latent_lr;
-    latent_opt = std::make_unique<mbok::AdamW>(to_library(latents), lo);
+    latent_opt = std::make_unique<mbok::AdamW>(std::move(latents), lo);
   }
 
   // The signs at the start (the SVID's), to measure how far training moved them.

@@ -79,11 +79,10 @@ struct PretrainSettings {
 inline std::vector<CurvePoint> pretrain(Transformer<float>& model, const Corpus& corpus,
                                         const std::vector<Batch>& curve_batches,
                                         const PretrainSettings& s) {
-  auto params = model.params();
   mbok::AdamWOptions o;
   o.beta2 = 0.95;
   o.weight_decay = s.weight_decay;
-  mbok::AdamW adamw(to_library(params), o);
+  mbok::AdamW adamw(model.parameters(), o);
   std::vector<CurvePoint> curve;
   auto bar = progress_bar("pretrain", std::size_t(s.steps));
   const Index len = model.config().context;
