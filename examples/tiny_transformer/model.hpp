@@ -32,10 +32,11 @@ struct ModelConfig {
   Index context = 64;
 
   void validate() const {
-    mbok::detail::require(d_model > 0 && layers > 0 && heads > 0 && mlp_mult > 0 && context > 1,
-                          "model config: every size must be positive (context > 1)");
-    mbok::detail::require(d_model % heads == 0, "model config: d_model ", d_model,
-                          " is not a multiple of heads ", heads);
+    if (!(d_model > 0 && layers > 0 && heads > 0 && mlp_mult > 0 && context > 1))
+      throw mbok::InvalidArgument("model config: every size must be positive (context > 1)");
+    if (d_model % heads != 0)
+      throw mbok::InvalidArgument("model config: d_model " + std::to_string(d_model) +
+                                  " is not a multiple of heads " + std::to_string(heads));
   }
   std::string describe() const {
     std::ostringstream s;
@@ -136,8 +137,9 @@ class Transformer {
 
   /// Logits (rows*len x 256) for the batch's inputs. Block outputs are kept in `hidden()`.
   void forward(const Batch& batch, Mat<T>& logits, bool train) {
-    mbok::detail::require(batch.len <= cfg_.context, "forward: sequence of ", batch.len,
-                          " tokens exceeds the context of ", cfg_.context);
+    if (batch.len > cfg_.context)
+      throw mbok::InvalidArgument("forward: sequence of " + std::to_string(batch.len) +
+                                  " tokens exceeds the context of " + std::to_string(cfg_.context));
     const Index n = batch.rows * batch.len;
     Mat<T> x(n, cfg_.d_model);
     for (Index i = 0; i < n; ++i)
@@ -256,8 +258,9 @@ class Transformer {
   /// the time spent in the block linear layers and in the head to `linear_seconds()` and
   /// `head_seconds()`.
   void decode_step(DecodeState<T>& s, std::uint8_t token, Vec<T>& logits) {
-    mbok::detail::require(s.length < cfg_.context, "decode_step: context of ", cfg_.context,
-                          " is full");
+    if (s.length >= cfg_.context)
+      throw mbok::InvalidArgument("decode_step: context of " + std::to_string(cfg_.context) +
+                                  " is full");
     const Index pos = s.length, d = cfg_.d_model, heads = cfg_.heads, dh = d / heads;
     const T scale = T(1) / std::sqrt(T(dh));
     DecodeBuffers& z = dec_;
