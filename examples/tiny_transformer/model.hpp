@@ -11,39 +11,15 @@
 #include <functional>
 #include <memory>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "common.hpp"
 #include "linear.hpp"
+#include "model_config.hpp"
 #include "ops.hpp"
 
 namespace tiny {
-
-inline constexpr Index kVocab = 256;
-
-/// Shape of the model.
-struct ModelConfig {
-  Index d_model = 128;
-  Index layers = 3;
-  Index heads = 4;
-  Index mlp_mult = 4;
-  Index context = 64;
-
-  void validate() const {
-    if (!(d_model > 0 && layers > 0 && heads > 0 && mlp_mult > 0 && context > 1))
-      throw mbok::InvalidArgument("model config: every size must be positive (context > 1)");
-    if (d_model % heads != 0)
-      throw mbok::InvalidArgument("model config: d_model " + std::to_string(d_model) +
-                                  " is not a multiple of heads " + std::to_string(heads));
-  }
-  std::string describe() const {
-    std::ostringstream s;
-    s << "d" << d_model << "-l" << layers << "-h" << heads << "-m" << mlp_mult << "-c" << context;
-    return s.str();
-  }
-};
 
 /// Names of the six linear layers of a block, in the order `for_each_linear` visits them.
 inline const std::vector<std::string>& linear_names() {
