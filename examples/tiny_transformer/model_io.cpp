@@ -65,16 +65,30 @@ std::unique_ptr<Transformer<float>> load_dense_model(const std::string& path,
   return model;
 }
 
+namespace {
+
+// The teacher from `teacher_path` with every linear layer replaced by make(its dense weight,
+// plan[name] kernels).
+template <typename Make>
+std::unique_ptr<Transformer<float>> with_replaced_linears(const std::string& teacher_path,
+                                                          const ModelConfig& config,
+                                                          const KernelPlan& plan, Make&& make) {
+  auto model = load_dense_model(teacher_path, config);
+  model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
+    layer = make(layer->dense_weight(), std::size_t(plan.at(name)));
+  });
+  return model;
+}
+
+}  // namespace
+
 std::unique_ptr<Transformer<float>> convert_model(const std::string& teacher_path,
                                                   const ModelConfig& config, const KernelPlan& plan,
                                                   const std::string& train_kernels) {
-  auto model = load_dense_model(teacher_path, config);
-  model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
-    const auto k = std::size_t(plan.at(name));
-    layer = std::make_unique<BoolLinear<float>>(mbok::BooleanLinear<float>::from_dense(
-        layer->dense_weight(), k, std::nullopt, boolean_options(train_kernels, k)));
+  return with_replaced_linears(teacher_path, config, plan, [&](const Mat<float>& w, std::size_t k) {
+    return std::make_unique<BoolLinear<float>>(mbok::BooleanLinear<float>::from_dense(
+        w, k, std::nullopt, boolean_options(train_kernels, k)));
   });
-  return model;
 }
 
 std::unique_ptr<Transformer<float>> load_boolean_model(const std::string& path,
@@ -101,14 +115,11 @@ std::unique_ptr<Transformer<float>> load_boolean_model(const std::string& path,
 std::unique_ptr<Transformer<float>> latent_model(const std::string& teacher_path,
                                                  const ModelConfig& config, const KernelPlan& plan,
                                                  const std::string& train_kernels) {
-  auto model = load_dense_model(teacher_path, config);
-  model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
-    const auto k = std::size_t(plan.at(name));
+  return with_replaced_linears(teacher_path, config, plan, [&](const Mat<float>& w, std::size_t k) {
     std::vector<bool> trainable(k, train_kernels == "all");
     trainable.back() = true;
-    layer = std::make_unique<LatentLinear<float>>(layer->dense_weight(), k, trainable);
+    return std::make_unique<LatentLinear<float>>(w, k, trainable);
   });
-  return model;
 }
 
 void set_inference_kernel(Transformer<float>& model, InferenceKernel mode) {
