@@ -54,14 +54,9 @@ class BoolLinear final : public Linear<T> {
     layer_.backward(x_, dy, dx, /*accumulate=*/true);
   }
   void zero_grad() override { layer_.zero_grad(); }
-  void params(ParamList<T>& out, const std::string& prefix) override {
-    for (std::size_t k = 0; k < layer_.num_kernels(); ++k) {
-      const std::string pre = prefix + "kernels." + std::to_string(k);
-      out.push_back({pre + ".s_out", layer_.s_out(k).data(), layer_.grad_s_out(k).data(),
-                     Index(layer_.out_features()), false});
-      out.push_back({pre + ".s_in", layer_.s_in(k).data(), layer_.grad_s_in(k).data(),
-                     Index(layer_.in_features()), false});
-    }
+  /// The scales of every kernel: `<prefix>kernels.<k>.s_out` and `.s_in`, without decay.
+  void parameters(Parameters<T>& out, const std::string& prefix) override {
+    for (auto& p : layer_.parameters(prefix)) out.push_back(std::move(p));
   }
   void save(mbok::StateDict& dict, const std::string& prefix) const override {
     layer_.export_state(dict, prefix);
@@ -138,12 +133,12 @@ class LatentLinear final : public Linear<T> {
       k.g_in.setZero();
     }
   }
-  void params(ParamList<T>& out, const std::string& prefix) override {
+  void parameters(Parameters<T>& out, const std::string& prefix) override {
     for (std::size_t i = 0; i < kernels_.size(); ++i) {
       auto& k = kernels_[i];
       const std::string pre = prefix + "kernels." + std::to_string(i);
-      out.push_back({pre + ".s_out", k.s_out.data(), k.g_out.data(), k.s_out.size(), false});
-      out.push_back({pre + ".s_in", k.s_in.data(), k.g_in.data(), k.s_in.size(), false});
+      out.push_back(mbok::make_parameter(pre + ".s_out", k.s_out, k.g_out, false));
+      out.push_back(mbok::make_parameter(pre + ".s_in", k.s_in, k.g_in, false));
     }
   }
   /// The signs of the trainable latent matrices, packed (to count sign changes).
@@ -154,12 +149,11 @@ class LatentLinear final : public Linear<T> {
     return out;
   }
   /// The latent matrices (for their own Adam).
-  void latent_params(ParamList<T>& out, const std::string& prefix) {
+  void latent_parameters(Parameters<T>& out, const std::string& prefix) {
     for (std::size_t i = 0; i < kernels_.size(); ++i)
       if (kernels_[i].trainable)
-        out.push_back({prefix + "kernels." + std::to_string(i) + ".latent",
-                       kernels_[i].latent.data(), kernels_[i].latent_grad.data(),
-                       kernels_[i].latent.size(), false});
+        out.push_back(mbok::make_parameter(prefix + "kernels." + std::to_string(i) + ".latent",
+                                           kernels_[i].latent, kernels_[i].latent_grad, false));
   }
   /// Saves the binarized layer (signs packed) in the BooleanLinear layout, plus the latents.
   void save(mbok::StateDict& dict, const std::string& prefix) const override {

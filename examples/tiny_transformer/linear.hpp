@@ -23,8 +23,8 @@ class Linear {
   /// dx = dy W; accumulates the gradients of the trainable state (after a train forward).
   virtual void backward(const Mat<T>& dy, Mat<T>& dx) = 0;
   virtual void zero_grad() = 0;
-  /// Full-precision parameters for AdamW, named `prefix` + part.
-  virtual void params(ParamList<T>& out, const std::string& prefix) = 0;
+  /// Appends the full-precision parameters (for AdamW), named `prefix` + part.
+  virtual void parameters(Parameters<T>& out, const std::string& prefix) = 0;
   virtual void save(mbok::StateDict& dict, const std::string& prefix) const = 0;
   virtual void load(const mbok::StateDict& dict, const std::string& prefix) = 0;
   /// The dense weight this layer represents (out x in).
@@ -55,8 +55,8 @@ class DenseLinear final : public Linear<T> {
     dx.noalias() = dy * w_;
   }
   void zero_grad() override { g_.setZero(); }
-  void params(ParamList<T>& out, const std::string& prefix) override {
-    out.push_back({prefix + "weight", w_.data(), g_.data(), w_.size(), true});
+  void parameters(Parameters<T>& out, const std::string& prefix) override {
+    out.push_back(mbok::make_parameter(prefix + "weight", w_, g_));
   }
   void save(mbok::StateDict& dict, const std::string& prefix) const override {
     dict[prefix + "weight"] = mbok::Tensor::from(w_.data(), {w_.rows(), w_.cols()});

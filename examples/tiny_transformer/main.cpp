@@ -12,6 +12,7 @@
 #include <omp.h>
 #endif
 
+#include "console.hpp"
 #include "pipeline.hpp"
 #include "report.hpp"
 

@@ -11,38 +11,15 @@
 #include <functional>
 #include <memory>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "common.hpp"
 #include "linear.hpp"
+#include "model_config.hpp"
 #include "ops.hpp"
 
 namespace tiny {
-
-inline constexpr Index kVocab = 256;
-
-/// Shape of the model.
-struct ModelConfig {
-  Index d_model = 128;
-  Index layers = 3;
-  Index heads = 4;
-  Index mlp_mult = 4;
-  Index context = 64;
-
-  void validate() const {
-    mbok::detail::require(d_model > 0 && layers > 0 && heads > 0 && mlp_mult > 0 && context > 1,
-                          "model config: every size must be positive (context > 1)");
-    mbok::detail::require(d_model % heads == 0, "model config: d_model ", d_model,
-                          " is not a multiple of heads ", heads);
-  }
-  std::string describe() const {
-    std::ostringstream s;
-    s << "d" << d_model << "-l" << layers << "-h" << heads << "-m" << mlp_mult << "-c" << context;
-    return s.str();
-  }
-};
 
 /// Names of the six linear layers of a block, in the order `for_each_linear` visits them.
 inline const std::vector<std::string>& linear_names() {
@@ -136,8 +113,9 @@ class Transformer {
 
   /// Logits (rows*len x 256) for the batch's inputs. Block outputs are kept in `hidden()`.
   void forward(const Batch& batch, Mat<T>& logits, bool train) {
-    mbok::detail::require(batch.len <= cfg_.context, "forward: sequence of ", batch.len,
-                          " tokens exceeds the context of ", cfg_.context);
+    if (batch.len > cfg_.context)
+      throw mbok::InvalidArgument("forward: sequence of " + std::to_string(batch.len) +
+                                  " tokens exceeds the context of " + std::to_string(cfg_.context));
     const Index n = batch.rows * batch.len;
     Mat<T> x(n, cfg_.d_model);
     for (Index i = 0; i < n; ++i)
@@ -186,20 +164,19 @@ class Transformer {
   }
 
   /// Every full-precision parameter (norm gains and Linear scales do not decay).
-  ParamList<T> params() {
-    ParamList<T> p;
-    p.push_back({"tok_emb", tok_emb_.data(), tok_grad_.data(), tok_emb_.size(), true});
-    p.push_back({"pos_emb", pos_emb_.data(), pos_grad_.data(), pos_emb_.size(), true});
+  Parameters<T> parameters() {
+    Parameters<T> p;
+    p.push_back(mbok::make_parameter("tok_emb", tok_emb_, tok_grad_));
+    p.push_back(mbok::make_parameter("pos_emb", pos_emb_, pos_grad_));
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       const std::string pre = "blocks." + std::to_string(l) + ".";
       auto& b = *blocks_[l];
-      p.push_back({pre + "ln1", b.ln1.gain.data(), b.ln1.grad.data(), b.ln1.gain.size(), false});
-      p.push_back({pre + "ln2", b.ln2.gain.data(), b.ln2.grad.data(), b.ln2.gain.size(), false});
-      for (std::size_t j = 0; j < 6; ++j) b.lin[j]->params(p, pre + linear_names()[j] + ".");
+      p.push_back(mbok::make_parameter(pre + "ln1", b.ln1.gain, b.ln1.grad, false));
+      p.push_back(mbok::make_parameter(pre + "ln2", b.ln2.gain, b.ln2.grad, false));
+      for (std::size_t j = 0; j < 6; ++j) b.lin[j]->parameters(p, pre + linear_names()[j] + ".");
     }
-    p.push_back({"final_norm", final_norm_.gain.data(), final_norm_.grad.data(),
-                 final_norm_.gain.size(), false});
-    head_->params(p, "head.");
+    p.push_back(mbok::make_parameter("final_norm", final_norm_.gain, final_norm_.grad, false));
+    head_->parameters(p, "head.");
     return p;
   }
 
@@ -257,8 +234,9 @@ class Transformer {
   /// the time spent in the block linear layers and in the head to `linear_seconds()` and
   /// `head_seconds()`.
   void decode_step(DecodeState<T>& s, std::uint8_t token, Vec<T>& logits) {
-    mbok::detail::require(s.length < cfg_.context, "decode_step: context of ", cfg_.context,
-                          " is full");
+    if (s.length >= cfg_.context)
+      throw mbok::InvalidArgument("decode_step: context of " + std::to_string(cfg_.context) +
+                                  " is full");
     const Index pos = s.length, d = cfg_.d_model, heads = cfg_.heads, dh = d / heads;
     const T scale = T(1) / std::sqrt(T(dh));
     DecodeBuffers& z = dec_;

@@ -4,12 +4,12 @@
 // Builds teachers (dense layers), Boolean students (SVID or saved kernels) and latent
 // baselines.
 
-#include <mbok/boolean_linear.hpp>
 #include <mbok/io/safetensors.hpp>
+#include <mbok/state_dict.hpp>
 
-#include <fstream>
 #include <map>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "boolean_layers.hpp"
@@ -23,115 +23,37 @@ class ModelFileError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline bool file_exists(const std::string& path) { return std::ifstream(path).good(); }
+/// Whether `path` can be opened for reading.
+bool file_exists(const std::string& path);
 
-inline void save_model(const Transformer<float>& model, const std::string& path, const std::string& kind,
-                       mbok::Metadata extra = {}) {
-  extra["tiny.config"] = model.config().describe();
-  extra["tiny.kind"] = kind;
-  mbok::save_state_dict(path, model.state(), extra);
-}
-
-/// Reads a model file and checks that it was made for `config`.
-inline mbok::StateDict read_model_file(const std::string& path, const ModelConfig& config,
-                                       mbok::Metadata* metadata = nullptr) {
-  if (!file_exists(path)) throw ModelFileError("model file '" + path + "' does not exist");
-  mbok::Metadata meta;
-  mbok::StateDict dict;
-  try {
-    dict = mbok::load_state_dict(path, &meta);
-  } catch (const std::exception& e) {
-    throw ModelFileError("model file '" + path + "' cannot be read: " + e.what());
-  }
-  const auto it = meta.find("tiny.config");
-  if (it == meta.end())
-    throw ModelFileError("model file '" + path + "' is not a tiny_transformer model (no tiny.config metadata)");
-  if (it->second != config.describe())
-    throw ModelFileError("model file '" + path + "' was made for configuration " + it->second +
-                         ", this run uses " + config.describe());
-  if (metadata) *metadata = meta;
-  return dict;
-}
+/// Saves `model` with metadata naming its configuration and `kind` (plus `extra`).
+void save_model(const Transformer<float>& model, const std::string& path, const std::string& kind,
+                mbok::Metadata extra = {});
 
 /// The teacher (full-precision layers) from a file.
-inline std::unique_ptr<Transformer<float>> load_dense_model(const std::string& path, const ModelConfig& config) {
-  const auto dict = read_model_file(path, config);
-  auto model = std::make_unique<Transformer<float>>(config);
-  try {
-    model->load_state(dict);
-  } catch (const std::exception& e) {
-    throw ModelFileError("model file '" + path + "' does not hold a full-precision model: " + e.what());
-  }
-  return model;
-}
-
-/// Options of the Boolean layers: which kernels train ("last" or "all").
-inline mbok::BooleanLinearOptions boolean_options(const std::string& train_kernels, std::size_t k) {
-  mbok::BooleanLinearOptions o;
-  if (train_kernels == "all") {
-    o.trainable_kernels.clear();
-    for (std::size_t i = 0; i < k; ++i) o.trainable_kernels.push_back(long(i));
-  } else {
-    o.trainable_kernels = {-1};
-  }
-  return o;
-}
+std::unique_ptr<Transformer<float>> load_dense_model(const std::string& path,
+                                                     const ModelConfig& config);
 
 /// Kernels per linear layer ("blocks.0.attn.q" -> K).
 using KernelPlan = std::map<std::string, int>;
 
 /// A Boolean student: the teacher's embeddings, norms and head, and every linear layer
 /// converted by successive SVID into plan[name] kernels.
-inline std::unique_ptr<Transformer<float>> convert_model(const std::string& teacher_path, const ModelConfig& config,
-                                                         const KernelPlan& plan, const std::string& train_kernels) {
-  auto model = load_dense_model(teacher_path, config);
-  model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
-    const auto k = std::size_t(plan.at(name));
-    layer = std::make_unique<BoolLinear<float>>(mbok::BooleanLinear<float>::from_dense(
-        layer->dense_weight(), k, std::nullopt, boolean_options(train_kernels, k)));
-  });
-  return model;
-}
+std::unique_ptr<Transformer<float>> convert_model(const std::string& teacher_path,
+                                                  const ModelConfig& config, const KernelPlan& plan,
+                                                  const std::string& train_kernels);
 
 /// A Boolean model saved by `save_model` (K per layer read from the file).
-inline std::unique_ptr<Transformer<float>> load_boolean_model(const std::string& path, const ModelConfig& config,
-                                                              const std::string& train_kernels = "last") {
-  const auto dict = read_model_file(path, config);
-  auto model = std::make_unique<Transformer<float>>(config);
-  try {
-    model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
-      const std::string prefix = name + ".";
-      std::size_t k = 0;
-      while (dict.count(prefix + "kernels." + std::to_string(k) + ".bits")) ++k;
-      if (k == 0) throw ModelFileError("no Boolean kernels for layer '" + name + "'");
-      layer = std::make_unique<BoolLinear<float>>(
-          mbok::BooleanLinear<float>::from_state(dict, prefix, boolean_options(train_kernels, k)));
-    });
-    model->load_state(dict);
-  } catch (const std::exception& e) {
-    throw ModelFileError("model file '" + path + "' does not hold a Boolean model: " + e.what());
-  }
-  return model;
-}
+std::unique_ptr<Transformer<float>> load_boolean_model(const std::string& path,
+                                                       const ModelConfig& config,
+                                                       const std::string& train_kernels = "last");
 
 /// The latent-weight baseline initialised from the teacher with the same SVID.
-inline std::unique_ptr<Transformer<float>> latent_model(const std::string& teacher_path, const ModelConfig& config,
-                                                        const KernelPlan& plan, const std::string& train_kernels) {
-  auto model = load_dense_model(teacher_path, config);
-  model->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& layer) {
-    const auto k = std::size_t(plan.at(name));
-    std::vector<bool> trainable(k, train_kernels == "all");
-    trainable.back() = true;
-    layer = std::make_unique<LatentLinear<float>>(layer->dense_weight(), k, trainable);
-  });
-  return model;
-}
+std::unique_ptr<Transformer<float>> latent_model(const std::string& teacher_path,
+                                                 const ModelConfig& config, const KernelPlan& plan,
+                                                 const std::string& train_kernels);
 
 /// Sets how every Boolean layer runs at inference.
-inline void set_inference_kernel(Transformer<float>& model, InferenceKernel mode) {
-  model.for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& layer) {
-    if (auto* b = dynamic_cast<BoolLinear<float>*>(layer.get())) b->set_inference_kernel(mode);
-  });
-}
+void set_inference_kernel(Transformer<float>& model, InferenceKernel mode);
 
 }  // namespace tiny

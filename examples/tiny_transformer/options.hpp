@@ -3,14 +3,14 @@
 // cores) and the --quick preset (seconds), and the keys that name cached files.
 
 #include <cstdint>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "corpus.hpp"
-#include "model.hpp"
+#include "model_config.hpp"
 
 namespace tiny {
+
+class Corpus;
 
 /// Settings of the `sweep` stage: repeated finetuning runs for statistics.
 struct SweepOptions {
@@ -72,54 +72,15 @@ struct Options {
   std::uint64_t run_seed() const { return finetune_seed ? finetune_seed : seed; }
 
   /// Shrinks everything to a run of a few seconds (used by the tests).
-  void apply_quick() {
-    model.d_model = 48;
-    model.layers = 2;
-    model.heads = 2;
-    model.context = 32;
-    batch = 8;
-    // A teacher trained long enough that binarizing it costs clearly measurable perplexity
-    // at every K (an undertrained teacher is close to a unigram model, which K = 2 already
-    // represents almost exactly): the tests then check finetuning on effects far larger than
-    // any rounding difference between ISAs.
-    pretrain_steps = 1000;
-    pretrain_lr = 5e-3;
-    kernels = {1, 2};
-    budgets = {1.5};
-    finetune_steps = 60;
-    baseline_kernels = {1};
-    checkpoint_every = 20;
-    eval_every = 10;
-    curve_windows = 16;
-    valid_windows = 64;
-    speed_tokens = 128;
-    sample_tokens = 60;
-  }
+  void apply_quick();
 
   /// Key of the teacher: model shape, pretraining settings, corpus and seed.
-  std::string teacher_key(const Corpus& corpus) const {
-    std::ostringstream s;
-    s << model.describe() << "|b" << batch << "|s" << pretrain_steps << "|lr" << pretrain_lr
-      << "|seed" << seed << "|corpus" << corpus.hash() << "|" << corpus.size();
-    const std::string text = s.str();
-    std::ostringstream hex;
-    hex << std::hex << fnv1a(text.data(), text.size());
-    return hex.str();
-  }
+  std::string teacher_key(const Corpus& corpus) const;
 
   /// Key of the settings a finetuning run of `method` depends on, and only those (checkpoints
   /// and recorded runs are only reused under the same key): a Boolean run is reused whatever
   /// the latent learning rate, so a sweep that tunes both methods never trains a run twice.
-  std::string finetune_key(const std::string& method, const std::string& variant) const {
-    std::ostringstream s;
-    s << method << "|" << variant << "|" << finetune_steps << "|" << gamma << "|" << scale_lr << "|"
-      << train_kernels << "|" << batch << "|" << seed << "|" << finetune_seed;
-    if (method == "mbok")
-      s << "|" << eta << "|" << accumulator << "|" << signal_scaling << "|" << eta_schedule << "|"
-        << warm_start;
-    if (method == "latent") s << "|" << latent_lr;
-    return s.str();
-  }
+  std::string finetune_key(const std::string& method, const std::string& variant) const;
 };
 
 }  // namespace tiny

@@ -24,35 +24,43 @@
 
 namespace mbok {
 
-/// A full-precision float tensor and its gradient buffer, both contiguous, both `size`
-/// floats, owned by the model. `shape` (row-major) is informational and names the tensor's
-/// shape in saved optimizer state; its product must equal `size`.
-struct Parameter {
+/// A full-precision tensor of `Scalar` and its gradient buffer, both contiguous, both `size`
+/// values, owned by the model. `shape` (row-major) is informational and names the tensor's
+/// shape in saved optimizer state; its product must equal `size`. Optimizers step float
+/// tensors (`Parameter`); other scalar types serve code that walks a model's tensors by name,
+/// such as a finite-difference gradient check in double.
+template <typename Scalar>
+struct BasicParameter {
   std::string name;                 ///< unique among the parameters of one optimizer
-  float* value = nullptr;           ///< the values the optimizer updates
-  const float* grad = nullptr;      ///< dL/dvalue, written by the model's backward pass
+  Scalar* value = nullptr;          ///< the values the optimizer updates
+  const Scalar* grad = nullptr;     ///< dL/dvalue, written by the model's backward pass
   std::size_t size = 0;             ///< elements of value and grad
   std::vector<std::int64_t> shape;  ///< row-major shape (product == size)
   bool weight_decay = true;         ///< false for tensors decay must not shrink (scales, biases)
 };
 
+/// The parameters `AdamW` steps: float tensors.
+using Parameter = BasicParameter<float>;
+
 /// Registers an Eigen tensor (any plain, contiguous matrix or vector: `Eigen::VectorXf`,
-/// `Eigen::MatrixXf`, row-major matrices) and its gradient of the same shape.
+/// `Eigen::MatrixXf`, row-major matrices) and its gradient of the same shape and scalar type;
+/// a float tensor gives a `Parameter`, a double one a `BasicParameter<double>`.
 /// Write into registered tensors in place (`grad = other;`, `grad.noalias() = a * b;`):
 /// assigning a temporary of the same type (`grad = make_matrix();`) moves the temporary's
 /// buffer in, and the optimizer would keep pointing at the old one.
 /// Throws `InvalidArgument` naming the parameter when the shapes differ or it is empty.
 template <typename DerivedV, typename DerivedG>
-Parameter make_parameter(std::string name, Eigen::PlainObjectBase<DerivedV>& value,
-                         Eigen::PlainObjectBase<DerivedG>& grad, bool weight_decay = true) {
-  static_assert(std::is_same_v<typename DerivedV::Scalar, float> &&
-                    std::is_same_v<typename DerivedG::Scalar, float>,
-                "parameters are float tensors");
+BasicParameter<typename DerivedV::Scalar> make_parameter(std::string name,
+                                                         Eigen::PlainObjectBase<DerivedV>& value,
+                                                         Eigen::PlainObjectBase<DerivedG>& grad,
+                                                         bool weight_decay = true) {
+  static_assert(std::is_same_v<typename DerivedV::Scalar, typename DerivedG::Scalar>,
+                "a parameter and its gradient have the same scalar type");
   detail::require(value.size() > 0, "parameter '", name, "' is empty");
   detail::require(value.rows() == grad.rows() && value.cols() == grad.cols(), "parameter '", name,
                   "': gradient is ", grad.rows(), " x ", grad.cols(), ", value is ", value.rows(),
                   " x ", value.cols());
-  Parameter p;
+  BasicParameter<typename DerivedV::Scalar> p;
   p.name = std::move(name);
   p.value = value.data();
   p.grad = grad.data();

@@ -13,11 +13,13 @@ TEST_CASE("corpus splits off a validation tail and batches are reproducible", "[
   tiny::Corpus c(text, 16, 0.1);
   REQUIRE(c.train_size() + c.valid_size() == c.size());
   REQUIRE(c.valid_size() == tiny::Index(double(c.size()) * 0.1));
-  const auto a = c.train_batch(4, 16, 1, 5), b = c.train_batch(4, 16, 1, 5), d = c.train_batch(4, 16, 1, 6);
+  const auto a = c.train_batch(4, 16, 1, 5), b = c.train_batch(4, 16, 1, 5),
+             d = c.train_batch(4, 16, 1, 6);
   REQUIRE(a.inputs == b.inputs);
   REQUIRE(a.inputs != d.inputs);
   // Targets are the inputs shifted by one byte.
-  for (tiny::Index i = 0; i + 1 < 16; ++i) REQUIRE(a.targets[std::size_t(i)] == a.inputs[std::size_t(i + 1)]);
+  for (tiny::Index i = 0; i + 1 < 16; ++i)
+    REQUIRE(a.targets[std::size_t(i)] == a.inputs[std::size_t(i + 1)]);
   // Validation windows come from the held-out tail only.
   const std::string tail = text.substr(std::size_t(c.train_size()));
   for (const auto& batch : c.valid_batches(8, 16, 3)) {
@@ -35,5 +37,6 @@ TEST_CASE("corpus errors name the problem", "[corpus]") {
   { std::ofstream(empty_path).flush(); }
   REQUIRE_THROWS_WITH(tiny::read_text_file(empty_path), mbok::test::contains("is empty"));
   std::remove(empty_path.c_str());
-  REQUIRE_THROWS_WITH(tiny::Corpus(std::string(100, 'a'), 64), mbok::test::contains("too short for a context of 64"));
+  REQUIRE_THROWS_WITH(tiny::Corpus(std::string(100, 'a'), 64),
+                      mbok::test::contains("too short for a context of 64"));
 }

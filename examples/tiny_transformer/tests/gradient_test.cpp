@@ -4,8 +4,9 @@
 #include <cmath>
 #include <random>
 
+#include <mbok/losses.hpp>
+
 #include "catch.hpp"
-#include "loss.hpp"
 #include "model.hpp"
 
 namespace {
@@ -47,11 +48,15 @@ struct Objective {
   double loss(bool with_grad) {
     Mat<double> logits, dlogits;
     model.forward(batch, logits, with_grad);
-    double l = teacher_logits ? tiny::kl_divergence(*teacher_logits, logits, with_grad ? &dlogits : nullptr)
-                              : tiny::cross_entropy(logits, batch.targets, with_grad ? &dlogits : nullptr);
+    double l =
+        teacher_logits
+            ? mbok::kl_divergence(*teacher_logits, logits, 1.0, with_grad ? &dlogits : nullptr)
+            : mbok::cross_entropy(logits, batch.targets, with_grad ? &dlogits : nullptr);
     std::vector<Mat<double>> dh(model.num_blocks());
-    for (std::size_t i = 0; i < model.num_blocks(); ++i)
-      l += tiny::mse(hidden_targets[i], model.hidden(i), gamma, with_grad ? &dh[i] : nullptr);
+    for (std::size_t i = 0; i < model.num_blocks(); ++i) {
+      l += gamma * mbok::mse(hidden_targets[i], model.hidden(i), with_grad ? &dh[i] : nullptr);
+      dh[i] *= gamma;
+    }
     if (with_grad) {
       model.zero_grad();
       model.backward(dlogits, &dh);
@@ -64,8 +69,9 @@ void check_gradients(bool distill) {
   std::mt19937_64 rng(7);
   tiny::Transformer<double> model(tiny_config(), 3);
   // Larger weights than the default init, so every path carries signal.
-  for (auto& p : model.params())
-    for (Index i = 0; i < p.size; ++i) p.value[i] += std::normal_distribution<double>(0, 0.3)(rng);
+  for (auto& p : model.parameters())
+    for (std::size_t i = 0; i < p.size; ++i)
+      p.value[i] += std::normal_distribution<double>(0, 0.3)(rng);
   const Batch batch = random_batch(2, 5, rng);
   Mat<double> teacher = Mat<double>::Random(10, 256) * 2.0;
   Objective obj{model, batch, distill ? &teacher : nullptr, {}, 3.0};
@@ -73,15 +79,15 @@ void check_gradients(bool distill) {
     obj.hidden_targets.push_back(Mat<double>::Random(10, 8));
 
   obj.loss(true);
-  auto params = model.params();
+  auto params = model.parameters();
   std::vector<std::vector<double>> analytic;
   for (auto& p : params) analytic.emplace_back(p.grad, p.grad + p.size);
   int checked = 0;
   for (std::size_t pi = 0; pi < params.size(); ++pi) {
     auto& p = params[pi];
-    std::uniform_int_distribution<Index> pick(0, p.size - 1);
+    std::uniform_int_distribution<std::size_t> pick(0, p.size - 1);
     for (int s = 0; s < 6; ++s) {
-      const Index i = pick(rng);
+      const std::size_t i = pick(rng);
       const double saved = p.value[i], h = 1e-5;
       p.value[i] = saved + h;
       const double up = obj.loss(false);
@@ -89,7 +95,7 @@ void check_gradients(bool distill) {
       const double down = obj.loss(false);
       p.value[i] = saved;
       const double numeric = (up - down) / (2 * h);
-      const double a = analytic[pi][std::size_t(i)];
+      const double a = analytic[pi][i];
       INFO(p.name << "[" << i << "] analytic " << a << " numeric " << numeric);
       REQUIRE(std::abs(a - numeric) <= 1e-6 + 1e-5 * std::abs(numeric));
       ++checked;
@@ -113,8 +119,9 @@ TEST_CASE("transformer gradients match finite differences (KL + MSE)", "[gradien
 TEST_CASE("incremental decoding matches the full forward pass", "[decode]") {
   std::mt19937_64 rng(11);
   tiny::Transformer<double> model(tiny_config(), 5);
-  for (auto& p : model.params())
-    for (Index i = 0; i < p.size; ++i) p.value[i] += std::normal_distribution<double>(0, 0.3)(rng);
+  for (auto& p : model.parameters())
+    for (std::size_t i = 0; i < p.size; ++i)
+      p.value[i] += std::normal_distribution<double>(0, 0.3)(rng);
   const Batch batch = random_batch(1, 6, rng);
   Mat<double> logits;
   model.forward(batch, logits, false);

@@ -1,8 +1,8 @@
 #pragma once
 #include "../../guard.hpp"
 
-// The avx2 table: the portable table with each product that has a avx2 version replaced
-// (one file per product).
+// The avx2 table: the portable table with each product that has an avx2 version replaced
+// (one file per product; the table itself is generic/kernel_table.hpp).
 
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
@@ -13,16 +13,7 @@
 
 namespace mbok::detail::avx2 {
 
-inline constexpr KernelTable make_table() noexcept {
-  KernelTable t = scalar::kTable;
-  t.isa = Isa::avx2;
-  install_xnor(t);
-  install_sign_f32(t);
-  install_sign_i8(t);
-  install_lut_i8(t);
-  return t;
-}
-
-inline constexpr KernelTable kTable = make_table();
+inline constexpr Isa kTableIsa = Isa::avx2;
+#include "../generic/kernel_table.hpp"
 
 }  // namespace mbok::detail::avx2

@@ -2,7 +2,7 @@
 #include "../../guard.hpp"
 
 // The neon table: the portable table with each product that has a neon version replaced
-// (one file per product).
+// (one file per product; the table itself is generic/kernel_table.hpp).
 
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
@@ -13,16 +13,7 @@
 
 namespace mbok::detail::neon {
 
-inline constexpr KernelTable make_table() noexcept {
-  KernelTable t = scalar::kTable;
-  t.isa = Isa::neon;
-  install_xnor(t);
-  install_sign_f32(t);
-  install_sign_i8(t);
-  install_lut_i8(t);
-  return t;
-}
-
-inline constexpr KernelTable kTable = make_table();
+inline constexpr Isa kTableIsa = Isa::neon;
+#include "../generic/kernel_table.hpp"
 
 }  // namespace mbok::detail::neon

@@ -1,15 +1,26 @@
-#pragma once
 // The evaluate stage: validation perplexity and bits per character of every model, the
 // generation speed of the teacher (Eigen) and of the Boolean models (fused float and int8
 // kernels, through mbok::BooleanLinear's forward and forward_int8) with the share of each
-// token's time spent in the linear layers, and samples from one prompt. Included by
-// pipeline.hpp.
+// token's time spent in the linear layers, and samples from one prompt.
+
+#include <mbok/boolean_linear.hpp>
 
 #include <cmath>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "console.hpp"
+#include "generate.hpp"
+#include "pipeline.hpp"
+#include "train.hpp"
 
 namespace tiny {
 
-namespace detail {
+namespace {
 
 /// Runs `body` with OpenMP (and so Eigen) limited to one thread.
 template <typename Body>
@@ -36,7 +47,7 @@ struct Speed {
 };
 
 /// Sampling `tokens` bytes, best of two runs, one thread.
-inline Speed generation_speed(Transformer<float>& model, const std::string& prompt, int tokens) {
+Speed generation_speed(Transformer<float>& model, const std::string& prompt, int tokens) {
   Speed best;
   single_threaded([&] {
     for (int r = 0; r < 2; ++r) {
@@ -52,15 +63,15 @@ inline Speed generation_speed(Transformer<float>& model, const std::string& prom
   return best;
 }
 
-inline nlohmann::json speed_json(const Speed& s) {
+nlohmann::json speed_json(const Speed& s) {
   return {{"tokens_per_second", s.tokens_per_second},
           {"linear_fraction", s.linear_fraction},
           {"head_fraction", s.head_fraction}};
 }
 
-}  // namespace detail
+}  // namespace
 
-inline void Pipeline::evaluate_stage() {
+void Pipeline::evaluate_stage() {
   require_teacher();
   struct Entry {
     std::string name, file, kind;
@@ -95,22 +106,21 @@ inline void Pipeline::evaluate_stage() {
     });
     r["bits_per_weight"] = bits / weights;
     if (e.kind == "teacher") {
-      const detail::Speed t = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
+      const Speed t = generation_speed(*model, opt_.prompt, opt_.speed_tokens);
       r["tokens_per_second"] = {{"eigen_float", t.tokens_per_second}};
-      r["speed"] = {{"eigen_float", detail::speed_json(t)}};
+      r["speed"] = {{"eigen_float", speed_json(t)}};
     } else if (e.name.compare(0, 5, "mbok-") == 0) {
       set_inference_kernel(*model, InferenceKernel::fused_float);
-      const detail::Speed f = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
+      const Speed f = generation_speed(*model, opt_.prompt, opt_.speed_tokens);
       set_inference_kernel(*model, InferenceKernel::int8);
-      const detail::Speed q = detail::generation_speed(*model, opt_.prompt, opt_.speed_tokens);
+      const Speed q = generation_speed(*model, opt_.prompt, opt_.speed_tokens);
       model->for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
         if (auto* b = dynamic_cast<BoolLinear<float>*>(l.get()))
           r["isa"] = mbok::isa_name(b->layer().isa());
       });
       r["tokens_per_second"] = {{"boolean_float", f.tokens_per_second},
                                 {"boolean_int8", q.tokens_per_second}};
-      r["speed"] = {{"boolean_float", detail::speed_json(f)},
-                    {"boolean_int8", detail::speed_json(q)}};
+      r["speed"] = {{"boolean_float", speed_json(f)}, {"boolean_int8", speed_json(q)}};
       // Quality with int8 activations, as generated.
       r["valid_loss_int8"] = validation_loss(*model, valid_batches_);
     }

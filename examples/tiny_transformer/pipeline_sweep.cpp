@@ -1,10 +1,9 @@
-#pragma once
 // The sweep stage: Boolean finetuning against the latent-weight baseline with statistics.
 // Both methods get the same tuning grid size (one seed, the first length), then every K and
 // length runs with several finetuning seeds (same teacher, same PTQ start, batches drawn by
 // the seed, identical for both methods at a seed). Writes sweep.md and sweep.png next to
 // summary.json; runs already in summary.json with the same settings are reused, so an
-// interrupted sweep continues where it stopped. Included by pipeline.hpp.
+// interrupted sweep continues where it stopped.
 
 #include <algorithm>
 #include <array>
@@ -18,14 +17,20 @@
 #include <string>
 #include <vector>
 
+#include "console.hpp"
+#include "pipeline.hpp"
+#include "train.hpp"
+
 namespace tiny {
+
+namespace {
 
 /// Mean and sample standard deviation.
 struct Spread {
   double mean = NAN, sd = NAN;
   std::size_t n = 0;
 };
-inline Spread spread_of(const std::vector<double>& v) {
+Spread spread_of(const std::vector<double>& v) {
   Spread s;
   s.n = v.size();
   if (v.empty()) return s;
@@ -38,23 +43,21 @@ inline Spread spread_of(const std::vector<double>& v) {
   return s;
 }
 
-namespace sweep_detail {
-
-inline std::string short_num(double v) {
+std::string short_num(double v) {
   std::ostringstream s;
   s << v;
   return s.str();
 }
-inline std::string pm(const Spread& s, int digits) {
+std::string pm(const Spread& s, int digits) {
   return fixed(s.mean, digits) + " ± " + fixed(s.sd, digits);
 }
 
 /// Perplexity against bits per weight: PTQ, Boolean and latent (mean with the seed spread as
 /// error bars) and the teacher's line, with gnuplot; returns the file, or "" without gnuplot.
-inline std::string plot(const std::string& out_dir, const std::string& name,
-                        const std::vector<std::string>& series_names,
-                        const std::vector<std::vector<std::array<double, 3>>>& series,
-                        double teacher_ppl, int steps) {
+std::string plot(const std::string& out_dir, const std::string& name,
+                 const std::vector<std::string>& series_names,
+                 const std::vector<std::vector<std::array<double, 3>>>& series, double teacher_ppl,
+                 int steps) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return "";
   const std::string data = out_dir + "/" + name + ".dat", script = out_dir + "/" + name + ".gp",
                     png = out_dir + "/" + name + ".png";
@@ -91,10 +94,9 @@ inline std::string plot(const std::string& out_dir, const std::string& name,
   return "";
 }
 
-}  // namespace sweep_detail
+}  // namespace
 
-inline void Pipeline::sweep_stage(const SweepOptions& so) {
-  using namespace sweep_detail;
+void Pipeline::sweep_stage(const SweepOptions& so) {
   require_teacher();
   if (so.seeds < 1) throw mbok::InvalidArgument("sweep: --sweep-seeds must be >= 1");
   if (so.steps.empty() || so.kernels.empty())

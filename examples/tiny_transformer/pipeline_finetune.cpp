@@ -1,19 +1,29 @@
-#pragma once
 // Finetuning runs (Boolean-domain and latent-weight baseline) with resumable checkpoints,
-// and the kernel allocation of fractional budgets. Included by pipeline.hpp.
+// and the kernel allocation of fractional budgets.
 
+#include <mbok/adamw.hpp>
+#include <mbok/boolean_optimizer.hpp>
 #include <mbok/io/checkpoint.hpp>
 #include <mbok/kernel_allocation.hpp>
 #include <mbok/svid.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "console.hpp"
+#include "pipeline.hpp"
+#include "train.hpp"
+
 namespace tiny {
 
-inline mbok::SignalScaling parse_signal_scaling(const std::string& s) {
+namespace {
+
+mbok::SignalScaling parse_signal_scaling(const std::string& s) {
   if (s == "none") return mbok::SignalScaling::none;
   if (s == "rms") return mbok::SignalScaling::rms;
   if (s == "sign") return mbok::SignalScaling::sign;
@@ -21,7 +31,7 @@ inline mbok::SignalScaling parse_signal_scaling(const std::string& s) {
 }
 
 /// Snapshots of the trainable kernels' signs of a Boolean or latent model, in layer order.
-inline std::vector<mbok::BitMatrix> trainable_signs(Transformer<float>& model) {
+std::vector<mbok::BitMatrix> trainable_signs(Transformer<float>& model) {
   std::vector<mbok::BitMatrix> out;
   model.for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
     std::vector<mbok::BitMatrix> part;
@@ -33,8 +43,8 @@ inline std::vector<mbok::BitMatrix> trainable_signs(Transformer<float>& model) {
 }
 
 /// Signs that differ between two snapshots, and how many signs they hold.
-inline std::pair<double, double> sign_changes(const std::vector<mbok::BitMatrix>& a,
-                                              const std::vector<mbok::BitMatrix>& b) {
+std::pair<double, double> sign_changes(const std::vector<mbok::BitMatrix>& a,
+                                       const std::vector<mbok::BitMatrix>& b) {
   double changed = 0, total = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
     changed += double(mbok::hamming_distance(a[i], b.at(i)));
@@ -48,8 +58,8 @@ inline std::pair<double, double> sign_changes(const std::vector<mbok::BitMatrix>
 /// (about 1 on average), m_ij = sign(w_ij) threshold (1 - min(r_ij, 2)): a weight the teacher
 /// held near zero starts close to its flip, one far from zero needs up to twice the
 /// threshold against it, the way a latent weight that starts at R_ij must travel |R_ij|.
-inline void warm_start_accumulators(Transformer<float>& teacher, Transformer<float>& student,
-                                    mbok::BooleanOptimizer& opt) {
+void warm_start_accumulators(Transformer<float>& teacher, Transformer<float>& student,
+                             mbok::BooleanOptimizer& opt) {
   std::map<std::string, Mat<float>> dense;
   teacher.for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) {
     dense[n] = l->dense_weight();
@@ -73,7 +83,9 @@ inline void warm_start_accumulators(Transformer<float>& teacher, Transformer<flo
   });
 }
 
-inline json Pipeline::run_finetune(const std::string& method, const Variant& v) {
+}  // namespace
+
+json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   const std::string tag = method + "-" + v.name + run_suffix_;
   const std::string ckpt = path("ckpt-" + tag + ".safetensors");
   const std::string key = opt_.finetune_key(method, v.name);
@@ -90,13 +102,13 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
   }
 
   // Scales and norm gains train with AdamW; embeddings and head stay the teacher's.
-  ParamList<float> scales;
-  for (auto& p : student->params())
+  std::vector<mbok::Parameter> scales;
+  for (auto& p : student->parameters())
     if (p.name != "tok_emb" && p.name != "pos_emb" && p.name.compare(0, 5, "head.") != 0)
       scales.push_back(p);
   mbok::AdamWOptions ao;
   ao.learning_rate = opt_.scale_lr;
-  mbok::AdamW scale_opt(to_library(scales), ao);
+  mbok::AdamW scale_opt(std::move(scales), ao);
 
   std::unique_ptr<mbok::BooleanOptimizer> bool_opt;
   std::unique_ptr<mbok::AdamW> latent_opt;
@@ -123,14 +135,14 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
         trainable_weights += double(p.bits->rows() * p.bits->cols());
     });
   } else {
-    ParamList<float> latents;
+    std::vector<mbok::Parameter> latents;
     student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
-      dynamic_cast<LatentLinear<float>&>(*l).latent_params(latents, name + ".");
+      dynamic_cast<LatentLinear<float>&>(*l).latent_parameters(latents, name + ".");
     });
     for (const auto& p : latents) trainable_weights += double(p.size);
     mbok::AdamWOptions lo;
     lo.learning_rate = opt_.latent_lr;
-    latent_opt = std::make_unique<mbok::AdamW>(to_library(latents), lo);
+    latent_opt = std::make_unique<mbok::AdamW>(std::move(latents), lo);
   }
 
   // The signs at the start (the SVID's), to measure how far training moved them.
@@ -341,7 +353,7 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
 /// Kernels per layer under an average budget of `budget` kernel bits per weight: the
 /// library's greedy allocation (method.md section 5) over each layer's SVID residuals for
 /// K = 1..4.
-inline KernelPlan Pipeline::budget_plan(Transformer<float>& teacher, double budget) {
+KernelPlan Pipeline::budget_plan(Transformer<float>& teacher, double budget) {
   constexpr std::size_t kMax = 4;
   std::vector<mbok::LayerErrorCurve> curves;
   teacher.for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
