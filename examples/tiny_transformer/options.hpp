@@ -58,7 +58,8 @@ struct Options {
   // checkpoints
   int checkpoint_every = 50;
   bool resume = false;
-  int stop_after = 0;  ///< stop a finetuning run after this many steps of this invocation
+  int stop_after = 0;        ///< stop a finetuning run after this many steps of this invocation
+  bool distributed = false;  ///< finetune data-parallel over MPI (distributed.hpp)
 
   // evaluation
   int eval_every = 20;

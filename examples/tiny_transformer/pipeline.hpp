@@ -19,6 +19,7 @@
 #include <omp.h>
 #endif
 
+#include "distributed.hpp"
 #include "model_io.hpp"
 #include "options.hpp"
 #include "train.hpp"
@@ -87,6 +88,7 @@ class Pipeline {
   }
 
   void save_summary() {
+    if (!is_root_process()) return;  // rank 0 writes for a distributed run
     const std::string tmp = summary_path() + ".tmp";
     {
       std::ofstream out(tmp);
