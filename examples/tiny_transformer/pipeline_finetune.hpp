@@ -309,7 +309,7 @@ inline json Pipeline::run_finetune(const std::string& method, const Variant& v) 
   if (interrupted) {
     std::cerr << "finetune " << tag << ": stopped after " << opt_.stop_after
               << " steps; checkpoint " << ckpt << " (continue with --resume)\n";
-    summary_["runs"].erase(tag);
+    if (summary_.contains("runs")) summary_["runs"].erase(tag);
     save_summary();
     return nullptr;
   }
