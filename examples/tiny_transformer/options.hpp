@@ -58,8 +58,10 @@ struct Options {
   // checkpoints
   int checkpoint_every = 50;
   bool resume = false;
-  int stop_after = 0;        ///< stop a finetuning run after this many steps of this invocation
-  bool distributed = false;  ///< finetune data-parallel over MPI (distributed.hpp)
+  int stop_after = 0;  ///< stop a finetuning run after this many steps of this invocation
+
+  // data parallelism
+  bool distributed = false;  ///< finetune over MPI ranks (distributed.hpp)
 
   // evaluation
   int eval_every = 20;
