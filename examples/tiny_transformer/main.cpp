@@ -13,6 +13,7 @@
 #endif
 
 #include "console.hpp"
+#include "distributed.hpp"
 #include "pipeline.hpp"
 #include "report.hpp"
 
@@ -78,6 +79,9 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_option("--stop-after", o.stop_after,
                  "Stop each finetuning run after this many steps (checkpointed)")
       ->capture_default_str();
+  app.add_flag("--distributed", o.distributed,
+               "Finetune data-parallel over MPI: mpirun -np N tiny_transformer --distributed ... "
+               "finetune (the global batch stays --batch; rank 0 writes the files)");
   app.add_option("--eval-every", o.eval_every, "Finetuning steps between validation points")
       ->capture_default_str();
   app.add_option("--valid-windows", o.valid_windows, "Validation windows for the final evaluation")
@@ -131,6 +135,7 @@ int main(int argc, char** argv) {
                   "Skip the scales-only and accumulator-type rows");
   CLI11_PARSE(app, argc, argv);
 
+  std::shared_ptr<void> mpi;  // finalizes MPI after the stages (--distributed)
   try {
 #if defined(_OPENMP)
     if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -139,6 +144,7 @@ int main(int argc, char** argv) {
     for (const auto& [name, help] : stages)
       if (app.got_subcommand(name)) stage = name;
     if (app.got_subcommand("sweep")) stage = "sweep";
+    mpi = tiny::start_distributed(o, stage);
     const auto t0 = tiny::Clock::now();
     tiny::Pipeline p(o);
     if (stage == "all" || stage == "pretrain") p.pretrain_stage();
@@ -162,7 +168,9 @@ int main(int argc, char** argv) {
     if (stage == "all")
       std::cout << "total time: " << tiny::fixed(tiny::seconds_since(t0), 1) << " s\n";
   } catch (const std::exception& e) {
+    std::cerr.clear();  // every rank of a distributed run reports its error
     std::cerr << "tiny_transformer: error: " << e.what() << "\n";
+    tiny::abort_distributed_run(1);
     return 1;
   }
   return 0;

@@ -60,6 +60,9 @@ struct Options {
   bool resume = false;
   int stop_after = 0;  ///< stop a finetuning run after this many steps of this invocation
 
+  // data parallelism
+  bool distributed = false;  ///< finetune over MPI ranks (distributed.hpp)
+
   // evaluation
   int eval_every = 20;
   int curve_windows = 32;

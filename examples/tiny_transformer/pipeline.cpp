@@ -60,6 +60,7 @@ std::string Pipeline::teacher_path() const {
 }
 
 void Pipeline::save_summary() {
+  if (!is_root_process()) return;  // rank 0 writes for a distributed run
   const std::string tmp = summary_path() + ".tmp";
   {
     std::ofstream out(tmp);

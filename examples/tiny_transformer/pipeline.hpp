@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "corpus.hpp"
+#include "distributed.hpp"
 #include "model_io.hpp"
 #include "options.hpp"
 

@@ -108,7 +108,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
       scales.push_back(p);
   mbok::AdamWOptions ao;
   ao.learning_rate = opt_.scale_lr;
-  mbok::AdamW scale_opt(std::move(scales), ao);
+  mbok::AdamW scale_opt(scales, ao);  // scales stays: --distributed hands it on
 
   std::unique_ptr<mbok::BooleanOptimizer> bool_opt;
   std::unique_ptr<mbok::AdamW> latent_opt;
@@ -228,6 +228,8 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     }
     std::cerr << "finetune " << tag << ": resuming at step " << start << " from " << ckpt << "\n";
   }
+  // --distributed: the trainer takes over both optimizers' steps and state.
+  const auto dp = distributed_finetune(opt_, method, *student, scales, bool_opt.get(), scale_opt);
 
   auto save_checkpoint = [&](int step) {
     mbok::StateDict dict;
@@ -235,6 +237,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     scale_opt.export_state(dict, "scale_opt.");
     if (bool_opt) bool_opt->export_state(dict, "boolean_opt.");
     if (latent_opt) latent_opt->export_state(dict, "latent_opt.");
+    if (dp) dp->export_state(dict, "boolean_opt.", "scale_opt.");
     dict["progress.step"] = mbok::Tensor::scalar<std::int64_t>(step);
     dict["progress.step_seconds"] = mbok::Tensor::scalar<double>(step_seconds);
     dict["progress.flip_fraction_sum"] = mbok::Tensor::scalar<double>(flip_fraction_sum);
@@ -244,8 +247,9 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     for (const auto& p : curve)
       values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
     dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
-    mbok::save_checkpoint(ckpt, dict,
-                          {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
+    if (is_root_process())
+      mbok::save_checkpoint(ckpt, dict,
+                            {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
   };
 
   const int steps = opt_.finetune_steps;
@@ -267,19 +271,24 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
       interrupted = true;
       break;
     }
-    const Batch batch = corpus_->train_batch(opt_.batch, opt_.model.context, opt_.run_seed() + 7919,
-                                             std::uint64_t(step));
+    Batch batch = corpus_->train_batch(opt_.batch, opt_.model.context, opt_.run_seed() + 7919,
+                                       std::uint64_t(step));
+    if (dp) batch = dp->local_share(batch);
     const auto t0 = Clock::now();
     double counting_seconds = 0;
-    const DistillLoss loss = distill_step(*teacher, *student, batch, opt_.gamma);
+    DistillLoss loss = distill_step(*teacher, *student, batch, opt_.gamma);
+    if (dp) loss = dp->mean_over_ranks(loss, batch.rows);
     const int warmup = std::max(1, steps / 20);
     scale_opt.set_learning_rate(schedule(opt_.scale_lr, step, steps, warmup));
-    scale_opt.step();
+    if (!dp) scale_opt.step();
     if (bool_opt) {
       if (opt_.eta_schedule == "cosine")
         bool_opt->set_learning_rate(schedule(opt_.eta, step, steps, warmup));
-      bool_opt->step();
-      flip_fraction_sum += bool_opt->last_stats().rate();
+      if (dp)
+        dp->step(batch.rows, scale_opt.options().learning_rate, bool_opt->options().learning_rate);
+      else
+        bool_opt->step();
+      flip_fraction_sum += dp ? dp->flip_rate() : bool_opt->last_stats().rate();
     }
     if (latent_opt) {
       latent_opt->set_learning_rate(schedule(opt_.latent_lr, step, steps, warmup));
@@ -312,12 +321,13 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   if (interrupted) {
     std::cerr << "finetune " << tag << ": stopped after " << opt_.stop_after
               << " steps; checkpoint " << ckpt << " (continue with --resume)\n";
-    summary_["runs"].erase(tag);
+    if (summary_.contains("runs")) summary_["runs"].erase(tag);
     save_summary();
     return nullptr;
   }
 
-  save_model(*student, path(tag + ".safetensors"), method, {{"tiny.finetune_key", key}});
+  if (is_root_process())
+    save_model(*student, path(tag + ".safetensors"), method, {{"tiny.finetune_key", key}});
   const auto [moved, signs] = sign_changes(start_signs, trainable_signs(*student));
   const double final_loss = validation_loss(*student, valid_batches_);
   std::cerr << tag << ": validation loss " << fixed(final_loss) << " (perplexity "
