@@ -11,8 +11,9 @@
 ///          p = softmax(teacher / T), q = softmax(student / T)
 ///          dL/dstudent_ic = (q_ic - p_ic) / (T t)
 ///          (no T^2 factor; multiply the loss and gradient by T^2 for Hinton's scaling)
-///     MSE: L = (1 / (t d)) sum (student - teacher)^2 ;  dL/dstudent = 2 (student - teacher) / (t
-///     d) CE:  L = (1 / t) sum_i -log softmax(logits_i)[target_i]
+///     MSE: L = (1 / (t d)) sum (student - teacher)^2
+///          dL/dstudent = 2 (student - teacher) / (t d)
+///     CE:  L = (1 / t) sum_i -log softmax(logits_i)[target_i]
 ///          dL/dlogits_ic = (softmax(logits_i)_c - [c == target_i]) / t
 
 #include <Eigen/Core>
