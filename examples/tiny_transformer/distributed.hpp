@@ -25,14 +25,21 @@
 
 namespace tiny {
 
+#if defined(TINY_TRANSFORMER_MPI)
+// Whether MPI is running: initialized and not yet finalized.
+inline bool mpi_running() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  return initialized && !finalized;
+}
+#endif
+
 /// Whether this process prints and writes files: rank 0 of a distributed run, or the only
 /// process of any other.
 inline bool is_root_process() {
 #if defined(TINY_TRANSFORMER_MPI)
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (!initialized || finalized) return true;
+  if (!mpi_running()) return true;
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   return rank == 0;
@@ -68,10 +75,7 @@ inline std::shared_ptr<void> start_distributed(const Options& o, const std::stri
 /// collective); nothing otherwise.
 inline void abort_distributed_run(int status) {
 #if defined(TINY_TRANSFORMER_MPI)
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  if (initialized && !finalized) MPI_Abort(MPI_COMM_WORLD, status);
+  if (mpi_running()) MPI_Abort(MPI_COMM_WORLD, status);
 #else
   (void)status;
 #endif
