@@ -167,8 +167,7 @@ void forward_prepared_case(benchmark::State& state, mbok::Isa isa, std::size_t m
   mbok::bench::set_threads(threads);
   const mbok::Int8PreparedWeights& pw = prepared(p, isa);
   for (auto _ : state) {
-    mbok::prepare_int8_forward(p.w, pw, p.x.data(), n, t, p.ws, algorithm);
-    mbok::multi_kernel_forward_int8(p.w, pw, p.ws, p.y.data(), m);
+    mbok::multi_kernel_forward_int8(p.w, pw, p.x.data(), n, t, p.y.data(), m, p.ws, algorithm);
     benchmark::DoNotOptimize(p.y.data());
     benchmark::ClobberMemory();
   }

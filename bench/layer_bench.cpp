@@ -1,6 +1,6 @@
 // The library user's int8 call, `BooleanLinear<float>::forward_int8` (bias-free layer, its own
 // workspace, weights repacked once), next to the bare fused kernel it runs (prepared weights,
-// `prepare_int8_forward` + `multi_kernel_forward_int8`, automatic algorithm, one workspace
+// the one-call `multi_kernel_forward_int8` with a workspace, automatic algorithm, one workspace
 // reused) and the dense Eigen/OpenBLAS GEMV of the same shape (baselines.hpp). Square d x d,
 // t = 1 (decode), K = 1 and 2:
 //     linear_i8_k<K>/boolean-linear/<d>x<d>/t:1/threads:<threads>
@@ -82,8 +82,7 @@ void fused_case(benchmark::State& state, std::size_t d, std::size_t kernels, int
   mbok::bench::set_threads(threads);
   const auto& w = p.layer->weights();
   for (auto _ : state) {
-    mbok::prepare_int8_forward(w, *p.prepared, p.x.data(), d, 1, p.ws);
-    mbok::multi_kernel_forward_int8(w, *p.prepared, p.ws, p.y.data(), d);
+    mbok::multi_kernel_forward_int8(w, *p.prepared, p.x.data(), d, 1, p.y.data(), d, p.ws);
     benchmark::DoNotOptimize(p.y.data());
     benchmark::ClobberMemory();
   }

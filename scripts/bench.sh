@@ -41,9 +41,14 @@ dir="${MBOK_BENCH_DIR:-build-bench}"
 log "building the benchmarks (Release, $dir)"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMBOK_BUILD_TESTS=OFF -DMBOK_BUILD_EXAMPLES=OFF \
   -DMBOK_BUILD_TOOLS=OFF >/dev/null
-# Threads that spin while waiting (OpenMP's default) lose the CPU to other processes on a shared
-# machine and then wait a whole scheduler slice to run again: passive waiting, unless set.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+# How OpenMP's idle threads wait decides what a split costs (docs/decode.md, "Threads"): a
+# sleeping thread takes 25-60 us to wake on a virtual machine, a spinning one about 1 us, but
+# threads that spin for milliseconds (libgomp's default) lose their CPU to other processes on
+# a loaded machine and then wait a scheduler slice. Unless the caller chose a policy, spin for
+# about 0.3 ms (10000 rounds on Zen 4), long enough to bridge the gap between two layers.
+if [ -z "${OMP_WAIT_POLICY:-}" ] && [ -z "${GOMP_SPINCOUNT:-}" ]; then
+  export GOMP_SPINCOUNT=10000
+fi
 
 if [ "$decode" -eq 1 ]; then
   cmake --build "$dir" -j"$MBOK_JOBS" --target mbok_decode_bench

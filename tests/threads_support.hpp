@@ -51,19 +51,10 @@ class ScopedThreads {
   int previous_;
 };
 
-// The chunks parallel_for(begin, begin + n, grain, body, align) makes on `threads` threads
-// (the same arithmetic as parallel.hpp).
+// The chunks parallel_for(begin, begin + n, grain, body, align) makes on `threads` threads.
 inline std::size_t parallel_chunks(std::size_t n, std::size_t grain, std::size_t align,
                                    int threads) {
-  if (n == 0) return 0;
-  grain = std::max<std::size_t>(grain, 1);
-  align = std::max<std::size_t>(align, 1);
-  std::size_t chunks = std::min<std::size_t>(static_cast<std::size_t>(std::max(threads, 1)),
-                                             (n + grain - 1) / grain);
-  if (chunks <= 1) return 1;
-  std::size_t chunk = (n + chunks - 1) / chunks;
-  chunk = (chunk + align - 1) / align * align;
-  return (n + chunk - 1) / chunk;
+  return detail::plan_chunks(n, grain, align, threads).chunks;
 }
 
 // Runs `compute()` (which returns its results) on one thread and on kManyThreads threads and

@@ -102,6 +102,15 @@ bool is_gemv(const Row& r) {
 }
 
 // The ISA of an impl name: "avx512-lut" -> "avx512".
+// Google Benchmark's "load_avg" context entry (1, 5 and 15 minutes), or "?" where absent.
+std::string load_average(const nlohmann::json& ctx) {
+  const auto it = ctx.find("load_avg");
+  if (it == ctx.end() || !it->is_array() || it->empty()) return "?";
+  std::string s;
+  for (const auto& v : *it) s += (s.empty() ? "" : " / ") + fixed(v.get<double>(), 2);
+  return s;
+}
+
 std::string isa_of(const std::string& impl) { return impl.substr(0, impl.find('-')); }
 
 // The ceiling cases a kernel's rate is compared with (the best of them counts).
@@ -161,8 +170,9 @@ int main(int argc, char** argv) {
   out << "# mbok benchmark results\n\n";
   out << "Host: " << ctx.value("host_name", "?") << ", " << ctx.value("num_cpus", 0) << " CPUs at "
       << ctx.value("mhz_per_cpu", 0) << " MHz; mbok ISAs: " << ctx.value("mbok_isas", "?")
-      << "; OpenBLAS: " << ctx.value("mbok_openblas", "?") << "; date " << ctx.value("date", "?")
-      << ".\n\n";
+      << "; OpenBLAS: " << ctx.value("mbok_openblas", "?")
+      << "; OpenMP waits: " << ctx.value("mbok_omp_waits", "?") << "; load average "
+      << load_average(ctx) << "; date " << ctx.value("date", "?") << ".\n\n";
   out << "Ratios are times of the dense float baseline of the same shape, tokens and threads "
          "divided by the case's time (above 1: faster than the baseline), measured in the same "
          "run. "

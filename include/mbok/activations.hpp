@@ -25,6 +25,7 @@
 #include "bit_matrix.hpp"
 #include "config.hpp"
 #include "error.hpp"
+#include "parallel.hpp"
 
 #include "detail/bits.hpp"
 #include "detail/checked.hpp"
@@ -116,74 +117,91 @@ class QuantizedActivations {
   std::vector<std::int32_t> sums_;
 };
 
+namespace detail {
+// Token i (n values v(l)) into q (n bytes, zero on entry): sets `scale` and returns sum q. v(l)
+// is recomputed in each pass (the same float product each time) instead of being kept in a
+// buffer: no allocation per call.
+template <typename Values>
+std::int32_t quantize_row(Values v, std::size_t n, std::size_t i, std::int8_t* q, float& scale) {
+  // max |v| on the bit patterns: for finite floats the order of |v| is the integer order of
+  // (bits & 0x7FFFFFFF), and NaN and infinities are exactly the patterns >= 0x7F800000. An
+  // integer max reduction vectorizes (a float one does not, for its NaN rules), and gives the
+  // same amax. 16 independent maxima hide the latency of the compare-and-select chain.
+  auto abs_bits = [&](std::size_t l) {
+    const float f = v(l);
+    std::int32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    return b & 0x7FFFFFFF;
+  };
+  std::int32_t acc[16] = {};
+  std::size_t l0 = 0;
+  for (; l0 + 16 <= n; l0 += 16)
+    for (std::size_t j = 0; j < 16; ++j) {
+      const std::int32_t b = abs_bits(l0 + j);
+      acc[j] = b > acc[j] ? b : acc[j];
+    }
+  for (; l0 < n; ++l0) {
+    const std::int32_t b = abs_bits(l0);
+    acc[0] = b > acc[0] ? b : acc[0];
+  }
+  std::int32_t max_bits = 0;
+  for (std::int32_t a : acc) max_bits = a > max_bits ? a : max_bits;
+  float amax;
+  std::memcpy(&amax, &max_bits, sizeof amax);
+  if (max_bits >= 0x7F800000) {
+    for (std::size_t l = 0; l < n; ++l)
+      require(std::isfinite(v(l)), "quantize_activations: token ", i, " feature ", l, " is ", v(l),
+              " (activations must be finite)");
+  }
+  scale = amax / 127.0f;
+  if (amax == 0.0f) return 0;
+  const float inv = 127.0f / amax;
+  std::int32_t sum = 0;
+  for (std::size_t l = 0; l < n; ++l) {
+    const float r = v(l) * inv;
+    // v * (127 / amax) can exceed 127 by a rounding step; the clamp keeps q in range.
+    const int qv = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
+    q[l] = static_cast<std::int8_t>(qv);
+    sum += qv;
+  }
+  return sum;
+}
+}  // namespace detail
+
 /// Quantizes t tokens of n floats (row i at x + i * ldx) into `out`, per token:
 /// v = x(i, :) (.) s_in (s_in has n entries; null means all ones), scale(i) = max |v| / 127,
 /// q = v / scale(i) rounded to nearest (halves away from zero), so q is in [-127, 127] and
-/// |v - scale(i) q| <= scale(i) / 2. An all-zero token gets scale 0 and q = 0.
-/// Throws `InvalidArgument` for a null pointer with t > 0, ldx < n, n == 0, or a NaN or
-/// infinite value of v (naming the token and feature).
+/// |v - scale(i) q| <= scale(i) / 2. An all-zero token gets scale 0 and q = 0. Many tokens
+/// are split across threads on the default `parallel_for` (each token's values do not depend
+/// on the split). Throws `InvalidArgument` for a null pointer with t > 0, ldx < n, n == 0, or
+/// a NaN or infinite value of v (naming a token and feature that hold one).
 inline void quantize_activations(const float* x, std::size_t ldx, std::size_t t, std::size_t n,
                                  QuantizedActivations& out, const float* s_in = nullptr) {
   detail::require(n > 0, "quantize_activations: zero features");
   detail::require(ldx >= n, "quantize_activations: ldx ", ldx, " < features ", n);
   detail::require(t == 0 || x != nullptr, "quantize_activations: null input for ", t, " tokens");
   out.resize(t, n);
-  // v(l) is recomputed in each pass (the same float product each time) instead of being kept
-  // in a buffer: no allocation per call.
-  auto quantize_row = [&](std::size_t i, auto&& v) {
-    // max |v| on the bit patterns: for finite floats the order of |v| is the integer order of
-    // (bits & 0x7FFFFFFF), and NaN and infinities are exactly the patterns >= 0x7F800000. An
-    // integer max reduction vectorizes (a float one does not, for its NaN rules), and gives
-    // the same amax.
-    // 16 independent maxima hide the latency of the compare-and-select chain.
-    auto abs_bits = [&](std::size_t l) {
-      const float f = v(l);
-      std::int32_t b;
-      std::memcpy(&b, &f, sizeof b);
-      return b & 0x7FFFFFFF;
-    };
-    std::int32_t acc[16] = {};
-    std::size_t l0 = 0;
-    for (; l0 + 16 <= n; l0 += 16)
-      for (std::size_t j = 0; j < 16; ++j) {
-        const std::int32_t b = abs_bits(l0 + j);
-        acc[j] = b > acc[j] ? b : acc[j];
-      }
-    for (; l0 < n; ++l0) {
-      const std::int32_t b = abs_bits(l0);
-      acc[0] = b > acc[0] ? b : acc[0];
+  // Tokens are independent: many of them (a prefill) split across threads.
+  parallel_for(0, t, detail::grain_for_cost(n), [&](std::size_t i0, std::size_t i1) {
+    // Plain locals for the row loops: through the closure's references the int8 stores could
+    // alias x, s_in and n, which keeps the compiler from vectorizing them (7x slower).
+    const float* const xs = x;
+    const float* const si = s_in;
+    const std::size_t cols = n, stride = ldx;
+    for (std::size_t i = i0; i < i1; ++i) {
+      const float* const xi = xs + i * stride;
+      std::int8_t* const qi = out.mutable_row(i);
+      float scale = 0.0f;
+      std::int32_t sum = 0;
+      if (si != nullptr)
+        sum = detail::quantize_row([xi, si](std::size_t l) { return xi[l] * si[l]; }, cols, i, qi,
+                                   scale);
+      else
+        sum = detail::quantize_row([xi](std::size_t l) { return xi[l]; }, cols, i, qi, scale);
+      out.set_scale(i, scale);
+      out.set_row_sum(i, sum);
     }
-    std::int32_t max_bits = 0;
-    for (std::int32_t a : acc) max_bits = a > max_bits ? a : max_bits;
-    float amax;
-    std::memcpy(&amax, &max_bits, sizeof amax);
-    if (max_bits >= 0x7F800000) {
-      for (std::size_t l = 0; l < n; ++l)
-        detail::require(std::isfinite(v(l)), "quantize_activations: token ", i, " feature ", l,
-                        " is ", v(l), " (activations must be finite)");
-    }
-    const float scale = amax / 127.0f;
-    out.set_scale(i, scale);
-    if (amax == 0.0f) return;
-    const float inv = 127.0f / amax;
-    std::int8_t* qi = out.mutable_row(i);
-    std::int32_t sum = 0;
-    for (std::size_t l = 0; l < n; ++l) {
-      const float r = v(l) * inv;
-      // v * (127 / amax) can exceed 127 by a rounding step; the clamp keeps q in range.
-      const int q = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
-      qi[l] = static_cast<std::int8_t>(q);
-      sum += q;
-    }
-    out.set_row_sum(i, sum);
-  };
-  for (std::size_t i = 0; i < t; ++i) {
-    const float* xi = x + i * ldx;
-    if (s_in != nullptr)
-      quantize_row(i, [&](std::size_t l) { return xi[l] * s_in[l]; });
-    else
-      quantize_row(i, [&](std::size_t l) { return xi[l]; });
-  }
+  });
 }
 
 /// `quantize_activations` into a new object.

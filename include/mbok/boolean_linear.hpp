@@ -725,13 +725,12 @@ class BooleanLinear {
                 Scalar* y, std::size_t ldy, Int8ForwardWorkspace& ws) const {
     try {
       // The quantizer checks every scaled input on its way (no separate pass over x).
-      prepare_int8_forward(weights_, pw, x, ldx, t, ws);
+      multi_kernel_forward_int8(weights_, pw, x, ldx, t, y, ldy, ws);
     } catch (const InvalidArgument&) {
       detail::require(detail::all_finite(x, t, in_features(), ldx),
                       "BooleanLinear forward_int8: input is not finite");
       throw;
     }
-    multi_kernel_forward_int8(weights_, pw, ws, y, ldy);
     if (has_bias_) map(y, t, out_features(), ldy).rowwise() += bias_.transpose();
   }
 

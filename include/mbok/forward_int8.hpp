@@ -16,11 +16,13 @@
 /// automatic = LUT for t <= KernelSet::lut_max_tokens(), the masked product above), or run the
 /// one asked for; the overloads without it run the masked product.
 ///
-/// Two ways to call it:
-/// - `multi_kernel_forward_int8(w, x, ldx, t, y, ldy)`: quantizes and runs on the default
-///   `parallel_for`;
-/// - `prepare_int8_forward(w, x, ldx, t, workspace)` once, then
-///   `multi_kernel_forward_int8_range(w, workspace, y, ldy, j0, j1)` for output features
+/// Ways to call it:
+/// - `multi_kernel_forward_int8(w, pw, x, ldx, t, y, ldy, workspace)`: prepares and runs on
+///   the default `parallel_for` in one call, reusing the workspace (the decode path:
+///   `BooleanLinear::forward_int8` calls it); `multi_kernel_forward_int8(w, x, ldx, t, y, ldy)`
+///   without prepared weights runs the masked product;
+/// - `prepare_int8_forward(w, [pw,] x, ldx, t, workspace)` once, then
+///   `multi_kernel_forward_int8_range(w, [pw,] workspace, y, ldy, j0, j1)` for output features
 ///   [j0, j1) from a host engine's own threads (the workspace is read-only there).
 ///
 /// Accuracy: per token and kernel, |v - scale q| <= scale / 2 elementwise (v = x (.) s_in_k,
@@ -113,11 +115,18 @@ class Int8ForwardWorkspace {
                                               const Int8PreparedWeights&,
                                               const Int8ForwardWorkspace&, float*, std::size_t,
                                               std::size_t, std::size_t);
+  friend void multi_kernel_forward_int8(const MultiKernelWeights<float>&,
+                                        const Int8PreparedWeights&, const float*, std::size_t,
+                                        std::size_t, float*, std::size_t, Int8ForwardWorkspace&,
+                                        Int8Algorithm);
   std::vector<QuantizedActivations> inputs_;
   std::vector<Int8LutTables> tables_;
   bool lut_ = false;
   std::size_t tokens_ = 0;
   std::size_t kernels_ = 0;
+  // The other threads' own preparations of the same input in the one-call forward (one per
+  // chunk after the first): every thread then reads tables it wrote itself.
+  std::vector<Int8ForwardWorkspace> copies_;
 };
 
 /// Quantizes x (t tokens of w.in_features() floats, row i at x + i * ldx) once per kernel
@@ -140,6 +149,16 @@ inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const float
   ws.lut_ = false;
 }
 
+namespace detail {
+// Whether the forward of t tokens runs the table lookup (`Int8Algorithm::automatic`: for
+// t <= lut_max_tokens() of the prepared weights' ISA).
+inline bool int8_uses_lut(const Int8PreparedWeights& pw, std::size_t t,
+                          Int8Algorithm algorithm) noexcept {
+  return algorithm == Int8Algorithm::lut ||
+         (algorithm == Int8Algorithm::automatic && t <= pw.kernels().lut_max_tokens());
+}
+}  // namespace detail
+
 /// Quantizes x like the overload above and, when the table-lookup product is chosen
 /// (`algorithm`; automatic: t <= pw.kernels().lut_max_tokens()), builds each kernel's tables
 /// (8 bytes per feature, token and kernel, kept in `ws`). Throws `InvalidArgument` as the
@@ -154,9 +173,7 @@ inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8P
                   pw.out_features(), " x ", pw.in_features(), ") do not match the weights (",
                   w.num_kernels(), " kernels, ", w.out_features(), " x ", w.in_features(), ")");
   prepare_int8_forward(w, x, ldx, t, ws);
-  const bool lut = algorithm == Int8Algorithm::lut ||
-                   (algorithm == Int8Algorithm::automatic && t <= pw.kernels().lut_max_tokens());
-  if (!lut) return;
+  if (!detail::int8_uses_lut(pw, t, algorithm)) return;
   if (ws.tables_.size() < ws.kernels_) ws.tables_.resize(ws.kernels_);
   for (std::size_t k = 0; k < ws.kernels_; ++k) {
     const QuantizedActivations& q = ws.inputs_[k];
@@ -329,12 +346,26 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
 }
 
 namespace detail {
-// Least work per thread of the prepared forward, in 64-weight words x tokens x kernels: 2^18
-// words is 16 Mi weights, about 50 us of the avx512 LUT GEMV. Waking a second thread and
-// joining it costs tens of microseconds on a busy machine (measured with
-// OMP_WAIT_POLICY=passive, see docs/decode.md), so smaller products stay on one thread and
-// pay no threading cost at all.
-inline constexpr std::size_t kInt8MinWordsPerThread = std::size_t{1} << 18;
+// Least work per thread of the prepared forward, in 64-weight words x tokens x kernels. With
+// threads that spin a while before sleeping (the OpenMP runtimes' default) a split costs about
+// 1 us, so 2^15 words (2 Mi weights, about 8 us of the avx512 LUT GEMV) is enough. Waking a
+// sleeping thread (threads_wait_passively()) costs tens of microseconds on a virtual machine,
+// so then only products of 2^18 words (16 Mi weights, about 60 us) are split (docs/decode.md).
+inline constexpr std::size_t kInt8MinWordsPerThread = std::size_t{1} << 15;
+inline constexpr std::size_t kInt8MinWordsPerWokenThread = std::size_t{1} << 18;
+
+// parallel_for's grain in rows for the prepared forward of t tokens, n features, K kernels.
+inline std::size_t int8_forward_grain(std::size_t t, std::size_t n, std::size_t kernels) {
+  const std::size_t per_row = std::max<std::size_t>(1, t * padded_row_words(n) * kernels);
+  const std::size_t words =
+      threads_wait_passively() ? kInt8MinWordsPerWokenThread : kInt8MinWordsPerThread;
+  return std::max<std::size_t>(64, words / per_row);
+}
+
+// Most tokens for which every thread of the one-call forward prepares its own tables (t x 8
+// bytes per feature and kernel): decode and small batches. Beyond it one preparation is
+// shared, its cost spread over t times more product work.
+inline constexpr std::size_t kInt8OwnTablesMaxTokens = 8;
 }  // namespace detail
 
 /// All output features, with the algorithm `ws` was prepared for, on the default
@@ -344,14 +375,45 @@ inline constexpr std::size_t kInt8MinWordsPerThread = std::size_t{1} << 18;
 inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
                                       const Int8PreparedWeights& pw, const Int8ForwardWorkspace& ws,
                                       float* y, std::size_t ldy) {
-  const std::size_t m = w.out_features();
-  const std::size_t words = padded_row_words(w.in_features());
-  const std::size_t per_row = std::max<std::size_t>(1, ws.tokens() * words * w.num_kernels());
-  const std::size_t grain = std::max<std::size_t>(64, detail::kInt8MinWordsPerThread / per_row);
+  const std::size_t grain =
+      detail::int8_forward_grain(ws.tokens(), w.in_features(), w.num_kernels());
   parallel_for(
-      0, m, grain,
+      0, w.out_features(), grain,
       [&](std::size_t j0, std::size_t j1) {
         multi_kernel_forward_int8_range(w, pw, ws, y, ldy, j0, j1);
+      },
+      16);
+}
+
+/// y = the fused int8 forward of t tokens of x with the prepared weights in one call on the
+/// default `parallel_for`, reusing `ws` (no allocation once it has seen this t and shape).
+/// With the table lookup and t <= 8 tokens, every thread quantizes x and builds the tables
+/// itself (`ws` keeps one copy per thread) and then computes its rows: a few microseconds of
+/// work repeated per thread, instead of all threads waiting for one to prepare and then
+/// reading its tables out of another core's cache (docs/decode.md, "Threads").
+/// Otherwise it prepares once and splits the rows. Afterwards `ws` holds this call's prepared
+/// input, as after `prepare_int8_forward`. Throws `InvalidArgument` as
+/// `prepare_int8_forward` and `multi_kernel_forward_int8_range` do.
+inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
+                                      const Int8PreparedWeights& pw, const float* x,
+                                      std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
+                                      Int8ForwardWorkspace& ws,
+                                      Int8Algorithm algorithm = Int8Algorithm::automatic) {
+  const bool lut = detail::int8_uses_lut(pw, t, algorithm);
+  const std::size_t grain = detail::int8_forward_grain(t, w.in_features(), w.num_kernels());
+  const std::size_t chunks = parallel_chunk_count(0, w.out_features(), grain, 16);
+  if (!lut || t > detail::kInt8OwnTablesMaxTokens || chunks <= 1) {
+    prepare_int8_forward(w, pw, x, ldx, t, ws, algorithm);
+    multi_kernel_forward_int8(w, pw, ws, y, ldy);
+    return;
+  }
+  if (ws.copies_.size() < chunks - 1) ws.copies_.resize(chunks - 1);
+  parallel_for(
+      0, w.out_features(), grain,
+      [&](std::size_t j0, std::size_t j1, std::size_t c) {
+        Int8ForwardWorkspace& own = c == 0 ? ws : ws.copies_[c - 1];
+        prepare_int8_forward(w, pw, x, ldx, t, own, Int8Algorithm::lut);
+        multi_kernel_forward_int8_range(w, pw, own, y, ldy, j0, j1);
       },
       16);
 }
@@ -363,8 +425,7 @@ inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
                                       std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
                                       Int8Algorithm algorithm = Int8Algorithm::automatic) {
   Int8ForwardWorkspace ws;
-  prepare_int8_forward(w, pw, x, ldx, t, ws, algorithm);
-  multi_kernel_forward_int8(w, pw, ws, y, ldy);
+  multi_kernel_forward_int8(w, pw, x, ldx, t, y, ldy, ws, algorithm);
 }
 
 }  // namespace mbok

@@ -208,14 +208,19 @@ class KernelSet {
     return out;
   }
   /// Tables of t tokens of int8 activations with n features (rows `ldx` bytes apart, the
-  /// input contract of `sign_gemm_i8` for n columns, verified) into `out`.
+  /// input contract of `sign_gemm_i8` for n columns, verified) into `out`. Many tokens are
+  /// split across threads on the default `parallel_for`.
   void build_lut_tables(const std::int8_t* x, std::size_t ldx, std::size_t t, std::size_t n,
                         Int8LutTables& out) const {
     detail::require(n <= kMaxInt8ProductCols, "build_lut_tables: ", n,
                     " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
     check_i8_input(x, ldx, t, n, "build_lut_tables");
     out.reserve(t, n);
-    if (t > 0) table_->lut_tables_i8(x, ldx, t, n, out.data_.get(), out.view_.ld, out.base_.data());
+    // Tokens are independent: many of them (a prefill) split across threads.
+    parallel_for(0, t, detail::grain_for_cost(n), [&](std::size_t i0, std::size_t i1) {
+      table_->lut_tables_i8(x + i0 * ldx, ldx, i1 - i0, n, out.data_.get() + i0 * out.view_.ld,
+                            out.view_.ld, out.base_.data() + i0);
+    });
   }
   /// Y (x.tokens() x m, stride ldy) = X W^T in exact int32, by table lookup: the same results
   /// as `sign_gemm_i8`. `w` must come from `prepare_lut` of a KernelSet with this layout (this

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "int_support.hpp"
@@ -24,11 +25,10 @@ std::size_t row_grain(std::size_t t, std::size_t words) {
   return std::max<std::size_t>(1, (std::size_t{1} << 16) / std::max<std::size_t>(1, t * words));
 }
 
-// The int8 forward's grain (forward_int8.hpp), in rows aligned to 16; `floor` is 16 for the
-// plain forward and 64 for the prepared one.
-std::size_t forward_grain(std::size_t t, std::size_t n, std::size_t kernels, std::size_t floor) {
+// The plain int8 forward's grain (forward_int8.hpp), in rows aligned to 16.
+std::size_t forward_grain(std::size_t t, std::size_t n, std::size_t kernels) {
   const std::size_t per_row = std::max<std::size_t>(1, t * padded_row_words(n) * kernels);
-  return std::max<std::size_t>(floor, (std::size_t{1} << 16) / per_row);
+  return std::max<std::size_t>(16, (std::size_t{1} << 16) / per_row);
 }
 
 MultiKernelWeights<float> weights(std::size_t m, std::size_t n, std::size_t kernels) {
@@ -120,7 +120,7 @@ TEST_CASE("multi_kernel_forward_int8: one thread and several give the same bits"
   };
   for (const Case& s : {Case{3, 2100, 997, 2}, Case{17, 90, 4099, 3}, Case{1, 10000, 513, 1}}) {
     INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels);
-    REQUIRE(test::parallel_chunks(s.m, forward_grain(s.t, s.n, s.kernels, 16), 16,
+    REQUIRE(test::parallel_chunks(s.m, forward_grain(s.t, s.n, s.kernels), 16,
                                   test::kManyThreads) >= 2);
     const MultiKernelWeights<float> w = weights(s.m, s.n, s.kernels);
     const std::size_t ldx = s.n + 1, ldy = s.m + 2;
@@ -145,9 +145,11 @@ TEST_CASE("multi_kernel_forward_int8 with prepared weights: one thread and sever
   struct Case {
     std::size_t t, m, n, kernels;
   };
-  for (const Case& s : {Case{3, 2100, 997, 2}, Case{1, 10000, 513, 1}}) {
+  // Two chunks and a bit whatever the wait policy (the grain depends on it).
+  for (Case s : {Case{3, 0, 997, 2}, Case{1, 0, 513, 1}}) {
+    s.m = 2 * detail::int8_forward_grain(s.t, s.n, s.kernels) + 40;
     INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels);
-    REQUIRE(test::parallel_chunks(s.m, forward_grain(s.t, s.n, s.kernels, 64), 16,
+    REQUIRE(test::parallel_chunks(s.m, detail::int8_forward_grain(s.t, s.n, s.kernels), 16,
                                   test::kManyThreads) >= 2);
     const MultiKernelWeights<float> w = weights(s.m, s.n, s.kernels);
     const std::size_t ldx = s.n, ldy = s.m;
@@ -168,4 +170,75 @@ TEST_CASE("multi_kernel_forward_int8 with prepared weights: one thread and sever
       }
     });
   }
+}
+
+TEST_CASE("the one-call int8 forward: threads that build their own tables give the same bits",
+          "[threads][kernels_int][forward][lut]") {
+  MBOK_REQUIRE_THREADS();
+  struct Case {
+    std::size_t t, n, kernels;
+  };
+  // t <= 8: every thread prepares its own tables; t = 9: one shared preparation.
+  for (const Case& s : {Case{1, 513, 1}, Case{3, 997, 2}, Case{8, 200, 3}, Case{9, 130, 1}}) {
+    const std::size_t grain = detail::int8_forward_grain(s.t, s.n, s.kernels);
+    const std::size_t m = 2 * grain + 40;
+    INFO("t = " << s.t << ", m = " << m << ", n = " << s.n << ", K = " << s.kernels);
+    REQUIRE(test::parallel_chunks(m, grain, 16, test::kManyThreads) >= 2);
+    const MultiKernelWeights<float> w = weights(m, s.n, s.kernels);
+    const std::size_t ldx = s.n + 3, ldy = m + 1;
+    const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);
+    const std::vector<float> x(xm.data(), xm.data() + xm.size());
+    test::for_each_isa([&](Isa isa) {
+      const KernelSet k;
+      REQUIRE(k.isa() == isa);
+      const Int8PreparedWeights pw(w, k);
+      // Reference: one preparation, all rows on the calling thread.
+      Int8ForwardWorkspace ref_ws;
+      prepare_int8_forward(w, pw, x.data(), ldx, s.t, ref_ws, Int8Algorithm::lut);
+      std::vector<float> ref(s.t * ldy, -1.0f);
+      multi_kernel_forward_int8_range(w, pw, ref_ws, ref.data(), ldy, 0, m);
+      Int8ForwardWorkspace ws;  // reused by both runs
+      const auto [one, many] = test::one_and_many([&] {
+        std::vector<float> y(s.t * ldy, -1.0f);
+        multi_kernel_forward_int8(w, pw, x.data(), ldx, s.t, y.data(), ldy, ws, Int8Algorithm::lut);
+        return y;
+      });
+      REQUIRE(one == ref);
+      REQUIRE(many == ref);
+      REQUIRE(ws.tokens() == s.t);
+      REQUIRE(ws.num_kernels() == s.kernels);
+      REQUIRE(ws.algorithm() == Int8Algorithm::lut);
+    });
+  }
+}
+
+TEST_CASE("quantization and tables of many tokens: one thread and several give the same bytes",
+          "[threads][kernels_int][lut]") {
+  MBOK_REQUIRE_THREADS();
+  const std::size_t n = 1000;
+  const std::size_t t = 2 * detail::grain_for_cost(n) + 3;  // splits whatever the wait policy
+  REQUIRE(test::parallel_chunks(t, detail::grain_for_cost(n), 1, test::kManyThreads) >= 2);
+  const Eigen::MatrixXf xm = test::random_matrix(t, n);
+  const std::vector<float> x(xm.data(), xm.data() + xm.size());
+  const Eigen::VectorXf s_in = test::random_matrix(n, 1, 0.5f).col(0);
+  test::for_each_isa([&](Isa isa) {
+    const KernelSet k;
+    REQUIRE(k.isa() == isa);
+    const auto [one, many] = test::one_and_many([&] {
+      QuantizedActivations q;
+      quantize_activations(x.data(), n, t, n, q, s_in.data());
+      Int8LutTables tables;
+      k.build_lut_tables(q.data(), q.ld(), t, n, tables);
+      const detail::LutTablesView v = tables.view();
+      std::vector<std::uint8_t> bytes(q.data(), q.data() + t * q.ld());
+      bytes.insert(bytes.end(), v.data, v.data + t * v.ld);
+      std::vector<float> scales(q.scales(), q.scales() + t);
+      std::vector<std::int32_t> sums(q.row_sums(), q.row_sums() + t);
+      sums.insert(sums.end(), v.base, v.base + t);
+      return std::make_tuple(bytes, scales, sums);
+    });
+    REQUIRE(std::get<0>(one) == std::get<0>(many));
+    REQUIRE(std::get<1>(one) == std::get<1>(many));
+    REQUIRE(std::get<2>(one) == std::get<2>(many));
+  });
 }
