@@ -139,47 +139,17 @@ TEST_CASE("multi_kernel_forward_int8: one thread and several give the same bits"
   }
 }
 
+// The one-call forward over prepared weights: one thread and several give the bits of one
+// preparation with all rows on the calling thread, for both algorithms; with the table lookup
+// and t <= 8 every thread builds its own tables, at t = 9 one preparation is shared.
 TEST_CASE("multi_kernel_forward_int8 with prepared weights: one thread and several agree",
-          "[threads][kernels_int][forward][lut]") {
-  MBOK_REQUIRE_THREADS();
-  struct Case {
-    std::size_t t, m, n, kernels;
-  };
-  // Two chunks and a bit whatever the wait policy (the grain depends on it).
-  for (Case s : {Case{3, 0, 997, 2}, Case{1, 0, 513, 1}}) {
-    s.m = 2 * detail::int8_forward_grain(s.t, s.n, s.kernels) + 40;
-    INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels);
-    REQUIRE(test::parallel_chunks(s.m, detail::int8_forward_grain(s.t, s.n, s.kernels), 16,
-                                  test::kManyThreads) >= 2);
-    const MultiKernelWeights<float> w = weights(s.m, s.n, s.kernels);
-    const std::size_t ldx = s.n, ldy = s.m;
-    const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);
-    const std::vector<float> x(xm.data(), xm.data() + xm.size());
-    test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
-      REQUIRE(k.isa() == isa);
-      const Int8PreparedWeights pw(w, k);
-      for (Int8Algorithm algorithm : {Int8Algorithm::masked, Int8Algorithm::lut}) {
-        INFO("algorithm " << static_cast<int>(algorithm));
-        const auto [one, many] = test::one_and_many([&] {
-          std::vector<float> y(s.t * ldy, -1.0f);
-          multi_kernel_forward_int8(w, pw, x.data(), ldx, s.t, y.data(), ldy, algorithm);
-          return y;
-        });
-        REQUIRE(one == many);
-      }
-    });
-  }
-}
-
-TEST_CASE("the one-call int8 forward: threads that build their own tables give the same bits",
           "[threads][kernels_int][forward][lut]") {
   MBOK_REQUIRE_THREADS();
   struct Case {
     std::size_t t, n, kernels;
   };
-  // t <= 8: every thread prepares its own tables; t = 9: one shared preparation.
   for (const Case& s : {Case{1, 513, 1}, Case{3, 997, 2}, Case{8, 200, 3}, Case{9, 130, 1}}) {
+    // Two chunks and a bit whatever the wait policy (the grain depends on it).
     const std::size_t grain = detail::int8_forward_grain(s.t, s.n, s.kernels);
     const std::size_t m = 2 * grain + 40;
     INFO("t = " << s.t << ", m = " << m << ", n = " << s.n << ", K = " << s.kernels);
@@ -192,22 +162,24 @@ TEST_CASE("the one-call int8 forward: threads that build their own tables give t
       const KernelSet k;
       REQUIRE(k.isa() == isa);
       const Int8PreparedWeights pw(w, k);
-      // Reference: one preparation, all rows on the calling thread.
-      Int8ForwardWorkspace ref_ws;
-      prepare_int8_forward(w, pw, x.data(), ldx, s.t, ref_ws, Int8Algorithm::lut);
-      std::vector<float> ref(s.t * ldy, -1.0f);
-      multi_kernel_forward_int8_range(w, pw, ref_ws, ref.data(), ldy, 0, m);
-      Int8ForwardWorkspace ws;  // reused by both runs
-      const auto [one, many] = test::one_and_many([&] {
-        std::vector<float> y(s.t * ldy, -1.0f);
-        multi_kernel_forward_int8(w, pw, x.data(), ldx, s.t, y.data(), ldy, ws, Int8Algorithm::lut);
-        return y;
-      });
-      REQUIRE(one == ref);
-      REQUIRE(many == ref);
-      REQUIRE(ws.tokens() == s.t);
-      REQUIRE(ws.num_kernels() == s.kernels);
-      REQUIRE(ws.algorithm() == Int8Algorithm::lut);
+      for (Int8Algorithm algorithm : {Int8Algorithm::masked, Int8Algorithm::lut}) {
+        INFO("algorithm " << static_cast<int>(algorithm));
+        Int8ForwardWorkspace ref_ws;
+        prepare_int8_forward(w, pw, x.data(), ldx, s.t, ref_ws, algorithm);
+        std::vector<float> ref(s.t * ldy, -1.0f);
+        multi_kernel_forward_int8_range(w, pw, ref_ws, ref.data(), ldy, 0, m);
+        Int8ForwardWorkspace ws;  // reused by both runs
+        const auto [one, many] = test::one_and_many([&] {
+          std::vector<float> y(s.t * ldy, -1.0f);
+          multi_kernel_forward_int8(w, pw, x.data(), ldx, s.t, y.data(), ldy, ws, algorithm);
+          return y;
+        });
+        REQUIRE(one == ref);
+        REQUIRE(many == ref);
+        REQUIRE(ws.tokens() == s.t);
+        REQUIRE(ws.num_kernels() == s.kernels);
+        REQUIRE(ws.algorithm() == algorithm);
+      }
     });
   }
 }
