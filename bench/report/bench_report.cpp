@@ -101,7 +101,6 @@ bool is_gemv(const Row& r) {
          r.shape_tokens.compare(r.shape_tokens.size() - 4, 4, "/t:1") == 0;
 }
 
-// The ISA of an impl name: "avx512-lut" -> "avx512".
 // Google Benchmark's "load_avg" context entry (1, 5 and 15 minutes), or "?" where absent.
 std::string load_average(const nlohmann::json& ctx) {
   const auto it = ctx.find("load_avg");
@@ -111,6 +110,7 @@ std::string load_average(const nlohmann::json& ctx) {
   return s;
 }
 
+// The ISA of an impl name: "avx512-lut" -> "avx512".
 std::string isa_of(const std::string& impl) { return impl.substr(0, impl.find('-')); }
 
 // The ceiling cases a kernel's rate is compared with (the best of them counts).

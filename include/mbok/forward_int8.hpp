@@ -356,10 +356,9 @@ inline constexpr std::size_t kInt8MinWordsPerWokenThread = std::size_t{1} << 18;
 
 // parallel_for's grain in rows for the prepared forward of t tokens, n features, K kernels.
 inline std::size_t int8_forward_grain(std::size_t t, std::size_t n, std::size_t kernels) {
-  const std::size_t per_row = std::max<std::size_t>(1, t * padded_row_words(n) * kernels);
-  const std::size_t words =
-      threads_wait_passively() ? kInt8MinWordsPerWokenThread : kInt8MinWordsPerThread;
-  return std::max<std::size_t>(64, words / per_row);
+  return std::max<std::size_t>(
+      64, grain_for_cost(t * padded_row_words(n) * kernels, kInt8MinWordsPerThread,
+                         kInt8MinWordsPerWokenThread));
 }
 
 // Most tokens for which every thread of the one-call forward prepares its own tables (t x 8

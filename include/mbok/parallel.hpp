@@ -93,11 +93,13 @@ inline bool threads_wait_passively() {
 }
 
 namespace detail {
-// Grain for splitting per-item work of about `cost` elementary steps per item (a feature of a
-// token, say): at least 2^16 steps per chunk (about 15 us of quantization) with spinning
-// waits, 2^18 when threads sleep and waking them costs tens of microseconds.
-inline std::size_t grain_for_cost(std::size_t cost) {
-  const std::size_t steps = threads_wait_passively() ? std::size_t{1} << 18 : std::size_t{1} << 16;
+// Grain (items per chunk) for splitting work of about `cost` elementary steps per item: at
+// least `spinning` steps per chunk when idle threads spin, `woken` when they sleep and waking
+// them costs tens of microseconds (threads_wait_passively()). The defaults suit a feature of
+// a token: 2^16 steps are about 15 us of quantization.
+inline std::size_t grain_for_cost(std::size_t cost, std::size_t spinning = std::size_t{1} << 16,
+                                  std::size_t woken = std::size_t{1} << 18) {
+  const std::size_t steps = threads_wait_passively() ? woken : spinning;
   return std::max<std::size_t>(1, steps / std::max<std::size_t>(cost, 1));
 }
 }  // namespace detail
