@@ -2,7 +2,11 @@
 // - mbok: BooleanLinear + BooleanOptimizer (f32, f16, i8 accumulators) + AdamW on the scales;
 // - latent baseline: float latent weights for the trainable kernel, sign() in the forward,
 //   straight-through backward, Adam on the latent weights (the usual binarization-aware
-//   training), on Eigen's dense GEMM.
+//   training), on Eigen's dense GEMM and, when linked, on OpenBLAS's sgemm.
+// Both sides are built with the same target flags: this file is its own executable,
+// mbok_training_bench, compiled with -march=native (bench/CMakeLists.txt), so Eigen's GEMM and
+// element-wise loops in the baseline use the machine's widest vectors, as mbok's run-time
+// dispatched products do.
 // Sizes: 4096 x 4096 with K = 2 and t = 256 tokens, and the example's layers (d = 128,
 // 16 x 64 tokens: 128 x 128, 512 x 128, 128 x 512, t = 1024).
 // Counters: training-state bytes per trainable weight (optimizer state plus latent copy),
@@ -26,6 +30,10 @@
 #include <random>
 #include <string>
 #include <tuple>
+
+#if defined(MBOK_BENCH_HAVE_OPENBLAS)
+#include <cblas.h>
+#endif
 
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
 #include <malloc.h>
@@ -209,10 +217,60 @@ void boolean_step(benchmark::State& state) {
   state.SetLabel(std::string(mbok::accumulator_name(type)) + " isa=" + mbok::isa_name(layer.isa()));
 }
 
+// The dense products of the latent baseline: C (m x n) = op(A) op(B), row-major, by Eigen or
+// OpenBLAS.
+enum class Gemm { eigen = 0, openblas = 1 };
+// c = a * b^T (a: m x k, b: n x k).
+void gemm_abt(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
+#if defined(MBOK_BENCH_HAVE_OPENBLAS)
+  if (g == Gemm::openblas) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.rows()), static_cast<int>(b.rows()),
+                static_cast<int>(a.cols()), 1.0f, a.data(), static_cast<int>(a.cols()), b.data(),
+                static_cast<int>(b.cols()), 0.0f, c.data(), static_cast<int>(c.cols()));
+    return;
+  }
+#endif
+  (void)g;
+  c.noalias() = a * b.transpose();
+}
+// c = a * b (a: m x k, b: k x n).
+void gemm_ab(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
+#if defined(MBOK_BENCH_HAVE_OPENBLAS)
+  if (g == Gemm::openblas) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(a.rows()), static_cast<int>(b.cols()),
+                static_cast<int>(a.cols()), 1.0f, a.data(), static_cast<int>(a.cols()), b.data(),
+                static_cast<int>(b.cols()), 0.0f, c.data(), static_cast<int>(c.cols()));
+    return;
+  }
+#endif
+  (void)g;
+  c.noalias() = a * b;
+}
+// c = a^T * b (a: k x m, b: k x n).
+void gemm_atb(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
+#if defined(MBOK_BENCH_HAVE_OPENBLAS)
+  if (g == Gemm::openblas) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(a.cols()), static_cast<int>(b.cols()),
+                static_cast<int>(a.rows()), 1.0f, a.data(), static_cast<int>(a.cols()), b.data(),
+                static_cast<int>(b.cols()), 0.0f, c.data(), static_cast<int>(c.cols()));
+    return;
+  }
+#endif
+  (void)g;
+  c.noalias() = a.transpose() * b;
+}
+
 // Binarization-aware training with a latent float copy of the trainable kernel.
-// Arguments: out, in, tokens, K.
+// Arguments: out, in, tokens, K, GEMM library (Gemm).
 void latent_step(benchmark::State& state) {
   const Problem& p = problem_of(state);
+  const auto gemm = static_cast<Gemm>(state.range(4));
+#if !defined(MBOK_BENCH_HAVE_OPENBLAS)
+  if (gemm == Gemm::openblas) {
+    state.SkipWithError("built without OpenBLAS");
+    return;
+  }
+#endif
   const mbok::MultiKernelWeights<float>& w = p.weights;
   const auto out = static_cast<Eigen::Index>(p.out), in = static_cast<Eigen::Index>(p.in),
              t = static_cast<Eigen::Index>(p.tokens);
@@ -236,12 +294,12 @@ void latent_step(benchmark::State& state) {
     ++step;
     auto t0 = Clock::now();
     dense = frozen + (latent.array().sign() * scale.array()).matrix();  // sign() in the forward
-    y.noalias() = p.x * dense.transpose();
+    gemm_abt(gemm, p.x, dense, y);
     forward += ms_since(t0);
     dy = (y - p.target) * (2.0f / static_cast<float>(y.size()));
     t0 = Clock::now();
-    dx.noalias() = dy * dense;
-    latent_grad.noalias() = dy.transpose() * p.x;  // straight-through: d sign(w)/dw = 1
+    gemm_ab(gemm, dy, dense, dx);
+    gemm_atb(gemm, dy, p.x, latent_grad);  // straight-through: d sign(w)/dw = 1
     latent_grad.array() *= scale.array();
     backward += ms_since(t0);
     t0 = Clock::now();
@@ -257,7 +315,7 @@ void latent_step(benchmark::State& state) {
   // Latent copy + two Adam moments, per trainable weight.
   state.counters["state_bytes_per_weight"] = 3.0 * sizeof(float);
   set_phase_counters(state, forward, backward, optimizer, peak, p.tokens);
-  state.SetLabel("latent fp32 + Adam, Eigen GEMM");
+  state.SetLabel(gemm == Gemm::eigen ? "latent fp32 + Adam, Eigen GEMM" : "latent fp32 + Adam, OpenBLAS GEMM");
 }
 
 constexpr int kF32 = static_cast<int>(mbok::AccumulatorType::f32);
@@ -279,13 +337,11 @@ BENCHMARK(boolean_step)
     ->UseRealTime();
 BENCHMARK(latent_step)
     ->Name("training_step/latent_adam")
-    ->ArgNames({"out", "in", "t", "K"})
-    ->Args({4096, 4096, 256, 2})
-    ->Args({128, 128, 1024, 1})
-    ->Args({128, 128, 1024, 2})
-    ->Args({128, 128, 1024, 3})
-    ->Args({512, 128, 1024, 2})
-    ->Args({128, 512, 1024, 2})
+    ->ArgNames({"out", "in", "t", "K", "gemm"})
+    ->ArgsProduct({{4096}, {4096}, {256}, {2}, {0, 1}})
+    ->ArgsProduct({{128}, {128}, {1024}, {1, 2, 3}, {0, 1}})
+    ->ArgsProduct({{512}, {128}, {1024}, {2}, {0, 1}})
+    ->ArgsProduct({{128}, {512}, {1024}, {2}, {0, 1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
