@@ -2,15 +2,30 @@
 // What mbok-convert does, apart from its command line: pick the matrices to convert, run
 // successive SVID on each, choose K per layer (fixed, or under a bit budget), write the mbok
 // file and describe the result.
+//
+// The input is a safetensors file or a Hugging Face LLaMA-family checkpoint directory
+// (config.json + model.safetensors or index + shards, checked against the configuration by
+// llama::open_llama_checkpoint). For a directory the default selection is the linear layers
+// of the decoder blocks, and the output also carries config.json and tokenizer.json in its
+// metadata (keys "config.json", "tokenizer.json") so the converted model runs on its own.
+//
+// Memory: matrices are converted one at a time (one float copy of the matrix being
+// converted); the kernels of every layer are held until the file is written; the input
+// stays mapped, and the pages of a matrix already converted are dropped from the process
+// (they are read again from the file only if written out).
 
 #include <common/progress_bar.hpp>
+#include <mbok/io/hf_checkpoint.hpp>
 #include <mbok/io/mbok_format.hpp>
 #include <mbok/kernel_allocation.hpp>
+#include <mbok/llama/hf_model.hpp>
 #include <mbok/svid.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -18,6 +33,11 @@
 #include <regex>
 #include <string>
 #include <vector>
+
+#if defined(MBOK_HAVE_MMAP)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 namespace mbok::tools {
 
@@ -32,7 +52,8 @@ struct ConvertOptions {
   std::size_t kernels = 2;                // used when bits is unset
   std::optional<double> bits;             // average kernel bits per converted weight
   std::size_t max_kernels = 4;            // with bits
-  std::string include = ".*";             // regex over tensor names
+  std::string include;                    // regex over tensor names; empty: ".*" for a file,
+                                          // the blocks' linear layers for a directory
   std::string exclude = kDefaultExclude;  // regex over tensor names
   std::string importance_file;            // JSON {name: weight}
   std::string report_file;                // JSON copy of the table
@@ -72,6 +93,55 @@ inline bool is_float(DType d) {
   return d == DType::f32 || d == DType::f64 || d == DType::f16 || d == DType::bf16;
 }
 
+// Drops the pages of a mapped tensor from this process (they stay in the page cache and are
+// read again on use): the resident size of a conversion stays that of one matrix.
+inline void release_pages(const TensorView& t) {
+#if defined(MBOK_HAVE_MMAP) && defined(MADV_DONTNEED)
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (page_size <= 0 || t.size_bytes == 0) return;
+  const auto page = static_cast<std::uintptr_t>(page_size);
+  const auto start = reinterpret_cast<std::uintptr_t>(t.data);
+  const std::uintptr_t b = (start + page - 1) / page * page;
+  const std::uintptr_t e = (start + t.size_bytes) / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+#else
+  (void)t;
+#endif
+}
+
+// The input: a mapped safetensors file, or a checked checkpoint directory.
+struct ConvertInput {
+  std::optional<SafetensorsFile> file;
+  std::optional<llama::LlamaCheckpoint> checkpoint;
+  std::vector<const TensorView*> tensors;  // file order, or HF's order for a directory
+  std::uint64_t bytes = 0;
+
+  static ConvertInput open(const std::string& path) {
+    ConvertInput in;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+      in.checkpoint = llama::open_llama_checkpoint(path);
+      const HfCheckpoint& c = in.checkpoint->checkpoint;
+      std::map<std::string, bool> placed;
+      for (const auto& [name, shape] : llama::expected_tensor_shapes(in.checkpoint->config)) {
+        in.tensors.push_back(&c.tensor(name));
+        placed[name] = true;
+      }
+      for (const std::string& name : c.tensor_names())
+        if (!placed.count(name)) in.tensors.push_back(&c.tensor(name));
+      in.bytes = c.total_bytes();
+    } else {
+      in.file = SafetensorsFile::open(path);
+      for (const TensorView& t : in.file->tensors()) in.tensors.push_back(&t);
+      in.bytes = in.file->byte_size();
+    }
+    return in;
+  }
+  const TensorView* find(const std::string& name) const {
+    return checkpoint ? checkpoint->checkpoint.find(name) : file->find(name);
+  }
+};
+
 inline std::map<std::string, double> read_importance(const std::string& path) {
   std::map<std::string, double> out;
   if (path.empty()) return out;
@@ -96,9 +166,13 @@ inline std::map<std::string, double> read_importance(const std::string& path) {
 }
 
 inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out) {
+  std::error_code ec;
+  const bool directory = std::filesystem::is_directory(o.input, ec);
+  const std::string include_text =
+      !o.include.empty() ? o.include : directory ? llama::kBlockLinearPattern : ".*";
   std::regex include, exclude;
   try {
-    include = std::regex(o.include);
+    include = std::regex(include_text);
     exclude = std::regex(o.exclude);
   } catch (const std::regex_error& e) {
     throw InvalidArgument(detail::concat("invalid --include/--exclude pattern: ", e.what()));
@@ -108,22 +182,33 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     detail::require(*o.bits >= 1.0, "--bits must be >= 1 (one kernel per layer), got ", *o.bits);
     detail::require(o.max_kernels >= 1, "--max-kernels must be >= 1");
   }
-  const SafetensorsFile in = SafetensorsFile::open(o.input);
+  const ConvertInput in = ConvertInput::open(o.input);
   std::map<std::string, double> importance = read_importance(o.importance_file);
 
   std::vector<const TensorView*> selected;
-  for (const TensorView& t : in.tensors())
-    if (t.shape.size() == 2 && t.numel() > 0 && is_float(t.dtype) &&
-        std::regex_search(t.name, include) && !std::regex_search(t.name, exclude))
-      selected.push_back(&t);
+  for (const TensorView* t : in.tensors)
+    if (t->shape.size() == 2 && t->numel() > 0 && is_float(t->dtype) &&
+        std::regex_search(t->name, include) && !std::regex_search(t->name, exclude))
+      selected.push_back(t);
   detail::require(!selected.empty(), "no matrix of '", o.input,
-                  "' matches the selection (2-D float tensors, --include '", o.include,
+                  "' matches the selection (2-D float tensors, --include '", include_text,
                   "', --exclude '", o.exclude, "')");
+  {  // every name in the importance file is a converted matrix (checked before any work)
+    std::map<std::string, double> unknown = importance;
+    for (const TensorView* t : selected)
+      for (const std::string& key : {t->name, layer_name_of(t->name)}) unknown.erase(key);
+    for (const auto& left : unknown)
+      detail::require(false, "importance file names '", left.first,
+                      "', which is not a converted matrix");
+  }
 
   ConvertResult result;
-  result.input_bytes = in.byte_size();
+  result.input_bytes = static_cast<std::size_t>(in.bytes);
   std::vector<LayerErrorCurve> curves;
+  // One SVID fit at a time: the float copy of a matrix lives only while it is fitted; the
+  // fits (kernels + scales) stay until the file is written.
   std::vector<SvidResult<float>> fits;
+  fits.reserve(selected.size());
   const std::size_t k_fit = o.bits ? o.max_kernels : o.kernels;
   {
     mbok_examples::ProgressBar bar(progress_out, "svid", selected.size(),
@@ -131,12 +216,15 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     for (std::size_t i = 0; i < selected.size(); ++i) {
       const TensorView& t = *selected[i];
       if (o.progress) bar.update(i, t.name);
-      const Eigen::MatrixXf w = t.to_matrix();
-      detail::require_format(w.allFinite(), "tensor '", t.name, "' of '", o.input,
-                             "' is not finite");
-      detail::require_format(w.squaredNorm() > 0, "tensor '", t.name, "' of '", o.input,
-                             "' is all zeros");
-      fits.push_back(svid<float>(w, k_fit));
+      {
+        const Eigen::MatrixXf w = t.to_matrix();
+        detail::require_format(w.allFinite(), "tensor '", t.name, "' of '", o.input,
+                               "' is not finite");
+        detail::require_format(w.squaredNorm() > 0, "tensor '", t.name, "' of '", o.input,
+                               "' is all zeros");
+        fits.push_back(svid<float>(w, k_fit));
+      }
+      release_pages(t);
       LayerResult lr;
       lr.tensor = t.name;
       lr.layer = layer_name_of(t.name);
@@ -154,15 +242,13 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     }
     if (o.progress) bar.finish();
   }
-  for (const auto& left : importance)
-    detail::require(false, "importance file names '", left.first,
-                    "', which is not a converted matrix");
 
   std::vector<std::size_t> ks(selected.size(), o.kernels);
   if (o.bits) ks = allocate_kernels(curves, *o.bits, o.max_kernels).kernels;
   result.objective = allocation_objective(curves, ks);
 
-  // Keep the first K_l kernels of each fit (successive SVID: they are the K_l-kernel fit).
+  // Keep the first K_l kernels of each fit (successive SVID: they are the K_l-kernel fit),
+  // moved out of the fit: no copy of any kernel.
   std::vector<MultiKernelWeights<float>> layers;
   layers.reserve(selected.size());
   MbokWriter writer;
@@ -171,10 +257,10 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
   double kernel_bits = 0, all_bits = 0;
   for (std::size_t i = 0; i < selected.size(); ++i) {
     LayerResult& lr = result.layers[i];
-    const MultiKernelWeights<float>& full = fits[i].weights;
+    MultiKernelWeights<float>& full = fits[i].weights;
     MultiKernelWeights<float> w(lr.rows, lr.cols);
     for (std::size_t k = 0; k < ks[i]; ++k)
-      w.add_kernel(full.kernel(k), full.s_out(k), full.s_in(k));
+      w.add_kernel(std::move(full.kernel(k)), std::move(full.s_out(k)), std::move(full.s_in(k)));
     lr.kernels = ks[i];
     lr.relative_error = fits[i].relative_residual[ks[i] - 1];
     lr.bits_per_weight = w.bits_per_weight();
@@ -183,13 +269,14 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     kernel_bits += static_cast<double>(ks[i]) * n;
     all_bits += lr.bits_per_weight * n;
     layers.push_back(std::move(w));
+    fits[i] = SvidResult<float>();  // frees the kernels beyond K_l
   }
   result.average_kernel_bits = kernel_bits / result.converted_weights;
   result.average_bits = all_bits / result.converted_weights;
 
-  for (const TensorView& t : in.tensors())
-    if (!converted.count(t.name)) {
-      writer.add_tensor(t);
+  for (const TensorView* t : in.tensors)
+    if (!converted.count(t->name)) {
+      writer.add_tensor(*t);
       ++result.kept_tensors;
     }
   for (std::size_t i = 0; i < selected.size(); ++i) {
@@ -206,6 +293,11 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
   }
   writer.set_metadata("converted_by", "mbok-convert");
   writer.set_metadata("source_file", o.input);
+  if (in.checkpoint) {
+    writer.set_metadata(kHfConfigFile, in.checkpoint->config.to_json().dump());
+    if (const auto tokenizer = in.checkpoint->checkpoint.tokenizer_path())
+      writer.set_metadata(kHfTokenizerFile, HfCheckpoint::read_text(*tokenizer));
+  }
   result.file_bytes = writer.file_size();
   writer.write(o.output);
   return result;

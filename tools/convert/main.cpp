@@ -1,4 +1,5 @@
-// mbok-convert: a full-precision safetensors model in, an mbok file out (see --help).
+// mbok-convert: a full-precision safetensors model or Hugging Face checkpoint directory in, an
+// mbok file out (see --help).
 // Exit codes: 0 done, 2 bad options or a bad file (one line on stderr), 1 anything else.
 
 #include <CLI/CLI.hpp>
@@ -57,12 +58,14 @@ int fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   mbok::tools::ConvertOptions o;
-  CLI::App app{"Converts a full-precision safetensors model into an mbok file: every selected matrix W becomes\n"
-               "K Boolean kernels with scales, W ~ sum_k B_k (.) s_out_k s_in_k^T (successive SVID); other\n"
-               "tensors are kept as they are.",
+  CLI::App app{"Converts a full-precision safetensors model, or a Hugging Face LLaMA-family checkpoint directory\n"
+               "(config.json, model.safetensors or its index and shards, tokenizer.json), into an mbok file:\n"
+               "every selected matrix W becomes K Boolean kernels with scales, W ~ sum_k B_k (.) s_out_k s_in_k^T\n"
+               "(successive SVID), one matrix at a time; other tensors are kept as they are. From a directory the\n"
+               "file also carries config.json and tokenizer.json (metadata keys of those names).",
                "mbok-convert"};
   double bits = 0;
-  app.add_option("input", o.input, "full-precision model (.safetensors)")->required();
+  app.add_option("input", o.input, "full-precision model: a .safetensors file or a Hugging Face checkpoint directory")->required();
   app.add_option("output", o.output, "mbok file to write (replaced atomically)")->required();
   auto* kernels = app.add_option("-k,--kernels", o.kernels, "kernels per matrix (default 2)");
   auto* bits_opt = app.add_option("-b,--bits", bits,
@@ -70,7 +73,8 @@ int main(int argc, char** argv) {
                                   "sum h e(K) f(p) (method.md section 5)");
   bits_opt->excludes(kernels);
   app.add_option("--max-kernels", o.max_kernels, "largest K per matrix with --bits (default 4)")->needs(bits_opt);
-  app.add_option("--include", o.include, "regex: convert only 2-D tensors whose name matches (default: all)");
+  app.add_option("--include", o.include, "regex: convert only 2-D tensors whose name matches (default: all for a file; the decoder blocks'\n"
+                 "linear layers, model.layers.N.(self_attn|mlp).*_proj.weight, for a directory)");
   app.add_option("--exclude", o.exclude, "regex: never convert these (default: embeddings and the output head)");
   app.add_option("--importance", o.importance_file, "JSON {tensor or layer name: weight h}, 1 by default");
   app.add_option("--report", o.report_file, "write the table as JSON to this file");

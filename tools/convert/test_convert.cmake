@@ -1,7 +1,11 @@
 # Runs mbok-convert on a small generated model: fixed K, a bit budget with importance weights
 # and a JSON report (checked against the converted file), and bad options and files, which
 # must fail with exit code 2 and one line on stderr.
-# Inputs: CONVERT, FIXTURE (executables), WORK (a scratch folder).
+# Then the same on Hugging Face checkpoint directories made by mbok-make-random-llama: a
+# sharded BF16 one with a tokenizer, a one-file F32 one, and malformed ones (a missing shard,
+# a truncated shard, a config.json that disagrees with the tensors, a missing config key, an
+# unknown model type), which must fail the same way and write nothing.
+# Inputs: CONVERT, FIXTURE, MAKE_RANDOM (executables), WORK (a scratch folder).
 cmake_minimum_required(VERSION 3.19)  # string(JSON), quoted arguments never dereferenced
 file(REMOVE_RECURSE "${WORK}")
 file(MAKE_DIRECTORY "${WORK}")
@@ -77,6 +81,63 @@ expect_usage_error("exceeds the limit" "${CONVERT}" "${WORK}/garbage.safetensors
 file(WRITE "${WORK}/bad_importance.json" "{\"no.such.layer\": 2}")
 expect_usage_error("no.such.layer" "${CONVERT}" "${model}" "${WORK}/x.mbok" --importance "${WORK}/bad_importance.json" --quiet)
 expect_usage_error("required" "${CONVERT}")
+if(EXISTS "${WORK}/x.mbok")
+  message(FATAL_ERROR "a failed conversion left an output file")
+endif()
+
+# Hugging Face checkpoint directories.
+set(hf "${WORK}/hf")
+file(WRITE "${WORK}/tokenizer.json" "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}}")
+run(0 "${MAKE_RANDOM}" "${hf}" --preset tiny --dtype bf16 --shard-size 100KB --seed 5
+    --tokenizer "${WORK}/tokenizer.json" --quiet)
+expect_in("${out}" "in 4 files")
+foreach(shard 1 2 3 4)
+  if(NOT EXISTS "${hf}/model-0000${shard}-of-00004.safetensors")
+    message(FATAL_ERROR "mbok-make-random-llama did not write shard ${shard} of 4")
+  endif()
+endforeach()
+run(0 "${CONVERT}" "${hf}" "${WORK}/hf.mbok" --kernels 2 --quiet)
+message(STATUS "mbok-convert on a sharded directory:\n${out}")
+expect_in("${out}" "14 layers converted")
+expect_in("${out}" "7 tensors kept")
+run(0 "${FIXTURE}" verify-hf "${WORK}/hf.mbok" "${hf}" 2)
+# A one-file F32 checkpoint without a tokenizer, K = 1, given its config.json.
+run(0 "${MAKE_RANDOM}" "${WORK}/hf32" --config "${hf}/config.json" --dtype f32 --shard-size 0 --quiet)
+expect_in("${out}" "in 1 file")
+run(0 "${CONVERT}" "${WORK}/hf32" "${WORK}/hf32.mbok" -k 1 --quiet)
+run(0 "${FIXTURE}" verify-hf "${WORK}/hf32.mbok" "${WORK}/hf32" 1)
+# A bit budget and an --include on a directory.
+run(0 "${CONVERT}" "${hf}" "${WORK}/hfb.mbok" --bits 1.5 --max-kernels 2 --quiet)
+expect_in("${out}" "14 layers converted")
+run(0 "${CONVERT}" "${hf}" "${WORK}/hfq.mbok" -k 1 --include "q_proj" --quiet)
+expect_in("${out}" "2 layers converted")
+
+# Malformed directories: exit 2, one line naming the culprit, no output file.
+function(broken_copy name)
+  file(REMOVE_RECURSE "${WORK}/${name}")
+  file(COPY "${hf}/" DESTINATION "${WORK}/${name}")
+endfunction()
+broken_copy(no_shard)
+file(REMOVE "${WORK}/no_shard/model-00002-of-00004.safetensors")
+expect_usage_error("model-00002-of-00004.safetensors" "${CONVERT}" "${WORK}/no_shard" "${WORK}/x.mbok" --quiet)
+broken_copy(truncated)
+file(SIZE "${WORK}/truncated/model-00003-of-00004.safetensors" size)
+math(EXPR keep "${size} - 100")
+run(0 "${FIXTURE}" truncate "${WORK}/truncated/model-00003-of-00004.safetensors" ${keep})
+expect_usage_error("model-00003-of-00004.safetensors" "${CONVERT}" "${WORK}/truncated" "${WORK}/x.mbok" --quiet)
+file(READ "${hf}/config.json" config)
+broken_copy(bad_shape)
+string(JSON bad_config SET "${config}" intermediate_size 160)
+file(WRITE "${WORK}/bad_shape/config.json" "${bad_config}")
+expect_usage_error("mlp.gate_proj.weight' has shape [176, 64], expected [160, 64]" "${CONVERT}" "${WORK}/bad_shape" "${WORK}/x.mbok" --quiet)
+broken_copy(no_key)
+string(JSON bad_config REMOVE "${config}" num_hidden_layers)
+file(WRITE "${WORK}/no_key/config.json" "${bad_config}")
+expect_usage_error("missing key \"num_hidden_layers\"" "${CONVERT}" "${WORK}/no_key" "${WORK}/x.mbok" --quiet)
+broken_copy(bad_type)
+string(JSON bad_config SET "${config}" model_type "\"gpt_neox\"")
+file(WRITE "${WORK}/bad_type/config.json" "${bad_config}")
+expect_usage_error("model_type \"gpt_neox\" is not supported" "${CONVERT}" "${WORK}/bad_type" "${WORK}/x.mbok" --quiet)
 if(EXISTS "${WORK}/x.mbok")
   message(FATAL_ERROR "a failed conversion left an output file")
 endif()
