@@ -6,7 +6,7 @@ MBOK_JOBS="${MBOK_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 
 # Packages every build needs (compiler, CMake, the libraries the tests, tools and examples use).
 MBOK_BUILD_PACKAGES=(build-essential cmake ninja-build pkg-config libeigen3-dev catch2 libbenchmark-dev
-  nlohmann-json3-dev libxxhash-dev libcli11-dev libopenblas-dev libomp-dev libopenmpi-dev openmpi-bin)
+  nlohmann-json3-dev libxxhash-dev libpcre2-dev libcli11-dev libopenblas-dev libomp-dev libopenmpi-dev openmpi-bin)
 
 log() { printf '\n==> %s\n' "$*"; }
 
