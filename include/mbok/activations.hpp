@@ -14,6 +14,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -48,10 +49,10 @@ class QuantizedActivations {
   QuantizedActivations(const QuantizedActivations& o) { *this = o; }
   QuantizedActivations& operator=(const QuantizedActivations& o) {
     if (this == &o) return *this;
-    resize(o.tokens_, o.cols_);
+    resize(o.tokens_, o.cols_);  // all or nothing; nothing below allocates
     if (bytes() > 0) std::memcpy(data_.get(), o.data_.get(), bytes());
-    scale_ = o.scale_;
-    sums_ = o.sums_;
+    std::copy(o.scale_.begin(), o.scale_.end(), scale_.begin());
+    std::copy(o.sums_.begin(), o.sums_.end(), sums_.begin());
     return *this;
   }
   QuantizedActivations(QuantizedActivations&&) noexcept = default;
@@ -77,16 +78,24 @@ class QuantizedActivations {
   const std::int32_t* row_sums() const noexcept { return sums_.data(); }
   std::int32_t row_sum(std::size_t i) const noexcept { return sums_[i]; }
 
-  /// Sets the shape (t x n, zero-filled), reusing the buffer when it is large enough.
+  /// Sets the shape (t x n, zero-filled), reusing the buffer when it is large enough. All or
+  /// nothing: every allocation comes first, so when it throws (`InvalidArgument` for a size
+  /// that overflows, `std::bad_alloc`) the object keeps its shape and values.
   void resize(std::size_t t, std::size_t n) {
     detail::require(n > 0 || t == 0, "QuantizedActivations: zero features for ", t, " tokens");
     detail::require(n < kMaxBits, "QuantizedActivations: ", n, " features is too large");
     const std::size_t ld = padded_row_words(n) * 64;  // < 2^52: n is bounded
     const std::size_t need = detail::mul_or_throw({t, ld}, "QuantizedActivations: ", t,
                                                   " tokens x ", ld, " bytes per row");
-    if (need > capacity_) {
-      data_.reset(
+    std::unique_ptr<std::int8_t, detail::AlignedDelete> grown;
+    if (need > capacity_)
+      grown.reset(
           static_cast<std::int8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
+    // reserve either allocates or changes nothing; after it, assign cannot throw.
+    scale_.reserve(t);
+    sums_.reserve(t);
+    if (grown) {
+      data_ = std::move(grown);
       capacity_ = need;
     }
     tokens_ = t;
@@ -118,6 +127,25 @@ class QuantizedActivations {
 };
 
 namespace detail {
+// The smallest amax quantized with 127 / amax directly (2^-100: the inverse is at most
+// 127 * 2^100, finite).
+inline constexpr float kQuantizeDirectMin = 0x1p-100f;
+
+// q(l) = v(l) * inv rounded to nearest (halves away from zero), clamped to [-127, 127];
+// returns sum q.
+template <typename Values>
+std::int32_t quantize_codes(Values v, std::size_t n, float inv, std::int8_t* q) {
+  std::int32_t sum = 0;
+  for (std::size_t l = 0; l < n; ++l) {
+    const float r = v(l) * inv;
+    // v * (127 / amax) can exceed 127 by a rounding step; the clamp keeps q in range.
+    const int qv = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
+    q[l] = static_cast<std::int8_t>(qv);
+    sum += qv;
+  }
+  return sum;
+}
+
 // Token i (n values v(l)) into q (n bytes, zero on entry): sets `scale` and returns sum q. v(l)
 // is recomputed in each pass (the same float product each time) instead of being kept in a
 // buffer: no allocation per call.
@@ -153,25 +181,30 @@ std::int32_t quantize_row(Values v, std::size_t n, std::size_t i, std::int8_t* q
       require(std::isfinite(v(l)), "quantize_activations: token ", i, " feature ", l, " is ", v(l),
               " (activations must be finite)");
   }
-  scale = amax / 127.0f;
-  if (amax == 0.0f) return 0;
-  const float inv = 127.0f / amax;
-  std::int32_t sum = 0;
-  for (std::size_t l = 0; l < n; ++l) {
-    const float r = v(l) * inv;
-    // v * (127 / amax) can exceed 127 by a rounding step; the clamp keeps q in range.
-    const int qv = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
-    q[l] = static_cast<std::int8_t>(qv);
-    sum += qv;
+  // Only zeros and subnormal values: the all-zero token (scale 0, q = 0). Their 127 / amax
+  // would overflow float, and an infinite inverse makes the conversion to int undefined.
+  if (!(amax >= FLT_MIN)) {
+    scale = 0.0f;
+    return 0;
   }
-  return sum;
+  scale = amax / 127.0f;  // subnormal, and rounded, when amax < 127 FLT_MIN
+  if (amax >= kQuantizeDirectMin) return quantize_codes(v, n, 127.0f / amax, q);
+  // amax in [FLT_MIN, 2^-100): 127 / amax can overflow, so the values are scaled by 2^64
+  // first. Scaling by a power of two is exact here (no overflow, subnormals become normal),
+  // so the codes are exactly those of the token times 2^64.
+  return quantize_codes([&v](std::size_t l) { return v(l) * 0x1p64f; }, n,
+                        127.0f / (amax * 0x1p64f), q);
 }
 }  // namespace detail
 
 /// Quantizes t tokens of n floats (row i at x + i * ldx) into `out`, per token:
 /// v = x(i, :) (.) s_in (s_in has n entries; null means all ones), scale(i) = max |v| / 127,
 /// q = v / scale(i) rounded to nearest (halves away from zero), so q is in [-127, 127] and
-/// |v - scale(i) q| <= scale(i) / 2. An all-zero token gets scale 0 and q = 0. Many tokens
+/// |v - scale(i) q| <= scale(i) / 2. An all-zero token gets scale 0 and q = 0, and so does a
+/// token whose max |v| is below FLT_MIN (only zeros and subnormal values: 127 / max |v| would
+/// not be a finite float). A token whose max |v| is at least FLT_MIN gets the codes it would
+/// get scaled by any power of two (values below 2^-100 are scaled up by 2^64 first, exactly)
+/// and scale max |v| / 127 as a float, which is subnormal below 127 FLT_MIN. Many tokens
 /// are split across threads on the default `parallel_for` (each token's values do not depend
 /// on the split). Throws `InvalidArgument` for a null pointer with t > 0, ldx < n, n == 0, or
 /// a NaN or infinite value of v (naming a token and feature that hold one).
@@ -180,6 +213,7 @@ inline void quantize_activations(const float* x, std::size_t ldx, std::size_t t,
   detail::require(n > 0, "quantize_activations: zero features");
   detail::require(ldx >= n, "quantize_activations: ldx ", ldx, " < features ", n);
   detail::require(t == 0 || x != nullptr, "quantize_activations: null input for ", t, " tokens");
+  detail::require_addressable(t, ldx, n, sizeof(float), "quantize_activations: input");
   out.resize(t, n);
   // Tokens are independent: many of them (a prefill) split across threads.
   parallel_for(0, t, detail::grain_for_cost(n), [&](std::size_t i0, std::size_t i1) {
@@ -238,6 +272,7 @@ inline void binarize_activations(const float* x, std::size_t ldx, std::size_t t,
                   n);
   detail::require(ldx >= n, "binarize_activations: ldx ", ldx, " < features ", n);
   detail::require(x != nullptr, "binarize_activations: null input");
+  detail::require_addressable(t, ldx, n, sizeof(float), "binarize_activations: input");
   if (out.bits.rows() != t || out.bits.cols() != n || out.bits.is_borrowed())
     out.bits = BitMatrix(t, n);
   out.scale.assign(t, 0.0f);
@@ -300,6 +335,10 @@ inline void xnor_output_to_float(const std::int32_t* c, std::size_t ldc, std::si
                   " must be >= ", m, " outputs");
   detail::require(t == 0 || m == 0 || (c != nullptr && y != nullptr),
                   "xnor_output_to_float: null input or output");
+  detail::require_addressable(m == 0 ? 0 : t, ldc, m, sizeof(std::int32_t),
+                              "xnor_output_to_float: input");
+  detail::require_addressable(m == 0 ? 0 : t, ldy, m, sizeof(float),
+                              "xnor_output_to_float: output");
   for (std::size_t i = 0; i < t; ++i) {
     const float rs = row_scale != nullptr ? row_scale[i] : 1.0f;
     const std::int32_t* ci = c + i * ldc;
@@ -322,6 +361,7 @@ inline void xnor_output_to_bits(const std::int32_t* c, std::size_t ldc, std::siz
   detail::require(t > 0 && m > 0, "xnor_output_to_bits: shape must be positive, got ", t, " x ", m);
   detail::require(ldc >= m, "xnor_output_to_bits: ldc ", ldc, " < ", m, " outputs");
   detail::require(c != nullptr, "xnor_output_to_bits: null input");
+  detail::require_addressable(t, ldc, m, sizeof(std::int32_t), "xnor_output_to_bits: input");
   if (out.rows() != t || out.cols() != m || out.is_borrowed()) out = BitMatrix(t, m);
   const MutableBitMatrixView bits = out.mutable_view();
   for (std::size_t i = 0; i < t; ++i) {

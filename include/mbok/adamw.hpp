@@ -7,7 +7,7 @@
 ///     p <- p - lr * ( (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd * p )
 ///
 /// with weight decay only on parameters registered with `weight_decay = true`.
-/// State (export_state): `<prefix>step` (I64 scalar) and, per parameter,
+/// State (export_state): `<prefix>step` (I64 scalar, in [0, INT64_MAX)) and, per parameter,
 /// `<prefix><name>.exp_avg` and `<prefix><name>.exp_avg_sq` (F32, the parameter's shape).
 
 #include <cmath>
@@ -43,7 +43,7 @@ struct AdamWOptions {
 class AdamW final : public Optimizer {
  public:
   /// Throws `InvalidArgument` for a bad option, a duplicate name, a null pointer or a shape
-  /// whose product is not the size.
+  /// with a negative dimension, a product that overflows or a product that is not the size.
   explicit AdamW(std::vector<Parameter> params = {}, AdamWOptions options = {})
       : options_(options) {
     check_options(options_);
@@ -58,20 +58,28 @@ class AdamW final : public Optimizer {
       detail::require(p.value != nullptr && p.grad != nullptr, "AdamW: parameter '", p.name,
                       "' has a null value or gradient");
       detail::require(p.size > 0, "AdamW: parameter '", p.name, "' is empty");
+      // Every dimension >= 0 and a product that does not wrap ({-1, -1} would be 1).
       std::size_t prod = 1;
-      for (auto d : p.shape) prod *= static_cast<std::size_t>(d);
-      detail::require(!p.shape.empty() && prod == p.size, "AdamW: parameter '", p.name,
-                      "' has shape of ", prod, " elements for size ", p.size);
+      bool valid = !p.shape.empty();
+      for (auto d : p.shape)
+        valid = valid && d >= 0 && detail::checked_mul(prod, static_cast<std::size_t>(d), prod);
+      detail::require(valid, "AdamW: parameter '", p.name,
+                      "' has an empty shape, a negative dimension or an element count that "
+                      "overflows");
+      detail::require(prod == p.size, "AdamW: parameter '", p.name, "' has shape of ", prod,
+                      " elements for size ", p.size);
       detail::require(names.insert(p.name).second, "AdamW: duplicate parameter name '", p.name,
                       "'");
     }
-    for (auto& p : params) {
-      Slot s;
-      s.exp_avg.assign(p.size, 0.0f);
-      s.exp_avg_sq.assign(p.size, 0.0f);
-      s.param = std::move(p);
-      slots_.push_back(std::move(s));
+    // Allocate every new slot before registering any: all or nothing.
+    std::vector<Slot> added(params.size());
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      added[i].exp_avg.assign(params[i].size, 0.0f);
+      added[i].exp_avg_sq.assign(params[i].size, 0.0f);
+      added[i].param = params[i];
     }
+    slots_.reserve(slots_.size() + added.size());
+    for (auto& s : added) slots_.push_back(std::move(s));
   }
 
   const AdamWOptions& options() const noexcept { return options_; }
@@ -97,6 +105,8 @@ class AdamW final : public Optimizer {
       detail::require(detail::all_finite(s.param.grad, 1, s.param.size, s.param.size),
                       "AdamW: gradient of '", s.param.name, "' is not finite");
     }
+    detail::require(step_ < INT64_MAX, "AdamW: the step count ", step_,
+                    " cannot grow (int64 overflow)");
     ++step_;
     const double b1 = options_.beta1, b2 = options_.beta2;
     const auto bc1 = static_cast<float>(1.0 - std::pow(b1, static_cast<double>(step_)));
@@ -133,7 +143,8 @@ class AdamW final : public Optimizer {
   void import_state(const StateDict& dict, const std::string& prefix) override {
     // Check every tensor before changing anything.
     const auto step = read_scalar<std::int64_t>(dict, prefix + "step");
-    detail::require_format(step >= 0, "state: '", prefix, "step' is negative (", step, ")");
+    detail::require_format(step >= 0 && step < INT64_MAX, "state: '", prefix, "step' is ", step,
+                           " (must be in [0, INT64_MAX))");
     for (const auto& s : slots_) {
       const std::string avg = prefix + s.param.name + ".exp_avg";
       const std::string avg_sq = prefix + s.param.name + ".exp_avg_sq";

@@ -405,7 +405,8 @@ class BooleanLinear {
     if (t == 0) return y;
     Map ym = map(y.data(), t, m, m);
     set_bias_rows(ym);
-    std::vector<std::int32_t> acc(t * m);
+    std::vector<std::int32_t> acc(
+        detail::mul_or_throw({t, m}, "BooleanLinear forward_boolean: ", t, " tokens x ", m));
     for (std::size_t k = 0; k < num_kernels(); ++k) {
       kernels_.xnor_gemm(act.bits.view(), weights_.kernel_view(k), acc.data(), m);
       const Eigen::Map<
@@ -682,6 +683,7 @@ class BooleanLinear {
                         const char* what) {
     detail::require(ld >= cols, "BooleanLinear ", what, ": stride ", ld, " < ", cols, " columns");
     detail::require(t == 0 || p != nullptr, "BooleanLinear ", what, ": null pointer");
+    detail::require_addressable(t, ld, cols, sizeof(Scalar), "BooleanLinear ", what);
   }
 
   void set_bias_rows(Map& y) const {

@@ -29,12 +29,15 @@
 /// State (export_state, under a prefix): `step` (I64), `seed` (I64, the generator's key),
 /// `accumulator_type` (I64: 0 f32, 1 f16, 2 i8), and per parameter `<name>.accumulator`
 /// (F32, F16 or I8, [rows, cols]), `<name>.beta` (F64, the beta of the next step) and
-/// `<name>.scale` (F64, the fixed-point scale; 1 for f32 and f16).
+/// `<name>.scale` (F64, the fixed-point scale; 1 for f32 and f16). `import_state` checks all
+/// of it before changing anything: step in [0, INT64_MAX), beta in [0, 1], scale and 1 / scale
+/// finite and > 0 as floats, accumulators finite (i8 codes in [-127, 127]).
 
 #include <Eigen/Core>
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -101,6 +104,13 @@ enum class SignalScaling : int {
   /// in units of the threshold, of a signal of typical size, the same in every tensor and
   /// whatever the loss weights (Adam makes the same choice per element; per tensor it costs
   /// no state).
+  ///
+  /// A tensor whose rms is below FLT_MIN, the smallest normal float (all its values zero or
+  /// subnormal), counts as an all-zero signal: eta 0, only the decay by beta applies (its
+  /// eta / rms would overflow float, and inf * 0 would put NaN in every accumulator whose
+  /// signal is zero). eta / rms is clamped to FLT_MAX, so a tensor with rms just above FLT_MIN
+  /// and eta > FLT_MAX * FLT_MIN (about 4) is pushed less than eta per step
+  /// (`detail::rms_step_eta`).
   rms = 1,
   /// m <- beta m + eta sign(q): every weight is pushed by eta per step whatever the size of
   /// its signal (a sign-SGD update; Adam's steps behave so once its moments settle).
@@ -114,6 +124,15 @@ inline constexpr const char* signal_scaling_name(SignalScaling s) noexcept {
          : s == SignalScaling::sign ? "sign"
                                     : "?";
 }
+
+namespace detail {
+/// The multiplier of a tensor's signal with `SignalScaling::rms`: eta / rms, or 0 when rms is
+/// below FLT_MIN (or not a number), clamped to FLT_MAX so that it is a finite float.
+inline double rms_step_eta(double eta, double rms) noexcept {
+  if (!(rms >= static_cast<double>(FLT_MIN))) return 0.0;
+  return std::min(eta / rms, static_cast<double>(FLT_MAX));
+}
+}  // namespace detail
 
 /// Options of `BooleanOptimizer`.
 struct BooleanOptimizerOptions {
@@ -305,8 +324,9 @@ class BooleanOptimizer final : public Optimizer {
   /// For the next `step()` only, and only with `SignalScaling::rms`: the RMS of each
   /// parameter's signal (one value per registered parameter, in registration order) to use in
   /// place of the RMS of the signal the optimizer sees. An optimizer that steps a slice of each
-  /// tensor passes the whole tensor's RMS, so its step equals the whole tensor's. A value of 0
-  /// means an all-zero signal (eta 0, as the optimizer's own rule). An empty vector clears it.
+  /// tensor passes the whole tensor's RMS, so its step equals the whole tensor's. A value of 0,
+  /// or any value below FLT_MIN, means an all-zero signal (eta 0, as the optimizer's own
+  /// rule). An empty vector clears it.
   /// Throws `InvalidArgument` for a wrong count or a value that is negative or not finite.
   void set_next_signal_rms(std::vector<double> rms) {
     detail::require(rms.empty() || rms.size() == slots_.size(), "BooleanOptimizer: ", rms.size(),
@@ -319,10 +339,14 @@ class BooleanOptimizer final : public Optimizer {
 
   /// One step over every parameter: accumulate eta * Q (scaled per `signal_scaling`), flip,
   /// reset, update beta. Throws `InvalidArgument` naming the parameter, before changing
-  /// anything, when a signal holds a NaN or an infinity, or the scaled eta * |q| overflows.
+  /// anything, when a signal holds a NaN or an infinity, or the scaled eta * |q| overflows,
+  /// or when the step count is INT64_MAX. All or nothing: when it throws (those errors, or
+  /// `std::bad_alloc`) the bits, accumulators, betas, step count, statistics and the RMS set
+  /// by `set_next_signal_rms` are as they were.
   void step() override {
     // The multiplier of each tensor's signal: eta, or eta / rms(q). A tensor whose signal is
-    // all zero gets 0 (only the decay by beta applies).
+    // all zero, or whose rms is below FLT_MIN, gets 0 (only the decay by beta applies); eta /
+    // rms is at most FLT_MAX, so the float eta is finite and eta * 0 is 0.
     std::vector<double> etas(slots_.size(), options_.learning_rate);
     for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
       const Slot& s = slots_[idx];
@@ -336,7 +360,7 @@ class BooleanOptimizer final : public Optimizer {
         const double rms = !next_rms_.empty() ? next_rms_[idx]
                                               : std::sqrt(q.template cast<double>().squaredNorm() /
                                                           static_cast<double>(s.rows * s.cols));
-        etas[idx] = rms > 0 ? options_.learning_rate / rms : 0.0;
+        etas[idx] = detail::rms_step_eta(options_.learning_rate, rms);
       }
       const double peak = options_.signal_scaling == SignalScaling::sign
                               ? etas[idx]
@@ -344,21 +368,30 @@ class BooleanOptimizer final : public Optimizer {
       detail::require(peak < 1e30, "BooleanOptimizer: eta * |q| of '", s.param.name, "' reaches ",
                       peak, " (overflow)");
     }
-    next_rms_.clear();
+    detail::require(step_ < INT64_MAX, "BooleanOptimizer: the step count ", step_,
+                    " cannot grow (int64 overflow)");
+    // Everything that allocates (the statistics and their names) comes before the first
+    // accumulator changes: a failure leaves the optimizer as it was. The steps of the slots
+    // themselves do not throw.
+    BooleanStepStats next;
+    next.step = step_ + 1;
+    next.tensors.resize(slots_.size());
+    for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
+      FlipStats& f = next.tensors[idx];
+      f.name = slots_[idx].param.name;
+      f.weights = slots_[idx].rows * slots_[idx].cols;
+      f.beta = slots_[idx].beta;
+    }
+    // The generator key of i8 accumulators depends on the step's number.
     ++step_;
-    stats_ = BooleanStepStats{};
-    stats_.step = step_;
     for (std::size_t idx = 0; idx < slots_.size(); ++idx) {
       Slot& s = slots_[idx];
-      const std::size_t flips = step_slot(s, idx, static_cast<float>(etas[idx]));
-      FlipStats f;
-      f.name = s.param.name;
-      f.flips = flips;
-      f.weights = s.rows * s.cols;
-      f.beta = s.beta;
-      stats_.tensors.push_back(f);
+      FlipStats& f = next.tensors[idx];
+      f.flips = step_slot(s, idx, static_cast<float>(etas[idx]));
       s.beta = options_.beta ? *options_.beta : 1.0 - f.rate();
     }
+    stats_ = std::move(next);
+    next_rms_.clear();
   }
 
   void export_state(StateDict& dict, const std::string& prefix) const override {
@@ -383,7 +416,8 @@ class BooleanOptimizer final : public Optimizer {
     const auto step = read_scalar<std::int64_t>(dict, prefix + "step");
     const auto seed = read_scalar<std::int64_t>(dict, prefix + "seed");
     const auto type = read_scalar<std::int64_t>(dict, prefix + "accumulator_type");
-    detail::require_format(step >= 0, "state: '", prefix, "step' is negative (", step, ")");
+    detail::require_format(step >= 0 && step < INT64_MAX, "state: '", prefix, "step' is ", step,
+                           " (must be in [0, INT64_MAX))");
     detail::require_format(type == static_cast<std::int64_t>(options_.accumulator), "state: '",
                            prefix, "accumulator_type' is ", type, ", this optimizer uses ",
                            static_cast<int>(options_.accumulator), " (",
@@ -399,8 +433,12 @@ class BooleanOptimizer final : public Optimizer {
       const auto sc = read_scalar<double>(dict, prefix + s.param.name + ".scale");
       detail::require_format(b >= 0 && b <= 1, "state: '", prefix, s.param.name,
                              ".beta' must be in [0, 1], got ", b);
-      detail::require_format(std::isfinite(sc) && sc > 0, "state: '", prefix, s.param.name,
-                             ".scale' must be finite and > 0, got ", sc);
+      // Used as a float and divided into 1 / scale as a float (i8): both must be finite and
+      // > 0 as floats (1e-300 would become 0 and its inverse inf).
+      detail::require_format(
+          detail::positive_as_float(sc) && detail::positive_as_float(1.0 / sc), "state: '",
+          prefix, s.param.name, ".scale' must be finite and > 0 as a float, with a finite float ",
+          "inverse, got ", sc);
       betas.push_back(b);
       scales.push_back(sc);
     }

@@ -231,6 +231,7 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
   detail::require(j0 <= j1 && j1 <= m, "multi_kernel_forward_int8: range [", j0, ", ", j1,
                   ") out of [0, ", m, ")");
   detail::require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
+  detail::require_addressable(t, ldy, m, sizeof(float), "multi_kernel_forward_int8: output");
   if (t == 0 || j0 == j1) return;
   const std::size_t rows = detail::int8_block_rows(t);
   std::int32_t stack[detail::kInt8BlockInts];
@@ -310,6 +311,7 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
   detail::require(j0 <= j1 && j1 <= m, "multi_kernel_forward_int8: range [", j0, ", ", j1,
                   ") out of [0, ", m, ")");
   detail::require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
+  detail::require_addressable(t, ldy, m, sizeof(float), "multi_kernel_forward_int8: output");
   if (t == 0 || j0 == j1) return;
   const detail::KernelTable& table = pw.kernels().table();
   // Tokens in blocks whose tables stay in L2 while the rows pass over them (many tokens'

@@ -79,7 +79,8 @@ class Int8LutTables {
   friend class KernelSet;
   void reserve(std::size_t t, std::size_t n) {
     const std::size_t ld = detail::lut_table_bytes(n);
-    const std::size_t need = std::max<std::size_t>(t * ld, 64);
+    const std::size_t need = std::max<std::size_t>(
+        detail::mul_or_throw({t, ld}, "build_lut_tables: ", t, " tokens x ", ld, " bytes"), 64);
     if (need > capacity_) {
       data_.reset(
           static_cast<std::uint8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
@@ -253,7 +254,9 @@ class KernelSet {
  private:
   // Enough rows per chunk that a thread does at least ~64 Ki word operations.
   static std::size_t grain_rows(std::size_t t, std::size_t words) noexcept {
-    const std::size_t per_row = std::max<std::size_t>(1, t * words);
+    std::size_t per_row = SIZE_MAX;  // saturates: only a grain
+    if (!detail::checked_mul(t, words, per_row)) per_row = SIZE_MAX;
+    per_row = std::max<std::size_t>(1, per_row);
     return std::max<std::size_t>(1, (std::size_t{1} << 16) / per_row);
   }
   static void check_range(std::size_t b, std::size_t e, std::size_t n, const char* what) {
@@ -266,12 +269,16 @@ class KernelSet {
                     " columns exceed the int32 result limit of ", kMaxXnorCols);
     detail::require(ldc >= b.rows(), "xnor_gemm: ldc ", ldc, " < output columns ", b.rows());
     detail::require(c != nullptr || a.empty() || b.empty(), "xnor_gemm: null output");
+    detail::require_addressable(b.empty() ? 0 : a.rows(), ldc, b.rows(), sizeof(std::int32_t),
+                                "xnor_gemm: output");
   }
   static void check_gemm(const float* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                          const float* y, std::size_t ldy, const char* what) {
     detail::require(ldx >= w.cols(), what, ": ldx ", ldx, " < input features ", w.cols());
     detail::require(ldy >= w.rows(), what, ": ldy ", ldy, " < output features ", w.rows());
     detail::require(t == 0 || (x != nullptr && y != nullptr), what, ": null input or output");
+    detail::require_addressable(t, ldx, w.cols(), sizeof(float), what, ": input");
+    detail::require_addressable(t, ldy, w.rows(), sizeof(float), what, ": output");
   }
   static void check_transposed(const float* z, std::size_t ldz, std::size_t t, BitMatrixView w,
                                const float* dx, std::size_t lddx) {
@@ -281,6 +288,8 @@ class KernelSet {
                     w.cols());
     detail::require(t == 0 || (z != nullptr && dx != nullptr),
                     "sign_gemm_transposed: null input or output");
+    detail::require_addressable(t, ldz, w.rows(), sizeof(float), "sign_gemm_transposed: input");
+    detail::require_addressable(t, lddx, w.cols(), sizeof(float), "sign_gemm_transposed: output");
   }
   static void check_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                        const std::int32_t* y, std::size_t ldy) {
@@ -288,6 +297,7 @@ class KernelSet {
                     " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
     detail::require(ldy >= w.rows(), "sign_gemm_i8: ldy ", ldy, " < output features ", w.rows());
     detail::require(t == 0 || y != nullptr, "sign_gemm_i8: null output");
+    detail::require_addressable(t, ldy, w.rows(), sizeof(std::int32_t), "sign_gemm_i8: output");
     check_i8_input(x, ldx, t, w.cols(), "sign_gemm_i8");
   }
   // The int8 input contract: aligned rows of the padded length, zero past n. The zero check
@@ -299,6 +309,7 @@ class KernelSet {
     detail::require(ldx >= padded, what, ": ldx ", ldx, " < padded input row of ", padded,
                     " bytes");
     detail::require(t == 0 || x != nullptr, what, ": null input");
+    detail::require_addressable(t, ldx, padded, 1, what, ": input");
     detail::require(t == 0 || reinterpret_cast<std::uintptr_t>(x) % kBufferAlignment == 0, what,
                     ": activations must be 64-byte aligned");
     detail::require(ldx % kBufferAlignment == 0, what, ": ldx ", ldx,
@@ -326,6 +337,8 @@ class KernelSet {
     detail::require(ldy >= w.rows(), "sign_gemm_i8_lut: ldy ", ldy, " < output features ",
                     w.rows());
     detail::require(x.tokens() == 0 || y != nullptr, "sign_gemm_i8_lut: null output");
+    detail::require_addressable(x.tokens(), ldy, w.rows(), sizeof(std::int32_t),
+                                "sign_gemm_i8_lut: output");
   }
 
   const detail::KernelTable* table_;

@@ -3,6 +3,7 @@
 //   mbok_mpi_tests equality      the P-rank step equals one process's step on the whole batch
 //   mbok_mpi_tests divergence    ranks that differ are detected, on every rank
 //   mbok_mpi_tests mismatch      different configurations throw on every rank, no hang
+//   mbok_mpi_tests tiny          an all-subnormal signal with rms scaling adds nothing
 //   mbok_mpi_tests save DIR N    N steps, then the checkpoint DIR/state.ckpt (from rank 0)
 //   mbok_mpi_tests resume DIR N  resume from it on any number of ranks, N more steps: equals
 //                                the uninterrupted one-process run
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 #include <random>
 #include <string>
 #include <thread>
@@ -306,6 +308,54 @@ void test_mismatch() {
   MPI_Barrier(MPI_COMM_WORLD);  // nobody is left waiting
 }
 
+// rms scaling of an all-subnormal reduced signal: eta / rms would overflow float and put NaN
+// in every accumulator whose signal is zero; the step must add nothing and the trainer's own
+// state must load again. Float parameter sizes whose sum wraps are refused.
+void test_tiny() {
+  for (mbok::AccumulatorType type :
+       {mbok::AccumulatorType::f32, mbok::AccumulatorType::f16, mbok::AccumulatorType::i8}) {
+    mbok::BitMatrix bits(5, 70);
+    std::vector<float> q(5 * 70, 0.0f);
+    q[3] = std::numeric_limits<float>::denorm_min();
+    q[140] = -2 * std::numeric_limits<float>::denorm_min();
+    std::vector<float> v(4, 1.0f), g(4, 0.0f);
+    DataParallelOptions o;
+    o.boolean.signal_scaling = mbok::SignalScaling::rms;
+    o.boolean.accumulator = type;
+    const mbok::BitMatrix before = bits;
+    DataParallelTrainer t(MPI_COMM_WORLD, {{"w", &bits, q.data(), 70}},
+                          {{"p", v.data(), g.data(), 4, {4}, false}}, o);
+    t.step();
+    t.step();
+    check(bits == before, "tiny: no flips from a subnormal signal");
+    mbok::StateDict state;
+    t.export_state(state);
+    const mbok::Tensor& acc = state.at("boolean.w.accumulator");
+    bool zero = true;
+    for (std::uint8_t b : acc.bytes) zero = zero && b == 0;
+    check(zero, std::string("tiny: accumulators stay zero (") +
+                    mbok::accumulator_name(type) + ")");
+    try {
+      t.import_state(state);
+    } catch (const std::exception& e) {
+      check(false, std::string("tiny: the trainer's own state is refused: ") + e.what());
+    }
+  }
+  std::vector<float> v(4, 1.0f), g(4, 0.0f);
+  const std::size_t half = std::numeric_limits<std::size_t>::max() / 2 + 1;  // two wrap to 0
+  bool refused = false;
+  try {
+    DataParallelTrainer t(MPI_COMM_WORLD, {},
+                          {{"p", v.data(), g.data(), half, {}, false},
+                           {"q", v.data(), g.data(), half, {}, false}},
+                          DataParallelOptions{});
+  } catch (const mbok::InvalidArgument& e) {
+    refused = std::string(e.what()).find("sizes overflow") != std::string::npos;
+    if (!refused) std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+  }
+  check(refused, "tiny: float parameter sizes whose sum wraps are refused");
+}
+
 std::string checkpoint_path(const std::string& dir) { return dir + "/state.ckpt"; }
 
 void test_save(const std::string& dir, int steps) {
@@ -397,6 +447,8 @@ int main(int argc, char** argv) {
       test_divergence();
     else if (what == "mismatch")
       test_mismatch();
+    else if (what == "tiny")
+      test_tiny();
     else if (what == "save" && argc == 4)
       test_save(argv[2], std::atoi(argv[3]));
     else if (what == "resume" && argc == 4)
@@ -405,7 +457,7 @@ int main(int argc, char** argv) {
       test_failed_rank(std::atoi(argv[2]), argv[3], what == "kill");
     else
       check(false,
-            "usage: mbok_mpi_tests equality|divergence|mismatch|save DIR N|resume DIR N|stall|kill "
+            "usage: mbok_mpi_tests equality|divergence|mismatch|tiny|save DIR N|resume DIR N|stall|kill "
             "S DIR");
   } catch (const std::exception& e) {
     check(false, std::string("exception: ") + e.what());

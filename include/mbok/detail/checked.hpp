@@ -39,6 +39,27 @@ inline constexpr bool checked_add(std::size_t a, std::size_t b, std::size_t& out
   return true;
 }
 
+// True when `rows` rows of `cols` elements of `elem` bytes, `ld` elements apart, can be
+// addressed from one pointer: ((rows - 1) * ld + cols) * elem <= PTRDIFF_MAX without
+// wrapping (no rows: true). A caller's t and stride whose product wraps would otherwise make
+// x + i * ld point anywhere.
+inline bool addressable(std::size_t rows, std::size_t ld, std::size_t cols,
+                        std::size_t elem) noexcept {
+  std::size_t span = 0, bytes = 0;
+  return rows == 0 || (checked_mul(rows - 1, ld, span) && checked_add(span, cols, span) &&
+                       checked_mul(span, elem, bytes) &&
+                       bytes <= static_cast<std::size_t>(PTRDIFF_MAX));
+}
+
+// InvalidArgument("mbok: <what...>: ...") unless `addressable(rows, ld, cols, elem)`.
+template <typename... Parts>
+inline void require_addressable(std::size_t rows, std::size_t ld, std::size_t cols,
+                                std::size_t elem, const Parts&... what) {
+  if (!addressable(rows, ld, cols, elem))
+    throw InvalidArgument(concat("mbok: ", what..., ": ", rows, " rows of ", cols, " elements, ",
+                                 ld, " apart, overflow the address space"));
+}
+
 // True when x, used as a float, is finite and > 0: x > 0 and it neither overflows float nor
 // rounds to zero. (The comparison stays in double: converting a double beyond float's
 // range is undefined behaviour.)

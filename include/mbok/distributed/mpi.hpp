@@ -425,6 +425,8 @@ class DataParallelTrainer {
             expect_tensor(dict, name + ".accumulator", boolean_dtype(),
                           {static_cast<std::int64_t>(tt.rows), static_cast<std::int64_t>(tt.cols)});
         betas[t] = read_scalar<double>(dict, name + ".beta");
+        mbok::detail::require_format(betas[t] >= 0 && betas[t] <= 1, "state: '", name,
+                                     ".beta' must be in [0, 1], got ", betas[t]);
         if (tt.local < 0) continue;
         Tensor slice;
         slice.dtype = whole.dtype;
@@ -478,10 +480,11 @@ class DataParallelTrainer {
     if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
   }
 
+  // floor(rows * rank / P) without forming rows * rank (which can wrap): with rows = a P + b,
+  // it is a rank + floor(b rank / P), and b rank < P^2 < 2^62.
   std::size_t row_begin(std::size_t rows, int rank) const {
-    return static_cast<std::size_t>(static_cast<unsigned long long>(rows) *
-                                    static_cast<unsigned long long>(rank) /
-                                    static_cast<unsigned long long>(size_));
+    const auto p = static_cast<std::size_t>(size_), r = static_cast<std::size_t>(rank);
+    return rows / p * r + rows % p * r / p;
   }
 
   DType boolean_dtype() const noexcept {
@@ -667,7 +670,8 @@ class DataParallelTrainer {
         mbok::detail::require(f.value != nullptr && f.grad != nullptr && f.size > 0,
                               "DataParallelTrainer: float parameter '", f.name,
                               "' is empty or null");
-        total += f.size;
+        mbok::detail::require(mbok::detail::checked_add(total, f.size, total),
+                              "DataParallelTrainer: the float parameters' sizes overflow");
       }
       mbok::detail::require(total <= static_cast<std::size_t>(INT_MAX),
                             "DataParallelTrainer: ", total,
@@ -762,7 +766,7 @@ class DataParallelTrainer {
       rms[t] = std::sqrt(sums[t] / static_cast<double>(tt.rows * tt.cols));
       double eta = options_.boolean.learning_rate;
       if (options_.boolean.signal_scaling == SignalScaling::rms)
-        eta = rms[t] > 0 ? eta / rms[t] : 0;
+        eta = mbok::detail::rms_step_eta(eta, rms[t]);  // 0 below FLT_MIN, at most FLT_MAX
       const double peak =
           options_.boolean.signal_scaling == SignalScaling::sign ? eta : peaks[t] * eta;
       mbok::detail::require(peak < 1e30, "DataParallelTrainer: step ", step_ + 1,

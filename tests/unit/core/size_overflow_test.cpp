@@ -4,10 +4,13 @@
 
 #include <mbok/activations.hpp>
 #include <mbok/bit_matrix.hpp>
+#include <mbok/forward_float.hpp>
+#include <mbok/kernels.hpp>
 #include <mbok/multi_kernel_weights.hpp>
 #include <mbok/state_dict.hpp>
 
 #include <cstdint>
+#include <vector>
 
 #include "../../support.hpp"
 
@@ -62,6 +65,41 @@ TEST_CASE("tensor sizes never wrap", "[overflow]") {
   CHECK(t.numel() == SIZE_MAX);
   const float x[2] = {1, 2};
   CHECK_THROWS_AS(Tensor::from(x, {std::int64_t{1} << 62}), InvalidArgument);
+}
+
+TEST_CASE("raw-pointer kernels refuse token counts and strides whose products overflow",
+          "[overflow]") {
+  // (t - 1) * ld elements wraps std::size_t, or its bytes exceed PTRDIFF_MAX: x + i * ld would
+  // point anywhere. The buffers are small; nothing is read before the check.
+  const BitMatrix w(8, 100);
+  std::vector<float> x(2 * 100, 1.0f), y(2 * 8, 0.0f);
+  const KernelSet kernels;
+  for (std::size_t ld : {kOne << 62, kOne << 61}) {
+    CHECK_THROWS_AS(kernels.sign_gemm(x.data(), ld, 2, w.view(), y.data(), 8), InvalidArgument);
+    CHECK_THROWS_AS(kernels.sign_gemm(x.data(), 100, 2, w.view(), y.data(), ld), InvalidArgument);
+    CHECK_THROWS_AS(kernels.sign_gemm_range(x.data(), ld, 2, w.view(), y.data(), 8, 0, 8),
+                    InvalidArgument);
+    CHECK_THROWS_AS(kernels.sign_gemm_transposed(y.data(), ld, 2, w.view(), x.data(), 100),
+                    InvalidArgument);
+    CHECK_THROWS_AS(kernels.sign_gemm_transposed(y.data(), 8, 2, w.view(), x.data(), ld),
+                    InvalidArgument);
+  }
+  // t itself so large that t * ldx wraps.
+  CHECK_THROWS_AS(kernels.sign_gemm(x.data(), 100, SIZE_MAX / 64, w.view(), y.data(), 8),
+                  InvalidArgument);
+  const BitMatrix a(2, 100);
+  std::vector<std::int32_t> c(2 * 8);
+  CHECK_THROWS_AS(kernels.xnor_gemm(a.view(), w.view(), c.data(), kOne << 62), InvalidArgument);
+
+  MultiKernelWeights<float> mk(8, 100);
+  mk.add_kernel(BitMatrix(8, 100), Eigen::VectorXf::Ones(8), Eigen::VectorXf::Ones(100));
+  CHECK_THROWS_AS(multi_kernel_forward(mk, x.data(), kOne << 62, 2, y.data(), 8),
+                  InvalidArgument);
+  CHECK_THROWS_AS(multi_kernel_forward(mk, x.data(), 100, 2, y.data(), kOne << 62),
+                  InvalidArgument);
+  // The same calls with sane strides run.
+  CHECK_NOTHROW(kernels.sign_gemm(x.data(), 100, 2, w.view(), y.data(), 8));
+  CHECK_NOTHROW(multi_kernel_forward(mk, x.data(), 100, 2, y.data(), 8));
 }
 
 }  // namespace
