@@ -5,8 +5,9 @@
 /// kv_heads) at positions [lo, p], lo = max(0, p - sliding_window + 1) with a sliding window,
 /// else 0, with scores q.k / sqrt(head_dim) and a float softmax (max subtracted).
 ///
-/// The heads of one kv head are computed together (one G x L product for G = heads / kv_heads
-/// query heads), so each cached key and value row is read once per kv head and token. The
+/// The heads of one kv head are computed together (G = heads / kv_heads query heads: one pass
+/// over the cached rows for a decode step, G x L products for a prefill), so each cached key
+/// and value row is read once per kv head and token; a decode step allocates nothing. The
 /// (kv head, token) units run on the default `parallel_for`, split by their cost.
 
 #include <Eigen/Core>
@@ -47,8 +48,11 @@ inline void causal_attention(const AttentionShape& s, const float* q, std::size_
   const std::size_t grain = mbok::detail::grain_for_cost(cost);
   const std::size_t chunks = parallel_chunk_count(0, units, grain);
   if (scores.size() < chunks) scores.resize(chunks);
+  // Sized for the longest context the cache allows, so growing contexts reallocate nothing.
+  const auto capacity = static_cast<std::size_t>(cache.max_tokens());
+  const std::size_t room = group * (s.sliding_window > 0 ? std::min(capacity, s.sliding_window) : capacity);
   for (std::size_t c = 0; c < chunks; ++c)
-    if (scores[c].size() < group * longest) scores[c].resize(group * longest);
+    if (scores[c].size() < std::max(room, group * longest)) scores[c].resize(std::max(room, group * longest));
   const float scale = static_cast<float>(1.0 / std::sqrt(double(d)));
   parallel_for(0, units, grain, [&](std::size_t u0, std::size_t u1, std::size_t chunk) {
     float* sc = scores[chunk].data();
@@ -63,7 +67,15 @@ inline void causal_attention(const AttentionShape& s, const float* q, std::size_
       const CMap k(cache.keys(layer, g) + lo * d, len, di);
       const CMap v(cache.values(layer, g) + lo * d, len, di);
       Map sm(sc, gi, len);
-      sm.noalias() = (qg * k.transpose()) * scale;
+      if (t == 1) {
+        // Decode: one pass over the kv head's keys, each row used by the G heads while in
+        // registers (and no allocation, unlike Eigen's GEMM).
+        for (Eigen::Index j = 0; j < len; ++j)
+          for (Eigen::Index r = 0; r < gi; ++r) sm(r, j) = qg.row(r).dot(k.row(j)) * scale;
+      } else {
+        sm.noalias() = qg * k.transpose();
+        sm *= scale;
+      }
       for (Eigen::Index r = 0; r < gi; ++r) {
         const float mx = sm.row(r).maxCoeff();
         float sum = 0.0f;
@@ -75,7 +87,13 @@ inline void causal_attention(const AttentionShape& s, const float* q, std::size_
         sm.row(r) *= 1.0f / sum;
       }
       Map og(out + i * ldo + g * group * d, gi, di);
-      og.noalias() = sm * v;
+      if (t == 1) {
+        og.setZero();
+        for (Eigen::Index j = 0; j < len; ++j)
+          for (Eigen::Index r = 0; r < gi; ++r) og.row(r) += sm(r, j) * v.row(j);
+      } else {
+        og.noalias() = sm * v;
+      }
     }
   });
 }
