@@ -39,12 +39,16 @@ class AddedMatcher {
  public:
   void add(std::string pattern, std::size_t token) {
     if (pattern.empty()) return;
-    auto& bucket = by_first_[static_cast<unsigned char>(pattern[0])];
-    bucket.push_back({std::move(pattern), token});
-    // Longest first: the first pattern that matches at a position is the longest there.
-    std::stable_sort(bucket.begin(), bucket.end(),
-                     [](const Entry& a, const Entry& b) { return a.pattern.size() > b.pattern.size(); });
+    by_first_[static_cast<unsigned char>(pattern[0])].push_back({std::move(pattern), token});
     any_ = true;
+  }
+
+  /// Call once after the last add().
+  void finish() {
+    // Longest first: the first pattern that matches at a position is the longest there.
+    for (auto& bucket : by_first_)
+      std::stable_sort(bucket.begin(), bucket.end(),
+                       [](const Entry& a, const Entry& b) { return a.pattern.size() > b.pattern.size(); });
   }
 
   bool empty() const { return !any_; }

@@ -104,6 +104,7 @@ class Tokenizer {
 
  private:
   friend class DecodeStream;
+  Tokenizer() = default;  // only from_file / from_json make one
 
   struct Impl {
     std::string text, source;
@@ -157,6 +158,9 @@ class Tokenizer {
         if (a.normalized) normalized_matcher.add(normalizer.apply(a.content), i);
         else raw_matcher.add(a.content, i);
       }
+
+      raw_matcher.finish();
+      normalized_matcher.finish();
 
       bos = post_processor.first_before();
       if (!bos) bos = named({"<s>", "<|begin_of_text|>", "<bos>", "<|endoftext|>"});

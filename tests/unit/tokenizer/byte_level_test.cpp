@@ -168,3 +168,29 @@ TEST_CASE("decode of bytes that are not UTF-8 gives U+FFFD, as the reference", "
   CHECK(tok.decode({0x61, 0xE2, 0x82}) == "a\xEF\xBF\xBD");
   CHECK(tok.decode({0xFF, 0x61}) == "\xEF\xBF\xBD" "a");
 }
+
+TEST_CASE("added tokens: lstrip, rstrip and single_word", "[tokenizer]") {
+  Json j = llama3_style();
+  Json mask = added_token(310, "<mask>");
+  mask["lstrip"] = true;
+  Json pad = added_token(311, "<pad>");
+  pad["rstrip"] = true;
+  Json ab = added_token(312, "ab", false);
+  ab["single_word"] = true;
+  ab["normalized"] = false;
+  j["added_tokens"].push_back(mask);
+  j["added_tokens"].push_back(pad);
+  j["added_tokens"].push_back(ab);
+  const Tokenizer tok = load(j);
+  // lstrip: the spaces before <mask> are part of it: hello (263) <mask> (310) Ġworld (268).
+  CHECK(tok.encode("hello  <mask> world") == Ids{263, 310, 268});
+  // rstrip: the spaces after <pad> are part of it; "world" then has no Ġ: w (119) or (265)
+  // l (108) d (100).
+  CHECK(tok.encode("hello <pad>  world") == Ids{263, 32, 311, 119, 265, 108, 100});
+  CHECK(tok.decode({263, 310, 268}) == "hello<mask> world");
+  // (The two cases above were cross-checked with tokenizers.js; it does not implement
+  // single_word, so the next one follows the Rust crate's rule: no word character on either
+  // side.) "ab" alone is the added token 312; in "abc" and "xab" it is not: a bc (97 256),
+  // x ab (120 257).
+  CHECK(tok.encode("ab abc xab ab") == Ids{312, 32, 97, 256, 32, 120, 257, 32, 312});
+}
