@@ -27,7 +27,7 @@ for arg in "$@"; do
   esac
 done
 
-ensure_packages "${MBOK_BUILD_PACKAGES[@]}" qemu-user g++-aarch64-linux-gnu clang-19 \
+ensure_packages "${MBOK_BUILD_PACKAGES[@]}" python3-numpy qemu-user g++-aarch64-linux-gnu clang-19 \
   libclang-rt-19-dev gnuplot-nox bible-kjv
 
 # Ninja for every CMake build of the run, the package consumers' included.

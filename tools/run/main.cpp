@@ -1,0 +1,221 @@
+// mbok-run: runs a LLaMA-family model, a Hugging Face checkpoint directory (the float model)
+// or an mbok file converted from one (see --help of each subcommand).
+// Exit codes: 0 done, 2 bad options, a bad or unsupported file (one line on stderr), 1 anything
+// else.
+
+#include <CLI/CLI.hpp>
+
+#include <mbok/llama/perplexity.hpp>
+#include <mbok/llama/pretrained.hpp>
+#include <mbok/llama/sampler.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include <common/progress_bar.hpp>
+#include "run_options.hpp"
+
+namespace {
+
+using mbok::llama::PretrainedModel;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+int fail(const std::string& message) {
+  std::string m = message.rfind("mbok: ", 0) == 0 ? message.substr(6) : message;
+  for (char& c : m)
+    if (c == '\n') c = ' ';
+  std::cerr << "mbok-run: error: " << m << std::endl;
+  return 2;
+}
+
+PretrainedModel load(const mbok::tools::RunOptions& o) {
+  mbok::llama::ModelOptions mo;
+  mo.activations = o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
+  if (!p.tokenizer)
+    throw mbok::FormatError("mbok: '" + o.model + "' has no tokenizer (tokenizer.json) to read the text with");
+  return p;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw mbok::FormatError("mbok: cannot open text file '" + path + "'");
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (in.bad()) throw mbok::FormatError("mbok: cannot read text file '" + path + "'");
+  return s.str();
+}
+
+int run_perplexity(const mbok::tools::RunOptions& o) {
+  const PretrainedModel p = load(o);
+  // Options the model cannot take fail before the text is read.
+  if (o.context > p.model.config().max_position_embeddings)
+    throw mbok::InvalidArgument("mbok: --context " + std::to_string(o.context) +
+                                " exceeds the model's max_position_embeddings (" +
+                                std::to_string(p.model.config().max_position_embeddings) + ")");
+  const auto t0 = Clock::now();
+  const std::vector<std::int32_t> tokens = p.tokenizer->encode(read_text(o.text), false);
+  if (static_cast<std::int64_t>(tokens.size()) < o.context)
+    throw mbok::InvalidArgument("mbok: the text has " + std::to_string(tokens.size()) +
+                                " tokens, fewer than one window of " + std::to_string(o.context));
+  if (!o.quiet)
+    std::cerr << "tokenized " << tokens.size() << " tokens in " << std::fixed << std::setprecision(2)
+              << seconds_since(t0) << " s\n";
+  std::cout << "tokens: " << tokens.size() << std::endl;
+  mbok_examples::ProgressBar bar(std::cerr, "perplexity",
+                                 std::max<std::size_t>(1, tokens.size() / static_cast<std::size_t>(std::max<std::int64_t>(o.context, 1))),
+                                 mbok_examples::ProgressBar::stderr_is_terminal());
+  const auto t1 = Clock::now();
+  const mbok::llama::PerplexityResult r = mbok::llama::perplexity(
+      p.model, tokens, o.context, [&](std::size_t done, std::size_t) {
+        if (!o.quiet) bar.update(done);
+      });
+  const double s = seconds_since(t1);
+  if (!o.quiet)
+    std::cerr << r.windows << " windows of " << o.context << " tokens, " << r.predictions << " predictions in "
+              << std::fixed << std::setprecision(2) << s << " s ("
+              << std::setprecision(1) << double(r.windows) * double(o.context) / s << " tokens/s)\n";
+  std::cout << "perplexity: " << std::setprecision(6) << std::fixed << r.perplexity() << std::endl;
+  return 0;
+}
+
+int run_generate(const mbok::tools::RunOptions& o) {
+  const PretrainedModel p = load(o);
+  const mbok::Tokenizer& tok = *p.tokenizer;
+  const mbok::llama::LlamaConfig& cfg = p.model.config();
+  const std::vector<std::int32_t> prompt = tok.encode(o.prompt, !o.no_special_tokens);
+  if (prompt.empty()) throw mbok::InvalidArgument("mbok: the prompt has no tokens");
+  const std::int64_t total = static_cast<std::int64_t>(prompt.size()) + o.tokens;
+  if (total > cfg.max_position_embeddings)
+    throw mbok::InvalidArgument("mbok: prompt (" + std::to_string(prompt.size()) + " tokens) + -n " +
+                                std::to_string(o.tokens) + " exceeds the model's max_position_embeddings (" +
+                                std::to_string(cfg.max_position_embeddings) + ")");
+  std::vector<std::int64_t> stops = cfg.eos_token_ids;
+  if (stops.empty() && tok.eos_id()) stops.push_back(*tok.eos_id());
+
+  mbok::llama::SamplerOptions so;
+  so.temperature = o.temperature;
+  so.top_k = o.top_k;
+  so.top_p = o.top_p;
+  so.seed = o.seed;
+  mbok::llama::Sampler sampler(so);
+  mbok::llama::KvCache cache = p.model.make_cache(total);
+  std::vector<float> logits(static_cast<std::size_t>(cfg.vocab_size));
+
+  std::cout << o.prompt << std::flush;
+  const auto t0 = Clock::now();
+  p.model.forward_last(prompt.data(), prompt.size(), cache, logits.data());
+  const double prefill_s = seconds_since(t0);
+
+  mbok::DecodeStream stream(tok, true);
+  std::int64_t produced = 0;
+  const auto t1 = Clock::now();
+  for (;;) {
+    const std::int32_t next = sampler.sample(logits.data(), logits.size());
+    ++produced;
+    const bool stop = !o.ignore_eos && std::find(stops.begin(), stops.end(), next) != stops.end();
+    if (!stop) std::cout << stream.push(next) << std::flush;
+    if (stop || produced == o.tokens) break;
+    p.model.forward_last(&next, 1, cache, logits.data());
+  }
+  const double decode_s = seconds_since(t1);
+  std::cout << stream.flush() << std::endl;
+  // `produced` tokens were sampled; all but the last went through a decode step.
+  const std::int64_t decoded = produced - 1;
+  std::cerr << std::fixed << std::setprecision(2) << "prefill: " << prompt.size() << " tokens in "
+            << prefill_s * 1e3 << " ms (" << double(prompt.size()) / prefill_s << " tokens/s)\n"
+            << "decode: " << decoded << " tokens in " << decode_s * 1e3 << " ms ("
+            << (decoded > 0 ? double(decoded) / decode_s : 0.0) << " tokens/s)\n";
+  return 0;
+}
+
+int run_info(const mbok::tools::RunOptions& o) {
+  mbok::llama::ModelOptions mo;
+  mo.activations = o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  const PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
+  const auto f = p.model.footprint();
+  std::cout << "model: " << o.model << (p.converted ? " (mbok file)" : " (Hugging Face checkpoint)") << "\n"
+            << "config: " << p.model.config().to_json().dump() << "\n"
+            << "tokenizer: " << (p.tokenizer ? std::to_string(p.tokenizer->vocab_size()) + " tokens" : "none") << "\n"
+            << "boolean layers: " << f.boolean_layers << " (" << f.boolean_parameters << " weights), dense layers: "
+            << f.dense_layers << " (" << f.dense_block_parameters << " weights), float parameters: "
+            << f.float_parameters << "\n"
+            << "weight bytes read per token: " << f.bytes_per_token << ", resident: " << f.resident_bytes << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mbok::tools::RunOptions o;
+  CLI::App app{"Runs a LLaMA-family model: a Hugging Face checkpoint directory (config.json, safetensors, "
+               "tokenizer.json) as the float model, or an mbok file made from one by mbok-convert.",
+               "mbok-run"};
+  app.require_subcommand(1);
+  auto common = [&o](CLI::App* sub) {
+    sub->add_option("-m,--model", o.model, "Hugging Face checkpoint directory or mbok file")->required();
+    sub->add_option("--activations", o.activations, "activations of the Boolean layers: int8 (default) or float")
+        ->check(CLI::IsMember({"int8", "float"}));
+    sub->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")->check(CLI::PositiveNumber);
+  };
+  CLI::App* ppl = app.add_subcommand(
+      "perplexity",
+      "Perplexity over a text file: the text is tokenized once (no special tokens) and cut into consecutive "
+      "non-overlapping windows of --context tokens (a last partial window is dropped); each token after the "
+      "first of a window is predicted from its prefix. Prints 'tokens: N' and 'perplexity: X' (exp of the "
+      "mean negative log-likelihood).");
+  common(ppl);
+  ppl->add_option("--text", o.text, "UTF-8 text file")->required();
+  ppl->add_option("-c,--context", o.context, "window length in tokens")->required()->check(CLI::Range(2, 1 << 30));
+  ppl->add_flag("-q,--quiet", o.quiet, "no progress bar");
+  CLI::App* gen = app.add_subcommand(
+      "generate", "Generates text after a prompt, streaming it to standard output; reports prefill and decode "
+                  "tokens/s on standard error.");
+  common(gen);
+  gen->add_option("-p,--prompt", o.prompt, "the prompt text")->required();
+  gen->add_option("-n,--tokens", o.tokens, "tokens to generate (default 128)")->check(CLI::Range(1, 1 << 30));
+  gen->add_option("--temperature", o.temperature, "0 (default): greedy; else sample at this temperature")
+      ->check(CLI::Range(0.0, 100.0));
+  gen->add_option("--top-k", o.top_k, "sample from the k most likely tokens (0: all)");
+  gen->add_option("--top-p", o.top_p, "sample from the nucleus of this probability (default 1)")
+      ->check(CLI::Range(0.0, 1.0));
+  gen->add_option("--seed", o.seed, "seed of the sampler (default 0)");
+  gen->add_flag("--no-special-tokens", o.no_special_tokens, "do not add the tokenizer's special tokens (BOS)");
+  gen->add_flag("--ignore-eos", o.ignore_eos, "keep generating past the end-of-sequence token");
+  CLI::App* info = app.add_subcommand("info", "Prints the model's configuration, layers and sizes.");
+  common(info);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    return fail(std::string(e.what()) + " (see --help)");
+  }
+#if defined(_OPENMP)
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+#endif
+  try {
+    if (ppl->parsed()) return run_perplexity(o);
+    if (gen->parsed()) return run_generate(o);
+    return run_info(o);
+  } catch (const mbok::InvalidArgument& e) {
+    return fail(e.what());
+  } catch (const mbok::FormatError& e) {
+    return fail(e.what());
+  } catch (const std::exception& e) {
+    std::cerr << "mbok-run: error: " << e.what() << std::endl;
+    return 1;
+  }
+}
