@@ -33,9 +33,16 @@ valid_loss() {
   test "$(grep -c '"valid_loss"' "$1/summary.json")" -eq 1
   sed -n 's/.*"valid_loss": \([0-9.eE+-]*\).*/\1/p' "$1/summary.json"
 }
+# A loss that is a finite positive number: JSON writes NaN as null, which the pattern above
+# leaves empty, and two empty strings (or two NaNs) must never compare equal.
+finite() {
+  printf '%s\n' "$1" | grep -Eq '^[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?$' ||
+    { echo "validation loss '$1' is not a finite number" >&2; return 1; }
+}
 one=$(valid_loss "$work/one")
 for run in two resumed-on-1 resumed-on-2; do
   other=$(valid_loss "$work/$run")
   echo "validation loss: one process $one, $run $other"
+  finite "$one" && finite "$other"
   awk -v a="$one" -v b="$other" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-4 * a) }'
 done
