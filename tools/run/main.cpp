@@ -23,6 +23,7 @@
 #endif
 
 #include <common/progress_bar.hpp>
+#include "bench.hpp"
 #include "run_options.hpp"
 
 namespace {
@@ -141,6 +142,24 @@ int run_generate(const mbok::tools::RunOptions& o) {
   return 0;
 }
 
+int run_bench(const mbok::tools::RunOptions& o) {
+  mbok::llama::ModelOptions mo;
+  mo.activations = o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  const auto t0 = Clock::now();
+  const PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
+  const double load_s = seconds_since(t0);
+  const mbok::tools::BenchResult r = mbok::tools::run_bench(p.model, o.bench_prompt, o.tokens, o.reps);
+  std::cout << std::fixed << std::setprecision(2) << "model: " << o.model << " (loaded in " << load_s << " s)\n"
+            << "threads: " << mbok::max_threads() << ", activations: " << o.activations << "\n"
+            << "pp" << o.bench_prompt << ": " << r.prefill_tokens_per_s << " tokens/s\n"
+            << "tg" << o.tokens << ": " << r.decode_tokens_per_s << " tokens/s\n"
+            << "bytes read per decoded token: " << r.bytes_per_token / 1e6 << " MB\n"
+            << "read bandwidth: " << r.read_gb_per_s << " GB/s, limit " << r.limit_tokens_per_s()
+            << " tokens/s, decode at " << std::setprecision(1)
+            << 100 * r.decode_tokens_per_s / r.limit_tokens_per_s() << " % of it\n";
+  return 0;
+}
+
 int run_info(const mbok::tools::RunOptions& o) {
   mbok::llama::ModelOptions mo;
   mo.activations = o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
@@ -194,6 +213,14 @@ int main(int argc, char** argv) {
   gen->add_option("--seed", o.seed, "seed of the sampler (default 0)");
   gen->add_flag("--no-special-tokens", o.no_special_tokens, "do not add the tokenizer's special tokens (BOS)");
   gen->add_flag("--ignore-eos", o.ignore_eos, "keep generating past the end-of-sequence token");
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Prefill (pp) and decode (tg) tokens/s on random tokens, best of --reps, with the read bandwidth "
+               "measured in the same run: decode as a share of the memory limit.");
+  common(bench);
+  bench->add_option("-p,--prompt-tokens", o.bench_prompt, "prefill tokens (default 512; 0 skips)")
+      ->check(CLI::Range(0, 1 << 20));
+  bench->add_option("-n,--tokens", o.tokens, "decoded tokens (default 128; 0 skips)")->check(CLI::Range(0, 1 << 20));
+  bench->add_option("-r,--reps", o.reps, "repetitions, best kept (default 3)")->check(CLI::Range(1, 100));
   CLI::App* info = app.add_subcommand("info", "Prints the model's configuration, layers and sizes.");
   common(info);
   try {
@@ -209,6 +236,7 @@ int main(int argc, char** argv) {
   try {
     if (ppl->parsed()) return run_perplexity(o);
     if (gen->parsed()) return run_generate(o);
+    if (bench->parsed()) return run_bench(o);
     return run_info(o);
   } catch (const mbok::InvalidArgument& e) {
     return fail(e.what());

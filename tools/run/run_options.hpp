@@ -23,6 +23,9 @@ struct RunOptions {
   std::uint64_t seed = 0;
   bool no_special_tokens = false;
   bool ignore_eos = false;
+  // bench (-n is `tokens`)
+  std::int64_t bench_prompt = 512;
+  int reps = 3;
 };
 
 }  // namespace mbok::tools

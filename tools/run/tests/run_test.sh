@@ -8,7 +8,7 @@
 #     perplexities within 0.01 nats of mean log-likelihood of each other (the int8 path's
 #     per-token quantization of the layer inputs; measured about 0.001);
 #  3. `generate` streams the prompt and the continuation and reports prefill and decode
-#     tokens/s; sampling with one seed repeats exactly;
+#     tokens/s; sampling with one seed repeats exactly; `bench` reports pp, tg and bandwidth;
 #  4. bad input: a missing model, a truncated tokenizer.json, a context beyond the model's
 #     positions, a text shorter than one window: exit code 2 and one line naming the problem.
 # Usage: run_test.sh RUN CONVERT MAKE_RANDOM WORK_DIR. Exit 77 (skipped) without numpy.
@@ -80,6 +80,11 @@ grep -q '^decode: 11 tokens in .* tokens/s)$' err.txt || fail "generate: no deco
 s1="$("$run" generate -m gqa -p "God" -n 16 --temperature 0.9 --top-k 50 --top-p 0.95 --seed 5 --ignore-eos 2>/dev/null)"
 s2="$("$run" generate -m gqa -p "God" -n 16 --temperature 0.9 --top-k 50 --top-p 0.95 --seed 5 --ignore-eos 2>/dev/null)"
 [ "$s1" = "$s2" ] || fail "generate: one seed gave two texts"
+
+b="$("$run" bench -m gqa-k2.mbok -p 16 -n 8 -r 1)"
+grep -q '^pp16: [0-9.]* tokens/s$' <<<"$b" || fail "bench: no pp16 line"
+grep -q '^tg8: [0-9.]* tokens/s$' <<<"$b" || fail "bench: no tg8 line"
+grep -q '^read bandwidth: [0-9.]* GB/s' <<<"$b" || fail "bench: no bandwidth line"
 
 # expect_error PATTERN CMD...: exit code 2 and one line on stderr matching PATTERN.
 expect_error() {
