@@ -1,0 +1,242 @@
+#pragma once
+/// \file
+/// Boolean-domain finetuning of a `TrainableLlama<float>` against its float teacher
+/// (method.md sections 3 and 4):
+///
+///     L = KL(softmax(teacher / T) || softmax(student / T))
+///         + lambda * sum over blocks of MSE(student hidden, teacher hidden)
+///
+/// (hidden = the residual stream after each block), then `BooleanOptimizer::step` on the
+/// trainable kernels' bits and `AdamW::step` on the scales (and norms, and whatever else the
+/// student's `parameters()` lists), with warmup + cosine schedules (schedule.hpp) for both.
+///
+/// `Finetuner` holds the optimizers and the step count; its state (`export_state`) together
+/// with the student's makes a resumed run continue bit-identically. `sample_windows` draws
+/// reproducible training windows from a token stream.
+
+#include <Eigen/Core>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../../adamw.hpp"
+#include "../../boolean_optimizer.hpp"
+#include "../../error.hpp"
+#include "../../losses.hpp"
+#include "../../schedule.hpp"
+#include "../../state_dict.hpp"
+#include "../model.hpp"
+#include "model.hpp"
+
+namespace mbok {
+namespace llama {
+namespace train {
+
+/// `sequences` windows of `len` tokens from `stream` (row-major), at offsets drawn from
+/// (seed, step, row) by a counter-based hash: the same arguments give the same batch.
+/// Throws `InvalidArgument` when the stream is shorter than one window.
+inline std::vector<std::int32_t> sample_windows(const std::vector<std::int32_t>& stream, std::size_t sequences,
+                                                std::size_t len, std::uint64_t seed, std::uint64_t step) {
+  mbok::detail::require(len > 0 && stream.size() >= len, "sample_windows: ", stream.size(),
+                        " tokens, fewer than one window of ", len);
+  const std::uint64_t starts = stream.size() - len + 1;
+  std::vector<std::int32_t> out(sequences * len);
+  for (std::size_t r = 0; r < sequences; ++r) {
+    std::uint64_t z = seed ^ (step * 0x9E3779B97F4A7C15ull) ^ ((r + 1) * 0xD1B54A32D192ED03ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    const std::size_t at = static_cast<std::size_t>(z % starts);
+    std::copy(stream.begin() + std::ptrdiff_t(at), stream.begin() + std::ptrdiff_t(at + len),
+              out.begin() + std::ptrdiff_t(r * len));
+  }
+  return out;
+}
+
+/// The loss of one batch.
+struct DistillLoss {
+  double kl = 0;      ///< KL(teacher || student), mean over tokens
+  double hidden = 0;  ///< lambda * sum over blocks of the hidden-state MSE
+  double total() const noexcept { return kl + hidden; }
+};
+
+/// Loss settings.
+struct DistillOptions {
+  double kl_temperature = 1.0;
+  double hidden_weight = 10.0;  ///< lambda (gamma in method.md); 0 turns the hidden loss off
+};
+
+/// The teacher's outputs for one batch: logits (tokens x vocab) and the hidden state after
+/// each block (tokens x hidden), sequences run one after the other on a cleared cache.
+struct TeacherOutputs {
+  RowMatrix logits;
+  std::vector<RowMatrix> hidden;
+};
+
+inline TeacherOutputs teacher_forward(const LlamaModel& teacher, const std::vector<std::int32_t>& tokens,
+                                      std::size_t sequences, std::size_t len, bool want_hidden) {
+  TeacherOutputs out;
+  const auto L = static_cast<Eigen::Index>(len);
+  const std::size_t blocks = teacher.blocks().size();
+  out.logits.resize(static_cast<Eigen::Index>(sequences * len), static_cast<Eigen::Index>(teacher.config().vocab_size));
+  if (want_hidden)
+    out.hidden.assign(blocks, RowMatrix(out.logits.rows(), static_cast<Eigen::Index>(teacher.config().hidden_size)));
+  KvCache cache = teacher.make_cache(static_cast<std::int64_t>(len));
+  std::vector<std::int32_t> seq(len);
+  std::vector<RowMatrix> hs;
+  for (std::size_t b = 0; b < sequences; ++b) {
+    std::copy(tokens.begin() + std::ptrdiff_t(b * len), tokens.begin() + std::ptrdiff_t((b + 1) * len), seq.begin());
+    cache.clear();
+    const RowMatrix logits = teacher.forward(seq, cache, want_hidden ? &hs : nullptr);
+    out.logits.middleRows(Eigen::Index(b) * L, L) = logits;
+    if (want_hidden)
+      for (std::size_t l = 0; l < blocks; ++l) out.hidden[l].middleRows(Eigen::Index(b) * L, L) = hs[l + 1];
+  }
+  return out;
+}
+
+/// Loss of the student against the teacher's outputs on `tokens`; with `backward` the
+/// student's gradients and signals are set (zero_grad, forward with tape, backward).
+inline DistillLoss distill_loss(TrainableLlama<float>& student, const TeacherOutputs& teacher,
+                                const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len,
+                                const DistillOptions& options, bool backward) {
+  RowMatrix logits, dlogits;
+  std::vector<RowMatrix> hidden;
+  const bool use_hidden = options.hidden_weight > 0;
+  if (backward) student.zero_grad();
+  student.forward(tokens, sequences, len, logits, backward, use_hidden ? &hidden : nullptr);
+  DistillLoss loss;
+  loss.kl = kl_divergence(teacher.logits, logits, options.kl_temperature, backward ? &dlogits : nullptr);
+  std::vector<RowMatrix> dh;
+  if (use_hidden) {
+    mbok::detail::require(teacher.hidden.size() == hidden.size(), "distill_loss: teacher has ",
+                          teacher.hidden.size(), " hidden states, student ", hidden.size());
+    dh.resize(hidden.size());
+    for (std::size_t l = 0; l < hidden.size(); ++l) {
+      loss.hidden += options.hidden_weight * mse(teacher.hidden[l], hidden[l], backward ? &dh[l] : nullptr);
+      if (backward) dh[l] *= static_cast<float>(options.hidden_weight);
+    }
+  }
+  if (backward) student.backward(dlogits, use_hidden ? &dh : nullptr);
+  return loss;
+}
+
+/// Settings of `Finetuner`.
+struct FinetuneOptions {
+  DistillOptions distill;
+  /// The Boolean optimizer (eta is the peak of its schedule). Defaults as the tiny example's:
+  /// eta 0.03 per step in units of the signal's RMS, i8 accumulators.
+  BooleanOptimizerOptions boolean = [] {
+    BooleanOptimizerOptions o;
+    o.learning_rate = 0.03;
+    o.signal_scaling = SignalScaling::rms;
+    o.accumulator = AccumulatorType::i8;
+    return o;
+  }();
+  /// AdamW on the full-precision parameters (learning_rate is the peak).
+  AdamWOptions adamw = [] {
+    AdamWOptions o;
+    o.learning_rate = 1e-3;
+    o.weight_decay = 0;
+    return o;
+  }();
+  long steps = 100;          ///< schedule length
+  long warmup = -1;          ///< warmup steps (-1: steps / 20)
+  double floor = 0.1;        ///< final rate as a fraction of the peak
+  bool schedule_eta = true;  ///< eta follows the schedule too (else constant)
+};
+
+/// What one step did.
+struct FinetuneStep {
+  DistillLoss loss;
+  std::size_t flips = 0;
+  double flip_rate = 0;  ///< flips / trainable Boolean weights
+  double lr = 0, eta = 0;
+};
+
+/// The optimizers and schedule of a distillation run (see the file comment). The teacher and
+/// student must outlive it.
+class Finetuner {
+ public:
+  Finetuner(const LlamaModel& teacher, TrainableLlama<float>& student, FinetuneOptions options)
+      : teacher_(teacher), student_(student), options_(std::move(options)) {
+    mbok::detail::require(options_.steps > 0, "Finetuner: steps must be > 0, got ", options_.steps);
+    mbok::detail::require(teacher.config().vocab_size == student.config().vocab_size &&
+                              teacher.config().hidden_size == student.config().hidden_size &&
+                              teacher.config().num_hidden_layers == student.config().num_hidden_layers,
+                          "Finetuner: teacher and student have different shapes");
+    boolean_ = std::make_unique<BooleanOptimizer>(student.boolean_parameters(), options_.boolean);
+    adamw_ = std::make_unique<AdamW>(student.parameters(), options_.adamw);
+  }
+
+  /// One step on `tokens` (sequences x len). Throws what the losses and optimizers throw.
+  FinetuneStep step(const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len) {
+    const TeacherOutputs t = teacher_forward(teacher_, tokens, sequences, len, options_.distill.hidden_weight > 0);
+    FinetuneStep r;
+    r.loss = distill_loss(student_, t, tokens, sequences, len, options_.distill, true);
+    const long warmup = options_.warmup >= 0 ? std::min(options_.warmup, options_.steps) : options_.steps / 20;
+    const long at = std::min<long>(static_cast<long>(step_), options_.steps - 1);
+    WarmupCosine lr{options_.adamw.learning_rate, options_.steps, warmup, options_.floor};
+    WarmupCosine eta{options_.boolean.learning_rate, options_.steps, warmup, options_.floor};
+    r.lr = lr.at(at);
+    r.eta = options_.schedule_eta ? eta.at(at) : options_.boolean.learning_rate;
+    adamw_->set_learning_rate(r.lr);
+    if (boolean_->num_parameters() > 0) {
+      boolean_->set_learning_rate(std::max(r.eta, 1e-12));
+      boolean_->step();
+      r.flips = boolean_->last_stats().flips();
+      r.flip_rate = boolean_->last_stats().rate();
+    }
+    adamw_->step();
+    ++step_;
+    return r;
+  }
+
+  /// Loss of the student on `tokens` (no gradients).
+  DistillLoss evaluate(const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len) {
+    const TeacherOutputs t = teacher_forward(teacher_, tokens, sequences, len, options_.distill.hidden_weight > 0);
+    return distill_loss(student_, t, tokens, sequences, len, options_.distill, false);
+  }
+
+  std::int64_t step_count() const noexcept { return step_; }
+  BooleanOptimizer& boolean_optimizer() { return *boolean_; }
+  AdamW& adamw() { return *adamw_; }
+  const FinetuneOptions& options() const noexcept { return options_; }
+  /// Trainable Boolean weights.
+  std::size_t boolean_weights() const {
+    std::size_t n = 0;
+    for (auto& p : student_.boolean_parameters()) n += p.bits->rows() * p.bits->cols();
+    return n;
+  }
+
+  /// The optimizers' state and the step ("<prefix>step", "<prefix>boolean.", "<prefix>adamw.").
+  void export_state(StateDict& dict, const std::string& prefix) const {
+    dict[prefix + "step"] = Tensor::scalar<std::int64_t>(step_);
+    boolean_->export_state(dict, prefix + "boolean.");
+    adamw_->export_state(dict, prefix + "adamw.");
+  }
+  /// Restores `export_state`'s tensors (checked first by each optimizer).
+  void import_state(const StateDict& dict, const std::string& prefix) {
+    const auto step = read_scalar<std::int64_t>(dict, prefix + "step");
+    mbok::detail::require_format(step >= 0, "state: '", prefix, "step' is negative");
+    boolean_->import_state(dict, prefix + "boolean.");
+    adamw_->import_state(dict, prefix + "adamw.");
+    step_ = step;
+  }
+
+ private:
+  const LlamaModel& teacher_;
+  TrainableLlama<float>& student_;
+  FinetuneOptions options_;
+  std::unique_ptr<BooleanOptimizer> boolean_;
+  std::unique_ptr<AdamW> adamw_;
+  std::int64_t step_ = 0;
+};
+
+}  // namespace train
+}  // namespace llama
+}  // namespace mbok
