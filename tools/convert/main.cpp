@@ -9,6 +9,8 @@
 #include <iostream>
 #include <sstream>
 
+#include <common/tool_errors.hpp>
+
 #include "conversion.hpp"
 
 namespace {
@@ -46,13 +48,7 @@ void print_table(std::ostream& out, const mbok::tools::ConvertResult& r) {
       << " (input " << human_bytes(static_cast<double>(r.input_bytes)) << ")\n";
 }
 
-int fail(const std::string& message) {
-  std::string m = message.rfind("mbok: ", 0) == 0 ? message.substr(6) : message;
-  for (char& c : m)
-    if (c == '\n') c = ' ';
-  std::cerr << "mbok-convert: error: " << m << std::endl;
-  return 2;
-}
+int fail(const std::string& message) { return mbok_examples::report_error("mbok-convert", message); }
 
 }  // namespace
 
@@ -89,7 +85,7 @@ int main(int argc, char** argv) {
   }
   if (bits_opt->count() > 0) o.bits = bits;
   o.progress = !quiet;
-  try {
+  return mbok_examples::run_reporting_errors("mbok-convert", [&] {
     const mbok::tools::ConvertResult r = mbok::tools::convert(o, std::cerr);
     print_table(std::cout, r);
     if (!o.report_file.empty()) {
@@ -97,13 +93,6 @@ int main(int argc, char** argv) {
       report << mbok::tools::report_json(o, r).dump(2) << "\n";
       if (!report) return fail("cannot write report '" + o.report_file + "'");
     }
-  } catch (const mbok::InvalidArgument& e) {
-    return fail(e.what());
-  } catch (const mbok::FormatError& e) {
-    return fail(e.what());
-  } catch (const std::exception& e) {
-    std::cerr << "mbok-convert: error: " << e.what() << std::endl;
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <common/progress_bar.hpp>
+#include <common/tool_errors.hpp>
 #include <mbok/llama/hf_writer.hpp>
 
 #include <cctype>
@@ -78,13 +79,7 @@ std::uint64_t parse_size(const std::string& text) {
   return static_cast<std::uint64_t>(value * scale);
 }
 
-int fail(const std::string& message) {
-  std::string m = message.rfind("mbok: ", 0) == 0 ? message.substr(6) : message;
-  for (char& c : m)
-    if (c == '\n') c = ' ';
-  std::cerr << "mbok-make-random-llama: error: " << m << std::endl;
-  return 2;
-}
+int fail(const std::string& message) { return mbok_examples::report_error("mbok-make-random-llama", message); }
 
 }  // namespace
 
@@ -115,7 +110,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return fail(std::string(e.what()) + " (see --help)");
   }
-  try {
+  return mbok_examples::run_reporting_errors("mbok-make-random-llama", [&] {
     if (cfg->count() == 0 && pre->count() == 0) return fail("one of --config or --preset is required");
     const LlamaConfig config = cfg->count() ? LlamaConfig::from_file(config_file) : preset(preset_name);
     mbok::DType dtype;
@@ -142,13 +137,6 @@ int main(int argc, char** argv) {
     std::cout << out_dir << ": " << tensors.size() << " tensors, " << mbok::dtype_name(dtype) << ", "
               << result.tensor_bytes << " bytes in " << result.weight_files.size() << " file"
               << (result.weight_files.size() == 1 ? "" : "s") << "\n";
-  } catch (const mbok::InvalidArgument& e) {
-    return fail(e.what());
-  } catch (const mbok::FormatError& e) {
-    return fail(e.what());
-  } catch (const std::exception& e) {
-    std::cerr << "mbok-make-random-llama: error: " << e.what() << std::endl;
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

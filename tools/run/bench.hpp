@@ -37,8 +37,7 @@ inline double seconds_since(Clock::time_point t0) {
 // Sum of the 64-bit words of [p, p + words): a read stream the compiler vectorizes, fast
 // enough that DRAM, not the core, limits it (with 256-bit loads where the CPU has AVX2: the
 // 128-bit loop of the baseline x86-64 target falls short of a Zen core's bandwidth).
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx2"))) inline std::uint64_t read_words_avx2(const std::uint64_t* p, std::size_t words) {
+__attribute__((always_inline)) inline std::uint64_t read_words_generic(const std::uint64_t* p, std::size_t words) {
   std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   for (std::size_t i = 0; i + 4 <= words; i += 4) {
     s0 += p[i];
@@ -47,18 +46,13 @@ __attribute__((target("avx2"))) inline std::uint64_t read_words_avx2(const std::
     s3 += p[i + 3];
   }
   return s0 + s1 + s2 + s3;
+}
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The same loop inlined into an AVX2 function, so it is vectorized with 256-bit loads.
+__attribute__((target("avx2"))) inline std::uint64_t read_words_avx2(const std::uint64_t* p, std::size_t words) {
+  return read_words_generic(p, words);
 }
 #endif
-inline std::uint64_t read_words_generic(const std::uint64_t* p, std::size_t words) {
-  std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  for (std::size_t i = 0; i + 4 <= words; i += 4) {
-    s0 += p[i];
-    s1 += p[i + 1];
-    s2 += p[i + 2];
-    s3 += p[i + 3];
-  }
-  return s0 + s1 + s2 + s3;
-}
 inline std::uint64_t read_words(const std::uint64_t* p, std::size_t words) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   if (__builtin_cpu_supports("avx2")) return read_words_avx2(p, words);

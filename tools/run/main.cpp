@@ -23,7 +23,9 @@
 #endif
 
 #include <common/progress_bar.hpp>
+#include <common/tool_errors.hpp>
 #include "bench.hpp"
+#include "finetune.hpp"
 #include "run_options.hpp"
 
 namespace {
@@ -33,13 +35,7 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-int fail(const std::string& message) {
-  std::string m = message.rfind("mbok: ", 0) == 0 ? message.substr(6) : message;
-  for (char& c : m)
-    if (c == '\n') c = ' ';
-  std::cerr << "mbok-run: error: " << m << std::endl;
-  return 2;
-}
+int fail(const std::string& message) { return mbok_examples::report_error("mbok-run", message); }
 
 PretrainedModel load(const mbok::tools::RunOptions& o) {
   mbok::llama::ModelOptions mo;
@@ -223,6 +219,51 @@ int main(int argc, char** argv) {
   bench->add_option("-r,--reps", o.reps, "repetitions, best kept (default 3)")->check(CLI::Range(1, 100));
   CLI::App* info = app.add_subcommand("info", "Prints the model's configuration, layers and sizes.");
   common(info);
+  mbok::tools::FinetuneCommand ftc;
+  CLI::App* fine = app.add_subcommand(
+      "finetune",
+      "Finetunes a converted model in the Boolean domain against its float teacher: KL to the teacher's logits "
+      "plus lambda times the hidden-state MSE after each block; the Boolean optimizer flips the last kernel's "
+      "bits of every projection, AdamW trains the scales and norms. Writes the finetuned mbok file atomically; "
+      "prints perplexity before and after with --eval-text.");
+  fine->add_option("--teacher", ftc.teacher, "the float model: Hugging Face checkpoint directory")->required();
+  fine->add_option("--student", ftc.student, "the converted model to finetune (mbok file from mbok-convert)");
+  fine->add_option("--kernels", ftc.kernels, "convert the teacher on the fly into K kernels instead of --student")
+      ->check(CLI::Range(1, 64));
+  fine->add_option("--text", ftc.text, "training text (UTF-8)")->required();
+  fine->add_option("-c,--context", ftc.context, "tokens per training window")->required()->check(CLI::Range(2, 1 << 20));
+  fine->add_option("-b,--batch", ftc.batch, "windows per step (default 8)")->check(CLI::Range(1, 1 << 20));
+  fine->add_option("--steps", ftc.steps, "optimizer steps")->required()->check(CLI::Range(1, 1 << 30));
+  fine->add_option("--lr", ftc.eta, "peak Boolean learning rate eta, in units of each signal's RMS (default 0.03)")
+      ->check(CLI::PositiveNumber);
+  fine->add_option("--scale-lr", ftc.scale_lr, "peak AdamW learning rate of scales and norms (default 1e-3)")
+      ->check(CLI::NonNegativeNumber);
+  fine->add_option("--warmup", ftc.warmup, "warmup steps of both schedules (default steps / 20)")
+      ->check(CLI::NonNegativeNumber);
+  fine->add_option("--lr-floor", ftc.floor, "final rate as a fraction of the peak (cosine decay; default 0.1)");
+  fine->add_option("--kl-temperature", ftc.kl_temperature, "temperature of the KL term (default 1)")
+      ->check(CLI::PositiveNumber);
+  fine->add_option("--hidden-weight", ftc.hidden_weight, "lambda of the hidden-state MSE (default 10; 0: off)")
+      ->check(CLI::NonNegativeNumber);
+  fine->add_option("--accumulator", ftc.accumulator, "Boolean accumulators: i8 (default), f16 or f32")
+      ->check(CLI::IsMember({"i8", "f16", "f32"}));
+  fine->add_option("--signal-scaling", ftc.signal_scaling, "rms (default), none or sign")
+      ->check(CLI::IsMember({"rms", "none", "sign"}));
+  fine->add_flag("--freeze-norms", [&ftc](std::int64_t) { ftc.train_norms = false; }, "keep the RMSNorm weights fixed");
+  fine->add_option("--seed", ftc.seed, "seed of the training windows and the i8 rounding (default 1)");
+  fine->add_option("-o,--out", ftc.out, "the finetuned mbok file")->required();
+  fine->add_option("--checkpoint-dir", ftc.checkpoint_dir, "write D/finetune.ckpt (every --checkpoint-every steps and at the end)");
+  fine->add_option("--checkpoint-every", ftc.checkpoint_every, "steps between checkpoints (0: only at the end)")
+      ->check(CLI::NonNegativeNumber);
+  fine->add_option("--resume", ftc.resume, "continue from D/finetune.ckpt (same settings)");
+  fine->add_option("--stop-after", ftc.stop_after, "stop after this many steps of this run, checkpointed (tests)")
+      ->check(CLI::NonNegativeNumber);
+  fine->add_option("--eval-text", ftc.eval_text, "text whose perplexity is printed before and after");
+  fine->add_option("--activations", ftc.activations, "activations of the Boolean layers in evaluation: int8 (default) or float")
+      ->check(CLI::IsMember({"int8", "float"}));
+  fine->add_flag("--distributed", ftc.distributed, "data-parallel over MPI (not implemented for finetune yet)");
+  fine->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")->check(CLI::PositiveNumber);
+  fine->add_flag("-q,--quiet", ftc.quiet, "no progress bar");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -233,17 +274,11 @@ int main(int argc, char** argv) {
 #if defined(_OPENMP)
   if (o.threads > 0) omp_set_num_threads(o.threads);
 #endif
-  try {
+  return mbok_examples::run_reporting_errors("mbok-run", [&] {
     if (ppl->parsed()) return run_perplexity(o);
     if (gen->parsed()) return run_generate(o);
+    if (fine->parsed()) return mbok::tools::run_finetune(ftc);
     if (bench->parsed()) return run_bench(o);
     return run_info(o);
-  } catch (const mbok::InvalidArgument& e) {
-    return fail(e.what());
-  } catch (const mbok::FormatError& e) {
-    return fail(e.what());
-  } catch (const std::exception& e) {
-    std::cerr << "mbok-run: error: " << e.what() << std::endl;
-    return 1;
-  }
+  });
 }
