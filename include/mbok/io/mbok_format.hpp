@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "../bit_matrix.hpp"
+#include "../detail/checked.hpp"
 #include "../error.hpp"
 #include "../multi_kernel_weights.hpp"
 #include "safetensors.hpp"
@@ -90,6 +91,21 @@ inline std::string mbok_s_in_name(const std::string& layer, std::size_t k,
   return version == 1 ? layer + ".s_in." + i : layer + ".kernels." + i + ".s_in";
 }
 
+namespace detail {
+// The bytes of one padded row of n bits (padded_row_words(n) * 8) and of a kernel of m such
+// rows, or InvalidArgument when a product (or the padding of n) overflows std::size_t. A
+// kernel's byte count bounds every row offset i * row_bytes (i < m) computed from it.
+inline std::size_t mbok_row_bytes(std::size_t n) {
+  std::size_t padded = 0;
+  if (!checked_add(n, kRowAlignBits - 1, padded))
+    throw InvalidArgument(concat("mbok: a row of ", n, " bits overflows the address space"));
+  return mul_or_throw({padded / kRowAlignBits, kRowAlignWords, 8}, "a row of ", n, " bits");
+}
+inline std::size_t mbok_kernel_bytes(std::size_t m, std::size_t n) {
+  return mul_or_throw({m, mbok_row_bytes(n)}, "a kernel of ", m, " x ", n, " bits");
+}
+}  // namespace detail
+
 /// Builds an mbok file. Layers and tensors are added by reference: they must stay alive and
 /// unchanged until `write` / `to_bytes` returns.
 class MbokWriter {
@@ -106,19 +122,21 @@ class MbokWriter {
     detail::require(layers_.count(name) == 0, "mbok writer: layer '", name, "' added twice");
     const std::size_t m = w.out_features(), n = w.in_features();
     const std::size_t row_words = padded_row_words(n);
+    const std::size_t row_bytes = detail::mbok_row_bytes(n);
+    const std::size_t kernel_bytes = detail::mbok_kernel_bytes(m, n);  // bounds i * row_bytes
     for (std::size_t k = 0; k < w.num_kernels(); ++k) {
       const BitMatrix& b = w.kernel(k);
       const std::vector<std::int64_t> kshape = {static_cast<std::int64_t>(m),
-                                                static_cast<std::int64_t>(row_words * 8)};
+                                                static_cast<std::int64_t>(row_bytes)};
       if (b.stride_words() == row_words) {
-        writer_.add(mbok_kernel_name(name, k), DType::u8, kshape, b.data(), m * row_words * 8);
+        writer_.add(mbok_kernel_name(name, k), DType::u8, kshape, b.data(), kernel_bytes);
       } else {  // a strided view: store it with the natural stride
         Tensor t;
         t.dtype = DType::u8;
         t.shape = kshape;
-        t.bytes.resize(m * row_words * 8);
+        t.bytes.resize(kernel_bytes);
         for (std::size_t i = 0; i < m; ++i)
-          std::memcpy(t.bytes.data() + i * row_words * 8, b.view().row(i), row_words * 8);
+          std::memcpy(t.bytes.data() + i * row_bytes, b.view().row(i), row_bytes);
         writer_.add(mbok_kernel_name(name, k), std::move(t));
       }
       writer_.add(mbok_s_out_name(name, k), dtype_of<Scalar>(), {static_cast<std::int64_t>(m)},
@@ -224,6 +242,8 @@ class MbokModel {
     const MbokLayerInfo& info = layer(name);
     MultiKernelWeights<Scalar> w(info.out_features, info.in_features);
     const std::size_t row_words = padded_row_words(info.in_features);
+    const std::size_t row_bytes = detail::mbok_row_bytes(info.in_features);
+    detail::mbok_kernel_bytes(info.out_features, info.in_features);  // bounds i * row_bytes
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
       const TensorView& kt = file_.at(mbok_kernel_name(name, k, version_));
       BitMatrix bits;
@@ -236,7 +256,7 @@ class MbokModel {
         bits = BitMatrix(info.out_features, info.in_features);
         MutableBitMatrixView v = bits.mutable_view();
         for (std::size_t i = 0; i < info.out_features; ++i)
-          std::memcpy(v.row(i), kt.data + i * row_words * 8, row_words * 8);
+          std::memcpy(v.row(i), kt.data + i * row_bytes, row_bytes);
       }
       w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k, version_)),
                    scale<Scalar>(mbok_s_in_name(name, k, version_)));
@@ -350,7 +370,8 @@ class MbokModel {
     }
 
     const std::size_t m = info.out_features, n = info.in_features;
-    const std::size_t row_bytes = padded_row_words(n) * 8;
+    const std::size_t row_bytes = detail::mbok_row_bytes(n);
+    detail::mbok_kernel_bytes(m, n);  // bounds the row offsets of check_padding
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
       const TensorView* kt = file_.find(mbok_kernel_name(name, k, version_));
       require(kt != nullptr, at, ": missing tensor '", mbok_kernel_name(name, k, version_), "'");

@@ -6,6 +6,7 @@
 #include <mbok/svid.hpp>
 
 #include <cmath>
+#include <limits>
 
 #include "io_support.hpp"
 #include "support.hpp"
@@ -316,4 +317,69 @@ TEST_CASE("mbok layers load as BooleanLinear whose forward matches the reconstru
     CHECK((y - expected).cwiseAbs().maxCoeff() <= 1e-4f * (1.0f + expected.cwiseAbs().maxCoeff()));
   }
   require_format_error([&] { load_boolean_linear<float>(model, "nope"); }, {"no layer 'nope'"});
+}
+
+// The reader's padding check at every padding bit of every row: a check loop that stops one
+// row, one byte or one bit short (or starts one late) leaves a position where a set bit loads.
+TEST_CASE("a set padding bit is refused at every position of every row", "[mbok_format]") {
+  struct Shape {
+    std::size_t m, n;
+  };
+  // n = 9: a partial first byte; n = 511: one padding bit; n = 520: two 512-bit blocks.
+  for (const Shape s : {Shape{7, 9}, Shape{3, 511}, Shape{4, 520}}) {
+    INFO("m = " << s.m << ", n = " << s.n);
+    MultiKernelWeights<float> w(s.m, s.n);
+    w.add_kernel(test::random_bits(s.m, s.n), Eigen::VectorXf::Ones(static_cast<Eigen::Index>(s.m)),
+                 Eigen::VectorXf::Ones(static_cast<Eigen::Index>(s.n)));
+    MbokWriter writer;
+    writer.add_layer("l", w);
+    const std::vector<std::uint8_t> ok = writer.to_bytes();
+    const MbokModel model = MbokModel::from_memory(ok.data(), ok.size());
+    const TensorView* t = model.file().find("l.kernels.0.bits");
+    REQUIRE(t != nullptr);
+    const auto offset = static_cast<std::size_t>(t->data - ok.data());
+    const std::size_t row_bytes = padded_row_words(s.n) * 8;
+    REQUIRE(offset + s.m * row_bytes <= ok.size());
+    std::vector<std::uint8_t> bytes = ok;
+    for (std::size_t i = 0; i < s.m; ++i) {
+      // The last real column flipped: still a valid file.
+      bytes[offset + i * row_bytes + (s.n - 1) / 8] ^= std::uint8_t(1u << ((s.n - 1) % 8));
+      CHECK_NOTHROW(MbokModel::from_memory(bytes.data(), bytes.size()));
+      bytes = ok;
+      std::size_t refused = 0;
+      for (std::size_t c = s.n; c < row_bytes * 8; ++c) {
+        std::uint8_t& byte = bytes[offset + i * row_bytes + c / 8];
+        byte ^= std::uint8_t(1u << (c % 8));
+        try {
+          MbokModel::from_memory(bytes.data(), bytes.size());
+          FAIL_CHECK("row " << i << ", padding column " << c << " accepted");
+        } catch (const FormatError& e) {
+          const std::string want = "padding bit set in row " + std::to_string(i) + " ";
+          if (std::string(e.what()).find(want) == std::string::npos)
+            FAIL_CHECK("row " << i << ", column " << c << ": " << e.what());
+          ++refused;
+        }
+        byte ^= std::uint8_t(1u << (c % 8));
+      }
+      CHECK(refused == row_bytes * 8 - s.n);
+    }
+  }
+}
+
+// The size products of the writer and the reader (a kernel's bytes, the rows' offsets) are
+// checked: a shape whose padded row or kernel size wraps std::size_t throws instead of
+// becoming a small allocation or an offset into the wrong bytes.
+TEST_CASE("mbok kernel sizes are checked products", "[mbok_format]") {
+  CHECK(detail::mbok_row_bytes(1) == 64);
+  CHECK(detail::mbok_row_bytes(512) == 64);
+  CHECK(detail::mbok_row_bytes(513) == 128);
+  CHECK(detail::mbok_kernel_bytes(7, 520) == 7 * 128);
+  const std::size_t max = std::numeric_limits<std::size_t>::max();
+  CHECK_THROWS_AS(detail::mbok_row_bytes(max), InvalidArgument);  // n + 511 wraps
+  CHECK_THROWS_AS(detail::mbok_row_bytes(max - 510), InvalidArgument);
+  CHECK(detail::mbok_row_bytes(max - 511) == max / 512 * 64);  // the largest n that pads
+  CHECK_THROWS_AS(detail::mbok_kernel_bytes(max / 64 + 1, 1), InvalidArgument);
+  CHECK(detail::mbok_kernel_bytes(max / 64, 1) == max / 64 * 64);
+  CHECK_THROWS_WITH(detail::mbok_kernel_bytes(max / 128 + 1, 513),
+                    test::contains("overflows the address space"));
 }
