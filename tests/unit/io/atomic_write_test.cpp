@@ -4,6 +4,8 @@
 
 #include <mbok/io/safetensors.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -121,4 +123,56 @@ TEST_CASE("temporary file names are recognized exactly", "[atomic]") {
   CHECK(detail::temp_writer_pid("m.st.mbok-tmp--0123456789abcdef", "m.st") == -1);
   CHECK(detail::temp_writer_pid("xm.st.mbok-tmp-1-0123456789abcdef", "m.st") == -1);
   CHECK(detail::temp_writer_pid("m.st", "m.st") == -1);
+}
+
+// Every handled failure of an atomic write, injected through the seam of atomic_file.hpp
+// (detail::io_fault: the next call of one step fails with a chosen errno): the error is a
+// FormatError naming the step, the file and the errno's text; before the rename the old file
+// survives byte for byte and no temporary file is left; a failed flush of the folder comes
+// after the rename (the new file is in place) and names the folder.
+TEST_CASE("each failed step of an atomic write is an error that keeps the old file", "[atomic]") {
+  struct Case {
+    detail::IoStep step;
+    int err;
+    const char* what;  // part of the message
+    bool renamed;      // the failure comes after the rename
+  };
+  const Case cases[] = {
+      {detail::IoStep::fchmod, EPERM, "cannot set the mode of '", false},
+      {detail::IoStep::write, ENOSPC, "cannot write '", false},
+      {detail::IoStep::fsync, EIO, "cannot flush '", false},
+      {detail::IoStep::close, EIO, "cannot close '", false},
+      {detail::IoStep::rename, EXDEV, "cannot rename '", false},
+      {detail::IoStep::dir_open, EACCES, "cannot open directory '", true},
+      {detail::IoStep::dir_fsync, EIO, "cannot flush directory '", true},
+  };
+  for (const Case& c : cases) {
+    INFO("step " << static_cast<int>(c.step));
+    test::TempDir dir;
+    const std::string path = dir.file("model.safetensors");
+    save_state_dict(path, small_state(1));
+    const std::vector<std::uint8_t> old = test::read_bytes(path);
+    detail::io_fault().err = c.err;
+    detail::io_fault().step = static_cast<int>(c.step);
+    try {
+      save_state_dict(path, small_state(2));
+      FAIL_CHECK("no error");
+    } catch (const FormatError& e) {
+      const std::string msg = e.what();
+      INFO("message: " << msg);
+      CHECK_THAT(msg, test::contains(c.what));
+      CHECK_THAT(msg, test::contains(std::strerror(c.err)));
+      CHECK_THAT(msg, test::contains(c.renamed ? "'" + dir.path() + "'" : path));
+    }
+    CHECK(detail::io_fault().step == 0);  // the fault was taken
+    detail::io_fault().step = 0;
+    CHECK(names_in(dir.path()) == std::set<std::string>{"model.safetensors"});
+    if (c.renamed)
+      CHECK(load_state_dict(path).at("v").bytes == small_state(2).at("v").bytes);
+    else
+      CHECK(test::read_bytes(path) == old);
+    // The next write succeeds.
+    save_state_dict(path, small_state(3));
+    CHECK(load_state_dict(path).at("v").bytes == small_state(3).at("v").bytes);
+  }
 }

@@ -66,6 +66,30 @@ inline std::string directory_of(const std::string& path) {
 
 #if defined(MBOK_HAVE_POSIX_FILES)
 
+// Test seam: each system call of write_file_atomically whose failure is handled goes through
+// `io_call(step, ...)`; a test sets `io_fault()` to make the next call of one step fail with
+// an errno of its choosing (one shot), so every error path runs without an LD_PRELOAD shim.
+// A failed close or fsync still closes or flushes (the descriptor is released either way); a
+// failed rename or open does not happen. One relaxed load per call when unused.
+enum class IoStep : int { none = 0, fchmod, write, fsync, close, rename, dir_open, dir_fsync };
+struct IoFault {
+  std::atomic<int> step{0};
+  std::atomic<int> err{0};
+};
+inline IoFault& io_fault() noexcept {
+  static IoFault fault;
+  return fault;
+}
+template <typename Call>
+auto io_call(IoStep step, Call&& call) -> decltype(call()) {
+  IoFault& f = io_fault();
+  if (f.step.load(std::memory_order_relaxed) != static_cast<int>(step)) return call();
+  f.step.store(0, std::memory_order_relaxed);
+  if (step == IoStep::close || step == IoStep::fsync || step == IoStep::dir_fsync) (void)call();
+  errno = f.err.load(std::memory_order_relaxed);
+  return -1;
+}
+
 class FdSink final : public FileSink {
  public:
   FdSink(int fd, const std::string& path) : fd_(fd), path_(path) {}
@@ -74,7 +98,7 @@ class FdSink final : public FileSink {
     while (size > 0) {
       // Chunks of at most 1 GiB: some systems refuse larger single writes.
       const std::size_t chunk = size < (std::size_t{1} << 30) ? size : (std::size_t{1} << 30);
-      const ssize_t n = ::write(fd_, p, chunk);
+      const ssize_t n = io_call(IoStep::write, [&] { return ::write(fd_, p, chunk); });
       if (n < 0) {
         if (errno == EINTR) continue;
         throw FormatError(concat("mbok: cannot write '", path_, "': ", std::strerror(errno)));
@@ -150,11 +174,12 @@ inline void remove_stale_temps(const std::string& dir, const std::string& base) 
 // FormatError naming it when it cannot be opened or flushed; EINVAL from fsync (file systems
 // that cannot flush directories) is accepted.
 inline void sync_directory(const std::string& dir) {
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+  const int dfd = io_call(IoStep::dir_open,
+                          [&] { return ::open(dir.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECTORY); });
   if (dfd < 0)
     throw FormatError(
         concat("mbok: cannot open directory '", dir, "' to flush it: ", std::strerror(errno)));
-  const int rc = ::fsync(dfd);
+  const int rc = io_call(IoStep::dir_fsync, [&] { return ::fsync(dfd); });
   const int err = errno;
   ::close(dfd);
   if (rc != 0 && err != EINVAL)
@@ -190,21 +215,22 @@ void write_file_atomically(const std::string& path, Fill&& fill, bool sync = tru
   bool closed = false;
   try {
     // The replaced file's permissions carry over (a private checkpoint stays private).
-    if (replacing && ::fchmod(fd, old.st_mode & 07777) != 0)
+    if (replacing &&
+        io_call(IoStep::fchmod, [&] { return ::fchmod(fd, old.st_mode & 07777); }) != 0)
       throw FormatError(concat("mbok: cannot set the mode of '", tmp, "': ", std::strerror(errno)));
     FdSink sink(fd, tmp);
     fill(static_cast<FileSink&>(sink));
-    if (sync && ::fsync(fd) != 0)
+    if (sync && io_call(IoStep::fsync, [&] { return ::fsync(fd); }) != 0)
       throw FormatError(concat("mbok: cannot flush '", tmp, "' to disk: ", std::strerror(errno)));
     closed = true;  // Linux releases the descriptor even when close reports an error
-    if (::close(fd) != 0)
+    if (io_call(IoStep::close, [&] { return ::close(fd); }) != 0)
       throw FormatError(concat("mbok: cannot close '", tmp, "': ", std::strerror(errno)));
   } catch (...) {
     if (!closed) ::close(fd);
     ::unlink(tmp.c_str());
     throw;
   }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+  if (io_call(IoStep::rename, [&] { return ::rename(tmp.c_str(), path.c_str()); }) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
     throw FormatError(
