@@ -57,6 +57,12 @@ TEST_CASE("llama train: forward equals LlamaModel's (dense and Boolean), exports
   dense.forward(tokens, 3, 9, logits, false, &hidden);
   CHECK(rel(logits, ref) < 1e-5);
   for (std::size_t l = 0; l < hidden.size(); ++l) CHECK(rel(hidden[l], ref_hidden[l]) < 1e-5);
+  // The teacher's outputs both ways (the Finetuner's dense copy, and LlamaModel per sequence).
+  const TeacherOutputs t1 = teacher_forward(teacher, tokens, 3, 9, true);
+  const TeacherOutputs t2 = teacher_forward(dense, tokens, 3, 9, true);
+  CHECK(rel(t2.logits, t1.logits) < 1e-5);
+  REQUIRE(t1.hidden.size() == t2.hidden.size());
+  for (std::size_t l = 0; l < t1.hidden.size(); ++l) CHECK(rel(t2.hidden[l], t1.hidden[l]) < 1e-5);
 
   // The dense model as an HF directory, read back.
   const std::string dir = temp_path("hf");

@@ -221,8 +221,7 @@ class TrainableLlama {
     }
     if (train) xf_ = x_;
     rms_norm_forward(x_, final_norm_, c.rms_norm_eps, hf_, rf_);
-    logits.resize(rows, static_cast<Eigen::Index>(c.vocab_size));
-    logits.noalias() = hf_ * head().transpose();
+    products_.nt(hf_, head(), logits);
     trained_forward_ = train;
   }
 
@@ -239,11 +238,11 @@ class TrainableLlama {
                           dhidden ? dhidden->size() : 0, " hidden gradients for ", blocks_.size(), " blocks");
     // Head and final norm.
     if (config_.tie_word_embeddings) {
-      if (parts_.embedding) g_embedding_.noalias() += dlogits.transpose() * hf_;
+      if (parts_.embedding) products_.tn_add(dlogits, hf_, g_embedding_);
     } else if (parts_.head) {
-      g_lm_head_.noalias() += dlogits.transpose() * hf_;
+      products_.tn_add(dlogits, hf_, g_lm_head_);
     }
-    dhn_.noalias() = dlogits * head();
+    products_.nn(dlogits, head(), dhn_);
     rms_norm_backward(xf_, final_norm_, rf_, dhn_, dx_, parts_.norms ? &g_final_norm_ : nullptr);
     const std::size_t heads = std::size_t(c.num_attention_heads), kvh = std::size_t(c.num_key_value_heads),
                       d = std::size_t(c.head_dim);
@@ -473,6 +472,7 @@ class TrainableLlama {
   Matrix rope_, x_, hn_, attn_, out_, act_, xf_, hf_;
   Vector rf_;
   Matrix dx_, dhn_, dtmp_, dact_, dgate_, dup_, dattn_, dq_, dk_, dv_;
+  DenseProducts<T> products_;
 };
 
 }  // namespace train

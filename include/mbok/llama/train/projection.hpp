@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "../../boolean_linear.hpp"
+#include "../../detail/gemm_f32.hpp"
+#include "../../isa.hpp"
 #include "../../error.hpp"
 #include "../../io/mbok_format.hpp"
 #include "../../parameter.hpp"
@@ -38,6 +40,65 @@ template <typename T>
 using RowMatrixT = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <typename T>
 using VectorT = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+
+/// Dense products of the training step. For float they run on the register-tiled product of
+/// the active ISA (`detail::gemm_tn_f32`, C = A^T B) with the operands transposed into
+/// buffers the caller keeps; for double (gradient checks), Eigen.
+template <typename T>
+struct DenseProducts {
+  using Matrix = RowMatrixT<T>;
+  Matrix at, bt;  // transposed operands, reused from call to call
+
+  /// y (t x m) = x (t x k) w^T for w (m x k).
+  void nt(const Matrix& x, const Matrix& w, Matrix& y) {
+    y.resize(x.rows(), w.rows());
+    if constexpr (std::is_same_v<T, float>) {
+      if (fast()) {
+        at = x.transpose();
+        bt = w.transpose();
+        tn_raw(at, bt, y);
+        return;
+      }
+    }
+    y.noalias() = x * w.transpose();
+  }
+  /// y (t x k) = z (t x m) w for w (m x k).
+  void nn(const Matrix& z, const Matrix& w, Matrix& y) {
+    y.resize(z.rows(), w.cols());
+    if constexpr (std::is_same_v<T, float>) {
+      if (fast()) {
+        at = z.transpose();
+        tn_raw(at, w, y);
+        return;
+      }
+    }
+    y.noalias() = z * w;
+  }
+  /// g (m x k) += z^T (t x m)^T x (t x k).
+  void tn_add(const Matrix& z, const Matrix& x, Matrix& g) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (fast()) {
+        bt.resize(g.rows(), g.cols());
+        tn_raw(z, x, bt);
+        g += bt;
+        return;
+      }
+    }
+    g.noalias() += z.transpose() * x;
+  }
+
+ private:
+  static bool fast() {
+    static const bool yes = mbok::detail::has_weight_products(active_isa());
+    return yes;
+  }
+  static void tn_raw(const Matrix& a, const Matrix& b, Matrix& c) {
+    mbok::detail::gemm_tn_f32(active_isa(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
+                              static_cast<std::size_t>(b.cols()), static_cast<std::size_t>(a.rows()),
+                              static_cast<std::size_t>(a.cols()), static_cast<std::size_t>(b.cols()),
+                              reinterpret_cast<float*>(c.data()), static_cast<std::size_t>(c.cols()));
+  }
+};
 
 /// One trainable projection y = layer(x). See the file comment.
 template <typename T>
@@ -92,17 +153,15 @@ class DenseProjection final : public Projection<T> {
   std::size_t in_features() const override { return static_cast<std::size_t>(w_.cols()); }
   std::size_t out_features() const override { return static_cast<std::size_t>(w_.rows()); }
   void forward(const Matrix& x, Matrix& y, bool train) override {
-    y.resize(x.rows(), w_.rows());
-    y.noalias() = x * w_.transpose();
+    products_.nt(x, w_, y);
     if (b_.size() > 0) y.rowwise() += b_.transpose();
     if (train) x_ = x;
   }
   void backward(const Matrix& dy, Matrix& dx) override {
     mbok::detail::require(dy.rows() == x_.rows(), "DenseProjection backward: no matching forward");
-    gw_.noalias() += dy.transpose() * x_;
+    products_.tn_add(dy, x_, gw_);
     if (b_.size() > 0) gb_ += dy.colwise().sum().transpose();
-    dx.resize(dy.rows(), w_.cols());
-    dx.noalias() = dy * w_;
+    products_.nn(dy, w_, dx);
   }
   void zero_grad() override {
     gw_.setZero();
@@ -145,6 +204,7 @@ class DenseProjection final : public Projection<T> {
  private:
   Matrix w_, gw_, x_;
   VectorT<T> b_, gb_;
+  DenseProducts<T> products_;
 };
 
 /// A multi-kernel Boolean layer (`BooleanLinear<T>`).
