@@ -1,7 +1,8 @@
 #pragma once
 // Helpers for the [threads] tests: run a computation on one thread and on several, through
-// the OpenMP thread count that parallel_for reads (omp_get_max_threads), and compute how many
-// chunks parallel_for makes of a range, so a test can assert that its shape really splits.
+// the OpenMP thread count that parallel_for reads (omp_get_max_threads), and observe (through
+// the library's detail::parallel_for_max_chunks, not by recomputing a product's grain) that
+// the run on several threads really split into chunks.
 
 #include <mbok/parallel.hpp>
 
@@ -51,20 +52,28 @@ class ScopedThreads {
   int previous_;
 };
 
-// The chunks parallel_for(begin, begin + n, grain, body, align) makes on `threads` threads.
-inline std::size_t parallel_chunks(std::size_t n, std::size_t grain, std::size_t align,
-                                   int threads) {
-  return detail::plan_chunks(n, grain, align, threads).chunks;
+// The most chunks one parallel_for call ran while `compute()` ran.
+template <typename Compute>
+auto observe_chunks(Compute&& compute, std::size_t& chunks) {
+  detail::parallel_for_max_chunks().store(0);
+  auto result = compute();
+  chunks = std::max<std::size_t>(1, detail::parallel_for_max_chunks().load());
+  return result;
 }
 
 // Runs `compute()` (which returns its results) on one thread and on kManyThreads threads and
-// returns both, one-thread first.
+// returns both, one-thread first. Requires that the one-thread run never split and that the
+// many-thread run had a parallel_for that ran at least two chunks (observed, so a shape that
+// fits one chunk fails here instead of comparing one serial run with another).
 template <typename Compute>
 auto one_and_many(Compute&& compute) {
+  std::size_t chunks_one = 0, chunks_many = 0;
   ScopedThreads one(1);
-  auto single = compute();
+  auto single = observe_chunks(compute, chunks_one);
   ScopedThreads many(kManyThreads);
-  auto multi = compute();
+  auto multi = observe_chunks(compute, chunks_many);
+  REQUIRE(chunks_one == 1);
+  REQUIRE(chunks_many >= 2);
   return std::make_pair(std::move(single), std::move(multi));
 }
 

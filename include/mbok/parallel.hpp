@@ -6,6 +6,7 @@
 /// kernels' row-range entry points instead.
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstddef>
 #include <cstdlib>
@@ -45,6 +46,15 @@ inline ChunkPlan plan_chunks(std::size_t n, std::size_t grain, std::size_t align
   std::size_t chunk = (n + chunks - 1) / chunks;
   chunk = (chunk + align - 1) / align * align;
   return {(n + chunk - 1) / chunk, chunk};
+}
+
+// Observation hook for tests: the most chunks one parallel_for call has run (each chunk counted
+// as it runs) since the value was last set to 0. Written once per call that splits, never by
+// serial calls, so a test can observe that a product really ran on several threads instead of
+// recomputing the product's grain.
+inline std::atomic<std::size_t>& parallel_for_max_chunks() noexcept {
+  static std::atomic<std::size_t> most{0};
+  return most;
 }
 
 inline int parallel_for_threads() noexcept {
@@ -127,16 +137,22 @@ void parallel_for(std::size_t begin, std::size_t end, std::size_t grain, Body&& 
   if (plan.chunks > 1) {
     const int threads = static_cast<int>(plan.chunks);
     std::exception_ptr error;
+    std::atomic<std::size_t> ran{0};
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (long long c = 0; c < static_cast<long long>(plan.chunks); ++c) {
       const std::size_t b = begin + static_cast<std::size_t>(c) * plan.chunk;
       const std::size_t e = std::min(end, b + plan.chunk);
+      ran.fetch_add(1, std::memory_order_relaxed);
       try {
         call(b, e, static_cast<std::size_t>(c));
       } catch (...) {
 #pragma omp critical(mbok_parallel_for_error)
         if (!error) error = std::current_exception();
       }
+    }
+    std::atomic<std::size_t>& most = detail::parallel_for_max_chunks();
+    for (std::size_t seen = most.load(std::memory_order_relaxed), now = ran.load();
+         now > seen && !most.compare_exchange_weak(seen, now, std::memory_order_relaxed);) {
     }
     if (error) std::rethrow_exception(error);
     return;

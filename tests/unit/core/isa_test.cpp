@@ -2,6 +2,7 @@
 #include <mbok/isa.hpp>
 #include <mbok/kernels.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <initializer_list>
@@ -346,6 +347,67 @@ TEST_CASE("isa_report on this CPU follows the environment and scoped limits", "[
     ScopedEnv env("MBOK_ISA", "avx1024");
     CHECK_THAT(isa_report(), test::contains("limit: invalid MBOK_ISA='avx1024'"));  // no throw
   }
+}
+
+namespace {
+// The tiers this CPU must offer, best first, from /proc/cpuinfo alone (the lists of
+// docs/design.md, written out here rather than taken from isa.hpp), or empty when it cannot
+// tell: not x86-64, no flags line, or an emulated CPU the file does not describe. Under the
+// qemu-x86_64 run (MBOK_EXPECT_NO_AVX512) the emulated CPU has AVX2 and no AVX-512.
+std::vector<Isa> isas_from_cpuinfo() {
+#if MBOK_ARCH_X86_64 && MBOK_HAS_X86_KERNELS
+  if (std::getenv("MBOK_EXPECT_NO_AVX512") != nullptr) return {Isa::avx2, Isa::scalar};
+  const auto flags = cpuinfo_flags();
+  if (flags.empty()) return {};
+  const auto has = [&](std::initializer_list<const char*> list) {
+    for (const char* name : list)
+      if (flags.count(name) == 0) return false;
+    return true;
+  };
+  // LZCNT: Linux may hide "abm"; every CPU with AVX2 has it.
+  const bool avx2 = has({"pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "bmi1", "bmi2", "avx",
+                         "avx2", "fma"});
+  const bool avx512 = avx2 && has({"f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+                                   "avx512_vpopcntdq"});
+  std::vector<Isa> out;
+  if (avx512) out.push_back(Isa::avx512);
+  if (avx2) out.push_back(Isa::avx2);
+  out.push_back(Isa::scalar);
+  return out;
+#else
+  return {};
+#endif
+}
+}  // namespace
+
+TEST_CASE("the tiers offered are those /proc/cpuinfo implies, and each one runs", "[isa]") {
+  const std::vector<Isa> expected = isas_from_cpuinfo();
+  if (expected.empty()) {
+    WARN("no independent list of tiers here (not x86-64 or no /proc/cpuinfo flags)");
+    return;
+  }
+  CHECK(available_isas() == expected);
+  CHECK(detected_isa() == expected.front());
+  if (std::getenv("MBOK_ISA") == nullptr) CHECK(KernelSet().isa() == expected.front());
+  for (Isa isa : kAllIsas) {
+    INFO("tier " << isa_name(isa));
+    const bool offered = std::find(expected.begin(), expected.end(), isa) != expected.end();
+    CHECK(isa_available(isa) == offered);
+    if (offered) {
+      ScopedIsaLimit limit(isa);
+      CHECK(active_isa() == isa);
+      CHECK(KernelSet().isa() == isa);
+    } else {
+      CHECK_THROWS_WITH(ScopedIsaLimit(isa), test::contains("not available"));
+    }
+  }
+  // test::for_each_isa, which every kernel test uses, visits exactly these tiers.
+  std::vector<Isa> visited;
+  test::for_each_isa([&](Isa isa) { visited.push_back(isa); });
+  std::vector<Isa> want = expected;
+  std::sort(want.begin(), want.end());
+  std::sort(visited.begin(), visited.end());
+  CHECK(visited == want);
 }
 
 TEST_CASE("scoped limits pick the requested tier and nest", "[isa]") {

@@ -1,5 +1,5 @@
 // The threaded integer products and the int8 forward give the same results on one thread and
-// on several, on shapes that parallel_for really splits (asserted from its chunk arithmetic).
+// on several, on shapes that parallel_for really splits (observed by test::one_and_many).
 // Integer products are exact, so any split gives the same int32 results; the int8 forward
 // then scales each output element by the same operations whatever chunk holds it (its split
 // is over output features), so its float results compare with == too.
@@ -19,17 +19,6 @@
 using namespace mbok;
 
 namespace {
-
-// KernelSet's grain for row-split products (kernels.hpp): ~64 Ki word operations per chunk.
-std::size_t row_grain(std::size_t t, std::size_t words) {
-  return std::max<std::size_t>(1, (std::size_t{1} << 16) / std::max<std::size_t>(1, t * words));
-}
-
-// The plain int8 forward's grain (forward_int8.hpp), in rows aligned to 16.
-std::size_t forward_grain(std::size_t t, std::size_t n, std::size_t kernels) {
-  const std::size_t per_row = std::max<std::size_t>(1, t * padded_row_words(n) * kernels);
-  return std::max<std::size_t>(16, (std::size_t{1} << 16) / per_row);
-}
 
 MultiKernelWeights<float> weights(std::size_t m, std::size_t n, std::size_t kernels) {
   MultiKernelWeights<float> w(m, n);
@@ -51,7 +40,6 @@ TEST_CASE("xnor_gemm: one thread and several give the same results", "[threads][
     INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n);
     const BitMatrix a = test::fast_random_bits(s.t, s.n);
     const BitMatrix b = test::fast_random_bits(s.m, s.n);
-    REQUIRE(test::parallel_chunks(s.m, row_grain(s.t, a.row_words()), 1, test::kManyThreads) >= 2);
     test::for_each_isa([&](Isa isa) {
       const KernelSet k;
       REQUIRE(k.isa() == isa);
@@ -70,7 +58,6 @@ TEST_CASE("sign_gemm_i8: one thread and several give the same results", "[thread
   for (const Shape& s : {Shape{5, 2000, 997}, Shape{1, 2000, 4099}, Shape{64, 100, 4099}}) {
     INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n);
     const BitMatrix w = test::fast_random_bits(s.m, s.n);
-    REQUIRE(test::parallel_chunks(s.m, row_grain(s.t, w.row_words()), 1, test::kManyThreads) >= 2);
     const std::size_t ld = w.row_words() * 64;
     const test::Int8Rows x(s.t, s.n, ld, ld, -128, 127);
     test::for_each_isa([&](Isa isa) {
@@ -91,8 +78,6 @@ TEST_CASE("sign_gemm_i8_lut: one thread and several give the same results",
   MBOK_REQUIRE_THREADS();
   for (const Shape& s : {Shape{1, 2000, 4099}, Shape{8, 1000, 997}}) {
     INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n);
-    const std::size_t grain = std::max<std::size_t>(64, row_grain(s.t, s.n / 64 + 1));
-    REQUIRE(test::parallel_chunks(s.m, grain, 16, test::kManyThreads) >= 2);
     const BitMatrix w = test::fast_random_bits(s.m, s.n);
     const std::size_t ld = w.row_words() * 64;
     const test::Int8Rows x(s.t, s.n, ld, ld, -128, 127);
@@ -120,8 +105,6 @@ TEST_CASE("multi_kernel_forward_int8: one thread and several give the same bits"
   };
   for (const Case& s : {Case{3, 2100, 997, 2}, Case{17, 90, 4099, 3}, Case{1, 10000, 513, 1}}) {
     INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels);
-    REQUIRE(test::parallel_chunks(s.m, forward_grain(s.t, s.n, s.kernels), 16,
-                                  test::kManyThreads) >= 2);
     const MultiKernelWeights<float> w = weights(s.m, s.n, s.kernels);
     const std::size_t ldx = s.n + 1, ldy = s.m + 2;
     const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);  // column-major: any floats will do
@@ -153,7 +136,6 @@ TEST_CASE("multi_kernel_forward_int8 with prepared weights: one thread and sever
     const std::size_t grain = detail::int8_forward_grain(s.t, s.n, s.kernels);
     const std::size_t m = 2 * grain + 40;
     INFO("t = " << s.t << ", m = " << m << ", n = " << s.n << ", K = " << s.kernels);
-    REQUIRE(test::parallel_chunks(m, grain, 16, test::kManyThreads) >= 2);
     const MultiKernelWeights<float> w = weights(m, s.n, s.kernels);
     const std::size_t ldx = s.n + 3, ldy = m + 1;
     const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);
@@ -189,7 +171,6 @@ TEST_CASE("quantization and tables of many tokens: one thread and several give t
   MBOK_REQUIRE_THREADS();
   const std::size_t n = 1000;
   const std::size_t t = 2 * detail::grain_for_cost(n) + 3;  // splits whatever the wait policy
-  REQUIRE(test::parallel_chunks(t, detail::grain_for_cost(n), 1, test::kManyThreads) >= 2);
   const Eigen::MatrixXf xm = test::random_matrix(t, n);
   const std::vector<float> x(xm.data(), xm.data() + xm.size());
   const Eigen::VectorXf s_in = test::random_matrix(n, 1, 0.5f).col(0);

@@ -1,6 +1,6 @@
 // BooleanOptimizer::step on one thread and on several: the same flips, accumulators, betas and
 // statistics, for every accumulator type, on tensors whose rows parallel_for really splits
-// (asserted from its chunk arithmetic). The step is elementwise and its flip count is a sum of
+// (observed by test::one_and_many). The step is elementwise and its flip count is a sum of
 // integers, so the thread count cannot change any result (the i8 rounding noise is keyed by
 // element, not by thread).
 #include <mbok/bit_matrix.hpp>
@@ -24,11 +24,6 @@ using namespace mbok;
 namespace {
 
 using SignalMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// The optimizer's grain (boolean_optimizer.hpp): rows of ~32 Ki weights per chunk.
-std::size_t optimizer_grain(std::size_t cols) {
-  return std::max<std::size_t>(1, (std::size_t{1} << 15) / cols);
-}
 
 struct Tensor2 {
   std::size_t rows, cols;
@@ -80,8 +75,6 @@ TEST_CASE("BooleanOptimizer::step: one thread and several give the same state",
   MBOK_REQUIRE_THREADS();
   // 64 columns: 512 rows per chunk; 300 columns (not a multiple of 64): 109 rows per chunk.
   const std::vector<Tensor2> shapes = {{2100, 64}, {500, 300}, {7, 33}};
-  for (const Tensor2& s : {shapes[0], shapes[1]})
-    REQUIRE(test::parallel_chunks(s.rows, optimizer_grain(s.cols), 1, test::kManyThreads) >= 2);
   for (AccumulatorType type : {AccumulatorType::f32, AccumulatorType::f16, AccumulatorType::i8}) {
     INFO("accumulator " << accumulator_name(type));
     const auto [one, many] = test::one_and_many([&] { return run(shapes, type, 99); });
