@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../../parallel.hpp"
+#include "../config.hpp"
 #include "projection.hpp"
 
 namespace mbok {
