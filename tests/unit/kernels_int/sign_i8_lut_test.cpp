@@ -185,6 +185,46 @@ TEST_CASE("the int8 products reject a nonzero value past n", "[kernels_int][lut]
   });
 }
 
+// The same check at every position: each byte past n of the padded row, in the first and the
+// last token (a check loop that starts one late or stops one short accepts a stray byte at its
+// ends), with values whose bits cancel in a sum (1, -1, -128).
+TEST_CASE("the int8 products reject a nonzero value at every position past n",
+          "[kernels_int][lut][int8]") {
+  for (const std::size_t n : {std::size_t{100}, std::size_t{511}, std::size_t{513}}) {
+    const std::size_t m = 3, t = 3, padded = padded_row_words(n) * 64;
+    INFO("n = " << n);
+    const BitMatrix w = test::fast_random_bits(m, n);
+    test::Int8Rows x(t, n, padded, padded, -3, 3);
+    std::vector<std::int32_t> y(t * m);
+    const KernelSet k;  // the check is the same on every ISA
+    for (const std::size_t token : {std::size_t{0}, t - 1}) {
+      std::int8_t* row = x.data.get() + token * x.ld;
+      row[n - 1] = -128;  // a real feature may hold anything
+      REQUIRE_NOTHROW(k.sign_gemm_i8(x.data.get(), x.ld, t, w, y.data(), m));
+      std::size_t refused = 0;
+      for (std::size_t l = n; l < padded; ++l) {
+        const std::int8_t values[] = {1, -1, -128};
+        row[l] = values[l % 3];
+        try {
+          k.sign_gemm_i8(x.data.get(), x.ld, t, w, y.data(), m);
+          FAIL_CHECK("token " << token << ", byte " << l << " accepted");
+        } catch (const InvalidArgument& e) {
+          const std::string want = "token " + std::to_string(token) + " has the nonzero value " +
+                                   std::to_string(values[l % 3]) + " at column " +
+                                   std::to_string(l) + ",";
+          if (std::string(e.what()).find(want) == std::string::npos)
+            FAIL_CHECK("token " << token << ", byte " << l << ": " << e.what());
+          ++refused;
+        }
+        Int8LutTables tables;
+        CHECK_THROWS_AS(k.build_lut_tables(x.data.get(), x.ld, t, n, tables), InvalidArgument);
+        row[l] = 0;
+      }
+      CHECK(refused == padded - n);
+    }
+  }
+}
+
 TEST_CASE("the int8 and XNOR products reject rows whose results overflow int32",
           "[kernels_int][lut][int8]") {
   // Views that claim huge rows over a small buffer: the checks must throw before any read.
