@@ -3,7 +3,9 @@
 // views and row ranges.
 #include <mbok/kernels.hpp>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "int_support.hpp"
@@ -90,5 +92,53 @@ TEST_CASE("xnor_gemm_range writes exactly its columns", "[kernels_int][xnor]") {
       INFO("range [" << j0 << ", " << j1 << ")");
       REQUIRE(c == expected);
     }
+  });
+}
+
+// Results near the int32 limits, where an intermediate in int32 overflows: XNOR over
+// n = 2^30 + 512 bits (128 MiB per operand row), where 2 * popcount exceeds INT32_MAX while the
+// dot product itself (n - 2 popcount, down to -n) fits; and the int8 products at
+// n = kMaxInt8ProductCols with every activation at -128 or 127, whose sums reach
+// -128 n = -2147483520 and 128 n = 2147483520.
+TEST_CASE("xnor_gemm over more than 2^30 bits", "[kernels_int][xnor][slow]") {
+  const std::size_t n = (std::size_t{1} << 30) + 512;
+  BitMatrix a(1, n), b(3, n);
+  const std::size_t words = n / 64;
+  std::memset(a.mutable_view().row(0), 0xff, words * 8);        // all -1
+  std::memset(b.mutable_view().row(1), 0xff, words * 8);        // all -1
+  std::memset(b.mutable_view().row(2), 0x55, words * 8);        // +-1 alternating
+  const auto nn = static_cast<std::int64_t>(n);
+  const std::int64_t want[3] = {-nn, nn, 0};
+  test::for_each_isa([&](Isa) {
+    const KernelSet k;
+    std::int32_t c[3] = {7, 7, 7};
+    k.xnor_gemm(a, b, c, 3);
+    for (int j = 0; j < 3; ++j) CHECK(c[j] == want[j]);
+  });
+}
+
+TEST_CASE("int8 products at kMaxInt8ProductCols reach the int32 limits exactly",
+          "[kernels_int][int8][lut][slow]") {
+  const std::size_t n = kMaxInt8ProductCols, t = 2;
+  BitMatrix w(2, n);
+  for (std::size_t j = 0; j < n; ++j) w.set_bit(1, j, true);  // row 1 all -1, row 0 all +1
+  const std::size_t ld = w.row_words() * 64;
+  test::Int8Rows x(t, n, ld, ld, 0, 0);
+  std::memset(x.data.get(), -128, n);
+  std::memset(x.data.get() + ld, 127, n);
+  const auto nn = static_cast<std::int64_t>(n);
+  const std::int64_t want[2][2] = {{-128 * nn, 128 * nn}, {127 * nn, -127 * nn}};
+  test::for_each_isa([&](Isa) {
+    const KernelSet k;
+    std::vector<std::int32_t> y(t * 2, 7);
+    k.sign_gemm_i8(x.data.get(), ld, t, w, y.data(), 2);
+    for (std::size_t i = 0; i < t; ++i)
+      for (std::size_t j = 0; j < 2; ++j) CHECK(y[i * 2 + j] == want[i][j]);
+    Int8LutTables tables;
+    k.build_lut_tables(x.data.get(), ld, t, n, tables);
+    std::fill(y.begin(), y.end(), 7);
+    k.sign_gemm_i8_lut(tables, k.prepare_lut(w), y.data(), 2);
+    for (std::size_t i = 0; i < t; ++i)
+      for (std::size_t j = 0; j < 2; ++j) CHECK(y[i * 2 + j] == want[i][j]);
   });
 }
