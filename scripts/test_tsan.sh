@@ -60,6 +60,7 @@ sources=(
   tests/unit/kernels_float/threads_float_test.cpp
   tests/unit/kernels_int/threads_int_test.cpp
   tests/unit/layer/threads_test.cpp
+  tests/unit/layer/threads_training_test.cpp
 )
 launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(ccache)

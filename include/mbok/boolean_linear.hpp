@@ -429,6 +429,13 @@ class BooleanLinear {
   /// added to instead of overwritten (several micro-batches, or a layer used twice).
   /// Throws `InvalidArgument` (before writing anything) for mismatched shapes or non-finite
   /// x or dy.
+  ///
+  /// Threads: dX, dL/ds_out and Q are the same bytes on any number of threads (each element is
+  /// summed by one thread in a fixed order); dL/ds_in (Scalar = float) is summed per chunk of
+  /// rows and the chunks' sums are added in row order, so it may differ in the last bits with
+  /// the thread count (the chunks depend on it), within float rounding of the sum: each is
+  /// within 1e-5 of the largest |entry| of the exact gradient (tests/unit/layer/
+  /// threads_training_test.cpp).
   void backward(const Eigen::Ref<const RowMatrix>& x, const Eigen::Ref<const RowMatrix>& dy,
                 Eigen::Ref<RowMatrix> dx, bool accumulate = false) {
     const bool want_dx = dx.size() > 0;
