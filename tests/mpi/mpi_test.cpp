@@ -4,6 +4,8 @@
 //   mbok_mpi_tests divergence    ranks that differ are detected, on every rank
 //   mbok_mpi_tests mismatch      different configurations throw on every rank, no hang
 //   mbok_mpi_tests tiny          an all-subnormal signal with rms scaling adds nothing
+//   mbok_mpi_tests shards        uneven and empty row slices, a strided warm start, f32 and i8
+//                                accumulators: the same bits and state as one process
 //   mbok_mpi_tests save DIR N    N steps, then the checkpoint DIR/state.ckpt (from rank 0)
 //   mbok_mpi_tests resume DIR N  resume from it on any number of ranks, N more steps: equals
 //                                the uninterrupted one-process run
@@ -21,6 +23,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <random>
@@ -264,6 +267,120 @@ void test_divergence() {
   check(contains(message, "signal of 'a.kernels.1.bits' is not finite"),
         "non-finite signal not reported: '" + message + "'");
   check(trainer.step_count() == 3, "a refused step counted");
+  // The optimizers' replicated state is hashed too: an AdamW moment, then a Boolean tensor's
+  // beta, that differs on rank 1 (imported from a one-process state that rank 1 changed).
+  mbok::BooleanOptimizer one_b(m.boolean_parameters(), options().boolean);
+  mbok::AdamW one_a(m.parameters(), options().adamw);
+  for (int variant = 0; variant < 2; ++variant) {
+    mbok::StateDict dict;
+    one_b.export_state(dict, "boolean.");
+    one_a.export_state(dict, "adamw.");
+    if (rank == 1 && variant == 0) {
+      float v;
+      std::uint8_t* at = dict.at("adamw.b.kernels.1.s_in.exp_avg").bytes.data() + 3 * sizeof v;
+      std::memcpy(&v, at, sizeof v);
+      v += 1e-3f;
+      std::memcpy(at, &v, sizeof v);
+    }
+    if (rank == 1 && variant == 1)
+      dict["boolean.a.kernels.1.bits.beta"] = mbok::Tensor::scalar<double>(0.5);
+    trainer.import_state(dict);
+    message.clear();
+    try {
+      trainer.check_consistency();
+    } catch (const DistributedError& e) {
+      message = e.what();
+    }
+    const std::string want =
+        variant == 0 ? "'adamw.b.kernels.1.s_in.exp_avg'" : "'a.kernels.1.bits (optimizer beta)'";
+    check(contains(message, want) && contains(message, "rank(s) 1"),
+          "divergence of the optimizer state not reported: '" + message + "'");
+  }
+}
+
+// Uneven and empty shards against one process, bit for bit: tensors of 2 rows (fewer rows
+// than ranks from 3 on: empty slices) and of 7 rows (3 ranks: 3, 2, 2), a strided warm start
+// of the accumulators (ld > cols), f32 and i8 accumulators. Rank 0 passes the whole signal and
+// the others zeros, so the reduced signal is exactly one process's. f32: identical bits and
+// gathered accumulators after every step. i8 (its rounding noise is keyed by slice, a
+// different stream from one process's): the gathered warm start equals one process's codes,
+// and later states stay valid and load into a one-process optimizer.
+void test_shards() {
+  for (mbok::AccumulatorType type : {mbok::AccumulatorType::f32, mbok::AccumulatorType::i8}) {
+    const std::string what = std::string("shards (") + mbok::accumulator_name(type) + "): ";
+    std::mt19937 rng(5);
+    const int rows[2] = {2, 7}, cols[2] = {70, 130};
+    std::vector<mbok::BitMatrix> bits, ref_bits;
+    std::vector<std::vector<float>> q(2), zero(2);
+    for (int t = 0; t < 2; ++t) {
+      bits.push_back(mbok::BitMatrix::pack(gaussian(rows[t], cols[t], rng)));
+      ref_bits.push_back(bits.back());
+      q[static_cast<std::size_t>(t)].assign(static_cast<std::size_t>(rows[t] * cols[t]), 0.0f);
+      zero[static_cast<std::size_t>(t)] = q[static_cast<std::size_t>(t)];
+    }
+    std::vector<float> v(3, 1.0f), g(3, 0.0f), ref_v = v, ref_g = g;
+    DataParallelOptions o;
+    o.boolean.accumulator = type;
+    o.boolean.threshold = 1.0;
+    o.boolean.learning_rate = 0.4;
+    std::vector<mbok::BooleanParameter> params, ref_params;
+    for (std::size_t t = 0; t < 2; ++t) {
+      const std::size_t c = static_cast<std::size_t>(cols[t]);
+      params.push_back({"w" + std::to_string(t), &bits[t],
+                        rank == 0 ? q[t].data() : zero[t].data(), c});
+      ref_params.push_back({"w" + std::to_string(t), &ref_bits[t], q[t].data(), c});
+    }
+    DataParallelTrainer trainer(MPI_COMM_WORLD, params, {{"p", v.data(), g.data(), 3, {3}, false}},
+                                o);
+    mbok::BooleanOptimizer ref(ref_params, o.boolean);
+    // A strided warm start (5 floats between rows).
+    for (std::size_t t = 0; t < 2; ++t) {
+      const std::size_t c = static_cast<std::size_t>(cols[t]), ld = c + 5;
+      std::vector<float> warm(static_cast<std::size_t>(rows[t]) * ld, 1e30f);
+      std::uniform_real_distribution<float> uniform(-0.9f, 0.9f);
+      for (int i = 0; i < rows[t]; ++i)
+        for (std::size_t j = 0; j < c; ++j) warm[static_cast<std::size_t>(i) * ld + j] = uniform(rng);
+      trainer.set_accumulators(t, warm.data(), ld);
+      ref.set_accumulators(t, warm.data(), ld);
+    }
+    const auto compare_state = [&](const std::string& when) {
+      mbok::StateDict mine, want;
+      trainer.export_state(mine);
+      if (rank != 0) return;
+      ref.export_state(want, "boolean.");
+      for (int t = 0; t < 2; ++t) {
+        const std::string key = "boolean.w" + std::to_string(t) + ".accumulator";
+        check(mine.count(key) == 1 && mine.at(key).bytes == want.at(key).bytes,
+              what + when + ": gathered accumulators of w" + std::to_string(t) +
+                  " differ from one process's");
+      }
+    };
+    compare_state("warm start");
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::size_t flips = 0;
+    for (int s = 1; s <= 6; ++s) {
+      for (auto& qt : q)
+        for (float& x : qt) x = normal(rng);
+      trainer.step();
+      ref.step();
+      flips += trainer.last_stats().flips();
+      if (type == mbok::AccumulatorType::f32) {
+        for (std::size_t t = 0; t < 2; ++t)
+          check(bits[t] == ref_bits[t], what + "step " + std::to_string(s) + ": bits of w" +
+                                            std::to_string(t) + " differ from one process's");
+        check(trainer.last_stats().flips() == ref.last_stats().flips(),
+              what + "flip counts differ");
+        compare_state("step " + std::to_string(s));
+      }
+    }
+    check(flips > 20, what + "too few flips to test anything: " + std::to_string(flips));
+    mbok::StateDict state;
+    trainer.export_state(state);
+    if (rank == 0) {
+      mbok::BooleanOptimizer loaded(ref_params, o.boolean);
+      loaded.import_state(state, "boolean.");  // throws on codes out of range
+    }
+  }
 }
 
 // Expects the trainer built by `make` to throw InvalidArgument containing `expected` on
@@ -455,6 +572,8 @@ int main(int argc, char** argv) {
       test_mismatch();
     else if (what == "tiny")
       test_tiny();
+    else if (what == "shards")
+      test_shards();
     else if (what == "save" && argc == 4)
       test_save(argv[2], std::atoi(argv[3]));
     else if (what == "resume" && argc == 4)
@@ -463,7 +582,7 @@ int main(int argc, char** argv) {
       test_failed_rank(std::atoi(argv[2]), argv[3], what == "kill");
     else
       check(false,
-            "usage: mbok_mpi_tests equality|divergence|mismatch|tiny|save DIR N|resume DIR N|stall|kill "
+            "usage: mbok_mpi_tests equality|divergence|mismatch|tiny|shards|save DIR N|resume DIR N|stall|kill "
             "S DIR");
   } catch (const std::exception& e) {
     check(false, std::string("exception: ") + e.what());

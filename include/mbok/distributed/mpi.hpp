@@ -35,8 +35,9 @@
 /// random stream than one process's (f32 and f16 accumulators have no randomness).
 ///
 /// Consistency: every `check_every` steps, at `check_consistency()` and in `export_state`,
-/// each rank hashes the trainable kernels' bits and the float parameters and the hashes are
-/// all-gathered; a difference throws `DistributedError` on every rank naming the step, the
+/// each rank hashes the trainable kernels' bits, the float parameters and the optimizers'
+/// replicated state (per-tensor betas, step counts, AdamW's moments; the Boolean accumulators
+/// are sharded, one owner per row) and the hashes are all-gathered; a difference throws `DistributedError` on every rank naming the step, the
 /// tensor and the ranks that differ from rank 0.
 ///
 /// Failures: the constructor compares every rank's configuration (tensor names and shapes,
@@ -264,18 +265,40 @@ class DataParallelTrainer {
   /// `DistributedError` on every rank naming the step, the first tensor that differs and the
   /// ranks that differ from rank 0. Collective.
   void check_consistency() {
-    const std::size_t count = tensors_.size() + floats_.size();
-    std::vector<std::uint64_t> mine(count), all(count * static_cast<std::size_t>(size_));
+    // The hashed state, named for the error: the trainable bits, the float parameters, and
+    // the optimizers' replicated state (each Boolean tensor's beta, the step counts, AdamW's
+    // moments and step). The Boolean accumulators themselves are sharded: each row has one
+    // owner, so there is no other rank's copy to compare with.
+    std::vector<std::uint64_t> mine;
+    std::vector<std::string> names;
     for (std::size_t t = 0; t < tensors_.size(); ++t) {
       const BitMatrix& b = *tensors_[t].param.bits;
       std::uint64_t h = 0x6D626F6Bull + t;
       for (std::size_t i = 0; i < b.rows(); ++i)
         h = detail::hash_words(h, b.view().row(i), b.row_words());
-      mine[t] = h;
+      mine.push_back(h);
+      names.push_back(tensors_[t].param.name);
     }
-    for (std::size_t f = 0; f < floats_.size(); ++f)
-      mine[tensors_.size() + f] = detail::hash_bytes(0x466C6F6174ull + f, floats_[f].value,
-                                                     floats_[f].size * sizeof(float));
+    for (std::size_t f = 0; f < floats_.size(); ++f) {
+      mine.push_back(detail::hash_bytes(0x466C6F6174ull + f, floats_[f].value,
+                                        floats_[f].size * sizeof(float)));
+      names.push_back(floats_[f].name);
+    }
+    for (std::size_t t = 0; t < tensors_.size(); ++t) {
+      mine.push_back(detail::hash_bytes(0x62657461ull + t, &tensors_[t].beta, sizeof(double)));
+      names.push_back(tensors_[t].param.name + " (optimizer beta)");
+    }
+    const std::int64_t steps[2] = {step_, boolean_.step_count()};
+    mine.push_back(detail::hash_bytes(0x73746570ull, steps, sizeof steps));
+    names.push_back("the step count");
+    StateDict moments;  // the float parameters' AdamW state: small (scales, biases, norms)
+    adamw_.export_state(moments, "adamw.");
+    for (const auto& [name, tensor] : moments) {
+      mine.push_back(detail::hash_bytes(0x6164616D77ull, tensor.bytes.data(), tensor.bytes.size()));
+      names.push_back(name);
+    }
+    const std::size_t count = mine.size();
+    std::vector<std::uint64_t> all(count * static_cast<std::size_t>(size_));
     MPI_Request request;
     check_mpi(MPI_Iallgather(mine.data(), static_cast<int>(count), MPI_UINT64_T, all.data(),
                              static_cast<int>(count), MPI_UINT64_T, comm_, &request),
@@ -288,11 +311,9 @@ class DataParallelTrainer {
         if (all[static_cast<std::size_t>(r) * count + c] != all[c])
           ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
       if (ranks.empty()) continue;
-      const std::string name =
-          c < tensors_.size() ? tensors_[c].param.name : floats_[c - tensors_.size()].name;
       throw DistributedError(mbok::detail::concat(
-          "mbok: DataParallelTrainer: ranks diverged at step ", step_, ": '", name, "' on rank(s) ",
-          ranks, " differs from rank 0 (checked ", count, " tensors)"));
+          "mbok: DataParallelTrainer: ranks diverged at step ", step_, ": '", names[c],
+          "' on rank(s) ", ranks, " differs from rank 0 (checked ", count, " tensors)"));
     }
   }
 
