@@ -383,3 +383,40 @@ TEST_CASE("mbok kernel sizes are checked products", "[mbok_format]") {
   CHECK_THROWS_WITH(detail::mbok_kernel_bytes(max / 128 + 1, 513),
                     test::contains("overflows the address space"));
 }
+
+// Many kernels: a layer with K = 64 (32 bits per weight, more than any budget uses) round-trips
+// kernel by kernel, and a record claiming one kernel more than the file holds is refused.
+TEST_CASE("a layer with many kernels round-trips", "[mbok_format]") {
+  const std::size_t m = 5, n = 70, k_count = 64;
+  MultiKernelWeights<float> w(m, n);
+  for (std::size_t k = 0; k < k_count; ++k)
+    w.add_kernel(test::random_bits(m, n), test::random_matrix(m, 1).col(0),
+                 test::random_matrix(n, 1).col(0));
+  MbokWriter writer;
+  writer.add_layer("l", w);
+  const std::vector<std::uint8_t> bytes = writer.to_bytes();
+  const MbokModel model = MbokModel::from_memory(bytes.data(), bytes.size());
+  const MultiKernelWeights<float> back = model.load_weights("l");
+  REQUIRE(back.num_kernels() == k_count);
+  for (std::size_t k = 0; k < k_count; ++k) {
+    CHECK(back.kernel(k) == w.kernel(k));
+    CHECK(back.s_out(k) == w.s_out(k));
+    CHECK(back.s_in(k) == w.s_in(k));
+  }
+  CHECK(back.reconstruct() == w.reconstruct());
+  // The same file with "kernels": 65.
+  SafetensorsFile file = SafetensorsFile::from_memory(bytes.data(), bytes.size());
+  StateDict dict;
+  for (const TensorView& t : file.tensors()) dict[t.name] = t.to_tensor();
+  Metadata md = file.metadata();
+  const std::string layers = md.at("layers");
+  const auto at = layers.find("\"kernels\":64");
+  REQUIRE(at != std::string::npos);
+  md["layers"] = layers.substr(0, at) + "\"kernels\":65" + layers.substr(at + 12);
+  SafetensorsWriter bad;
+  bad.add(dict);
+  bad.set_metadata(md);
+  const std::vector<std::uint8_t> more = bad.to_bytes();
+  test::require_format_error([&] { MbokModel::from_memory(more.data(), more.size()); },
+                             {"missing tensor 'l.kernels.64.bits'"});
+}
