@@ -41,35 +41,46 @@ std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h) {
   return h;
 }
 
-Corpus::Corpus(std::string text, Index context, double valid_fraction) : text_(std::move(text)) {
+Corpus::Corpus(std::string text, double valid_fraction) : text_(std::move(text)) {
+  if (text_.empty()) throw CorpusError("the corpus is empty");
   const auto n = Index(text_.size());
   split_ = n - Index(double(n) * valid_fraction);
-  if (split_ <= context + 1 || n - split_ <= context + 1) {
+  // At a line break, so that no character is cut in two.
+  const auto nl = text_.find('\n', std::size_t(split_));
+  if (nl != std::string::npos && nl + 1 < text_.size()) split_ = Index(nl + 1);
+  hash_ = fnv1a(text_.data(), text_.size());
+}
+
+void Corpus::tokenize(const mbok::Tokenizer& tokenizer, Index context) {
+  train_ = tokenizer.encode(train_text());
+  valid_ = tokenizer.encode(valid_text());
+  if (Index(train_.size()) <= context + 1 || Index(valid_.size()) <= context + 1) {
     std::ostringstream s;
-    s << "corpus of " << n << " bytes is too short for a context of " << context
-      << " (training and validation parts each need at least " << context + 2 << " bytes)";
+    s << "corpus of " << size() << " bytes (" << train_.size() << " + " << valid_.size()
+      << " tokens) is too short for a context of " << context
+      << " (training and validation parts each need at least " << context + 2 << " tokens)";
     throw CorpusError(s.str());
   }
-  hash_ = fnv1a(text_.data(), text_.size());
 }
 
 Batch Corpus::train_batch(Index rows, Index len, std::uint64_t seed, std::uint64_t step) const {
   std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + step);
-  std::uniform_int_distribution<Index> pick(0, split_ - len - 1);
+  std::uniform_int_distribution<Index> pick(0, Index(train_.size()) - len - 1);
   Batch b = empty(rows, len);
-  for (Index r = 0; r < rows; ++r) fill(b, r, pick(rng));
+  for (Index r = 0; r < rows; ++r) fill(b, r, train_, pick(rng));
   return b;
 }
 
 std::vector<Batch> Corpus::valid_batches(Index count, Index len, Index rows_per_batch) const {
-  const Index avail = (valid_size() - 1) / len;
+  const auto tokens = Index(valid_.size());
+  const Index avail = (tokens - 1) / len;
   count = std::max<Index>(1, std::min(count, avail));
-  const Index stride = (valid_size() - 1 - len) / std::max<Index>(1, count - 1);
+  const Index stride = (tokens - 1 - len) / std::max<Index>(1, count - 1);
   std::vector<Batch> out;
   for (Index first = 0; first < count; first += rows_per_batch) {
     const Index rows = std::min(rows_per_batch, count - first);
     Batch b = empty(rows, len);
-    for (Index r = 0; r < rows; ++r) fill(b, r, split_ + (first + r) * stride);
+    for (Index r = 0; r < rows; ++r) fill(b, r, valid_, (first + r) * stride);
     out.push_back(std::move(b));
   }
   return out;
@@ -84,10 +95,10 @@ Batch Corpus::empty(Index rows, Index len) {
   return b;
 }
 
-void Corpus::fill(Batch& b, Index r, Index offset) const {
+void Corpus::fill(Batch& b, Index r, const std::vector<std::int32_t>& stream, Index offset) {
   for (Index i = 0; i < b.len; ++i) {
-    b.inputs[std::size_t(r * b.len + i)] = std::uint8_t(text_[std::size_t(offset + i)]);
-    b.targets[std::size_t(r * b.len + i)] = std::uint8_t(text_[std::size_t(offset + i + 1)]);
+    b.inputs[std::size_t(r * b.len + i)] = stream[std::size_t(offset + i)];
+    b.targets[std::size_t(r * b.len + i)] = stream[std::size_t(offset + i + 1)];
   }
 }
 

@@ -1,8 +1,11 @@
 #pragma once
 // The training text: a file given by --corpus, or by default the King James Bible as
-// Debian's bible-kjv prints it. Split into a training part and a held-out validation tail;
-// batches are windows at random offsets drawn from a generator seeded by (seed, step), so a
-// run resumed at step s sees the same batches as an uninterrupted one.
+// Debian's bible-kjv prints it. Split into a training part and a held-out validation tail
+// (at a line break), both tokenized with the run's byte-level BPE tokenizer; batches are
+// token windows at random offsets drawn from a generator seeded by (seed, step), so a run
+// resumed at step s sees the same batches as an uninterrupted one.
+
+#include <mbok/tokenizer/tokenizer.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -32,15 +35,24 @@ std::uint64_t fnv1a(const void* data, std::size_t n, std::uint64_t h = 146959810
 
 class Corpus {
  public:
-  /// Splits `text` so the last `valid_fraction` is held out. Throws `CorpusError` when
-  /// either part is shorter than one window of `context` + 1 bytes.
-  Corpus(std::string text, Index context, double valid_fraction = 0.05);
+  /// Splits `text` so that about the last `valid_fraction` (from the first line break there)
+  /// is held out. Throws `CorpusError` for an empty text.
+  explicit Corpus(std::string text, double valid_fraction = 0.05);
+
+  /// Tokenizes both parts. Throws `CorpusError` when either part has fewer tokens than one
+  /// window of `context` + 1.
+  void tokenize(const mbok::Tokenizer& tokenizer, Index context);
 
   Index size() const { return Index(text_.size()); }
   Index train_size() const { return split_; }
   Index valid_size() const { return size() - split_; }
   std::uint64_t hash() const { return hash_; }
-  const std::string& text() const { return text_; }
+  /// The training part's text (what the tokenizer learns from).
+  std::string train_text() const { return text_.substr(0, std::size_t(split_)); }
+  /// The held-out part's text (what perplexity is measured on).
+  std::string valid_text() const { return text_.substr(std::size_t(split_)); }
+  const std::vector<std::int32_t>& train_tokens() const { return train_; }
+  const std::vector<std::int32_t>& valid_tokens() const { return valid_; }
 
   /// `rows` random training windows of `len` tokens for step `step`.
   Batch train_batch(Index rows, Index len, std::uint64_t seed, std::uint64_t step) const;
@@ -51,11 +63,12 @@ class Corpus {
 
  private:
   static Batch empty(Index rows, Index len);
-  void fill(Batch& b, Index r, Index offset) const;
+  static void fill(Batch& b, Index r, const std::vector<std::int32_t>& stream, Index offset);
 
   std::string text_;
   Index split_ = 0;
   std::uint64_t hash_ = 0;
+  std::vector<std::int32_t> train_, valid_;
 };
 
 }  // namespace tiny

@@ -1,44 +1,35 @@
 #include "generate.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <random>
 #include <vector>
 
 namespace tiny {
 
-std::string generate(Transformer<float>& model, const std::string& prompt, int count,
-                     double temperature, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  const Index ctx = model.config().context;
-  std::string text = prompt.empty() ? std::string("\n") : prompt;
-  auto state = model.start_decoding();
-  Vec<float> logits;
-  auto feed_window = [&]() {
-    state = model.start_decoding();
-    const std::size_t keep = std::min<std::size_t>(text.size(), std::size_t(ctx / 2));
-    for (std::size_t i = text.size() - keep; i < text.size(); ++i)
-      model.decode_step(state, std::uint8_t(text[i]), logits);
-  };
-  feed_window();
-  std::vector<double> p(kVocab);
+std::string generate(const mbok::llama::LlamaModel& model, const mbok::Tokenizer& tokenizer,
+                     const std::string& prompt, int count, mbok::llama::Sampler& sampler) {
+  const auto ctx = std::size_t(model.config().max_position_embeddings);
+  const auto vocab = std::size_t(model.config().vocab_size);
+  std::vector<std::int32_t> history = tokenizer.encode(prompt.empty() ? std::string("\n") : prompt);
+  if (history.size() > ctx / 2) history.erase(history.begin(), history.end() - std::ptrdiff_t(ctx / 2));
+  history.reserve(history.size() + std::size_t(count));
+  mbok::llama::KvCache cache = model.make_cache(std::int64_t(ctx));
+  std::vector<float> logits(vocab);
+  model.forward_last(history.data(), history.size(), cache, logits.data());
+  mbok::DecodeStream stream(tokenizer);
+  std::string text;
   for (int i = 0; i < count; ++i) {
-    int next = 0;
-    if (temperature <= 0) {
-      logits.maxCoeff(&next);
+    const std::int32_t next = sampler.sample(logits.data(), vocab);
+    history.push_back(next);
+    text += stream.push(next);
+    if (std::size_t(cache.length()) == ctx) {
+      cache.clear();
+      const std::size_t keep = ctx / 2;
+      model.forward_last(history.data() + history.size() - keep, keep, cache, logits.data());
     } else {
-      const double mx = double(logits.maxCoeff());
-      for (Index j = 0; j < kVocab; ++j)
-        p[std::size_t(j)] = std::exp((double(logits(j)) - mx) / temperature);
-      next = std::discrete_distribution<int>(p.begin(), p.end())(rng);
+      model.forward_last(&history.back(), 1, cache, logits.data());
     }
-    text.push_back(char(next));
-    if (state.length == ctx)
-      feed_window();
-    else
-      model.decode_step(state, std::uint8_t(next), logits);
   }
-  return text.substr(prompt.empty() ? 1 : prompt.size());
+  return text + stream.flush();
 }
 
 }  // namespace tiny

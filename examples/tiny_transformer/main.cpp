@@ -1,9 +1,12 @@
-// tiny_transformer: pretrain a byte-level transformer, convert it to multi-kernel Boolean
-// layers, finetune them in the Boolean domain with distillation, compare with post-training
-// binarization and a latent-weight baseline, evaluate and report. With no subcommand it runs
-// every stage in order.
+// tiny_transformer: pretrain a tiny LLaMA (byte-level BPE vocabulary learned on the corpus)
+// and save it as a Hugging Face checkpoint directory, convert it to multi-kernel Boolean
+// layers (mbok files, as mbok-convert), finetune them in the Boolean domain with the
+// library's distillation step, compare with post-training binarization and a latent-weight
+// baseline, measure perplexity and generate (as mbok-run), and report. With no subcommand it
+// runs every stage in order.
 
 #include <CLI/CLI.hpp>
+#include <mbok/error.hpp>
 
 #include <iostream>
 #include <string>
@@ -13,7 +16,6 @@
 #endif
 
 #include "console.hpp"
-#include "distributed.hpp"
 #include "pipeline.hpp"
 #include "report.hpp"
 
@@ -32,7 +34,12 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_option("--d-model", o.model.d_model, "Model width")->capture_default_str();
   app.add_option("--layers", o.model.layers, "Transformer blocks")->capture_default_str();
   app.add_option("--heads", o.model.heads, "Attention heads")->capture_default_str();
-  app.add_option("--context", o.model.context, "Context length in bytes")->capture_default_str();
+  app.add_option("--kv-heads", o.model.kv_heads, "Key/value heads (grouped-query attention)")
+      ->capture_default_str();
+  app.add_option("--intermediate", o.model.intermediate, "SwiGLU width")->capture_default_str();
+  app.add_option("--context", o.model.context, "Context length in tokens")->capture_default_str();
+  app.add_option("--merges", o.model.merges, "Byte-level BPE merges learned on the corpus")
+      ->capture_default_str();
   app.add_option("--batch", o.batch, "Sequences per training step")->capture_default_str();
   app.add_option("--pretrain-steps", o.pretrain_steps, "Teacher pretraining steps")
       ->capture_default_str();
@@ -80,8 +87,8 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
                  "Stop each finetuning run after this many steps (checkpointed)")
       ->capture_default_str();
   app.add_flag("--distributed", o.distributed,
-               "Finetune data-parallel over MPI: mpirun -np N tiny_transformer --distributed ... "
-               "finetune (the global batch stays --batch; rank 0 writes the files)");
+               "Data-parallel finetuning over MPI: not available for the LLaMA model yet (the "
+               "library's trainer has no data-parallel step; see docs/distributed.md)");
   app.add_option("--eval-every", o.eval_every, "Finetuning steps between validation points")
       ->capture_default_str();
   app.add_option("--valid-windows", o.valid_windows, "Validation windows for the final evaluation")
@@ -109,11 +116,11 @@ int main(int argc, char** argv) {
   add_options(app, o, quick);
   app.require_subcommand(0, 1);
   const std::vector<std::pair<std::string, std::string>> stages = {
-      {"pretrain", "Train the full-precision teacher (skipped when its file exists)"},
-      {"convert", "Successive-SVID conversion of every linear layer (post-training binarization)"},
+      {"pretrain", "Train the full-precision teacher, saved as a Hugging Face directory (skipped when it exists)"},
+      {"convert", "Successive-SVID conversion of every projection into mbok files (as mbok-convert)"},
       {"finetune", "Boolean-domain finetuning with distillation"},
       {"baseline", "Latent-weight baseline (sign forward, straight-through gradient, Adam)"},
-      {"evaluate", "Perplexity, bits/char, generation speed and samples of every model"},
+      {"evaluate", "Perplexity (as mbok-run perplexity), generation speed and samples of every model"},
       {"report", "Markdown table and loss plot from summary.json"}};
   for (const auto& [name, help] : stages) app.add_subcommand(name, help)->fallthrough();
   // Not part of the default run: minutes to hours, depending on the grid.
@@ -135,7 +142,6 @@ int main(int argc, char** argv) {
                   "Skip the scales-only and accumulator-type rows");
   CLI11_PARSE(app, argc, argv);
 
-  std::shared_ptr<void> mpi;  // finalizes MPI after the stages (--distributed)
   try {
 #if defined(_OPENMP)
     if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -144,7 +150,11 @@ int main(int argc, char** argv) {
     for (const auto& [name, help] : stages)
       if (app.got_subcommand(name)) stage = name;
     if (app.got_subcommand("sweep")) stage = "sweep";
-    mpi = tiny::start_distributed(o, stage);
+    if (o.distributed)
+      throw mbok::InvalidArgument(
+          "--distributed: data-parallel finetuning is not available for the tiny LLaMA yet (the "
+          "library's LLaMA trainer, mbok/llama/train, has no data-parallel step); "
+          "examples/distributed_finetune shows mbok's data-parallel trainer on its own model");
     const auto t0 = tiny::Clock::now();
     tiny::Pipeline p(o);
     if (stage == "all" || stage == "pretrain") p.pretrain_stage();
@@ -168,9 +178,7 @@ int main(int argc, char** argv) {
     if (stage == "all")
       std::cout << "total time: " << tiny::fixed(tiny::seconds_since(t0), 1) << " s\n";
   } catch (const std::exception& e) {
-    std::cerr.clear();  // every rank of a distributed run reports its error
     std::cerr << "tiny_transformer: error: " << e.what() << "\n";
-    tiny::abort_distributed_run(1);
     return 1;
   }
   return 0;

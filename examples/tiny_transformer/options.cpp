@@ -10,7 +10,10 @@ void Options::apply_quick() {
   model.d_model = 48;
   model.layers = 2;
   model.heads = 2;
+  model.kv_heads = 1;
+  model.intermediate = 128;
   model.context = 32;
+  model.merges = 100;
   batch = 8;
   // A teacher trained long enough that binarizing it costs clearly measurable perplexity
   // at every K (an undertrained teacher is close to a unigram model, which K = 2 already

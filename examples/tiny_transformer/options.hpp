@@ -60,8 +60,8 @@ struct Options {
   bool resume = false;
   int stop_after = 0;  ///< stop a finetuning run after this many steps of this invocation
 
-  // data parallelism
-  bool distributed = false;  ///< finetune over MPI ranks (distributed.hpp)
+  // data parallelism: not available for the LLaMA model yet (rejected with an error)
+  bool distributed = false;
 
   // evaluation
   int eval_every = 20;

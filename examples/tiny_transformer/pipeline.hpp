@@ -1,17 +1,20 @@
 #pragma once
 // The pipeline's stages: pretrain, convert, finetune, baseline, evaluate, sweep. Each reads
 // what earlier stages left in the output folder and records its results in summary.json.
+// The files are those of the Hugging Face road: the teacher a checkpoint directory, every
+// Boolean model an mbok file in mbok-convert's layout; the stages print the mbok-convert and
+// mbok-run commands that do the same on them.
 // The stages are defined in pipeline.cpp (pretrain, convert, finetune, baseline),
 // pipeline_finetune.cpp (one finetuning run), pipeline_evaluate.cpp and pipeline_sweep.cpp.
 
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "corpus.hpp"
-#include "distributed.hpp"
 #include "model_io.hpp"
 #include "options.hpp"
 
@@ -41,8 +44,12 @@ class Pipeline {
   /// `file` in the output folder.
   std::string path(const std::string& file) const;
   std::string summary_path() const { return path("summary.json"); }
-  /// The teacher's file, named by the settings and corpus it depends on.
+  /// The teacher's Hugging Face directory, named by the settings and corpus it depends on.
   std::string teacher_path() const;
+  /// An mbok model file of the output folder ("ptq-k2" -> DIR/ptq-k2.mbok).
+  std::string model_path(const std::string& name) const { return path(name + ".mbok"); }
+  /// The configuration of every model of this run.
+  const mbok::llama::LlamaConfig& config() const { return config_; }
 
   /// Writes summary.json (through a temporary file, so it is never half written).
   void save_summary();
@@ -51,6 +58,8 @@ class Pipeline {
   void pretrain_stage();
   /// Kernels per layer for a variant (budgets go through the greedy allocation).
   KernelPlan plan(const Variant& v);
+  /// The mbok-convert command that makes variant `v` from the teacher's directory.
+  std::string convert_command(const Variant& v) const;
   /// Successive-SVID conversion of every linear layer, for every variant.
   void convert_stage();
   /// Boolean-domain finetuning with distillation, for every variant.
@@ -66,9 +75,11 @@ class Pipeline {
  private:
   json settings_json() const;
   void require_teacher();
-  std::unique_ptr<Transformer<float>> teacher_model();
+  mbok::llama::LlamaModel teacher_model();
+  /// Makes the run's tokenizer (cached in the output folder by corpus and merges).
+  void make_tokenizer();
 
-  KernelPlan budget_plan(Transformer<float>& teacher, double budget);
+  KernelPlan budget_plan(const mbok::llama::LlamaModel& teacher, double budget);
 
   /// One finetuning run; returns its record (null when it stopped early, --stop-after).
   json run_finetune(const std::string& method, const Variant& v);
@@ -77,6 +88,9 @@ class Pipeline {
   Options opt_;
   std::string run_suffix_;  ///< appended to run names (the sweep's seed and length)
   std::unique_ptr<Corpus> corpus_;
+  std::string tokenizer_json_;
+  std::optional<mbok::Tokenizer> tokenizer_;
+  mbok::llama::LlamaConfig config_;
   std::vector<Batch> curve_batches_, valid_batches_;
   json summary_ = json::object();
 };

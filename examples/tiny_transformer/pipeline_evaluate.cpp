@@ -1,11 +1,12 @@
-// The evaluate stage: validation perplexity and bits per character of every model, the
-// generation speed of the teacher (Eigen) and of the Boolean models (fused float and int8
-// kernels, through mbok::BooleanLinear's forward and forward_int8) with the share of each
-// token's time spent in the linear layers, and samples from one prompt.
+// The evaluate stage, the user's road on the pipeline's files: perplexity of every model by
+// the library's windowed contract (`mbok::llama::perplexity`, what `mbok-run perplexity`
+// prints) on the held-out text, with float and int8 activations for the Boolean models;
+// generation speed (one thread, the KV cache, as `mbok-run generate`), and samples.
 
-#include <mbok/boolean_linear.hpp>
+#include <mbok/llama/perplexity.hpp>
 
 #include <cmath>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -16,7 +17,6 @@
 #include "console.hpp"
 #include "generate.hpp"
 #include "pipeline.hpp"
-#include "train.hpp"
 
 namespace tiny {
 
@@ -40,33 +40,31 @@ void single_threaded(Body&& body) {
 #endif
 }
 
-/// Generation speed of one model: tokens/s of sampling, and the fractions of that time spent
-/// in the block linear layers and in the output head (timed around each call).
-struct Speed {
-  double tokens_per_second = 0, linear_fraction = 0, head_fraction = 0;
-};
-
-/// Sampling `tokens` bytes, best of two runs, one thread.
-Speed generation_speed(Transformer<float>& model, const std::string& prompt, int tokens) {
-  Speed best;
+/// Tokens/s of sampling `tokens` tokens after `prompt`, best of two runs, one thread.
+double generation_speed(const mbok::llama::LlamaModel& model, const mbok::Tokenizer& tokenizer,
+                        const std::string& prompt, int tokens) {
+  double best = 0;
   single_threaded([&] {
     for (int r = 0; r < 2; ++r) {
-      model.reset_decode_timers();
+      mbok::llama::Sampler sampler({0.8, 0, 1.0, 1234});
       const auto t0 = Clock::now();
-      generate(model, prompt, tokens, 0.8, 1234);
-      const double seconds = seconds_since(t0);
-      if (double(tokens) / seconds > best.tokens_per_second)
-        best = {double(tokens) / seconds, model.linear_seconds() / seconds,
-                model.head_seconds() / seconds};
+      generate(model, tokenizer, prompt, tokens, sampler);
+      best = std::max(best, double(tokens) / seconds_since(t0));
     }
   });
   return best;
 }
 
-nlohmann::json speed_json(const Speed& s) {
-  return {{"tokens_per_second", s.tokens_per_second},
-          {"linear_fraction", s.linear_fraction},
-          {"head_fraction", s.head_fraction}};
+/// Bits per weight of the block projections.
+double bits_per_weight(const mbok::llama::LlamaModel& model) {
+  double bits = 0, weights = 0;
+  for (const auto& b : model.blocks())
+    for (const auto* l : b.linears()) {
+      const double n = double(l->in_features() * l->out_features());
+      bits += n * (l->boolean_layer() ? l->boolean_layer()->weights().bits_per_weight() : 32.0);
+      weights += n;
+    }
+  return bits / weights;
 }
 
 }  // namespace
@@ -74,66 +72,65 @@ nlohmann::json speed_json(const Speed& s) {
 void Pipeline::evaluate_stage() {
   require_teacher();
   struct Entry {
-    std::string name, file, kind;
+    std::string name, file;
   };
-  std::vector<Entry> entries = {{"teacher", teacher_path(), "teacher"}};
+  std::vector<Entry> entries = {{"teacher", teacher_path()}};
   for (const auto& v : variants(opt_)) {
-    entries.push_back({"ptq-" + v.name, path("ptq-" + v.name + ".safetensors"), "boolean"});
-    entries.push_back({"mbok-" + v.name, path("mbok-" + v.name + ".safetensors"), "boolean"});
+    entries.push_back({"ptq-" + v.name, model_path("ptq-" + v.name)});
+    entries.push_back({"mbok-" + v.name, model_path("mbok-" + v.name)});
   }
   for (int k : opt_.baseline_kernels) {
     const std::string n = "latent-k" + std::to_string(k);
-    entries.push_back({n, path(n + ".safetensors"), "boolean"});
+    entries.push_back({n, model_path(n)});
   }
-  auto bar = progress_bar("evaluate", entries.size());
-  std::size_t done = 0;
+  const std::string valid = path("valid.txt");
+  const std::int64_t ctx = opt_.model.context;
+  // Bits per character from nats per token: the held-out text's tokens per byte.
+  const double tokens_per_byte = double(corpus_->valid_tokens().size()) / double(corpus_->valid_size());
   json results = json::object();
   for (const auto& e : entries) {
-    bar.update(done++, e.name);
     if (!file_exists(e.file)) continue;
-    auto model = e.kind == "teacher" ? load_dense_model(e.file, opt_.model)
-                                     : load_boolean_model(e.file, opt_.model);
-    const double loss = validation_loss(*model, valid_batches_);
+    const bool boolean = e.name != "teacher";
+    auto ppl = [&](mbok::llama::Activations a) {
+      const auto p = load_model(e.file, config_, a);
+      const auto r = mbok::llama::perplexity(p.model, corpus_->valid_tokens(), ctx);
+      return r.mean_nll;
+    };
+    std::cerr << "$ mbok-run perplexity -m " << e.file << " --text " << valid << " -c " << ctx
+              << (boolean ? " --activations float" : "") << "\n";
+    const double loss = ppl(mbok::llama::Activations::float32);
+    std::cerr << "perplexity: " << fixed(std::exp(loss), 6) << "\n";
+    const auto model = load_model(e.file, config_).model;
     json r = {{"file", e.file},
               {"valid_loss", loss},
               {"perplexity", std::exp(loss)},
-              {"bits_per_char", loss / std::log(2.0)}};
-    double bits = 0, weights = 0;
-    model->for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
-      const double n = double(l->in_features() * l->out_features());
-      bits += l->bits_per_weight() * n;
-      weights += n;
-    });
-    r["bits_per_weight"] = bits / weights;
-    if (e.kind == "teacher") {
-      const Speed t = generation_speed(*model, opt_.prompt, opt_.speed_tokens);
-      r["tokens_per_second"] = {{"eigen_float", t.tokens_per_second}};
-      r["speed"] = {{"eigen_float", speed_json(t)}};
+              {"bits_per_char", loss / std::log(2.0) * tokens_per_byte},
+              {"bits_per_weight", bits_per_weight(model)}};
+    if (!boolean) {
+      r["tokens_per_second"] = {
+          {"eigen_float", generation_speed(model, *tokenizer_, opt_.prompt, opt_.speed_tokens)}};
     } else if (e.name.compare(0, 5, "mbok-") == 0) {
-      set_inference_kernel(*model, InferenceKernel::fused_float);
-      const Speed f = generation_speed(*model, opt_.prompt, opt_.speed_tokens);
-      set_inference_kernel(*model, InferenceKernel::int8);
-      const Speed q = generation_speed(*model, opt_.prompt, opt_.speed_tokens);
-      model->for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
-        if (auto* b = dynamic_cast<BoolLinear<float>*>(l.get()))
-          r["isa"] = mbok::isa_name(b->layer().isa());
-      });
-      r["tokens_per_second"] = {{"boolean_float", f.tokens_per_second},
-                                {"boolean_int8", q.tokens_per_second}};
-      r["speed"] = {{"boolean_float", speed_json(f)}, {"boolean_int8", speed_json(q)}};
-      // Quality with int8 activations, as generated.
-      r["valid_loss_int8"] = validation_loss(*model, valid_batches_);
+      const auto int8 = load_model(e.file, config_, mbok::llama::Activations::int8).model;
+      r["tokens_per_second"] = {
+          {"boolean_float", generation_speed(model, *tokenizer_, opt_.prompt, opt_.speed_tokens)},
+          {"boolean_int8", generation_speed(int8, *tokenizer_, opt_.prompt, opt_.speed_tokens)}};
+      r["isa"] = mbok::isa_name(mbok::KernelSet().isa());
+      // Quality with int8 activations, as mbok-run runs it by default.
+      std::cerr << "$ mbok-run perplexity -m " << e.file << " --text " << valid << " -c " << ctx << "\n";
+      const double q = ppl(mbok::llama::Activations::int8);
+      std::cerr << "perplexity: " << fixed(std::exp(q), 6) << "\n";
+      r["valid_loss_int8"] = q;
     }
-    set_inference_kernel(*model, InferenceKernel::fused_float);
-    std::string sample = generate(*model, opt_.prompt, opt_.sample_tokens, 0.8, 42);
+    mbok::llama::Sampler sampler({0.8, 0, 1.0, 42});
+    std::string sample = generate(model, *tokenizer_, opt_.prompt, opt_.sample_tokens, sampler);
     // Bytes outside printable ASCII would not be valid UTF-8 in the summary.
     for (char& c : sample)
-      if ((static_cast<unsigned char>(c) < 32 && c != '\n') || static_cast<unsigned char>(c) > 126)
-        c = '?';
+      if ((static_cast<unsigned char>(c) < 32 && c != '\n') || static_cast<unsigned char>(c) > 126) c = '?';
     r["sample"] = sample;
+    r["generate_command"] = "mbok-run generate -m " + e.file + " -p '" + opt_.prompt + "' -n " +
+                            std::to_string(opt_.sample_tokens) + " --temperature 0.8 --seed 42";
     results[e.name] = r;
   }
-  bar.finish();
   summary_["evaluation"] = results;
   save_summary();
 }

@@ -1,11 +1,12 @@
-// Finetuning runs (Boolean-domain and latent-weight baseline) with resumable checkpoints,
-// and the kernel allocation of fractional budgets.
+// Finetuning runs with resumable checkpoints: Boolean-domain finetuning with the library's
+// distillation step (`mbok::llama::train::Finetuner`: KL + hidden-state MSE, the Boolean
+// optimizer on the bits, AdamW on the scales and norms), its scales-only ablation, and the
+// latent-weight baseline (the same step, plus Adam on the latents).
 
 #include <mbok/adamw.hpp>
 #include <mbok/boolean_optimizer.hpp>
 #include <mbok/io/checkpoint.hpp>
-#include <mbok/kernel_allocation.hpp>
-#include <mbok/svid.hpp>
+#include <mbok/llama/train/distill.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -23,6 +24,8 @@ namespace tiny {
 
 namespace {
 
+namespace train = mbok::llama::train;
+
 mbok::SignalScaling parse_signal_scaling(const std::string& s) {
   if (s == "none") return mbok::SignalScaling::none;
   if (s == "rms") return mbok::SignalScaling::rms;
@@ -30,15 +33,23 @@ mbok::SignalScaling parse_signal_scaling(const std::string& s) {
   throw mbok::InvalidArgument("signal scaling must be none, rms or sign, got '" + s + "'");
 }
 
+/// The model's Boolean projections (null for other kinds), in block order.
+std::vector<train::BooleanProjection<float>*> boolean_projections(Llama& model) {
+  std::vector<train::BooleanProjection<float>*> out;
+  for (std::size_t l = 0; l < model.num_blocks(); ++l)
+    for (std::size_t j = 0; j < train::projection_names().size(); ++j)
+      out.push_back(dynamic_cast<train::BooleanProjection<float>*>(&model.projection(l, j)));
+  return out;
+}
+
 /// Snapshots of the trainable kernels' signs of a Boolean or latent model, in layer order.
-std::vector<mbok::BitMatrix> trainable_signs(Transformer<float>& model) {
+std::vector<mbok::BitMatrix> trainable_signs(Llama& model) {
   std::vector<mbok::BitMatrix> out;
-  model.for_each_linear([&](const std::string&, std::unique_ptr<Linear<float>>& l) {
-    std::vector<mbok::BitMatrix> part;
-    if (auto* b = dynamic_cast<BoolLinear<float>*>(l.get())) part = b->trainable_signs();
-    if (auto* t = dynamic_cast<LatentLinear<float>*>(l.get())) part = t->trainable_signs();
-    for (auto& m : part) out.push_back(std::move(m));
-  });
+  for (auto* b : boolean_projections(model))
+    if (b)
+      for (std::size_t k : b->layer().trainable_kernels()) out.push_back(b->layer().weights().kernel(k));
+  for (auto* t : latent_projections(model))
+    for (auto& m : t->trainable_signs()) out.push_back(std::move(m));
   return out;
 }
 
@@ -58,18 +69,16 @@ std::pair<double, double> sign_changes(const std::vector<mbok::BitMatrix>& a,
 /// (about 1 on average), m_ij = sign(w_ij) threshold (1 - min(r_ij, 2)): a weight the teacher
 /// held near zero starts close to its flip, one far from zero needs up to twice the
 /// threshold against it, the way a latent weight that starts at R_ij must travel |R_ij|.
-void warm_start_accumulators(Transformer<float>& teacher, Transformer<float>& student,
+void warm_start_accumulators(const mbok::llama::LlamaModel& teacher, Llama& student,
                              mbok::BooleanOptimizer& opt) {
-  std::map<std::string, Mat<float>> dense;
-  teacher.for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) {
-    dense[n] = l->dense_weight();
-  });
   const auto threshold = float(opt.options().threshold);
+  const auto projections = boolean_projections(student);
   std::size_t index = 0;
-  student.for_each_linear([&](const std::string& n, std::unique_ptr<Linear<float>>& l) {
-    auto& layer = dynamic_cast<BoolLinear<float>&>(*l).layer();
+  for (std::size_t i = 0; i < projections.size(); ++i) {
+    const auto& layer = projections[i]->layer();
     const auto& w = layer.weights();
-    Mat<float> residual = dense.at(n);
+    const std::size_t per_block = train::projection_names().size();
+    Mat<float> residual = *teacher.blocks()[i / per_block].linears()[i % per_block]->dense_weight();
     for (std::size_t k = 0; k < w.num_kernels(); ++k) {
       const Mat<float> signs = w.kernel(k).to_signs();
       const Mat<float> scale = w.s_out(k) * w.s_in(k).transpose();
@@ -80,7 +89,7 @@ void warm_start_accumulators(Transformer<float>& teacher, Transformer<float>& st
       }
       residual -= (signs.array() * scale.array()).matrix();
     }
-  });
+  }
 }
 
 }  // namespace
@@ -89,70 +98,60 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   const std::string tag = method + "-" + v.name + run_suffix_;
   const std::string ckpt = path("ckpt-" + tag + ".safetensors");
   const std::string key = opt_.finetune_key(method, v.name);
-  auto teacher = teacher_model();
-  std::unique_ptr<Transformer<float>> student;
+  const mbok::llama::LlamaModel teacher = teacher_model();
   const KernelPlan kp = plan(v);
-  const bool boolean_model = method == "mbok" || method == "scales";
-  if (boolean_model) {
-    const std::string ptq = path("ptq-" + v.name + ".safetensors");
-    student = file_exists(ptq) ? load_boolean_model(ptq, opt_.model, opt_.train_kernels)
-                               : convert_model(teacher_path(), opt_.model, kp, opt_.train_kernels);
-  } else {
-    student = latent_model(teacher_path(), opt_.model, kp, opt_.train_kernels);
-  }
+  const bool boolean = method == "mbok" || method == "scales";
+  // The Boolean students start from the converted file (mbok-convert's output), the
+  // baseline from the teacher with the same SVID.
+  const std::string ptq = model_path("ptq-" + v.name);
+  const std::string train_kernels = method == "scales" ? "none" : opt_.train_kernels;
+  Llama student = !boolean ? latent_model(teacher, kp, opt_.train_kernels)
+                  : file_exists(ptq) ? boolean_model(load_model(ptq, config_).model, kp, train_kernels)
+                                     : boolean_model(teacher, kp, train_kernels);
 
-  // Scales and norm gains train with AdamW; embeddings and head stay the teacher's.
-  std::vector<mbok::Parameter> scales;
-  for (auto& p : student->parameters())
-    if (p.name != "tok_emb" && p.name != "pos_emb" && p.name.compare(0, 5, "head.") != 0)
-      scales.push_back(p);
-  mbok::AdamWOptions ao;
-  ao.learning_rate = opt_.scale_lr;
-  mbok::AdamW scale_opt(scales, ao);  // scales stays: --distributed hands it on
+  train::FinetuneOptions fo;
+  fo.distill.kl_temperature = 1.0;
+  fo.distill.hidden_weight = opt_.gamma;
+  fo.boolean.learning_rate = opt_.eta;
+  fo.boolean.signal_scaling = parse_signal_scaling(opt_.signal_scaling);
+  fo.boolean.accumulator = mbok::parse_accumulator_type(opt_.accumulator);
+  fo.boolean.seed = opt_.run_seed();
+  fo.adamw.learning_rate = opt_.scale_lr;
+  fo.adamw.weight_decay = 0;
+  const int steps = opt_.finetune_steps;
+  fo.steps = steps;
+  fo.warmup = std::max(1, steps / 20);
+  fo.floor = 0.1;
+  fo.schedule_eta = opt_.eta_schedule == "cosine";
+  train::Finetuner finetuner(teacher, student, fo);
+  if (method == "mbok" && opt_.warm_start) warm_start_accumulators(teacher, student, finetuner.boolean_optimizer());
 
-  std::unique_ptr<mbok::BooleanOptimizer> bool_opt;
+  // The baseline's latents train with their own Adam.
   std::unique_ptr<mbok::AdamW> latent_opt;
   double trainable_weights = 0;
-  if (method == "mbok") {
-    std::vector<mbok::BooleanParameter> bp;
-    student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
-      for (auto& p : dynamic_cast<BoolLinear<float>&>(*l).layer().boolean_parameters(name + ".")) {
-        trainable_weights += double(p.bits->rows() * p.bits->cols());
-        bp.push_back(std::move(p));
-      }
-    });
-    mbok::BooleanOptimizerOptions bo;
-    bo.learning_rate = opt_.eta;
-    bo.signal_scaling = parse_signal_scaling(opt_.signal_scaling);
-    bo.accumulator = mbok::parse_accumulator_type(opt_.accumulator);
-    bo.seed = opt_.run_seed();
-    bool_opt = std::make_unique<mbok::BooleanOptimizer>(std::move(bp), bo);
-    if (opt_.warm_start) warm_start_accumulators(*teacher, *student, *bool_opt);
-  } else if (method == "scales") {
-    // Ablation: the scales train, the bits stay the SVID's.
-    student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
-      for (auto& p : dynamic_cast<BoolLinear<float>&>(*l).layer().boolean_parameters(name + "."))
-        trainable_weights += double(p.bits->rows() * p.bits->cols());
-    });
-  } else {
+  if (method == "latent") {
     std::vector<mbok::Parameter> latents;
-    student->for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
-      dynamic_cast<LatentLinear<float>&>(*l).latent_parameters(latents, name + ".");
-    });
+    const auto layers = latent_projections(student);
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      layers[i]->latent_parameters(latents, "p" + std::to_string(i) + ".");
     for (const auto& p : latents) trainable_weights += double(p.size);
     mbok::AdamWOptions lo;
     lo.learning_rate = opt_.latent_lr;
     latent_opt = std::make_unique<mbok::AdamW>(std::move(latents), lo);
+  } else if (method == "mbok") {
+    trainable_weights = double(finetuner.boolean_weights());
+  } else {  // scales only: the bits of the kernels that would train
+    for (auto* b : boolean_projections(student))
+      trainable_weights += double(b->in_features() * b->out_features()) *
+                           double(opt_.train_kernels == "all" ? b->layer().num_kernels() : 1);
   }
 
   // The signs at the start (the SVID's), to measure how far training moved them.
-  const std::vector<mbok::BitMatrix> start_signs = trainable_signs(*student);
+  const std::vector<mbok::BitMatrix> start_signs = trainable_signs(student);
   int start = 0;
   std::vector<CurvePoint> curve;
   double step_seconds = 0, flip_fraction_sum = 0;
   // The training-loss mean since the last curve point, carried across a resume.
-  double resumed_running = 0;
-  int resumed_since = 0;
   double running = 0;
   int since = 0;
   if (opt_.resume && file_exists(ckpt)) {
@@ -180,9 +179,9 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     try {
       // Everything is read and checked before the model and optimizers change.
       const auto step = mbok::read_scalar<std::int64_t>(dict, "progress.step");
-      if (step < 0 || step > opt_.finetune_steps)
+      if (step < 0 || step > steps)
         throw mbok::FormatError("tensor 'progress.step' is " + std::to_string(step) +
-                                ", outside [0, " + std::to_string(opt_.finetune_steps) + "]");
+                                ", outside [0, " + std::to_string(steps) + "]");
       const auto seconds = mbok::read_scalar<double>(dict, "progress.step_seconds");
       const auto flips = mbok::read_scalar<double>(dict, "progress.flip_fraction_sum");
       const auto running_loss = mbok::read_scalar<double>(dict, "progress.running_loss");
@@ -211,15 +210,14 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
                                   std::to_string(step) + "]");
         points.push_back({int(values[i]), values[i + 1], values[i + 2]});
       }
-      student->load_state(mbok::sub_dict(dict, "model."));
-      scale_opt.import_state(dict, "scale_opt.");
-      if (bool_opt) bool_opt->import_state(dict, "boolean_opt.");
+      student.import_state(dict, "model.");
+      finetuner.import_state(dict, "finetuner.");
       if (latent_opt) latent_opt->import_state(dict, "latent_opt.");
       start = int(step);
       step_seconds = seconds;
       flip_fraction_sum = flips;
-      resumed_running = running_loss;
-      resumed_since = int(running_steps);
+      running = running_loss;
+      since = int(running_steps);
       curve = std::move(points);
     } catch (const mbok::FormatError& e) {
       throw fail(e.what());
@@ -228,42 +226,31 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     }
     std::cerr << "finetune " << tag << ": resuming at step " << start << " from " << ckpt << "\n";
   }
-  // --distributed: the trainer takes over both optimizers' steps and state.
-  const auto dp = distributed_finetune(opt_, method, *student, scales, bool_opt.get(), scale_opt);
 
   auto save_checkpoint = [&](int step) {
     mbok::StateDict dict;
-    mbok::add_prefixed(dict, student->state(), "model.");
-    scale_opt.export_state(dict, "scale_opt.");
-    if (bool_opt) bool_opt->export_state(dict, "boolean_opt.");
+    student.export_state(dict, "model.");
+    finetuner.export_state(dict, "finetuner.");
     if (latent_opt) latent_opt->export_state(dict, "latent_opt.");
-    if (dp) dp->export_state(dict, "boolean_opt.", "scale_opt.");
     dict["progress.step"] = mbok::Tensor::scalar<std::int64_t>(step);
     dict["progress.step_seconds"] = mbok::Tensor::scalar<double>(step_seconds);
     dict["progress.flip_fraction_sum"] = mbok::Tensor::scalar<double>(flip_fraction_sum);
     dict["progress.running_loss"] = mbok::Tensor::scalar<double>(running);
     dict["progress.running_steps"] = mbok::Tensor::scalar<std::int64_t>(since);
     std::vector<double> values;
-    for (const auto& p : curve)
-      values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
+    for (const auto& p : curve) values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
     dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
-    if (is_root_process())
-      mbok::save_checkpoint(ckpt, dict,
-                            {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
+    mbok::save_checkpoint(ckpt, dict, {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
   };
 
-  const int steps = opt_.finetune_steps;
   if (start == 0)
-    curve.push_back(
-        {0, std::numeric_limits<double>::quiet_NaN(), validation_loss(*student, curve_batches_)});
+    curve.push_back({0, std::numeric_limits<double>::quiet_NaN(), validation_loss(student, curve_batches_)});
   auto bar = progress_bar((method == "mbok"     ? "finetune "
                            : method == "scales" ? "scales only "
                                                 : "baseline ") +
                               v.label,
                           std::size_t(steps));
   bar.update(std::size_t(start));
-  running = resumed_running;
-  since = resumed_since;
   bool interrupted = false;
   for (int step = start; step < steps; ++step) {
     if (opt_.stop_after > 0 && step - start >= opt_.stop_after) {
@@ -271,50 +258,36 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
       interrupted = true;
       break;
     }
-    Batch batch = corpus_->train_batch(opt_.batch, opt_.model.context, opt_.run_seed() + 7919,
-                                       std::uint64_t(step));
-    if (dp) batch = dp->local_share(batch);
+    const Batch batch =
+        corpus_->train_batch(opt_.batch, opt_.model.context, opt_.run_seed() + 7919, std::uint64_t(step));
     const auto t0 = Clock::now();
     double counting_seconds = 0;
-    DistillLoss loss = distill_step(*teacher, *student, batch, opt_.gamma);
-    if (dp) loss = dp->mean_over_ranks(loss, batch.rows);
-    const int warmup = std::max(1, steps / 20);
-    scale_opt.set_learning_rate(schedule(opt_.scale_lr, step, steps, warmup));
-    if (!dp) scale_opt.step();
-    if (bool_opt) {
-      if (opt_.eta_schedule == "cosine")
-        bool_opt->set_learning_rate(schedule(opt_.eta, step, steps, warmup));
-      if (dp)
-        dp->step(batch.rows, scale_opt.options().learning_rate, bool_opt->options().learning_rate);
-      else
-        bool_opt->step();
-      flip_fraction_sum += dp ? dp->flip_rate() : bool_opt->last_stats().rate();
-    }
+    const train::FinetuneStep r = finetuner.step(batch.inputs, std::size_t(batch.rows), std::size_t(batch.len));
+    if (method == "mbok") flip_fraction_sum += r.flip_rate;
     if (latent_opt) {
-      latent_opt->set_learning_rate(schedule(opt_.latent_lr, step, steps, warmup));
+      latent_opt->set_learning_rate(schedule(opt_.latent_lr, step, steps, std::max(1, steps / 20)));
       // Sign changes of the latent weights: the baseline's counterpart of flips (counted
       // outside the step's time).
       const auto c0 = Clock::now();
-      const auto before = trainable_signs(*student);
+      const auto before = trainable_signs(student);
       counting_seconds += seconds_since(c0);
       latent_opt->step();
       const auto c1 = Clock::now();
-      const auto [changed, total] = sign_changes(before, trainable_signs(*student));
+      const auto [changed, total] = sign_changes(before, trainable_signs(student));
       flip_fraction_sum += total > 0 ? changed / total : 0.0;
       counting_seconds += seconds_since(c1);
     }
     step_seconds += seconds_since(t0) - counting_seconds;
-    counting_seconds = 0;
-    running += loss.total();
+    running += r.loss.total();
     ++since;
     if ((step + 1) % opt_.eval_every == 0 || step + 1 == steps) {
-      curve.push_back({step + 1, running / since, validation_loss(*student, curve_batches_)});
+      curve.push_back({step + 1, running / since, validation_loss(student, curve_batches_)});
       running = 0;
       since = 0;
     }
     if ((step + 1) % opt_.checkpoint_every == 0 || step + 1 == steps) save_checkpoint(step + 1);
     bar.update(std::size_t(step + 1),
-               "loss " + fixed(loss.total()) + " (kl " + fixed(loss.kl) + ")" +
+               "loss " + fixed(r.loss.total()) + " (kl " + fixed(r.loss.kl) + ")" +
                    (curve.size() > 1 ? " valid " + fixed(curve.back().valid_loss) : ""));
   }
   bar.finish();
@@ -326,24 +299,22 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     return nullptr;
   }
 
-  if (is_root_process())
-    save_model(*student, path(tag + ".safetensors"), method, {{"tiny.finetune_key", key}});
-  const auto [moved, signs] = sign_changes(start_signs, trainable_signs(*student));
-  const double final_loss = validation_loss(*student, valid_batches_);
+  save_mbok(student, model_path(tag), tokenizer_json_, method, {{"tiny.finetune_key", key}});
+  const auto [moved, signs] = sign_changes(start_signs, trainable_signs(student));
+  const double final_loss = validation_loss(student, valid_batches_);
   std::cerr << tag << ": validation loss " << fixed(final_loss) << " (perplexity "
             << fixed(std::exp(final_loss), 3) << "), "
-            << fixed(100 * moved / std::max(1.0, signs), 2) << "% of trainable signs moved\n";
+            << fixed(100 * moved / std::max(1.0, signs), 2) << "% of trainable signs moved -> "
+            << model_path(tag) << "\n";
   json c = json::array();
   for (const auto& p : curve)
-    c.push_back(
-        {p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
+    c.push_back({p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
   // Bytes per trainable weight: the bit (1/8 byte) plus the optimizer's state, or the
   // latent float plus Adam's moments.
   double state_bytes = method == "scales" ? 0.125 : 0.0;
-  if (bool_opt)
-    state_bytes = (double(bool_opt->state_bytes()) + trainable_weights / 8) / trainable_weights;
-  if (latent_opt)
-    state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
+  if (method == "mbok")
+    state_bytes = (double(finetuner.boolean_optimizer().state_bytes()) + trainable_weights / 8) / trainable_weights;
+  if (latent_opt) state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
   json record = {{"method", method},
                  {"variant", v.name},
                  {"label", v.label},
@@ -358,26 +329,6 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
                  {"seed", opt_.run_seed()},
                  {"key", key}};
   return record;
-}
-
-/// Kernels per layer under an average budget of `budget` kernel bits per weight: the
-/// library's greedy allocation (method.md section 5) over each layer's SVID residuals for
-/// K = 1..4.
-KernelPlan Pipeline::budget_plan(Transformer<float>& teacher, double budget) {
-  constexpr std::size_t kMax = 4;
-  std::vector<mbok::LayerErrorCurve> curves;
-  teacher.for_each_linear([&](const std::string& name, std::unique_ptr<Linear<float>>& l) {
-    const Mat<float> w = l->dense_weight();
-    mbok::LayerErrorCurve c;
-    c.name = name;
-    c.num_weights = std::size_t(w.size());
-    c.errors = mbok::svid<float>(w, kMax).relative_residual;
-    curves.push_back(std::move(c));
-  });
-  const auto alloc = mbok::allocate_kernels(curves, budget, kMax);
-  KernelPlan plan;
-  for (std::size_t i = 0; i < curves.size(); ++i) plan[curves[i].name] = int(alloc.kernels[i]);
-  return plan;
 }
 
 }  // namespace tiny

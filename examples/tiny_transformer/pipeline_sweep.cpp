@@ -116,15 +116,15 @@ void Pipeline::sweep_stage(const SweepOptions& so) {
   opt_.budgets = {};
   bool missing = false;
   for (int k : opt_.kernels)
-    missing = missing || !file_exists(path("ptq-k" + std::to_string(k) + ".safetensors")) ||
+    missing = missing || !file_exists(model_path("ptq-k" + std::to_string(k))) ||
               !summary_["ptq"].contains("k" + std::to_string(k));
   if (missing) convert_stage();
 
   json& sw = summary_["sweep"];
   if (!sw.is_object()) sw = json::object();
   if (!sw.contains("teacher_valid_loss")) {
-    auto teacher = teacher_model();
-    sw["teacher_valid_loss"] = validation_loss(*teacher, valid_batches_);
+    Llama teacher(teacher_model(), mbok::llama::train::dense_projections<float>());
+    sw["teacher_valid_loss"] = validation_loss(teacher, valid_batches_);
   }
   const double teacher_ppl = std::exp(sw["teacher_valid_loss"].get<double>());
 

@@ -161,8 +161,9 @@ std::string write_report(const nlohmann::json& s, const std::string& out_dir) {
   const double teacher_ppl = get(ev.value("teacher", json::object()), "perplexity");
 
   md << "## Quality (validation split, " << s["corpus"].value("valid_bytes", 0)
-     << " held-out bytes)\n\n"
-     << "| model | bits/weight | val. loss | perplexity | bits/char | ppl / teacher |\n"
+     << " held-out bytes, " << s["corpus"].value("valid_tokens", 0)
+     << " tokens; mbok-run perplexity's windowed contract, float activations)\n\n"
+     << "| model | bits/weight | val. loss (nats/token) | perplexity | bits/char | ppl / teacher |\n"
      << "|---|---:|---:|---:|---:|---:|\n";
   auto row = [&](const std::string& label, const std::string& key) {
     if (!ev.contains(key)) return;
@@ -194,28 +195,16 @@ std::string write_report(const nlohmann::json& s, const std::string& out_dir) {
        << fixed(get(r, "mean_flip_fraction"), 5) << " |\n";
   }
 
-  md << "\n## Generation speed (one thread, tokens/s)\n\n"
-     << "Linear share: the fraction of a token's time spent in the block linear layers (q, k, v, "
-        "o, "
-        "MLP; the output head, dense in every model, in parentheses); the rest is attention, "
-        "norms, "
-        "sampling.\n\n"
-     << "| model | kernels | bits/weight | tokens/s | x teacher | linear share (head) |\n"
-        "|---|---|---:|---:|---:|---:|\n";
+  md << "\n## Generation speed (one thread, tokens/s, KV cache, as mbok-run generate)\n\n"
+     << "| model | kernels | bits/weight | tokens/s | x teacher |\n"
+        "|---|---|---:|---:|---:|\n";
   const double teacher_speed =
       ev.contains("teacher")
           ? get(ev["teacher"].value("tokens_per_second", json::object()), "eigen_float")
           : NAN;
-  auto share = [&](const json& r, const std::string& impl) {
-    const json sp = r.value("speed", json::object()).value(impl, json::object());
-    const double l = get(sp, "linear_fraction"), h = get(sp, "head_fraction");
-    return std::isfinite(l) ? fixed(100 * l, 0) + "% (" + fixed(100 * h, 0) + "%)"
-                            : std::string("-");
-  };
   SpeedPoints points;
   if (std::isfinite(teacher_speed)) {
-    md << "| teacher | Eigen float | 32 | " << fixed(teacher_speed, 0) << " | 1.00 | "
-       << share(ev["teacher"], "eigen_float") << " |\n";
+    md << "| teacher | Eigen float | 32 | " << fixed(teacher_speed, 0) << " | 1.00 |\n";
     points.push_back({"teacher (Eigen float)", 32, teacher_speed});
   }
   for (const auto& v : variant_names) {
@@ -227,12 +216,10 @@ std::string write_report(const nlohmann::json& s, const std::string& out_dir) {
     const double bits = get(ev[key], "bits_per_weight");
     md << "| " << label << " | Boolean, float activations (" << isa << ") | " << fixed(bits, 2)
        << " | " << fixed(get(t, "boolean_float"), 0) << " | "
-       << fixed(get(t, "boolean_float") / teacher_speed, 2) << " | "
-       << share(ev[key], "boolean_float") << " |\n"
+       << fixed(get(t, "boolean_float") / teacher_speed, 2) << " |\n"
        << "| " << label << " | Boolean, int8 activations (" << isa << ") | " << fixed(bits, 2)
        << " | " << fixed(get(t, "boolean_int8"), 0) << " | "
-       << fixed(get(t, "boolean_int8") / teacher_speed, 2) << " | "
-       << share(ev[key], "boolean_int8") << " |\n";
+       << fixed(get(t, "boolean_int8") / teacher_speed, 2) << " |\n";
     points.push_back({label + " int8", bits, get(t, "boolean_int8")});
     points.push_back({label + " float", bits, get(t, "boolean_float")});
   }

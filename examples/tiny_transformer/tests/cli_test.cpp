@@ -1,5 +1,6 @@
-// The tiny_transformer binary end to end: the --quick pipeline, resuming a finetuning run
-// from its checkpoint, and the error messages of bad input. The corpus is the library's own
+// The tiny_transformer binary end to end: the --quick pipeline (a tiny LLaMA, its teacher a
+// Hugging Face directory, its Boolean models mbok files), resuming a finetuning run from its
+// checkpoint, and the error messages of bad input. The corpus is the library's own
 // headers, so the tests need no corpus package.
 
 #include <sys/wait.h>
@@ -77,14 +78,24 @@ TEST_CASE("--quick runs the whole pipeline and finetuning beats post-training bi
   REQUIRE(r.status == 0);
   const auto s = nlohmann::json::parse(read_file(dir / "out" / "summary.json"));
 
+  // The teacher is a Hugging Face checkpoint directory with the run's tokenizer, and every
+  // model an mbok file; the run printed the mbok-convert and mbok-run commands of its steps.
+  const fs::path teacher = s["teacher"]["file"].get<std::string>();
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) CHECK(fs::exists(teacher / f));
+  for (const char* f : {"ptq-k1.mbok", "ptq-k2.mbok", "mbok-k1.mbok", "mbok-k2.mbok", "latent-k1.mbok", "valid.txt"})
+    CHECK(fs::exists(dir / "out" / f));
+  CHECK_THAT(r.output, mbok::test::contains("$ mbok-convert " + teacher.string()));
+  CHECK_THAT(r.output, mbok::test::contains("$ mbok-run perplexity -m " + (dir / "out" / "mbok-k2.mbok").string()));
+  CHECK(s["corpus"]["vocab"].get<int>() == 256 + 100 + 2);  // --quick learns 100 merges
+
   // Pretraining lowered the validation loss.
   const auto& curve = s["teacher"]["curve"];
   REQUIRE(curve.size() >= 2);
   CHECK(curve.back()[2].get<double>() < curve.front()[2].get<double>() - 0.3);
 
-  // Every assertion below is on a gap of at least 0.01 nats per byte, where the quick
-  // configuration's effects are 0.03 to 0.5: no difference in rounding between ISAs or
-  // summation orders comes near it. Log-perplexity is the mean loss in nats per byte.
+  // Every assertion below is on a gap of at least 0.01 nats per token, where the quick
+  // configuration's effects are 0.07 to 0.9: no difference in rounding between ISAs or
+  // summation orders comes near it. Log-perplexity is the mean loss in nats per token.
   const auto& ev = s["evaluation"];
   auto log_ppl = [&](const std::string& model) {
     return std::log(ev[model]["perplexity"].get<double>());
@@ -141,9 +152,9 @@ TEST_CASE("a finetuning run resumed from its checkpoint equals an uninterrupted 
   const Run full = run(common + "finetune", dir);
   INFO(full.output);
   REQUIRE(full.status == 0);
-  const std::string uninterrupted = read_file(dir / "out" / "mbok-k1.safetensors");
+  const std::string uninterrupted = read_file(dir / "out" / "mbok-k1.mbok");
   const std::string summary_full = read_file(dir / "out" / "summary.json");
-  fs::remove(dir / "out" / "mbok-k1.safetensors");
+  fs::remove(dir / "out" / "mbok-k1.mbok");
 
   // Stop after 25 of 60 steps (a checkpoint every 20: the last one is written at the stop),
   // then resume.
@@ -151,12 +162,12 @@ TEST_CASE("a finetuning run resumed from its checkpoint equals an uninterrupted 
   INFO(part.output);
   REQUIRE(part.status == 0);
   CHECK_THAT(part.output, mbok::test::contains("continue with --resume"));
-  REQUIRE_FALSE(fs::exists(dir / "out" / "mbok-k1.safetensors"));
+  REQUIRE_FALSE(fs::exists(dir / "out" / "mbok-k1.mbok"));
   const Run rest = run(common + "--resume finetune", dir);
   INFO(rest.output);
   REQUIRE(rest.status == 0);
   CHECK_THAT(rest.output, mbok::test::contains("resuming at step 25"));
-  const std::string resumed = read_file(dir / "out" / "mbok-k1.safetensors");
+  const std::string resumed = read_file(dir / "out" / "mbok-k1.mbok");
   REQUIRE(!resumed.empty());
   CHECK(resumed == uninterrupted);  // bit-identical weights, scales and metadata
   // Same loss curves too.
@@ -191,11 +202,16 @@ TEST_CASE("bad input gives one clear error line and a non-zero exit", "[cli][err
   CHECK(no_teacher.status != 0);
   CHECK_THAT(no_teacher.output, mbok::test::contains("run the 'pretrain' stage first"));
 
-  // A teacher file that is not a safetensors model.
+  // Data-parallel finetuning is not available for the LLaMA model: one clear line.
+  const Run distributed = run(common + "--distributed finetune", dir);
+  CHECK(distributed.status != 0);
+  CHECK_THAT(distributed.output, mbok::test::contains("--distributed: data-parallel finetuning is not available"));
+
+  // A teacher directory whose config.json is not JSON.
   REQUIRE(run(common + "pretrain", dir).status == 0);
   for (const auto& e : fs::directory_iterator(dir / "out"))
     if (e.path().filename().string().rfind("teacher-", 0) == 0)
-      std::ofstream(e.path()) << "not a model";
+      std::ofstream(e.path() / "config.json") << "not a model";
   const Run garbage = run(common + "convert", dir);
   CHECK(garbage.status != 0);
   CHECK_THAT(garbage.output, mbok::test::contains("cannot be read"));

@@ -1,134 +1,105 @@
-// The model's analytic gradients against central finite differences, in double precision
-// on a tiny configuration, through cross-entropy, KL and the hidden-state MSE.
+// The latent baseline's projection in the library's trainable LLaMA: its analytic gradients
+// (input, scales, latents) against central finite differences in double precision, alone and
+// inside a whole TrainableLlama<double> through the distillation-style loss, and its first
+// forward equal to the Boolean projection's from the same SVID.
+
+#include <mbok/llama/train/train.hpp>
 
 #include <cmath>
 #include <random>
 
-#include <mbok/losses.hpp>
-
 #include "catch.hpp"
-#include "model.hpp"
+#include "common.hpp"
+#include "latent_projection.hpp"
 
 namespace {
 
-using tiny::Batch;
 using tiny::Index;
-using tiny::Mat;
+using tiny::LatentProjection;
+using Md = tiny::Mat<double>;
 
-tiny::ModelConfig tiny_config() {
-  tiny::ModelConfig c;
-  c.d_model = 8;
-  c.layers = 2;
-  c.heads = 2;
-  c.mlp_mult = 2;
-  c.context = 6;
-  return c;
+Md random_matrix(Index rows, Index cols, std::mt19937_64& rng) {
+  std::normal_distribution<double> n(0.0, 1.0);
+  Md m(rows, cols);
+  for (Index i = 0; i < m.size(); ++i) m.data()[i] = n(rng);
+  return m;
 }
 
-Batch random_batch(Index rows, Index len, std::mt19937_64& rng) {
-  Batch b;
-  b.rows = rows;
-  b.len = len;
-  std::uniform_int_distribution<int> tok(0, 255);
-  for (Index i = 0; i < rows * len; ++i) {
-    b.inputs.push_back(std::uint8_t(tok(rng)));
-    b.targets.push_back(std::uint8_t(tok(rng)));
-  }
-  return b;
-}
-
-// Loss = CE (or KL to fixed teacher logits) + sum_l MSE(hidden_l, target_l).
-struct Objective {
-  tiny::Transformer<double>& model;
-  const Batch& batch;
-  const Mat<double>* teacher_logits;
-  std::vector<Mat<double>> hidden_targets;
-  double gamma = 3.0;
-
-  double loss(bool with_grad) {
-    Mat<double> logits, dlogits;
-    model.forward(batch, logits, with_grad);
-    double l =
-        teacher_logits
-            ? mbok::kl_divergence(*teacher_logits, logits, 1.0, with_grad ? &dlogits : nullptr)
-            : mbok::cross_entropy(logits, batch.targets, with_grad ? &dlogits : nullptr);
-    std::vector<Mat<double>> dh(model.num_blocks());
-    for (std::size_t i = 0; i < model.num_blocks(); ++i) {
-      l += gamma * mbok::mse(hidden_targets[i], model.hidden(i), with_grad ? &dh[i] : nullptr);
-      dh[i] *= gamma;
-    }
-    if (with_grad) {
-      model.zero_grad();
-      model.backward(dlogits, &dh);
-    }
-    return l;
-  }
-};
-
-void check_gradients(bool distill) {
-  std::mt19937_64 rng(7);
-  tiny::Transformer<double> model(tiny_config(), 3);
-  // Larger weights than the default init, so every path carries signal.
-  for (auto& p : model.parameters())
-    for (std::size_t i = 0; i < p.size; ++i)
-      p.value[i] += std::normal_distribution<double>(0, 0.3)(rng);
-  const Batch batch = random_batch(2, 5, rng);
-  Mat<double> teacher = Mat<double>::Random(10, 256) * 2.0;
-  Objective obj{model, batch, distill ? &teacher : nullptr, {}, 3.0};
-  for (std::size_t l = 0; l < model.num_blocks(); ++l)
-    obj.hidden_targets.push_back(Mat<double>::Random(10, 8));
-
-  obj.loss(true);
-  auto params = model.parameters();
-  std::vector<std::vector<double>> analytic;
-  for (auto& p : params) analytic.emplace_back(p.grad, p.grad + p.size);
-  int checked = 0;
-  for (std::size_t pi = 0; pi < params.size(); ++pi) {
-    auto& p = params[pi];
-    std::uniform_int_distribution<std::size_t> pick(0, p.size - 1);
-    for (int s = 0; s < 6; ++s) {
-      const std::size_t i = pick(rng);
-      const double saved = p.value[i], h = 1e-5;
-      p.value[i] = saved + h;
-      const double up = obj.loss(false);
-      p.value[i] = saved - h;
-      const double down = obj.loss(false);
-      p.value[i] = saved;
-      const double numeric = (up - down) / (2 * h);
-      const double a = analytic[pi][i];
-      INFO(p.name << "[" << i << "] analytic " << a << " numeric " << numeric);
-      REQUIRE(std::abs(a - numeric) <= 1e-6 + 1e-5 * std::abs(numeric));
-      ++checked;
-    }
-  }
-  // Every parameter tensor of the model was probed.
-  REQUIRE(checked == int(params.size()) * 6);
-  REQUIRE(params.size() == 2 + 2 * (2 + 6) + 2);
+// L = sum(y (.) r) for a fixed random r: dL/dy = r.
+double loss(LatentProjection<double>& p, const Md& x, const Md& r) {
+  Md y;
+  p.forward(x, y, false);
+  return (y.array() * r.array()).sum();
 }
 
 }  // namespace
 
-TEST_CASE("transformer gradients match finite differences (cross-entropy + MSE)", "[gradient]") {
-  check_gradients(false);
-}
-
-TEST_CASE("transformer gradients match finite differences (KL + MSE)", "[gradient]") {
-  check_gradients(true);
-}
-
-TEST_CASE("incremental decoding matches the full forward pass", "[decode]") {
-  std::mt19937_64 rng(11);
-  tiny::Transformer<double> model(tiny_config(), 5);
-  for (auto& p : model.parameters())
-    for (std::size_t i = 0; i < p.size; ++i)
-      p.value[i] += std::normal_distribution<double>(0, 0.3)(rng);
-  const Batch batch = random_batch(1, 6, rng);
-  Mat<double> logits;
-  model.forward(batch, logits, false);
-  auto state = model.start_decoding();
-  tiny::Vec<double> step_logits;
-  for (Index i = 0; i < 6; ++i) {
-    model.decode_step(state, batch.inputs[std::size_t(i)], step_logits);
-    REQUIRE((step_logits.transpose() - logits.row(i)).cwiseAbs().maxCoeff() < 1e-10);
+TEST_CASE("latent projection: gradients of input, scales and latents match finite differences",
+          "[gradient]") {
+  std::mt19937_64 rng(7);
+  const Index out = 5, in = 7, rows = 3;
+  const Md w = random_matrix(out, in, rng);
+  LatentProjection<double> p(w, 2, {false, true});
+  const Md x = random_matrix(rows, in, rng), r = random_matrix(rows, out, rng);
+  Md y, dx;
+  p.zero_grad();
+  p.forward(x, y, true);
+  p.backward(r, dx);
+  const double h = 1e-6;
+  // Input.
+  for (Index i = 0; i < x.size(); ++i) {
+    Md xp = x, xm = x;
+    xp.data()[i] += h;
+    xm.data()[i] -= h;
+    CHECK(dx.data()[i] == Approx((loss(p, xp, r) - loss(p, xm, r)) / (2 * h)).margin(1e-6));
   }
+  // Scales (the sign pattern does not move under a small change of a scale).
+  std::vector<mbok::BasicParameter<double>> params;
+  p.parameters(params, "");
+  REQUIRE(params.size() == 4);
+  for (auto& q : params)
+    for (std::size_t i = 0; i < q.size; ++i) {
+      const double saved = q.value[i];
+      q.value[i] = saved + h;
+      const double lp = loss(p, x, r);
+      q.value[i] = saved - h;
+      const double lm = loss(p, x, r);
+      q.value[i] = saved;
+      INFO(q.name << "[" << i << "]");
+      CHECK(q.grad[i] == Approx((lp - lm) / (2 * h)).margin(1e-6));
+    }
+  // Latents: the straight-through gradient is dL/dW (.) s_out s_in^T, the gradient of the
+  // layer with sign() replaced by the identity on the trainable kernel.
+  std::vector<mbok::BasicParameter<double>> latents;
+  p.latent_parameters(latents, "");
+  REQUIRE(latents.size() == 1);  // kernel 1 only
+  const Md g = r.transpose() * x;
+  mbok::MultiKernelWeights<double> svid = mbok::svid<double>(w, 2).weights;
+  const Md expected = g.array() * (svid.s_out(1) * svid.s_in(1).transpose()).array();
+  for (std::size_t i = 0; i < latents[0].size; ++i) CHECK(latents[0].grad[i] == Approx(expected.data()[i]).margin(1e-9));
+}
+
+TEST_CASE("latent projection: starts as the Boolean projection and trains inside TrainableLlama",
+          "[gradient]") {
+  std::mt19937_64 rng(3);
+  const Md w = random_matrix(6, 8, rng), x = random_matrix(4, 8, rng);
+  LatentProjection<double> latent(w, 2, {false, true});
+  mbok::llama::train::BooleanProjection<double> boolean(mbok::BooleanLinear<double>::from_dense(w, 2));
+  Md a, b;
+  latent.forward(x, a, false);
+  boolean.forward(x, b, false);
+  CHECK((a - b).norm() <= 1e-9 * b.norm());
+  CHECK(latent.dense_weight().isApprox(boolean.dense_weight(), 1e-12));
+  CHECK(latent.trainable_signs().size() == 1);
+
+  // Export and import restore the latents and scales exactly.
+  mbok::StateDict dict;
+  latent.export_state(dict, "p.");
+  LatentProjection<double> other(random_matrix(6, 8, rng), 2, {false, true});
+  other.import_state(dict, "p.");
+  Md c;
+  other.forward(x, c, false);
+  CHECK(c == a);
+  mbok::StateDict wrong;
+  REQUIRE_THROWS(other.import_state(wrong, "p."));
 }
