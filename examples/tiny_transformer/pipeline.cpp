@@ -56,8 +56,9 @@ Pipeline::Pipeline(Options o) : opt_(std::move(o)) {
       {"valid_tokens", corpus_->valid_tokens().size()},
       {"vocab", config_.vocab_size}};
   summary_["settings"] = settings_json();
-  // The held-out text, for mbok-run perplexity --text.
+  // The two parts as text, for mbok-run perplexity --text and mbok-run finetune --text.
   if (!file_exists(path("valid.txt"))) std::ofstream(path("valid.txt"), std::ios::binary) << corpus_->valid_text();
+  if (!file_exists(path("train.txt"))) std::ofstream(path("train.txt"), std::ios::binary) << corpus_->train_text();
   std::cerr << "corpus: " << summary_["corpus"]["source"].get<std::string>() << ", "
             << corpus_->size() << " bytes, " << corpus_->train_tokens().size() << " + "
             << corpus_->valid_tokens().size() << " tokens (held out: " << path("valid.txt")

@@ -124,6 +124,12 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   fo.floor = 0.1;
   fo.schedule_eta = opt_.eta_schedule == "cosine";
   train::Finetuner finetuner(teacher, student, fo);
+  if (method == "mbok" && run_suffix_.empty())
+    std::cerr << "$ mbok-run finetune --teacher " << teacher_path() << " --student " << ptq << " --text "
+              << path("train.txt") << " -c " << opt_.model.context << " -b " << opt_.batch << " --steps " << steps
+              << " --lr " << opt_.eta << " --scale-lr " << opt_.scale_lr << " --hidden-weight " << opt_.gamma
+              << " --accumulator " << opt_.accumulator << " -o " << model_path(tag)
+              << "   (the same distillation step; here with this pipeline's batches and checkpoints)\n";
   if (method == "mbok" && opt_.warm_start) warm_start_accumulators(teacher, student, finetuner.boolean_optimizer());
 
   // The baseline's latents train with their own Adam.
