@@ -63,7 +63,7 @@ class LatentProjection final : public mbok::llama::train::Projection<T> {
       gs_ = g_.array() * k.latent.array().unaryExpr(&sign);
       k.g_out.noalias() += gs_ * k.s_in;
       k.g_in.noalias() += gs_.transpose() * k.s_out;
-      if (k.trainable) k.latent_grad.array() += g_.array() * (k.s_out * k.s_in.transpose()).array();
+      if (k.trainable) k.latent_grad.noalias() += k.s_out.asDiagonal() * g_ * k.s_in.asDiagonal();
     }
   }
   void zero_grad() override {
@@ -162,8 +162,8 @@ class LatentProjection final : public mbok::llama::train::Projection<T> {
   static T sign(T v) { return v < T(0) ? T(-1) : T(1); }
   void compose(Matrix& w) const {
     w.setZero(Eigen::Index(out_features()), Eigen::Index(in_features()));
-    for (const auto& k : kernels_)
-      w.array() += k.latent.array().unaryExpr(&sign) * (k.s_out * k.s_in.transpose()).array();
+    for (const auto& k : kernels_)  // lazy diagonal products: nothing allocated per step
+      w.noalias() += k.s_out.asDiagonal() * k.latent.unaryExpr(&sign) * k.s_in.asDiagonal();
   }
 
   std::vector<Kernel> kernels_;
