@@ -1,6 +1,6 @@
 #pragma once
-// Every setting of the pipeline, with the defaults of a full run (about 15 minutes on two
-// cores) and the --quick preset (seconds), and the keys that name cached files.
+// Every setting of the pipeline, with the defaults of a full run (about 5 minutes of one
+// core's time) and the --quick preset (seconds), and the keys that name cached files.
 
 #include <cstdint>
 #include <string>
