@@ -3,8 +3,8 @@
 #   1. Release build of everything (Ninja); ctest: unit tests per area on the native path,
 #      the AVX2 path and qemu-x86_64, one entry per ISA tier (skipped where the CPU lacks
 #      it), package consumers, tools, the tiny-transformer example's tests
-#   2. the unit and tool tests under AddressSanitizer + UndefinedBehaviorSanitizer, with the
-#      hot-path checks (MBOK_ASSERT) on
+#   2. the unit, tool and example tests under AddressSanitizer + UndefinedBehaviorSanitizer,
+#      with the hot-path checks (MBOK_ASSERT) on
 #   3. the threaded tests under ThreadSanitizer (scripts/test_tsan.sh)
 #   4. the AArch64 NEON build under qemu-aarch64 (scripts/test_neon.sh)
 #   5. libFuzzer runs of the file readers (scripts/fuzz.sh)
@@ -115,11 +115,11 @@ sanitizer_stage() {
   # -O1 -g1: sanitizer builds compile much faster than at -O2 with full debug information,
   # still inline enough that the tests run quickly, and reports keep file and line. The same
   # build has the library's hot-path checks on (MBOK_ENABLE_ASSERTS=1, no -DNDEBUG): the whole
-  # unit suite and the tools' tests run with every MBOK_ASSERT armed.
+  # unit suite, the tools' and the examples' tests run with every MBOK_ASSERT armed.
   cmake -S . -B build/test-sanitize -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DMBOK_ENABLE_ASSERTS=1" -DMBOK_SANITIZE=address,undefined \
-    -DMBOK_BUILD_BENCHMARKS=OFF -DMBOK_BUILD_EXAMPLES=OFF "${launcher[@]}" >/dev/null
-  build build/test-sanitize mbok_all_tests || return 0
+    -DMBOK_BUILD_BENCHMARKS=OFF -DMBOK_BUILD_EXAMPLES=ON "${launcher[@]}" >/dev/null
+  build build/test-sanitize all || return 0
   log "ctest (ASan + UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run_ctest build/test-sanitize -E 'qemu|package|isa-avx2'
