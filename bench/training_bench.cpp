@@ -224,9 +224,10 @@ enum class Gemm { eigen = 0, openblas = 1 };
 void gemm_abt(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
 #if defined(MBOK_BENCH_HAVE_OPENBLAS)
   if (g == Gemm::openblas) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.rows()), static_cast<int>(b.rows()),
-                static_cast<int>(a.cols()), 1.0f, a.data(), static_cast<int>(a.cols()), b.data(),
-                static_cast<int>(b.cols()), 0.0f, c.data(), static_cast<int>(c.cols()));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(a.rows()),
+                static_cast<int>(b.rows()), static_cast<int>(a.cols()), 1.0f, a.data(),
+                static_cast<int>(a.cols()), b.data(), static_cast<int>(b.cols()), 0.0f, c.data(),
+                static_cast<int>(c.cols()));
     return;
   }
 #endif
@@ -237,9 +238,10 @@ void gemm_abt(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
 void gemm_ab(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
 #if defined(MBOK_BENCH_HAVE_OPENBLAS)
   if (g == Gemm::openblas) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(a.rows()), static_cast<int>(b.cols()),
-                static_cast<int>(a.cols()), 1.0f, a.data(), static_cast<int>(a.cols()), b.data(),
-                static_cast<int>(b.cols()), 0.0f, c.data(), static_cast<int>(c.cols()));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(a.rows()),
+                static_cast<int>(b.cols()), static_cast<int>(a.cols()), 1.0f, a.data(),
+                static_cast<int>(a.cols()), b.data(), static_cast<int>(b.cols()), 0.0f, c.data(),
+                static_cast<int>(c.cols()));
     return;
   }
 #endif
@@ -250,9 +252,10 @@ void gemm_ab(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
 void gemm_atb(Gemm g, const RowMatrixF& a, const RowMatrixF& b, RowMatrixF& c) {
 #if defined(MBOK_BENCH_HAVE_OPENBLAS)
   if (g == Gemm::openblas) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(a.cols()), static_cast<int>(b.cols()),
-                static_cast<int>(a.rows()), 1.0f, a.data(), static_cast<int>(a.cols()), b.data(),
-                static_cast<int>(b.cols()), 0.0f, c.data(), static_cast<int>(c.cols()));
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(a.cols()),
+                static_cast<int>(b.cols()), static_cast<int>(a.rows()), 1.0f, a.data(),
+                static_cast<int>(a.cols()), b.data(), static_cast<int>(b.cols()), 0.0f, c.data(),
+                static_cast<int>(c.cols()));
     return;
   }
 #endif
@@ -315,7 +318,8 @@ void latent_step(benchmark::State& state) {
   // Latent copy + two Adam moments, per trainable weight.
   state.counters["state_bytes_per_weight"] = 3.0 * sizeof(float);
   set_phase_counters(state, forward, backward, optimizer, peak, p.tokens);
-  state.SetLabel(gemm == Gemm::eigen ? "latent fp32 + Adam, Eigen GEMM" : "latent fp32 + Adam, OpenBLAS GEMM");
+  state.SetLabel(gemm == Gemm::eigen ? "latent fp32 + Adam, Eigen GEMM"
+                                     : "latent fp32 + Adam, OpenBLAS GEMM");
 }
 
 constexpr int kF32 = static_cast<int>(mbok::AccumulatorType::f32);

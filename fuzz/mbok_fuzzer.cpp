@@ -60,10 +60,9 @@ Outcome run(const std::uint8_t* data, std::size_t size, bool expect_borrowed) {
           const std::uint64_t* row = v.row(i);
           for (std::size_t word = 0; word < row_words; ++word) {
             const std::size_t first = word * 64;
-            const std::uint64_t padding =
-                first >= n ? ~std::uint64_t{0}
-                : n - first >= 64 ? 0
-                                  : ~std::uint64_t{0} << (n - first);
+            const std::uint64_t padding = first >= n        ? ~std::uint64_t{0}
+                                          : n - first >= 64 ? 0
+                                                            : ~std::uint64_t{0} << (n - first);
             if ((row[word] & padding) != 0) std::abort();
             out.words.push_back(row[word]);
           }

@@ -10,7 +10,8 @@ std::string generate(const mbok::llama::LlamaModel& model, const mbok::Tokenizer
   const auto ctx = std::size_t(model.config().max_position_embeddings);
   const auto vocab = std::size_t(model.config().vocab_size);
   std::vector<std::int32_t> history = tokenizer.encode(prompt.empty() ? std::string("\n") : prompt);
-  if (history.size() > ctx / 2) history.erase(history.begin(), history.end() - std::ptrdiff_t(ctx / 2));
+  if (history.size() > ctx / 2)
+    history.erase(history.begin(), history.end() - std::ptrdiff_t(ctx / 2));
   history.reserve(history.size() + std::size_t(count));
   mbok::llama::KvCache cache = model.make_cache(std::int64_t(ctx));
   std::vector<float> logits(vocab);

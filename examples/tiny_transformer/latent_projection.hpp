@@ -102,7 +102,8 @@ class LatentProjection final : public mbok::llama::train::Projection<T> {
       const std::string pre = prefix + "kernels." + std::to_string(i);
       dict[pre + ".s_out"] = mbok::Tensor::from_eigen(k.s_out);
       dict[pre + ".s_in"] = mbok::Tensor::from_eigen(k.s_in);
-      dict[pre + ".latent"] = mbok::Tensor::from(k.latent.data(), {k.latent.rows(), k.latent.cols()});
+      dict[pre + ".latent"] =
+          mbok::Tensor::from(k.latent.data(), {k.latent.rows(), k.latent.cols()});
     }
   }
   void import_state(const mbok::StateDict& dict, const std::string& prefix) override {

@@ -116,11 +116,15 @@ int main(int argc, char** argv) {
   add_options(app, o, quick);
   app.require_subcommand(0, 1);
   const std::vector<std::pair<std::string, std::string>> stages = {
-      {"pretrain", "Train the full-precision teacher, saved as a Hugging Face directory (skipped when it exists)"},
-      {"convert", "Successive-SVID conversion of every projection into mbok files (as mbok-convert)"},
+      {"pretrain",
+       "Train the full-precision teacher, saved as a Hugging Face directory (skipped when it "
+       "exists)"},
+      {"convert",
+       "Successive-SVID conversion of every projection into mbok files (as mbok-convert)"},
       {"finetune", "Boolean-domain finetuning with distillation"},
       {"baseline", "Latent-weight baseline (sign forward, straight-through gradient, Adam)"},
-      {"evaluate", "Perplexity (as mbok-run perplexity), generation speed and samples of every model"},
+      {"evaluate",
+       "Perplexity (as mbok-run perplexity), generation speed and samples of every model"},
       {"report", "Markdown table and loss plot from summary.json"}};
   for (const auto& [name, help] : stages) app.add_subcommand(name, help)->fallthrough();
   // Not part of the default run: minutes to hours, depending on the grid.

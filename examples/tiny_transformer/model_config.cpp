@@ -7,8 +7,8 @@
 namespace tiny {
 
 void ModelConfig::validate() const {
-  if (!(d_model > 0 && layers > 0 && heads > 0 && kv_heads > 0 && intermediate > 0 &&
-        context > 1 && merges >= 0))
+  if (!(d_model > 0 && layers > 0 && heads > 0 && kv_heads > 0 && intermediate > 0 && context > 1 &&
+        merges >= 0))
     throw mbok::InvalidArgument("model config: every size must be positive (context > 1)");
   if (d_model % heads != 0 || (d_model / heads) % 2 != 0)
     throw mbok::InvalidArgument("model config: d_model " + std::to_string(d_model) +
@@ -21,8 +21,8 @@ void ModelConfig::validate() const {
 
 std::string ModelConfig::describe() const {
   std::ostringstream s;
-  s << "d" << d_model << "-l" << layers << "-h" << heads << "/" << kv_heads << "-i"
-    << intermediate << "-c" << context << "-v" << merges;
+  s << "d" << d_model << "-l" << layers << "-h" << heads << "/" << kv_heads << "-i" << intermediate
+    << "-c" << context << "-v" << merges;
   return s.str();
 }
 

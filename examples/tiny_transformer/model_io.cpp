@@ -31,7 +31,9 @@ Llama random_teacher(const LlamaConfig& c, std::uint64_t seed) {
     auto& b = blocks[l];
     b.input_layernorm = Eigen::VectorXf::Ones(h);
     b.post_attention_layernorm = Eigen::VectorXf::Ones(h);
-    const auto name = [&](const char* which) { return mbok::llama::block_linear_name(Index(l), which); };
+    const auto name = [&](const char* which) {
+      return mbok::llama::block_linear_name(Index(l), which);
+    };
     using mbok::llama::LinearLayer;
     b.q_proj = LinearLayer::dense(random(q, h, 1), {}, name("self_attn.q_proj"));
     b.k_proj = LinearLayer::dense(random(kv, h, 1), {}, name("self_attn.k_proj"));
@@ -79,17 +81,20 @@ mbok::BooleanLinearOptions boolean_options(const std::string& train_kernels, std
   else if (train_kernels == "last")
     o.trainable_kernels = {-1};
   else if (train_kernels != "none")
-    throw mbok::InvalidArgument("trainable kernels must be last, all or none, got '" + train_kernels + "'");
+    throw mbok::InvalidArgument("trainable kernels must be last, all or none, got '" +
+                                train_kernels + "'");
   return o;
 }
 
-Llama boolean_model(const LlamaModel& source, const KernelPlan& plan, const std::string& train_kernels) {
-  auto factory = [&](const std::string& name,
-                     const mbok::llama::LinearLayer& l) -> std::unique_ptr<train::Projection<float>> {
+Llama boolean_model(const LlamaModel& source, const KernelPlan& plan,
+                    const std::string& train_kernels) {
+  auto factory =
+      [&](const std::string& name,
+          const mbok::llama::LinearLayer& l) -> std::unique_ptr<train::Projection<float>> {
     if (const auto* b = l.boolean_layer()) {
       mbok::MultiKernelWeights<float> w = b->weights();
-      return std::make_unique<train::BooleanProjection<float>>(
-          mbok::BooleanLinear<float>(std::move(w), boolean_options(train_kernels, b->num_kernels())));
+      return std::make_unique<train::BooleanProjection<float>>(mbok::BooleanLinear<float>(
+          std::move(w), boolean_options(train_kernels, b->num_kernels())));
     }
     const auto k = std::size_t(plan.at(name));
     return std::make_unique<train::BooleanProjection<float>>(mbok::BooleanLinear<float>::from_dense(
@@ -98,9 +103,11 @@ Llama boolean_model(const LlamaModel& source, const KernelPlan& plan, const std:
   return Llama(source, factory);
 }
 
-Llama latent_model(const LlamaModel& teacher, const KernelPlan& plan, const std::string& train_kernels) {
-  auto factory = [&](const std::string& name,
-                     const mbok::llama::LinearLayer& l) -> std::unique_ptr<train::Projection<float>> {
+Llama latent_model(const LlamaModel& teacher, const KernelPlan& plan,
+                   const std::string& train_kernels) {
+  auto factory =
+      [&](const std::string& name,
+          const mbok::llama::LinearLayer& l) -> std::unique_ptr<train::Projection<float>> {
     const auto k = std::size_t(plan.at(name));
     std::vector<bool> trainable(k, train_kernels == "all");
     if (train_kernels == "last") trainable.back() = true;
@@ -113,12 +120,14 @@ std::vector<LatentProjection<float>*> latent_projections(Llama& model) {
   std::vector<LatentProjection<float>*> out;
   for (std::size_t l = 0; l < model.num_blocks(); ++l)
     for (std::size_t j = 0; j < train::projection_names().size(); ++j)
-      if (auto* p = dynamic_cast<LatentProjection<float>*>(&model.projection(l, j))) out.push_back(p);
+      if (auto* p = dynamic_cast<LatentProjection<float>*>(&model.projection(l, j)))
+        out.push_back(p);
   return out;
 }
 
 void save_mbok(const Llama& model, const std::string& path, const std::string& tokenizer_json,
-               const std::string& kind, const std::vector<std::pair<std::string, std::string>>& extra) {
+               const std::string& kind,
+               const std::vector<std::pair<std::string, std::string>>& extra) {
   auto metadata = extra;
   metadata.emplace_back("tiny.kind", kind);
   model.write_mbok(path, tokenizer_json, metadata);

@@ -38,10 +38,9 @@ void save_teacher(const Llama& model, const std::string& dir, const std::string&
 
 /// Loads a teacher directory or an mbok file with `load_pretrained` and checks its
 /// configuration against `expected`. Throws `ModelFileError` naming the path.
-mbok::llama::PretrainedModel load_model(const std::string& path,
-                                        const mbok::llama::LlamaConfig& expected,
-                                        mbok::llama::Activations activations =
-                                            mbok::llama::Activations::float32);
+mbok::llama::PretrainedModel load_model(
+    const std::string& path, const mbok::llama::LlamaConfig& expected,
+    mbok::llama::Activations activations = mbok::llama::Activations::float32);
 
 /// Kernels per projection ("model.layers.0.self_attn.q_proj" -> K).
 using KernelPlan = std::map<std::string, int>;
@@ -63,6 +62,7 @@ std::vector<LatentProjection<float>*> latent_projections(Llama& model);
 
 /// Writes `model` as an mbok file (atomically) with the tokenizer and `tiny.*` metadata.
 void save_mbok(const Llama& model, const std::string& path, const std::string& tokenizer_json,
-               const std::string& kind, const std::vector<std::pair<std::string, std::string>>& extra = {});
+               const std::string& kind,
+               const std::vector<std::pair<std::string, std::string>>& extra = {});
 
 }  // namespace tiny

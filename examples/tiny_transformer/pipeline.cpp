@@ -57,14 +57,17 @@ Pipeline::Pipeline(Options o) : opt_(std::move(o)) {
       {"vocab", config_.vocab_size}};
   summary_["settings"] = settings_json();
   // The two parts as text, for mbok-run perplexity --text and mbok-run finetune --text.
-  if (!file_exists(path("valid.txt"))) std::ofstream(path("valid.txt"), std::ios::binary) << corpus_->valid_text();
-  if (!file_exists(path("train.txt"))) std::ofstream(path("train.txt"), std::ios::binary) << corpus_->train_text();
+  if (!file_exists(path("valid.txt")))
+    std::ofstream(path("valid.txt"), std::ios::binary) << corpus_->valid_text();
+  if (!file_exists(path("train.txt")))
+    std::ofstream(path("train.txt"), std::ios::binary) << corpus_->train_text();
   std::cerr << "corpus: " << summary_["corpus"]["source"].get<std::string>() << ", "
             << corpus_->size() << " bytes, " << corpus_->train_tokens().size() << " + "
             << corpus_->valid_tokens().size() << " tokens (held out: " << path("valid.txt")
-            << "); model " << opt_.model.describe() << " (LLaMA: RMSNorm, RoPE, " << opt_.model.heads
-            << " heads / " << opt_.model.kv_heads << " kv heads, SwiGLU, vocabulary "
-            << config_.vocab_size << "); output in " << opt_.out_dir << "\n";
+            << "); model " << opt_.model.describe() << " (LLaMA: RMSNorm, RoPE, "
+            << opt_.model.heads << " heads / " << opt_.model.kv_heads
+            << " kv heads, SwiGLU, vocabulary " << config_.vocab_size << "); output in "
+            << opt_.out_dir << "\n";
 }
 
 void Pipeline::make_tokenizer() {
@@ -75,10 +78,12 @@ void Pipeline::make_tokenizer() {
     tokenizer_json_ = read_text_file(file);
   } else {
     const auto t0 = Clock::now();
-    const auto merges = mbok::train_byte_level_merges(corpus_->train_text(), std::size_t(opt_.model.merges));
+    const auto merges =
+        mbok::train_byte_level_merges(corpus_->train_text(), std::size_t(opt_.model.merges));
     tokenizer_json_ = mbok::byte_level_tokenizer_json(merges, {"<s>", "</s>"});
     std::ofstream(file, std::ios::binary) << tokenizer_json_;
-    std::cerr << "tokenizer: " << merges.size() << " byte-level BPE merges learned on the training split in "
+    std::cerr << "tokenizer: " << merges.size()
+              << " byte-level BPE merges learned on the training split in "
               << fixed(seconds_since(t0), 2) << " s (train_byte_level_merges) -> " << file << "\n";
   }
   tokenizer_.emplace(mbok::Tokenizer::from_json(tokenizer_json_, file));
@@ -129,7 +134,8 @@ void Pipeline::pretrain_stage() {
 KernelPlan Pipeline::plan(const Variant& v) {
   KernelPlan p;
   for (Index l = 0; l < opt_.model.layers; ++l)
-    for (const auto& n : mbok::llama::train::projection_names()) p[mbok::llama::block_linear_name(l, n)] = v.k;
+    for (const auto& n : mbok::llama::train::projection_names())
+      p[mbok::llama::block_linear_name(l, n)] = v.k;
   if (v.budget > 0) p = budget_plan(teacher_model(), v.budget);
   return p;
 }
@@ -160,7 +166,8 @@ void Pipeline::convert_stage() {
       const auto src = teacher.blocks()[l].linears();
       for (std::size_t j = 0; j < src.size(); ++j) {
         const auto& p = model.projection(l, j);
-        const std::string n = mbok::llama::block_linear_name(Index(l), mbok::llama::train::projection_names()[j]);
+        const std::string n =
+            mbok::llama::block_linear_name(Index(l), mbok::llama::train::projection_names()[j]);
         const Mat<float>& dense = *src[j]->dense_weight();
         const double e = double((dense - p.dense_weight()).norm() / dense.norm());
         const double count = double(dense.size());
@@ -227,7 +234,9 @@ void Pipeline::require_teacher() {
                          "': run the 'pretrain' stage first");
 }
 
-mbok::llama::LlamaModel Pipeline::teacher_model() { return load_model(teacher_path(), config_).model; }
+mbok::llama::LlamaModel Pipeline::teacher_model() {
+  return load_model(teacher_path(), config_).model;
+}
 
 void Pipeline::record_run(const std::string& method, const Variant& v) {
   json r = run_finetune(method, v);

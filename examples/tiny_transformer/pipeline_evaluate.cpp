@@ -86,7 +86,8 @@ void Pipeline::evaluate_stage() {
   const std::string valid = path("valid.txt");
   const std::int64_t ctx = opt_.model.context;
   // Bits per character from nats per token: the held-out text's tokens per byte.
-  const double tokens_per_byte = double(corpus_->valid_tokens().size()) / double(corpus_->valid_size());
+  const double tokens_per_byte =
+      double(corpus_->valid_tokens().size()) / double(corpus_->valid_size());
   json results = json::object();
   for (const auto& e : entries) {
     if (!file_exists(e.file)) continue;
@@ -116,7 +117,8 @@ void Pipeline::evaluate_stage() {
           {"boolean_int8", generation_speed(int8, *tokenizer_, opt_.prompt, opt_.speed_tokens)}};
       r["isa"] = mbok::isa_name(mbok::KernelSet().isa());
       // Quality with int8 activations, as mbok-run runs it by default.
-      std::cerr << "$ mbok-run perplexity -m " << e.file << " --text " << valid << " -c " << ctx << "\n";
+      std::cerr << "$ mbok-run perplexity -m " << e.file << " --text " << valid << " -c " << ctx
+                << "\n";
       const double q = ppl(mbok::llama::Activations::int8);
       std::cerr << "perplexity: " << fixed(std::exp(q), 6) << "\n";
       r["valid_loss_int8"] = q;
@@ -125,7 +127,8 @@ void Pipeline::evaluate_stage() {
     std::string sample = generate(model, *tokenizer_, opt_.prompt, opt_.sample_tokens, sampler);
     // Bytes outside printable ASCII would not be valid UTF-8 in the summary.
     for (char& c : sample)
-      if ((static_cast<unsigned char>(c) < 32 && c != '\n') || static_cast<unsigned char>(c) > 126) c = '?';
+      if ((static_cast<unsigned char>(c) < 32 && c != '\n') || static_cast<unsigned char>(c) > 126)
+        c = '?';
     r["sample"] = sample;
     r["generate_command"] = "mbok-run generate -m " + e.file + " -p '" + opt_.prompt + "' -n " +
                             std::to_string(opt_.sample_tokens) + " --temperature 0.8 --seed 42";

@@ -47,7 +47,8 @@ std::vector<mbok::BitMatrix> trainable_signs(Llama& model) {
   std::vector<mbok::BitMatrix> out;
   for (auto* b : boolean_projections(model))
     if (b)
-      for (std::size_t k : b->layer().trainable_kernels()) out.push_back(b->layer().weights().kernel(k));
+      for (std::size_t k : b->layer().trainable_kernels())
+        out.push_back(b->layer().weights().kernel(k));
   for (auto* t : latent_projections(model))
     for (auto& m : t->trainable_signs()) out.push_back(std::move(m));
   return out;
@@ -106,8 +107,9 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   const std::string ptq = model_path("ptq-" + v.name);
   const std::string train_kernels = method == "scales" ? "none" : opt_.train_kernels;
   Llama student = !boolean ? latent_model(teacher, kp, opt_.train_kernels)
-                  : file_exists(ptq) ? boolean_model(load_model(ptq, config_).model, kp, train_kernels)
-                                     : boolean_model(teacher, kp, train_kernels);
+                  : file_exists(ptq)
+                      ? boolean_model(load_model(ptq, config_).model, kp, train_kernels)
+                      : boolean_model(teacher, kp, train_kernels);
 
   train::FinetuneOptions fo;
   fo.distill.kl_temperature = 1.0;
@@ -125,12 +127,14 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   fo.schedule_eta = opt_.eta_schedule == "cosine";
   train::Finetuner finetuner(teacher, student, fo);
   if (method == "mbok" && run_suffix_.empty())
-    std::cerr << "$ mbok-run finetune --teacher " << teacher_path() << " --student " << ptq << " --text "
-              << path("train.txt") << " -c " << opt_.model.context << " -b " << opt_.batch << " --steps " << steps
-              << " --lr " << opt_.eta << " --scale-lr " << opt_.scale_lr << " --hidden-weight " << opt_.gamma
-              << " --accumulator " << opt_.accumulator << " -o " << model_path(tag)
-              << "   (the same distillation step; here with this pipeline's batches and checkpoints)\n";
-  if (method == "mbok" && opt_.warm_start) warm_start_accumulators(teacher, student, finetuner.boolean_optimizer());
+    std::cerr
+        << "$ mbok-run finetune --teacher " << teacher_path() << " --student " << ptq << " --text "
+        << path("train.txt") << " -c " << opt_.model.context << " -b " << opt_.batch << " --steps "
+        << steps << " --lr " << opt_.eta << " --scale-lr " << opt_.scale_lr << " --hidden-weight "
+        << opt_.gamma << " --accumulator " << opt_.accumulator << " -o " << model_path(tag)
+        << "   (the same distillation step; here with this pipeline's batches and checkpoints)\n";
+  if (method == "mbok" && opt_.warm_start)
+    warm_start_accumulators(teacher, student, finetuner.boolean_optimizer());
 
   // The baseline's latents train with their own Adam.
   std::unique_ptr<mbok::AdamW> latent_opt;
@@ -244,13 +248,16 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     dict["progress.running_loss"] = mbok::Tensor::scalar<double>(running);
     dict["progress.running_steps"] = mbok::Tensor::scalar<std::int64_t>(since);
     std::vector<double> values;
-    for (const auto& p : curve) values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
+    for (const auto& p : curve)
+      values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
     dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
-    mbok::save_checkpoint(ckpt, dict, {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
+    mbok::save_checkpoint(ckpt, dict,
+                          {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
   };
 
   if (start == 0)
-    curve.push_back({0, std::numeric_limits<double>::quiet_NaN(), validation_loss(student, curve_batches_)});
+    curve.push_back(
+        {0, std::numeric_limits<double>::quiet_NaN(), validation_loss(student, curve_batches_)});
   auto bar = progress_bar((method == "mbok"     ? "finetune "
                            : method == "scales" ? "scales only "
                                                 : "baseline ") +
@@ -264,11 +271,12 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
       interrupted = true;
       break;
     }
-    const Batch batch =
-        corpus_->train_batch(opt_.batch, opt_.model.context, opt_.run_seed() + 7919, std::uint64_t(step));
+    const Batch batch = corpus_->train_batch(opt_.batch, opt_.model.context, opt_.run_seed() + 7919,
+                                             std::uint64_t(step));
     const auto t0 = Clock::now();
     double counting_seconds = 0;
-    const train::FinetuneStep r = finetuner.step(batch.inputs, std::size_t(batch.rows), std::size_t(batch.len));
+    const train::FinetuneStep r =
+        finetuner.step(batch.inputs, std::size_t(batch.rows), std::size_t(batch.len));
     if (method == "mbok") flip_fraction_sum += r.flip_rate;
     if (latent_opt) {
       latent_opt->set_learning_rate(schedule(opt_.latent_lr, step, steps, std::max(1, steps / 20)));
@@ -314,13 +322,16 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
             << model_path(tag) << "\n";
   json c = json::array();
   for (const auto& p : curve)
-    c.push_back({p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
+    c.push_back(
+        {p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
   // Bytes per trainable weight: the bit (1/8 byte) plus the optimizer's state, or the
   // latent float plus Adam's moments.
   double state_bytes = method == "scales" ? 0.125 : 0.0;
   if (method == "mbok")
-    state_bytes = (double(finetuner.boolean_optimizer().state_bytes()) + trainable_weights / 8) / trainable_weights;
-  if (latent_opt) state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
+    state_bytes = (double(finetuner.boolean_optimizer().state_bytes()) + trainable_weights / 8) /
+                  trainable_weights;
+  if (latent_opt)
+    state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
   json record = {{"method", method},
                  {"variant", v.name},
                  {"label", v.label},

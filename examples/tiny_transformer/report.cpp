@@ -163,7 +163,8 @@ std::string write_report(const nlohmann::json& s, const std::string& out_dir) {
   md << "## Quality (validation split, " << s["corpus"].value("valid_bytes", 0)
      << " held-out bytes, " << s["corpus"].value("valid_tokens", 0)
      << " tokens; mbok-run perplexity's windowed contract, float activations)\n\n"
-     << "| model | bits/weight | val. loss (nats/token) | perplexity | bits/char | ppl / teacher |\n"
+     << "| model | bits/weight | val. loss (nats/token) | perplexity | bits/char | ppl / teacher "
+        "|\n"
      << "|---|---:|---:|---:|---:|---:|\n";
   auto row = [&](const std::string& label, const std::string& key) {
     if (!ev.contains(key)) return;

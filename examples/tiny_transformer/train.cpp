@@ -27,7 +27,8 @@ double validation_loss(Llama& model, const std::vector<Batch>& batches) {
 }
 
 std::vector<CurvePoint> pretrain(Llama& model, const Corpus& corpus,
-                                 const std::vector<Batch>& curve_batches, const PretrainSettings& s) {
+                                 const std::vector<Batch>& curve_batches,
+                                 const PretrainSettings& s) {
   mbok::AdamWOptions o;
   o.beta2 = 0.95;
   o.weight_decay = s.weight_decay;
@@ -52,9 +53,10 @@ std::vector<CurvePoint> pretrain(Llama& model, const Corpus& corpus,
       running = 0;
       since = 0;
     }
-    bar.update(std::size_t(step + 1), curve.empty() ? ""
-                                                    : "train " + fixed(curve.back().train_loss) +
-                                                          " valid " + fixed(curve.back().valid_loss));
+    bar.update(std::size_t(step + 1), curve.empty()
+                                          ? ""
+                                          : "train " + fixed(curve.back().train_loss) + " valid " +
+                                                fixed(curve.back().valid_loss));
   }
   bar.finish();
   return curve;

@@ -37,6 +37,7 @@ struct PretrainSettings {
 /// Trains `model` (dense projections, embedding trainable) with AdamW on next-token
 /// cross-entropy; returns the loss curve.
 std::vector<CurvePoint> pretrain(Llama& model, const Corpus& corpus,
-                                 const std::vector<Batch>& curve_batches, const PretrainSettings& s);
+                                 const std::vector<Batch>& curve_batches,
+                                 const PretrainSettings& s);
 
 }  // namespace tiny

@@ -435,10 +435,10 @@ class BooleanOptimizer final : public Optimizer {
                              ".beta' must be in [0, 1], got ", b);
       // Used as a float and divided into 1 / scale as a float (i8): both must be finite and
       // > 0 as floats (1e-300 would become 0 and its inverse inf).
-      detail::require_format(
-          detail::positive_as_float(sc) && detail::positive_as_float(1.0 / sc), "state: '",
-          prefix, s.param.name, ".scale' must be finite and > 0 as a float, with a finite float ",
-          "inverse, got ", sc);
+      detail::require_format(detail::positive_as_float(sc) && detail::positive_as_float(1.0 / sc),
+                             "state: '", prefix, s.param.name,
+                             ".scale' must be finite and > 0 as a float, with a finite float ",
+                             "inverse, got ", sc);
       betas.push_back(b);
       scales.push_back(sc);
     }

@@ -79,7 +79,8 @@ inline void check_forward(const MultiKernelWeights<float>& w, const float* x, st
                   w.out_features());
   detail::require(t == 0 || (x != nullptr && y != nullptr),
                   "multi_kernel_forward: null input or output");
-  detail::require_addressable(t, ldx, w.in_features(), sizeof(float), "multi_kernel_forward: input");
+  detail::require_addressable(t, ldx, w.in_features(), sizeof(float),
+                              "multi_kernel_forward: input");
   detail::require_addressable(t, ldy, w.out_features(), sizeof(float),
                               "multi_kernel_forward: output");
 }

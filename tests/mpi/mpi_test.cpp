@@ -326,8 +326,8 @@ void test_shards() {
     std::vector<mbok::BooleanParameter> params, ref_params;
     for (std::size_t t = 0; t < 2; ++t) {
       const std::size_t c = static_cast<std::size_t>(cols[t]);
-      params.push_back({"w" + std::to_string(t), &bits[t],
-                        rank == 0 ? q[t].data() : zero[t].data(), c});
+      params.push_back(
+          {"w" + std::to_string(t), &bits[t], rank == 0 ? q[t].data() : zero[t].data(), c});
       ref_params.push_back({"w" + std::to_string(t), &ref_bits[t], q[t].data(), c});
     }
     DataParallelTrainer trainer(MPI_COMM_WORLD, params, {{"p", v.data(), g.data(), 3, {3}, false}},
@@ -339,7 +339,8 @@ void test_shards() {
       std::vector<float> warm(static_cast<std::size_t>(rows[t]) * ld, 1e30f);
       std::uniform_real_distribution<float> uniform(-0.9f, 0.9f);
       for (int i = 0; i < rows[t]; ++i)
-        for (std::size_t j = 0; j < c; ++j) warm[static_cast<std::size_t>(i) * ld + j] = uniform(rng);
+        for (std::size_t j = 0; j < c; ++j)
+          warm[static_cast<std::size_t>(i) * ld + j] = uniform(rng);
       trainer.set_accumulators(t, warm.data(), ld);
       ref.set_accumulators(t, warm.data(), ld);
     }
@@ -453,8 +454,7 @@ void test_tiny() {
     if (it == state.end()) continue;
     bool zero = true;
     for (std::uint8_t b : it->second.bytes) zero = zero && b == 0;
-    check(zero, std::string("tiny: accumulators stay zero (") +
-                    mbok::accumulator_name(type) + ")");
+    check(zero, std::string("tiny: accumulators stay zero (") + mbok::accumulator_name(type) + ")");
     // The state loads into a one-process optimizer (NaN accumulators would be refused).
     mbok::BitMatrix bits1(5, 70);
     mbok::BooleanOptimizer one({{"w", &bits1, q.data(), 70}}, o.boolean);
@@ -468,10 +468,10 @@ void test_tiny() {
   const std::size_t half = std::numeric_limits<std::size_t>::max() / 2 + 1;  // two wrap to 0
   bool refused = false;
   try {
-    DataParallelTrainer t(MPI_COMM_WORLD, {},
-                          {{"p", v.data(), g.data(), half, {}, false},
-                           {"q", v.data(), g.data(), half, {}, false}},
-                          DataParallelOptions{});
+    DataParallelTrainer t(
+        MPI_COMM_WORLD, {},
+        {{"p", v.data(), g.data(), half, {}, false}, {"q", v.data(), g.data(), half, {}, false}},
+        DataParallelOptions{});
   } catch (const mbok::InvalidArgument& e) {
     refused = std::string(e.what()).find("sizes overflow") != std::string::npos;
     if (!refused) std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
@@ -582,7 +582,8 @@ int main(int argc, char** argv) {
       test_failed_rank(std::atoi(argv[2]), argv[3], what == "kill");
     else
       check(false,
-            "usage: mbok_mpi_tests equality|divergence|mismatch|tiny|shards|save DIR N|resume DIR N|stall|kill "
+            "usage: mbok_mpi_tests equality|divergence|mismatch|tiny|shards|save DIR N|resume DIR "
+            "N|stall|kill "
             "S DIR");
   } catch (const std::exception& e) {
     check(false, std::string("exception: ") + e.what());

@@ -168,8 +168,9 @@ inline std::map<std::string, double> read_importance(const std::string& path) {
 inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out) {
   std::error_code ec;
   const bool directory = std::filesystem::is_directory(o.input, ec);
-  const std::string include_text =
-      !o.include.empty() ? o.include : directory ? llama::kBlockLinearPattern : ".*";
+  const std::string include_text = !o.include.empty() ? o.include
+                                   : directory        ? llama::kBlockLinearPattern
+                                                      : ".*";
   std::regex include, exclude;
   try {
     include = std::regex(include_text);

@@ -136,12 +136,14 @@ int verify_hf(const std::string& mbok_path, const std::string& dir, std::size_t 
             name + ": not kept as it was");
     }
   }
-  check(model.layers().size() == expected_layers,
-        std::to_string(model.layers().size()) + " layers, expected " + std::to_string(expected_layers));
+  check(model.layers().size() == expected_layers, std::to_string(model.layers().size()) +
+                                                      " layers, expected " +
+                                                      std::to_string(expected_layers));
   const Metadata& md = model.file().metadata();
   const auto config = md.find("config.json");
-  check(config != md.end() && llama::LlamaConfig::from_json(nlohmann::json::parse(config->second)).to_json() ==
-                                  source.config.to_json(),
+  check(config != md.end() &&
+            llama::LlamaConfig::from_json(nlohmann::json::parse(config->second)).to_json() ==
+                source.config.to_json(),
         "metadata config.json missing or different");
   const auto tokenizer = md.find("tokenizer.json");
   if (const auto path = source.checkpoint.tokenizer_path())
@@ -166,7 +168,8 @@ int main(int argc, char** argv) {
     }
     if (mode == "verify-hf" && argc == 5)
       return verify_hf(argv[2], argv[3], static_cast<std::size_t>(std::stoul(argv[4])));
-    std::cerr << "usage: test_fixture make FILE | verify MBOK SOURCE REPORT | verify-hf MBOK DIR K\n";
+    std::cerr
+        << "usage: test_fixture make FILE | verify MBOK SOURCE REPORT | verify-hf MBOK DIR K\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "test_fixture: " << e.what() << "\n";

@@ -66,39 +66,55 @@ std::uint64_t parse_size(const std::string& text) {
   std::string unit = text.substr(used);
   for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   double scale = 0;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "KB") scale = 1e3;
-  else if (unit == "MB") scale = 1e6;
-  else if (unit == "GB") scale = 1e9;
-  else if (unit == "KIB") scale = 1024.0;
-  else if (unit == "MIB") scale = 1024.0 * 1024;
-  else if (unit == "GIB") scale = 1024.0 * 1024 * 1024;
+  if (unit.empty() || unit == "B")
+    scale = 1;
+  else if (unit == "KB")
+    scale = 1e3;
+  else if (unit == "MB")
+    scale = 1e6;
+  else if (unit == "GB")
+    scale = 1e9;
+  else if (unit == "KIB")
+    scale = 1024.0;
+  else if (unit == "MIB")
+    scale = 1024.0 * 1024;
+  else if (unit == "GIB")
+    scale = 1024.0 * 1024 * 1024;
   if (used == 0 || scale == 0 || !(value >= 0))
-    throw mbok::InvalidArgument("mbok: --shard-size '" + text +
-                                "' is not a size (bytes, or a number with KB, MB, GB, KiB, MiB, GiB)");
+    throw mbok::InvalidArgument(
+        "mbok: --shard-size '" + text +
+        "' is not a size (bytes, or a number with KB, MB, GB, KiB, MiB, GiB)");
   return static_cast<std::uint64_t>(value * scale);
 }
 
-int fail(const std::string& message) { return mbok_examples::report_error("mbok-make-random-llama", message); }
+int fail(const std::string& message) {
+  return mbok_examples::report_error("mbok-make-random-llama", message);
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Writes a random LLaMA-family checkpoint as a Hugging Face model directory (config.json,\n"
-               "model.safetensors or model.safetensors.index.json + shards, tokenizer.json). Weights are\n"
-               "N(0, std^2), norm weights near 1; the same seed gives the same checkpoint.",
-               "mbok-make-random-llama"};
-  std::string out_dir, config_file, preset_name, dtype_name = "bf16", shard_size = "5GB", tokenizer_file;
+  CLI::App app{
+      "Writes a random LLaMA-family checkpoint as a Hugging Face model directory (config.json,\n"
+      "model.safetensors or model.safetensors.index.json + shards, tokenizer.json). Weights are\n"
+      "N(0, std^2), norm weights near 1; the same seed gives the same checkpoint.",
+      "mbok-make-random-llama"};
+  std::string out_dir, config_file, preset_name, dtype_name = "bf16", shard_size = "5GB",
+                                                 tokenizer_file;
   std::uint64_t seed = 0;
   float std_dev = 0.02f;
   bool quiet = false;
-  app.add_option("output", out_dir, "directory to write (created; its model files are replaced)")->required();
-  auto* cfg = app.add_option("--config", config_file, "a Hugging Face config.json giving the shapes");
-  auto* pre = app.add_option("--preset", preset_name, "tiny, 1b (16 x 2048/5632) or 7b (LLaMA-2-7B shapes)");
+  app.add_option("output", out_dir, "directory to write (created; its model files are replaced)")
+      ->required();
+  auto* cfg =
+      app.add_option("--config", config_file, "a Hugging Face config.json giving the shapes");
+  auto* pre = app.add_option("--preset", preset_name,
+                             "tiny, 1b (16 x 2048/5632) or 7b (LLaMA-2-7B shapes)");
   cfg->excludes(pre);
   app.add_option("--dtype", dtype_name, "bf16 (default), f16 or f32");
-  app.add_option("--shard-size", shard_size,
-                 "largest shard, e.g. 2GB or 500MiB (default 5GB, as HF); 0 writes one model.safetensors");
+  app.add_option(
+      "--shard-size", shard_size,
+      "largest shard, e.g. 2GB or 500MiB (default 5GB, as HF); 0 writes one model.safetensors");
   app.add_option("--seed", seed, "random seed (default 0)");
   app.add_option("--std", std_dev, "standard deviation of the weights (default 0.02)");
   app.add_option("--tokenizer", tokenizer_file, "a tokenizer.json to copy into the directory");
@@ -111,13 +127,19 @@ int main(int argc, char** argv) {
     return fail(std::string(e.what()) + " (see --help)");
   }
   return mbok_examples::run_reporting_errors("mbok-make-random-llama", [&] {
-    if (cfg->count() == 0 && pre->count() == 0) return fail("one of --config or --preset is required");
-    const LlamaConfig config = cfg->count() ? LlamaConfig::from_file(config_file) : preset(preset_name);
+    if (cfg->count() == 0 && pre->count() == 0)
+      return fail("one of --config or --preset is required");
+    const LlamaConfig config =
+        cfg->count() ? LlamaConfig::from_file(config_file) : preset(preset_name);
     mbok::DType dtype;
-    if (dtype_name == "bf16") dtype = mbok::DType::bf16;
-    else if (dtype_name == "f16") dtype = mbok::DType::f16;
-    else if (dtype_name == "f32") dtype = mbok::DType::f32;
-    else return fail("--dtype must be bf16, f16 or f32, got '" + dtype_name + "'");
+    if (dtype_name == "bf16")
+      dtype = mbok::DType::bf16;
+    else if (dtype_name == "f16")
+      dtype = mbok::DType::f16;
+    else if (dtype_name == "f32")
+      dtype = mbok::DType::f32;
+    else
+      return fail("--dtype must be bf16, f16 or f32, got '" + dtype_name + "'");
     const std::uint64_t shard_bytes = parse_size(shard_size);
     std::optional<std::string> tokenizer;
     if (!tokenizer_file.empty()) tokenizer = mbok::HfCheckpoint::read_text(tokenizer_file);
@@ -134,9 +156,9 @@ int main(int argc, char** argv) {
           if (!quiet) bar.update(static_cast<std::size_t>(done / kMiB), name);
         });
     if (!quiet) bar.finish();
-    std::cout << out_dir << ": " << tensors.size() << " tensors, " << mbok::dtype_name(dtype) << ", "
-              << result.tensor_bytes << " bytes in " << result.weight_files.size() << " file"
-              << (result.weight_files.size() == 1 ? "" : "s") << "\n";
+    std::cout << out_dir << ": " << tensors.size() << " tensors, " << mbok::dtype_name(dtype)
+              << ", " << result.tensor_bytes << " bytes in " << result.weight_files.size()
+              << " file" << (result.weight_files.size() == 1 ? "" : "s") << "\n";
     return 0;
   });
 }

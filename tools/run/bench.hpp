@@ -22,8 +22,8 @@ namespace mbok::tools {
 struct BenchResult {
   double prefill_tokens_per_s = 0;
   double decode_tokens_per_s = 0;
-  double bytes_per_token = 0;       // weights + the KV cache at the middle of the decode run
-  double read_gb_per_s = 0;         // streaming read of a 1 GiB buffer
+  double bytes_per_token = 0;  // weights + the KV cache at the middle of the decode run
+  double read_gb_per_s = 0;    // streaming read of a 1 GiB buffer
   double limit_tokens_per_s() const { return read_gb_per_s * 1e9 / bytes_per_token; }
 };
 
@@ -37,7 +37,8 @@ inline double seconds_since(Clock::time_point t0) {
 // Sum of the 64-bit words of [p, p + words): a read stream the compiler vectorizes, fast
 // enough that DRAM, not the core, limits it (with 256-bit loads where the CPU has AVX2: the
 // 128-bit loop of the baseline x86-64 target falls short of a Zen core's bandwidth).
-__attribute__((always_inline)) inline std::uint64_t read_words_generic(const std::uint64_t* p, std::size_t words) {
+__attribute__((always_inline)) inline std::uint64_t read_words_generic(const std::uint64_t* p,
+                                                                       std::size_t words) {
   std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   for (std::size_t i = 0; i + 4 <= words; i += 4) {
     s0 += p[i];
@@ -49,7 +50,8 @@ __attribute__((always_inline)) inline std::uint64_t read_words_generic(const std
 }
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // The same loop inlined into an AVX2 function, so it is vectorized with 256-bit loads.
-__attribute__((target("avx2"))) inline std::uint64_t read_words_avx2(const std::uint64_t* p, std::size_t words) {
+__attribute__((target("avx2"))) inline std::uint64_t read_words_avx2(const std::uint64_t* p,
+                                                                     std::size_t words) {
   return read_words_generic(p, words);
 }
 #endif
@@ -87,12 +89,13 @@ inline double read_bandwidth_gbs(int reps) {
 
 /// Runs the benchmark: `prompt` tokens of prefill and `decode` tokens of generation, `reps`
 /// times each (best kept). Token ids are random (seed 1): speed does not depend on them.
-inline BenchResult run_bench(const mbok::llama::LlamaModel& model, std::int64_t prompt, std::int64_t decode,
-                             int reps) {
+inline BenchResult run_bench(const mbok::llama::LlamaModel& model, std::int64_t prompt,
+                             std::int64_t decode, int reps) {
   using namespace bench_detail;
   const auto& cfg = model.config();
   std::mt19937 rng(1);
-  std::uniform_int_distribution<std::int32_t> token(0, static_cast<std::int32_t>(cfg.vocab_size - 1));
+  std::uniform_int_distribution<std::int32_t> token(0,
+                                                    static_cast<std::int32_t>(cfg.vocab_size - 1));
   std::vector<std::int32_t> tokens(static_cast<std::size_t>(std::max(prompt, decode + 1)));
   for (auto& t : tokens) t = token(rng);
   std::vector<float> logits(static_cast<std::size_t>(cfg.vocab_size));
@@ -115,8 +118,10 @@ inline BenchResult run_bench(const mbok::llama::LlamaModel& model, std::int64_t 
     }
   }
   // Keys and values of every layer read once per decoded token, at the run's mean length.
-  const double kv_per_token = 2.0 * double(cfg.num_hidden_layers) * double(cfg.kv_size()) * sizeof(float);
-  r.bytes_per_token = double(model.footprint().bytes_per_token) + kv_per_token * (1.0 + double(decode) / 2);
+  const double kv_per_token =
+      2.0 * double(cfg.num_hidden_layers) * double(cfg.kv_size()) * sizeof(float);
+  r.bytes_per_token =
+      double(model.footprint().bytes_per_token) + kv_per_token * (1.0 + double(decode) / 2);
   r.read_gb_per_s = read_bandwidth_gbs(3);
   return r;
 }

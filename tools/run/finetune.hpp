@@ -48,12 +48,18 @@ struct FinetuneCommand {
   // The settings a resumed run must share with the checkpoint's run.
   std::string settings() const {
     nlohmann::json j = {{"student", kernels > 0 ? "kernels=" + std::to_string(kernels) : "file"},
-                        {"context", context},         {"batch", batch},
-                        {"steps", steps},             {"warmup", warmup},
-                        {"eta", eta},                 {"scale_lr", scale_lr},
-                        {"kl_temperature", kl_temperature}, {"hidden_weight", hidden_weight},
-                        {"floor", floor},             {"accumulator", accumulator},
-                        {"signal_scaling", signal_scaling}, {"seed", seed},
+                        {"context", context},
+                        {"batch", batch},
+                        {"steps", steps},
+                        {"warmup", warmup},
+                        {"eta", eta},
+                        {"scale_lr", scale_lr},
+                        {"kl_temperature", kl_temperature},
+                        {"hidden_weight", hidden_weight},
+                        {"floor", floor},
+                        {"accumulator", accumulator},
+                        {"signal_scaling", signal_scaling},
+                        {"seed", seed},
                         {"train_norms", train_norms}};
     return j.dump();
   }
@@ -90,7 +96,8 @@ inline int run_finetune(const FinetuneCommand& o) {
   namespace fs = std::filesystem;
   namespace lt = llama::train;
   check(!o.distributed,
-        "--distributed is not implemented for finetune yet (run on one process; the data-parallel trainer of "
+        "--distributed is not implemented for finetune yet (run on one process; the data-parallel "
+        "trainer of "
         "mbok/distributed/mpi.hpp is not wired into this command)");
   check(o.kernels > 0 || !o.student.empty(), "give --student FILE.mbok or --kernels K");
   check(o.kernels == 0 || o.student.empty(), "--student and --kernels exclude each other");
@@ -98,8 +105,10 @@ inline int run_finetune(const FinetuneCommand& o) {
   check(o.batch >= 1, "--batch must be at least 1");
   check(o.steps >= 1, "--steps must be at least 1");
   check(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0");
-  check(o.checkpoint_every == 0 || !o.checkpoint_dir.empty(), "--checkpoint-every needs --checkpoint-dir");
-  check(o.stop_after >= 0 && (o.stop_after == 0 || !o.checkpoint_dir.empty()), "--stop-after needs --checkpoint-dir");
+  check(o.checkpoint_every == 0 || !o.checkpoint_dir.empty(),
+        "--checkpoint-every needs --checkpoint-dir");
+  check(o.stop_after >= 0 && (o.stop_after == 0 || !o.checkpoint_dir.empty()),
+        "--stop-after needs --checkpoint-dir");
   check(o.eta > 0 && o.scale_lr >= 0, "--lr must be > 0 and --scale-lr >= 0");
   check(o.kl_temperature > 0, "--kl-temperature must be > 0");
   check(o.hidden_weight >= 0, "--hidden-weight must be >= 0");
@@ -107,11 +116,15 @@ inline int run_finetune(const FinetuneCommand& o) {
   check(o.warmup <= o.steps, "--warmup must not exceed --steps");
   const AccumulatorType acc = parse_accumulator_type(o.accumulator);
   SignalScaling scaling = SignalScaling::rms;
-  if (o.signal_scaling == "none") scaling = SignalScaling::none;
-  else if (o.signal_scaling == "sign") scaling = SignalScaling::sign;
-  else check(o.signal_scaling == "rms", "--signal-scaling must be none, rms or sign");
+  if (o.signal_scaling == "none")
+    scaling = SignalScaling::none;
+  else if (o.signal_scaling == "sign")
+    scaling = SignalScaling::sign;
+  else
+    check(o.signal_scaling == "rms", "--signal-scaling must be none, rms or sign");
   const std::string ckpt_dir = !o.resume.empty() ? o.resume : o.checkpoint_dir;
-  const std::string ckpt_path = ckpt_dir.empty() ? std::string() : (fs::path(ckpt_dir) / "finetune.ckpt").string();
+  const std::string ckpt_path =
+      ckpt_dir.empty() ? std::string() : (fs::path(ckpt_dir) / "finetune.ckpt").string();
   if (!o.resume.empty())
     check(fs::is_regular_file(ckpt_path), "--resume: no checkpoint '" + ckpt_path + "'");
   const llama::Activations eval_act =
@@ -119,11 +132,13 @@ inline int run_finetune(const FinetuneCommand& o) {
 
   // Teacher, tokenizer and student.
   llama::PretrainedModel teacher = llama::load_pretrained(o.teacher);
-  check(!teacher.converted, "--teacher must be a Hugging Face checkpoint directory (the float model)");
+  check(!teacher.converted,
+        "--teacher must be a Hugging Face checkpoint directory (the float model)");
   if (!teacher.tokenizer) throw FormatError("mbok: '" + o.teacher + "' has no tokenizer.json");
   const llama::LlamaConfig& cfg = teacher.model.config();
   check(o.context <= cfg.max_position_embeddings,
-        "--context " + std::to_string(o.context) + " exceeds the model's max_position_embeddings (" +
+        "--context " + std::to_string(o.context) +
+            " exceeds the model's max_position_embeddings (" +
             std::to_string(cfg.max_position_embeddings) + ")");
   std::optional<std::string> tokenizer_json;
   if (const auto tok = llama::open_llama_checkpoint(o.teacher).checkpoint.tokenizer_path())
@@ -137,8 +152,9 @@ inline int run_finetune(const FinetuneCommand& o) {
     mo.activations = llama::Activations::float32;
     const llama::PretrainedModel s = llama::load_pretrained(o.student, mo);
     check(s.converted, "--student must be an mbok file (mbok-convert's output)");
-    check(s.model.config().to_json() == cfg.to_json(),
-          "--student's config.json differs from the teacher's: it was not converted from this model");
+    check(
+        s.model.config().to_json() == cfg.to_json(),
+        "--student's config.json differs from the teacher's: it was not converted from this model");
     student.emplace(s.model, lt::boolean_projections<float>(0), parts);
   } else {
     student.emplace(teacher.model, lt::boolean_projections<float>(o.kernels), parts);
@@ -153,8 +169,8 @@ inline int run_finetune(const FinetuneCommand& o) {
   if (!o.eval_text.empty()) {
     eval_tokens = teacher.tokenizer->encode(read_file_text(o.eval_text), false);
     check(static_cast<std::int64_t>(eval_tokens.size()) >= o.context,
-          "the eval text has " + std::to_string(eval_tokens.size()) + " tokens, fewer than one window of " +
-              std::to_string(o.context));
+          "the eval text has " + std::to_string(eval_tokens.size()) +
+              " tokens, fewer than one window of " + std::to_string(o.context));
   }
 
   lt::FinetuneOptions fo;
@@ -176,12 +192,13 @@ inline int run_finetune(const FinetuneCommand& o) {
     const auto it = ck.metadata.find("mbok.finetune.settings");
     if (it == ck.metadata.end() || it->second != o.settings())
       throw InvalidArgument("mbok: checkpoint '" + ckpt_path + "' was made with other settings (" +
-                            (it == ck.metadata.end() ? std::string("none") : it->second) + "); this run has " +
-                            o.settings());
+                            (it == ck.metadata.end() ? std::string("none") : it->second) +
+                            "); this run has " + o.settings());
     student->import_state(ck.state, "student.");
     ft.import_state(ck.state, "optimizer.");
     start = ft.step_count();
-    check(start <= o.steps, "the checkpoint is at step " + std::to_string(start) + ", beyond --steps");
+    check(start <= o.steps,
+          "the checkpoint is at step " + std::to_string(start) + ", beyond --steps");
     if (!o.quiet) std::cerr << "resuming at step " << start << " from " << ckpt_path << "\n";
   }
   auto save = [&]() {
@@ -197,23 +214,29 @@ inline int run_finetune(const FinetuneCommand& o) {
     return llama::perplexity(m, eval_tokens, o.context).perplexity();
   };
   // The distillation loss on the eval text: its first (up to 8) consecutive windows.
-  const std::size_t eval_windows = std::min<std::size_t>(8, eval_tokens.size() / static_cast<std::size_t>(o.context));
+  const std::size_t eval_windows =
+      std::min<std::size_t>(8, eval_tokens.size() / static_cast<std::size_t>(o.context));
   auto eval_kl = [&]() {
-    const std::vector<std::int32_t> head(eval_tokens.begin(),
-                                         eval_tokens.begin() + std::ptrdiff_t(eval_windows * std::size_t(o.context)));
+    const std::vector<std::int32_t> head(
+        eval_tokens.begin(),
+        eval_tokens.begin() + std::ptrdiff_t(eval_windows * std::size_t(o.context)));
     return ft.evaluate(head, eval_windows, static_cast<std::size_t>(o.context)).kl;
   };
   if (!eval_tokens.empty()) {
     std::cout << "teacher perplexity: " << fixed(ppl(teacher.model)) << std::endl;
-    std::cout << "perplexity before: " << fixed(ppl(student->to_llama_model(eval_act))) << std::endl;
+    std::cout << "perplexity before: " << fixed(ppl(student->to_llama_model(eval_act)))
+              << std::endl;
     std::cout << "eval kl before: " << fixed(eval_kl(), 6) << std::endl;
   }
 
-  const std::size_t seqs = static_cast<std::size_t>(o.batch), len = static_cast<std::size_t>(o.context);
+  const std::size_t seqs = static_cast<std::size_t>(o.batch),
+                    len = static_cast<std::size_t>(o.context);
   const std::int64_t end = o.stop_after > 0 ? std::min(o.steps, start + o.stop_after) : o.steps;
-  std::cout << "finetuning " << ft.boolean_weights() << " Boolean weights, steps " << start << ".." << end
-            << " of " << o.steps << ", " << o.batch << " x " << o.context << " tokens per step" << std::endl;
-  mbok_examples::ProgressBar bar(std::cerr, "finetune", static_cast<std::size_t>(std::max<std::int64_t>(1, end - start)),
+  std::cout << "finetuning " << ft.boolean_weights() << " Boolean weights, steps " << start << ".."
+            << end << " of " << o.steps << ", " << o.batch << " x " << o.context
+            << " tokens per step" << std::endl;
+  mbok_examples::ProgressBar bar(std::cerr, "finetune",
+                                 static_cast<std::size_t>(std::max<std::int64_t>(1, end - start)),
                                  mbok_examples::ProgressBar::stderr_is_terminal());
   const auto t0 = Clock::now();
   double loss_sum = 0, kl_last = 0, flips_sum = 0;
@@ -226,21 +249,24 @@ inline int run_finetune(const FinetuneCommand& o) {
     kl_last = r.loss.kl;
     flips_sum += r.flip_rate;
     if (!o.quiet)
-      bar.update(static_cast<std::size_t>(done), "loss " + fixed(r.loss.total()) + " kl " + fixed(r.loss.kl) +
-                                                      " flips " + fixed(100 * r.flip_rate, 3) + "%");
+      bar.update(static_cast<std::size_t>(done), "loss " + fixed(r.loss.total()) + " kl " +
+                                                     fixed(r.loss.kl) + " flips " +
+                                                     fixed(100 * r.flip_rate, 3) + "%");
     if (o.checkpoint_every > 0 && (s + 1) % o.checkpoint_every == 0 && s + 1 < end) save();
   }
   if (!o.quiet) bar.finish();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!o.checkpoint_dir.empty()) save();
   if (done > 0)
-    std::cout << "steps: " << done << " in " << fixed(secs, 2) << " s (" << fixed(double(done) / secs, 3)
-              << " steps/s, " << fixed(double(done) * double(seqs * len) / secs, 1) << " tokens/s), mean loss "
-              << fixed(loss_sum / double(done)) << ", last kl " << fixed(kl_last) << ", mean flip rate "
-              << fixed(100 * flips_sum / double(done), 4) << "%" << std::endl;
-  if (end < o.steps) {
-    std::cout << "stopped at step " << end << " (--stop-after); resume with --resume " << o.checkpoint_dir
+    std::cout << "steps: " << done << " in " << fixed(secs, 2) << " s ("
+              << fixed(double(done) / secs, 3) << " steps/s, "
+              << fixed(double(done) * double(seqs * len) / secs, 1) << " tokens/s), mean loss "
+              << fixed(loss_sum / double(done)) << ", last kl " << fixed(kl_last)
+              << ", mean flip rate " << fixed(100 * flips_sum / double(done), 4) << "%"
               << std::endl;
+  if (end < o.steps) {
+    std::cout << "stopped at step " << end << " (--stop-after); resume with --resume "
+              << o.checkpoint_dir << std::endl;
     return 0;
   }
   student->write_mbok(o.out, tokenizer_json,

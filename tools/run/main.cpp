@@ -33,16 +33,20 @@ namespace {
 using mbok::llama::PretrainedModel;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 int fail(const std::string& message) { return mbok_examples::report_error("mbok-run", message); }
 
 PretrainedModel load(const mbok::tools::RunOptions& o) {
   mbok::llama::ModelOptions mo;
-  mo.activations = o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  mo.activations =
+      o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
   PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
   if (!p.tokenizer)
-    throw mbok::FormatError("mbok: '" + o.model + "' has no tokenizer (tokenizer.json) to read the text with");
+    throw mbok::FormatError("mbok: '" + o.model +
+                            "' has no tokenizer (tokenizer.json) to read the text with");
   return p;
 }
 
@@ -68,22 +72,25 @@ int run_perplexity(const mbok::tools::RunOptions& o) {
     throw mbok::InvalidArgument("mbok: the text has " + std::to_string(tokens.size()) +
                                 " tokens, fewer than one window of " + std::to_string(o.context));
   if (!o.quiet)
-    std::cerr << "tokenized " << tokens.size() << " tokens in " << std::fixed << std::setprecision(2)
-              << seconds_since(t0) << " s\n";
+    std::cerr << "tokenized " << tokens.size() << " tokens in " << std::fixed
+              << std::setprecision(2) << seconds_since(t0) << " s\n";
   std::cout << "tokens: " << tokens.size() << std::endl;
-  mbok_examples::ProgressBar bar(std::cerr, "perplexity",
-                                 std::max<std::size_t>(1, tokens.size() / static_cast<std::size_t>(std::max<std::int64_t>(o.context, 1))),
-                                 mbok_examples::ProgressBar::stderr_is_terminal());
+  mbok_examples::ProgressBar bar(
+      std::cerr, "perplexity",
+      std::max<std::size_t>(
+          1, tokens.size() / static_cast<std::size_t>(std::max<std::int64_t>(o.context, 1))),
+      mbok_examples::ProgressBar::stderr_is_terminal());
   const auto t1 = Clock::now();
-  const mbok::llama::PerplexityResult r = mbok::llama::perplexity(
-      p.model, tokens, o.context, [&](std::size_t done, std::size_t) {
+  const mbok::llama::PerplexityResult r =
+      mbok::llama::perplexity(p.model, tokens, o.context, [&](std::size_t done, std::size_t) {
         if (!o.quiet) bar.update(done);
       });
   const double s = seconds_since(t1);
   if (!o.quiet)
-    std::cerr << r.windows << " windows of " << o.context << " tokens, " << r.predictions << " predictions in "
-              << std::fixed << std::setprecision(2) << s << " s ("
-              << std::setprecision(1) << double(r.windows) * double(o.context) / s << " tokens/s)\n";
+    std::cerr << r.windows << " windows of " << o.context << " tokens, " << r.predictions
+              << " predictions in " << std::fixed << std::setprecision(2) << s << " s ("
+              << std::setprecision(1) << double(r.windows) * double(o.context) / s
+              << " tokens/s)\n";
   std::cout << "perplexity: " << std::setprecision(6) << std::fixed << r.perplexity() << std::endl;
   return 0;
 }
@@ -96,8 +103,9 @@ int run_generate(const mbok::tools::RunOptions& o) {
   if (prompt.empty()) throw mbok::InvalidArgument("mbok: the prompt has no tokens");
   const std::int64_t total = static_cast<std::int64_t>(prompt.size()) + o.tokens;
   if (total > cfg.max_position_embeddings)
-    throw mbok::InvalidArgument("mbok: prompt (" + std::to_string(prompt.size()) + " tokens) + -n " +
-                                std::to_string(o.tokens) + " exceeds the model's max_position_embeddings (" +
+    throw mbok::InvalidArgument("mbok: prompt (" + std::to_string(prompt.size()) +
+                                " tokens) + -n " + std::to_string(o.tokens) +
+                                " exceeds the model's max_position_embeddings (" +
                                 std::to_string(cfg.max_position_embeddings) + ")");
   std::vector<std::int64_t> stops = cfg.eos_token_ids;
   if (stops.empty() && tok.eos_id()) stops.push_back(*tok.eos_id());
@@ -140,12 +148,15 @@ int run_generate(const mbok::tools::RunOptions& o) {
 
 int run_bench(const mbok::tools::RunOptions& o) {
   mbok::llama::ModelOptions mo;
-  mo.activations = o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  mo.activations =
+      o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
   const auto t0 = Clock::now();
   const PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
   const double load_s = seconds_since(t0);
-  const mbok::tools::BenchResult r = mbok::tools::run_bench(p.model, o.bench_prompt, o.tokens, o.reps);
-  std::cout << std::fixed << std::setprecision(2) << "model: " << o.model << " (loaded in " << load_s << " s)\n"
+  const mbok::tools::BenchResult r =
+      mbok::tools::run_bench(p.model, o.bench_prompt, o.tokens, o.reps);
+  std::cout << std::fixed << std::setprecision(2) << "model: " << o.model << " (loaded in "
+            << load_s << " s)\n"
             << "threads: " << mbok::max_threads() << ", activations: " << o.activations << "\n"
             << "pp" << o.bench_prompt << ": " << r.prefill_tokens_per_s << " tokens/s\n"
             << "tg" << o.tokens << ": " << r.decode_tokens_per_s << " tokens/s\n"
@@ -158,16 +169,21 @@ int run_bench(const mbok::tools::RunOptions& o) {
 
 int run_info(const mbok::tools::RunOptions& o) {
   mbok::llama::ModelOptions mo;
-  mo.activations = o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  mo.activations =
+      o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
   const PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
   const auto f = p.model.footprint();
-  std::cout << "model: " << o.model << (p.converted ? " (mbok file)" : " (Hugging Face checkpoint)") << "\n"
+  std::cout << "model: " << o.model << (p.converted ? " (mbok file)" : " (Hugging Face checkpoint)")
+            << "\n"
             << "config: " << p.model.config().to_json().dump() << "\n"
-            << "tokenizer: " << (p.tokenizer ? std::to_string(p.tokenizer->vocab_size()) + " tokens" : "none") << "\n"
-            << "boolean layers: " << f.boolean_layers << " (" << f.boolean_parameters << " weights), dense layers: "
-            << f.dense_layers << " (" << f.dense_block_parameters << " weights), float parameters: "
-            << f.float_parameters << "\n"
-            << "weight bytes read per token: " << f.bytes_per_token << ", resident: " << f.resident_bytes << "\n";
+            << "tokenizer: "
+            << (p.tokenizer ? std::to_string(p.tokenizer->vocab_size()) + " tokens" : "none")
+            << "\n"
+            << "boolean layers: " << f.boolean_layers << " (" << f.boolean_parameters
+            << " weights), dense layers: " << f.dense_layers << " (" << f.dense_block_parameters
+            << " weights), float parameters: " << f.float_parameters << "\n"
+            << "weight bytes read per token: " << f.bytes_per_token
+            << ", resident: " << f.resident_bytes << "\n";
   return 0;
 }
 
@@ -175,94 +191,136 @@ int run_info(const mbok::tools::RunOptions& o) {
 
 int main(int argc, char** argv) {
   mbok::tools::RunOptions o;
-  CLI::App app{"Runs a LLaMA-family model: a Hugging Face checkpoint directory (config.json, safetensors, "
-               "tokenizer.json) as the float model, or an mbok file made from one by mbok-convert.",
-               "mbok-run"};
+  CLI::App app{
+      "Runs a LLaMA-family model: a Hugging Face checkpoint directory (config.json, safetensors, "
+      "tokenizer.json) as the float model, or an mbok file made from one by mbok-convert.",
+      "mbok-run"};
   app.require_subcommand(1);
   auto common = [&o](CLI::App* sub) {
-    sub->add_option("-m,--model", o.model, "Hugging Face checkpoint directory or mbok file")->required();
-    sub->add_option("--activations", o.activations, "activations of the Boolean layers: int8 (default) or float")
+    sub->add_option("-m,--model", o.model, "Hugging Face checkpoint directory or mbok file")
+        ->required();
+    sub->add_option("--activations", o.activations,
+                    "activations of the Boolean layers: int8 (default) or float")
         ->check(CLI::IsMember({"int8", "float"}));
-    sub->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")->check(CLI::PositiveNumber);
+    sub->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")
+        ->check(CLI::PositiveNumber);
   };
-  CLI::App* ppl = app.add_subcommand(
-      "perplexity",
-      "Perplexity over a text file: the text is tokenized once (no special tokens) and cut into consecutive "
-      "non-overlapping windows of --context tokens (a last partial window is dropped); each token after the "
-      "first of a window is predicted from its prefix. Prints 'tokens: N' and 'perplexity: X' (exp of the "
-      "mean negative log-likelihood).");
+  CLI::App* ppl = app.add_subcommand("perplexity",
+                                     "Perplexity over a text file: the text is tokenized once (no "
+                                     "special tokens) and cut into consecutive "
+                                     "non-overlapping windows of --context tokens (a last partial "
+                                     "window is dropped); each token after the "
+                                     "first of a window is predicted from its prefix. Prints "
+                                     "'tokens: N' and 'perplexity: X' (exp of the "
+                                     "mean negative log-likelihood).");
   common(ppl);
   ppl->add_option("--text", o.text, "UTF-8 text file")->required();
-  ppl->add_option("-c,--context", o.context, "window length in tokens")->required()->check(CLI::Range(2, 1 << 30));
+  ppl->add_option("-c,--context", o.context, "window length in tokens")
+      ->required()
+      ->check(CLI::Range(2, 1 << 30));
   ppl->add_flag("-q,--quiet", o.quiet, "no progress bar");
   CLI::App* gen = app.add_subcommand(
-      "generate", "Generates text after a prompt, streaming it to standard output; reports prefill and decode "
-                  "tokens/s on standard error.");
+      "generate",
+      "Generates text after a prompt, streaming it to standard output; reports prefill and decode "
+      "tokens/s on standard error.");
   common(gen);
   gen->add_option("-p,--prompt", o.prompt, "the prompt text")->required();
-  gen->add_option("-n,--tokens", o.tokens, "tokens to generate (default 128)")->check(CLI::Range(1, 1 << 30));
-  gen->add_option("--temperature", o.temperature, "0 (default): greedy; else sample at this temperature")
+  gen->add_option("-n,--tokens", o.tokens, "tokens to generate (default 128)")
+      ->check(CLI::Range(1, 1 << 30));
+  gen->add_option("--temperature", o.temperature,
+                  "0 (default): greedy; else sample at this temperature")
       ->check(CLI::Range(0.0, 100.0));
   gen->add_option("--top-k", o.top_k, "sample from the k most likely tokens (0: all)");
   gen->add_option("--top-p", o.top_p, "sample from the nucleus of this probability (default 1)")
       ->check(CLI::Range(0.0, 1.0));
   gen->add_option("--seed", o.seed, "seed of the sampler (default 0)");
-  gen->add_flag("--no-special-tokens", o.no_special_tokens, "do not add the tokenizer's special tokens (BOS)");
+  gen->add_flag("--no-special-tokens", o.no_special_tokens,
+                "do not add the tokenizer's special tokens (BOS)");
   gen->add_flag("--ignore-eos", o.ignore_eos, "keep generating past the end-of-sequence token");
-  CLI::App* bench = app.add_subcommand(
-      "bench", "Prefill (pp) and decode (tg) tokens/s on random tokens, best of --reps, with the read bandwidth "
-               "measured in the same run: decode as a share of the memory limit.");
+  CLI::App* bench =
+      app.add_subcommand("bench",
+                         "Prefill (pp) and decode (tg) tokens/s on random tokens, best of --reps, "
+                         "with the read bandwidth "
+                         "measured in the same run: decode as a share of the memory limit.");
   common(bench);
   bench->add_option("-p,--prompt-tokens", o.bench_prompt, "prefill tokens (default 512; 0 skips)")
       ->check(CLI::Range(0, 1 << 20));
-  bench->add_option("-n,--tokens", o.tokens, "decoded tokens (default 128; 0 skips)")->check(CLI::Range(0, 1 << 20));
-  bench->add_option("-r,--reps", o.reps, "repetitions, best kept (default 3)")->check(CLI::Range(1, 100));
-  CLI::App* info = app.add_subcommand("info", "Prints the model's configuration, layers and sizes.");
+  bench->add_option("-n,--tokens", o.tokens, "decoded tokens (default 128; 0 skips)")
+      ->check(CLI::Range(0, 1 << 20));
+  bench->add_option("-r,--reps", o.reps, "repetitions, best kept (default 3)")
+      ->check(CLI::Range(1, 100));
+  CLI::App* info =
+      app.add_subcommand("info", "Prints the model's configuration, layers and sizes.");
   common(info);
   mbok::tools::FinetuneCommand ftc;
-  CLI::App* fine = app.add_subcommand(
-      "finetune",
-      "Finetunes a converted model in the Boolean domain against its float teacher: KL to the teacher's logits "
-      "plus lambda times the hidden-state MSE after each block; the Boolean optimizer flips the last kernel's "
-      "bits of every projection, AdamW trains the scales and norms. Writes the finetuned mbok file atomically; "
-      "prints perplexity before and after with --eval-text.");
-  fine->add_option("--teacher", ftc.teacher, "the float model: Hugging Face checkpoint directory")->required();
-  fine->add_option("--student", ftc.student, "the converted model to finetune (mbok file from mbok-convert)");
-  fine->add_option("--kernels", ftc.kernels, "convert the teacher on the fly into K kernels instead of --student")
+  CLI::App* fine = app.add_subcommand("finetune",
+                                      "Finetunes a converted model in the Boolean domain against "
+                                      "its float teacher: KL to the teacher's logits "
+                                      "plus lambda times the hidden-state MSE after each block; "
+                                      "the Boolean optimizer flips the last kernel's "
+                                      "bits of every projection, AdamW trains the scales and "
+                                      "norms. Writes the finetuned mbok file atomically; "
+                                      "prints perplexity before and after with --eval-text.");
+  fine->add_option("--teacher", ftc.teacher, "the float model: Hugging Face checkpoint directory")
+      ->required();
+  fine->add_option("--student", ftc.student,
+                   "the converted model to finetune (mbok file from mbok-convert)");
+  fine->add_option("--kernels", ftc.kernels,
+                   "convert the teacher on the fly into K kernels instead of --student")
       ->check(CLI::Range(1, 64));
   fine->add_option("--text", ftc.text, "training text (UTF-8)")->required();
-  fine->add_option("-c,--context", ftc.context, "tokens per training window")->required()->check(CLI::Range(2, 1 << 20));
-  fine->add_option("-b,--batch", ftc.batch, "windows per step (default 8)")->check(CLI::Range(1, 1 << 20));
-  fine->add_option("--steps", ftc.steps, "optimizer steps")->required()->check(CLI::Range(1, 1 << 30));
-  fine->add_option("--lr", ftc.eta, "peak Boolean learning rate eta, in units of each signal's RMS (default 0.03)")
+  fine->add_option("-c,--context", ftc.context, "tokens per training window")
+      ->required()
+      ->check(CLI::Range(2, 1 << 20));
+  fine->add_option("-b,--batch", ftc.batch, "windows per step (default 8)")
+      ->check(CLI::Range(1, 1 << 20));
+  fine->add_option("--steps", ftc.steps, "optimizer steps")
+      ->required()
+      ->check(CLI::Range(1, 1 << 30));
+  fine->add_option("--lr", ftc.eta,
+                   "peak Boolean learning rate eta, in units of each signal's RMS (default 0.03)")
       ->check(CLI::PositiveNumber);
-  fine->add_option("--scale-lr", ftc.scale_lr, "peak AdamW learning rate of scales and norms (default 1e-3)")
+  fine->add_option("--scale-lr", ftc.scale_lr,
+                   "peak AdamW learning rate of scales and norms (default 1e-3)")
       ->check(CLI::NonNegativeNumber);
   fine->add_option("--warmup", ftc.warmup, "warmup steps of both schedules (default steps / 20)")
       ->check(CLI::NonNegativeNumber);
-  fine->add_option("--lr-floor", ftc.floor, "final rate as a fraction of the peak (cosine decay; default 0.1)");
+  fine->add_option("--lr-floor", ftc.floor,
+                   "final rate as a fraction of the peak (cosine decay; default 0.1)");
   fine->add_option("--kl-temperature", ftc.kl_temperature, "temperature of the KL term (default 1)")
       ->check(CLI::PositiveNumber);
-  fine->add_option("--hidden-weight", ftc.hidden_weight, "lambda of the hidden-state MSE (default 10; 0: off)")
+  fine->add_option("--hidden-weight", ftc.hidden_weight,
+                   "lambda of the hidden-state MSE (default 10; 0: off)")
       ->check(CLI::NonNegativeNumber);
-  fine->add_option("--accumulator", ftc.accumulator, "Boolean accumulators: i8 (default), f16 or f32")
+  fine->add_option("--accumulator", ftc.accumulator,
+                   "Boolean accumulators: i8 (default), f16 or f32")
       ->check(CLI::IsMember({"i8", "f16", "f32"}));
   fine->add_option("--signal-scaling", ftc.signal_scaling, "rms (default), none or sign")
       ->check(CLI::IsMember({"rms", "none", "sign"}));
-  fine->add_flag("--freeze-norms", [&ftc](std::int64_t) { ftc.train_norms = false; }, "keep the RMSNorm weights fixed");
-  fine->add_option("--seed", ftc.seed, "seed of the training windows and the i8 rounding (default 1)");
+  fine->add_flag(
+      "--freeze-norms", [&ftc](std::int64_t) { ftc.train_norms = false; },
+      "keep the RMSNorm weights fixed");
+  fine->add_option("--seed", ftc.seed,
+                   "seed of the training windows and the i8 rounding (default 1)");
   fine->add_option("-o,--out", ftc.out, "the finetuned mbok file")->required();
-  fine->add_option("--checkpoint-dir", ftc.checkpoint_dir, "write D/finetune.ckpt (every --checkpoint-every steps and at the end)");
-  fine->add_option("--checkpoint-every", ftc.checkpoint_every, "steps between checkpoints (0: only at the end)")
+  fine->add_option("--checkpoint-dir", ftc.checkpoint_dir,
+                   "write D/finetune.ckpt (every --checkpoint-every steps and at the end)");
+  fine->add_option("--checkpoint-every", ftc.checkpoint_every,
+                   "steps between checkpoints (0: only at the end)")
       ->check(CLI::NonNegativeNumber);
   fine->add_option("--resume", ftc.resume, "continue from D/finetune.ckpt (same settings)");
-  fine->add_option("--stop-after", ftc.stop_after, "stop after this many steps of this run, checkpointed (tests)")
+  fine->add_option("--stop-after", ftc.stop_after,
+                   "stop after this many steps of this run, checkpointed (tests)")
       ->check(CLI::NonNegativeNumber);
-  fine->add_option("--eval-text", ftc.eval_text, "text whose perplexity is printed before and after");
-  fine->add_option("--activations", ftc.activations, "activations of the Boolean layers in evaluation: int8 (default) or float")
+  fine->add_option("--eval-text", ftc.eval_text,
+                   "text whose perplexity is printed before and after");
+  fine->add_option("--activations", ftc.activations,
+                   "activations of the Boolean layers in evaluation: int8 (default) or float")
       ->check(CLI::IsMember({"int8", "float"}));
-  fine->add_flag("--distributed", ftc.distributed, "data-parallel over MPI (not implemented for finetune yet)");
-  fine->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")->check(CLI::PositiveNumber);
+  fine->add_flag("--distributed", ftc.distributed,
+                 "data-parallel over MPI (not implemented for finetune yet)");
+  fine->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")
+      ->check(CLI::PositiveNumber);
   fine->add_flag("-q,--quiet", ftc.quiet, "no progress bar");
   try {
     app.parse(argc, argv);

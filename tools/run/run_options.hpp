@@ -7,9 +7,9 @@
 namespace mbok::tools {
 
 struct RunOptions {
-  std::string model;               // HF checkpoint directory or mbok file
+  std::string model;  // HF checkpoint directory or mbok file
   std::string activations = "int8";
-  int threads = 0;                 // 0: OpenMP's default
+  int threads = 0;  // 0: OpenMP's default
   bool quiet = false;
   // perplexity
   std::string text;

@@ -81,11 +81,14 @@ TEST_CASE("--quick runs the whole pipeline and finetuning beats post-training bi
   // The teacher is a Hugging Face checkpoint directory with the run's tokenizer, and every
   // model an mbok file; the run printed the mbok-convert and mbok-run commands of its steps.
   const fs::path teacher = s["teacher"]["file"].get<std::string>();
-  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) CHECK(fs::exists(teacher / f));
-  for (const char* f : {"ptq-k1.mbok", "ptq-k2.mbok", "mbok-k1.mbok", "mbok-k2.mbok", "latent-k1.mbok", "valid.txt"})
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
+    CHECK(fs::exists(teacher / f));
+  for (const char* f : {"ptq-k1.mbok", "ptq-k2.mbok", "mbok-k1.mbok", "mbok-k2.mbok",
+                        "latent-k1.mbok", "valid.txt"})
     CHECK(fs::exists(dir / "out" / f));
   CHECK_THAT(r.output, mbok::test::contains("$ mbok-convert " + teacher.string()));
-  CHECK_THAT(r.output, mbok::test::contains("$ mbok-run perplexity -m " + (dir / "out" / "mbok-k2.mbok").string()));
+  CHECK_THAT(r.output, mbok::test::contains("$ mbok-run perplexity -m " +
+                                            (dir / "out" / "mbok-k2.mbok").string()));
   CHECK(s["corpus"]["vocab"].get<int>() == 256 + 100 + 2);  // --quick learns 100 merges
 
   // Pretraining lowered the validation loss.
@@ -205,7 +208,8 @@ TEST_CASE("bad input gives one clear error line and a non-zero exit", "[cli][err
   // Data-parallel finetuning is not available for the LLaMA model: one clear line.
   const Run distributed = run(common + "--distributed finetune", dir);
   CHECK(distributed.status != 0);
-  CHECK_THAT(distributed.output, mbok::test::contains("--distributed: data-parallel finetuning is not available"));
+  CHECK_THAT(distributed.output,
+             mbok::test::contains("--distributed: data-parallel finetuning is not available"));
 
   // A teacher directory whose config.json is not JSON.
   REQUIRE(run(common + "pretrain", dir).status == 0);

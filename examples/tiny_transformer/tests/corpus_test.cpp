@@ -12,13 +12,14 @@
 namespace {
 
 mbok::Tokenizer tokenizer_for(const std::string& text, std::size_t merges) {
-  return mbok::Tokenizer::from_json(
-      mbok::byte_level_tokenizer_json(mbok::train_byte_level_merges(text, merges), {"<s>", "</s>"}));
+  return mbok::Tokenizer::from_json(mbok::byte_level_tokenizer_json(
+      mbok::train_byte_level_merges(text, merges), {"<s>", "</s>"}));
 }
 
 }  // namespace
 
-TEST_CASE("corpus splits off a validation tail, tokenizes it and batches are reproducible", "[corpus]") {
+TEST_CASE("corpus splits off a validation tail, tokenizes it and batches are reproducible",
+          "[corpus]") {
   std::string text;
   for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i) + " of the text\n";
   tiny::Corpus c(text, 0.1);
@@ -32,11 +33,13 @@ TEST_CASE("corpus splits off a validation tail, tokenizes it and batches are rep
   // BPE shortens the text, and decoding gives it back.
   REQUIRE(c.train_tokens().size() < std::size_t(c.train_size()));
   REQUIRE(tok.decode(c.valid_tokens()) == c.valid_text());
-  const auto a = c.train_batch(4, 16, 1, 5), b = c.train_batch(4, 16, 1, 5), d = c.train_batch(4, 16, 1, 6);
+  const auto a = c.train_batch(4, 16, 1, 5), b = c.train_batch(4, 16, 1, 5),
+             d = c.train_batch(4, 16, 1, 6);
   REQUIRE(a.inputs == b.inputs);
   REQUIRE(a.inputs != d.inputs);
   // Targets are the inputs shifted by one token.
-  for (tiny::Index i = 0; i + 1 < 16; ++i) REQUIRE(a.targets[std::size_t(i)] == a.inputs[std::size_t(i + 1)]);
+  for (tiny::Index i = 0; i + 1 < 16; ++i)
+    REQUIRE(a.targets[std::size_t(i)] == a.inputs[std::size_t(i + 1)]);
   // Validation windows come from the held-out tail only.
   const auto& valid = c.valid_tokens();
   for (const auto& batch : c.valid_batches(8, 16, 3))
@@ -46,11 +49,13 @@ TEST_CASE("corpus splits off a validation tail, tokenizes it and batches are rep
 }
 
 TEST_CASE("corpus errors name the problem", "[corpus]") {
-  REQUIRE_THROWS_WITH(tiny::read_text_file("/nonexistent/corpus.txt"), mbok::test::contains("cannot be opened"));
+  REQUIRE_THROWS_WITH(tiny::read_text_file("/nonexistent/corpus.txt"),
+                      mbok::test::contains("cannot be opened"));
   const std::string empty_path = "tiny_transformer_empty_corpus.txt";
   { std::ofstream(empty_path).flush(); }
   REQUIRE_THROWS_WITH(tiny::read_text_file(empty_path), mbok::test::contains("is empty"));
   std::remove(empty_path.c_str());
   tiny::Corpus c(std::string(100, 'a'));
-  REQUIRE_THROWS_WITH(c.tokenize(tokenizer_for("abc", 0), 64), mbok::test::contains("too short for a context of 64"));
+  REQUIRE_THROWS_WITH(c.tokenize(tokenizer_for("abc", 0), 64),
+                      mbok::test::contains("too short for a context of 64"));
 }

@@ -76,7 +76,8 @@ TEST_CASE("latent projection: gradients of input, scales and latents match finit
   const Md g = r.transpose() * x;
   mbok::MultiKernelWeights<double> svid = mbok::svid<double>(w, 2).weights;
   const Md expected = g.array() * (svid.s_out(1) * svid.s_in(1).transpose()).array();
-  for (std::size_t i = 0; i < latents[0].size; ++i) CHECK(latents[0].grad[i] == Approx(expected.data()[i]).margin(1e-9));
+  for (std::size_t i = 0; i < latents[0].size; ++i)
+    CHECK(latents[0].grad[i] == Approx(expected.data()[i]).margin(1e-9));
 }
 
 TEST_CASE("latent projection: starts as the Boolean projection and trains inside TrainableLlama",
@@ -84,7 +85,8 @@ TEST_CASE("latent projection: starts as the Boolean projection and trains inside
   std::mt19937_64 rng(3);
   const Md w = random_matrix(6, 8, rng), x = random_matrix(4, 8, rng);
   LatentProjection<double> latent(w, 2, {false, true});
-  mbok::llama::train::BooleanProjection<double> boolean(mbok::BooleanLinear<double>::from_dense(w, 2));
+  mbok::llama::train::BooleanProjection<double> boolean(
+      mbok::BooleanLinear<double>::from_dense(w, 2));
   Md a, b;
   latent.forward(x, a, false);
   boolean.forward(x, b, false);

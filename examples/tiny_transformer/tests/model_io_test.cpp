@@ -54,7 +54,8 @@ TEST_CASE("model files round-trip and check their configuration", "[model_io]") 
 
   // A Boolean model (K = 2 everywhere) through an mbok file.
   tiny::KernelPlan plan;
-  for (const auto& n : mbok::llama::train::projection_names()) plan[mbok::llama::block_linear_name(0, n)] = 2;
+  for (const auto& n : mbok::llama::train::projection_names())
+    plan[mbok::llama::block_linear_name(0, n)] = 2;
   tiny::Llama boolean = tiny::boolean_model(loaded.model, plan, "last");
   const std::string file = (dir / "boolean.mbok").string();
   tiny::save_mbok(boolean, file, tokenizer, "ptq");
@@ -72,7 +73,8 @@ TEST_CASE("model files round-trip and check their configuration", "[model_io]") 
   // Another configuration, a missing path and a file that is not a model are refused.
   REQUIRE_THROWS_WITH(tiny::load_model(file, small(32).llama(258)),
                       mbok::test::contains("another configuration"));
-  REQUIRE_THROWS_WITH(tiny::load_model((dir / "missing").string(), config), mbok::test::contains("does not exist"));
+  REQUIRE_THROWS_WITH(tiny::load_model((dir / "missing").string(), config),
+                      mbok::test::contains("does not exist"));
   const std::string garbage = (dir / "garbage.mbok").string();
   std::ofstream(garbage) << "not a model";
   REQUIRE_THROWS_WITH(tiny::load_model(garbage, config), mbok::test::contains("cannot be read"));

@@ -46,9 +46,9 @@ inline constexpr bool checked_add(std::size_t a, std::size_t b, std::size_t& out
 inline bool addressable(std::size_t rows, std::size_t ld, std::size_t cols,
                         std::size_t elem) noexcept {
   std::size_t span = 0, bytes = 0;
-  return rows == 0 || (checked_mul(rows - 1, ld, span) && checked_add(span, cols, span) &&
-                       checked_mul(span, elem, bytes) &&
-                       bytes <= static_cast<std::size_t>(PTRDIFF_MAX));
+  return rows == 0 ||
+         (checked_mul(rows - 1, ld, span) && checked_add(span, cols, span) &&
+          checked_mul(span, elem, bytes) && bytes <= static_cast<std::size_t>(PTRDIFF_MAX));
 }
 
 // InvalidArgument("mbok: <what...>: ...") unless `addressable(rows, ld, cols, elem)`.

@@ -37,8 +37,9 @@
 /// Consistency: every `check_every` steps, at `check_consistency()` and in `export_state`,
 /// each rank hashes the trainable kernels' bits, the float parameters and the optimizers'
 /// replicated state (per-tensor betas, step counts, AdamW's moments; the Boolean accumulators
-/// are sharded, one owner per row) and the hashes are all-gathered; a difference throws `DistributedError` on every rank naming the step, the
-/// tensor and the ranks that differ from rank 0.
+/// are sharded, one owner per row) and the hashes are all-gathered; a difference throws
+/// `DistributedError` on every rank naming the step, the tensor and the ranks that differ from rank
+/// 0.
 ///
 /// Failures: the constructor compares every rank's configuration (tensor names and shapes,
 /// optimizer options) and throws `InvalidArgument` on every rank naming the first difference.

@@ -168,16 +168,15 @@ class HfCheckpoint {
     }
     require(j.is_object(), kHfWeightsIndexFile, " must be a JSON object");
     const auto wm = j.find("weight_map");
-    require(wm != j.end() && wm->is_object(), kHfWeightsIndexFile,
-            " has no \"weight_map\" object");
+    require(wm != j.end() && wm->is_object(), kHfWeightsIndexFile, " has no \"weight_map\" object");
     const auto md = j.find("metadata");
     require(md == j.end() || md->is_object() || md->is_null(), kHfWeightsIndexFile,
             ": \"metadata\" must be an object");
     std::map<std::string, std::size_t> shard_index;
     std::map<std::string, std::string> listed;  // tensor -> shard file
     for (const auto& item : wm->items()) {
-      require(item.value().is_string(), kHfWeightsIndexFile, ": the shard of tensor '",
-              item.key(), "' must be a file name");
+      require(item.value().is_string(), kHfWeightsIndexFile, ": the shard of tensor '", item.key(),
+              "' must be a file name");
       const std::string shard = item.value().get<std::string>();
       require(!shard.empty() && shard != "." && shard != ".." &&
                   shard.find('/') == std::string::npos && shard.find('\\') == std::string::npos,

@@ -34,25 +34,29 @@ struct AttentionShape {
 /// `ldq` apart, rotated) at positions pos0.. over `cache`'s layer `layer`, whose rows
 /// [0, pos0 + t) must hold the rotated keys and the values. `scores` holds per-chunk scratch
 /// (grown as needed).
-inline void causal_attention(const AttentionShape& s, const float* q, std::size_t ldq, std::size_t t,
-                             std::size_t pos0, const KvCache& cache, std::size_t layer, float* out,
-                             std::size_t ldo, std::vector<std::vector<float>>& scores) {
+inline void causal_attention(const AttentionShape& s, const float* q, std::size_t ldq,
+                             std::size_t t, std::size_t pos0, const KvCache& cache,
+                             std::size_t layer, float* out, std::size_t ldo,
+                             std::vector<std::vector<float>>& scores) {
   using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using CMap = Eigen::Map<const RowMatrix>;
   using Map = Eigen::Map<RowMatrix>;
   if (t == 0) return;
   const std::size_t group = s.heads / s.kv_heads, d = s.head_dim;
   const std::size_t units = s.kv_heads * t;
-  const std::size_t longest = s.sliding_window > 0 ? std::min(pos0 + t, s.sliding_window) : pos0 + t;
+  const std::size_t longest =
+      s.sliding_window > 0 ? std::min(pos0 + t, s.sliding_window) : pos0 + t;
   const std::size_t cost = 4 * group * d * longest + 1;
   const std::size_t grain = mbok::detail::grain_for_cost(cost);
   const std::size_t chunks = parallel_chunk_count(0, units, grain);
   if (scores.size() < chunks) scores.resize(chunks);
   // Sized for the longest context the cache allows, so growing contexts reallocate nothing.
   const auto capacity = static_cast<std::size_t>(cache.max_tokens());
-  const std::size_t room = group * (s.sliding_window > 0 ? std::min(capacity, s.sliding_window) : capacity);
+  const std::size_t room =
+      group * (s.sliding_window > 0 ? std::min(capacity, s.sliding_window) : capacity);
   for (std::size_t c = 0; c < chunks; ++c)
-    if (scores[c].size() < std::max(room, group * longest)) scores[c].resize(std::max(room, group * longest));
+    if (scores[c].size() < std::max(room, group * longest))
+      scores[c].resize(std::max(room, group * longest));
   const float scale = static_cast<float>(1.0 / std::sqrt(double(d)));
   parallel_for(0, units, grain, [&](std::size_t u0, std::size_t u1, std::size_t chunk) {
     float* sc = scores[chunk].data();
@@ -60,7 +64,8 @@ inline void causal_attention(const AttentionShape& s, const float* q, std::size_
       // Units run token-major within a kv head: neighbouring units share the kv head's rows.
       const std::size_t g = u / t, i = u % t;
       const std::size_t p = pos0 + i;
-      const std::size_t lo = s.sliding_window > 0 && p + 1 > s.sliding_window ? p + 1 - s.sliding_window : 0;
+      const std::size_t lo =
+          s.sliding_window > 0 && p + 1 > s.sliding_window ? p + 1 - s.sliding_window : 0;
       const auto len = static_cast<Eigen::Index>(p + 1 - lo);
       const auto gi = static_cast<Eigen::Index>(group), di = static_cast<Eigen::Index>(d);
       const CMap qg(q + i * ldq + g * group * d, gi, di);

@@ -31,10 +31,10 @@ namespace llama {
 struct RopeScaling {
   enum class Type { none, linear, llama3 };
   Type type = Type::none;
-  double factor = 1.0;                               ///< linear and llama3
-  double low_freq_factor = 1.0;                      ///< llama3
-  double high_freq_factor = 4.0;                     ///< llama3
-  std::int64_t original_max_position_embeddings = 0; ///< llama3
+  double factor = 1.0;                                ///< linear and llama3
+  double low_freq_factor = 1.0;                       ///< llama3
+  double high_freq_factor = 4.0;                      ///< llama3
+  std::int64_t original_max_position_embeddings = 0;  ///< llama3
 };
 
 /// The architecture of a LLaMA-family model. Sizes are positive; head_dim * heads need not
@@ -55,7 +55,8 @@ struct LlamaConfig {
   bool tie_word_embeddings = false;
   bool attention_bias = false;  ///< q, k, v and o projections have biases
   bool mlp_bias = false;        ///< gate, up and down projections have biases
-  std::int64_t sliding_window = 0;  ///< 0: full causal attention; else each query sees this many keys
+  std::int64_t sliding_window =
+      0;  ///< 0: full causal attention; else each query sees this many keys
   std::vector<std::int64_t> bos_token_ids, eos_token_ids;  ///< as given (may be empty)
 
   /// Throws `InvalidArgument` naming the field when the sizes do not make a model.
@@ -71,11 +72,15 @@ struct LlamaConfig {
     positive(num_key_value_heads, "num_key_value_heads");
     positive(head_dim, "head_dim");
     positive(max_position_embeddings, "max_position_embeddings");
-    detail::require(num_attention_heads % num_key_value_heads == 0, "LlamaConfig: num_attention_heads (",
-                    num_attention_heads, ") is not a multiple of num_key_value_heads (", num_key_value_heads, ")");
-    detail::require(head_dim % 2 == 0, "LlamaConfig: head_dim must be even for rotary embeddings, got ", head_dim);
-    detail::require(std::isfinite(rms_norm_eps) && rms_norm_eps > 0, "LlamaConfig: rms_norm_eps must be positive");
-    detail::require(std::isfinite(rope_theta) && rope_theta > 1, "LlamaConfig: rope_theta must be > 1");
+    detail::require(num_attention_heads % num_key_value_heads == 0,
+                    "LlamaConfig: num_attention_heads (", num_attention_heads,
+                    ") is not a multiple of num_key_value_heads (", num_key_value_heads, ")");
+    detail::require(head_dim % 2 == 0,
+                    "LlamaConfig: head_dim must be even for rotary embeddings, got ", head_dim);
+    detail::require(std::isfinite(rms_norm_eps) && rms_norm_eps > 0,
+                    "LlamaConfig: rms_norm_eps must be positive");
+    detail::require(std::isfinite(rope_theta) && rope_theta > 1,
+                    "LlamaConfig: rope_theta must be > 1");
     detail::require(sliding_window >= 0, "LlamaConfig: sliding_window must be >= 0");
     if (rope_scaling.type != RopeScaling::Type::none)
       detail::require(std::isfinite(rope_scaling.factor) && rope_scaling.factor >= 1,
@@ -84,7 +89,8 @@ struct LlamaConfig {
       detail::require(rope_scaling.high_freq_factor > rope_scaling.low_freq_factor &&
                           rope_scaling.low_freq_factor > 0,
                       "LlamaConfig: rope_scaling needs 0 < low_freq_factor < high_freq_factor");
-      positive(rope_scaling.original_max_position_embeddings, "rope_scaling.original_max_position_embeddings");
+      positive(rope_scaling.original_max_position_embeddings,
+               "rope_scaling.original_max_position_embeddings");
     }
   }
 
@@ -130,19 +136,67 @@ struct LlamaConfig {
     };
     if (!j.is_object()) fail("not a JSON object");
     // Keys that describe how the checkpoint was made or stored, never the function it computes.
-    static const std::set<std::string> bookkeeping = {
-        "_name_or_path", "architectures", "torch_dtype", "dtype", "transformers_version", "initializer_range",
-        "use_cache", "pad_token_id", "sep_token_id", "attention_dropout", "pretraining_tp", "tokenizer_class",
-        "output_attentions", "output_hidden_states", "return_dict", "torchscript", "is_encoder_decoder",
-        "is_decoder", "add_cross_attention", "id2label", "label2id", "problem_type", "chunk_size_feed_forward",
-        "tie_encoder_decoder", "prefix", "task_specific_params", "finetuning_task", "bad_words_ids",
-        "begin_suppress_tokens", "decoder_start_token_id", "diversity_penalty", "do_sample", "early_stopping",
-        "encoder_no_repeat_ngram_size", "exponential_decay_length_penalty", "forced_bos_token_id",
-        "forced_eos_token_id", "length_penalty", "max_length", "min_length", "no_repeat_ngram_size",
-        "num_beam_groups", "num_beams", "num_return_sequences", "output_scores", "remove_invalid_values",
-        "repetition_penalty", "return_dict_in_generate", "suppress_tokens", "temperature", "top_k", "top_p",
-        "typical_p", "cross_attention_hidden_size", "pruned_heads", "tf_legacy_loss", "use_bfloat16",
-        "max_window_layers", "use_sliding_window", "layer_types", "embedding_multiplier_removed"};
+    static const std::set<std::string> bookkeeping = {"_name_or_path",
+                                                      "architectures",
+                                                      "torch_dtype",
+                                                      "dtype",
+                                                      "transformers_version",
+                                                      "initializer_range",
+                                                      "use_cache",
+                                                      "pad_token_id",
+                                                      "sep_token_id",
+                                                      "attention_dropout",
+                                                      "pretraining_tp",
+                                                      "tokenizer_class",
+                                                      "output_attentions",
+                                                      "output_hidden_states",
+                                                      "return_dict",
+                                                      "torchscript",
+                                                      "is_encoder_decoder",
+                                                      "is_decoder",
+                                                      "add_cross_attention",
+                                                      "id2label",
+                                                      "label2id",
+                                                      "problem_type",
+                                                      "chunk_size_feed_forward",
+                                                      "tie_encoder_decoder",
+                                                      "prefix",
+                                                      "task_specific_params",
+                                                      "finetuning_task",
+                                                      "bad_words_ids",
+                                                      "begin_suppress_tokens",
+                                                      "decoder_start_token_id",
+                                                      "diversity_penalty",
+                                                      "do_sample",
+                                                      "early_stopping",
+                                                      "encoder_no_repeat_ngram_size",
+                                                      "exponential_decay_length_penalty",
+                                                      "forced_bos_token_id",
+                                                      "forced_eos_token_id",
+                                                      "length_penalty",
+                                                      "max_length",
+                                                      "min_length",
+                                                      "no_repeat_ngram_size",
+                                                      "num_beam_groups",
+                                                      "num_beams",
+                                                      "num_return_sequences",
+                                                      "output_scores",
+                                                      "remove_invalid_values",
+                                                      "repetition_penalty",
+                                                      "return_dict_in_generate",
+                                                      "suppress_tokens",
+                                                      "temperature",
+                                                      "top_k",
+                                                      "top_p",
+                                                      "typical_p",
+                                                      "cross_attention_hidden_size",
+                                                      "pruned_heads",
+                                                      "tf_legacy_loss",
+                                                      "use_bfloat16",
+                                                      "max_window_layers",
+                                                      "use_sliding_window",
+                                                      "layer_types",
+                                                      "embedding_multiplier_removed"};
     LlamaConfig c;
     auto get_int = [&](const char* key, bool required, std::int64_t fallback) -> std::int64_t {
       auto it = j.find(key);
@@ -170,7 +224,8 @@ struct LlamaConfig {
       auto it = j.find(key);
       if (it == j.end() || it->is_null()) return ids;
       if (it->is_number_integer()) return std::vector<std::int64_t>{it->get<std::int64_t>()};
-      if (!it->is_array()) fail(std::string("\"") + key + "\" must be an integer or a list of integers");
+      if (!it->is_array())
+        fail(std::string("\"") + key + "\" must be an integer or a list of integers");
       for (const auto& v : *it) {
         if (!v.is_number_integer()) fail(std::string("\"") + key + "\" must be a list of integers");
         ids.push_back(v.get<std::int64_t>());
@@ -190,7 +245,8 @@ struct LlamaConfig {
     c.num_hidden_layers = get_int("num_hidden_layers", true, 0);
     c.num_attention_heads = get_int("num_attention_heads", true, 0);
     c.num_key_value_heads = get_int("num_key_value_heads", false, c.num_attention_heads);
-    c.head_dim = get_int("head_dim", false, c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
+    c.head_dim = get_int("head_dim", false,
+                         c.num_attention_heads > 0 ? c.hidden_size / c.num_attention_heads : 0);
     c.max_position_embeddings = get_int("max_position_embeddings", true, 0);
     c.rms_norm_eps = get_num(j, "rms_norm_eps", 1e-6);
     c.tie_word_embeddings = get_bool("tie_word_embeddings", false);
@@ -201,10 +257,12 @@ struct LlamaConfig {
     c.eos_token_ids = get_ids("eos_token_id");
 
     if (auto act = j.find("hidden_act"); act != j.end()) {
-      if (!act->is_string() || (act->get<std::string>() != "silu" && act->get<std::string>() != "swish"))
+      if (!act->is_string() ||
+          (act->get<std::string>() != "silu" && act->get<std::string>() != "swish"))
         fail("hidden_act " + act->dump() + " is not supported (supported: \"silu\")");
     }
-    if (auto tp = j.find("pretraining_tp"); tp != j.end() && !tp->is_null() && !tp->is_number_integer())
+    if (auto tp = j.find("pretraining_tp");
+        tp != j.end() && !tp->is_null() && !tp->is_number_integer())
       fail("\"pretraining_tp\" must be an integer");
 
     // RoPE: `rope_theta` + `rope_scaling` (transformers 4.x) or `rope_parameters` (5.x).
@@ -240,23 +298,44 @@ struct LlamaConfig {
           fail(rope_key + ".original_max_position_embeddings is missing");
         c.rope_scaling.original_max_position_embeddings = it->get<std::int64_t>();
       } else {
-        fail(rope_key + " type \"" + type + "\" is not supported (supported: default, linear, llama3)");
+        fail(rope_key + " type \"" + type +
+             "\" is not supported (supported: default, linear, llama3)");
       }
-      static const std::set<std::string> rope_keys = {
-          "rope_type", "type", "rope_theta", "factor", "low_freq_factor", "high_freq_factor",
-          "original_max_position_embeddings"};
+      static const std::set<std::string> rope_keys = {"rope_type",
+                                                      "type",
+                                                      "rope_theta",
+                                                      "factor",
+                                                      "low_freq_factor",
+                                                      "high_freq_factor",
+                                                      "original_max_position_embeddings"};
       for (const auto& item : rope->items())
         if (!rope_keys.count(item.key())) fail(rope_key + "." + item.key() + " is not supported");
     }
 
-    static const std::set<std::string> understood = {
-        "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-        "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps",
-        "tie_word_embeddings", "attention_bias", "mlp_bias", "sliding_window", "bos_token_id", "eos_token_id",
-        "hidden_act", "rope_theta", "rope_scaling", "rope_parameters"};
+    static const std::set<std::string> understood = {"model_type",
+                                                     "vocab_size",
+                                                     "hidden_size",
+                                                     "intermediate_size",
+                                                     "num_hidden_layers",
+                                                     "num_attention_heads",
+                                                     "num_key_value_heads",
+                                                     "head_dim",
+                                                     "max_position_embeddings",
+                                                     "rms_norm_eps",
+                                                     "tie_word_embeddings",
+                                                     "attention_bias",
+                                                     "mlp_bias",
+                                                     "sliding_window",
+                                                     "bos_token_id",
+                                                     "eos_token_id",
+                                                     "hidden_act",
+                                                     "rope_theta",
+                                                     "rope_scaling",
+                                                     "rope_parameters"};
     for (const auto& item : j.items()) {
       if (understood.count(item.key()) || bookkeeping.count(item.key())) continue;
-      fail("key \"" + item.key() + "\" is not supported (it may change the model; mbok reads only keys it " +
+      fail("key \"" + item.key() +
+           "\" is not supported (it may change the model; mbok reads only keys it " +
            "implements)");
     }
     if (c.sliding_window >= c.max_position_embeddings) c.sliding_window = 0;  // never reached
@@ -285,31 +364,33 @@ struct LlamaConfig {
 
   /// The configuration as HF's `config.json` writes it (reads back equal with `from_json`).
   nlohmann::json to_json() const {
-    nlohmann::json j = {{"architectures", {model_type == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"}},
-                        {"model_type", model_type},
-                        {"vocab_size", vocab_size},
-                        {"hidden_size", hidden_size},
-                        {"intermediate_size", intermediate_size},
-                        {"num_hidden_layers", num_hidden_layers},
-                        {"num_attention_heads", num_attention_heads},
-                        {"num_key_value_heads", num_key_value_heads},
-                        {"head_dim", head_dim},
-                        {"max_position_embeddings", max_position_embeddings},
-                        {"rms_norm_eps", rms_norm_eps},
-                        {"rope_theta", rope_theta},
-                        {"tie_word_embeddings", tie_word_embeddings},
-                        {"attention_bias", attention_bias},
-                        {"mlp_bias", mlp_bias},
-                        {"hidden_act", "silu"}};
+    nlohmann::json j = {
+        {"architectures", {model_type == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM"}},
+        {"model_type", model_type},
+        {"vocab_size", vocab_size},
+        {"hidden_size", hidden_size},
+        {"intermediate_size", intermediate_size},
+        {"num_hidden_layers", num_hidden_layers},
+        {"num_attention_heads", num_attention_heads},
+        {"num_key_value_heads", num_key_value_heads},
+        {"head_dim", head_dim},
+        {"max_position_embeddings", max_position_embeddings},
+        {"rms_norm_eps", rms_norm_eps},
+        {"rope_theta", rope_theta},
+        {"tie_word_embeddings", tie_word_embeddings},
+        {"attention_bias", attention_bias},
+        {"mlp_bias", mlp_bias},
+        {"hidden_act", "silu"}};
     if (sliding_window > 0) j["sliding_window"] = sliding_window;
     if (rope_scaling.type == RopeScaling::Type::linear)
       j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", rope_scaling.factor}};
     if (rope_scaling.type == RopeScaling::Type::llama3)
-      j["rope_scaling"] = {{"rope_type", "llama3"},
-                           {"factor", rope_scaling.factor},
-                           {"low_freq_factor", rope_scaling.low_freq_factor},
-                           {"high_freq_factor", rope_scaling.high_freq_factor},
-                           {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
+      j["rope_scaling"] = {
+          {"rope_type", "llama3"},
+          {"factor", rope_scaling.factor},
+          {"low_freq_factor", rope_scaling.low_freq_factor},
+          {"high_freq_factor", rope_scaling.high_freq_factor},
+          {"original_max_position_embeddings", rope_scaling.original_max_position_embeddings}};
     auto ids = [](const std::vector<std::int64_t>& v) {
       return v.size() == 1 ? nlohmann::json(v[0]) : nlohmann::json(v);
     };

@@ -51,21 +51,23 @@ inline void check_llama_tensors(const LlamaConfig& config, const HfCheckpoint& c
     expected.insert(name);
     const TensorView* t = ckpt.find(name);
     if (t == nullptr)
-      fail("tensor '" + name + "' (shape " + shape_text(shape) + ") is missing; config.json implies it");
+      fail("tensor '" + name + "' (shape " + shape_text(shape) +
+           ") is missing; config.json implies it");
     if (t->shape != shape)
-      fail("tensor '" + name + "' has shape " + shape_text(t->shape) + ", expected " + shape_text(shape) +
-           " from config.json");
+      fail("tensor '" + name + "' has shape " + shape_text(t->shape) + ", expected " +
+           shape_text(shape) + " from config.json");
     if (t->dtype != DType::f32 && t->dtype != DType::f16 && t->dtype != DType::bf16 &&
         t->dtype != DType::f64)
-      fail("tensor '" + name + "' has dtype " + dtype_name(t->dtype) + ", expected F32, F16 or BF16");
+      fail("tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
+           ", expected F32, F16 or BF16");
   }
   for (const std::string& name : ckpt.tensor_names()) {
     if (expected.count(name) || is_ignored_llama_tensor(name)) continue;
     if (name == "lm_head.weight" && config.tie_word_embeddings) {
       const std::vector<std::int64_t> want = {config.vocab_size, config.hidden_size};
       if (ckpt.tensor(name).shape != want)
-        fail("tensor 'lm_head.weight' has shape " + shape_text(ckpt.tensor(name).shape) + ", expected " +
-             shape_text(want));
+        fail("tensor 'lm_head.weight' has shape " + shape_text(ckpt.tensor(name).shape) +
+             ", expected " + shape_text(want));
       continue;
     }
     fail("tensor '" + name + "' is not part of the model config.json describes");

@@ -135,9 +135,9 @@ inline std::uint64_t hash_name(const std::string& s) noexcept {  // FNV-1a
 // generated on its own, from any thread, and the same seed gives the same checkpoint.
 inline float noise(std::uint64_t key, std::uint64_t i) noexcept {
   const std::uint64_t r = mix64(key ^ mix64(i));
-  const float s = static_cast<float>((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) +
-                                     (r >> 48)) +
-                  2.0f;  // + 4 * 0.5: the centres of the 65536 bins
+  const float s =
+      static_cast<float>((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) +
+      2.0f;  // + 4 * 0.5: the centres of the 65536 bins
   return (s * (1.0f / 65536.0f) - 2.0f) * 1.7320508f;
 }
 
@@ -172,8 +172,8 @@ inline std::vector<HfTensor> random_llama_tensors(const LlamaConfig& config, std
 
 /// Progress of a write: bytes of tensor data written so far, of the total, and the tensor
 /// being written.
-using HfWriteProgress =
-    std::function<void(std::uint64_t done_bytes, std::uint64_t total_bytes, const std::string& tensor)>;
+using HfWriteProgress = std::function<void(std::uint64_t done_bytes, std::uint64_t total_bytes,
+                                           const std::string& tensor)>;
 
 /// HF's name of shard `i` (0-based) of `n`: "model-00001-of-00003.safetensors".
 inline std::string hf_shard_name(std::size_t i, std::size_t n) {
@@ -195,12 +195,11 @@ struct HfWriteResult {
 /// 0, one `model.safetensors`. `tokenizer_json`, when given, is written verbatim. Throws
 /// `InvalidArgument` for a config that does not validate, a bad dtype, or a missing, extra or
 /// misshapen tensor (before anything is written), and `FormatError` on I/O errors.
-inline HfWriteResult write_hf_checkpoint(const std::string& dir, const LlamaConfig& config,
-                                         const std::vector<HfTensor>& tensors,
-                                         DType dtype = DType::bf16,
-                                         std::uint64_t max_shard_bytes = 0,
-                                         const std::optional<std::string>& tokenizer_json = std::nullopt,
-                                         const HfWriteProgress& progress = {}, bool sync = true) {
+inline HfWriteResult write_hf_checkpoint(
+    const std::string& dir, const LlamaConfig& config, const std::vector<HfTensor>& tensors,
+    DType dtype = DType::bf16, std::uint64_t max_shard_bytes = 0,
+    const std::optional<std::string>& tokenizer_json = std::nullopt,
+    const HfWriteProgress& progress = {}, bool sync = true) {
   namespace fs = std::filesystem;
   config.validate();
   detail::require(dtype == DType::f32 || dtype == DType::f16 || dtype == DType::bf16,
@@ -274,9 +273,9 @@ inline HfWriteResult write_hf_checkpoint(const std::string& dir, const LlamaConf
       weight_map[t->name] = file;
     }
     std::string text = header.dump();
-    text.append((kSafetensorsAlignment - (8 + text.size()) % kSafetensorsAlignment) %
-                     kSafetensorsAlignment,
-                 ' ');
+    text.append(
+        (kSafetensorsAlignment - (8 + text.size()) % kSafetensorsAlignment) % kSafetensorsAlignment,
+        ' ');
     detail::write_file_atomically(
         path(file),
         [&](detail::FileSink& sink) {
@@ -344,11 +343,11 @@ inline HfWriteResult write_hf_checkpoint(const std::string& dir, const LlamaConf
 }
 
 /// The same from a `StateDict` of float tensors (any float dtype; converted to `dtype`).
-inline HfWriteResult write_hf_checkpoint(const std::string& dir, const LlamaConfig& config,
-                                         const StateDict& tensors, DType dtype = DType::bf16,
-                                         std::uint64_t max_shard_bytes = 0,
-                                         const std::optional<std::string>& tokenizer_json = std::nullopt,
-                                         const HfWriteProgress& progress = {}, bool sync = true) {
+inline HfWriteResult write_hf_checkpoint(
+    const std::string& dir, const LlamaConfig& config, const StateDict& tensors,
+    DType dtype = DType::bf16, std::uint64_t max_shard_bytes = 0,
+    const std::optional<std::string>& tokenizer_json = std::nullopt,
+    const HfWriteProgress& progress = {}, bool sync = true) {
   return write_hf_checkpoint(dir, config, hf_tensors_from(tensors), dtype, max_shard_bytes,
                              tokenizer_json, progress, sync);
 }

@@ -47,7 +47,8 @@ class KvCache {
       : layers_(static_cast<std::size_t>(config.num_hidden_layers)),
         kv_heads_(static_cast<std::size_t>(config.num_key_value_heads)),
         head_dim_(static_cast<std::size_t>(config.head_dim)) {
-    mbok::detail::require(max_tokens > 0, "llama KvCache: max_tokens must be positive, got ", max_tokens);
+    mbok::detail::require(max_tokens > 0, "llama KvCache: max_tokens must be positive, got ",
+                          max_tokens);
     capacity_ = static_cast<std::size_t>(max_tokens);
     const std::size_t n = layers_ * kv_heads_ * capacity_ * head_dim_;
     keys_.assign(n, 0.0f);
@@ -62,23 +63,31 @@ class KvCache {
   std::size_t num_kv_heads() const noexcept { return kv_heads_; }
   std::size_t head_dim() const noexcept { return head_dim_; }
   /// Bytes of keys and values held for the current length (what attention reads per token).
-  std::size_t used_bytes() const noexcept { return 2 * layers_ * kv_heads_ * length_ * head_dim_ * sizeof(float); }
+  std::size_t used_bytes() const noexcept {
+    return 2 * layers_ * kv_heads_ * length_ * head_dim_ * sizeof(float);
+  }
 
   /// Forgets every token (keeps the memory).
   void clear() noexcept { length_ = 0; }
   /// Keeps the first `n` tokens (n <= length()), e.g. to rewind after a rejected draft.
   void truncate(std::int64_t n) {
-    mbok::detail::require(n >= 0 && static_cast<std::size_t>(n) <= length_, "llama KvCache: cannot truncate ",
-                          length_, " tokens to ", n);
+    mbok::detail::require(n >= 0 && static_cast<std::size_t>(n) <= length_,
+                          "llama KvCache: cannot truncate ", length_, " tokens to ", n);
     length_ = static_cast<std::size_t>(n);
   }
 
   /// Keys of `layer`, kv head `g`: max_tokens rows of head_dim floats (rows < length() valid).
   float* keys(std::size_t layer, std::size_t g) noexcept { return keys_.data() + offset(layer, g); }
-  const float* keys(std::size_t layer, std::size_t g) const noexcept { return keys_.data() + offset(layer, g); }
+  const float* keys(std::size_t layer, std::size_t g) const noexcept {
+    return keys_.data() + offset(layer, g);
+  }
   /// Values, laid out as the keys.
-  float* values(std::size_t layer, std::size_t g) noexcept { return values_.data() + offset(layer, g); }
-  const float* values(std::size_t layer, std::size_t g) const noexcept { return values_.data() + offset(layer, g); }
+  float* values(std::size_t layer, std::size_t g) noexcept {
+    return values_.data() + offset(layer, g);
+  }
+  const float* values(std::size_t layer, std::size_t g) const noexcept {
+    return values_.data() + offset(layer, g);
+  }
 
  private:
   friend class LlamaModel;

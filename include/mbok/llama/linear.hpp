@@ -39,9 +39,10 @@ class LinearLayer {
   /// A dense float layer: `weight` out x in, `bias` empty or `out` entries. `name` (the HF
   /// tensor name without ".weight") appears in errors.
   static LinearLayer dense(RowMatrix weight, Eigen::VectorXf bias, std::string name) {
-    mbok::detail::require(weight.rows() > 0 && weight.cols() > 0, "llama: layer '", name, "' is empty");
+    mbok::detail::require(weight.rows() > 0 && weight.cols() > 0, "llama: layer '", name,
+                          "' is empty");
     mbok::detail::require(bias.size() == 0 || bias.size() == weight.rows(), "llama: layer '", name,
-                    "' bias has ", bias.size(), " entries, expected ", weight.rows());
+                          "' bias has ", bias.size(), " entries, expected ", weight.rows());
     LinearLayer l;
     l.name_ = std::move(name);
     l.dense_ = std::make_shared<const RowMatrix>(std::move(weight));
@@ -50,7 +51,8 @@ class LinearLayer {
   }
 
   /// A Boolean layer run with `activations` (its bias, if any, is the layer's own).
-  static LinearLayer boolean(BooleanLinear<float> layer, Activations activations, std::string name) {
+  static LinearLayer boolean(BooleanLinear<float> layer, Activations activations,
+                             std::string name) {
     LinearLayer l;
     l.name_ = std::move(name);
     l.boolean_ = std::make_shared<const BooleanLinear<float>>(std::move(layer));
@@ -70,10 +72,14 @@ class LinearLayer {
   Activations activations() const noexcept { return activations_; }
 
   std::size_t in_features() const noexcept {
-    return boolean_ ? boolean_->in_features() : dense_ ? static_cast<std::size_t>(dense_->cols()) : 0;
+    return boolean_ ? boolean_->in_features()
+           : dense_ ? static_cast<std::size_t>(dense_->cols())
+                    : 0;
   }
   std::size_t out_features() const noexcept {
-    return boolean_ ? boolean_->out_features() : dense_ ? static_cast<std::size_t>(dense_->rows()) : 0;
+    return boolean_ ? boolean_->out_features()
+           : dense_ ? static_cast<std::size_t>(dense_->rows())
+                    : 0;
   }
 
   /// y (t rows of out_features, `ldy` apart) = layer(x) for x (t rows of in_features, `ldx`
@@ -119,11 +125,14 @@ class LinearLayer {
     Map ym(y, rows, w.rows(), Eigen::OuterStride<>(static_cast<Eigen::Index>(ldy)));
     if (t <= 4) {
       const auto m = static_cast<std::size_t>(w.rows()), n = static_cast<std::size_t>(w.cols());
-      parallel_for(0, m, mbok::detail::grain_for_cost(n * t), [&](std::size_t j0, std::size_t j1) {
-        const auto b = static_cast<Eigen::Index>(j0), len = static_cast<Eigen::Index>(j1 - j0);
-        for (Eigen::Index i = 0; i < rows; ++i)
-          ym.row(i).segment(b, len).noalias() = xm.row(i) * w.middleRows(b, len).transpose();
-      }, 16);
+      parallel_for(
+          0, m, mbok::detail::grain_for_cost(n * t),
+          [&](std::size_t j0, std::size_t j1) {
+            const auto b = static_cast<Eigen::Index>(j0), len = static_cast<Eigen::Index>(j1 - j0);
+            for (Eigen::Index i = 0; i < rows; ++i)
+              ym.row(i).segment(b, len).noalias() = xm.row(i) * w.middleRows(b, len).transpose();
+          },
+          16);
     } else {
       ym.noalias() = xm * w.transpose();
     }

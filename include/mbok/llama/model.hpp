@@ -152,7 +152,8 @@ class LlamaModel {
     try {
       j = nlohmann::json::parse(it->second);
     } catch (const nlohmann::json::exception& e) {
-      throw FormatError("mbok: " + source + ": metadata \"config.json\" is not JSON (" + e.what() + ")");
+      throw FormatError("mbok: " + source + ": metadata \"config.json\" is not JSON (" + e.what() +
+                        ")");
     }
     const LlamaConfig config = LlamaConfig::from_json(j, source + " config.json");
     const SafetensorsFile& st = file.file();
@@ -164,7 +165,8 @@ class LlamaModel {
       for (auto& [which, layer] : projections(b)) {
         const std::string name = block_linear_name(l, which);
         std::string layer_name = name;
-        if (!file.has_layer(layer_name) && file.has_layer(name + ".weight")) layer_name = name + ".weight";
+        if (!file.has_layer(layer_name) && file.has_layer(name + ".weight"))
+          layer_name = name + ".weight";
         if (file.has_layer(layer_name))
           layer = in.boolean_linear(file, layer_name, name, options.activations);
         else
@@ -179,7 +181,9 @@ class LlamaModel {
   const RowMatrix& embedding() const noexcept { return embedding_; }
   const Eigen::VectorXf& final_norm() const noexcept { return final_norm_; }
   /// The output head (vocab x hidden): lm_head, or the embedding when tied.
-  const RowMatrix& head() const noexcept { return config_.tie_word_embeddings ? embedding_ : lm_head_; }
+  const RowMatrix& head() const noexcept {
+    return config_.tie_word_embeddings ? embedding_ : lm_head_;
+  }
 
   /// An empty cache for up to `max_tokens` positions of this model.
   KvCache make_cache(std::int64_t max_tokens) const { return KvCache(config_, max_tokens); }
@@ -192,7 +196,8 @@ class LlamaModel {
   /// cache.max_tokens()); the cache is unchanged then.
   Logits forward(const std::vector<std::int32_t>& tokens, KvCache& cache,
                  std::vector<RowMatrix>* hidden_states = nullptr) const {
-    Logits logits(static_cast<Eigen::Index>(tokens.size()), static_cast<Eigen::Index>(config_.vocab_size));
+    Logits logits(static_cast<Eigen::Index>(tokens.size()),
+                  static_cast<Eigen::Index>(config_.vocab_size));
     run(tokens.data(), tokens.size(), cache, logits.data(), false, hidden_states);
     return logits;
   }
@@ -205,7 +210,8 @@ class LlamaModel {
     return logits;
   }
   /// The same into `logits` (vocab floats), allocating nothing once `cache` has seen t tokens.
-  void forward_last(const std::int32_t* tokens, std::size_t t, KvCache& cache, float* logits) const {
+  void forward_last(const std::int32_t* tokens, std::size_t t, KvCache& cache,
+                    float* logits) const {
     mbok::detail::require(t > 0, "llama forward_last: no tokens");
     mbok::detail::require(logits != nullptr, "llama forward_last: null logits");
     run(tokens, t, cache, logits, true, nullptr);
@@ -242,17 +248,20 @@ class LlamaModel {
  private:
   // The seven projections of a block with their HF names (relative to the block).
   static std::vector<std::pair<std::string, LinearLayer&>> projections(LlamaBlock& b) {
-    return {{"self_attn.q_proj", b.q_proj},  {"self_attn.k_proj", b.k_proj}, {"self_attn.v_proj", b.v_proj},
-            {"self_attn.o_proj", b.o_proj},  {"mlp.gate_proj", b.gate_proj}, {"mlp.up_proj", b.up_proj},
+    return {{"self_attn.q_proj", b.q_proj}, {"self_attn.k_proj", b.k_proj},
+            {"self_attn.v_proj", b.v_proj}, {"self_attn.o_proj", b.o_proj},
+            {"mlp.gate_proj", b.gate_proj}, {"mlp.up_proj", b.up_proj},
             {"mlp.down_proj", b.down_proj}};
   }
 
   // [out, in] of projection `which` ("self_attn.q_proj", ...) and whether it has a bias.
-  static std::pair<std::vector<std::int64_t>, bool> projection_shape(const LlamaConfig& c, const std::string& name) {
+  static std::pair<std::vector<std::int64_t>, bool> projection_shape(const LlamaConfig& c,
+                                                                     const std::string& name) {
     const std::int64_t h = c.hidden_size, q = c.q_size(), kv = c.kv_size(), f = c.intermediate_size;
     auto ends = [&](const char* s) {
       const std::string suffix(s);
-      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+      return name.size() >= suffix.size() &&
+             name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     if (ends("q_proj")) return {{q, h}, c.attention_bias};
     if (ends("k_proj") || ends("v_proj")) return {{kv, h}, c.attention_bias};
@@ -270,9 +279,10 @@ class LlamaModel {
     const TensorView& tensor(const std::string& name, const std::vector<std::int64_t>& shape,
                              const char* missing_note = "") const {
       const TensorView* t = lookup(name);
-      mbok::detail::require_format(t != nullptr, source, ": missing tensor '", name, "'", missing_note);
-      mbok::detail::require_format(t->dtype == DType::f32 || t->dtype == DType::f16 || t->dtype == DType::bf16 ||
-                                       t->dtype == DType::f64,
+      mbok::detail::require_format(t != nullptr, source, ": missing tensor '", name, "'",
+                                   missing_note);
+      mbok::detail::require_format(t->dtype == DType::f32 || t->dtype == DType::f16 ||
+                                       t->dtype == DType::bf16 || t->dtype == DType::f64,
                                    source, ": tensor '", name, "' has dtype ", dtype_name(t->dtype),
                                    ", expected F32, F16, BF16 or F64");
       mbok::detail::require_format(t->shape == shape, source, ": tensor '", name, "' has shape ",
@@ -282,7 +292,8 @@ class LlamaModel {
     }
     Eigen::VectorXf vector(const std::string& name, std::int64_t size) const {
       const std::vector<float> v = tensor(name, {size}).to_vector<float>();
-      Eigen::VectorXf out = Eigen::Map<const Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size()));
+      Eigen::VectorXf out =
+          Eigen::Map<const Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size()));
       mbok::detail::require_format(out.allFinite(), source, ": tensor '", name, "' is not finite");
       return out;
     }
@@ -295,8 +306,10 @@ class LlamaModel {
       return out;
     }
     void norms(std::int64_t l, LlamaBlock& b) const {
-      b.input_layernorm = vector(block_linear_name(l, "input_layernorm.weight"), config.hidden_size);
-      b.post_attention_layernorm = vector(block_linear_name(l, "post_attention_layernorm.weight"), config.hidden_size);
+      b.input_layernorm =
+          vector(block_linear_name(l, "input_layernorm.weight"), config.hidden_size);
+      b.post_attention_layernorm =
+          vector(block_linear_name(l, "post_attention_layernorm.weight"), config.hidden_size);
     }
     LinearLayer dense_linear(const std::string& name, const char* missing_note = "") const {
       const auto [shape, has_bias] = projection_shape(config, name);
@@ -305,8 +318,8 @@ class LlamaModel {
       if (has_bias) bias = vector(name + ".bias", shape[0]);
       return LinearLayer::dense(std::move(w), std::move(bias), name);
     }
-    LinearLayer boolean_linear(const MbokModel& file, const std::string& layer_name, const std::string& name,
-                               Activations activations) const {
+    LinearLayer boolean_linear(const MbokModel& file, const std::string& layer_name,
+                               const std::string& name, Activations activations) const {
       const auto [shape, has_bias] = projection_shape(config, name);
       const MbokLayerInfo& info = file.layer(layer_name);
       const std::vector<std::int64_t> got = {static_cast<std::int64_t>(info.out_features),
@@ -315,37 +328,50 @@ class LlamaModel {
                                    mbok::detail::shape_text(got), " but the config implies ",
                                    mbok::detail::shape_text(shape));
       if (!info.bias.empty()) {
-        mbok::detail::require_format(has_bias, source, ": layer '", layer_name, "' has a bias ('", info.bias,
+        mbok::detail::require_format(has_bias, source, ": layer '", layer_name, "' has a bias ('",
+                                     info.bias,
                                      "') but the config has none (attention_bias / mlp_bias)");
-        return LinearLayer::boolean(load_boolean_linear<float>(file, layer_name), activations, name);
+        return LinearLayer::boolean(load_boolean_linear<float>(file, layer_name), activations,
+                                    name);
       }
-      if (!has_bias) return LinearLayer::boolean(load_boolean_linear<float>(file, layer_name), activations, name);
+      if (!has_bias)
+        return LinearLayer::boolean(load_boolean_linear<float>(file, layer_name), activations,
+                                    name);
       Eigen::VectorXf bias = vector(name + ".bias", shape[0]);
-      return LinearLayer::boolean(BooleanLinear<float>(file.load_weights<float>(layer_name), std::move(bias)),
-                                  activations, name);
+      return LinearLayer::boolean(
+          BooleanLinear<float>(file.load_weights<float>(layer_name), std::move(bias)), activations,
+          name);
     }
     LlamaModel finish(std::vector<LlamaBlock> blocks) const {
-      RowMatrix embedding = matrix("model.embed_tokens.weight", config.vocab_size, config.hidden_size);
+      RowMatrix embedding =
+          matrix("model.embed_tokens.weight", config.vocab_size, config.hidden_size);
       Eigen::VectorXf norm = vector("model.norm.weight", config.hidden_size);
       RowMatrix head;
-      if (!config.tie_word_embeddings) head = matrix("lm_head.weight", config.vocab_size, config.hidden_size);
-      return LlamaModel(config, std::move(embedding), std::move(blocks), std::move(norm), std::move(head));
+      if (!config.tie_word_embeddings)
+        head = matrix("lm_head.weight", config.vocab_size, config.hidden_size);
+      return LlamaModel(config, std::move(embedding), std::move(blocks), std::move(norm),
+                        std::move(head));
     }
   };
 
   void check_parts() const {
-    const auto h = static_cast<Eigen::Index>(config_.hidden_size), v = static_cast<Eigen::Index>(config_.vocab_size);
-    mbok::detail::require(embedding_.rows() == v && embedding_.cols() == h, "llama model: embedding is ",
-                          embedding_.rows(), " x ", embedding_.cols(), ", the config implies ", v, " x ", h);
-    mbok::detail::require(final_norm_.size() == h, "llama model: final norm has ", final_norm_.size(),
-                          " entries, the config implies ", h);
+    const auto h = static_cast<Eigen::Index>(config_.hidden_size),
+               v = static_cast<Eigen::Index>(config_.vocab_size);
+    mbok::detail::require(embedding_.rows() == v && embedding_.cols() == h,
+                          "llama model: embedding is ", embedding_.rows(), " x ", embedding_.cols(),
+                          ", the config implies ", v, " x ", h);
+    mbok::detail::require(final_norm_.size() == h, "llama model: final norm has ",
+                          final_norm_.size(), " entries, the config implies ", h);
     if (config_.tie_word_embeddings)
-      mbok::detail::require(lm_head_.size() == 0, "llama model: tied embeddings but an lm_head was given");
+      mbok::detail::require(lm_head_.size() == 0,
+                            "llama model: tied embeddings but an lm_head was given");
     else
-      mbok::detail::require(lm_head_.rows() == v && lm_head_.cols() == h, "llama model: lm_head is ",
-                            lm_head_.rows(), " x ", lm_head_.cols(), ", the config implies ", v, " x ", h);
-    mbok::detail::require(blocks_.size() == static_cast<std::size_t>(config_.num_hidden_layers), "llama model: ",
-                          blocks_.size(), " blocks, the config implies ", config_.num_hidden_layers);
+      mbok::detail::require(lm_head_.rows() == v && lm_head_.cols() == h,
+                            "llama model: lm_head is ", lm_head_.rows(), " x ", lm_head_.cols(),
+                            ", the config implies ", v, " x ", h);
+    mbok::detail::require(blocks_.size() == static_cast<std::size_t>(config_.num_hidden_layers),
+                          "llama model: ", blocks_.size(), " blocks, the config implies ",
+                          config_.num_hidden_layers);
     static const char* const names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                         "mlp.down_proj"};
@@ -358,8 +384,9 @@ class LlamaModel {
         const std::vector<std::int64_t> shape = projection_shape(config_, names[j]).first;
         mbok::detail::require(static_cast<std::int64_t>(layers[j]->out_features()) == shape[0] &&
                                   static_cast<std::int64_t>(layers[j]->in_features()) == shape[1],
-                              "llama model: block ", l, " ", names[j], " is ", layers[j]->out_features(), " x ",
-                              layers[j]->in_features(), ", the config implies ", shape[0], " x ", shape[1]);
+                              "llama model: block ", l, " ", names[j], " is ",
+                              layers[j]->out_features(), " x ", layers[j]->in_features(),
+                              ", the config implies ", shape[0], " x ", shape[1]);
       }
     }
   }
@@ -370,25 +397,30 @@ class LlamaModel {
            std::vector<RowMatrix>* hidden) const {
     const LlamaConfig& c = config_;
     mbok::detail::require(!blocks_.empty(), "llama forward: the model is empty");
-    mbok::detail::require(cache.num_layers() == blocks_.size() &&
-                              cache.num_kv_heads() == static_cast<std::size_t>(c.num_key_value_heads) &&
-                              cache.head_dim() == static_cast<std::size_t>(c.head_dim),
-                          "llama forward: the cache (", cache.num_layers(), " layers, ", cache.num_kv_heads(),
-                          " kv heads of ", cache.head_dim(), ") was not made for this model (",
-                          c.num_hidden_layers, ", ", c.num_key_value_heads, ", ", c.head_dim, ")");
+    mbok::detail::require(
+        cache.num_layers() == blocks_.size() &&
+            cache.num_kv_heads() == static_cast<std::size_t>(c.num_key_value_heads) &&
+            cache.head_dim() == static_cast<std::size_t>(c.head_dim),
+        "llama forward: the cache (", cache.num_layers(), " layers, ", cache.num_kv_heads(),
+        " kv heads of ", cache.head_dim(), ") was not made for this model (", c.num_hidden_layers,
+        ", ", c.num_key_value_heads, ", ", c.head_dim, ")");
     mbok::detail::require(t == 0 || tokens != nullptr, "llama forward: null tokens");
     for (std::size_t i = 0; i < t; ++i)
-      mbok::detail::require(tokens[i] >= 0 && tokens[i] < c.vocab_size, "llama forward: token id ", tokens[i],
-                            " at index ", i, " is out of range [0, vocab_size = ", c.vocab_size, ")");
+      mbok::detail::require(tokens[i] >= 0 && tokens[i] < c.vocab_size, "llama forward: token id ",
+                            tokens[i], " at index ", i,
+                            " is out of range [0, vocab_size = ", c.vocab_size, ")");
     const auto pos0 = static_cast<std::size_t>(cache.length());
     mbok::detail::require(pos0 + t <= static_cast<std::size_t>(cache.max_tokens()),
-                          "llama forward: context overflow: the cache holds ", pos0, " tokens and ", t,
-                          " more exceed its max_tokens = ", cache.max_tokens());
+                          "llama forward: context overflow: the cache holds ", pos0, " tokens and ",
+                          t, " more exceed its max_tokens = ", cache.max_tokens());
     if (t == 0) return;
 
-    const auto h = static_cast<std::size_t>(c.hidden_size), f = static_cast<std::size_t>(c.intermediate_size);
-    const auto qs = static_cast<std::size_t>(c.q_size()), kvs = static_cast<std::size_t>(c.kv_size());
-    const auto d = static_cast<std::size_t>(c.head_dim), kvh = static_cast<std::size_t>(c.num_key_value_heads);
+    const auto h = static_cast<std::size_t>(c.hidden_size),
+               f = static_cast<std::size_t>(c.intermediate_size);
+    const auto qs = static_cast<std::size_t>(c.q_size()),
+               kvs = static_cast<std::size_t>(c.kv_size());
+    const auto d = static_cast<std::size_t>(c.head_dim),
+               kvh = static_cast<std::size_t>(c.num_key_value_heads);
     const auto heads = static_cast<std::size_t>(c.num_attention_heads);
     internal::ForwardScratch& s = cache.scratch_;
     using internal::ForwardScratch;
@@ -409,7 +441,8 @@ class LlamaModel {
     }
     auto capture = [&](std::size_t index) {
       if (hidden == nullptr) return;
-      (*hidden)[index] = Eigen::Map<const RowMatrix>(x, static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(h));
+      (*hidden)[index] = Eigen::Map<const RowMatrix>(x, static_cast<Eigen::Index>(t),
+                                                     static_cast<Eigen::Index>(h));
     };
     if (hidden != nullptr) hidden->assign(blocks_.size() + 1, RowMatrix());
     capture(0);

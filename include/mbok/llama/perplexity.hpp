@@ -44,16 +44,17 @@ inline double token_nll(const float* row, std::size_t vocab, std::int32_t target
 /// called after each window when given. Throws `InvalidArgument` for context < 2, fewer
 /// tokens than one window, a context beyond the model's `max_position_embeddings`, or a token
 /// out of the vocabulary; `FormatError` when the model produces a non-finite logit.
-inline PerplexityResult perplexity(const LlamaModel& model, const std::vector<std::int32_t>& tokens,
-                                   std::int64_t context,
-                                   const std::function<void(std::size_t, std::size_t)>& progress = {}) {
+inline PerplexityResult perplexity(
+    const LlamaModel& model, const std::vector<std::int32_t>& tokens, std::int64_t context,
+    const std::function<void(std::size_t, std::size_t)>& progress = {}) {
   detail::require(context >= 2, "perplexity: context must be at least 2 tokens, got ", context);
-  detail::require(context <= model.config().max_position_embeddings, "perplexity: context ", context,
-                  " exceeds the model's max_position_embeddings (", model.config().max_position_embeddings, ")");
+  detail::require(context <= model.config().max_position_embeddings, "perplexity: context ",
+                  context, " exceeds the model's max_position_embeddings (",
+                  model.config().max_position_embeddings, ")");
   const std::size_t c = static_cast<std::size_t>(context);
   const std::size_t windows = tokens.size() / c;
-  detail::require(windows >= 1, "perplexity: the text has ", tokens.size(), " tokens, fewer than one window of ",
-                  context);
+  detail::require(windows >= 1, "perplexity: the text has ", tokens.size(),
+                  " tokens, fewer than one window of ", context);
   const std::size_t vocab = static_cast<std::size_t>(model.config().vocab_size);
   KvCache cache = model.make_cache(context);
   std::vector<std::int32_t> window(c);
@@ -65,7 +66,8 @@ inline PerplexityResult perplexity(const LlamaModel& model, const std::vector<st
     const LlamaModel::Logits logits = model.forward(window, cache);
     for (std::size_t i = 0; i + 1 < c; ++i) {
       const double nll = token_nll(logits.data() + i * vocab, vocab, window[i + 1]);
-      detail::require_format(std::isfinite(nll), "perplexity: non-finite logits in window ", w, " at position ", i);
+      detail::require_format(std::isfinite(nll), "perplexity: non-finite logits in window ", w,
+                             " at position ", i);
       total += nll;
     }
     if (progress) progress(w + 1, windows);

@@ -43,8 +43,10 @@ inline PretrainedModel load_pretrained(const std::string& path, const ModelOptio
   if (fs::is_directory(path, ec)) {
     const LlamaCheckpoint ckpt = open_llama_checkpoint(path);
     out.model = LlamaModel::from_tensors(
-        ckpt.config, [&ckpt](const std::string& name) { return ckpt.checkpoint.find(name); }, options);
-    if (const auto tok = ckpt.checkpoint.tokenizer_path()) out.tokenizer = Tokenizer::from_file(*tok);
+        ckpt.config, [&ckpt](const std::string& name) { return ckpt.checkpoint.find(name); },
+        options);
+    if (const auto tok = ckpt.checkpoint.tokenizer_path())
+      out.tokenizer = Tokenizer::from_file(*tok);
     return out;
   }
   detail::require_format(fs::is_regular_file(path, ec), "'", path,

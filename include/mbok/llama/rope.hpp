@@ -23,7 +23,8 @@ class Rope {
  public:
   Rope() = default;
   explicit Rope(const LlamaConfig& config)
-      : inv_freq_(config.rope_inverse_frequencies()), head_dim_(static_cast<std::size_t>(config.head_dim)) {}
+      : inv_freq_(config.rope_inverse_frequencies()),
+        head_dim_(static_cast<std::size_t>(config.head_dim)) {}
 
   std::size_t head_dim() const noexcept { return head_dim_; }
 

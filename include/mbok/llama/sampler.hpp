@@ -19,10 +19,10 @@ namespace llama {
 
 /// How `Sampler` picks a token.
 struct SamplerOptions {
-  double temperature = 0;    ///< 0: greedy (the largest logit, the lowest id among equals)
-  std::size_t top_k = 0;     ///< 0: every token; else only the k most likely
-  double top_p = 1;          ///< in (0, 1]: the nucleus of that much probability
-  std::uint64_t seed = 0;    ///< of the generator (sampling only)
+  double temperature = 0;  ///< 0: greedy (the largest logit, the lowest id among equals)
+  std::size_t top_k = 0;   ///< 0: every token; else only the k most likely
+  double top_p = 1;        ///< in (0, 1]: the nucleus of that much probability
+  std::uint64_t seed = 0;  ///< of the generator (sampling only)
 };
 
 class Sampler {
@@ -41,7 +41,8 @@ class Sampler {
     detail::require(vocab > 0 && logits != nullptr, "Sampler: no logits");
     for (std::size_t v = 0; v < vocab; ++v)
       detail::require(std::isfinite(logits[v]), "Sampler: logit ", v, " is not finite");
-    if (o_.temperature == 0) return static_cast<std::int32_t>(std::max_element(logits, logits + vocab) - logits);
+    if (o_.temperature == 0)
+      return static_cast<std::int32_t>(std::max_element(logits, logits + vocab) - logits);
     order_.resize(vocab);
     std::iota(order_.begin(), order_.end(), std::int32_t{0});
     const std::size_t k = o_.top_k == 0 ? vocab : std::min(o_.top_k, vocab);
@@ -49,12 +50,14 @@ class Sampler {
     auto more_likely = [logits](std::int32_t a, std::int32_t b) {
       return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
     };
-    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(k), order_.end(), more_likely);
+    std::partial_sort(order_.begin(), order_.begin() + static_cast<std::ptrdiff_t>(k), order_.end(),
+                      more_likely);
     order_.resize(k);
     probs_.resize(k);
     const double peak = logits[order_[0]];
     double sum = 0;
-    for (std::size_t i = 0; i < k; ++i) sum += probs_[i] = std::exp((logits[order_[i]] - peak) / o_.temperature);
+    for (std::size_t i = 0; i < k; ++i)
+      sum += probs_[i] = std::exp((logits[order_[i]] - peak) / o_.temperature);
     std::size_t keep = k;
     if (o_.top_p < 1) {
       double mass = 0;
@@ -66,7 +69,8 @@ class Sampler {
         }
       }
     }
-    std::discrete_distribution<std::size_t> pick(probs_.begin(), probs_.begin() + static_cast<std::ptrdiff_t>(keep));
+    std::discrete_distribution<std::size_t> pick(
+        probs_.begin(), probs_.begin() + static_cast<std::ptrdiff_t>(keep));
     return order_[pick(rng_)];
   }
 

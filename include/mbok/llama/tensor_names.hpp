@@ -29,7 +29,8 @@ namespace llama {
 ///     model.layers.{i}.mlp.up_proj.weight               [inter, hidden]    (+ .bias [inter])
 ///     model.layers.{i}.mlp.down_proj.weight             [hidden, inter]    (+ .bias [hidden])
 ///     model.norm.weight                                 [hidden]
-///     lm_head.weight                                    [vocab, hidden]    (unless tie_word_embeddings)
+///     lm_head.weight                                    [vocab, hidden]    (unless
+///     tie_word_embeddings)
 ///
 /// with the biases of the attention projections when `attention_bias` and of the MLP when
 /// `mlp_bias`. q_size = heads * head_dim, kv_size = kv_heads * head_dim.

@@ -47,8 +47,9 @@ class AddedMatcher {
   void finish() {
     // Longest first: the first pattern that matches at a position is the longest there.
     for (auto& bucket : by_first_)
-      std::stable_sort(bucket.begin(), bucket.end(),
-                       [](const Entry& a, const Entry& b) { return a.pattern.size() > b.pattern.size(); });
+      std::stable_sort(bucket.begin(), bucket.end(), [](const Entry& a, const Entry& b) {
+        return a.pattern.size() > b.pattern.size();
+      });
   }
 
   bool empty() const { return !any_; }
@@ -77,7 +78,8 @@ class AddedMatcher {
       const AddedToken& tok = tokens[hit->token];
       std::size_t start = i, stop = i + hit->pattern.size();
       i = stop;  // the search goes on after this match even when it is rejected
-      if (tok.single_word && ((start > 0 && word_before(text, start)) || (stop < text.size() && word_at(text, stop))))
+      if (tok.single_word &&
+          ((start > 0 && word_before(text, start)) || (stop < text.size() && word_at(text, stop))))
         continue;
       if (tok.lstrip) {
         while (start > emitted) {
@@ -96,11 +98,13 @@ class AddedMatcher {
         }
         i = std::max(i, stop);
       }
-      if (start > emitted) out.push_back(Segment{text.substr(emitted, start - emitted), -1, at_start && emitted == 0});
+      if (start > emitted)
+        out.push_back(Segment{text.substr(emitted, start - emitted), -1, at_start && emitted == 0});
       out.push_back(Segment{tok.content, tok.id, false});
       emitted = stop;
     }
-    if (emitted < text.size()) out.push_back(Segment{text.substr(emitted), -1, at_start && emitted == 0});
+    if (emitted < text.size())
+      out.push_back(Segment{text.substr(emitted), -1, at_start && emitted == 0});
   }
 
  private:

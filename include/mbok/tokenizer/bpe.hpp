@@ -33,7 +33,8 @@ class BpeModel {
     if (type != nullptr) {
       if (!type->is_string()) src.fail(path + ".type", "expected a string");
       if (type->get<std::string>() != "BPE")
-        src.fail(path + ".type", "unsupported model type \"" + type->get<std::string>() + "\" (mbok reads BPE only)");
+        src.fail(path + ".type", "unsupported model type \"" + type->get<std::string>() +
+                                     "\" (mbok reads BPE only)");
     } else if (!j.is_object() || !j.contains("merges")) {
       src.fail(path, "missing key \"type\"");
     }
@@ -43,7 +44,8 @@ class BpeModel {
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       const std::int32_t id = src.id(it.value(), path + ".vocab[\"" + it.key() + "\"]");
       vocab_[it.key()] = id;
-      if (static_cast<std::size_t>(id) >= tokens_.size()) tokens_.resize(static_cast<std::size_t>(id) + 1);
+      if (static_cast<std::size_t>(id) >= tokens_.size())
+        tokens_.resize(static_cast<std::size_t>(id) + 1);
       tokens_[static_cast<std::size_t>(id)] = it.key();
     }
 
@@ -55,7 +57,8 @@ class BpeModel {
     if (const Json* d = JsonSource::optional(j, "dropout"); d != nullptr) {
       if (!d->is_number()) src.fail(path + ".dropout", "expected a number or null");
       if (d->get<double>() != 0.0)
-        src.fail(path + ".dropout", "BPE dropout is random; mbok encodes deterministically and reads only null");
+        src.fail(path + ".dropout",
+                 "BPE dropout is random; mbok encodes deterministically and reads only null");
     }
     fuse_unk_ = src.bool_or(j, "fuse_unk", path, false);
     byte_fallback_ = src.bool_or(j, "byte_fallback", path, false);
@@ -64,7 +67,8 @@ class BpeModel {
       if (!unk->is_string()) src.fail(path + ".unk_token", "expected a string or null");
       const auto found = vocab_.find(unk->get<std::string>());
       if (found == vocab_.end())
-        src.fail(path + ".unk_token", "unk_token \"" + unk->get<std::string>() + "\" is not in the vocabulary");
+        src.fail(path + ".unk_token",
+                 "unk_token \"" + unk->get<std::string>() + "\" is not in the vocabulary");
       unk_id_ = found->second;
     }
     byte_ids_.fill(-1);
@@ -85,7 +89,8 @@ class BpeModel {
         const std::string s = m.get<std::string>();
         const auto sp = s.find(' ');
         if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-          src.fail(where, "malformed merge \"" + s + "\" (expected two tokens separated by one space)");
+          src.fail(where,
+                   "malformed merge \"" + s + "\" (expected two tokens separated by one space)");
         a = s.substr(0, sp);
         b = s.substr(sp + 1);
       } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
@@ -97,7 +102,8 @@ class BpeModel {
       const std::int32_t ia = lookup(src, a, where), ib = lookup(src, b, where);
       const auto merged = vocab_.find(a + b);
       if (merged == vocab_.end())
-        src.fail(where, "merge \"" + a + "\" + \"" + b + "\" makes \"" + a + b + "\", which is not in the vocabulary");
+        src.fail(where, "merge \"" + a + "\" + \"" + b + "\" makes \"" + a + b +
+                            "\", which is not in the vocabulary");
       // A repeated pair keeps its last rank, as in the reference's map.
       merges_[key(ia, ib)] = {static_cast<std::int32_t>(rank), merged->second};
     }
@@ -195,7 +201,8 @@ class BpeModel {
   };
 
   static std::uint64_t key(std::int32_t a, std::int32_t b) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+           static_cast<std::uint32_t>(b);
   }
 
   const std::pair<std::int32_t, std::int32_t>* merge_of(std::int32_t a, std::int32_t b) const {
@@ -203,9 +210,11 @@ class BpeModel {
     return it == merges_.end() ? nullptr : &it->second;
   }
 
-  std::int32_t lookup(const JsonSource& src, const std::string& token, const std::string& where) const {
+  std::int32_t lookup(const JsonSource& src, const std::string& token,
+                      const std::string& where) const {
     const auto it = vocab_.find(token);
-    if (it == vocab_.end()) src.fail(where, "merge names token \"" + token + "\", which is not in the vocabulary");
+    if (it == vocab_.end())
+      src.fail(where, "merge names token \"" + token + "\", which is not in the vocabulary");
     return it->second;
   }
 

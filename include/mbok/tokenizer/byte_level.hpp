@@ -20,7 +20,8 @@ inline std::uint32_t byte_to_codepoint(unsigned char b) {
     std::array<std::uint32_t, 256> t{};
     std::uint32_t extra = 0;
     for (std::uint32_t c = 0; c < 256; ++c) {
-      const bool printable = (c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
+      const bool printable =
+          (c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF);
       t[c] = printable ? c : 256 + extra++;
     }
     return t;
@@ -32,7 +33,8 @@ inline std::uint32_t byte_to_codepoint(unsigned char b) {
 inline const std::string& byte_to_unicode(unsigned char b) {
   static const std::array<std::string, 256> table = [] {
     std::array<std::string, 256> t;
-    for (int c = 0; c < 256; ++c) t[c] = utf8_encode(byte_to_codepoint(static_cast<unsigned char>(c)));
+    for (int c = 0; c < 256; ++c)
+      t[c] = utf8_encode(byte_to_codepoint(static_cast<unsigned char>(c)));
     return t;
   }();
   return table[b];
@@ -43,7 +45,8 @@ inline int codepoint_to_byte(std::uint32_t cp) {
   static const std::array<std::int16_t, 324> table = [] {
     std::array<std::int16_t, 324> t{};
     t.fill(-1);
-    for (int c = 0; c < 256; ++c) t[byte_to_codepoint(static_cast<unsigned char>(c))] = static_cast<std::int16_t>(c);
+    for (int c = 0; c < 256; ++c)
+      t[byte_to_codepoint(static_cast<unsigned char>(c))] = static_cast<std::int16_t>(c);
     return t;
   }();
   return cp < table.size() ? table[cp] : -1;

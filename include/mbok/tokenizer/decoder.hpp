@@ -44,10 +44,10 @@ class Decoder {
   enum class Kind { byte_level, replace, byte_fallback, fuse, strip, metaspace };
   struct Step {
     Kind kind;
-    Regex pattern;            // Replace
-    std::string text;         // Replace's content, Strip's content, Metaspace's replacement
+    Regex pattern;                    // Replace
+    std::string text;                 // Replace's content, Strip's content, Metaspace's replacement
     std::size_t start = 0, stop = 0;  // Strip
-    bool prepend = true;      // Metaspace: prepend_scheme is not "never"
+    bool prepend = true;              // Metaspace: prepend_scheme is not "never"
   };
 
   static int byte_of_token(const std::string& t) {
@@ -57,10 +57,14 @@ class Decoder {
     for (int k = 3; k < 5; ++k) {
       const char c = t[static_cast<std::size_t>(k)];
       int d;
-      if (c >= '0' && c <= '9') d = c - '0';
-      else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      else return -1;
+      if (c >= '0' && c <= '9')
+        d = c - '0';
+      else if (c >= 'A' && c <= 'F')
+        d = c - 'A' + 10;
+      else if (c >= 'a' && c <= 'f')
+        d = c - 'a' + 10;
+      else
+        return -1;
       v = v * 16 + d;
     }
     return v;
@@ -83,7 +87,8 @@ class Decoder {
         std::size_t run_len = 0;
         const auto flush = [&] {
           if (run_len == 0) return;
-          if (utf8_invalid_offset(run) == run.size()) out.push_back(run);
+          if (utf8_invalid_offset(run) == run.size())
+            out.push_back(run);
           else
             for (std::size_t k = 0; k < run_len; ++k) out.push_back("\xEF\xBF\xBD");
           run.clear();
@@ -133,10 +138,13 @@ class Decoder {
   }
 
   /// Up to `start` leading and `stop` trailing copies of the character `c` removed.
-  static std::string strip(const std::string& t, const std::string& c, std::size_t start, std::size_t stop) {
+  static std::string strip(const std::string& t, const std::string& c, std::size_t start,
+                           std::size_t stop) {
     std::size_t b = 0, e = t.size();
-    for (std::size_t k = 0; k < start && b + c.size() <= e && t.compare(b, c.size(), c) == 0; ++k) b += c.size();
-    for (std::size_t k = 0; k < stop && e >= b + c.size() && t.compare(e - c.size(), c.size(), c) == 0; ++k)
+    for (std::size_t k = 0; k < start && b + c.size() <= e && t.compare(b, c.size(), c) == 0; ++k)
+      b += c.size();
+    for (std::size_t k = 0;
+         k < stop && e >= b + c.size() && t.compare(e - c.size(), c.size(), c) == 0; ++k)
       e -= c.size();
     return t.substr(b, e - b);
   }
@@ -148,7 +156,8 @@ class Decoder {
     if (type == "Sequence") {
       const Json& list = src.member(j, "decoders", path);
       if (!list.is_array()) src.fail(path + ".decoders", "expected an array");
-      for (std::size_t i = 0; i < list.size(); ++i) add(src, list[i], path + ".decoders[" + std::to_string(i) + "]");
+      for (std::size_t i = 0; i < list.size(); ++i)
+        add(src, list[i], path + ".decoders[" + std::to_string(i) + "]");
       return;
     } else if (type == "ByteLevel") {
       s.kind = Kind::byte_level;
@@ -171,7 +180,8 @@ class Decoder {
       s.kind = Kind::metaspace;
       s.text = single_char(src, j, "replacement", path, "\xE2\x96\x81");
       const bool add_prefix_space = src.bool_or(j, "add_prefix_space", path, true);
-      const std::string scheme = src.string_or(j, "prepend_scheme", path, add_prefix_space ? "always" : "never");
+      const std::string scheme =
+          src.string_or(j, "prepend_scheme", path, add_prefix_space ? "always" : "never");
       if (scheme != "always" && scheme != "first" && scheme != "never")
         src.fail(path + ".prepend_scheme", "unsupported prepend_scheme \"" + scheme + "\"");
       s.prepend = scheme != "never";

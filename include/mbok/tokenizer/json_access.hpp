@@ -43,7 +43,8 @@ struct JsonSource {
     return v.get<std::string>();
   }
 
-  std::string string_or(const Json& j, const char* key, const std::string& path, std::string fallback) const {
+  std::string string_or(const Json& j, const char* key, const std::string& path,
+                        std::string fallback) const {
     const Json* v = optional(j, key);
     if (v == nullptr) return fallback;
     if (!v->is_string()) fail(path + "." + key, "expected a string");
@@ -57,7 +58,8 @@ struct JsonSource {
     return v->get<bool>();
   }
 
-  std::int64_t int_or(const Json& j, const char* key, const std::string& path, std::int64_t fallback) const {
+  std::int64_t int_or(const Json& j, const char* key, const std::string& path,
+                      std::int64_t fallback) const {
     const Json* v = optional(j, key);
     if (v == nullptr) return fallback;
     if (!v->is_number_integer()) fail(path + "." + key, "expected an integer");
@@ -72,12 +74,14 @@ struct JsonSource {
   }
 
   /// The "type" of a component, e.g. "BPE" at `model`.
-  std::string type_of(const Json& j, const std::string& path) const { return string_at(j, "type", path); }
+  std::string type_of(const Json& j, const std::string& path) const {
+    return string_at(j, "type", path);
+  }
 };
 
 /// A one-code-point string such as Metaspace's "replacement" or Strip's "content".
-inline std::string single_char(const JsonSource& src, const Json& j, const char* key, const std::string& path,
-                               const std::string& fallback) {
+inline std::string single_char(const JsonSource& src, const Json& j, const char* key,
+                               const std::string& path, const std::string& fallback) {
   std::string s = src.string_or(j, key, path, fallback);
   if (s.empty()) src.fail(path + "." + key, "expected one character, got an empty string");
   return s;

@@ -28,12 +28,13 @@ inline bool nfc_singleton(std::uint32_t c) {
          c == 0x0A5E || c == 0x0B5C || c == 0x0B5D || c == 0x0F43 || c == 0x0F4D || c == 0x0F52 ||
          c == 0x0F57 || c == 0x0F5C || c == 0x0F69 || c == 0x0F73 || c == 0x0F75 || c == 0x0F76 ||
          c == 0x0F78 || c == 0x0F81 || c == 0x0F93 || c == 0x0F9D || c == 0x0FA2 || c == 0x0FA7 ||
-         c == 0x0FAC || c == 0x0FB9 || (c >= 0x1F71 && c <= 0x1F7D && (c & 1) == 1) || c == 0x1FBB ||
-         c == 0x1FBE || c == 0x1FC9 || c == 0x1FCB || c == 0x1FD3 || c == 0x1FDB || c == 0x1FE3 ||
-         c == 0x1FEB || c == 0x1FEE || c == 0x1FEF || c == 0x1FF9 || c == 0x1FFB || c == 0x1FFD ||
-         c == 0x2000 || c == 0x2001 || c == 0x2126 || c == 0x212A || c == 0x212B || c == 0x2329 ||
-         c == 0x232A || c == 0x2ADC || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0xFB1D && c <= 0xFB4E) ||
-         (c >= 0x1D15E && c <= 0x1D164) || (c >= 0x1D1BB && c <= 0x1D1C0) || (c >= 0x2F800 && c <= 0x2FA1D) ||
+         c == 0x0FAC || c == 0x0FB9 || (c >= 0x1F71 && c <= 0x1F7D && (c & 1) == 1) ||
+         c == 0x1FBB || c == 0x1FBE || c == 0x1FC9 || c == 0x1FCB || c == 0x1FD3 || c == 0x1FDB ||
+         c == 0x1FE3 || c == 0x1FEB || c == 0x1FEE || c == 0x1FEF || c == 0x1FF9 || c == 0x1FFB ||
+         c == 0x1FFD || c == 0x2000 || c == 0x2001 || c == 0x2126 || c == 0x212A || c == 0x212B ||
+         c == 0x2329 || c == 0x232A || c == 0x2ADC || (c >= 0xF900 && c <= 0xFAFF) ||
+         (c >= 0xFB1D && c <= 0xFB4E) || (c >= 0x1D15E && c <= 0x1D164) ||
+         (c >= 0x1D1BB && c <= 0x1D1C0) || (c >= 0x2F800 && c <= 0x2FA1D) ||
          (c >= 0x1161 && c <= 0x1175) || (c >= 0x11A8 && c <= 0x11C2);
 }
 
@@ -59,10 +60,11 @@ inline void require_nfc(std::string_view text) {
   const std::uint32_t c = utf8_next(text, end);
   char hex[16];
   std::snprintf(hex, sizeof hex, "U+%04X", static_cast<unsigned>(c));
-  throw FormatError(std::string("mbok: tokenizer normalizer NFC: text holds ") + hex + " at byte " +
-                    std::to_string(suspect) +
-                    ", which may need Unicode composition; mbok's NFC passes only text already in NFC "
-                    "(normalize the input to NFC first)");
+  throw FormatError(
+      std::string("mbok: tokenizer normalizer NFC: text holds ") + hex + " at byte " +
+      std::to_string(suspect) +
+      ", which may need Unicode composition; mbok's NFC passes only text already in NFC "
+      "(normalize the input to NFC first)");
 }
 
 }  // namespace mbok::tokenizer_detail

@@ -46,7 +46,8 @@ class Normalizer {
   }
 
   /// Every match of `pattern` in `text` replaced by `content`.
-  static std::string replace_all(const Regex& pattern, const std::string& text, const std::string& content) {
+  static std::string replace_all(const Regex& pattern, const std::string& text,
+                                 const std::string& content) {
     const auto spans = pattern.find_all(text);
     if (spans.empty()) return text;
     std::string out;
@@ -97,14 +98,19 @@ class Normalizer {
     if (type == "Sequence") {
       const Json& list = src.member(j, "normalizers", path);
       if (!list.is_array()) src.fail(path + ".normalizers", "expected an array");
-      for (std::size_t i = 0; i < list.size(); ++i) add(src, list[i], path + ".normalizers[" + std::to_string(i) + "]");
+      for (std::size_t i = 0; i < list.size(); ++i)
+        add(src, list[i], path + ".normalizers[" + std::to_string(i) + "]");
     } else if (type == "Prepend") {
       steps_.push_back(Step{Kind::prepend, src.string_at(j, "prepend", path), {}, false, false});
     } else if (type == "Replace") {
       Regex pattern = pattern_regex(src, src.member(j, "pattern", path), path + ".pattern");
-      steps_.push_back(Step{Kind::replace, src.string_at(j, "content", path), std::move(pattern), false, false});
+      steps_.push_back(
+          Step{Kind::replace, src.string_at(j, "content", path), std::move(pattern), false, false});
     } else if (type == "Strip") {
-      steps_.push_back(Step{Kind::strip, {}, {}, src.bool_or(j, "strip_left", path, true),
+      steps_.push_back(Step{Kind::strip,
+                            {},
+                            {},
+                            src.bool_or(j, "strip_left", path, true),
                             src.bool_or(j, "strip_right", path, true)});
     } else if (type == "NFC") {
       steps_.push_back(Step{Kind::nfc, {}, {}, false, false});

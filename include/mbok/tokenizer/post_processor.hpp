@@ -18,7 +18,9 @@ class PostProcessor {
  public:
   PostProcessor() = default;
 
-  PostProcessor(const JsonSource& src, const Json& j, const std::string& path) { add(src, j, path); }
+  PostProcessor(const JsonSource& src, const Json& j, const std::string& path) {
+    add(src, j, path);
+  }
 
   /// `ids` (the encoded sequence) with the special tokens of the template around it.
   std::vector<std::int32_t> apply(std::vector<std::int32_t> ids) const {
@@ -51,7 +53,8 @@ class PostProcessor {
     std::vector<std::int32_t> before, after;
   };
 
-  static std::int32_t pair_id(const JsonSource& src, const Json& j, const char* key, const std::string& path) {
+  static std::int32_t pair_id(const JsonSource& src, const Json& j, const char* key,
+                              const std::string& path) {
     const Json& v = src.member(j, key, path);
     if (!v.is_array() || v.size() != 2) src.fail(path + "." + key, "expected [token, id]");
     return src.id(v[1], path + "." + key + "[1]");
@@ -63,11 +66,13 @@ class PostProcessor {
     if (type == "Sequence") {
       const Json& list = src.member(j, "processors", path);
       if (!list.is_array()) src.fail(path + ".processors", "expected an array");
-      for (std::size_t i = 0; i < list.size(); ++i) add(src, list[i], path + ".processors[" + std::to_string(i) + "]");
+      for (std::size_t i = 0; i < list.size(); ++i)
+        add(src, list[i], path + ".processors[" + std::to_string(i) + "]");
     } else if (type == "ByteLevel") {
       // Offsets only.
     } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-      templates_.push_back(Template{{pair_id(src, j, "cls", path)}, {pair_id(src, j, "sep", path)}});
+      templates_.push_back(
+          Template{{pair_id(src, j, "cls", path)}, {pair_id(src, j, "sep", path)}});
     } else if (type == "TemplateProcessing") {
       const Json& single = src.member(j, "single", path);
       if (!single.is_array()) src.fail(path + ".single", "expected an array");
@@ -79,16 +84,21 @@ class PostProcessor {
         const std::string where = path + ".single[" + std::to_string(i) + "]";
         if (item.is_object() && item.contains("Sequence")) {
           const std::string id = src.string_at(item["Sequence"], "id", where + ".Sequence");
-          if (id != "A") src.fail(where, "the single template names sequence \"" + id + "\" (expected A)");
+          if (id != "A")
+            src.fail(where, "the single template names sequence \"" + id + "\" (expected A)");
           if (seen_sequence) src.fail(where, "sequence A appears twice");
           seen_sequence = true;
         } else if (item.is_object() && item.contains("SpecialToken")) {
-          const std::string name = src.string_at(item["SpecialToken"], "id", where + ".SpecialToken");
+          const std::string name =
+              src.string_at(item["SpecialToken"], "id", where + ".SpecialToken");
           const Json* entry = JsonSource::optional(specials, name.c_str());
-          if (entry == nullptr) src.fail(path + ".special_tokens", "missing special token \"" + name + "\"");
+          if (entry == nullptr)
+            src.fail(path + ".special_tokens", "missing special token \"" + name + "\"");
           const Json& ids = src.member(*entry, "ids", path + ".special_tokens[\"" + name + "\"]");
-          if (!ids.is_array()) src.fail(path + ".special_tokens[\"" + name + "\"].ids", "expected an array");
-          for (const Json& id : ids) (seen_sequence ? t.after : t.before).push_back(src.id(id, where));
+          if (!ids.is_array())
+            src.fail(path + ".special_tokens[\"" + name + "\"].ids", "expected an array");
+          for (const Json& id : ids)
+            (seen_sequence ? t.after : t.before).push_back(src.id(id, where));
         } else {
           src.fail(where, "expected {\"Sequence\": ...} or {\"SpecialToken\": ...}");
         }

@@ -37,8 +37,8 @@ enum class SplitBehavior { removed, isolated, merged_with_previous, merged_with_
 
 /// Cuts `text` at the `matches` of a pattern as the reference's NormalizedString::split does;
 /// returns the spans of the pieces kept.
-inline std::vector<Span> split_spans(std::size_t length, const std::vector<Span>& matches, bool invert,
-                                     SplitBehavior behavior) {
+inline std::vector<Span> split_spans(std::size_t length, const std::vector<Span>& matches,
+                                     bool invert, SplitBehavior behavior) {
   std::vector<std::pair<Span, bool>> all;
   std::size_t prev = 0;
   for (const Span& m : matches) {
@@ -60,8 +60,10 @@ inline std::vector<Span> split_spans(std::size_t length, const std::vector<Span>
     case SplitBehavior::merged_with_previous: {
       bool previous_match = false;
       for (const auto& [s, is_match] : all) {
-        if (is_match && !previous_match && !out.empty()) out.back().second = s.second;
-        else out.push_back(s);
+        if (is_match && !previous_match && !out.empty())
+          out.back().second = s.second;
+        else
+          out.push_back(s);
         previous_match = is_match;
       }
       break;
@@ -70,8 +72,10 @@ inline std::vector<Span> split_spans(std::size_t length, const std::vector<Span>
       bool previous_match = false;
       for (auto it = all.rbegin(); it != all.rend(); ++it) {
         const auto& [s, is_match] = *it;
-        if (is_match && !previous_match && !out.empty()) out.back().first = s.first;
-        else out.push_back(s);
+        if (is_match && !previous_match && !out.empty())
+          out.back().first = s.first;
+        else
+          out.push_back(s);
         previous_match = is_match;
       }
       std::reverse(out.begin(), out.end());
@@ -80,8 +84,10 @@ inline std::vector<Span> split_spans(std::size_t length, const std::vector<Span>
     case SplitBehavior::contiguous: {
       bool previous_match = false;
       for (const auto& [s, is_match] : all) {
-        if (is_match == previous_match && !out.empty()) out.back().second = s.second;
-        else out.push_back(s);
+        if (is_match == previous_match && !out.empty())
+          out.back().second = s.second;
+        else
+          out.push_back(s);
         previous_match = is_match;
       }
       break;
@@ -136,7 +142,9 @@ class PreTokenizer {
 
   static void emit_split(const Step& s, Piece&& p, std::vector<Piece>& out) {
     const auto spans = split_spans(p.text.size(), s.pattern.find_all(p.text), s.invert, s.behavior);
-    for (const Span& sp : spans) out.push_back(Piece{p.text.substr(sp.first, sp.second - sp.first), p.at_start && sp.first == 0});
+    for (const Span& sp : spans)
+      out.push_back(
+          Piece{p.text.substr(sp.first, sp.second - sp.first), p.at_start && sp.first == 0});
   }
 
   static void apply_step(const Step& s, Piece&& p, std::vector<Piece>& out) {
@@ -147,24 +155,32 @@ class PreTokenizer {
       case Kind::byte_level: {
         if (s.add_prefix_space && (p.text.empty() || p.text[0] != ' ')) p.text.insert(0, " ");
         const std::size_t first = out.size();
-        if (s.use_regex) emit_split(s, std::move(p), out);
-        else if (!p.text.empty()) out.push_back(std::move(p));
-        for (std::size_t i = first; i < out.size(); ++i) out[i].text = bytes_to_byte_level(out[i].text);
+        if (s.use_regex)
+          emit_split(s, std::move(p), out);
+        else if (!p.text.empty())
+          out.push_back(std::move(p));
+        for (std::size_t i = first; i < out.size(); ++i)
+          out[i].text = bytes_to_byte_level(out[i].text);
         return;
       }
       case Kind::metaspace: {
         std::string text;
         text.reserve(p.text.size() + 8);
         for (char c : p.text) {
-          if (c == ' ') text += s.replacement;
-          else text += c;
+          if (c == ' ')
+            text += s.replacement;
+          else
+            text += c;
         }
         const bool starts = text.compare(0, s.replacement.size(), s.replacement) == 0;
-        if (!starts && (s.prepend_scheme == "always" || (s.prepend_scheme == "first" && p.at_start)))
+        if (!starts &&
+            (s.prepend_scheme == "always" || (s.prepend_scheme == "first" && p.at_start)))
           text.insert(0, s.replacement);
         p.text = std::move(text);
-        if (s.split) emit_split(s, std::move(p), out);
-        else if (!p.text.empty()) out.push_back(std::move(p));
+        if (s.split)
+          emit_split(s, std::move(p), out);
+        else if (!p.text.empty())
+          out.push_back(std::move(p));
         return;
       }
     }
@@ -202,7 +218,8 @@ class PreTokenizer {
       s.invert = src.bool_or(j, "invert", path, false);
     } else if (type == "Digits") {
       s.pattern = Regex("\\p{N}", where);
-      s.behavior = src.bool_or(j, "individual_digits", path, false) ? SplitBehavior::isolated : SplitBehavior::contiguous;
+      s.behavior = src.bool_or(j, "individual_digits", path, false) ? SplitBehavior::isolated
+                                                                    : SplitBehavior::contiguous;
     } else if (type == "Whitespace") {
       // The reference: split(Invert(\w+|[^\w\s]+), Removed), i.e. keep each match.
       s.pattern = Regex("\\w+|[^\\w\\s]+", where);
@@ -215,9 +232,12 @@ class PreTokenizer {
       s.kind = Kind::metaspace;
       s.replacement = single_char(src, j, "replacement", path, "\xE2\x96\x81");
       const bool add_prefix_space = src.bool_or(j, "add_prefix_space", path, true);
-      s.prepend_scheme = src.string_or(j, "prepend_scheme", path, add_prefix_space ? "always" : "never");
-      if (s.prepend_scheme != "always" && s.prepend_scheme != "first" && s.prepend_scheme != "never")
-        src.fail(path + ".prepend_scheme", "unsupported prepend_scheme \"" + s.prepend_scheme + "\"");
+      s.prepend_scheme =
+          src.string_or(j, "prepend_scheme", path, add_prefix_space ? "always" : "never");
+      if (s.prepend_scheme != "always" && s.prepend_scheme != "first" &&
+          s.prepend_scheme != "never")
+        src.fail(path + ".prepend_scheme",
+                 "unsupported prepend_scheme \"" + s.prepend_scheme + "\"");
       s.split = src.bool_or(j, "split", path, true);
       s.pattern = Regex::literal(s.replacement, where);
       s.behavior = SplitBehavior::merged_with_next;

@@ -35,13 +35,15 @@ class Regex {
   Regex(const std::string& pattern, const std::string& where) {
     int code = 0;
     PCRE2_SIZE offset = 0;
-    pcre2_code* compiled = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                         PCRE2_UTF | PCRE2_UCP, &code, &offset, nullptr);
+    pcre2_code* compiled =
+        pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                      PCRE2_UTF | PCRE2_UCP, &code, &offset, nullptr);
     if (compiled == nullptr) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(code, message, sizeof message);
-      throw FormatError("mbok: " + where + ": regular expression /" + pattern + "/ does not compile (at offset " +
-                        std::to_string(offset) + ": " + reinterpret_cast<const char*>(message) + ")");
+      throw FormatError("mbok: " + where + ": regular expression /" + pattern +
+                        "/ does not compile (at offset " + std::to_string(offset) + ": " +
+                        reinterpret_cast<const char*>(message) + ")");
     }
     // No JIT on this platform or build is fine: pcre2_match then interprets.
     (void)pcre2_jit_compile(compiled, PCRE2_JIT_COMPLETE);
@@ -54,7 +56,8 @@ class Regex {
     std::string escaped;
     for (char c : literal) {
       const auto u = static_cast<unsigned char>(c);
-      const bool plain = u >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+      const bool plain =
+          u >= 0x80 || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
       if (!plain) escaped += '\\';
       escaped += c;
     }
@@ -74,7 +77,8 @@ class Regex {
     const auto* data = reinterpret_cast<PCRE2_SPTR>(subject.data());
     std::size_t at = 0;
     while (at <= subject.size()) {
-      const int rc = pcre2_match(code_.get(), data, subject.size(), at, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+      const int rc =
+          pcre2_match(code_.get(), data, subject.size(), at, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
       if (rc == PCRE2_ERROR_NOMATCH) break;
       if (rc < 0) {
         PCRE2_UCHAR message[256];
@@ -101,8 +105,8 @@ class Regex {
     std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> md(
         pcre2_match_data_create_from_pattern(code_.get(), nullptr), pcre2_match_data_free);
     if (!md) throw std::bad_alloc();
-    const int rc = pcre2_match(code_.get(), reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), 0,
-                               PCRE2_NO_UTF_CHECK, md.get(), nullptr);
+    const int rc = pcre2_match(code_.get(), reinterpret_cast<PCRE2_SPTR>(subject.data()),
+                               subject.size(), 0, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
     return rc >= 0;
   }
 

@@ -54,7 +54,8 @@ class Tokenizer {
   }
 
   /// Parses tokenizer.json `text`; `source` names it in error messages.
-  static Tokenizer from_json(const std::string& text, const std::string& source = "tokenizer.json") {
+  static Tokenizer from_json(const std::string& text,
+                             const std::string& source = "tokenizer.json") {
     Tokenizer t;
     t.impl_ = std::make_shared<Impl>(text, source);
     return t;
@@ -145,7 +146,8 @@ class Tokenizer {
       };
       normalizer = tokenizer_detail::Normalizer(src, part("normalizer"), "normalizer");
       pre_tokenizer = tokenizer_detail::PreTokenizer(src, part("pre_tokenizer"), "pre_tokenizer");
-      post_processor = tokenizer_detail::PostProcessor(src, part("post_processor"), "post_processor");
+      post_processor =
+          tokenizer_detail::PostProcessor(src, part("post_processor"), "post_processor");
       decoder = tokenizer_detail::Decoder(src, part("decoder"), "decoder");
       added = tokenizer_detail::parse_added_tokens(src, src.optional(j, "added_tokens"));
 
@@ -155,8 +157,10 @@ class Tokenizer {
         added_by_content[a.content] = i;
         added_by_id[a.id] = i;
         vocab_size = std::max(vocab_size, static_cast<std::size_t>(a.id) + 1);
-        if (a.normalized) normalized_matcher.add(normalizer.apply(a.content), i);
-        else raw_matcher.add(a.content, i);
+        if (a.normalized)
+          normalized_matcher.add(normalizer.apply(a.content), i);
+        else
+          raw_matcher.add(a.content, i);
       }
 
       raw_matcher.finish();
@@ -165,7 +169,9 @@ class Tokenizer {
       bos = post_processor.first_before();
       if (!bos) bos = named({"<s>", "<|begin_of_text|>", "<bos>", "<|endoftext|>"});
       eos = post_processor.last_after();
-      if (!eos) eos = named({"</s>", "<|end_of_text|>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>", "<eos>"});
+      if (!eos)
+        eos = named(
+            {"</s>", "<|end_of_text|>", "<|endoftext|>", "<|eot_id|>", "<|im_end|>", "<eos>"});
     }
 
     std::optional<std::int32_t> named(std::initializer_list<const char*> names) const {
@@ -181,8 +187,9 @@ class Tokenizer {
       if (it != added_by_id.end()) return added[it->second].content;
       const std::string* t = model.token(id);
       if (t == nullptr || (t->empty() && !model.token_to_id(""))) {
-        throw InvalidArgument("mbok: " + source + ": token id " + std::to_string(id) + " is not in the vocabulary (size " +
-                              std::to_string(vocab_size) + ")");
+        throw InvalidArgument("mbok: " + source + ": token id " + std::to_string(id) +
+                              " is not in the vocabulary (size " + std::to_string(vocab_size) +
+                              ")");
       }
       return *t;
     }
@@ -190,7 +197,8 @@ class Tokenizer {
     std::vector<std::int32_t> encode(std::string_view input, bool add_special_tokens) const {
       const std::size_t bad = tokenizer_detail::utf8_invalid_offset(input);
       if (bad != input.size())
-        throw InvalidArgument("mbok: Tokenizer::encode: text is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
+        throw InvalidArgument("mbok: Tokenizer::encode: text is not valid UTF-8 (at byte " +
+                              std::to_string(bad) + ")");
       std::vector<std::int32_t> ids;
       ids.reserve(input.size() / 3 + 8);
       // Pieces repeat a lot in running text: their ids are worked out once per call.
@@ -203,7 +211,8 @@ class Tokenizer {
           continue;
         }
         normalized.clear();
-        normalized_matcher.split(normalizer.apply(std::move(seg.text)), seg.at_start, added, normalized);
+        normalized_matcher.split(normalizer.apply(std::move(seg.text)), seg.at_start, added,
+                                 normalized);
         for (tokenizer_detail::Segment& part : normalized) {
           if (part.id >= 0) {
             ids.push_back(part.id);
@@ -269,7 +278,8 @@ class DecodeStream {
     std::string text = decode(0);
     if (text.size() <= prefix_.size() || ends_with_replacement(text)) return {};
     if (text.compare(0, prefix_.size(), prefix_) != 0)
-      throw InvalidArgument("mbok: DecodeStream: the decoded text no longer starts with what was emitted");
+      throw InvalidArgument(
+          "mbok: DecodeStream: the decoded text no longer starts with what was emitted");
     std::string fresh = text.substr(prefix_.size());
     const std::size_t new_prefix_index = ids_.size() - prefix_index_;
     ids_.erase(ids_.begin(), ids_.begin() + static_cast<std::ptrdiff_t>(prefix_index_));

@@ -34,8 +34,9 @@ using MergeProgress = std::function<void(std::size_t done, std::size_t total)>;
 /// tokens. Pre-tokenizer ByteLevel (GPT-2 pattern, no prefix space), decoder ByteLevel.
 /// Merge parts are token strings in GPT-2's code points (as train_byte_level_merges gives
 /// them); a part that is neither a byte nor an earlier merge's result is an InvalidArgument.
-inline std::string byte_level_tokenizer_json(const std::vector<std::pair<std::string, std::string>>& merges,
-                                             const std::vector<std::string>& special_tokens) {
+inline std::string byte_level_tokenizer_json(
+    const std::vector<std::pair<std::string, std::string>>& merges,
+    const std::vector<std::string>& special_tokens) {
   using tokenizer_detail::byte_to_unicode;
   nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
   std::int32_t next = 0;
@@ -45,7 +46,8 @@ inline std::string byte_level_tokenizer_json(const std::vector<std::pair<std::st
     const auto& [a, b] = merges[i];
     for (const std::string* part : {&a, &b})
       if (!vocab.contains(*part))
-        throw InvalidArgument("mbok: byte_level_tokenizer_json: merge " + std::to_string(i) + " names \"" + *part +
+        throw InvalidArgument("mbok: byte_level_tokenizer_json: merge " + std::to_string(i) +
+                              " names \"" + *part +
                               "\", which is neither a byte nor an earlier merge's result");
     if (!vocab.contains(a + b)) vocab[a + b] = next++;
     merge_list.push_back(nlohmann::ordered_json::array({a, b}));
@@ -53,9 +55,16 @@ inline std::string byte_level_tokenizer_json(const std::vector<std::pair<std::st
   nlohmann::ordered_json added = nlohmann::ordered_json::array();
   for (const std::string& s : special_tokens) {
     if (s.empty()) throw InvalidArgument("mbok: byte_level_tokenizer_json: empty special token");
-    if (vocab.contains(s)) throw InvalidArgument("mbok: byte_level_tokenizer_json: special token \"" + s + "\" repeats a token");
-    added.push_back({{"id", next}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                     {"normalized", false}, {"special", true}});
+    if (vocab.contains(s))
+      throw InvalidArgument("mbok: byte_level_tokenizer_json: special token \"" + s +
+                            "\" repeats a token");
+    added.push_back({{"id", next},
+                     {"content", s},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", true}});
     vocab[s] = next++;
   }
   nlohmann::ordered_json j;
@@ -64,9 +73,18 @@ inline std::string byte_level_tokenizer_json(const std::vector<std::pair<std::st
   j["padding"] = nullptr;
   j["added_tokens"] = added;
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-  j["post_processor"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}};
-  j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  j["pre_tokenizer"] = {{"type", "ByteLevel"},
+                        {"add_prefix_space", false},
+                        {"trim_offsets", true},
+                        {"use_regex", true}};
+  j["post_processor"] = {{"type", "ByteLevel"},
+                         {"add_prefix_space", true},
+                         {"trim_offsets", false},
+                         {"use_regex", true}};
+  j["decoder"] = {{"type", "ByteLevel"},
+                  {"add_prefix_space", true},
+                  {"trim_offsets", true},
+                  {"use_regex", true}};
   j["model"] = {{"type", "BPE"},
                 {"dropout", nullptr},
                 {"unk_token", nullptr},
@@ -85,13 +103,13 @@ inline std::string byte_level_tokenizer_json(const std::vector<std::pair<std::st
 /// pieces, weighted by how often each piece occurs). Ties go to the pair whose (left, right)
 /// strings sort first, so training is deterministic. Stops early when no pair occurs twice.
 /// The merges' strings are in GPT-2's code points (" the" is "Ġthe").
-inline std::vector<std::pair<std::string, std::string>> train_byte_level_merges(std::string_view text,
-                                                                                std::size_t num_merges,
-                                                                                const MergeProgress& progress = {}) {
+inline std::vector<std::pair<std::string, std::string>> train_byte_level_merges(
+    std::string_view text, std::size_t num_merges, const MergeProgress& progress = {}) {
   using namespace tokenizer_detail;
   const std::size_t bad = utf8_invalid_offset(text);
   if (bad != text.size())
-    throw InvalidArgument("mbok: train_byte_level_merges: text is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
+    throw InvalidArgument("mbok: train_byte_level_merges: text is not valid UTF-8 (at byte " +
+                          std::to_string(bad) + ")");
 
   // Distinct pieces and their counts.
   std::unordered_map<std::string_view, std::int64_t> counts;
@@ -117,7 +135,8 @@ inline std::vector<std::pair<std::string, std::string>> train_byte_level_merges(
   }
 
   const auto key = [](std::int32_t a, std::int32_t b) {
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
+           static_cast<std::uint32_t>(b);
   };
   std::unordered_map<std::uint64_t, std::int64_t> pair_count;
   std::unordered_map<std::uint64_t, std::vector<std::size_t>> where;
@@ -141,8 +160,10 @@ inline std::vector<std::pair<std::string, std::string>> train_byte_level_merges(
     for (const auto& [k, c] : pair_count) {
       if (c < best_count) continue;
       if (c == best_count) {
-        const auto a = static_cast<std::int32_t>(k >> 32), b = static_cast<std::int32_t>(k & 0xFFFFFFFFu);
-        const auto ba = static_cast<std::int32_t>(best >> 32), bb = static_cast<std::int32_t>(best & 0xFFFFFFFFu);
+        const auto a = static_cast<std::int32_t>(k >> 32),
+                   b = static_cast<std::int32_t>(k & 0xFFFFFFFFu);
+        const auto ba = static_cast<std::int32_t>(best >> 32),
+                   bb = static_cast<std::int32_t>(best & 0xFFFFFFFFu);
         const int order = symbols[a].compare(symbols[ba]);
         if (order > 0 || (order == 0 && symbols[b] >= symbols[bb])) continue;
       }
@@ -150,7 +171,8 @@ inline std::vector<std::pair<std::string, std::string>> train_byte_level_merges(
       best_count = c;
     }
     if (best_count < 2) break;
-    const auto a = static_cast<std::int32_t>(best >> 32), b = static_cast<std::int32_t>(best & 0xFFFFFFFFu);
+    const auto a = static_cast<std::int32_t>(best >> 32),
+               b = static_cast<std::int32_t>(best & 0xFFFFFFFFu);
     std::string joined = symbols[a] + symbols[b];
     std::int32_t merged;
     if (const auto it = symbol_id.find(joined); it != symbol_id.end()) {

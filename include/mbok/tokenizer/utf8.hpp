@@ -52,7 +52,8 @@ inline std::size_t utf8_invalid_offset(std::string_view s) {
       if ((p[i + k] & 0xC0) != 0x80) return i;
       cp = (cp << 6) | (p[i + k] & 0x3Fu);
     }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
       return i;
     i += len;
   }
@@ -68,7 +69,8 @@ inline std::uint32_t utf8_next(std::string_view s, std::size_t& i) {
     return c;
   }
   std::uint32_t cp = len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
-  for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3Fu);
+  for (std::size_t k = 1; k < len; ++k)
+    cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3Fu);
   i += len;
   return cp;
 }
@@ -101,8 +103,8 @@ inline std::string utf8_encode(std::uint32_t cp) {
 /// Unicode White_Space (what Rust's char::is_whitespace tests).
 inline bool is_unicode_whitespace(std::uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
 }
 
 /// The text with invalid UTF-8 sequences replaced by U+FFFD, one per maximal invalid
@@ -122,7 +124,8 @@ inline std::string utf8_lossy(std::string_view s) {
     std::size_t len = 1;
     unsigned char lo = 0x80, hi = 0xBF;
     std::size_t need = 0;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    if (c >= 0xC2 && c <= 0xDF)
+      need = 1;
     else if (c >= 0xE0 && c <= 0xEF) {
       need = 2;
       if (c == 0xE0) lo = 0xA0;

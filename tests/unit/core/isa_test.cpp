@@ -365,10 +365,10 @@ std::vector<Isa> isas_from_cpuinfo() {
     return true;
   };
   // LZCNT: Linux may hide "abm"; every CPU with AVX2 has it.
-  const bool avx2 = has({"pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "bmi1", "bmi2", "avx",
-                         "avx2", "fma"});
-  const bool avx512 = avx2 && has({"f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
-                                   "avx512_vpopcntdq"});
+  const bool avx2 =
+      has({"pni", "ssse3", "sse4_1", "sse4_2", "popcnt", "bmi1", "bmi2", "avx", "avx2", "fma"});
+  const bool avx512 =
+      avx2 && has({"f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vpopcntdq"});
   std::vector<Isa> out;
   if (avx512) out.push_back(Isa::avx512);
   if (avx2) out.push_back(Isa::avx2);

@@ -93,8 +93,7 @@ TEST_CASE("raw-pointer kernels refuse token counts and strides whose products ov
 
   MultiKernelWeights<float> mk(8, 100);
   mk.add_kernel(BitMatrix(8, 100), Eigen::VectorXf::Ones(8), Eigen::VectorXf::Ones(100));
-  CHECK_THROWS_AS(multi_kernel_forward(mk, x.data(), kOne << 62, 2, y.data(), 8),
-                  InvalidArgument);
+  CHECK_THROWS_AS(multi_kernel_forward(mk, x.data(), kOne << 62, 2, y.data(), 8), InvalidArgument);
   CHECK_THROWS_AS(multi_kernel_forward(mk, x.data(), 100, 2, y.data(), kOne << 62),
                   InvalidArgument);
   // The same calls with sane strides run.

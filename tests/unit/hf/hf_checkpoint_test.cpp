@@ -143,8 +143,10 @@ TEST_CASE("BF16 conversion rounds to nearest even", "[hf]") {
   // Ties: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7 (odd), so rounds down; 1 + 3 * 2^-8
   // lies halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even), so rounds up.
   CHECK(bf16_to_float(float_to_bf16(1.0f + std::ldexp(1.0f, -8))) == 1.0f);
-  CHECK(bf16_to_float(float_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8))) == 1.0f + std::ldexp(1.0f, -6));
-  CHECK(bf16_to_float(float_to_bf16(-1.0f - 3 * std::ldexp(1.0f, -8))) == -1.0f - std::ldexp(1.0f, -6));
+  CHECK(bf16_to_float(float_to_bf16(1.0f + 3 * std::ldexp(1.0f, -8))) ==
+        1.0f + std::ldexp(1.0f, -6));
+  CHECK(bf16_to_float(float_to_bf16(-1.0f - 3 * std::ldexp(1.0f, -8))) ==
+        -1.0f - std::ldexp(1.0f, -6));
   const auto t = random_llama_tensors(tiny_config(), 11, 1.0f);
   for (const auto& x : values_of(t[0])) CHECK(bf16_to_float(float_to_bf16(x)) == reference_bf16(x));
 }
@@ -154,7 +156,8 @@ TEST_CASE("one-file checkpoint: F32 round trip is exact", "[hf]") {
   const std::string dir = tmp.file("model");
   const LlamaConfig c = tiny_config();
   const auto tensors = random_llama_tensors(c, 1);
-  const HfWriteResult r = write_hf_checkpoint(dir, c, tensors, DType::f32, 0, std::string("{\"tok\": 1}"));
+  const HfWriteResult r =
+      write_hf_checkpoint(dir, c, tensors, DType::f32, 0, std::string("{\"tok\": 1}"));
   CHECK(r.weight_files == std::vector<std::string>{"model.safetensors"});
   const LlamaCheckpoint ck = open_llama_checkpoint(dir);
   CHECK(ck.config.to_json() == c.to_json());
@@ -162,7 +165,8 @@ TEST_CASE("one-file checkpoint: F32 round trip is exact", "[hf]") {
   CHECK(ck.checkpoint.dir() == dir);
   CHECK(ck.checkpoint.size() == tensors.size());
   CHECK(ck.checkpoint.config_path() == dir + "/config.json");
-  CHECK(LlamaConfig::from_json(nlohmann::json::parse(ck.checkpoint.config_text())).to_json() == c.to_json());
+  CHECK(LlamaConfig::from_json(nlohmann::json::parse(ck.checkpoint.config_text())).to_json() ==
+        c.to_json());
   REQUIRE(ck.checkpoint.tokenizer_path());
   CHECK(read_text(*ck.checkpoint.tokenizer_path()) == "{\"tok\": 1}");
   CHECK(ck.checkpoint.total_bytes() == std::filesystem::file_size(dir + "/model.safetensors"));
@@ -227,7 +231,7 @@ TEST_CASE("sharded checkpoint: BF16 and F16 round trips, HF's names and index", 
     REQUIRE(got.size() == want.size());
     std::size_t wrong = 0;
     for (std::size_t i = 0; i < want.size(); ++i) {
-      const float expected = dtype == DType::f32  ? want[i]
+      const float expected = dtype == DType::f32    ? want[i]
                              : dtype == DType::bf16 ? reference_bf16(want[i])
                                                     : f16_to_float(float_to_f16(want[i]));
       if (got[i] != expected) ++wrong;
@@ -278,13 +282,14 @@ TEST_CASE("the writer refuses tensors that do not fit the configuration, writing
   auto tensors = random_llama_tensors(c, 1);
   SECTION("a wrong shape") {
     tensors[3].shape = {5, 5};
-    CHECK_THROWS_WITH(write_hf_checkpoint(dir, c, tensors), test::contains(tensors[3].name) &&
-                                                                test::contains("[5, 5]"));
+    CHECK_THROWS_WITH(write_hf_checkpoint(dir, c, tensors),
+                      test::contains(tensors[3].name) && test::contains("[5, 5]"));
   }
   SECTION("a missing tensor") {
     const std::string name = tensors.back().name;
     tensors.pop_back();
-    CHECK_THROWS_WITH(write_hf_checkpoint(dir, c, tensors), test::contains(name) && test::contains("missing"));
+    CHECK_THROWS_WITH(write_hf_checkpoint(dir, c, tensors),
+                      test::contains(name) && test::contains("missing"));
   }
   SECTION("an extra tensor") {
     tensors.push_back(hf_tensor_view("model.extra.weight", {1}, nullptr));
@@ -302,7 +307,8 @@ TEST_CASE("malformed checkpoint directories fail with the culprit named", "[hf]"
   write_sharded(dir);
   const nlohmann::json index = read_json(dir + "/model.safetensors.index.json");
   const std::string index_path = dir + "/model.safetensors.index.json";
-  const std::string first_shard = index["weight_map"]["model.embed_tokens.weight"].get<std::string>();
+  const std::string first_shard =
+      index["weight_map"]["model.embed_tokens.weight"].get<std::string>();
   REQUIRE_NOTHROW(open_llama_checkpoint(dir));
 
   SECTION("a shard named in the index is missing") {
@@ -317,7 +323,8 @@ TEST_CASE("malformed checkpoint directories fail with the culprit named", "[hf]"
   }
   SECTION("the index is not JSON") {
     write_text(index_path, "{\"weight_map\": {");
-    require_format_error([&] { HfCheckpoint::open(dir); }, {"model.safetensors.index.json", "not valid JSON"});
+    require_format_error([&] { HfCheckpoint::open(dir); },
+                         {"model.safetensors.index.json", "not valid JSON"});
   }
   SECTION("the index has no weight_map") {
     write_text(index_path, "{\"metadata\": {}}");
@@ -327,7 +334,8 @@ TEST_CASE("malformed checkpoint directories fail with the culprit named", "[hf]"
     nlohmann::json j = index;
     j["weight_map"]["model.norm.weight"] = "../elsewhere.safetensors";
     write_text(index_path, j.dump());
-    require_format_error([&] { HfCheckpoint::open(dir); }, {"../elsewhere.safetensors", "model.norm.weight"});
+    require_format_error([&] { HfCheckpoint::open(dir); },
+                         {"../elsewhere.safetensors", "model.norm.weight"});
   }
   SECTION("a tensor listed in the index is absent from its shard") {
     nlohmann::json j = index;
@@ -346,7 +354,8 @@ TEST_CASE("malformed checkpoint directories fail with the culprit named", "[hf]"
     nlohmann::json j = index;
     j["weight_map"]["model.norm.weight"] = first_shard;
     write_text(index_path, j.dump());
-    require_format_error([&] { HfCheckpoint::open(dir); }, {"model.norm.weight", "listed under shard"});
+    require_format_error([&] { HfCheckpoint::open(dir); },
+                         {"model.norm.weight", "listed under shard"});
   }
   SECTION("a tensor present in two shards") {
     // An extra shard holding a copy of the norm, listed in the index.
@@ -357,7 +366,8 @@ TEST_CASE("malformed checkpoint directories fail with the culprit named", "[hf]"
     nlohmann::json j = index;
     j["weight_map"]["model.norm.weight"] = "extra.safetensors";
     write_text(index_path, j.dump());
-    require_format_error([&] { HfCheckpoint::open(dir); }, {"model.norm.weight", "two shards", "extra.safetensors"});
+    require_format_error([&] { HfCheckpoint::open(dir); },
+                         {"model.norm.weight", "two shards", "extra.safetensors"});
   }
   SECTION("both layouts present") {
     write_text(dir + "/model.safetensors", "");
@@ -387,7 +397,8 @@ TEST_CASE("malformed checkpoint directories fail with the culprit named", "[hf]"
     nlohmann::json cfg = read_json(dir + "/config.json");
     cfg["num_hidden_layers"] = 1;
     write_text(dir + "/config.json", cfg.dump());
-    require_format_error([&] { open_llama_checkpoint(dir); }, {"model.layers.1.", "not part of the model"});
+    require_format_error([&] { open_llama_checkpoint(dir); },
+                         {"model.layers.1.", "not part of the model"});
   }
   SECTION("a missing config key") {
     nlohmann::json cfg = read_json(dir + "/config.json");
@@ -420,7 +431,9 @@ TEST_CASE("a tokenizer of several MB fits in the metadata of a file", "[hf]") {
   // mbok-convert stores tokenizer.json verbatim in __metadata__ (header limit 100 MB).
   TempDir tmp;
   std::string tokenizer = "{\"model\": {\"vocab\": {";
-  for (int i = 0; i < 200000; ++i) tokenizer += (i ? "," : "") + std::string("\"tok\xc3\xa9") + std::to_string(i) + "\": " + std::to_string(i);
+  for (int i = 0; i < 200000; ++i)
+    tokenizer += (i ? "," : "") + std::string("\"tok\xc3\xa9") + std::to_string(i) +
+                 "\": " + std::to_string(i);
   tokenizer += "}}}";
   REQUIRE(tokenizer.size() > 3000000);
   SafetensorsWriter w;

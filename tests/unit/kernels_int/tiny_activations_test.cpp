@@ -181,8 +181,7 @@ TEST_CASE("raw int8 entry points refuse strides whose products overflow",
                   InvalidArgument);
   // t * ldx bytes wraps: 2^58 tokens of 64 bytes.
   Int8LutTables tables;
-  CHECK_THROWS_AS(kernels.build_lut_tables(qa.data(), 64, kOne << 58, kN, tables),
-                  InvalidArgument);
+  CHECK_THROWS_AS(kernels.build_lut_tables(qa.data(), 64, kOne << 58, kN, tables), InvalidArgument);
   CHECK_THROWS_AS(xnor_output_to_float(c.data(), kOne << 62, 2, 8, nullptr, nullptr, y.data(), 8),
                   InvalidArgument);
 }

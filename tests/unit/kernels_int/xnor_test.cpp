@@ -104,9 +104,9 @@ TEST_CASE("xnor_gemm over more than 2^30 bits", "[kernels_int][xnor][slow]") {
   const std::size_t n = (std::size_t{1} << 30) + 512;
   BitMatrix a(1, n), b(3, n);
   const std::size_t words = n / 64;
-  std::memset(a.mutable_view().row(0), 0xff, words * 8);        // all -1
-  std::memset(b.mutable_view().row(1), 0xff, words * 8);        // all -1
-  std::memset(b.mutable_view().row(2), 0x55, words * 8);        // +-1 alternating
+  std::memset(a.mutable_view().row(0), 0xff, words * 8);  // all -1
+  std::memset(b.mutable_view().row(1), 0xff, words * 8);  // all -1
+  std::memset(b.mutable_view().row(2), 0x55, words * 8);  // +-1 alternating
   const auto nn = static_cast<std::int64_t>(n);
   const std::int64_t want[3] = {-nn, nn, 0};
   test::for_each_isa([&](Isa) {

@@ -245,9 +245,9 @@ TEST_CASE("AdamW refuses shapes with negative dimensions or wrapping products",
   CHECK_THROWS_AS(AdamW({{"p", v.data(), g.data(), 1, {-1, -1}, false}}), InvalidArgument);
   CHECK_THROWS_AS(AdamW({{"p", v.data(), g.data(), 4, {-2, -2}, false}}), InvalidArgument);
   // 2^32 * 2^32 wraps to 0; times 4 still 0.
-  CHECK_THROWS_AS(AdamW({{"p", v.data(), g.data(), 4, {INT64_C(1) << 32, INT64_C(1) << 32, 4},
-                          false}}),
-                  InvalidArgument);
+  CHECK_THROWS_AS(
+      AdamW({{"p", v.data(), g.data(), 4, {INT64_C(1) << 32, INT64_C(1) << 32, 4}, false}}),
+      InvalidArgument);
   CHECK_NOTHROW(AdamW({{"p", v.data(), g.data(), 4, {2, 2}, false}}));
 }
 

@@ -114,8 +114,10 @@ Run reference_steps(AccumulatorType type, SignalScaling scaling, double lr, std:
       for (std::size_t j = 0; j < cols; ++j) {
         const std::size_t e = i * cols + j;
         const float qv = q[i * ld + j];
-        const float g =
-            scaling == SignalScaling::sign ? (qv > 0 ? 1.0f : qv < 0 ? -1.0f : 0.0f) : qv;
+        const float g = scaling == SignalScaling::sign ? (qv > 0   ? 1.0f
+                                                          : qv < 0 ? -1.0f
+                                                                   : 0.0f)
+                                                       : qv;
         float m = beta_f * load(e) + eta_f * g;
         const bool negative_w = out.bits.sign(i, j) < 0;
         if (std::abs(m) >= static_cast<float>(threshold) && (m < 0) == negative_w) {

@@ -25,8 +25,8 @@
 namespace mbok::test {
 namespace {
 
-bool close(const Eigen::Ref<const Eigen::MatrixXd>& got, const Eigen::Ref<const Eigen::MatrixXd>& want,
-           double rel = 1e-5) {
+bool close(const Eigen::Ref<const Eigen::MatrixXd>& got,
+           const Eigen::Ref<const Eigen::MatrixXd>& want, double rel = 1e-5) {
   return (got - want).cwiseAbs().maxCoeff() <= rel * std::max(want.cwiseAbs().maxCoeff(), 1e-30);
 }
 

@@ -40,7 +40,8 @@ using mbok::llama::RowMatrix;
 namespace {
 
 RowMatrix as_matrix(const mbok::Tensor& t) {
-  return Eigen::Map<const RowMatrix>(reinterpret_cast<const float*>(t.bytes.data()), t.shape[0], t.shape[1]);
+  return Eigen::Map<const RowMatrix>(reinterpret_cast<const float*>(t.bytes.data()), t.shape[0],
+                                     t.shape[1]);
 }
 
 mbok::Tensor f32_tensor(const RowMatrix& m) {
@@ -77,7 +78,8 @@ Converted convert(const LlamaConfig& c, const std::map<std::string, mbok::Tensor
         mbok::BooleanLinear<float>::from_dense(as_matrix(t), 2).weights()));
     mbok::MbokLayerOptions options;
     options.source = name;
-    if (c.attention_bias && name.find("self_attn") != std::string::npos) options.bias = layer + ".bias";
+    if (c.attention_bias && name.find("self_attn") != std::string::npos)
+      options.bias = layer + ".bias";
     writer.add_layer(layer, *kept.back(), options);
     const RowMatrix w = kept.back()->reconstruct();
     out.reconstructed[name] = f32_tensor(w);
@@ -85,7 +87,8 @@ Converted convert(const LlamaConfig& c, const std::map<std::string, mbok::Tensor
   if (with_config) writer.set_metadata("config.json", c.to_json().dump());
   const std::vector<std::uint8_t> bytes = writer.to_bytes();
   out.size = bytes.size();
-  out.bytes.reset(static_cast<std::uint8_t*>(std::aligned_alloc(64, (bytes.size() + 63) / 64 * 64)), std::free);
+  out.bytes.reset(static_cast<std::uint8_t*>(std::aligned_alloc(64, (bytes.size() + 63) / 64 * 64)),
+                  std::free);
   std::memcpy(out.bytes.get(), bytes.data(), bytes.size());
   out.file.emplace(mbok::MbokModel::from_memory(out.bytes.get(), out.size, out.bytes));
   return out;
@@ -95,7 +98,8 @@ double frobenius_rel(const RowMatrix& a, const RowMatrix& b) {
   return double((a - b).norm()) / double(b.norm());
 }
 
-void check_converted(const LlamaConfig& c, std::uint32_t seed, const std::vector<std::string>& dense) {
+void check_converted(const LlamaConfig& c, std::uint32_t seed,
+                     const std::vector<std::string>& dense) {
   const auto tensors = mbok::test::random_tensors(c, DType::f32, seed);
   const Converted conv = convert(c, tensors, dense);
   const auto teacher = mbok::test::checkpoint_from(c, conv.reconstructed);
@@ -113,7 +117,8 @@ void check_converted(const LlamaConfig& c, std::uint32_t seed, const std::vector
   const auto& q = as_float.blocks()[0].q_proj;
   const std::size_t rows = std::size_t(c.q_size());
   CHECK(q.weight_bytes() == 2 * (rows * 64 + (rows + 32) * 4) + (c.attention_bias ? rows * 4 : 0));
-  CHECK(fp.boolean_parameters + fp.dense_block_parameters == reconstructed.footprint().dense_block_parameters);
+  CHECK(fp.boolean_parameters + fp.dense_block_parameters ==
+        reconstructed.footprint().dense_block_parameters);
   for (const auto& b : as_float.blocks())
     for (const auto* l : b.linears())
       if (l->is_boolean()) {
@@ -123,11 +128,13 @@ void check_converted(const LlamaConfig& c, std::uint32_t seed, const std::vector
       }
 
   const auto tokens = mbok::test::random_tokens(16, c.vocab_size, seed + 1);
-  KvCache c1 = reconstructed.make_cache(16), c2 = as_float.make_cache(16), c3 = as_int8.make_cache(16);
+  KvCache c1 = reconstructed.make_cache(16), c2 = as_float.make_cache(16),
+          c3 = as_int8.make_cache(16);
   const RowMatrix expect = reconstructed.forward(tokens, c1);
   const RowMatrix got = as_float.forward(tokens, c2);
   const RowMatrix got8 = as_int8.forward(tokens, c3);
-  const double float_err = double((got - expect).cwiseAbs().maxCoeff()) / double(expect.cwiseAbs().maxCoeff());
+  const double float_err =
+      double((got - expect).cwiseAbs().maxCoeff()) / double(expect.cwiseAbs().maxCoeff());
   const double int8_err = frobenius_rel(got8, got);
   INFO("float path vs reconstructed: " << float_err << ", int8 vs float: " << int8_err);
   CHECK(float_err < 1e-4);
@@ -140,11 +147,13 @@ void check_converted(const LlamaConfig& c, std::uint32_t seed, const std::vector
 
 }  // namespace
 
-TEST_CASE("llama: converted model, float path equals the reconstructed dense model; int8 close", "[llama]") {
+TEST_CASE("llama: converted model, float path equals the reconstructed dense model; int8 close",
+          "[llama]") {
   check_converted(mbok::test::small_config(), 21, {});
 }
 
-TEST_CASE("llama: converted model with biases, tied head and one projection kept dense", "[llama]") {
+TEST_CASE("llama: converted model with biases, tied head and one projection kept dense",
+          "[llama]") {
   LlamaConfig c = mbok::test::small_config();
   c.attention_bias = true;
   c.mlp_bias = true;
@@ -166,7 +175,8 @@ TEST_CASE("llama: converted model errors name the missing config, layer or shape
     partial.erase("model.layers.1.mlp.up_proj.weight");
     const Converted conv = convert(c, partial, {});
     CHECK_THROWS_AS(LlamaModel::from_mbok(*conv.file), mbok::FormatError);
-    CHECK_THROWS_WITH(LlamaModel::from_mbok(*conv.file), mbok::test::contains("model.layers.1.mlp.up_proj"));
+    CHECK_THROWS_WITH(LlamaModel::from_mbok(*conv.file),
+                      mbok::test::contains("model.layers.1.mlp.up_proj"));
   }
   {
     // A layer whose shape disagrees with the config: the file says intermediate 48, the
@@ -188,8 +198,8 @@ TEST_CASE("llama: converted model errors name the missing config, layer or shape
     const auto bytes = std::make_shared<std::vector<std::uint8_t>>(w2.to_bytes());
     const mbok::MbokModel file = mbok::MbokModel::from_memory(bytes->data(), bytes->size(), bytes);
     CHECK_THROWS_AS(LlamaModel::from_mbok(file), mbok::FormatError);
-    CHECK_THROWS_WITH(LlamaModel::from_mbok(file), mbok::test::contains("model.layers.0.mlp.gate_proj") &&
-                                                       mbok::test::contains("[48, 32]") &&
-                                                       mbok::test::contains("[40, 32]"));
+    CHECK_THROWS_WITH(LlamaModel::from_mbok(file),
+                      mbok::test::contains("model.layers.0.mlp.gate_proj") &&
+                          mbok::test::contains("[48, 32]") && mbok::test::contains("[40, 32]"));
   }
 }

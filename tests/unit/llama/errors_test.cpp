@@ -20,11 +20,13 @@ using mbok::llama::LlamaModel;
 TEST_CASE("llama: a missing tensor is named", "[llama]") {
   const LlamaConfig c = mbok::test::small_config();
   const auto ck = mbok::test::random_checkpoint(c, DType::f32, 31);
-  for (const std::string missing : {"model.layers.1.self_attn.k_proj.weight", "lm_head.weight", "model.norm.weight",
-                                    "model.layers.0.post_attention_layernorm.weight"}) {
+  for (const std::string missing :
+       {"model.layers.1.self_attn.k_proj.weight", "lm_head.weight", "model.norm.weight",
+        "model.layers.0.post_attention_layernorm.weight"}) {
     auto lookup = [&](const std::string& n) { return n == missing ? nullptr : ck.find(n); };
     CHECK_THROWS_AS(LlamaModel::from_tensors(c, lookup), mbok::FormatError);
-    CHECK_THROWS_WITH(LlamaModel::from_tensors(c, lookup), mbok::test::contains("missing tensor '" + missing + "'"));
+    CHECK_THROWS_WITH(LlamaModel::from_tensors(c, lookup),
+                      mbok::test::contains("missing tensor '" + missing + "'"));
   }
   // A configured bias that is absent.
   LlamaConfig biased = c;
@@ -33,19 +35,23 @@ TEST_CASE("llama: a missing tensor is named", "[llama]") {
                     mbok::test::contains("missing tensor 'model.layers.0.mlp.gate_proj.bias'"));
 }
 
-TEST_CASE("llama: a tensor whose shape or dtype disagrees with the config is named with both shapes", "[llama]") {
+TEST_CASE(
+    "llama: a tensor whose shape or dtype disagrees with the config is named with both shapes",
+    "[llama]") {
   const LlamaConfig c = mbok::test::small_config();
   const auto ck = mbok::test::random_checkpoint(c, DType::f32, 32);
   LlamaConfig other = c;
   other.intermediate_size = 40;
   CHECK_THROWS_AS(LlamaModel::from_tensors(other, ck.lookup()), mbok::FormatError);
-  CHECK_THROWS_WITH(LlamaModel::from_tensors(other, ck.lookup()),
-                    mbok::test::contains("'model.layers.0.mlp.gate_proj.weight' has shape [48, 32]") &&
-                        mbok::test::contains("[40, 32]"));
+  CHECK_THROWS_WITH(
+      LlamaModel::from_tensors(other, ck.lookup()),
+      mbok::test::contains("'model.layers.0.mlp.gate_proj.weight' has shape [48, 32]") &&
+          mbok::test::contains("[40, 32]"));
   LlamaConfig vocab = c;
   vocab.vocab_size = 64;
-  CHECK_THROWS_WITH(LlamaModel::from_tensors(vocab, ck.lookup()),
-                    mbok::test::contains("model.embed_tokens.weight") && mbok::test::contains("[64, 32]"));
+  CHECK_THROWS_WITH(
+      LlamaModel::from_tensors(vocab, ck.lookup()),
+      mbok::test::contains("model.embed_tokens.weight") && mbok::test::contains("[64, 32]"));
   // An integer tensor where a float one belongs.
   auto tensors = mbok::test::random_tensors(c, DType::f32, 33);
   mbok::Tensor& norm = tensors["model.norm.weight"];
@@ -62,21 +68,23 @@ TEST_CASE("llama: a tensor whose shape or dtype disagrees with the config is nam
                     mbok::test::contains("'model.layers.0.self_attn.v_proj.weight' is not finite"));
 }
 
-TEST_CASE("llama: token ids out of range, context overflow and a foreign cache are refused", "[llama]") {
+TEST_CASE("llama: token ids out of range, context overflow and a foreign cache are refused",
+          "[llama]") {
   const LlamaConfig c = mbok::test::small_config();
   const auto ck = mbok::test::random_checkpoint(c, DType::f32, 35);
   const LlamaModel model = LlamaModel::from_tensors(c, ck.lookup());
   KvCache cache = model.make_cache(8);
   CHECK_THROWS_AS(model.forward({1, 2, 50}, cache), mbok::InvalidArgument);
-  CHECK_THROWS_WITH(model.forward({1, 2, 50}, cache),
-                    mbok::test::contains("token id 50 at index 2") && mbok::test::contains("vocab_size = 50"));
+  CHECK_THROWS_WITH(
+      model.forward({1, 2, 50}, cache),
+      mbok::test::contains("token id 50 at index 2") && mbok::test::contains("vocab_size = 50"));
   CHECK_THROWS_WITH(model.forward({-1}, cache), mbok::test::contains("token id -1"));
   CHECK(cache.length() == 0);
 
   const auto before = model.forward({1, 2, 3, 4, 5}, cache);
   CHECK_THROWS_AS(model.forward({6, 7, 8, 9}, cache), mbok::InvalidArgument);
-  CHECK_THROWS_WITH(model.forward({6, 7, 8, 9}, cache),
-                    mbok::test::contains("context overflow") && mbok::test::contains("max_tokens = 8"));
+  CHECK_THROWS_WITH(model.forward({6, 7, 8, 9}, cache), mbok::test::contains("context overflow") &&
+                                                            mbok::test::contains("max_tokens = 8"));
   CHECK(cache.length() == 5);
   // The cache still works after the refusal, up to its size.
   const auto rest = model.forward({6, 7, 8}, cache);
@@ -85,12 +93,14 @@ TEST_CASE("llama: token ids out of range, context overflow and a foreign cache a
   const auto all = model.forward({1, 2, 3, 4, 5, 6, 7, 8}, fresh);
   CHECK((all.bottomRows(3) - rest).cwiseAbs().maxCoeff() <= 1e-5f * all.cwiseAbs().maxCoeff());
   CHECK_THROWS_WITH(model.forward_last({9}, cache), mbok::test::contains("context overflow"));
-  CHECK_THROWS_WITH(model.forward_last(std::vector<std::int32_t>{}, cache), mbok::test::contains("no tokens"));
+  CHECK_THROWS_WITH(model.forward_last(std::vector<std::int32_t>{}, cache),
+                    mbok::test::contains("no tokens"));
 
   LlamaConfig other = c;
   other.num_key_value_heads = 4;
   KvCache foreign(other, 8);
-  CHECK_THROWS_WITH(model.forward({1}, foreign), mbok::test::contains("was not made for this model"));
+  CHECK_THROWS_WITH(model.forward({1}, foreign),
+                    mbok::test::contains("was not made for this model"));
   CHECK_THROWS_AS(model.make_cache(0), mbok::InvalidArgument);
   CHECK_THROWS_WITH(cache.truncate(9), mbok::test::contains("cannot truncate"));
 }

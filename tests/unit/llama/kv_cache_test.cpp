@@ -55,7 +55,8 @@ void check_cache(const LlamaModel& model, std::uint32_t seed) {
   KvCache cache = model.make_cache(12);
   const std::vector<std::int32_t> prefix(tokens.begin(), tokens.begin() + 7);
   const Eigen::VectorXf last = model.forward_last(prefix, cache);
-  CHECK((last.transpose() - full.row(6)).cwiseAbs().maxCoeff() <= 1e-5f * full.row(6).cwiseAbs().maxCoeff());
+  CHECK((last.transpose() - full.row(6)).cwiseAbs().maxCoeff() <=
+        1e-5f * full.row(6).cwiseAbs().maxCoeff());
   // Decode into a caller buffer.
   Eigen::VectorXf buffer(model.config().vocab_size);
   for (std::size_t i = 7; i < 12; ++i) {
@@ -66,7 +67,8 @@ void check_cache(const LlamaModel& model, std::uint32_t seed) {
   // clear() and truncate() rewind.
   cache.truncate(7);
   model.forward_last(&tokens[7], 1, cache, buffer.data());
-  CHECK((buffer.transpose() - full.row(7)).cwiseAbs().maxCoeff() <= 1e-5f * full.row(7).cwiseAbs().maxCoeff());
+  CHECK((buffer.transpose() - full.row(7)).cwiseAbs().maxCoeff() <=
+        1e-5f * full.row(7).cwiseAbs().maxCoeff());
   cache.clear();
   CHECK(cache.length() == 0);
   const auto again = model.forward(tokens, cache);
@@ -75,7 +77,8 @@ void check_cache(const LlamaModel& model, std::uint32_t seed) {
 
 }  // namespace
 
-TEST_CASE("llama: KV cache decode and uneven chunks equal a full recompute (dense, GQA)", "[llama]") {
+TEST_CASE("llama: KV cache decode and uneven chunks equal a full recompute (dense, GQA)",
+          "[llama]") {
   const LlamaConfig c = mbok::test::small_config();
   const auto ck = mbok::test::random_checkpoint(c, DType::f32, 11);
   check_cache(LlamaModel::from_tensors(c, ck.lookup()), 12);
@@ -91,7 +94,8 @@ TEST_CASE("llama: KV cache with a sliding window and biases equals a full recomp
   check_cache(LlamaModel::from_tensors(c, ck.lookup()), 14);
 }
 
-TEST_CASE("llama: KV cache on Boolean layers, int8 and float paths, equals a full recompute", "[llama]") {
+TEST_CASE("llama: KV cache on Boolean layers, int8 and float paths, equals a full recompute",
+          "[llama]") {
   const LlamaConfig c = mbok::test::small_config();
   const auto tensors = mbok::test::random_tensors(c, DType::f32, 15);
   // Every block projection as a K = 2 Boolean layer.
@@ -102,8 +106,8 @@ TEST_CASE("llama: KV cache on Boolean layers, int8 and float paths, equals a ful
       writer.add_tensor(name, t);
       continue;
     }
-    const auto ck_view = mbok::llama::RowMatrix(
-        Eigen::Map<const mbok::llama::RowMatrix>(reinterpret_cast<const float*>(t.bytes.data()), t.shape[0], t.shape[1]));
+    const auto ck_view = mbok::llama::RowMatrix(Eigen::Map<const mbok::llama::RowMatrix>(
+        reinterpret_cast<const float*>(t.bytes.data()), t.shape[0], t.shape[1]));
     kept.push_back(std::make_unique<mbok::MultiKernelWeights<float>>(
         mbok::BooleanLinear<float>::from_dense(ck_view, 2).weights()));
     writer.add_layer(name.substr(0, name.size() - 7), *kept.back());

@@ -47,7 +47,8 @@ inline LlamaConfig small_config() {
 
 /// The tensors of a checkpoint of `c` in HF naming with their shapes (written here, not
 /// taken from the library).
-inline std::vector<std::pair<std::string, std::vector<std::int64_t>>> checkpoint_shapes(const LlamaConfig& c) {
+inline std::vector<std::pair<std::string, std::vector<std::int64_t>>> checkpoint_shapes(
+    const LlamaConfig& c) {
   std::vector<std::pair<std::string, std::vector<std::int64_t>>> out;
   const std::int64_t h = c.hidden_size, q = c.num_attention_heads * c.head_dim,
                      kv = c.num_key_value_heads * c.head_dim, f = c.intermediate_size;
@@ -74,7 +75,8 @@ inline std::vector<std::pair<std::string, std::vector<std::int64_t>>> checkpoint
 }
 
 /// A float tensor of `dtype` from values (rounded to the dtype).
-inline Tensor make_tensor(DType dtype, std::vector<std::int64_t> shape, const std::vector<float>& values) {
+inline Tensor make_tensor(DType dtype, std::vector<std::int64_t> shape,
+                          const std::vector<float>& values) {
   Tensor t;
   t.dtype = dtype;
   t.shape = std::move(shape);
@@ -94,8 +96,8 @@ inline Tensor make_tensor(DType dtype, std::vector<std::int64_t> shape, const st
 
 /// Random values of a tensor named `name` with `numel` elements: norms near 1, biases small,
 /// the embedding N(0, 1), linear weights N(0, 1 / in) so activations stay O(1).
-inline std::vector<float> random_values(const std::string& name, const std::vector<std::int64_t>& shape,
-                                        std::mt19937& rng) {
+inline std::vector<float> random_values(const std::string& name,
+                                        const std::vector<std::int64_t>& shape, std::mt19937& rng) {
   std::size_t numel = 1;
   for (auto d : shape) numel *= static_cast<std::size_t>(d);
   std::normal_distribution<float> n01(0.0f, 1.0f);
@@ -103,7 +105,10 @@ inline std::vector<float> random_values(const std::string& name, const std::vect
   const bool norm = name.find("norm") != std::string::npos;
   const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
   const bool embed = name == "model.embed_tokens.weight";
-  const float scale = norm ? 0.1f : bias ? 0.1f : embed ? 1.0f : 1.0f / std::sqrt(float(shape.back()));
+  const float scale = norm    ? 0.1f
+                      : bias  ? 0.1f
+                      : embed ? 1.0f
+                              : 1.0f / std::sqrt(float(shape.back()));
   for (float& x : v) x = (norm ? 1.0f : 0.0f) + scale * n01(rng);
   return v;
 }
@@ -122,21 +127,25 @@ struct Checkpoint {
 };
 
 /// Bytes of a safetensors file of `tensors`, mapped as a `Checkpoint`.
-inline Checkpoint checkpoint_from(const LlamaConfig& c, const std::map<std::string, Tensor>& tensors) {
+inline Checkpoint checkpoint_from(const LlamaConfig& c,
+                                  const std::map<std::string, Tensor>& tensors) {
   SafetensorsWriter w;
   for (const auto& [name, t] : tensors) w.add(name, t);
   Checkpoint ck;
   ck.config = c;
   ck.bytes = std::make_shared<std::vector<std::uint8_t>>(w.to_bytes());
-  ck.file = SafetensorsFile::from_memory(ck.bytes->data(), ck.bytes->size(), ck.bytes, "test checkpoint");
+  ck.file =
+      SafetensorsFile::from_memory(ck.bytes->data(), ck.bytes->size(), ck.bytes, "test checkpoint");
   return ck;
 }
 
 /// The random tensors of a checkpoint of `c` (values rounded to `dtype`).
-inline std::map<std::string, Tensor> random_tensors(const LlamaConfig& c, DType dtype, std::uint32_t seed) {
+inline std::map<std::string, Tensor> random_tensors(const LlamaConfig& c, DType dtype,
+                                                    std::uint32_t seed) {
   std::mt19937 rng(seed);
   std::map<std::string, Tensor> out;
-  for (const auto& [name, shape] : checkpoint_shapes(c)) out[name] = make_tensor(dtype, shape, random_values(name, shape, rng));
+  for (const auto& [name, shape] : checkpoint_shapes(c))
+    out[name] = make_tensor(dtype, shape, random_values(name, shape, rng));
   return out;
 }
 
@@ -145,7 +154,8 @@ inline Checkpoint random_checkpoint(const LlamaConfig& c, DType dtype, std::uint
 }
 
 /// Random token ids below `vocab`.
-inline std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab, std::uint32_t seed) {
+inline std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab,
+                                               std::uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(vocab - 1));
   std::vector<std::int32_t> out(n);
@@ -184,11 +194,13 @@ class ReferenceLlama {
       DMat g = linear(hn, p + "mlp.gate_proj", c_.mlp_bias);
       const DMat u = linear(hn, p + "mlp.up_proj", c_.mlp_bias);
       for (std::size_t i = 0; i < T; ++i)
-        for (std::size_t j = 0; j < g[i].size(); ++j) g[i][j] = g[i][j] / (1.0 + std::exp(-g[i][j])) * u[i][j];
+        for (std::size_t j = 0; j < g[i].size(); ++j)
+          g[i][j] = g[i][j] / (1.0 + std::exp(-g[i][j])) * u[i][j];
       add(x, linear(g, p + "mlp.down_proj", c_.mlp_bias));
     }
     const DMat hn = rms(x, values("model.norm.weight"));
-    return matmul_t(hn, values(c_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
+    return matmul_t(hn,
+                    values(c_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight"),
                     std::size_t(c_.vocab_size));
   }
 
@@ -205,8 +217,10 @@ class ReferenceLlama {
         const double old_ctx = double(s.original_max_position_embeddings);
         const double wavelen = 2 * pi / f[i];
         const double scaled = wavelen > old_ctx / s.low_freq_factor ? f[i] / s.factor : f[i];
-        const double smooth = (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
-        const bool medium = !(wavelen < old_ctx / s.high_freq_factor) && !(wavelen > old_ctx / s.low_freq_factor);
+        const double smooth =
+            (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        const bool medium =
+            !(wavelen < old_ctx / s.high_freq_factor) && !(wavelen > old_ctx / s.low_freq_factor);
         f[i] = medium ? (1 - smooth) * scaled / s.factor + smooth * scaled : scaled;
       }
     }
@@ -274,7 +288,8 @@ class ReferenceLlama {
       }
   }
   DMat attention(const DMat& q, const DMat& k, const DMat& v) const {
-    const std::size_t T = q.size(), d = std::size_t(c_.head_dim), H = std::size_t(c_.num_attention_heads);
+    const std::size_t T = q.size(), d = std::size_t(c_.head_dim),
+                      H = std::size_t(c_.num_attention_heads);
     const std::size_t group = H / std::size_t(c_.num_key_value_heads);
     DMat out(T, std::vector<double>(H * d, 0.0));
     for (std::size_t h = 0; h < H; ++h) {
@@ -317,7 +332,8 @@ double max_relative_error(const Logits& a, const DMat& b) {
 
 /// Perplexity of the sequence under logits (row i predicts token i + 1), in double.
 template <typename Get>
-double perplexity(std::size_t rows, std::size_t vocab, const std::vector<std::int32_t>& tokens, Get&& logit) {
+double perplexity(std::size_t rows, std::size_t vocab, const std::vector<std::int32_t>& tokens,
+                  Get&& logit) {
   double nll = 0;
   for (std::size_t i = 0; i + 1 < rows; ++i) {
     double mx = -1e300;

@@ -25,7 +25,8 @@ using mbok::llama::RopeScaling;
 
 namespace {
 
-void check_against_reference(const LlamaConfig& c, DType dtype, std::uint32_t seed, std::size_t tokens_count = 12) {
+void check_against_reference(const LlamaConfig& c, DType dtype, std::uint32_t seed,
+                             std::size_t tokens_count = 12) {
   const auto ck = mbok::test::random_checkpoint(c, dtype, seed);
   const LlamaModel model = LlamaModel::from_tensors(c, ck.lookup());
   const auto tokens = mbok::test::random_tokens(tokens_count, c.vocab_size, seed + 1);
@@ -42,11 +43,11 @@ void check_against_reference(const LlamaConfig& c, DType dtype, std::uint32_t se
   CHECK(err < 1e-4);
 
   const auto vocab = static_cast<std::size_t>(c.vocab_size);
-  const double ppl = mbok::test::perplexity(tokens.size(), vocab, tokens, [&](std::size_t i, std::size_t j) {
-    return logits(Eigen::Index(i), Eigen::Index(j));
-  });
-  const double ppl_ref = mbok::test::perplexity(tokens.size(), vocab, tokens,
-                                                [&](std::size_t i, std::size_t j) { return expected[i][j]; });
+  const double ppl = mbok::test::perplexity(
+      tokens.size(), vocab, tokens,
+      [&](std::size_t i, std::size_t j) { return logits(Eigen::Index(i), Eigen::Index(j)); });
+  const double ppl_ref = mbok::test::perplexity(
+      tokens.size(), vocab, tokens, [&](std::size_t i, std::size_t j) { return expected[i][j]; });
   INFO("perplexity " << ppl << " reference " << ppl_ref);
   CHECK(std::abs(ppl - ppl_ref) / ppl_ref < 1e-4);
   CHECK(std::isfinite(ppl_ref));
@@ -67,7 +68,8 @@ TEST_CASE("llama: MHA, tied head, BF16 matches the double reference", "[llama]")
   check_against_reference(c, DType::bf16, 2);
 }
 
-TEST_CASE("llama: MQA, explicit head_dim, llama3 RoPE, biases, F16 match the double reference", "[llama]") {
+TEST_CASE("llama: MQA, explicit head_dim, llama3 RoPE, biases, F16 match the double reference",
+          "[llama]") {
   LlamaConfig c = mbok::test::small_config();
   c.num_key_value_heads = 1;
   c.head_dim = 12;  // != hidden 32 / 4 heads
@@ -88,7 +90,8 @@ TEST_CASE("llama: MQA, explicit head_dim, llama3 RoPE, biases, F16 match the dou
   check_against_reference(c, DType::f16, 3, 20);
 }
 
-TEST_CASE("llama: linear RoPE scaling and a sliding window (mistral) match the double reference", "[llama]") {
+TEST_CASE("llama: linear RoPE scaling and a sliding window (mistral) match the double reference",
+          "[llama]") {
   LlamaConfig c = mbok::test::small_config();
   c.model_type = "mistral";
   c.sliding_window = 4;
@@ -114,11 +117,13 @@ TEST_CASE("llama: hidden states and footprint of the dense model", "[llama]") {
   const auto& x = hidden.back();
   for (Eigen::Index i = 0; i < x.rows(); ++i) {
     const double ms = x.row(i).cast<double>().squaredNorm() / double(c.hidden_size);
-    const Eigen::VectorXf hn = (x.row(i).transpose().array() * float(1.0 / std::sqrt(ms + c.rms_norm_eps)) *
-                                model.final_norm().array())
-                                   .matrix();
+    const Eigen::VectorXf hn =
+        (x.row(i).transpose().array() * float(1.0 / std::sqrt(ms + c.rms_norm_eps)) *
+         model.final_norm().array())
+            .matrix();
     const Eigen::VectorXf expect = model.head() * hn;
-    CHECK((expect - logits.row(i).transpose()).cwiseAbs().maxCoeff() < 1e-4f * expect.cwiseAbs().maxCoeff());
+    CHECK((expect - logits.row(i).transpose()).cwiseAbs().maxCoeff() <
+          1e-4f * expect.cwiseAbs().maxCoeff());
   }
   const auto f = model.footprint();
   CHECK(f.boolean_layers == 0);

@@ -18,33 +18,43 @@ using llama::RowMatrix;
 namespace {
 
 std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / ("mbok_llama_train_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("mbok_llama_train_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }
 
-RowMatrix inference_logits(const llama::LlamaModel& m, const std::vector<std::int32_t>& tokens, std::size_t len,
-                           std::vector<RowMatrix>* hidden = nullptr) {
+RowMatrix inference_logits(const llama::LlamaModel& m, const std::vector<std::int32_t>& tokens,
+                           std::size_t len, std::vector<RowMatrix>* hidden = nullptr) {
   const std::size_t seqs = tokens.size() / len;
-  RowMatrix out(static_cast<Eigen::Index>(tokens.size()), static_cast<Eigen::Index>(m.config().vocab_size));
-  if (hidden) hidden->assign(m.blocks().size(), RowMatrix(out.rows(), static_cast<Eigen::Index>(m.config().hidden_size)));
+  RowMatrix out(static_cast<Eigen::Index>(tokens.size()),
+                static_cast<Eigen::Index>(m.config().vocab_size));
+  if (hidden)
+    hidden->assign(m.blocks().size(),
+                   RowMatrix(out.rows(), static_cast<Eigen::Index>(m.config().hidden_size)));
   auto cache = m.make_cache(static_cast<std::int64_t>(len));
   for (std::size_t b = 0; b < seqs; ++b) {
     cache.clear();
     std::vector<RowMatrix> hs;
-    const std::vector<std::int32_t> seq(tokens.begin() + std::ptrdiff_t(b * len), tokens.begin() + std::ptrdiff_t((b + 1) * len));
-    out.middleRows(Eigen::Index(b * len), Eigen::Index(len)) = m.forward(seq, cache, hidden ? &hs : nullptr);
+    const std::vector<std::int32_t> seq(tokens.begin() + std::ptrdiff_t(b * len),
+                                        tokens.begin() + std::ptrdiff_t((b + 1) * len));
+    out.middleRows(Eigen::Index(b * len), Eigen::Index(len)) =
+        m.forward(seq, cache, hidden ? &hs : nullptr);
     if (hidden)
-      for (std::size_t l = 0; l < hs.size() - 1; ++l) (*hidden)[l].middleRows(Eigen::Index(b * len), Eigen::Index(len)) = hs[l + 1];
+      for (std::size_t l = 0; l < hs.size() - 1; ++l)
+        (*hidden)[l].middleRows(Eigen::Index(b * len), Eigen::Index(len)) = hs[l + 1];
   }
   return out;
 }
 
-double rel(const RowMatrix& a, const RowMatrix& b) { return (a - b).norm() / std::max(1e-30f, b.norm()); }
+double rel(const RowMatrix& a, const RowMatrix& b) {
+  return (a - b).norm() / std::max(1e-30f, b.norm());
+}
 
 }  // namespace
 
-TEST_CASE("llama train: forward equals LlamaModel's (dense and Boolean), exports round-trip", "[llama_train]") {
+TEST_CASE("llama train: forward equals LlamaModel's (dense and Boolean), exports round-trip",
+          "[llama_train]") {
   auto c = test::tiny_train_config();
   c.mlp_bias = true;
   const auto teacher = test::random_model(c, 7);
@@ -132,10 +142,11 @@ TEST_CASE("llama train: distilling a K = 1 student lowers its KL to the teacher"
     const auto eval = sample_windows(r.stream, 4, 16, 99, 0);
     const double before = ft.evaluate(eval, 4, 16).kl;
     std::size_t flips = 0;
-    for (int s = 0; s < 50; ++s) flips += ft.step(sample_windows(r.stream, 4, 16, 1, std::uint64_t(s)), 4, 16).flips;
+    for (int s = 0; s < 50; ++s)
+      flips += ft.step(sample_windows(r.stream, 4, 16, 1, std::uint64_t(s)), 4, 16).flips;
     const double after = ft.evaluate(eval, 4, 16).kl;
-    INFO(accumulator_name(acc) << ": KL " << before << " -> " << after << ", " << flips << " flips of "
-                               << ft.boolean_weights());
+    INFO(accumulator_name(acc) << ": KL " << before << " -> " << after << ", " << flips
+                               << " flips of " << ft.boolean_weights());
     CHECK(after < 0.8 * before);
     CHECK(flips > 0);
   }
@@ -143,7 +154,9 @@ TEST_CASE("llama train: distilling a K = 1 student lowers its KL to the teacher"
 
 TEST_CASE("llama train: a resumed run continues bit-identically", "[llama_train]") {
   const AccumulatorType acc = AccumulatorType::i8;
-  auto batch = [](const Run& r, long s) { return sample_windows(r.stream, 2, 12, 3, std::uint64_t(s)); };
+  auto batch = [](const Run& r, long s) {
+    return sample_windows(r.stream, 2, 12, 3, std::uint64_t(s));
+  };
   // Uninterrupted: 8 steps.
   Run a = make_run();
   Finetuner fa(a.teacher, a.student, options(8, acc));

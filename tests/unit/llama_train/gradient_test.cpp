@@ -22,7 +22,8 @@ Mat random_mat(Eigen::Index r, Eigen::Index c, std::uint64_t seed) {
 }
 
 // Checks d(sum(out (.) R))/d(in) of a map in -> out given its backward.
-double check_map(Mat& in, const std::function<Mat(const Mat&)>& f, const Mat& analytic_din, const Mat& R) {
+double check_map(Mat& in, const std::function<Mat(const Mat&)>& f, const Mat& analytic_din,
+                 const Mat& R) {
   double err = 0;
   const double h = 1e-6;
   for (Eigen::Index i = 0; i < in.size(); ++i) {
@@ -33,7 +34,8 @@ double check_map(Mat& in, const std::function<Mat(const Mat&)>& f, const Mat& an
     const double down = (f(in).array() * R.array()).sum();
     in.data()[i] = old;
     const double numeric = (up - down) / (2 * h);
-    err = std::max(err, std::abs(numeric - analytic_din.data()[i]) / std::max(1.0, std::abs(numeric)));
+    err = std::max(err,
+                   std::abs(numeric - analytic_din.data()[i]) / std::max(1.0, std::abs(numeric)));
   }
   return err;
 }
@@ -151,7 +153,8 @@ double model_gradient_error(const test::LlamaConfig& c, TrainableLlama<double>& 
   const auto rows = static_cast<Eigen::Index>(seqs * len);
   const Mat R = random_mat(rows, c.vocab_size, 20);
   std::vector<Mat> H;
-  for (std::size_t l = 0; l < m.num_blocks(); ++l) H.push_back(random_mat(rows, c.hidden_size, 30 + l));
+  for (std::size_t l = 0; l < m.num_blocks(); ++l)
+    H.push_back(random_mat(rows, c.hidden_size, 30 + l));
   Mat logits;
   std::vector<Mat> hidden;
   m.zero_grad();
@@ -171,7 +174,8 @@ double model_gradient_error(const test::LlamaConfig& c, TrainableLlama<double>& 
 
 }  // namespace
 
-TEST_CASE("llama train: whole dense model gradients (untied, tied, biases, window)", "[llama_train]") {
+TEST_CASE("llama train: whole dense model gradients (untied, tied, biases, window)",
+          "[llama_train]") {
   for (int variant = 0; variant < 3; ++variant) {
     auto c = test::tiny_train_config();
     if (variant == 1) {
@@ -184,7 +188,8 @@ TEST_CASE("llama train: whole dense model gradients (untied, tied, biases, windo
       c.num_key_value_heads = 4;
     }
     const auto teacher = test::random_model(c, 40 + variant);
-    TrainableLlama<double> m(teacher, dense_projections<double>(), TrainableParts{true, true, true});
+    TrainableLlama<double> m(teacher, dense_projections<double>(),
+                             TrainableParts{true, true, true});
     std::string worst;
     const double err = model_gradient_error(c, m, 2, 5, &worst);
     INFO("variant " << variant << " worst " << worst);
@@ -198,7 +203,8 @@ TEST_CASE("llama train: Boolean model gradients of scales and the signal Q", "[l
   const auto teacher = test::random_model(c, 50);
   BooleanLinearOptions bo;
   bo.trainable_kernels = {-1};
-  TrainableLlama<double> m(teacher, boolean_projections<double>(2, bo), TrainableParts{true, false, false});
+  TrainableLlama<double> m(teacher, boolean_projections<double>(2, bo),
+                           TrainableParts{true, false, false});
   std::string worst;
   const double err = model_gradient_error(c, m, 2, 4, &worst);
   INFO(worst);
@@ -209,7 +215,8 @@ TEST_CASE("llama train: Boolean model gradients of scales and the signal Q", "[l
   for (std::size_t l = 0; l < dense.num_blocks(); ++l)
     for (std::size_t j = 0; j < 7; ++j) {
       auto& p = dense.projection(l, j);
-      dense.set_projection(l, j, std::make_unique<DenseProjection<double>>(p.dense_weight(), p.bias_vector()));
+      dense.set_projection(
+          l, j, std::make_unique<DenseProjection<double>>(p.dense_weight(), p.bias_vector()));
     }
   model_gradient_error(c, dense, 2, 4, nullptr);
   double worst_q = 0;

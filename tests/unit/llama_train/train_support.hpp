@@ -15,9 +15,9 @@
 
 namespace mbok::test {
 
+using llama::LinearLayer;
 using llama::LlamaConfig;
 using llama::LlamaModel;
-using llama::LinearLayer;
 
 inline LlamaConfig tiny_train_config() {
   LlamaConfig c;
@@ -72,7 +72,8 @@ inline LlamaModel random_model(const LlamaConfig& c, std::uint64_t seed, float s
   return LlamaModel(c, std::move(emb), std::move(blocks), vec(h, 1.0f, 0.2f), std::move(head));
 }
 
-inline std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab, std::uint64_t seed) {
+inline std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab,
+                                               std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<std::int32_t> t(n);
   for (auto& x : t) x = static_cast<std::int32_t>(rng() % static_cast<std::uint64_t>(vocab));
@@ -81,8 +82,9 @@ inline std::vector<std::int32_t> random_tokens(std::size_t n, std::int64_t vocab
 
 /// Largest |analytic - numeric| / max(1, |numeric|) over up to `samples` elements of each
 /// parameter, with central differences of step `h`; `loss()` recomputes the loss.
-inline double max_gradient_error(std::vector<BasicParameter<double>>& params, const std::function<double()>& loss,
-                                 std::size_t samples = 6, double h = 1e-5, std::string* worst = nullptr) {
+inline double max_gradient_error(std::vector<BasicParameter<double>>& params,
+                                 const std::function<double()>& loss, std::size_t samples = 6,
+                                 double h = 1e-5, std::string* worst = nullptr) {
   double err = 0;
   std::mt19937_64 rng(5);
   for (auto& p : params) {
@@ -99,8 +101,9 @@ inline double max_gradient_error(std::vector<BasicParameter<double>>& params, co
       const double e = std::abs(analytic - numeric) / std::max(1.0, std::abs(numeric));
       if (e > err) {
         err = e;
-        if (worst) *worst = p.name + "[" + std::to_string(i) + "] analytic " + std::to_string(analytic) +
-                            " numeric " + std::to_string(numeric);
+        if (worst)
+          *worst = p.name + "[" + std::to_string(i) + "] analytic " + std::to_string(analytic) +
+                   " numeric " + std::to_string(numeric);
       }
     }
   }

@@ -23,7 +23,8 @@ TEST_CASE("byte-level BPE: merges apply by rank, not left to right", "[tokenizer
   CHECK(tok.encode("Hello world") == Ids{72, 101, 261, 111, 268});
 }
 
-TEST_CASE("byte-level BPE: ignore_merges emits a piece that is in the vocabulary whole", "[tokenizer]") {
+TEST_CASE("byte-level BPE: ignore_merges emits a piece that is in the vocabulary whole",
+          "[tokenizer]") {
   // "xyz" (258) is in the vocabulary but no merge makes it: only x y -> xy (259) exists.
   CHECK(load(llama3_style(true)).encode("xyz") == Ids{258});
   CHECK(load(llama3_style(false)).encode("xyz") == Ids{259, 122});
@@ -31,7 +32,8 @@ TEST_CASE("byte-level BPE: ignore_merges emits a piece that is in the vocabulary
   CHECK(load(llama3_style(true)).encode(" xyz") == Ids{32, 259, 122});
 }
 
-TEST_CASE("byte-level BPE: characters outside the vocabulary's merges are their UTF-8 bytes", "[tokenizer]") {
+TEST_CASE("byte-level BPE: characters outside the vocabulary's merges are their UTF-8 bytes",
+          "[tokenizer]") {
   const Tokenizer tok = load(llama3_style());
   // é is C3 A9; € is E2 82 AC: ids are the byte values.
   CHECK(tok.encode("café") == Ids{99, 97, 102, 0xC3, 0xA9});
@@ -81,7 +83,10 @@ TEST_CASE("byte-level BPE: TemplateProcessing adds <|begin_of_text|>; BOS and EO
 TEST_CASE("pre-tokenization: LLaMA-3's split pattern", "[tokenizer]") {
   using tokenizer_detail::Piece;
   const tokenizer_detail::JsonSource src{"test"};
-  const nlohmann::json split = {{"type", "Split"}, {"pattern", {{"Regex", llama3_pattern()}}}, {"behavior", "Isolated"}, {"invert", false}};
+  const nlohmann::json split = {{"type", "Split"},
+                                {"pattern", {{"Regex", llama3_pattern()}}},
+                                {"behavior", "Isolated"},
+                                {"invert", false}};
   const tokenizer_detail::PreTokenizer pre(src, split, "pre_tokenizer");
   const auto pieces = [&](const std::string& text) {
     std::vector<std::string> out;
@@ -95,7 +100,8 @@ TEST_CASE("pre-tokenization: LLaMA-3's split pattern", "[tokenizer]") {
   // \p{N}{1,3}: digit runs in threes from the left.
   CHECK(pieces("12345 and 1234567") == V{"123", "45", " and", " ", "123", "456", "7"});
   // (?i:'s|'t|...): contractions in any case.
-  CHECK(pieces("don't I'M you'RE we've") == V{"don", "'t", " I", "'M", " you", "'RE", " we", "'ve"});
+  CHECK(pieces("don't I'M you'RE we've") ==
+        V{"don", "'t", " I", "'M", " you", "'RE", " we", "'ve"});
   // \s*[\r\n]+ takes spaces and newlines up to the last newline; \s+(?!\S) leaves the space
   // before a word to it.
   CHECK(pieces("a  \n\n b") == V{"a", "  \n\n", " b"});
@@ -113,7 +119,8 @@ TEST_CASE("pre-tokenization: GPT-2's ByteLevel pattern and split behaviors", "[t
     return out;
   };
   using V = std::vector<std::string>;
-  const nlohmann::json gpt2 = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+  const nlohmann::json gpt2 = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   // GPT-2's contractions are lower case only; pieces come out in GPT-2's code points.
   CHECK(run(gpt2, "I'M don't 12345") == V{"I", "'", "M", "Ġdon", "'t", "Ġ12345"});
   CHECK(run(gpt2, "a  \n\n b") == V{"a", "ĠĠĊĊ", "Ġb"});
@@ -122,7 +129,10 @@ TEST_CASE("pre-tokenization: GPT-2's ByteLevel pattern and split behaviors", "[t
   CHECK(run(prefixed, "hi") == V{"Ġhi"});
 
   const auto split = [](const char* behavior, bool invert = false) {
-    return nlohmann::json{{"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", behavior}, {"invert", invert}};
+    return nlohmann::json{{"type", "Split"},
+                          {"pattern", {{"String", "-"}}},
+                          {"behavior", behavior},
+                          {"invert", invert}};
   };
   CHECK(run(split("Removed"), "a-b--c") == V{"a", "b", "c"});
   CHECK(run(split("Isolated"), "a-b--c") == V{"a", "-", "b", "-", "-", "c"});
@@ -166,7 +176,9 @@ TEST_CASE("decode of bytes that are not UTF-8 gives U+FFFD, as the reference", "
   const Tokenizer tok = load(llama3_style());
   // E2 82 without its last byte.
   CHECK(tok.decode({0x61, 0xE2, 0x82}) == "a\xEF\xBF\xBD");
-  CHECK(tok.decode({0xFF, 0x61}) == "\xEF\xBF\xBD" "a");
+  CHECK(tok.decode({0xFF, 0x61}) ==
+        "\xEF\xBF\xBD"
+        "a");
 }
 
 TEST_CASE("added tokens: lstrip, rstrip and single_word", "[tokenizer]") {

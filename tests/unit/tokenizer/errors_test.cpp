@@ -27,7 +27,8 @@ TEST_CASE("tokenizer errors: truncated and unreadable files", "[tokenizer]") {
   CHECK_THROWS_AS(Tokenizer::from_file(path), FormatError);
   CHECK_THROWS_WITH(Tokenizer::from_file(path), contains(path) && contains("not valid JSON"));
   std::remove(path.c_str());
-  CHECK_THROWS_WITH(Tokenizer::from_file("no/such/tokenizer.json"), contains("no/such/tokenizer.json"));
+  CHECK_THROWS_WITH(Tokenizer::from_file("no/such/tokenizer.json"),
+                    contains("no/such/tokenizer.json"));
   CHECK_THROWS_WITH(Tokenizer::from_json("[1, 2]"), contains("expected a JSON object"));
 }
 
@@ -44,11 +45,13 @@ TEST_CASE("tokenizer errors: unsupported components are named", "[tokenizer]") {
 
   j = llama2_style();
   j["normalizer"]["normalizers"][0] = {{"type", "Lowercase"}};
-  CHECK_THAT(error_of(j), contains("normalizer.normalizers[0]") && contains("unsupported normalizer type \"Lowercase\""));
+  CHECK_THAT(error_of(j), contains("normalizer.normalizers[0]") &&
+                              contains("unsupported normalizer type \"Lowercase\""));
 
   j = llama2_style();
   j["decoder"]["decoders"][2] = {{"type", "CTC"}};
-  CHECK_THAT(error_of(j), contains("decoder.decoders[2]") && contains("unsupported decoder type \"CTC\""));
+  CHECK_THAT(error_of(j),
+             contains("decoder.decoders[2]") && contains("unsupported decoder type \"CTC\""));
 
   j = llama2_style();
   j["post_processor"] = {{"type", "Unknown"}};
@@ -60,7 +63,8 @@ TEST_CASE("tokenizer errors: unsupported components are named", "[tokenizer]") {
 
   j = llama3_style();
   j["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {{"Regex", "(unclosed"}};
-  CHECK_THAT(error_of(j), contains("pre_tokenizer.pretokenizers[0].pattern") && contains("does not compile"));
+  CHECK_THAT(error_of(j),
+             contains("pre_tokenizer.pretokenizers[0].pattern") && contains("does not compile"));
 
   j = llama2_style();
   j["model"]["continuing_subword_prefix"] = "##";
@@ -82,7 +86,8 @@ TEST_CASE("tokenizer errors: vocabulary and merges", "[tokenizer]") {
 
   j = llama3_style();
   j["model"]["merges"].push_back(Json::array({"a", "z"}));
-  CHECK_THAT(error_of(j), contains("model.merges[13]") && contains("\"az\", which is not in the vocabulary"));
+  CHECK_THAT(error_of(j),
+             contains("model.merges[13]") && contains("\"az\", which is not in the vocabulary"));
 
   j = llama2_style();
   j["model"]["merges"].push_back("a b c");

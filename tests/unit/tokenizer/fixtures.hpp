@@ -18,13 +18,15 @@ using Json = nlohmann::ordered_json;
 
 /// LLaMA-3's pre-tokenization pattern.
 inline const char* llama3_pattern() {
-  return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+  return "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+         "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
          "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 }
 
 inline Json added_token(std::int32_t id, const std::string& content, bool special = true) {
-  return Json{{"id", id},          {"content", content},    {"single_word", false}, {"lstrip", false},
-              {"rstrip", false},   {"normalized", !special}, {"special", special}};
+  return Json{{"id", id},          {"content", content}, {"single_word", false},
+              {"lstrip", false},   {"rstrip", false},    {"normalized", !special},
+              {"special", special}};
 }
 
 /// A byte-level BPE in LLaMA-3's layout (Split with LLaMA-3's pattern, then ByteLevel without
@@ -39,43 +41,76 @@ inline Json added_token(std::int32_t id, const std::string& content, bool specia
 /// Added (special): 300 <|begin_of_text|>, 301 <|end_of_text|>, 302 <|eot_id|>.
 inline Json llama3_style(bool ignore_merges = true) {
   Json vocab = Json::object();
-  for (int b = 0; b < 256; ++b) vocab[tokenizer_detail::byte_to_unicode(static_cast<unsigned char>(b))] = b;
-  const std::vector<std::string> extra = {"bc",   "ab",  "xyz", "xy",  "he",    "ll",     "hell",
+  for (int b = 0; b < 256; ++b)
+    vocab[tokenizer_detail::byte_to_unicode(static_cast<unsigned char>(b))] = b;
+  const std::vector<std::string> extra = {"bc",    "ab", "xyz", "xy",   "he",    "ll",     "hell",
                                           "hello", "Ġw", "or",  "Ġwor", "Ġworl", "Ġworld", "aa"};
   for (std::size_t i = 0; i < extra.size(); ++i) vocab[extra[i]] = 256 + static_cast<int>(i);
   Json merges = Json::array();
-  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{
-           {"b", "c"}, {"a", "b"}, {"x", "y"}, {"h", "e"}, {"l", "l"}, {"he", "ll"}, {"hell", "o"},
-           {"Ġ", "w"}, {"o", "r"}, {"Ġw", "or"}, {"Ġwor", "l"}, {"Ġworl", "d"}, {"a", "a"}})
+  for (const auto& [a, b] : std::vector<std::pair<std::string, std::string>>{{"b", "c"},
+                                                                             {"a", "b"},
+                                                                             {"x", "y"},
+                                                                             {"h", "e"},
+                                                                             {"l", "l"},
+                                                                             {"he", "ll"},
+                                                                             {"hell", "o"},
+                                                                             {"Ġ", "w"},
+                                                                             {"o", "r"},
+                                                                             {"Ġw", "or"},
+                                                                             {"Ġwor", "l"},
+                                                                             {"Ġworl", "d"},
+                                                                             {"a", "a"}})
     merges.push_back(Json::array({a, b}));
   Json j;
   j["version"] = "1.0";
   j["truncation"] = nullptr;
   j["padding"] = nullptr;
-  j["added_tokens"] = Json::array({added_token(300, "<|begin_of_text|>"), added_token(301, "<|end_of_text|>"),
-                                   added_token(302, "<|eot_id|>")});
+  j["added_tokens"] =
+      Json::array({added_token(300, "<|begin_of_text|>"), added_token(301, "<|end_of_text|>"),
+                   added_token(302, "<|eot_id|>")});
   j["normalizer"] = nullptr;
   j["pre_tokenizer"] = {
       {"type", "Sequence"},
-      {"pretokenizers",
-       Json::array({Json{{"type", "Split"}, {"pattern", {{"Regex", llama3_pattern()}}}, {"behavior", "Isolated"}, {"invert", false}},
-                    Json{{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}})}};
+      {"pretokenizers", Json::array({Json{{"type", "Split"},
+                                          {"pattern", {{"Regex", llama3_pattern()}}},
+                                          {"behavior", "Isolated"},
+                                          {"invert", false}},
+                                     Json{{"type", "ByteLevel"},
+                                          {"add_prefix_space", false},
+                                          {"trim_offsets", true},
+                                          {"use_regex", false}}})}};
   j["post_processor"] = {
       {"type", "Sequence"},
       {"processors",
-       Json::array({Json{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}},
-                    Json{{"type", "TemplateProcessing"},
-                         {"single", Json::array({Json{{"SpecialToken", {{"id", "<|begin_of_text|>"}, {"type_id", 0}}}},
-                                                 Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-                         {"pair", Json::array({Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                                               Json{{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-                         {"special_tokens",
-                          {{"<|begin_of_text|>",
-                            {{"id", "<|begin_of_text|>"}, {"ids", Json::array({300})}, {"tokens", Json::array({"<|begin_of_text|>"})}}}}}}})}};
-  j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
-  j["model"] = {{"type", "BPE"},        {"dropout", nullptr},          {"unk_token", nullptr},
-                {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", false},
-                {"byte_fallback", false}, {"ignore_merges", ignore_merges}, {"vocab", vocab},
+       Json::array(
+           {Json{{"type", "ByteLevel"},
+                 {"add_prefix_space", true},
+                 {"trim_offsets", false},
+                 {"use_regex", true}},
+            Json{{"type", "TemplateProcessing"},
+                 {"single", Json::array({Json{{"SpecialToken",
+                                               {{"id", "<|begin_of_text|>"}, {"type_id", 0}}}},
+                                         Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+                 {"pair", Json::array({Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                       Json{{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+                 {"special_tokens",
+                  {{"<|begin_of_text|>",
+                    {{"id", "<|begin_of_text|>"},
+                     {"ids", Json::array({300})},
+                     {"tokens", Json::array({"<|begin_of_text|>"})}}}}}}})}};
+  j["decoder"] = {{"type", "ByteLevel"},
+                  {"add_prefix_space", true},
+                  {"trim_offsets", true},
+                  {"use_regex", true}};
+  j["model"] = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", nullptr},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", false},
+                {"byte_fallback", false},
+                {"ignore_merges", ignore_merges},
+                {"vocab", vocab},
                 {"merges", merges}};
   return j;
 }
@@ -84,8 +119,14 @@ inline Json llama3_style(bool ignore_merges = true) {
 /// built-in pattern, no ignore_merges, no post-processor template; <|endoftext|> is 303.
 inline Json gpt2_style() {
   Json j = llama3_style(false);
-  j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-  j["post_processor"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", false}, {"use_regex", true}};
+  j["pre_tokenizer"] = {{"type", "ByteLevel"},
+                        {"add_prefix_space", false},
+                        {"trim_offsets", true},
+                        {"use_regex", true}};
+  j["post_processor"] = {{"type", "ByteLevel"},
+                         {"add_prefix_space", true},
+                         {"trim_offsets", false},
+                         {"use_regex", true}};
   j["added_tokens"] = Json::array({added_token(303, "<|endoftext|>")});
   j["model"]["vocab"].erase("<|begin_of_text|>");
   j["model"]["vocab"].erase("<|end_of_text|>");
@@ -114,13 +155,16 @@ inline Json llama2_style() {
     std::snprintf(name, sizeof name, "<0x%02X>", b);
     vocab[name] = 3 + b;
   }
-  const std::vector<std::string> pieces = {"▁", "e", "h", "l", "o", "w", "r", "d", "t", "a", "c",
-                                           "▁h", "ll", "▁he", "▁hell", "▁hello", "▁w", "or", "▁wor", "ld", "▁world"};
+  const std::vector<std::string> pieces = {"▁",     "e",      "h",  "l",  "o",    "w",  "r",
+                                           "d",     "t",      "a",  "c",  "▁h",   "ll", "▁he",
+                                           "▁hell", "▁hello", "▁w", "or", "▁wor", "ld", "▁world"};
   for (std::size_t i = 0; i < pieces.size(); ++i) vocab[pieces[i]] = 259 + static_cast<int>(i);
-  Json merges = Json::array({"▁ h", "l l", "▁h e", "▁he ll", "▁hell o", "▁ w", "o r", "▁w or", "l d", "▁wor ld"});
+  Json merges = Json::array(
+      {"▁ h", "l l", "▁h e", "▁he ll", "▁hell o", "▁ w", "o r", "▁w or", "l d", "▁wor ld"});
   Json added = Json::array();
   for (int i = 0; i < 3; ++i) {
-    Json t = added_token(i, std::vector<std::string>{"<unk>", "<s>", "</s>"}[static_cast<std::size_t>(i)]);
+    Json t = added_token(
+        i, std::vector<std::string>{"<unk>", "<s>", "</s>"}[static_cast<std::size_t>(i)]);
     t["normalized"] = false;
     added.push_back(t);
   }
@@ -129,23 +173,37 @@ inline Json llama2_style() {
   j["truncation"] = nullptr;
   j["padding"] = nullptr;
   j["added_tokens"] = added;
-  j["normalizer"] = {{"type", "Sequence"},
-                     {"normalizers", Json::array({Json{{"type", "Prepend"}, {"prepend", "▁"}},
-                                                  Json{{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}})}};
+  j["normalizer"] = {
+      {"type", "Sequence"},
+      {"normalizers",
+       Json::array({Json{{"type", "Prepend"}, {"prepend", "▁"}},
+                    Json{{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", "▁"}}})}};
   j["pre_tokenizer"] = nullptr;
   j["post_processor"] = {
       {"type", "TemplateProcessing"},
-      {"single", Json::array({Json{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
-      {"pair", Json::array({Json{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                            Json{{"SpecialToken", {{"id", "<s>"}, {"type_id", 1}}}}, Json{{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
-      {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", Json::array({1})}, {"tokens", Json::array({"<s>"})}}}}}};
-  j["decoder"] = {{"type", "Sequence"},
-                  {"decoders", Json::array({Json{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
-                                            Json{{"type", "ByteFallback"}}, Json{{"type", "Fuse"}},
-                                            Json{{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
-  j["model"] = {{"type", "BPE"},        {"dropout", nullptr},   {"unk_token", "<unk>"},
-                {"continuing_subword_prefix", nullptr}, {"end_of_word_suffix", nullptr}, {"fuse_unk", true},
-                {"byte_fallback", true}, {"ignore_merges", false}, {"vocab", vocab},
+      {"single", Json::array({Json{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                              Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}}})},
+      {"pair", Json::array({Json{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+                            Json{{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                            Json{{"SpecialToken", {{"id", "<s>"}, {"type_id", 1}}}},
+                            Json{{"Sequence", {{"id", "B"}, {"type_id", 1}}}}})},
+      {"special_tokens",
+       {{"<s>", {{"id", "<s>"}, {"ids", Json::array({1})}, {"tokens", Json::array({"<s>"})}}}}}};
+  j["decoder"] = {
+      {"type", "Sequence"},
+      {"decoders",
+       Json::array({Json{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
+                    Json{{"type", "ByteFallback"}}, Json{{"type", "Fuse"}},
+                    Json{{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+  j["model"] = {{"type", "BPE"},
+                {"dropout", nullptr},
+                {"unk_token", "<unk>"},
+                {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr},
+                {"fuse_unk", true},
+                {"byte_fallback", true},
+                {"ignore_merges", false},
+                {"vocab", vocab},
                 {"merges", merges}};
   return j;
 }
@@ -155,8 +213,10 @@ inline Json llama2_style() {
 inline Json metaspace_style() {
   Json j = llama2_style();
   j["normalizer"] = nullptr;
-  j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}, {"split", false}};
-  j["decoder"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}, {"split", false}};
+  j["pre_tokenizer"] = {
+      {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}, {"split", false}};
+  j["decoder"] = {
+      {"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}, {"split", false}};
   return j;
 }
 

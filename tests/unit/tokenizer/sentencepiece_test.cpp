@@ -20,7 +20,8 @@ TEST_CASE("SentencePiece BPE: Prepend and Replace normalizers, merges", "[tokeni
   CHECK(tok.decode({259, 268, 259, 259, 101}) == "a  b");
 }
 
-TEST_CASE("SentencePiece BPE: byte fallback for characters missing from the vocabulary", "[tokenizer]") {
+TEST_CASE("SentencePiece BPE: byte fallback for characters missing from the vocabulary",
+          "[tokenizer]") {
   const Tokenizer tok = load(llama2_style());
   // "€" = E2 82 AC -> <0xE2> <0x82> <0xAC> = 229 133 175, after ▁ (259).
   CHECK(tok.encode("€") == Ids{259, 229, 133, 175});
@@ -40,7 +41,8 @@ TEST_CASE("SentencePiece BPE: unk_token with fuse_unk when byte_fallback is off"
   CHECK(load(j).encode("€€ x") == Ids{259, 0, 0, 259, 0});
 }
 
-TEST_CASE("SentencePiece BPE: special tokens, TemplateProcessing, skip_special_tokens", "[tokenizer]") {
+TEST_CASE("SentencePiece BPE: special tokens, TemplateProcessing, skip_special_tokens",
+          "[tokenizer]") {
   const Tokenizer tok = load(llama2_style());
   // Added tokens are found in the raw text; each side is normalized on its own, so "world"
   // after </s> gets its own ▁ (the reference's, and LLaMA-2's "legacy", behaviour).
@@ -55,7 +57,8 @@ TEST_CASE("SentencePiece BPE: special tokens, TemplateProcessing, skip_special_t
   CHECK(tok.vocab_size() == 280);
 }
 
-TEST_CASE("SentencePiece BPE: Metaspace pre-tokenizer and decoder (prepend_scheme first)", "[tokenizer]") {
+TEST_CASE("SentencePiece BPE: Metaspace pre-tokenizer and decoder (prepend_scheme first)",
+          "[tokenizer]") {
   const Tokenizer tok = load(metaspace_style());
   CHECK(tok.encode("hello world") == Ids{274, 279});
   // "first": only the piece at the start of the input gets ▁; "world" after </s> does not:
@@ -74,8 +77,9 @@ TEST_CASE("SentencePiece BPE: Metaspace pre-tokenizer and decoder (prepend_schem
 
 TEST_CASE("SentencePiece BPE: round trips (text not starting with a space)", "[tokenizer]") {
   const Tokenizer tok = load(llama2_style());
-  for (const std::string text : {"hello world", "Hello, wörld! Straße Привет мир 你好世界", "a  \n\n b",
-                                 "emoji 😀👍🏽 ok", "12345 and don't I'M", "hello</s>world"}) {
+  for (const std::string text :
+       {"hello world", "Hello, wörld! Straße Привет мир 你好世界", "a  \n\n b",
+        "emoji 😀👍🏽 ok", "12345 and don't I'M", "hello</s>world"}) {
     INFO(text);
     const Ids ids = tok.encode(text);
     const std::string expected = text == std::string("hello</s>world") ? "hello</s> world" : text;

@@ -12,12 +12,16 @@
 
 namespace mbok::test {
 
-inline Tokenizer load(const Json& j, const std::string& name = "fixture.json") { return Tokenizer::from_json(j.dump(1), name); }
+inline Tokenizer load(const Json& j, const std::string& name = "fixture.json") {
+  return Tokenizer::from_json(j.dump(1), name);
+}
 
 using Ids = std::vector<std::int32_t>;
 
 /// True when `s` is valid UTF-8.
-inline bool valid_utf8(const std::string& s) { return tokenizer_detail::utf8_invalid_offset(s) == s.size(); }
+inline bool valid_utf8(const std::string& s) {
+  return tokenizer_detail::utf8_invalid_offset(s) == s.size();
+}
 
 /// Streams `ids` through a DecodeStream; checks every piece is whole UTF-8 and returns the
 /// concatenation (flush included).

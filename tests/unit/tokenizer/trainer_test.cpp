@@ -11,14 +11,21 @@ namespace {
 // KJV-like text (Genesis 1:1-5, John 1:1-5), repeated so that pairs have counts to compare.
 std::string kjv_like() {
   const std::string verses =
-      "In the beginning God created the heaven and the earth. And the earth was without form, and void; "
-      "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the "
-      "waters. And God said, Let there be light: and there was light. And God saw the light, that it was "
-      "good: and God divided the light from the darkness. And God called the light Day, and the darkness "
+      "In the beginning God created the heaven and the earth. And the earth was without form, and "
+      "void; "
+      "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of "
+      "the "
+      "waters. And God said, Let there be light: and there was light. And God saw the light, that "
+      "it was "
+      "good: and God divided the light from the darkness. And God called the light Day, and the "
+      "darkness "
       "he called Night. And the evening and the morning were the first day.\n"
-      "In the beginning was the Word, and the Word was with God, and the Word was God. The same was in "
-      "the beginning with God. All things were made by him; and without him was not any thing made that "
-      "was made. In him was life; and the life was the light of men. And the light shineth in darkness; "
+      "In the beginning was the Word, and the Word was with God, and the Word was God. The same "
+      "was in "
+      "the beginning with God. All things were made by him; and without him was not any thing made "
+      "that "
+      "was made. In him was life; and the life was the light of men. And the light shineth in "
+      "darkness; "
       "and the darkness comprehended it not.\n";
   std::string text;
   for (int i = 0; i < 8; ++i) text += verses;
@@ -54,7 +61,8 @@ TEST_CASE("train_byte_level_merges: deterministic, and the tokenizer round trips
   const Ids ids = tok.encode(text);
   CHECK(ids.size() * 2 < text.size());  // merges learned from the text shorten it
   CHECK(tok.decode(ids) == text);
-  for (const std::string other : {"Straße Привет 你好 😀 — unseen text", "the light<|endoftext|>the Word"}) {
+  for (const std::string other :
+       {"Straße Привет 你好 😀 — unseen text", "the light<|endoftext|>the Word"}) {
     INFO(other);
     const Ids o = tok.encode(other);
     CHECK(tok.decode(o) == other);
@@ -65,7 +73,8 @@ TEST_CASE("train_byte_level_merges: deterministic, and the tokenizer round trips
 
 TEST_CASE("train_byte_level_merges: stops when no pair repeats; bad input", "[tokenizer]") {
   CHECK(train_byte_level_merges("abcdefg", 10).empty());
-  CHECK(train_byte_level_merges("abab", 10) == std::vector<std::pair<std::string, std::string>>{{"a", "b"}});
+  CHECK(train_byte_level_merges("abab", 10) ==
+        std::vector<std::pair<std::string, std::string>>{{"a", "b"}});
   CHECK_THROWS_AS(train_byte_level_merges(std::string("a\xC3", 2), 10), InvalidArgument);
   CHECK_THROWS_AS(byte_level_tokenizer_json({{"ab", "c"}}, {}), InvalidArgument);
   CHECK_THROWS_AS(byte_level_tokenizer_json({}, {""}), InvalidArgument);

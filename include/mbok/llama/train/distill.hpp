@@ -39,8 +39,9 @@ namespace train {
 /// `sequences` windows of `len` tokens from `stream` (row-major), at offsets drawn from
 /// (seed, step, row) by a counter-based hash: the same arguments give the same batch.
 /// Throws `InvalidArgument` when the stream is shorter than one window.
-inline std::vector<std::int32_t> sample_windows(const std::vector<std::int32_t>& stream, std::size_t sequences,
-                                                std::size_t len, std::uint64_t seed, std::uint64_t step) {
+inline std::vector<std::int32_t> sample_windows(const std::vector<std::int32_t>& stream,
+                                                std::size_t sequences, std::size_t len,
+                                                std::uint64_t seed, std::uint64_t step) {
   mbok::detail::require(len > 0 && stream.size() >= len, "sample_windows: ", stream.size(),
                         " tokens, fewer than one window of ", len);
   const std::uint64_t starts = stream.size() - len + 1;
@@ -77,31 +78,37 @@ struct TeacherOutputs {
   std::vector<RowMatrix> hidden;
 };
 
-inline TeacherOutputs teacher_forward(const LlamaModel& teacher, const std::vector<std::int32_t>& tokens,
+inline TeacherOutputs teacher_forward(const LlamaModel& teacher,
+                                      const std::vector<std::int32_t>& tokens,
                                       std::size_t sequences, std::size_t len, bool want_hidden) {
   TeacherOutputs out;
   const auto L = static_cast<Eigen::Index>(len);
   const std::size_t blocks = teacher.blocks().size();
-  out.logits.resize(static_cast<Eigen::Index>(sequences * len), static_cast<Eigen::Index>(teacher.config().vocab_size));
+  out.logits.resize(static_cast<Eigen::Index>(sequences * len),
+                    static_cast<Eigen::Index>(teacher.config().vocab_size));
   if (want_hidden)
-    out.hidden.assign(blocks, RowMatrix(out.logits.rows(), static_cast<Eigen::Index>(teacher.config().hidden_size)));
+    out.hidden.assign(blocks, RowMatrix(out.logits.rows(),
+                                        static_cast<Eigen::Index>(teacher.config().hidden_size)));
   KvCache cache = teacher.make_cache(static_cast<std::int64_t>(len));
   std::vector<std::int32_t> seq(len);
   std::vector<RowMatrix> hs;
   for (std::size_t b = 0; b < sequences; ++b) {
-    std::copy(tokens.begin() + std::ptrdiff_t(b * len), tokens.begin() + std::ptrdiff_t((b + 1) * len), seq.begin());
+    std::copy(tokens.begin() + std::ptrdiff_t(b * len),
+              tokens.begin() + std::ptrdiff_t((b + 1) * len), seq.begin());
     cache.clear();
     const RowMatrix logits = teacher.forward(seq, cache, want_hidden ? &hs : nullptr);
     out.logits.middleRows(Eigen::Index(b) * L, L) = logits;
     if (want_hidden)
-      for (std::size_t l = 0; l < blocks; ++l) out.hidden[l].middleRows(Eigen::Index(b) * L, L) = hs[l + 1];
+      for (std::size_t l = 0; l < blocks; ++l)
+        out.hidden[l].middleRows(Eigen::Index(b) * L, L) = hs[l + 1];
   }
   return out;
 }
 
 /// The same from a dense `TrainableLlama<float>` copy of the teacher (all sequences in one
 /// batched forward, on the training step's products).
-inline TeacherOutputs teacher_forward(TrainableLlama<float>& teacher, const std::vector<std::int32_t>& tokens,
+inline TeacherOutputs teacher_forward(TrainableLlama<float>& teacher,
+                                      const std::vector<std::int32_t>& tokens,
                                       std::size_t sequences, std::size_t len, bool want_hidden) {
   TeacherOutputs out;
   teacher.forward(tokens, sequences, len, out.logits, false, want_hidden ? &out.hidden : nullptr);
@@ -111,22 +118,24 @@ inline TeacherOutputs teacher_forward(TrainableLlama<float>& teacher, const std:
 /// Loss of the student against the teacher's outputs on `tokens`; with `backward` the
 /// student's gradients and signals are set (zero_grad, forward with tape, backward).
 inline DistillLoss distill_loss(TrainableLlama<float>& student, const TeacherOutputs& teacher,
-                                const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len,
-                                const DistillOptions& options, bool backward) {
+                                const std::vector<std::int32_t>& tokens, std::size_t sequences,
+                                std::size_t len, const DistillOptions& options, bool backward) {
   RowMatrix logits, dlogits;
   std::vector<RowMatrix> hidden;
   const bool use_hidden = options.hidden_weight > 0;
   if (backward) student.zero_grad();
   student.forward(tokens, sequences, len, logits, backward, use_hidden ? &hidden : nullptr);
   DistillLoss loss;
-  loss.kl = kl_divergence(teacher.logits, logits, options.kl_temperature, backward ? &dlogits : nullptr);
+  loss.kl =
+      kl_divergence(teacher.logits, logits, options.kl_temperature, backward ? &dlogits : nullptr);
   std::vector<RowMatrix> dh;
   if (use_hidden) {
     mbok::detail::require(teacher.hidden.size() == hidden.size(), "distill_loss: teacher has ",
                           teacher.hidden.size(), " hidden states, student ", hidden.size());
     dh.resize(hidden.size());
     for (std::size_t l = 0; l < hidden.size(); ++l) {
-      loss.hidden += options.hidden_weight * mse(teacher.hidden[l], hidden[l], backward ? &dh[l] : nullptr);
+      loss.hidden +=
+          options.hidden_weight * mse(teacher.hidden[l], hidden[l], backward ? &dh[l] : nullptr);
       if (backward) dh[l] *= static_cast<float>(options.hidden_weight);
     }
   }
@@ -178,22 +187,26 @@ class Finetuner {
   Finetuner(const LlamaModel& teacher, TrainableLlama<float>& student, FinetuneOptions options)
       : teacher_(teacher), student_(student), options_(std::move(options)) {
     mbok::detail::require(options_.steps > 0, "Finetuner: steps must be > 0, got ", options_.steps);
-    mbok::detail::require(teacher.config().vocab_size == student.config().vocab_size &&
-                              teacher.config().hidden_size == student.config().hidden_size &&
-                              teacher.config().num_hidden_layers == student.config().num_hidden_layers,
-                          "Finetuner: teacher and student have different shapes");
+    mbok::detail::require(
+        teacher.config().vocab_size == student.config().vocab_size &&
+            teacher.config().hidden_size == student.config().hidden_size &&
+            teacher.config().num_hidden_layers == student.config().num_hidden_layers,
+        "Finetuner: teacher and student have different shapes");
     if (options_.teacher_copy)
-      teacher_copy_ = std::make_unique<TrainableLlama<float>>(teacher, dense_projections<float>(), TrainableParts{false, false, false});
+      teacher_copy_ = std::make_unique<TrainableLlama<float>>(teacher, dense_projections<float>(),
+                                                              TrainableParts{false, false, false});
     boolean_ = std::make_unique<BooleanOptimizer>(student.boolean_parameters(), options_.boolean);
     adamw_ = std::make_unique<AdamW>(student.parameters(), options_.adamw);
   }
 
   /// One step on `tokens` (sequences x len). Throws what the losses and optimizers throw.
-  FinetuneStep step(const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len) {
+  FinetuneStep step(const std::vector<std::int32_t>& tokens, std::size_t sequences,
+                    std::size_t len) {
     const TeacherOutputs t = teacher_outputs(tokens, sequences, len);
     FinetuneStep r;
     r.loss = distill_loss(student_, t, tokens, sequences, len, options_.distill, true);
-    const long warmup = options_.warmup >= 0 ? std::min(options_.warmup, options_.steps) : options_.steps / 20;
+    const long warmup =
+        options_.warmup >= 0 ? std::min(options_.warmup, options_.steps) : options_.steps / 20;
     const long at = std::min<long>(static_cast<long>(step_), options_.steps - 1);
     WarmupCosine lr{options_.adamw.learning_rate, options_.steps, warmup, options_.floor};
     WarmupCosine eta{options_.boolean.learning_rate, options_.steps, warmup, options_.floor};
@@ -212,7 +225,8 @@ class Finetuner {
   }
 
   /// Loss of the student on `tokens` (no gradients).
-  DistillLoss evaluate(const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len) {
+  DistillLoss evaluate(const std::vector<std::int32_t>& tokens, std::size_t sequences,
+                       std::size_t len) {
     const TeacherOutputs t = teacher_outputs(tokens, sequences, len);
     return distill_loss(student_, t, tokens, sequences, len, options_.distill, false);
   }
@@ -244,7 +258,8 @@ class Finetuner {
   }
 
  private:
-  TeacherOutputs teacher_outputs(const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len) {
+  TeacherOutputs teacher_outputs(const std::vector<std::int32_t>& tokens, std::size_t sequences,
+                                 std::size_t len) {
     const bool hidden = options_.distill.hidden_weight > 0;
     if (teacher_copy_) return teacher_forward(*teacher_copy_, tokens, sequences, len, hidden);
     return teacher_forward(teacher_, tokens, sequences, len, hidden);

@@ -44,16 +44,17 @@ namespace train {
 
 /// HF's names of a block's projections, in the order of `LlamaBlock::linears()`.
 inline const std::vector<std::string>& projection_names() {
-  static const std::vector<std::string> names = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                 "mlp.down_proj"};
+  static const std::vector<std::string> names = {
+      "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+      "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
   return names;
 }
 
 /// Makes the trainable layer of projection `name` (HF name without ".weight") from the
 /// model's layer.
 template <typename T>
-using ProjectionFactory = std::function<std::unique_ptr<Projection<T>>(const std::string& name, const LinearLayer&)>;
+using ProjectionFactory =
+    std::function<std::unique_ptr<Projection<T>>(const std::string& name, const LinearLayer&)>;
 
 namespace detail {
 template <typename T>
@@ -90,7 +91,9 @@ template <typename T>
 ProjectionFactory<T> boolean_projections(std::size_t kernels, BooleanLinearOptions options = {},
                                          SvidOptions svid_options = {}) {
   return [=](const std::string&, const LinearLayer& l) -> std::unique_ptr<Projection<T>> {
-    if (l.boolean_layer()) return std::make_unique<BooleanProjection<T>>(detail::boolean_copy<T>(*l.boolean_layer(), options));
+    if (l.boolean_layer())
+      return std::make_unique<BooleanProjection<T>>(
+          detail::boolean_copy<T>(*l.boolean_layer(), options));
     mbok::detail::require(kernels > 0, "boolean_projections: a dense layer ('", l.name(),
                           "') needs a kernel count K > 0 to be converted");
     std::optional<VectorT<T>> bias;
@@ -123,7 +126,8 @@ class TrainableLlama {
   using Vector = VectorT<T>;
 
   /// From an inference model, each projection made by `factory`.
-  TrainableLlama(const LlamaModel& model, const ProjectionFactory<T>& factory, TrainableParts parts = {})
+  TrainableLlama(const LlamaModel& model, const ProjectionFactory<T>& factory,
+                 TrainableParts parts = {})
       : config_(model.config()), parts_(parts) {
     embedding_ = model.embedding().template cast<T>();
     if (!config_.tie_word_embeddings) lm_head_ = model.head().template cast<T>();
@@ -138,9 +142,10 @@ class TrainableLlama {
       for (std::size_t j = 0; j < linears.size(); ++j) {
         const std::string name = block_linear_name(std::int64_t(l), projection_names()[j]);
         b.proj.push_back(factory(name, *linears[j]));
-        mbok::detail::require(b.proj.back() && b.proj.back()->in_features() == linears[j]->in_features() &&
-                                  b.proj.back()->out_features() == linears[j]->out_features(),
-                              "TrainableLlama: the factory's layer for '", name, "' has the wrong shape");
+        mbok::detail::require(
+            b.proj.back() && b.proj.back()->in_features() == linears[j]->in_features() &&
+                b.proj.back()->out_features() == linears[j]->out_features(),
+            "TrainableLlama: the factory's layer for '", name, "' has the wrong shape");
       }
     }
     init_grads();
@@ -169,16 +174,19 @@ class TrainableLlama {
   /// the residual stream after each block (num_blocks matrices, tokens x hidden), the
   /// counterpart of `LlamaModel::forward`'s hidden_states[1..]. Throws `InvalidArgument` for
   /// bad ids or a length beyond max_position_embeddings.
-  void forward(const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len, Matrix& logits,
-               bool train, std::vector<Matrix>* hidden = nullptr) {
+  void forward(const std::vector<std::int32_t>& tokens, std::size_t sequences, std::size_t len,
+               Matrix& logits, bool train, std::vector<Matrix>* hidden = nullptr) {
     const LlamaConfig& c = config_;
-    mbok::detail::require(sequences > 0 && len > 0 && tokens.size() == sequences * len, "TrainableLlama forward: ",
-                          tokens.size(), " tokens for ", sequences, " x ", len);
-    mbok::detail::require(std::int64_t(len) <= c.max_position_embeddings, "TrainableLlama forward: length ", len,
+    mbok::detail::require(sequences > 0 && len > 0 && tokens.size() == sequences * len,
+                          "TrainableLlama forward: ", tokens.size(), " tokens for ", sequences,
+                          " x ", len);
+    mbok::detail::require(std::int64_t(len) <= c.max_position_embeddings,
+                          "TrainableLlama forward: length ", len,
                           " exceeds max_position_embeddings ", c.max_position_embeddings);
     for (std::size_t i = 0; i < tokens.size(); ++i)
-      mbok::detail::require(tokens[i] >= 0 && tokens[i] < c.vocab_size, "TrainableLlama forward: token id ",
-                            tokens[i], " at index ", i, " is out of range [0, ", c.vocab_size, ")");
+      mbok::detail::require(tokens[i] >= 0 && tokens[i] < c.vocab_size,
+                            "TrainableLlama forward: token id ", tokens[i], " at index ", i,
+                            " is out of range [0, ", c.vocab_size, ")");
     const auto rows = static_cast<Eigen::Index>(tokens.size());
     const auto h = static_cast<Eigen::Index>(c.hidden_size);
     if (rope_len_ != len) {
@@ -192,9 +200,12 @@ class TrainableLlama {
     for (Eigen::Index i = 0; i < rows; ++i) x_.row(i) = embedding_.row(tokens[std::size_t(i)]);
     if (tape_.size() != blocks_.size()) tape_.resize(blocks_.size());
     if (hidden) hidden->resize(blocks_.size());
-    const TrainAttentionShape shape{std::size_t(c.num_attention_heads), std::size_t(c.num_key_value_heads),
-                                    std::size_t(c.head_dim),           std::size_t(c.sliding_window),
-                                    sequences,                         len};
+    const TrainAttentionShape shape{std::size_t(c.num_attention_heads),
+                                    std::size_t(c.num_key_value_heads),
+                                    std::size_t(c.head_dim),
+                                    std::size_t(c.sliding_window),
+                                    sequences,
+                                    len};
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       TrainBlock<T>& b = blocks_[l];
       Tape& t = tape_[l];
@@ -233,9 +244,11 @@ class TrainableLlama {
     const LlamaConfig& c = config_;
     const auto rows = static_cast<Eigen::Index>(tokens_.size());
     mbok::detail::require(dlogits.rows() == rows && dlogits.cols() == c.vocab_size,
-                          "TrainableLlama backward: dlogits is ", dlogits.rows(), " x ", dlogits.cols());
-    mbok::detail::require(!dhidden || dhidden->size() == blocks_.size(), "TrainableLlama backward: ",
-                          dhidden ? dhidden->size() : 0, " hidden gradients for ", blocks_.size(), " blocks");
+                          "TrainableLlama backward: dlogits is ", dlogits.rows(), " x ",
+                          dlogits.cols());
+    mbok::detail::require(!dhidden || dhidden->size() == blocks_.size(),
+                          "TrainableLlama backward: ", dhidden ? dhidden->size() : 0,
+                          " hidden gradients for ", blocks_.size(), " blocks");
     // Head and final norm.
     if (config_.tie_word_embeddings) {
       if (parts_.embedding) products_.tn_add(dlogits, hf_, g_embedding_);
@@ -244,14 +257,15 @@ class TrainableLlama {
     }
     products_.nn(dlogits, head(), dhn_);
     rms_norm_backward(xf_, final_norm_, rf_, dhn_, dx_, parts_.norms ? &g_final_norm_ : nullptr);
-    const std::size_t heads = std::size_t(c.num_attention_heads), kvh = std::size_t(c.num_key_value_heads),
-                      d = std::size_t(c.head_dim);
+    const std::size_t heads = std::size_t(c.num_attention_heads),
+                      kvh = std::size_t(c.num_key_value_heads), d = std::size_t(c.head_dim);
     for (std::size_t l = blocks_.size(); l-- > 0;) {
       TrainBlock<T>& b = blocks_[l];
       Tape& t = tape_[l];
       if (dhidden && (*dhidden)[l].size() > 0) {
         mbok::detail::require((*dhidden)[l].rows() == rows && (*dhidden)[l].cols() == c.hidden_size,
-                              "TrainableLlama backward: hidden gradient ", l, " has the wrong shape");
+                              "TrainableLlama backward: hidden gradient ", l,
+                              " has the wrong shape");
         dx_ += (*dhidden)[l];
       }
       // MLP: x3 = x2 + down(silu(gate(n2)) * up(n2)).
@@ -260,7 +274,8 @@ class TrainableLlama {
       b.proj[4]->backward(dgate_, dhn_);
       b.proj[5]->backward(dup_, dtmp_);
       dhn_ += dtmp_;
-      rms_norm_backward(t.x2, b.mlp_norm, t.r2, dhn_, dtmp_, parts_.norms ? &b.g_mlp_norm : nullptr);
+      rms_norm_backward(t.x2, b.mlp_norm, t.r2, dhn_, dtmp_,
+                        parts_.norms ? &b.g_mlp_norm : nullptr);
       dx_ += dtmp_;
       // Attention: x2 = x1 + o(attn(rope(q(n1)), rope(k(n1)), v(n1))).
       b.proj[3]->backward(dx_, dattn_);
@@ -272,11 +287,13 @@ class TrainableLlama {
       dhn_ += dtmp_;
       b.proj[2]->backward(dv_, dtmp_);
       dhn_ += dtmp_;
-      rms_norm_backward(t.x1, b.attn_norm, t.r1, dhn_, dtmp_, parts_.norms ? &b.g_attn_norm : nullptr);
+      rms_norm_backward(t.x1, b.attn_norm, t.r1, dhn_, dtmp_,
+                        parts_.norms ? &b.g_attn_norm : nullptr);
       dx_ += dtmp_;
     }
     if (parts_.embedding)
-      for (Eigen::Index i = 0; i < rows; ++i) g_embedding_.row(tokens_[std::size_t(i)]) += dx_.row(i);
+      for (Eigen::Index i = 0; i < rows; ++i)
+        g_embedding_.row(tokens_[std::size_t(i)]) += dx_.row(i);
   }
 
   /// Sets every gradient and signal to zero.
@@ -296,17 +313,22 @@ class TrainableLlama {
   /// "model.embed_tokens.weight", "lm_head.weight"), per `TrainableParts`.
   std::vector<BasicParameter<T>> parameters() {
     std::vector<BasicParameter<T>> out;
-    if (parts_.embedding) out.push_back(make_parameter("model.embed_tokens.weight", embedding_, g_embedding_, false));
+    if (parts_.embedding)
+      out.push_back(make_parameter("model.embed_tokens.weight", embedding_, g_embedding_, false));
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       TrainBlock<T>& b = blocks_[l];
       const std::string pre = "model.layers." + std::to_string(l) + ".";
       if (parts_.norms) {
-        out.push_back(make_parameter(pre + "input_layernorm.weight", b.attn_norm, b.g_attn_norm, false));
-        out.push_back(make_parameter(pre + "post_attention_layernorm.weight", b.mlp_norm, b.g_mlp_norm, false));
+        out.push_back(
+            make_parameter(pre + "input_layernorm.weight", b.attn_norm, b.g_attn_norm, false));
+        out.push_back(make_parameter(pre + "post_attention_layernorm.weight", b.mlp_norm,
+                                     b.g_mlp_norm, false));
       }
-      for (std::size_t j = 0; j < b.proj.size(); ++j) b.proj[j]->parameters(out, pre + projection_names()[j] + ".");
+      for (std::size_t j = 0; j < b.proj.size(); ++j)
+        b.proj[j]->parameters(out, pre + projection_names()[j] + ".");
     }
-    if (parts_.norms) out.push_back(make_parameter("model.norm.weight", final_norm_, g_final_norm_, false));
+    if (parts_.norms)
+      out.push_back(make_parameter("model.norm.weight", final_norm_, g_final_norm_, false));
     if (parts_.head && !config_.tie_word_embeddings)
       out.push_back(make_parameter("lm_head.weight", lm_head_, g_lm_head_, true));
     return out;
@@ -317,7 +339,8 @@ class TrainableLlama {
     std::vector<BooleanParameter> out;
     for (std::size_t l = 0; l < blocks_.size(); ++l)
       for (std::size_t j = 0; j < blocks_[l].proj.size(); ++j)
-        blocks_[l].proj[j]->boolean_parameters(out, block_linear_name(std::int64_t(l), projection_names()[j]) + ".");
+        blocks_[l].proj[j]->boolean_parameters(
+            out, block_linear_name(std::int64_t(l), projection_names()[j]) + ".");
     return out;
   }
 
@@ -329,13 +352,16 @@ class TrainableLlama {
       const std::string pre = prefix + "model.layers." + std::to_string(l) + ".";
       dict[pre + "input_layernorm.weight"] = Tensor::from_eigen(b.attn_norm);
       dict[pre + "post_attention_layernorm.weight"] = Tensor::from_eigen(b.mlp_norm);
-      for (std::size_t j = 0; j < b.proj.size(); ++j) b.proj[j]->export_state(dict, pre + projection_names()[j] + ".");
+      for (std::size_t j = 0; j < b.proj.size(); ++j)
+        b.proj[j]->export_state(dict, pre + projection_names()[j] + ".");
     }
     dict[prefix + "model.norm.weight"] = Tensor::from_eigen(final_norm_);
     if (parts_.embedding)
-      dict[prefix + "model.embed_tokens.weight"] = Tensor::from(embedding_.data(), {embedding_.rows(), embedding_.cols()});
+      dict[prefix + "model.embed_tokens.weight"] =
+          Tensor::from(embedding_.data(), {embedding_.rows(), embedding_.cols()});
     if (parts_.head && !config_.tie_word_embeddings)
-      dict[prefix + "lm_head.weight"] = Tensor::from(lm_head_.data(), {lm_head_.rows(), lm_head_.cols()});
+      dict[prefix + "lm_head.weight"] =
+          Tensor::from(lm_head_.data(), {lm_head_.rows(), lm_head_.cols()});
   }
   /// Restores `export_state`'s tensors (same model shape and trainable parts). Throws
   /// `FormatError` for a missing tensor or a wrong shape.
@@ -372,9 +398,11 @@ class TrainableLlama {
       LlamaBlock& o = blocks[l];
       o.input_layernorm = b.attn_norm;
       o.post_attention_layernorm = b.mlp_norm;
-      LinearLayer* dst[] = {&o.q_proj, &o.k_proj, &o.v_proj, &o.o_proj, &o.gate_proj, &o.up_proj, &o.down_proj};
+      LinearLayer* dst[] = {&o.q_proj,    &o.k_proj,  &o.v_proj,   &o.o_proj,
+                            &o.gate_proj, &o.up_proj, &o.down_proj};
       for (std::size_t j = 0; j < 7; ++j)
-        *dst[j] = b.proj[j]->to_linear_layer(block_linear_name(std::int64_t(l), projection_names()[j]), activations);
+        *dst[j] = b.proj[j]->to_linear_layer(
+            block_linear_name(std::int64_t(l), projection_names()[j]), activations);
     }
     return LlamaModel(config_, embedding_, std::move(blocks), final_norm_, lm_head_);
   }
@@ -382,21 +410,25 @@ class TrainableLlama {
   /// Writes the model as an mbok file (atomically): Boolean projections as layers, dense ones,
   /// the embedding, norms and head as tensors with HF names; metadata "config.json" and, when
   /// given, "tokenizer.json", plus `metadata`. Float models only.
-  void write_mbok(const std::string& path, const std::optional<std::string>& tokenizer_json = std::nullopt,
+  void write_mbok(const std::string& path,
+                  const std::optional<std::string>& tokenizer_json = std::nullopt,
                   const std::vector<std::pair<std::string, std::string>>& metadata = {}) const {
     static_assert(std::is_same_v<T, float>, "write_mbok needs TrainableLlama<float>");
     MbokWriter writer;
-    writer.add_tensor("model.embed_tokens.weight", Tensor::from(embedding_.data(), {embedding_.rows(), embedding_.cols()}));
+    writer.add_tensor("model.embed_tokens.weight",
+                      Tensor::from(embedding_.data(), {embedding_.rows(), embedding_.cols()}));
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       const TrainBlock<T>& b = blocks_[l];
       const std::string pre = "model.layers." + std::to_string(l) + ".";
       writer.add_tensor(pre + "input_layernorm.weight", Tensor::from_eigen(b.attn_norm));
       writer.add_tensor(pre + "post_attention_layernorm.weight", Tensor::from_eigen(b.mlp_norm));
-      for (std::size_t j = 0; j < b.proj.size(); ++j) b.proj[j]->write_mbok(writer, pre + projection_names()[j]);
+      for (std::size_t j = 0; j < b.proj.size(); ++j)
+        b.proj[j]->write_mbok(writer, pre + projection_names()[j]);
     }
     writer.add_tensor("model.norm.weight", Tensor::from_eigen(final_norm_));
     if (!config_.tie_word_embeddings)
-      writer.add_tensor("lm_head.weight", Tensor::from(lm_head_.data(), {lm_head_.rows(), lm_head_.cols()}));
+      writer.add_tensor("lm_head.weight",
+                        Tensor::from(lm_head_.data(), {lm_head_.rows(), lm_head_.cols()}));
     for (const auto& [k, v] : metadata) writer.set_metadata(k, v);
     writer.set_metadata("config.json", config_.to_json().dump());
     if (tokenizer_json) writer.set_metadata("tokenizer.json", *tokenizer_json);
@@ -433,7 +465,8 @@ class TrainableLlama {
 
   /// Writes a Hugging Face directory (`write_hf_checkpoint`, F32 by default) of the dense
   /// model this one computes; Boolean projections are written reconstructed.
-  HfWriteResult write_hf(const std::string& dir, const std::optional<std::string>& tokenizer_json = std::nullopt,
+  HfWriteResult write_hf(const std::string& dir,
+                         const std::optional<std::string>& tokenizer_json = std::nullopt,
                          DType dtype = DType::f32) const {
     const StateDict dict = dense_tensors();
     return write_hf_checkpoint(dir, config_, dict, dtype, 0, tokenizer_json);
@@ -456,7 +489,8 @@ class TrainableLlama {
     }
     g_final_norm_ = Vector::Zero(final_norm_.size());
     if (parts_.embedding) g_embedding_ = Matrix::Zero(embedding_.rows(), embedding_.cols());
-    if (parts_.head && !config_.tie_word_embeddings) g_lm_head_ = Matrix::Zero(lm_head_.rows(), lm_head_.cols());
+    if (parts_.head && !config_.tie_word_embeddings)
+      g_lm_head_ = Matrix::Zero(lm_head_.rows(), lm_head_.cols());
   }
 
   LlamaConfig config_;

@@ -117,8 +117,8 @@ class CausalAttention {
   /// out (rows x heads * d) from q (rows x heads * d), k, v (rows x kv_heads * d), all rotated.
   /// With `train` the probabilities are kept (and q, k, v must stay alive and unchanged until
   /// `backward`).
-  void forward(const TrainAttentionShape& s, const Matrix& q, const Matrix& k, const Matrix& v, Matrix& out,
-               bool train) {
+  void forward(const TrainAttentionShape& s, const Matrix& q, const Matrix& k, const Matrix& v,
+               Matrix& out, bool train) {
     shape_ = s;
     const std::size_t group = s.heads / s.kv_heads, d = s.head_dim, L = s.len;
     out.resize(q.rows(), q.cols());
@@ -155,8 +155,8 @@ class CausalAttention {
   }
 
   /// dq (rows x heads * d), dk, dv (rows x kv_heads * d), overwritten, from dout.
-  void backward(const Matrix& q, const Matrix& k, const Matrix& v, const Matrix& dout, Matrix& dq, Matrix& dk,
-                Matrix& dv) const {
+  void backward(const Matrix& q, const Matrix& k, const Matrix& v, const Matrix& dout, Matrix& dq,
+                Matrix& dk, Matrix& dv) const {
     const TrainAttentionShape& s = shape_;
     const std::size_t group = s.heads / s.kv_heads, d = s.head_dim, L = s.len;
     dq.resize(q.rows(), q.cols());

@@ -93,10 +93,11 @@ struct DenseProducts {
     return yes;
   }
   static void tn_raw(const Matrix& a, const Matrix& b, Matrix& c) {
-    mbok::detail::gemm_tn_f32(active_isa(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
-                              static_cast<std::size_t>(b.cols()), static_cast<std::size_t>(a.rows()),
-                              static_cast<std::size_t>(a.cols()), static_cast<std::size_t>(b.cols()),
-                              reinterpret_cast<float*>(c.data()), static_cast<std::size_t>(c.cols()));
+    mbok::detail::gemm_tn_f32(
+        active_isa(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
+        static_cast<std::size_t>(b.cols()), static_cast<std::size_t>(a.rows()),
+        static_cast<std::size_t>(a.cols()), static_cast<std::size_t>(b.cols()),
+        reinterpret_cast<float*>(c.data()), static_cast<std::size_t>(c.cols()));
   }
 };
 
@@ -224,7 +225,8 @@ class BooleanProjection final : public Projection<T> {
     if (train) x_ = x;
   }
   void backward(const Matrix& dy, Matrix& dx) override {
-    mbok::detail::require(dy.rows() == x_.rows(), "BooleanProjection backward: no matching forward");
+    mbok::detail::require(dy.rows() == x_.rows(),
+                          "BooleanProjection backward: no matching forward");
     dx.resize(dy.rows(), static_cast<Eigen::Index>(in_features()));
     // Gradients add up over the step (zero_grad clears them); with accumulate the layer adds
     // dx too, so it starts at zero.
@@ -241,11 +243,14 @@ class BooleanProjection final : public Projection<T> {
       auto& l = layer_;
       for (std::size_t k = 0; k < l.num_kernels(); ++k) {
         const std::string pre = prefix + "kernels." + std::to_string(k);
-        out.push_back(raw_parameter(pre + ".s_out", l.s_out(k).data(), l.grad_s_out(k).data(), l.out_features()));
-        out.push_back(raw_parameter(pre + ".s_in", l.s_in(k).data(), l.grad_s_in(k).data(), l.in_features()));
+        out.push_back(raw_parameter(pre + ".s_out", l.s_out(k).data(), l.grad_s_out(k).data(),
+                                    l.out_features()));
+        out.push_back(
+            raw_parameter(pre + ".s_in", l.s_in(k).data(), l.grad_s_in(k).data(), l.in_features()));
       }
       if (l.has_bias())
-        out.push_back(raw_parameter(prefix + "bias", l.bias().data(), l.grad_bias().data(), l.out_features()));
+        out.push_back(raw_parameter(prefix + "bias", l.bias().data(), l.grad_bias().data(),
+                                    l.out_features()));
     }
   }
   void boolean_parameters(std::vector<BooleanParameter>& out, const std::string& prefix) override {

@@ -64,8 +64,9 @@ inline void xnor_tile(const std::uint64_t* const* a, const std::uint64_t* const*
   for (int i = 0; i < TI; ++i)
     for (int j = 0; j < TJ; ++j)
       // In int64: 2 popcount exceeds INT32_MAX from n > 2^30 on (the result itself fits).
-      c[static_cast<std::size_t>(i) * ldc + static_cast<std::size_t>(j)] = static_cast<std::int32_t>(
-          std::int64_t{n} - 2 * static_cast<std::int64_t>(vaddvq_u32(total[i][j])));
+      c[static_cast<std::size_t>(i) * ldc + static_cast<std::size_t>(j)] =
+          static_cast<std::int32_t>(std::int64_t{n} -
+                                    2 * static_cast<std::int64_t>(vaddvq_u32(total[i][j])));
 }
 
 // The register tile (activation rows x weight rows) and the words of one vector chunk.
