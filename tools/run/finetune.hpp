@@ -13,6 +13,13 @@
 // trainable state, both optimizers and the step; --resume D continues from it and the result
 // is bit-identical to an uninterrupted run (the settings that shape training must match; the
 // checkpoint records them). The output is written atomically.
+//
+// --distributed (run under mpirun -np P; needs an mbok-run built with MPI, MBOK_RUN_MPI):
+// every rank loads the models and draws the same batches, computes its share of each batch's
+// windows, and mbok/distributed/finetune.hpp sums the signals and gradients across the ranks
+// (the step of one process on the whole batch, up to the order of float sums). Rank 0 alone
+// prints, evaluates and writes the checkpoints and the output; a checkpoint resumes on any
+// number of ranks, or without --distributed.
 
 #include <mbok/io/checkpoint.hpp>
 #include <mbok/llama/perplexity.hpp>
@@ -33,6 +40,10 @@
 #include <vector>
 
 #include <common/progress_bar.hpp>
+
+#if defined(MBOK_RUN_MPI)
+#include <mbok/distributed/finetune.hpp>
+#endif
 
 namespace mbok::tools {
 
@@ -81,6 +92,37 @@ inline void check(bool ok, const std::string& message) {
   if (!ok) throw InvalidArgument("mbok: " + message);
 }
 
+#if defined(MBOK_RUN_MPI)
+// MPI for the duration of a --distributed run: initialized here unless the program already
+// did; finalized at a normal end only. A rank that leaves with an error does not finalize, so
+// the launcher ends the whole job instead of leaving the other ranks waiting.
+class MpiSession {
+ public:
+  MpiSession() {
+    int done = 0;
+    MPI_Initialized(&done);
+    if (!done) {
+      if (MPI_Init(nullptr, nullptr) != MPI_SUCCESS)
+        throw InvalidArgument("mbok: --distributed: MPI_Init failed");
+      owned_ = true;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+  ~MpiSession() {
+    if (owned_ && std::uncaught_exceptions() == 0) MPI_Finalize();
+  }
+  int rank() const noexcept { return rank_; }
+  int size() const noexcept { return size_; }
+
+ private:
+  bool owned_ = false;
+  int rank_ = 0, size_ = 1;
+};
+#endif
+
 inline std::string fixed(double v, int digits = 4) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << v;
@@ -95,14 +137,25 @@ inline int run_finetune(const FinetuneCommand& o) {
   using namespace detail_finetune;
   namespace fs = std::filesystem;
   namespace lt = llama::train;
+#if defined(MBOK_RUN_MPI)
+  std::optional<MpiSession> mpi;
+  if (o.distributed) mpi.emplace();
+  const int rank = mpi ? mpi->rank() : 0, ranks = mpi ? mpi->size() : 1;
+#else
   check(!o.distributed,
-        "--distributed is not implemented for finetune yet (run on one process; the data-parallel "
-        "trainer of "
-        "mbok/distributed/mpi.hpp is not wired into this command)");
+        "--distributed: this mbok-run was built without MPI (install Open MPI, e.g. Debian's "
+        "libopenmpi-dev and openmpi-bin, and rebuild)");
+  const int rank = 0, ranks = 1;
+#endif
+  // Rank 0 alone prints, evaluates and writes files.
+  const bool lead = rank == 0;
+  const bool quiet = o.quiet || !lead;
   check(o.kernels > 0 || !o.student.empty(), "give --student FILE.mbok or --kernels K");
   check(o.kernels == 0 || o.student.empty(), "--student and --kernels exclude each other");
   check(o.context >= 2, "--context must be at least 2");
   check(o.batch >= 1, "--batch must be at least 1");
+  check(o.batch >= ranks, "--batch " + std::to_string(o.batch) + " is smaller than the " +
+                              std::to_string(ranks) + " ranks: every rank needs a window");
   check(o.steps >= 1, "--steps must be at least 1");
   check(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0");
   check(o.checkpoint_every == 0 || !o.checkpoint_dir.empty(),
@@ -184,7 +237,14 @@ inline int run_finetune(const FinetuneCommand& o) {
   fo.boolean.signal_scaling = scaling;
   fo.boolean.seed = o.seed;
   fo.adamw.learning_rate = o.scale_lr;
+#if defined(MBOK_RUN_MPI)
+  lt::Finetuner ft = mpi ? lt::Finetuner(teacher.model, *student, fo,
+                                         std::make_unique<distributed::DataParallelUpdate>(
+                                             MPI_COMM_WORLD, *student, fo))
+                         : lt::Finetuner(teacher.model, *student, fo);
+#else
   lt::Finetuner ft(teacher.model, *student, fo);
+#endif
 
   std::int64_t start = 0;
   if (!o.resume.empty()) {
@@ -199,13 +259,15 @@ inline int run_finetune(const FinetuneCommand& o) {
     start = ft.step_count();
     check(start <= o.steps,
           "the checkpoint is at step " + std::to_string(start) + ", beyond --steps");
-    if (!o.quiet) std::cerr << "resuming at step " << start << " from " << ckpt_path << "\n";
+    if (!quiet) std::cerr << "resuming at step " << start << " from " << ckpt_path << "\n";
   }
+  // Collective with --distributed (the optimizers' state is gathered on rank 0, which writes).
   auto save = [&]() {
-    fs::create_directories(o.checkpoint_dir);
     StateDict dict;
-    student->export_state(dict, "student.");
     ft.export_state(dict, "optimizer.");
+    if (!lead) return;
+    student->export_state(dict, "student.");
+    fs::create_directories(o.checkpoint_dir);
     save_checkpoint((fs::path(o.checkpoint_dir) / "finetune.ckpt").string(), dict,
                     {{"mbok.finetune.settings", o.settings()}});
   };
@@ -222,7 +284,7 @@ inline int run_finetune(const FinetuneCommand& o) {
         eval_tokens.begin() + std::ptrdiff_t(eval_windows * std::size_t(o.context)));
     return ft.evaluate(head, eval_windows, static_cast<std::size_t>(o.context)).kl;
   };
-  if (!eval_tokens.empty()) {
+  if (lead && !eval_tokens.empty()) {
     std::cout << "teacher perplexity: " << fixed(ppl(teacher.model)) << std::endl;
     std::cout << "perplexity before: " << fixed(ppl(student->to_llama_model(eval_act)))
               << std::endl;
@@ -232,12 +294,15 @@ inline int run_finetune(const FinetuneCommand& o) {
   const std::size_t seqs = static_cast<std::size_t>(o.batch),
                     len = static_cast<std::size_t>(o.context);
   const std::int64_t end = o.stop_after > 0 ? std::min(o.steps, start + o.stop_after) : o.steps;
-  std::cout << "finetuning " << ft.boolean_weights() << " Boolean weights, steps " << start << ".."
-            << end << " of " << o.steps << ", " << o.batch << " x " << o.context
-            << " tokens per step" << std::endl;
+  if (lead)
+    std::cout << "finetuning " << ft.boolean_weights() << " Boolean weights, steps " << start
+              << ".." << end << " of " << o.steps << ", " << o.batch << " x " << o.context
+              << " tokens per step"
+              << (ranks > 1 ? " on " + std::to_string(ranks) + " ranks" : std::string())
+              << std::endl;
   mbok_examples::ProgressBar bar(std::cerr, "finetune",
                                  static_cast<std::size_t>(std::max<std::int64_t>(1, end - start)),
-                                 mbok_examples::ProgressBar::stderr_is_terminal());
+                                 !quiet && mbok_examples::ProgressBar::stderr_is_terminal());
   const auto t0 = Clock::now();
   double loss_sum = 0, kl_last = 0, flips_sum = 0;
   std::int64_t done = 0;
@@ -248,15 +313,16 @@ inline int run_finetune(const FinetuneCommand& o) {
     loss_sum += r.loss.total();
     kl_last = r.loss.kl;
     flips_sum += r.flip_rate;
-    if (!o.quiet)
+    if (!quiet)
       bar.update(static_cast<std::size_t>(done), "loss " + fixed(r.loss.total()) + " kl " +
                                                      fixed(r.loss.kl) + " flips " +
                                                      fixed(100 * r.flip_rate, 3) + "%");
     if (o.checkpoint_every > 0 && (s + 1) % o.checkpoint_every == 0 && s + 1 < end) save();
   }
-  if (!o.quiet) bar.finish();
+  if (!quiet) bar.finish();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!o.checkpoint_dir.empty()) save();
+  if (!lead) return 0;
   if (done > 0)
     std::cout << "steps: " << done << " in " << fixed(secs, 2) << " s ("
               << fixed(double(done) / secs, 3) << " steps/s, "

@@ -318,7 +318,8 @@ int main(int argc, char** argv) {
                    "activations of the Boolean layers in evaluation: int8 (default) or float")
       ->check(CLI::IsMember({"int8", "float"}));
   fine->add_flag("--distributed", ftc.distributed,
-                 "data-parallel over MPI (not implemented for finetune yet)");
+                 "data-parallel over MPI: run under mpirun -np P; every rank computes its share "
+                 "of each batch, rank 0 writes the files (needs an mbok-run built with MPI)");
   fine->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")
       ->check(CLI::PositiveNumber);
   fine->add_flag("-q,--quiet", ftc.quiet, "no progress bar");

@@ -99,7 +99,6 @@ expect_error "missing teacher" finetune --teacher nowhere --kernels 1 --text tex
 expect_error "missing resume" "${base[@]}" --kernels 1 --resume nowhere
 expect_error "resume with other settings" "${common[@]}" -o bad.mbok --resume cb --lr 0.5
 expect_error "checkpoint-every without dir" "${base[@]}" --kernels 1 --checkpoint-every 2
-expect_error "distributed" "${base[@]}" --kernels 1 --distributed
 expect_error "teacher is an mbok file" finetune --teacher k2.mbok --kernels 1 --text text.txt -c 16 --steps 2 -o bad.mbok
 [ -f bad.mbok ] && fail "a failed run wrote its output"
 echo "finetune tests passed"

@@ -10,8 +10,9 @@
 /// trainable kernels' bits and `AdamW::step` on the scales (and norms, and whatever else the
 /// student's `parameters()` lists), with warmup + cosine schedules (schedule.hpp) for both.
 ///
-/// `Finetuner` holds the optimizers and the step count; its state (`export_state`) together
-/// with the student's makes a resumed run continue bit-identically. `sample_windows` draws
+/// `Finetuner` holds the optimizers (through a `FinetuneUpdate`: one process, or data-parallel
+/// over MPI with mbok/distributed/finetune.hpp) and the step count; its state (`export_state`)
+/// together with the student's makes a resumed run continue bit-identically. `sample_windows` draws
 /// reproducible training windows from a token stream.
 
 #include <Eigen/Core>
@@ -20,6 +21,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -174,19 +176,118 @@ struct FinetuneOptions {
 
 /// What one step did.
 struct FinetuneStep {
-  DistillLoss loss;
+  DistillLoss loss;  ///< the mean over the whole (global) batch
   std::size_t flips = 0;
   double flip_rate = 0;  ///< flips / trainable Boolean weights
   double lr = 0, eta = 0;
+};
+
+/// The learning rates of step `step` (0-based) of a run with `options`: AdamW's peak and the
+/// Boolean eta on the warmup + cosine schedule (eta constant unless `schedule_eta`).
+inline std::pair<double, double> finetune_rates(const FinetuneOptions& options, std::int64_t step) {
+  const long warmup =
+      options.warmup >= 0 ? std::min(options.warmup, options.steps) : options.steps / 20;
+  const long at = std::min<long>(static_cast<long>(step), options.steps - 1);
+  const WarmupCosine lr{options.adamw.learning_rate, options.steps, warmup, options.floor};
+  const WarmupCosine eta{options.boolean.learning_rate, options.steps, warmup, options.floor};
+  return {lr.at(at), options.schedule_eta ? eta.at(at) : options.boolean.learning_rate};
+}
+
+/// How a `Finetuner` turns the gradients and signals of a batch into an update of the
+/// student. `LocalUpdate` runs the one-process optimizers on the whole batch;
+/// `mbok::distributed::DataParallelUpdate` (mbok/distributed/finetune.hpp, needs MPI) makes
+/// every process compute a share of the batch and sums the signals and gradients across
+/// processes. Implementations communicate only where a comment says "collective".
+class FinetuneUpdate {
+ public:
+  virtual ~FinetuneUpdate() = default;
+  /// The sequences [first, second) of a global batch of `sequences` this process computes.
+  virtual std::pair<std::size_t, std::size_t> share(std::size_t sequences) const {
+    return {0, sequences};
+  }
+  /// Steps the student from the gradients of this process's `local_sequences` (means over
+  /// them, as the losses return), at AdamW rate `lr` and Boolean rate `eta`; fills `flips`
+  /// and `flip_rate` of `result` (whole-model figures). Collective.
+  virtual void apply(double lr, double eta, std::size_t local_sequences, FinetuneStep& result) = 0;
+  /// The mean over the global batch of a loss that is a mean over this process's
+  /// `local_sequences`. Collective.
+  virtual DistillLoss global_loss(const DistillLoss& local, std::size_t local_sequences) {
+    (void)local_sequences;
+    return local;
+  }
+  /// Sets the accumulators of trainable Boolean parameter `index` (a warm start; the whole
+  /// tensor, rows `ld` floats apart). Not collective.
+  virtual void set_accumulators(std::size_t index, const float* values, std::size_t ld) = 0;
+  /// Bytes of Boolean optimizer state this process holds.
+  virtual std::size_t boolean_state_bytes() const = 0;
+  /// The optimizers' state in a one-process `BooleanOptimizer`'s and `AdamW`'s layout,
+  /// under `<prefix>boolean.` and `<prefix>adamw.` (a data-parallel update fills `dict` on
+  /// rank 0 only). Collective.
+  virtual void export_state(StateDict& dict, const std::string& prefix) = 0;
+  /// Whether `export_state` fills the dictionary on this process (the process that saves
+  /// checkpoints: rank 0 of a data-parallel run).
+  virtual bool writes_state() const { return true; }
+  /// Restores `export_state`'s tensors, whichever update (and number of processes) saved
+  /// them. Collective.
+  virtual void import_state(const StateDict& dict, const std::string& prefix) = 0;
+};
+
+/// The one-process update: `BooleanOptimizer` on the student's trainable kernels and `AdamW`
+/// on its full-precision parameters.
+class LocalUpdate : public FinetuneUpdate {
+ public:
+  LocalUpdate(TrainableLlama<float>& student, const FinetuneOptions& options)
+      : boolean_(student.boolean_parameters(), options.boolean),
+        adamw_(student.parameters(), options.adamw) {}
+  void apply(double lr, double eta, std::size_t, FinetuneStep& r) override {
+    adamw_.set_learning_rate(lr);
+    if (boolean_.num_parameters() > 0) {
+      // eta 0 is not a valid rate (the schedule's floor may reach it): a vanishing one is.
+      boolean_.set_learning_rate(std::max(eta, 1e-12));
+      boolean_.step();
+      r.flips = boolean_.last_stats().flips();
+      r.flip_rate = boolean_.last_stats().rate();
+    }
+    adamw_.step();
+  }
+  void set_accumulators(std::size_t index, const float* values, std::size_t ld) override {
+    boolean_.set_accumulators(index, values, ld);
+  }
+  std::size_t boolean_state_bytes() const override { return boolean_.state_bytes(); }
+  void export_state(StateDict& dict, const std::string& prefix) override {
+    boolean_.export_state(dict, prefix + "boolean.");
+    adamw_.export_state(dict, prefix + "adamw.");
+  }
+  void import_state(const StateDict& dict, const std::string& prefix) override {
+    boolean_.import_state(dict, prefix + "boolean.");
+    adamw_.import_state(dict, prefix + "adamw.");
+  }
+  BooleanOptimizer& boolean_optimizer() noexcept { return boolean_; }
+  AdamW& adamw() noexcept { return adamw_; }
+
+ private:
+  BooleanOptimizer boolean_;
+  AdamW adamw_;
 };
 
 /// The optimizers and schedule of a distillation run (see the file comment). The teacher and
 /// student must outlive it.
 class Finetuner {
  public:
+  /// One process: a `LocalUpdate`.
   Finetuner(const LlamaModel& teacher, TrainableLlama<float>& student, FinetuneOptions options)
-      : teacher_(teacher), student_(student), options_(std::move(options)) {
+      : Finetuner(teacher, student, options, std::make_unique<LocalUpdate>(student, options)) {}
+  /// With the given update (e.g. a data-parallel one built over the same student and
+  /// options). Throws `InvalidArgument` for steps <= 0, a null update or a teacher and
+  /// student of different shapes.
+  Finetuner(const LlamaModel& teacher, TrainableLlama<float>& student, FinetuneOptions options,
+            std::unique_ptr<FinetuneUpdate> update)
+      : teacher_(teacher),
+        student_(student),
+        options_(std::move(options)),
+        update_(std::move(update)) {
     mbok::detail::require(options_.steps > 0, "Finetuner: steps must be > 0, got ", options_.steps);
+    mbok::detail::require(update_ != nullptr, "Finetuner: the update is null");
     mbok::detail::require(
         teacher.config().vocab_size == student.config().vocab_size &&
             teacher.config().hidden_size == student.config().hidden_size &&
@@ -195,36 +296,33 @@ class Finetuner {
     if (options_.teacher_copy)
       teacher_copy_ = std::make_unique<TrainableLlama<float>>(teacher, dense_projections<float>(),
                                                               TrainableParts{false, false, false});
-    boolean_ = std::make_unique<BooleanOptimizer>(student.boolean_parameters(), options_.boolean);
-    adamw_ = std::make_unique<AdamW>(student.parameters(), options_.adamw);
   }
 
-  /// One step on `tokens` (sequences x len). Throws what the losses and optimizers throw.
+  /// One step on the global batch `tokens` (sequences x len): this process runs the teacher
+  /// and the student on its share (`FinetuneUpdate::share`), the update steps the student.
+  /// Collective for a data-parallel update (every process passes the same batch). Throws
+  /// what the losses and optimizers throw, `InvalidArgument` when the share is empty.
   FinetuneStep step(const std::vector<std::int32_t>& tokens, std::size_t sequences,
                     std::size_t len) {
-    const TeacherOutputs t = teacher_outputs(tokens, sequences, len);
+    mbok::detail::require(tokens.size() == sequences * len, "Finetuner: ", tokens.size(),
+                          " tokens, not ", sequences, " x ", len);
+    const auto [first, last] = update_->share(sequences);
+    mbok::detail::require(first < last && last <= sequences, "Finetuner: this process's share [",
+                          first, ", ", last, ") of a batch of ", sequences, " is empty");
+    const std::size_t mine = last - first;
+    const std::vector<std::int32_t> local(tokens.begin() + std::ptrdiff_t(first * len),
+                                          tokens.begin() + std::ptrdiff_t(last * len));
+    const TeacherOutputs t = teacher_outputs(local, mine, len);
     FinetuneStep r;
-    r.loss = distill_loss(student_, t, tokens, sequences, len, options_.distill, true);
-    const long warmup =
-        options_.warmup >= 0 ? std::min(options_.warmup, options_.steps) : options_.steps / 20;
-    const long at = std::min<long>(static_cast<long>(step_), options_.steps - 1);
-    WarmupCosine lr{options_.adamw.learning_rate, options_.steps, warmup, options_.floor};
-    WarmupCosine eta{options_.boolean.learning_rate, options_.steps, warmup, options_.floor};
-    r.lr = lr.at(at);
-    r.eta = options_.schedule_eta ? eta.at(at) : options_.boolean.learning_rate;
-    adamw_->set_learning_rate(r.lr);
-    if (boolean_->num_parameters() > 0) {
-      boolean_->set_learning_rate(std::max(r.eta, 1e-12));
-      boolean_->step();
-      r.flips = boolean_->last_stats().flips();
-      r.flip_rate = boolean_->last_stats().rate();
-    }
-    adamw_->step();
+    const DistillLoss loss = distill_loss(student_, t, local, mine, len, options_.distill, true);
+    std::tie(r.lr, r.eta) = finetune_rates(options_, step_);
+    update_->apply(r.lr, r.eta, mine, r);
+    r.loss = update_->global_loss(loss, mine);
     ++step_;
     return r;
   }
 
-  /// Loss of the student on `tokens` (no gradients).
+  /// Loss of the student on `tokens` (no gradients; this process alone, whole batch).
   DistillLoss evaluate(const std::vector<std::int32_t>& tokens, std::size_t sequences,
                        std::size_t len) {
     const TeacherOutputs t = teacher_outputs(tokens, sequences, len);
@@ -232,8 +330,11 @@ class Finetuner {
   }
 
   std::int64_t step_count() const noexcept { return step_; }
-  BooleanOptimizer& boolean_optimizer() { return *boolean_; }
-  AdamW& adamw() { return *adamw_; }
+  /// The one-process Boolean optimizer; throws `InvalidArgument` with another update.
+  BooleanOptimizer& boolean_optimizer() { return local("boolean_optimizer").boolean_optimizer(); }
+  /// The one-process AdamW; throws `InvalidArgument` with another update.
+  AdamW& adamw() { return local("adamw").adamw(); }
+  FinetuneUpdate& update() noexcept { return *update_; }
   const FinetuneOptions& options() const noexcept { return options_; }
   /// Trainable Boolean weights.
   std::size_t boolean_weights() const {
@@ -242,22 +343,28 @@ class Finetuner {
     return n;
   }
 
-  /// The optimizers' state and the step ("<prefix>step", "<prefix>boolean.", "<prefix>adamw.").
-  void export_state(StateDict& dict, const std::string& prefix) const {
-    dict[prefix + "step"] = Tensor::scalar<std::int64_t>(step_);
-    boolean_->export_state(dict, prefix + "boolean.");
-    adamw_->export_state(dict, prefix + "adamw.");
+  /// The optimizers' state and the step ("<prefix>step", "<prefix>boolean.", "<prefix>adamw.";
+  /// a data-parallel update fills `dict` on rank 0 only). Collective.
+  void export_state(StateDict& dict, const std::string& prefix) {
+    update_->export_state(dict, prefix);
+    if (update_->writes_state()) dict[prefix + "step"] = Tensor::scalar<std::int64_t>(step_);
   }
-  /// Restores `export_state`'s tensors (checked first by each optimizer).
+  /// Restores `export_state`'s tensors (checked first by each optimizer), saved by any
+  /// update. Collective.
   void import_state(const StateDict& dict, const std::string& prefix) {
     const auto step = read_scalar<std::int64_t>(dict, prefix + "step");
     mbok::detail::require_format(step >= 0, "state: '", prefix, "step' is negative");
-    boolean_->import_state(dict, prefix + "boolean.");
-    adamw_->import_state(dict, prefix + "adamw.");
+    update_->import_state(dict, prefix);
     step_ = step;
   }
 
  private:
+  LocalUpdate& local(const char* what) {
+    auto* l = dynamic_cast<LocalUpdate*>(update_.get());
+    mbok::detail::require(l != nullptr, "Finetuner::", what,
+                          ": the finetuner does not run the one-process optimizers");
+    return *l;
+  }
   TeacherOutputs teacher_outputs(const std::vector<std::int32_t>& tokens, std::size_t sequences,
                                  std::size_t len) {
     const bool hidden = options_.distill.hidden_weight > 0;
@@ -269,8 +376,7 @@ class Finetuner {
   std::unique_ptr<TrainableLlama<float>> teacher_copy_;
   TrainableLlama<float>& student_;
   FinetuneOptions options_;
-  std::unique_ptr<BooleanOptimizer> boolean_;
-  std::unique_ptr<AdamW> adamw_;
+  std::unique_ptr<FinetuneUpdate> update_;
   std::int64_t step_ = 0;
 };
 

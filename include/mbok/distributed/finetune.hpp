@@ -1,0 +1,125 @@
+#pragma once
+/// \file
+/// Data-parallel distillation of a LLaMA-family student over MPI: a `FinetuneUpdate`
+/// (mbok/llama/train/distill.hpp) that runs a `DataParallelTrainer` (mpi.hpp).
+///
+///     MPI_Init(&argc, &argv);
+///     auto update = std::make_unique<mbok::distributed::DataParallelUpdate>(
+///         MPI_COMM_WORLD, student, options);
+///     mbok::llama::train::Finetuner ft(teacher, student, options, std::move(update));
+///     ft.step(global_batch, sequences, len);   // on every rank, with the same batch
+///
+/// Every rank holds the teacher and the student and is given the same global batch of B
+/// sequences; rank r of P computes sequences [B r / P, B (r + 1) / P) (the teacher's outputs,
+/// the student's forward and backward on them), and the trainer sums the Boolean signals
+/// (reduce-scatter into row slices, each rank stepping the accumulators of its rows) and the
+/// float gradients (all-reduce, the same AdamW step everywhere), each rank's mean weighted by
+/// its share of the batch: the step is one process's step on the whole batch, up to the order
+/// of float sums (mpi.hpp, "Equality with one process"). The printed loss is the same mean
+/// over the global batch on every rank.
+///
+/// State: `export_state` gathers the optimizers on rank 0 in the one-process layout (the
+/// `Finetuner` adds the step there), so a checkpoint saved on P ranks resumes on any number of
+/// ranks or in one process, and the other way.
+///
+/// Needs `<mpi.h>` and a program linked with MPI (CMake: `mbok::mpi`).
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "../llama/train/distill.hpp"
+#include "mpi.hpp"
+
+namespace mbok {
+namespace distributed {
+
+/// The data-parallel `FinetuneUpdate` (see the file comment). Every rank of `comm` builds it
+/// with the same student shape and options; the student must outlive it.
+class DataParallelUpdate : public llama::train::FinetuneUpdate {
+ public:
+  /// Builds the trainer over the student's trainable kernels and full-precision parameters
+  /// with `options`' Boolean optimizer and AdamW settings. Collective. Throws what
+  /// `DataParallelTrainer`'s constructor throws (`InvalidArgument` on every rank when the
+  /// ranks' models or options differ).
+  DataParallelUpdate(MPI_Comm comm, llama::train::TrainableLlama<float>& student,
+                     const llama::train::FinetuneOptions& options, std::int64_t check_every = 1,
+                     double timeout_seconds = 600)
+      : comm_(comm),
+        trainer_(comm, student.boolean_parameters(), student.parameters(),
+                 make_options(options, check_every, timeout_seconds)) {}
+
+  int rank() const noexcept { return trainer_.rank(); }
+  int size() const noexcept { return trainer_.size(); }
+  DataParallelTrainer& trainer() noexcept { return trainer_; }
+
+  /// Rank r's contiguous share of `sequences`. Every rank needs at least one sequence: the
+  /// `Finetuner` refuses an empty share, so a batch smaller than the number of ranks fails on
+  /// every rank alike before anything is communicated.
+  std::pair<std::size_t, std::size_t> share(std::size_t sequences) const override {
+    const auto P = static_cast<std::size_t>(size()), r = static_cast<std::size_t>(rank());
+    return {sequences * r / P, sequences * (r + 1) / P};
+  }
+
+  void apply(double lr, double eta, std::size_t local_sequences,
+             llama::train::FinetuneStep& result) override {
+    trainer_.set_adamw_learning_rate(lr);
+    // eta 0 is not a valid rate (the schedule's floor may reach it): a vanishing one is.
+    trainer_.set_boolean_learning_rate(std::max(eta, 1e-12));
+    trainer_.step(local_sequences);
+    result.flips = trainer_.last_stats().flips();
+    result.flip_rate = trainer_.last_stats().rate();
+  }
+
+  /// The losses weighted by the ranks' shares: sum_r (n_r / N) loss_r. Collective.
+  llama::train::DistillLoss global_loss(const llama::train::DistillLoss& local,
+                                        std::size_t local_sequences) override {
+    const auto n = static_cast<double>(local_sequences);
+    double v[3] = {local.kl * n, local.hidden * n, n};
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, comm_), "loss all-reduce");
+    llama::train::DistillLoss out;
+    out.kl = v[0] / v[2];
+    out.hidden = v[1] / v[2];
+    return out;
+  }
+
+  void set_accumulators(std::size_t index, const float* values, std::size_t ld) override {
+    trainer_.set_accumulators(index, values, ld);
+  }
+  /// This rank's share of the accumulators (about 1/P of one process's).
+  std::size_t boolean_state_bytes() const override {
+    return trainer_.local_boolean_optimizer().state_bytes();
+  }
+  void export_state(StateDict& dict, const std::string& prefix) override {
+    trainer_.export_state(dict, prefix);
+  }
+  bool writes_state() const override { return rank() == 0; }
+  void import_state(const StateDict& dict, const std::string& prefix) override {
+    trainer_.import_state(dict, prefix);
+  }
+
+ private:
+  static DataParallelOptions make_options(const llama::train::FinetuneOptions& o,
+                                          std::int64_t check_every, double timeout_seconds) {
+    DataParallelOptions d;
+    d.boolean = o.boolean;
+    d.adamw = o.adamw;
+    d.check_every = check_every;
+    d.timeout_seconds = timeout_seconds;
+    return d;
+  }
+  static void check_mpi(int rc, const char* what) {
+    if (rc != MPI_SUCCESS)
+      throw DistributedError(std::string("mbok: DataParallelUpdate: ") + what + " failed");
+  }
+
+  MPI_Comm comm_;
+  DataParallelTrainer trainer_;
+};
+
+}  // namespace distributed
+}  // namespace mbok
