@@ -9,10 +9,15 @@
 #include <mbok/error.hpp>
 
 #include <iostream>
+#include <optional>
+#include <streambuf>
 #include <string>
 
 #if defined(_OPENMP)
 #include <omp.h>
+#endif
+#if defined(TINY_TRANSFORMER_MPI)
+#include <mpi.h>
 #endif
 
 #include "console.hpp"
@@ -20,6 +25,24 @@
 #include "report.hpp"
 
 namespace {
+
+#if defined(TINY_TRANSFORMER_MPI)
+// MPI for a --distributed run, finalized at a normal end only: a rank that leaves with an
+// error does not finalize, so the launcher ends the whole job instead of leaving the other
+// ranks waiting in a collective.
+struct MpiSession {
+  MpiSession(int& argc, char**& argv) {
+    if (MPI_Init(&argc, &argv) != MPI_SUCCESS) throw mbok::InvalidArgument("MPI_Init failed");
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+  }
+  ~MpiSession() {
+    if (ok) MPI_Finalize();
+  }
+  int rank = 0, size = 1;
+  bool ok = false;
+};
+#endif
 
 void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_option("--out", o.out_dir, "Output folder (models, checkpoints, summary.json, report)")
@@ -87,8 +110,8 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
                  "Stop each finetuning run after this many steps (checkpointed)")
       ->capture_default_str();
   app.add_flag("--distributed", o.distributed,
-               "Data-parallel finetuning over MPI: not available for the LLaMA model yet (the "
-               "library's trainer has no data-parallel step; see docs/distributed.md)");
+               "Data-parallel finetuning over MPI (the finetune stage; run under mpirun -np P: "
+               "each rank computes its share of every batch, rank 0 writes the files)");
   app.add_option("--eval-every", o.eval_every, "Finetuning steps between validation points")
       ->capture_default_str();
   app.add_option("--valid-windows", o.valid_windows, "Validation windows for the final evaluation")
@@ -102,7 +125,11 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(int argc, char** argv, std::streambuf* err);
+
+int main(int argc, char** argv) { return run(argc, argv, std::cerr.rdbuf()); }
+
+int run(int argc, char** argv, std::streambuf* err) {
   tiny::Options o;
   bool quick = false;
   // --quick changes the defaults; options given with it still apply on top.
@@ -154,13 +181,41 @@ int main(int argc, char** argv) {
     for (const auto& [name, help] : stages)
       if (app.got_subcommand(name)) stage = name;
     if (app.got_subcommand("sweep")) stage = "sweep";
+    if (o.distributed && stage != "finetune")
+      throw mbok::InvalidArgument(
+          "--distributed applies to the 'finetune' stage only (run the other stages, the "
+          "baseline and the sweep in one process)");
+#if defined(TINY_TRANSFORMER_MPI)
+    std::optional<MpiSession> mpi;
+    if (o.distributed) {
+      mpi.emplace(argc, argv);
+      o.rank = mpi->rank;
+      o.ranks = mpi->size;
+      // Only rank 0 prints (every rank computes the same losses).
+      if (o.rank != 0) {
+        std::cout.rdbuf(nullptr);
+        std::cerr.rdbuf(nullptr);
+      }
+      if (o.batch < o.ranks)
+        throw mbok::InvalidArgument("--distributed: --batch " + std::to_string(o.batch) +
+                                    " is smaller than the " + std::to_string(o.ranks) +
+                                    " ranks: every rank needs a sequence");
+    }
+#else
     if (o.distributed)
       throw mbok::InvalidArgument(
-          "--distributed: data-parallel finetuning is not available for the tiny LLaMA yet (the "
-          "library's LLaMA trainer, mbok/llama/train, has no data-parallel step); "
-          "examples/distributed_finetune shows mbok's data-parallel trainer on its own model");
+          "--distributed: this build has no MPI (install Open MPI, e.g. Debian's libopenmpi-dev "
+          "and openmpi-bin, and rebuild)");
+#endif
     const auto t0 = tiny::Clock::now();
-    tiny::Pipeline p(o);
+    // Rank 0 makes the shared files (tokenizer, text splits) before the others read them.
+    std::optional<tiny::Pipeline> pipeline;
+    if (o.rank == 0) pipeline.emplace(o);
+#if defined(TINY_TRANSFORMER_MPI)
+    if (mpi) MPI_Barrier(MPI_COMM_WORLD);
+#endif
+    if (o.rank != 0) pipeline.emplace(o);
+    tiny::Pipeline& p = *pipeline;
     if (stage == "all" || stage == "pretrain") p.pretrain_stage();
     if (stage == "all" || stage == "convert") p.convert_stage();
     if (stage == "all" || stage == "finetune") p.finetune_stage();
@@ -181,7 +236,12 @@ int main(int argc, char** argv) {
     }
     if (stage == "all")
       std::cout << "total time: " << tiny::fixed(tiny::seconds_since(t0), 1) << " s\n";
+#if defined(TINY_TRANSFORMER_MPI)
+    if (mpi) mpi->ok = true;
+#endif
   } catch (const std::exception& e) {
+    std::cerr.rdbuf(err);
+    std::cerr.clear();
     std::cerr << "tiny_transformer: error: " << e.what() << "\n";
     return 1;
   }

@@ -60,8 +60,10 @@ struct Options {
   bool resume = false;
   int stop_after = 0;  ///< stop a finetuning run after this many steps of this invocation
 
-  // data parallelism: not available for the LLaMA model yet (rejected with an error)
+  // data parallelism over MPI (the finetune stage only; main.cpp sets rank and ranks)
   bool distributed = false;
+  int rank = 0;   ///< this process's rank: only rank 0 prints and writes files
+  int ranks = 1;  ///< processes of the data-parallel run
 
   // evaluation
   int eval_every = 20;

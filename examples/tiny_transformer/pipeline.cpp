@@ -96,6 +96,7 @@ std::string Pipeline::path(const std::string& file) const {
 std::string Pipeline::teacher_path() const { return path("teacher-" + opt_.teacher_key(*corpus_)); }
 
 void Pipeline::save_summary() {
+  if (opt_.rank != 0) return;  // rank 0 writes the files of a data-parallel run
   const std::string tmp = summary_path() + ".tmp";
   {
     std::ofstream out(tmp);

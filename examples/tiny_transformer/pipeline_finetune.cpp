@@ -20,6 +20,10 @@
 #include "pipeline.hpp"
 #include "train.hpp"
 
+#if defined(TINY_TRANSFORMER_MPI)
+#include <mbok/distributed/finetune.hpp>
+#endif
+
 namespace tiny {
 
 namespace {
@@ -71,8 +75,8 @@ std::pair<double, double> sign_changes(const std::vector<mbok::BitMatrix>& a,
 /// held near zero starts close to its flip, one far from zero needs up to twice the
 /// threshold against it, the way a latent weight that starts at R_ij must travel |R_ij|.
 void warm_start_accumulators(const mbok::llama::LlamaModel& teacher, Llama& student,
-                             mbok::BooleanOptimizer& opt) {
-  const auto threshold = float(opt.options().threshold);
+                             train::FinetuneUpdate& opt, double threshold_value) {
+  const auto threshold = float(threshold_value);
   const auto projections = boolean_projections(student);
   std::size_t index = 0;
   for (std::size_t i = 0; i < projections.size(); ++i) {
@@ -125,7 +129,16 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   fo.warmup = std::max(1, steps / 20);
   fo.floor = 0.1;
   fo.schedule_eta = opt_.eta_schedule == "cosine";
-  train::Finetuner finetuner(teacher, student, fo);
+  // With --distributed every rank computes its share of each batch and the signals and
+  // gradients are summed across ranks (mbok/distributed/finetune.hpp); rank 0 writes.
+  std::unique_ptr<train::FinetuneUpdate> update;
+#if defined(TINY_TRANSFORMER_MPI)
+  if (opt_.distributed)
+    update = std::make_unique<mbok::distributed::DataParallelUpdate>(MPI_COMM_WORLD, student, fo);
+#endif
+  if (!update) update = std::make_unique<train::LocalUpdate>(student, fo);
+  train::Finetuner finetuner(teacher, student, fo, std::move(update));
+  const bool lead = opt_.rank == 0;
   if (method == "mbok" && run_suffix_.empty())
     std::cerr
         << "$ mbok-run finetune --teacher " << teacher_path() << " --student " << ptq << " --text "
@@ -134,7 +147,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
         << opt_.gamma << " --accumulator " << opt_.accumulator << " -o " << model_path(tag)
         << "   (the same distillation step; here with this pipeline's batches and checkpoints)\n";
   if (method == "mbok" && opt_.warm_start)
-    warm_start_accumulators(teacher, student, finetuner.boolean_optimizer());
+    warm_start_accumulators(teacher, student, finetuner.update(), fo.boolean.threshold);
 
   // The baseline's latents train with their own Adam.
   std::unique_ptr<mbok::AdamW> latent_opt;
@@ -237,10 +250,13 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     std::cerr << "finetune " << tag << ": resuming at step " << start << " from " << ckpt << "\n";
   }
 
+  // Collective in a data-parallel run: the optimizers' state is gathered on rank 0, which
+  // writes the checkpoint in the one-process layout.
   auto save_checkpoint = [&](int step) {
     mbok::StateDict dict;
-    student.export_state(dict, "model.");
     finetuner.export_state(dict, "finetuner.");
+    if (!lead) return;
+    student.export_state(dict, "model.");
     if (latent_opt) latent_opt->export_state(dict, "latent_opt.");
     dict["progress.step"] = mbok::Tensor::scalar<std::int64_t>(step);
     dict["progress.step_seconds"] = mbok::Tensor::scalar<double>(step_seconds);
@@ -313,7 +329,8 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     return nullptr;
   }
 
-  save_mbok(student, model_path(tag), tokenizer_json_, method, {{"tiny.finetune_key", key}});
+  if (lead)
+    save_mbok(student, model_path(tag), tokenizer_json_, method, {{"tiny.finetune_key", key}});
   const auto [moved, signs] = sign_changes(start_signs, trainable_signs(student));
   const double final_loss = validation_loss(student, valid_batches_);
   std::cerr << tag << ": validation loss " << fixed(final_loss) << " (perplexity "
@@ -324,11 +341,11 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   for (const auto& p : curve)
     c.push_back(
         {p.step, std::isnan(p.train_loss) ? json(nullptr) : json(p.train_loss), p.valid_loss});
-  // Bytes per trainable weight: the bit (1/8 byte) plus the optimizer's state, or the
-  // latent float plus Adam's moments.
+  // Bytes per trainable weight: the bit (1/8 byte) plus the optimizer's state (this rank's
+  // share of it in a data-parallel run), or the latent float plus Adam's moments.
   double state_bytes = method == "scales" ? 0.125 : 0.0;
   if (method == "mbok")
-    state_bytes = (double(finetuner.boolean_optimizer().state_bytes()) + trainable_weights / 8) /
+    state_bytes = (double(finetuner.update().boolean_state_bytes()) + trainable_weights / 8) /
                   trainable_weights;
   if (latent_opt)
     state_bytes = (4 * trainable_weights + double(latent_opt->state_bytes())) / trainable_weights;
@@ -344,6 +361,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
                  {"hamming_from_start", signs > 0 ? moved / signs : 0.0},
                  {"valid_loss", final_loss},
                  {"seed", opt_.run_seed()},
+                 {"ranks", opt_.ranks},
                  {"key", key}};
   return record;
 }
