@@ -9,10 +9,11 @@
 /// the exact backward pass of method.md section 3 (dX, ds_out_k, ds_in_k, dbias and the
 /// Boolean signal Q_k = (Z (.) s_out_k^T)^T (X (.) s_in_k^T) of each trainable kernel).
 ///
-/// Matrices at the boundary are row-major, one token per row. `Scalar = float` runs the +-1
-/// products on the Boolean kernels of the ISA chosen at construction (`isa()`), and from
-/// K t >= 64 tokens its float forward and dX run as one float product over all kernels with the
-/// weight rebuilt from the bits panel by panel (never stored); `Scalar = double` runs them
+/// Matrices at the boundary are row-major, one token per row. `Scalar = float` runs every
+/// product, and the Boolean optimizer's steps of its kernels, on the ISA chosen at construction
+/// (`isa()`, `kernel_set()`); from K t >= `kernel_set().weight_product_min_work()` (64 on
+/// AVX-512 and AVX2) its float forward and dX run as one float product over all kernels with
+/// the weight rebuilt from the bits panel by panel (never stored); `Scalar = double` runs them
 /// densely in double (for gradient checks and references).
 
 #include <Eigen/Core>
@@ -35,7 +36,7 @@
 #include "activations.hpp"
 #include "bit_matrix.hpp"
 #include "detail/finite.hpp"
-#include "detail/gemm_f32.hpp"
+#include "detail/kernels/training.hpp"
 #include "error.hpp"
 #include "forward_float.hpp"
 #include "forward_int8.hpp"
@@ -85,79 +86,6 @@ class Int8LayerCache {
  private:
   std::unique_ptr<Int8LayerState> state_;
 };
-
-// One kernel's share of the float backward from P = Z^T X (m x n, row-major, rows n apart):
-// adds ds_out_i = sum_j P_ij b_ij s_in_j and ds_in_j = sum_i P_ij b_ij s_out_i (b = +-1 from
-// the bits, bit set = -1) and, when q is not null, Q_ij = P_ij s_out_i s_in_j (written over P
-// when `q_is_p`, added to q otherwise). Rows run in parallel; each chunk sums its ds_in
-// partials, added in row order afterwards (the same result for any thread timing).
-inline void signal_pass(const float* p, std::size_t m, std::size_t n, BitMatrixView bits,
-                        const float* s_out, const float* s_in, float* ds_out, float* ds_in,
-                        float* q, bool q_is_p) {
-  // Sign-bit masks of the 8 weights of each byte of a row.
-  static const std::vector<std::uint32_t> masks = [] {
-    std::vector<std::uint32_t> out(256 * 8);
-    for (std::size_t byte = 0; byte < 256; ++byte)
-      for (std::size_t b = 0; b < 8; ++b) out[byte * 8 + b] = ((byte >> b) & 1u) << 31;
-    return out;
-  }();
-  const std::size_t words = (n + 63) / 64;
-  std::mutex merge;
-  std::vector<std::pair<std::size_t, std::vector<float>>> partials;
-  parallel_for(0, m, std::max<std::size_t>(1, (std::size_t{1} << 16) / std::max<std::size_t>(n, 1)),
-               [&](std::size_t r0, std::size_t r1) {
-                 std::vector<std::uint32_t> sign(words * 64);
-                 std::vector<float> partial(n, 0.0f);
-                 for (std::size_t i = r0; i < r1; ++i) {
-                   const std::uint64_t* row = bits.row(i);
-                   for (std::size_t w = 0; w < words; ++w)
-                     for (std::size_t byte = 0; byte < 8; ++byte)
-                       std::memcpy(sign.data() + w * 64 + byte * 8,
-                                   masks.data() + ((row[w] >> (8 * byte)) & 0xffu) * 8,
-                                   8 * sizeof(std::uint32_t));
-                   const float* pi = p + i * n;
-                   const float so = s_out[i];
-                   // Eight partial sums so that the row's dot product vectorizes.
-                   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                   std::size_t j = 0;
-                   for (; j + 8 <= n; j += 8)
-                     for (std::size_t l = 0; l < 8; ++l) {
-                       std::uint32_t u;
-                       std::memcpy(&u, pi + j + l, sizeof u);
-                       u ^= sign[j + l];
-                       float v;
-                       std::memcpy(&v, &u, sizeof v);
-                       acc[l] += v * s_in[j + l];
-                       partial[j + l] += so * v;
-                     }
-                   float tail = 0.0f;
-                   for (; j < n; ++j) {
-                     std::uint32_t u;
-                     std::memcpy(&u, pi + j, sizeof u);
-                     u ^= sign[j];
-                     float v;
-                     std::memcpy(&v, &u, sizeof v);
-                     tail += v * s_in[j];
-                     partial[j] += so * v;
-                   }
-                   ds_out[i] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
-                                ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-                   if (q != nullptr) {
-                     float* qi = q + i * n;
-                     if (q_is_p)
-                       for (std::size_t l = 0; l < n; ++l) qi[l] = pi[l] * so * s_in[l];
-                     else
-                       for (std::size_t l = 0; l < n; ++l) qi[l] += pi[l] * so * s_in[l];
-                   }
-                 }
-                 const std::lock_guard<std::mutex> lock(merge);
-                 partials.emplace_back(r0, std::move(partial));
-               });
-  std::sort(partials.begin(), partials.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (const auto& chunk : partials)
-    for (std::size_t l = 0; l < n; ++l) ds_in[l] += chunk.second[l];
-}
 
 }  // namespace detail
 
@@ -289,12 +217,8 @@ class BooleanLinear {
                     "BooleanLinear forward: input is not finite");
     Map ym = map(y, t, out_features(), ldy);
     if constexpr (std::is_same_v<Scalar, float>) {
-      // Both overwrite y: one float product with panels of W rebuilt from the bits for enough
-      // tokens, the fused multi-kernel sign product (forward_float.hpp) otherwise.
-      if (use_weight_products(t))
-        detail::weight_forward_f32(isa(), weights_, x, ldx, t, y, ldy);
-      else
-        multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
+      // The fused forward picks the weight products or the sign products (forward_float.hpp).
+      multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
       if (has_bias_) ym.rowwise() += bias_.transpose();
       return;
     }
@@ -541,7 +465,7 @@ class BooleanLinear {
   }
 
   /// The trainable kernels for the Boolean optimizer, `<prefix>kernels.<k>.bits`, each with
-  /// its signal Q_k.
+  /// its signal Q_k and this layer's ISA (the optimizer steps them on it).
   std::vector<BooleanParameter> boolean_parameters(const std::string& prefix = "") {
     static_assert(std::is_same_v<Scalar, float>, "optimizers step BooleanLinear<float>");
     ensure_signals();
@@ -553,6 +477,7 @@ class BooleanLinear {
       p.bits = &weights_.kernel(k);
       p.signal = signals_[k].data();
       p.signal_ld = in_features();
+      p.isa = isa();
       out.push_back(std::move(p));
     }
     return out;
@@ -743,27 +668,15 @@ class BooleanLinear {
     if (has_bias_) map(y, t, out_features(), ldy).rowwise() += bias_.transpose();
   }
 
-  // Whether the float forward and dX of t tokens run as one dense float product whose panels
-  // of W = sum_k s_out_k (.) B_k (.) s_in_k are rebuilt from the bits and scales on the fly
-  // (detail::weight_forward_f32, weight_backward_dx_f32) instead of K sign products: rebuilding
-  // costs about K m n operations per call, the sign products about K t m n against t m n for
-  // the dense product, so the dense one wins from K t >= 64 (measured on Zen 4, AVX-512 and
-  // AVX2: docs/performance.md, "Training step"). Nothing of W outlives the call, so changed
-  // bits or scales are always seen.
-  bool use_weight_products(std::size_t t) const noexcept {
-    return detail::has_weight_products(isa()) && in_features() > 0 && out_features() > 0 &&
-           t * num_kernels() >= kWeightProductWork;
-  }
-  static constexpr std::size_t kWeightProductWork = 64;
-
   // The float backward. Every kernel's scale gradients and signal follow elementwise from one
   // dense product P = Z^T X (m x n), the product the signal needs anyway:
   //   Q_k = P (.) s_out_k s_in_k^T,
   //   ds_out_k,i = sum_j P_ij B_k,ij s_in_k,j,   ds_in_k,j = sum_i P_ij B_k,ij s_out_k,i,
   // which replaces a sign product per kernel (and the scaled copies of X) by one pass over P
   // and the bits. dX = sum_k ((Z (.) s_out_k^T) B_k) (.) s_in_k^T keeps a sign product per
-  // kernel for few tokens; for K t >= 64 it is one float product with W's panels rebuilt from
-  // the bits (use_weight_products). Sums run in a different order than the per-kernel form:
+  // kernel for few tokens; from K t >= the table's weight_product_min_work on it is one float
+  // product with W's panels rebuilt from the bits and scales (nothing of W outlives the call, so
+  // changed bits or scales are always seen). Sums run in a different order than the per-kernel form:
   // equal within float rounding (the float-versus-double backward tests bound the difference).
   void backward_from_product(const ConstMap& xm, const ConstMap& zm, Scalar* dx, std::size_t lddx,
                              bool accumulate) {
@@ -782,7 +695,8 @@ class BooleanLinear {
       product = &signals_[in_place];
     else
       buffer.resize(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n));
-    detail::gemm_tn_f32(isa(), zm.data(), static_cast<std::size_t>(zm.outerStride()), xm.data(),
+    const detail::KernelTable& table = kernels_.table();
+    detail::gemm_tn_f32(table, zm.data(), static_cast<std::size_t>(zm.outerStride()), xm.data(),
                         static_cast<std::size_t>(xm.outerStride()), t, m, n, product->data(), n);
     // The in-place kernel last; the others in order.
     std::vector<std::size_t> order;
@@ -792,30 +706,20 @@ class BooleanLinear {
         k = step < in_place ? step : (step + 1 < k_count ? step + 1 : in_place);
       order.push_back(k);
     }
-    if (detail::has_weight_products(isa())) {
-      // One pass over P for all kernels (register-tiled kernels of the ISA).
-      std::vector<float*> ds_out(k_count), ds_in(k_count), q(k_count, nullptr);
-      const std::unique_ptr<bool[]> add_q(new bool[k_count]);
-      for (std::size_t k = 0; k < k_count; ++k) {
-        ds_out[k] = grad_s_out_[k].data();
-        ds_in[k] = grad_s_in_[k].data();
-        if (trainable_[k]) q[k] = signals_[k].data();
-        add_q[k] = q[k] != product->data();
-      }
-      detail::signal_pass_kernels(isa(), weights_, order, product->data(), ds_out.data(),
-                                  ds_in.data(), q.data(), add_q.get());
-    } else {
-      for (std::size_t k : order) {
-        float* q = nullptr;
-        if (trainable_[k]) q = signals_[k].data();
-        detail::signal_pass(product->data(), m, n, weights_.kernel_view(k),
-                            weights_.s_out(k).data(), weights_.s_in(k).data(),
-                            grad_s_out_[k].data(), grad_s_in_[k].data(), q, q == product->data());
-      }
+    // One pass over P for all kernels.
+    std::vector<float*> ds_out(k_count), ds_in(k_count), q(k_count, nullptr);
+    const std::unique_ptr<bool[]> add_q(new bool[k_count]);
+    for (std::size_t k = 0; k < k_count; ++k) {
+      ds_out[k] = grad_s_out_[k].data();
+      ds_in[k] = grad_s_in_[k].data();
+      if (trainable_[k]) q[k] = signals_[k].data();
+      add_q[k] = q[k] != product->data();
     }
+    detail::signal_pass(table, weights_, order, product->data(), ds_out.data(), ds_in.data(),
+                        q.data(), add_q.get());
     if (dx == nullptr) return;
-    if (use_weight_products(t)) {
-      detail::weight_backward_dx_f32(isa(), weights_, zm.data(),
+    if (detail::uses_weight_products(table, weights_, t)) {
+      detail::weight_backward_dx_f32(table, weights_, zm.data(),
                                      static_cast<std::size_t>(zm.outerStride()), t, dx, lddx);
       return;
     }

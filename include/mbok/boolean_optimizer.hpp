@@ -51,17 +51,13 @@
 #include "bit_matrix.hpp"
 #include "config.hpp"
 #include "error.hpp"
-#include "parallel.hpp"
+#include "kernels.hpp"
 #include "parameter.hpp"
 #include "state_dict.hpp"
 
 #include "detail/checked.hpp"
 #include "detail/float16.hpp"
-#include "isa.hpp"
-#if MBOK_HAS_X86_KERNELS
-#include "detail/kernels/avx2/boolean_step.hpp"
-#include "detail/kernels/avx512/boolean_step.hpp"
-#endif
+#include "detail/kernels/training.hpp"
 
 namespace mbok {
 
@@ -185,13 +181,18 @@ struct BooleanStepStats {
 
 /// The Boolean optimizer over a list of `BooleanParameter`s (see parameter.hpp for the
 /// ownership rules).
+///
+/// Each parameter steps on one ISA's products (every ISA flips the same bits): the ISA of the
+/// layer it comes from (`BooleanParameter::isa`, set by `BooleanLinear::boolean_parameters`),
+/// else the optimizer's `KernelSet`, chosen at construction (the active ISA's by default).
 class BooleanOptimizer final : public Optimizer {
  public:
   /// Throws `InvalidArgument` for a bad option, a duplicate name, a null or empty kernel, a
-  /// null signal or a signal stride shorter than a row.
+  /// null signal, a signal stride shorter than a row, or a parameter's ISA that is not
+  /// available here.
   explicit BooleanOptimizer(std::vector<BooleanParameter> params = {},
-                            BooleanOptimizerOptions options = {})
-      : options_(options) {
+                            BooleanOptimizerOptions options = {}, KernelSet kernels = KernelSet())
+      : options_(options), kernels_(kernels) {
     check_options(options_);
     add_parameters(std::move(params));
   }
@@ -200,7 +201,9 @@ class BooleanOptimizer final : public Optimizer {
   void add_parameters(std::vector<BooleanParameter> params) {
     std::set<std::string> names;
     for (const auto& s : slots_) names.insert(s.param.name);
+    std::vector<KernelSet> sets;
     for (const auto& p : params) {
+      sets.push_back(p.isa ? KernelSet(*p.isa) : kernels_);
       detail::require(p.bits != nullptr && !p.bits->empty(), "BooleanOptimizer: parameter '",
                       p.name, "' has no bits");
       detail::require(p.signal != nullptr, "BooleanOptimizer: parameter '", p.name,
@@ -210,8 +213,9 @@ class BooleanOptimizer final : public Optimizer {
       detail::require(names.insert(p.name).second, "BooleanOptimizer: duplicate parameter name '",
                       p.name, "'");
     }
-    for (auto& p : params) {
-      Slot s;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      BooleanParameter& p = params[i];
+      Slot s(sets[i]);
       s.rows = p.bits->rows();
       s.cols = p.bits->cols();
       const std::size_t count = s.rows * s.cols;
@@ -254,6 +258,14 @@ class BooleanOptimizer final : public Optimizer {
 
   std::int64_t step_count() const noexcept { return step_; }
   std::size_t num_parameters() const noexcept { return slots_.size(); }
+  /// The products of parameters registered without an ISA of their own.
+  const KernelSet& kernel_set() const noexcept { return kernels_; }
+  /// The ISA parameter `index` steps on. Throws `InvalidArgument` for a bad index.
+  Isa isa(std::size_t index) const {
+    detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
+                    " does not exist (", slots_.size(), " registered)");
+    return slots_[index].kernels.isa();
+  }
   /// Flip statistics of the last step (empty before the first).
   const BooleanStepStats& last_stats() const noexcept { return stats_; }
 
@@ -353,7 +365,8 @@ class BooleanOptimizer final : public Optimizer {
       const auto q = signal_map(s);
       // The largest |q| and the finiteness check in one pass: the bits of |q| order like the
       // values, and a NaN or an infinity has a pattern >= 0x7F800000.
-      const std::uint32_t peak_bits = max_abs_bits(s);
+      const std::uint32_t peak_bits =
+          s.kernels.table().max_abs_bits(s.param.signal, s.param.signal_ld, s.rows, s.cols);
       detail::require(peak_bits < 0x7F800000u, "BooleanOptimizer: signal of '", s.param.name,
                       "' is not finite");
       if (options_.signal_scaling == SignalScaling::rms) {
@@ -480,6 +493,8 @@ class BooleanOptimizer final : public Optimizer {
 
  private:
   struct Slot {
+    explicit Slot(KernelSet k) : kernels(k) {}
+    KernelSet kernels;  // the products this tensor steps on
     BooleanParameter param;
     std::size_t rows = 0, cols = 0;
     // rows * cols accumulators, row-major, in the vector of the optimizer's type only.
@@ -526,131 +541,35 @@ class BooleanOptimizer final : public Optimizer {
     return 0.0f;
   }
 
-  // The three storage formats share one loop (templated on a codec) so the flip rule is
-  // written once.
-  struct F32Codec {
-    float* p;
-    float load(std::size_t e) const { return p[e]; }
-    void store(std::size_t e, float v, std::size_t) const {
-      p[e] = std::clamp(v, -3.0e38f, 3.0e38f);
-    }
-  };
-  struct F16Codec {
-    std::uint16_t* p;
-    float load(std::size_t e) const { return detail::half_to_float(p[e]); }
-    void store(std::size_t e, float v, std::size_t) const { p[e] = detail::float_to_half(v); }
-  };
-  struct I8Codec {
-    std::int8_t* p;
-    float scale, inv;
-    std::uint64_t key;
-    float load(std::size_t e) const { return static_cast<float>(p[e]) * scale; }
-    void store(std::size_t e, float v, std::size_t index) const {
-      const float x = std::floor(v * inv + detail::counter_uniform(key, index));
-      p[e] = static_cast<std::int8_t>(std::clamp(x, -127.0f, 127.0f));
-    }
-  };
-
+  // One tensor's step on its products (detail/kernels/training.hpp); the flip rule is
+  // written once per ISA, bit for bit the scalar one (kernels/scalar/training.hpp).
   std::size_t step_slot(Slot& s, std::size_t idx, float eta) {
-    switch (options_.accumulator) {
-      case AccumulatorType::f32:
-        return run(s, eta, F32Codec{s.f32.data()});
-      case AccumulatorType::f16:
-        return run(s, eta, F16Codec{s.f16.data()});
-      case AccumulatorType::i8: {
-        const std::uint64_t key = detail::splitmix64(
-            options_.seed ^
-            detail::splitmix64(static_cast<std::uint64_t>(step_) * 0x100000001B3ull + idx));
-        return run(s, eta,
-                   I8Codec{s.i8.data(), static_cast<float>(s.scale),
-                           static_cast<float>(1.0 / s.scale), key});
-      }
-    }
-    return 0;
-  }
-
-  static std::uint32_t max_abs_bits(const Slot& s) {
-#if MBOK_HAS_X86_KERNELS
-    if (active_isa() == Isa::avx512)
-      return detail::avx512::max_abs_bits(s.param.signal, s.param.signal_ld, s.rows, s.cols);
-#endif
-    std::uint32_t best = 0;
-    for (std::size_t i = 0; i < s.rows; ++i) {
-      const float* qi = s.param.signal + i * s.param.signal_ld;
-      for (std::size_t j = 0; j < s.cols; ++j)
-        best = std::max(best, detail::float_bits(qi[j]) & 0x7FFFFFFFu);
-    }
-    return best;
-  }
-
-  template <typename Codec>
-  std::size_t run(Slot& s, float eta, const Codec& codec) {
-    const auto beta = static_cast<float>(s.beta);
-    const auto threshold = static_cast<float>(options_.threshold);
     MutableBitMatrixView bits = s.param.bits->mutable_view();
-    const float* q = s.param.signal;
-    const std::size_t ld = s.param.signal_ld, cols = s.cols;
-    const bool sign_only = options_.signal_scaling == SignalScaling::sign;
-    std::atomic<std::size_t> total{0};
-#if MBOK_HAS_X86_KERNELS
-    // The same update, 16 (avx512) or 8 (avx2) weights per instruction, with bit-identical
-    // results; f16 accumulators on avx2 keep the scalar loop (the avx2 tier has no F16C).
-    using detail::StepCodec;
-    constexpr StepCodec kind = std::is_same_v<Codec, F32Codec>   ? StepCodec::f32
-                               : std::is_same_v<Codec, F16Codec> ? StepCodec::f16
-                                                                 : StepCodec::i8;
-    const Isa isa = active_isa();
-    if (s.rows > 0 && (isa == Isa::avx512 || (isa == Isa::avx2 && kind != StepCodec::f16))) {
-      detail::BooleanStepArgs args{
-          bits.row(0), bits.stride_words(), q,         ld,   cols, codec.p, beta,
-          eta,         threshold,           sign_only, 1.0f, 1.0f, 0};
-      if constexpr (kind == StepCodec::i8) {
-        args.scale = codec.scale;
-        args.inv = codec.inv;
-        args.key = codec.key;
-      }
-      parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),
-                   [&](std::size_t r0, std::size_t r1) {
-                     std::size_t flips = 0;
-                     if (isa == Isa::avx512)
-                       flips = detail::avx512::boolean_step_rows<kind>(args, r0, r1);
-                     else if constexpr (kind != StepCodec::f16)
-                       flips = detail::avx2::boolean_step_rows<kind>(args, r0, r1);
-                     total.fetch_add(flips, std::memory_order_relaxed);
-                   });
-      return total.load();
+    detail::BooleanStepArgs args{};
+    args.bits = bits.row(0);
+    args.stride = bits.stride_words();
+    args.q = s.param.signal;
+    args.ld = s.param.signal_ld;
+    args.cols = s.cols;
+    args.acc = s.acc_data();
+    args.beta = static_cast<float>(s.beta);
+    args.eta = eta;
+    args.threshold = static_cast<float>(options_.threshold);
+    args.sign_only = options_.signal_scaling == SignalScaling::sign;
+    args.scale = 1.0f;
+    args.inv = 1.0f;
+    detail::StepCodec codec = detail::StepCodec::f32;
+    if (options_.accumulator == AccumulatorType::f16) codec = detail::StepCodec::f16;
+    if (options_.accumulator == AccumulatorType::i8) {
+      codec = detail::StepCodec::i8;
+      args.scale = static_cast<float>(s.scale);
+      args.inv = static_cast<float>(1.0 / s.scale);
+      // The generator key depends on the seed, the step and the tensor.
+      args.key = detail::splitmix64(
+          options_.seed ^
+          detail::splitmix64(static_cast<std::uint64_t>(step_) * 0x100000001B3ull + idx));
     }
-#endif
-    parallel_for(0, s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / cols),
-                 [&](std::size_t r0, std::size_t r1) {
-                   std::size_t flips = 0;
-                   for (std::size_t i = r0; i < r1; ++i) {
-                     std::uint64_t* row = bits.row(i);
-                     const float* qi = q + i * ld;
-                     const std::size_t base = i * cols;
-                     for (std::size_t w = 0; w * 64 < cols; ++w) {
-                       const std::uint64_t word = row[w];
-                       std::uint64_t flip = 0;
-                       const std::size_t end = std::min<std::size_t>(64, cols - w * 64);
-                       for (std::size_t b = 0; b < end; ++b) {
-                         const std::size_t j = w * 64 + b, e = base + j;
-                         const float g =
-                             sign_only ? static_cast<float>((qi[j] > 0) - (qi[j] < 0)) : qi[j];
-                         float m = beta * codec.load(e) + eta * g;
-                         const bool negative_w = (word >> b) & 1u;
-                         if (std::abs(m) >= threshold && (m < 0) == negative_w) {
-                           flip |= std::uint64_t{1} << b;
-                           m = 0.0f;
-                         }
-                         codec.store(e, m, e);
-                       }
-                       row[w] = word ^ flip;
-                       flips += static_cast<std::size_t>(detail::popcount64(flip));
-                     }
-                   }
-                   total.fetch_add(flips, std::memory_order_relaxed);
-                 });
-    return total.load();
+    return detail::boolean_step(s.kernels.table(), codec, args, s.rows);
   }
 
   // A NaN accumulator never compares >= threshold (its weight would never flip again) and an
@@ -728,6 +647,7 @@ class BooleanOptimizer final : public Optimizer {
   }
 
   BooleanOptimizerOptions options_;
+  KernelSet kernels_;
   std::vector<Slot> slots_;
   std::int64_t step_ = 0;
   BooleanStepStats stats_;

@@ -6,11 +6,18 @@
 ///
 /// X holds one token per row (t x n, row stride `ldx` floats), Y one token per row (t x m,
 /// row stride `ldy` floats), for `MultiKernelWeights<float>` of shape m x n. Y is
-/// overwritten (with K = 0 it becomes zero). t = 1 is a GEMV, t > 1 a GEMM; both run the
-/// same register-blocked kernels of the chosen ISA.
+/// overwritten (with K = 0 it becomes zero). t = 1 is a GEMV, t > 1 a GEMM.
+///
+/// Two algorithms (`FloatAlgorithm`): K sign products of the bits (`sign_products`), or one
+/// float product whose panels of W = sum_k s_out_k (.) B_k (.) s_in_k are rebuilt from the
+/// bits and scales as they are used (`weight_panels`; no W is kept). Rebuilding costs about
+/// K m n operations per call against K t m n for the sign products, so `automatic` takes the
+/// panels from K t >= `KernelSet::weight_product_min_work()` on (measured per ISA; never where
+/// the ISA has no register-tiled float product). The two sum in different orders: equal within
+/// float rounding.
 ///
 /// `multi_kernel_forward` splits the output features across the default `parallel_for`;
-/// `multi_kernel_forward_range` computes output features [j0, j1) only, on the calling
+/// `multi_kernel_forward_range` computes output features [j0, j1) only (sign products), on the calling
 /// thread, for engines that run their own threads (it reads all of X and writes only
 /// columns [j0, j1) of Y).
 ///
@@ -36,8 +43,16 @@
 #include "parallel.hpp"
 
 #include "detail/kernels/dispatch.hpp"
+#include "detail/kernels/training.hpp"
 
 namespace mbok {
+
+/// The algorithm of the fused float forward (see the file comment).
+enum class FloatAlgorithm {
+  automatic,      ///< weight_panels from K t >= KernelSet::weight_product_min_work(), else sign_products
+  sign_products,  ///< K sign products, one per kernel
+  weight_panels,  ///< one float product over W rebuilt panel by panel
+};
 
 namespace detail {
 
@@ -133,12 +148,20 @@ inline void multi_kernel_forward_range(const MultiKernelWeights<float>& w, const
 }
 
 /// The fused forward Y (t x m, stride `ldy`) = sum_k ((X (.) s_in_k^T) B_k^T) (.) s_out_k^T
-/// for X (t x n, stride `ldx`), split over output features on the default `parallel_for`.
+/// for X (t x n, stride `ldx`) by `algorithm`, split over output features on the default
+/// `parallel_for`.
 inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float* x,
                                  std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
-                                 const KernelSet& kernels = KernelSet()) {
+                                 const KernelSet& kernels = KernelSet(),
+                                 FloatAlgorithm algorithm = FloatAlgorithm::automatic) {
   detail::check_forward(w, x, ldx, t, y, ldy);
   if (t == 0) return;
+  if (algorithm == FloatAlgorithm::weight_panels ||
+      (algorithm == FloatAlgorithm::automatic &&
+       detail::uses_weight_products(kernels.table(), w, t))) {
+    detail::weight_forward_f32(kernels.table(), w, x, ldx, t, y, ldy);
+    return;
+  }
   const std::size_t m = w.out_features();
   // Chunks of at least ~2^18 weight-token products, in whole 16-row groups.
   const std::size_t work_per_row =
@@ -160,7 +183,8 @@ using RowMajorMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Ei
 inline void multi_kernel_forward(const MultiKernelWeights<float>& w,
                                  const Eigen::Ref<const RowMajorMatrixXf>& x,
                                  Eigen::Ref<RowMajorMatrixXf> y,
-                                 const KernelSet& kernels = KernelSet()) {
+                                 const KernelSet& kernels = KernelSet(),
+                                 FloatAlgorithm algorithm = FloatAlgorithm::automatic) {
   detail::require(static_cast<std::size_t>(x.cols()) == w.in_features(),
                   "multi_kernel_forward: X has ", x.cols(), " columns, expected ", w.in_features());
   detail::require(y.rows() == x.rows() && static_cast<std::size_t>(y.cols()) == w.out_features(),
@@ -169,7 +193,7 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w,
   if (x.rows() == 0) return;
   multi_kernel_forward(w, x.data(), static_cast<std::size_t>(x.outerStride()),
                        static_cast<std::size_t>(x.rows()), y.data(),
-                       static_cast<std::size_t>(y.outerStride()), kernels);
+                       static_cast<std::size_t>(y.outerStride()), kernels, algorithm);
 }
 
 }  // namespace mbok

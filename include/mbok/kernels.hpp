@@ -247,6 +247,10 @@ class KernelSet {
   }
   /// Largest token count for which the fused int8 forward picks the LUT product by default.
   std::size_t lut_max_tokens() const noexcept { return table_->lut_max_tokens; }
+  /// Kernels times tokens (K t) from which the fused float forward (`FloatAlgorithm::automatic`)
+  /// and the layer's dX rebuild W panel by panel into one float product; SIZE_MAX where this
+  /// ISA has no register-tiled float product.
+  std::size_t weight_product_min_work() const noexcept { return table_->weight_product_min_work; }
 
   /// The bound table of products, unchecked (for mbok's fused forwards, which check once).
   const detail::KernelTable& table() const noexcept { return *table_; }

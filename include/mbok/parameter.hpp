@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -20,6 +21,7 @@
 
 #include "bit_matrix.hpp"
 #include "error.hpp"
+#include "isa.hpp"
 #include "state_dict.hpp"
 
 namespace mbok {
@@ -79,10 +81,18 @@ BasicParameter<typename DerivedV::Scalar> make_parameter(std::string name,
 /// signal Q = dL/dB (same rows x cols, row-major floats, `signal_ld` floats between rows),
 /// both owned by the model. The optimizer flips bits through `bits->mutable_view()`.
 struct BooleanParameter {
+  BooleanParameter() = default;
+  BooleanParameter(std::string name_, BitMatrix* bits_, const float* signal_,
+                   std::size_t signal_ld_, std::optional<Isa> isa_ = std::nullopt)
+      : name(std::move(name_)), bits(bits_), signal(signal_), signal_ld(signal_ld_), isa(isa_) {}
+
   std::string name;               ///< unique among the parameters of one optimizer
   BitMatrix* bits = nullptr;      ///< the kernel; its shape fixes the optimizer state's shape
   const float* signal = nullptr;  ///< Q, written by the model's backward pass
   std::size_t signal_ld = 0;      ///< floats between rows of Q (>= cols)
+  /// The ISA of the layer that owns the kernel (`BooleanLinear::boolean_parameters` sets it):
+  /// the Boolean optimizer steps the kernel on that ISA's products. Unset: the optimizer's.
+  std::optional<Isa> isa;
 };
 
 /// What every optimizer offers a training loop.

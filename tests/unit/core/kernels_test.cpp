@@ -162,6 +162,26 @@ TableEntry product(const char* name, std::vector<Isa> simd) {
           },
           std::move(simd)};
 }
+// One codec's entry of the optimizer's step (an array member: compared element by element).
+TableEntry step_entry(detail::StepCodec codec, const char* name, std::vector<Isa> simd) {
+  static const detail::StepCodec codecs[] = {detail::StepCodec::f32, detail::StepCodec::f16,
+                                             detail::StepCodec::i8};
+  using Compare = bool (*)(const detail::KernelTable&, const detail::KernelTable&);
+  static const Compare compare[] = {
+      [](const detail::KernelTable& a, const detail::KernelTable& b) {
+        return a.boolean_step_rows[0] == b.boolean_step_rows[0];
+      },
+      [](const detail::KernelTable& a, const detail::KernelTable& b) {
+        return a.boolean_step_rows[1] == b.boolean_step_rows[1];
+      },
+      [](const detail::KernelTable& a, const detail::KernelTable& b) {
+        return a.boolean_step_rows[2] == b.boolean_step_rows[2];
+      }};
+  const auto i = static_cast<std::size_t>(codec);
+  CHECK(codecs[i] == codec);
+  return {name, sizeof(std::declval<const detail::KernelTable&>().boolean_step_rows[0]),
+          compare[i], std::move(simd)};
+}
 template <auto Member>
 TableEntry value(const char* name) {
   return {name, sizeof(std::declval<const detail::KernelTable&>().*Member), nullptr, {}};
@@ -179,6 +199,16 @@ const std::vector<TableEntry>& table_entries() {
       product<&T::lut_tables_i8>("lut_tables_i8", x86),
       product<&T::sign_gemm_i8_lut>("sign_gemm_i8_lut", x86),
       value<&T::lut_max_tokens>("lut_max_tokens"),
+      product<&T::gemm_tn_f32>("gemm_tn_f32", x86),
+      product<&T::weight_forward_f32>("weight_forward_f32", x86),
+      product<&T::weight_backward_dx_f32>("weight_backward_dx_f32", x86),
+      value<&T::weight_product_min_work>("weight_product_min_work"),
+      product<&T::signal_rows>("signal_rows", x86),
+      step_entry(detail::StepCodec::f32, "boolean_step_rows f32", x86),
+      // The avx2 tier has no F16C: f16 accumulators keep the scalar step there.
+      step_entry(detail::StepCodec::f16, "boolean_step_rows f16", {Isa::avx512}),
+      step_entry(detail::StepCodec::i8, "boolean_step_rows i8", x86),
+      product<&T::max_abs_bits>("max_abs_bits", {Isa::avx512}),
   };
   return entries;
 }

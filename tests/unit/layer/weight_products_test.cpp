@@ -1,9 +1,11 @@
 // The dense products of the multi-kernel weight W = sum_k s_out_k (.) B_k (.) s_in_k with W's
-// panels rebuilt from the bits (detail::weight_forward_f32, weight_backward_dx_f32): against
-// the double reference on edge shapes and every ISA that has them, and through the layer, whose
-// float forward and dX take them from K t >= 64 on and the per-kernel sign products below.
+// panels rebuilt from the bits (the table's weight_forward_f32, weight_backward_dx_f32):
+// against the double reference on edge shapes and every ISA's table (the scalar entries
+// included), and through the layer, whose float forward and dX take them from K t >= the
+// table's weight_product_min_work on and the per-kernel sign products below.
 
 #include <mbok/boolean_linear.hpp>
+#include <mbok/detail/kernels/training.hpp>
 
 #include <algorithm>
 
@@ -50,7 +52,8 @@ TEST_CASE("weight products of every ISA equal the double products on edge shapes
   const std::size_t tokens[] = {1, 5, 8, 9, 17, 70};
   std::size_t runs = 0;
   for (Isa isa : kAllIsas) {
-    if (!isa_available(isa) || !detail::has_weight_products(isa)) continue;
+    if (!isa_available(isa)) continue;
+    const detail::KernelTable& table = KernelSet(isa).table();
     for (std::size_t m : sizes)
       for (std::size_t n : sizes)
         for (std::size_t k_count = 1; k_count <= 3; ++k_count)
@@ -63,7 +66,7 @@ TEST_CASE("weight products of every ISA equal the double products on edge shapes
             // Strided operands; the output's padding columns must stay untouched.
             RowMatrixF y = RowMatrixF::Constant(static_cast<Eigen::Index>(t),
                                                 static_cast<Eigen::Index>(m + 1), 7.0f);
-            detail::weight_forward_f32(isa, w, x.data(), n + 3, t, y.data(), m + 1);
+            detail::weight_forward_f32(table, w, x.data(), n + 3, t, y.data(), m + 1);
             const auto xs = x.leftCols(static_cast<Eigen::Index>(n)).cast<double>();
             const auto zs = z.leftCols(static_cast<Eigen::Index>(m)).cast<double>();
             CHECK(within_rounding(y.leftCols(static_cast<Eigen::Index>(m)), xs * wd.transpose(),
@@ -72,7 +75,7 @@ TEST_CASE("weight products of every ISA equal the double products on edge shapes
             // dX is added to.
             const RowMatrixF start = random_matrix(t, n + 1);
             RowMatrixF dx = start;
-            detail::weight_backward_dx_f32(isa, w, z.data(), m + 2, t, dx.data(), n + 1);
+            detail::weight_backward_dx_f32(table, w, z.data(), m + 2, t, dx.data(), n + 1);
             const RowMatrixD want =
                 start.leftCols(static_cast<Eigen::Index>(n)).cast<double>() + zs * wd;
             const RowMatrixD bound =
@@ -83,10 +86,7 @@ TEST_CASE("weight products of every ISA equal the double products on edge shapes
             ++runs;
           }
   }
-  if (!detail::has_weight_products(Isa::avx2) || !isa_available(Isa::avx2))
-    WARN("no ISA with the weight products here; checked nothing");
-  else
-    CHECK(runs > 0);
+  CHECK(runs > 0);
 }
 
 // Through the layer: forward and dX of the weight products (K t >= 64) and of the per-kernel

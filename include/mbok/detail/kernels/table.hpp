@@ -6,14 +6,17 @@
 
 #include "../../bit_matrix.hpp"
 #include "../../isa.hpp"
+#include "boolean_step_args.hpp"
 #include "lut_format.hpp"
+#include "weight_panels.hpp"
 
 namespace mbok::detail {
 
 // The products every ISA provides, in the GEMM convention Y = X W^T (W: one output row per
-// packed row). Every entry takes a range of the output's columns so that callers can split
-// the work across threads; shapes are checked by the public entry points (kernels.hpp), not
-// here.
+// packed row). The inference entries take a range of the output's columns so that callers can
+// split the work across threads; shapes are checked by the public entry points (kernels.hpp),
+// not here. The training entries (from gemm_tn_f32 on) are reached through training.hpp, which
+// checks nothing either: its callers (the layer, the optimizer) check at their entrance.
 struct KernelTable {
   Isa isa;
   // C[i * ldc + j] = n - 2 popcount(A_i xor B_j), i < a.rows(), j in [j0, j1); n = a.cols().
@@ -51,6 +54,42 @@ struct KernelTable {
   // Largest token count for which the fused int8 forward picks the LUT product by default
   // (measured per ISA; bounded by the tables' memory where the LUT product wins at every t).
   std::size_t lut_max_tokens;
+
+  // ---- the training step (training.hpp) ----
+  // C (m x n, rows ldc apart) = A^T B for A t x m (rows lda apart), B t x n (rows ldb apart);
+  // t, m, n > 0. A whole product: it packs A once, then splits C's columns on parallel_for.
+  void (*gemm_tn_f32)(const float* a, std::size_t lda, const float* b, std::size_t ldb,
+                      std::size_t t, std::size_t m, std::size_t n, float* c, std::size_t ldc);
+  // Y (t x m, rows ldy apart) = X W^T for the multi-kernel weight W = sum_k s_out_k (.) B_k (.)
+  // s_in_k (m x n) and X (t x n, rows ldx apart), overwriting Y; t, m, n > 0. Whole product.
+  void (*weight_forward_f32)(const SignKernels& w, std::size_t m, std::size_t n, const float* x,
+                             std::size_t ldx, std::size_t t, float* y, std::size_t ldy);
+  // dX (t x n, rows lddx apart) += Z W for Z (t x m, rows ldz apart); t, m, n > 0. Whole
+  // product.
+  void (*weight_backward_dx_f32)(const SignKernels& w, std::size_t m, std::size_t n,
+                                 const float* z, std::size_t ldz, std::size_t t, float* dx,
+                                 std::size_t lddx);
+  // K t (kernels times tokens) from which the layer's float forward and dX, and
+  // multi_kernel_forward, take the weight products instead of K sign products (measured per
+  // ISA; SIZE_MAX where the weight products are not faster).
+  std::size_t weight_product_min_work;
+  // Rows [r0, r1) of the backward's pass over P = Z^T X (m x n, rows n apart) for the kernels
+  // order[0 .. count) of w: ds_out[k][i] += sum_j P_ij b_ij s_in_k,j, ds_in[k][j] += sum_i
+  // P_ij b_ij s_out_k,i (b = +-1, bit set = -1), and where q[k] is not null Q_k,ij = P_ij
+  // s_out_k,i s_in_k,j (added to q[k] when add_q[k], written otherwise; q[k] may be P itself
+  // for the last kernel of `order`, which reads P last).
+  void (*signal_rows)(const SignKernels& w, const std::size_t* order, std::size_t count,
+                      const float* p, std::size_t n, std::size_t r0, std::size_t r1,
+                      float* const* ds_out, float* const* ds_in, float* const* q,
+                      const bool* add_q);
+  // The Boolean optimizer's step over rows [r0, r1) for each accumulator codec (StepCodec
+  // order: f32, f16, i8), bit for bit the same on every ISA; returns the flips.
+  std::size_t (*boolean_step_rows[3])(const BooleanStepArgs& args, std::size_t r0,
+                                      std::size_t r1);
+  // The largest |q| over rows x cols (rows ld apart) as its bit pattern (>= 0x7F800000 when
+  // a value is NaN or infinite).
+  std::uint32_t (*max_abs_bits)(const float* q, std::size_t ld, std::size_t rows,
+                                std::size_t cols);
 };
 
 }  // namespace mbok::detail

@@ -24,8 +24,9 @@
 #include <vector>
 
 #include "../../boolean_linear.hpp"
-#include "../../detail/gemm_f32.hpp"
+#include "../../detail/kernels/training.hpp"
 #include "../../isa.hpp"
+#include "../../kernels.hpp"
 #include "../../error.hpp"
 #include "../../io/mbok_format.hpp"
 #include "../../parameter.hpp"
@@ -89,12 +90,12 @@ struct DenseProducts {
 
  private:
   static bool fast() {
-    static const bool yes = mbok::detail::has_weight_products(active_isa());
+    static const bool yes = mbok::detail::has_weight_products(KernelSet().table());
     return yes;
   }
   static void tn_raw(const Matrix& a, const Matrix& b, Matrix& c) {
     mbok::detail::gemm_tn_f32(
-        active_isa(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
+        KernelSet().table(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
         static_cast<std::size_t>(b.cols()), static_cast<std::size_t>(a.rows()),
         static_cast<std::size_t>(a.cols()), static_cast<std::size_t>(b.cols()),
         reinterpret_cast<float*>(c.data()), static_cast<std::size_t>(c.cols()));

@@ -13,7 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../../boolean_step_args.hpp"
+#include "../boolean_step_args.hpp"
+#include "../table.hpp"
 #include "begin.hpp"
 
 namespace mbok::detail::avx2 {
@@ -150,6 +151,12 @@ std::size_t boolean_step_rows(const BooleanStepArgs& a, std::size_t r0, std::siz
     }
   }
   return flips;
+}
+
+// f16 accumulators and max_abs_bits keep the scalar entries.
+inline constexpr void install_boolean_step(KernelTable& t) noexcept {
+  t.boolean_step_rows[static_cast<int>(StepCodec::f32)] = &boolean_step_rows<StepCodec::f32>;
+  t.boolean_step_rows[static_cast<int>(StepCodec::i8)] = &boolean_step_rows<StepCodec::i8>;
 }
 
 }  // namespace mbok::detail::avx2

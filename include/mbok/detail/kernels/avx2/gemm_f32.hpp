@@ -91,8 +91,8 @@ inline void gemm_packed_f32(const float* apack, std::size_t kc, std::size_t m, c
 // Columns [j0, j1) of C (m x n, rows ldc apart) = A^T B; `apack` holds A (t x m) in blocks of
 // kGemmRows columns, zero-padded (apack[(block * t + token) * kGemmRows + r]); B is t x n,
 // rows ldb apart. j0 is a multiple of kGemmCols.
-inline void gemm_tn_f32(const float* apack, std::size_t t, std::size_t m, const float* b,
-                        std::size_t ldb, float* c, std::size_t ldc, std::size_t j0,
+inline void gemm_tn_panels(const float* apack, std::size_t t, std::size_t m, const float* b,
+                           std::size_t ldb, float* c, std::size_t ldc, std::size_t j0,
                         std::size_t j1) {
   AlignedPanel storage(t * kGemmCols);
   float* panel = storage.data();

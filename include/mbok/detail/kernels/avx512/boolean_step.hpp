@@ -14,7 +14,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "../../boolean_step_args.hpp"
+#include "../boolean_step_args.hpp"
+#include "../table.hpp"
 #include "begin.hpp"
 
 namespace mbok::detail::avx512 {
@@ -131,6 +132,13 @@ std::size_t boolean_step_rows(const BooleanStepArgs& a, std::size_t r0, std::siz
     }
   }
   return flips;
+}
+
+inline constexpr void install_boolean_step(KernelTable& t) noexcept {
+  t.boolean_step_rows[static_cast<int>(StepCodec::f32)] = &boolean_step_rows<StepCodec::f32>;
+  t.boolean_step_rows[static_cast<int>(StepCodec::f16)] = &boolean_step_rows<StepCodec::f16>;
+  t.boolean_step_rows[static_cast<int>(StepCodec::i8)] = &boolean_step_rows<StepCodec::i8>;
+  t.max_abs_bits = &max_abs_bits;
 }
 
 }  // namespace mbok::detail::avx512

@@ -6,9 +6,9 @@
 // Output columns [i0, i1) of Y (t x m, rows ldy apart) = X W^T, overwriting Y; `xpack` holds X
 // (t x n) in blocks of kGemmRows tokens (xpack[(block * n + s) * kGemmRows + r]). i0 is a
 // multiple of kGemmCols.
-inline void weight_forward_f32(const SignKernels& w, const float* xpack, std::size_t t,
-                               std::size_t n, float* y, std::size_t ldy, std::size_t i0,
-                               std::size_t i1) {
+inline void weight_forward_panels(const SignKernels& w, const float* xpack, std::size_t t,
+                                  std::size_t n, float* y, std::size_t ldy, std::size_t i0,
+                                  std::size_t i1) {
   AlignedPanel storage(n * kGemmCols);
   for (std::size_t i = i0; i < i1; i += kGemmCols) {
     const std::size_t rows = std::min(kGemmCols, i1 - i);
@@ -19,9 +19,9 @@ inline void weight_forward_f32(const SignKernels& w, const float* xpack, std::si
 
 // Input columns [j0, j1) of dX (t x n, rows lddx apart) += Z W; `zpack` holds Z (t x m) in
 // blocks of kGemmRows tokens. j0 is a multiple of kGemmCols.
-inline void weight_backward_f32(const SignKernels& w, const float* zpack, std::size_t t,
-                                std::size_t m, float* dx, std::size_t lddx, std::size_t j0,
-                                std::size_t j1) {
+inline void weight_backward_panels(const SignKernels& w, const float* zpack, std::size_t t,
+                                   std::size_t m, float* dx, std::size_t lddx, std::size_t j0,
+                                   std::size_t j1) {
   AlignedPanel storage(m * kGemmCols);
   for (std::size_t j = j0; j < j1; j += kGemmCols) {
     const std::size_t cols = std::min(kGemmCols, j1 - j);

@@ -14,6 +14,10 @@
 namespace mbok::detail::neon {
 
 inline constexpr Isa kTableIsa = Isa::neon;
+// The training step runs the scalar entries on neon (no neon version yet): a neon product
+// installs itself here.
+inline constexpr void install_training(KernelTable&) noexcept {}
+inline constexpr void install_boolean_step(KernelTable&) noexcept {}
 #include "../generic/kernel_table.hpp"
 
 }  // namespace mbok::detail::neon

@@ -11,6 +11,7 @@
 #include "../../bits.hpp"
 #include "../table.hpp"
 #include "lut_i8.hpp"
+#include "training.hpp"
 
 namespace mbok::detail::scalar {
 
@@ -92,8 +93,31 @@ inline void sign_gemm_acc_f32(const float* x, std::size_t ldx, std::size_t t, Bi
   });
 }
 
-inline constexpr KernelTable kTable{
-    Isa::scalar,        &xnor_gemm,  &sign_gemm_f32, &sign_gemm_t_f32,  &sign_gemm_i8,
-    &sign_gemm_acc_f32, &lut_layout, &lut_tables_i8, &sign_gemm_i8_lut, 8};
+inline constexpr KernelTable make_table() noexcept {
+  KernelTable t{};
+  t.isa = Isa::scalar;
+  t.xnor_gemm = &xnor_gemm;
+  t.sign_gemm_f32 = &sign_gemm_f32;
+  t.sign_gemm_t_f32 = &sign_gemm_t_f32;
+  t.sign_gemm_i8 = &sign_gemm_i8;
+  t.sign_gemm_acc_f32 = &sign_gemm_acc_f32;
+  t.lut_layout = &lut_layout;
+  t.lut_tables_i8 = &lut_tables_i8;
+  t.sign_gemm_i8_lut = &sign_gemm_i8_lut;
+  t.lut_max_tokens = 8;
+  t.gemm_tn_f32 = &gemm_tn_f32;
+  t.weight_forward_f32 = &weight_forward_f32;
+  t.weight_backward_dx_f32 = &weight_backward_dx_f32;
+  // Rebuilding W one row at a time is not faster than the sign products here.
+  t.weight_product_min_work = SIZE_MAX;
+  t.signal_rows = &signal_rows;
+  t.boolean_step_rows[static_cast<int>(StepCodec::f32)] = &boolean_step_rows<StepCodec::f32>;
+  t.boolean_step_rows[static_cast<int>(StepCodec::f16)] = &boolean_step_rows<StepCodec::f16>;
+  t.boolean_step_rows[static_cast<int>(StepCodec::i8)] = &boolean_step_rows<StepCodec::i8>;
+  t.max_abs_bits = &max_abs_bits;
+  return t;
+}
+
+inline constexpr KernelTable kTable = make_table();
 
 }  // namespace mbok::detail::scalar

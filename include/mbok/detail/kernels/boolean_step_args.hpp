@@ -1,7 +1,7 @@
 #pragma once
-#include "guard.hpp"
+#include "../guard.hpp"
 
-// The arguments of the vectorized Boolean optimizer step (kernels/<isa>/boolean_step.hpp),
+// The arguments of the vectorized Boolean optimizer step (<isa>/boolean_step.hpp, scalar/training.hpp),
 // shared by every ISA so that the optimizer fills them once.
 
 #include <cstddef>
