@@ -165,8 +165,10 @@ int run(int argc, char** argv, std::streambuf* err) {
       ->capture_default_str();
   sweep->add_option("--sweep-steps", so.steps, "Run lengths")->capture_default_str();
   sweep->add_option("--sweep-kernels", so.kernels, "Uniform K")->capture_default_str();
-  sweep->add_option("--sweep-etas", so.etas, "Boolean eta grid (tuned at the first length)");
-  sweep->add_option("--sweep-latent-lrs", so.latent_lrs, "Latent learning-rate grid");
+  sweep->add_option("--sweep-etas", so.etas, "Boolean eta grid (tuned at the first length)")
+      ->capture_default_str();
+  sweep->add_option("--sweep-latent-lrs", so.latent_lrs, "Latent learning-rate grid")
+      ->capture_default_str();
   sweep->add_option("--sweep-tune-kernels", so.tune_kernels, "K of the tuning runs")
       ->capture_default_str();
   sweep->add_flag("!--no-ablations", so.ablations,
