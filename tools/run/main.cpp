@@ -39,10 +39,16 @@ double seconds_since(Clock::time_point t0) {
 
 int fail(const std::string& message) { return mbok_examples::report_error("mbok-run", message); }
 
-PretrainedModel load(const mbok::tools::RunOptions& o) {
+mbok::llama::ModelOptions model_options(const mbok::tools::RunOptions& o) {
   mbok::llama::ModelOptions mo;
   mo.activations =
       o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  mo.head = o.head == "int8" ? mbok::llama::HeadFormat::int8 : mbok::llama::HeadFormat::float32;
+  return mo;
+}
+
+PretrainedModel load(const mbok::tools::RunOptions& o) {
+  const mbok::llama::ModelOptions mo = model_options(o);
   PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
   if (!p.tokenizer)
     throw mbok::FormatError("mbok: '" + o.model +
@@ -147,9 +153,7 @@ int run_generate(const mbok::tools::RunOptions& o) {
 }
 
 int run_bench(const mbok::tools::RunOptions& o) {
-  mbok::llama::ModelOptions mo;
-  mo.activations =
-      o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  const mbok::llama::ModelOptions mo = model_options(o);
   const auto t0 = Clock::now();
   const PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
   const double load_s = seconds_since(t0);
@@ -157,7 +161,8 @@ int run_bench(const mbok::tools::RunOptions& o) {
       mbok::tools::run_bench(p.model, o.bench_prompt, o.tokens, o.reps);
   std::cout << std::fixed << std::setprecision(2) << "model: " << o.model << " (loaded in "
             << load_s << " s)\n"
-            << "threads: " << mbok::max_threads() << ", activations: " << o.activations << "\n"
+            << "threads: " << mbok::max_threads() << ", activations: " << o.activations
+            << ", head: " << o.head << "\n"
             << "pp" << o.bench_prompt << ": " << r.prefill_tokens_per_s << " tokens/s\n"
             << "tg" << o.tokens << ": " << r.decode_tokens_per_s << " tokens/s\n"
             << "bytes read per decoded token: " << r.bytes_per_token / 1e6 << " MB\n"
@@ -168,9 +173,7 @@ int run_bench(const mbok::tools::RunOptions& o) {
 }
 
 int run_info(const mbok::tools::RunOptions& o) {
-  mbok::llama::ModelOptions mo;
-  mo.activations =
-      o.activations == "float" ? mbok::llama::Activations::float32 : mbok::llama::Activations::int8;
+  const mbok::llama::ModelOptions mo = model_options(o);
   const PretrainedModel p = mbok::llama::load_pretrained(o.model, mo);
   const auto f = p.model.footprint();
   std::cout << "model: " << o.model << (p.converted ? " (mbok file)" : " (Hugging Face checkpoint)")
@@ -202,6 +205,10 @@ int main(int argc, char** argv) {
     sub->add_option("--activations", o.activations,
                     "activations of the Boolean layers: int8 (default) or float")
         ->check(CLI::IsMember({"int8", "float"}));
+    sub->add_option("--head", o.head,
+                    "the output head in memory: float (default, as loaded) or int8 (one scale per "
+                    "row; a quarter of the bytes each token reads there)")
+        ->check(CLI::IsMember({"float", "int8"}));
     sub->add_option("-t,--threads", o.threads, "threads (default: OpenMP's)")
         ->check(CLI::PositiveNumber);
   };

@@ -9,6 +9,7 @@ namespace mbok::tools {
 struct RunOptions {
   std::string model;  // HF checkpoint directory or mbok file
   std::string activations = "int8";
+  std::string head = "float";  // the output head in memory: float or int8
   int threads = 0;  // 0: OpenMP's default
   bool quiet = false;
   // perplexity

@@ -9,8 +9,9 @@
 ///
 /// with grouped-query causal attention (rope.hpp, attention.hpp), RMSNorm (rms_norm.hpp), and
 /// every block projection a `LinearLayer` (linear.hpp): dense float (the teacher) or
-/// `BooleanLinear<float>` on its int8 or float path (`ModelOptions::activations`). Embedding,
-/// norms and head are float. Keys and values live in a `KvCache` (kv_cache.hpp): one
+/// `BooleanLinear<float>` on its int8 or float path (`ModelOptions::activations`). Embedding
+/// and norms are float; the head is float or, with `ModelOptions::head = HeadFormat::int8`,
+/// int8 with one scale per row (`Int8Matrix`). Keys and values live in a `KvCache` (kv_cache.hpp): one
 /// `forward` over t tokens runs each linear layer once on a t x in matrix (prefill), and a
 /// forward of one token is a decode step that allocates nothing once its cache has seen one.
 ///
@@ -30,12 +31,15 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "../boolean_linear.hpp"
 #include "../error.hpp"
+#include "../int8_matrix.hpp"
+#include "../kernels.hpp"
 #include "../io/mbok_format.hpp"
 #include "../io/mbok_linear.hpp"
 #include "../io/safetensors.hpp"
@@ -50,10 +54,19 @@
 namespace mbok {
 namespace llama {
 
+/// How the output head is held. `float32`: as loaded. `int8`: quantized per row at load
+/// (`Int8Matrix`, |error| <= half a step of the row's scale max|w| / 127), one byte per weight
+/// instead of four; in a Boolean model the float head is otherwise the largest read of a
+/// decode step (a 7B-shaped K=2 model reads 1.7 GB of kernels and 0.5 GB of float head). An
+/// untied float head is released once quantized.
+enum class HeadFormat { float32, int8 };
+
 /// How a model runs.
 struct ModelOptions {
   /// Activations of the Boolean layers (dense layers always run in float).
   Activations activations = Activations::float32;
+  /// The output head's weights in memory (see `HeadFormat`).
+  HeadFormat head = HeadFormat::float32;
 };
 
 /// One decoder block: its two norms' weights and seven projections.
@@ -120,7 +133,6 @@ class LlamaModel {
   /// (both shapes named) or non-finite values.
   static LlamaModel from_tensors(const LlamaConfig& config, const TensorLookup& lookup,
                                  const ModelOptions& options = {}) {
-    (void)options;  // a dense model has no Boolean layer
     config.validate();
     Loader in{config, lookup, "llama"};
     std::vector<LlamaBlock> blocks(static_cast<std::size_t>(config.num_hidden_layers));
@@ -132,7 +144,7 @@ class LlamaModel {
         layer = in.dense_linear(name);
       }
     }
-    return in.finish(std::move(blocks));
+    return in.finish(std::move(blocks), options);
   }
 
   /// A converted model from an mbok file: layers named by the HF tensor name minus ".weight"
@@ -173,16 +185,33 @@ class LlamaModel {
           layer = in.dense_linear(name, " (neither an mbok layer nor a tensor)");
       }
     }
-    return in.finish(std::move(blocks));
+    return in.finish(std::move(blocks), options);
   }
 
   const LlamaConfig& config() const noexcept { return config_; }
   const std::vector<LlamaBlock>& blocks() const noexcept { return blocks_; }
   const RowMatrix& embedding() const noexcept { return embedding_; }
   const Eigen::VectorXf& final_norm() const noexcept { return final_norm_; }
-  /// The output head (vocab x hidden): lm_head, or the embedding when tied.
-  const RowMatrix& head() const noexcept {
+  /// The float output head (vocab x hidden): lm_head, or the embedding when tied. Throws
+  /// `InvalidArgument` when an untied head was quantized (`quantize_head`) and released.
+  const RowMatrix& head() const {
+    mbok::detail::require(config_.tie_word_embeddings || lm_head_.size() != 0,
+                          "llama model: the float head was released when it was quantized to "
+                          "int8 (ModelOptions::head)");
     return config_.tie_word_embeddings ? embedding_ : lm_head_;
+  }
+  /// The int8 head, or nullptr when the head runs in float.
+  const Int8Matrix* int8_head() const noexcept { return head_i8_.get(); }
+
+  /// Holds the head as int8 from now on (`HeadFormat::int8`); an untied float head is
+  /// released. Idempotent. Copies made before share the float head and keep running it.
+  void quantize_head() {
+    if (head_i8_) return;
+    const RowMatrix& w = config_.tie_word_embeddings ? embedding_ : lm_head_;
+    head_i8_ = std::make_shared<const Int8Matrix>(Int8Matrix::quantize(
+        w.data(), static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()),
+        static_cast<std::size_t>(w.cols())));
+    if (!config_.tie_word_embeddings) lm_head_ = RowMatrix();
   }
 
   /// An empty cache for up to `max_tokens` positions of this model.
@@ -240,8 +269,14 @@ class LlamaModel {
       }
     }
     f.float_parameters += norms + v * h * (config_.tie_word_embeddings ? 1 : 2);
-    f.bytes_per_token += (norms + v * h + h) * sizeof(float);
-    f.resident_bytes += (norms + v * h * (config_.tie_word_embeddings ? 1 : 2)) * sizeof(float);
+    const std::size_t float_head = head_i8_ ? 0 : v * h;
+    f.bytes_per_token += (norms + float_head + h) * sizeof(float);
+    f.resident_bytes +=
+        (norms + v * h + (config_.tie_word_embeddings ? 0 : float_head)) * sizeof(float);
+    if (head_i8_) {
+      f.bytes_per_token += head_i8_->bytes();
+      f.resident_bytes += head_i8_->bytes();
+    }
     return f;
   }
 
@@ -342,17 +377,46 @@ class LlamaModel {
           BooleanLinear<float>(file.load_weights<float>(layer_name), std::move(bias)), activations,
           name);
     }
-    LlamaModel finish(std::vector<LlamaBlock> blocks) const {
+    LlamaModel finish(std::vector<LlamaBlock> blocks, const ModelOptions& options) const {
       RowMatrix embedding =
           matrix("model.embed_tokens.weight", config.vocab_size, config.hidden_size);
       Eigen::VectorXf norm = vector("model.norm.weight", config.hidden_size);
       RowMatrix head;
       if (!config.tie_word_embeddings)
         head = matrix("lm_head.weight", config.vocab_size, config.hidden_size);
-      return LlamaModel(config, std::move(embedding), std::move(blocks), std::move(norm),
-                        std::move(head));
+      LlamaModel model(config, std::move(embedding), std::move(blocks), std::move(norm),
+                       std::move(head));
+      if (options.head == HeadFormat::int8) model.quantize_head();
+      return model;
     }
   };
+
+  // logits (t x vocab, rows ldy apart) = x W^T for the int8 head W. Decode-sized t reads
+  // each weight once through the dense int8 product; a longer run (perplexity) dequantizes
+  // panels of rows into a per-thread buffer and multiplies them as a float GEMM.
+  void int8_head_forward(const float* x, std::size_t ldx, std::size_t t, float* y,
+                         std::size_t ldy) const {
+    constexpr std::size_t kProductMaxTokens = 8, kPanelRows = 64;
+    const Int8Matrix& w = *head_i8_;
+    if (t <= kProductMaxTokens) {
+      kernels_.dense_i8_gemm(x, ldx, t, w, y, ldy);
+      return;
+    }
+    using CMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+    using Map = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+    const auto rows = static_cast<Eigen::Index>(t), n = static_cast<Eigen::Index>(w.cols());
+    const CMap xm(x, rows, n, Eigen::OuterStride<>(static_cast<Eigen::Index>(ldx)));
+    parallel_for(0, w.rows(), kPanelRows, [&](std::size_t j0, std::size_t j1) {
+      RowMatrix panel(static_cast<Eigen::Index>(std::min(kPanelRows, j1 - j0)), n);
+      for (std::size_t p = j0; p < j1; p += kPanelRows) {
+        const std::size_t p1 = std::min(j1, p + kPanelRows);
+        const auto len = static_cast<Eigen::Index>(p1 - p);
+        w.dequantize_rows(p, p1, panel.data(), w.cols());
+        Map ym(y + p, rows, len, Eigen::OuterStride<>(static_cast<Eigen::Index>(ldy)));
+        ym.noalias() = xm * panel.topRows(len).transpose();
+      }
+    });
+  }
 
   void check_parts() const {
     const auto h = static_cast<Eigen::Index>(config_.hidden_size),
@@ -494,9 +558,14 @@ class LlamaModel {
     // Final norm and head.
     const std::size_t first = last_only ? t - 1 : 0;
     norm_rows(final_norm_, first, t);
-    const Eigen::VectorXf no_bias;
-    LinearLayer::dense_forward(head(), no_bias, hn + first * h, h, t - first, logits,
-                               static_cast<std::size_t>(c.vocab_size));
+    if (head_i8_) {
+      int8_head_forward(hn + first * h, h, t - first, logits,
+                        static_cast<std::size_t>(c.vocab_size));
+    } else {
+      const Eigen::VectorXf no_bias;
+      LinearLayer::dense_forward(head(), no_bias, hn + first * h, h, t - first, logits,
+                                 static_cast<std::size_t>(c.vocab_size));
+    }
     cache.set_length(pos0 + t);
   }
 
@@ -504,7 +573,9 @@ class LlamaModel {
   RowMatrix embedding_;
   std::vector<LlamaBlock> blocks_;
   Eigen::VectorXf final_norm_;
-  RowMatrix lm_head_;  // empty when tied
+  RowMatrix lm_head_;  // empty when tied, or once quantized
+  std::shared_ptr<const Int8Matrix> head_i8_;  // set by quantize_head
+  KernelSet kernels_;
   Rope rope_;
 };
 
