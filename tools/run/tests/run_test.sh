@@ -6,7 +6,8 @@
 #     file), and F16;
 #  2. a converted model (mbok-convert, K = 2 and K = 1): int8 and float activations give
 #     perplexities within 0.01 nats of mean log-likelihood of each other (the int8 path's
-#     per-token quantization of the layer inputs; measured about 0.001);
+#     per-token quantization of the layer inputs; measured about 0.001), and so does the int8
+#     head (`--head int8`) against the float head;
 #  3. `generate` streams the prompt and the continuation and reports prefill and decode
 #     tokens/s; sampling with one seed repeats exactly; `bench` reports pp, tg and bandwidth;
 #  4. bad input: a missing model, a truncated tokenizer.json, a context beyond the model's
@@ -72,6 +73,11 @@ for k in 2 1; do
   nll_close "$i" "$f" 0.01 || fail "K=$k: int8 perplexity $i, float $f"
   echo "converted K=$k: int8 perplexity $i, float $f"
 done
+# The int8 head (weights quantized per row, half a step of max|w|/127 at most): within 0.01
+# nats of the float head on the same model.
+h="$("$run" perplexity -m gqa-k1.mbok --text text.txt -c 100 -q --head int8 | value perplexity)"
+nll_close "$h" "$i" 0.01 || fail "int8 head: perplexity $h, float head $i"
+echo "converted K=1: int8 head perplexity $h, float head $i"
 
 out="$("$run" generate -m gqa-k2.mbok -p "In the" -n 12 --ignore-eos 2>err.txt)"
 [ "${out#In the}" != "$out" ] || fail "generate: output does not start with the prompt"
