@@ -24,6 +24,7 @@
 #include "bit_matrix.hpp"
 #include "config.hpp"
 #include "error.hpp"
+#include "int8_matrix.hpp"
 #include "isa.hpp"
 #include "parallel.hpp"
 
@@ -152,6 +153,26 @@ class KernelSet {
     table_->sign_gemm_acc_f32(x, ldx, t, w, s_out, y, ldy, j0, j1);
   }
 
+  /// Dense int8 weights x float activations: Y (t x m, stride ldy) = X (t x n, stride ldx)
+  /// W^T for W = `w` (m x n, scale(j) q(j, l)). Float sums in the product's own order: within
+  /// float rounding of the exact sum, not bit for bit across ISAs.
+  void dense_i8_gemm(const float* x, std::size_t ldx, std::size_t t, const Int8Matrix& w,
+                     float* y, std::size_t ldy) const {
+    check_dense_i8(x, ldx, t, w, y, ldy);
+    parallel_for(0, w.rows(), grain_rows(t, w.cols() / 64 + 1),
+                 [&](std::size_t j0, std::size_t j1) {
+                   table_->dense_i8_f32(w.data(), w.stride(), w.scales(), w.cols(), x, ldx, t, y,
+                                        ldy, j0, j1);
+                 });
+  }
+  /// `dense_i8_gemm` for output columns [j0, j1) only, on the calling thread.
+  void dense_i8_gemm_range(const float* x, std::size_t ldx, std::size_t t, const Int8Matrix& w,
+                           float* y, std::size_t ldy, std::size_t j0, std::size_t j1) const {
+    check_dense_i8(x, ldx, t, w, y, ldy);
+    check_range(j0, j1, w.rows(), "dense_i8_gemm");
+    table_->dense_i8_f32(w.data(), w.stride(), w.scales(), w.cols(), x, ldx, t, y, ldy, j0, j1);
+  }
+
   /// The backward orientation: dX (t x n, stride lddx) = Z (t x m, stride ldz) W.
   void sign_gemm_transposed(const float* z, std::size_t ldz, std::size_t t, BitMatrixView w,
                             float* dx, std::size_t lddx) const {
@@ -256,6 +277,15 @@ class KernelSet {
   const detail::KernelTable& table() const noexcept { return *table_; }
 
  private:
+  static void check_dense_i8(const float* x, std::size_t ldx, std::size_t t,
+                             const Int8Matrix& w, const float* y, std::size_t ldy) {
+    detail::require(ldx >= w.cols(), "dense_i8_gemm: ldx ", ldx, " is below ", w.cols(),
+                    " input columns");
+    detail::require(ldy >= w.rows(), "dense_i8_gemm: ldy ", ldy, " is below ", w.rows(),
+                    " output columns");
+    detail::require((x != nullptr && y != nullptr) || t == 0 || w.rows() == 0,
+                    "dense_i8_gemm: null activations or output");
+  }
   // Enough rows per chunk that a thread does at least ~64 Ki word operations.
   static std::size_t grain_rows(std::size_t t, std::size_t words) noexcept {
     std::size_t per_row = SIZE_MAX;  // saturates: only a grain

@@ -51,6 +51,11 @@ struct KernelTable {
   // column j0); w in lut_layout().
   void (*sign_gemm_i8_lut)(LutTablesView x, LutWeightsView w, std::int32_t* y, std::size_t ldy,
                            std::size_t j0, std::size_t j1);
+  // Y[i * ldy + j] = s[j] * sum_l X[i * ldx + l] * Q[j * ldq + l], i < t, j in [j0, j1): a
+  // dense int8 matrix with one scale per row (Int8Matrix) times float activations.
+  void (*dense_i8_f32)(const std::int8_t* q, std::size_t ldq, const float* s, std::size_t n,
+                       const float* x, std::size_t ldx, std::size_t t, float* y,
+                       std::size_t ldy, std::size_t j0, std::size_t j1);
   // Largest token count for which the fused int8 forward picks the LUT product by default
   // (measured per ISA; bounded by the tables' memory where the LUT product wins at every t).
   std::size_t lut_max_tokens;

@@ -15,6 +15,7 @@
 #include "../table.hpp"
 #include "boolean_step.hpp"
 #include "gemm_f32.hpp"
+#include "dense_i8.hpp"
 #include "lut_i8.hpp"
 #include "sign_f32.hpp"
 #include "sign_i8.hpp"

@@ -10,6 +10,7 @@
 
 #include "../../bits.hpp"
 #include "../table.hpp"
+#include "dense_i8.hpp"
 #include "lut_i8.hpp"
 #include "training.hpp"
 
@@ -104,6 +105,7 @@ inline constexpr KernelTable make_table() noexcept {
   t.lut_layout = &lut_layout;
   t.lut_tables_i8 = &lut_tables_i8;
   t.sign_gemm_i8_lut = &sign_gemm_i8_lut;
+  t.dense_i8_f32 = &dense_i8_f32;
   t.lut_max_tokens = 8;
   t.gemm_tn_f32 = &gemm_tn_f32;
   t.weight_forward_f32 = &weight_forward_f32;
