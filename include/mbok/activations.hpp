@@ -28,14 +28,14 @@
 #include "error.hpp"
 #include "parallel.hpp"
 
-#include "detail/bits.hpp"
-#include "detail/checked.hpp"
+#include "detail/base/bits.hpp"
+#include "detail/base/checked.hpp"
 
 namespace mbok {
 
-/// Longest input row for which the int8 products (`sign_gemm_i8`, the int8 forward) are
-/// exact: |sum_l x_l w_l| <= 128 n must fit in int32. Longer rows are rejected by the int8
-/// forward (`InvalidArgument`).
+/// Longest input row for which the int8 products (`KernelSet::sign_gemm_i8`, the table-lookup
+/// product, the int8 forward) are exact: |sum_l x_l w_l| <= 128 n must fit in int32. Longer
+/// rows are rejected (`InvalidArgument`). The one int8 limit of the library.
 inline constexpr std::size_t kMaxInt8Features = (std::size_t{1} << 24) - 1;
 
 /// t tokens of n features quantized to int8: x(i, l) ~ scale(i) * q(i, l), q in [-127, 127].

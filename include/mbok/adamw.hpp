@@ -24,8 +24,8 @@
 #include "parameter.hpp"
 #include "state_dict.hpp"
 
-#include "detail/checked.hpp"
-#include "detail/finite.hpp"
+#include "detail/base/checked.hpp"
+#include "detail/base/finite.hpp"
 
 namespace mbok {
 

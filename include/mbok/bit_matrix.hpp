@@ -28,8 +28,8 @@
 #include "config.hpp"
 #include "error.hpp"
 
-#include "detail/bits.hpp"
-#include "detail/checked.hpp"
+#include "detail/base/bits.hpp"
+#include "detail/base/checked.hpp"
 
 namespace mbok {
 

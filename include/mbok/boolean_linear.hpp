@@ -35,7 +35,7 @@
 
 #include "activations.hpp"
 #include "bit_matrix.hpp"
-#include "detail/finite.hpp"
+#include "detail/base/finite.hpp"
 #include "detail/kernels/training.hpp"
 #include "error.hpp"
 #include "forward_float.hpp"

@@ -55,8 +55,8 @@
 #include "parameter.hpp"
 #include "state_dict.hpp"
 
-#include "detail/checked.hpp"
-#include "detail/float16.hpp"
+#include "detail/base/checked.hpp"
+#include "detail/base/float16.hpp"
 #include "detail/kernels/training.hpp"
 
 namespace mbok {
@@ -113,12 +113,20 @@ enum class SignalScaling : int {
   sign = 2,
 };
 
-/// "none" or "rms".
+/// "none", "rms" or "sign".
 inline constexpr const char* signal_scaling_name(SignalScaling s) noexcept {
   return s == SignalScaling::none   ? "none"
          : s == SignalScaling::rms  ? "rms"
          : s == SignalScaling::sign ? "sign"
                                     : "?";
+}
+
+/// The signal scaling named `name` ("none", "rms" or "sign", as `signal_scaling_name` writes
+/// it). Throws `InvalidArgument` naming the valid choices for any other string.
+inline SignalScaling parse_signal_scaling(const std::string& name) {
+  for (SignalScaling s : {SignalScaling::none, SignalScaling::rms, SignalScaling::sign})
+    if (name == signal_scaling_name(s)) return s;
+  throw InvalidArgument("mbok: signal scaling must be none, rms or sign, got '" + name + "'");
 }
 
 namespace detail {
@@ -304,7 +312,7 @@ class BooleanOptimizer final : public Optimizer {
             s.f32[e] = std::clamp(v, -3.0e38f, 3.0e38f);
             break;
           case AccumulatorType::f16:
-            s.f16[e] = detail::float_to_half(v);
+            s.f16[e] = detail::float_to_f16_saturating(v);
             break;
           case AccumulatorType::i8:
             s.i8[e] = static_cast<std::int8_t>(
@@ -534,7 +542,7 @@ class BooleanOptimizer final : public Optimizer {
       case AccumulatorType::f32:
         return s.f32[e];
       case AccumulatorType::f16:
-        return detail::half_to_float(s.f16[e]);
+        return f16_to_float(s.f16[e]);
       case AccumulatorType::i8:
         return static_cast<float>(s.i8[e]) * static_cast<float>(s.scale);
     }
@@ -593,7 +601,7 @@ class BooleanOptimizer final : public Optimizer {
           std::uint16_t h;
           std::memcpy(&h, p, sizeof h);
           ok = (h & 0x7c00u) != 0x7c00u;  // exponent all ones: infinity or NaN
-          value = static_cast<double>(detail::half_to_float(h));
+          value = static_cast<double>(f16_to_float(h));
           break;
         }
         case AccumulatorType::i8: {

@@ -44,8 +44,6 @@
 
 namespace mbok {
 
-static_assert(kMaxInt8Features == kMaxInt8ProductCols, "one exact-int32 limit for int8 products");
-
 /// Which int8 product the fused forward runs.
 enum class Int8Algorithm {
   automatic,  ///< the faster one for this ISA and token count

@@ -31,12 +31,12 @@
 
 #include "config.hpp"
 
-#include "detail/cpu/features.hpp"
+#include "detail/base/cpu/features.hpp"
 #if MBOK_ARCH_X86_64 && (defined(__GNUC__) || defined(__clang__))
-#include "detail/cpu/x86.hpp"
+#include "detail/base/cpu/x86.hpp"
 #endif
 #if MBOK_ARCH_AARCH64
-#include "detail/cpu/arm.hpp"
+#include "detail/base/cpu/arm.hpp"
 #endif
 #include "error.hpp"
 

@@ -21,6 +21,7 @@
 #include <new>
 #include <vector>
 
+#include "activations.hpp"
 #include "bit_matrix.hpp"
 #include "config.hpp"
 #include "error.hpp"
@@ -32,9 +33,8 @@
 
 namespace mbok {
 
-/// Longest row of the int8 products: |sum_l x_l w_l| <= 128 n must fit in int32
-/// (equal to activations.hpp's kMaxInt8Features).
-inline constexpr std::size_t kMaxInt8ProductCols = (std::size_t{1} << 24) - 1;
+/// Former name of `kMaxInt8Features` (activations.hpp), the one limit of the int8 products.
+inline constexpr std::size_t kMaxInt8ProductCols = kMaxInt8Features;
 /// Longest row of `xnor_gemm`: |n - 2 popcount| <= n must fit in int32.
 inline constexpr std::size_t kMaxXnorCols = static_cast<std::size_t>(INT32_MAX);
 
@@ -198,7 +198,7 @@ class KernelSet {
   /// Boolean weights x int8 activations, int32 results: Y (t x m) = X W^T. Rows of X are
   /// `ldx` bytes apart, start 64-byte aligned, and hold w.row_words() * 64 values, zero past n
   /// (verified: a nonzero value there throws `InvalidArgument`, as does n >
-  /// kMaxInt8ProductCols, where int32 could not hold the result).
+  /// kMaxInt8Features, where int32 could not hold the result).
   void sign_gemm_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                     std::int32_t* y, std::size_t ldy) const {
     check_i8(x, ldx, t, w, y, ldy);
@@ -214,10 +214,10 @@ class KernelSet {
     table_->sign_gemm_i8(x, ldx, t, w, y, ldy, j0, j1);
   }
 
-  /// Repacks w (m x n, n <= kMaxInt8ProductCols) for `sign_gemm_i8_lut` on this ISA.
+  /// Repacks w (m x n, n <= kMaxInt8Features) for `sign_gemm_i8_lut` on this ISA.
   Int8LutWeights prepare_lut(BitMatrixView w) const {
-    detail::require(w.cols() <= kMaxInt8ProductCols, "prepare_lut: ", w.cols(),
-                    " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
+    detail::require(w.cols() <= kMaxInt8Features, "prepare_lut: ", w.cols(),
+                    " input features exceed the exact int32 limit of ", kMaxInt8Features);
     Int8LutWeights out;
     out.isa_ = isa();
     const detail::LutLayout layout = table_->lut_layout();
@@ -234,8 +234,8 @@ class KernelSet {
   /// split across threads on the default `parallel_for`.
   void build_lut_tables(const std::int8_t* x, std::size_t ldx, std::size_t t, std::size_t n,
                         Int8LutTables& out) const {
-    detail::require(n <= kMaxInt8ProductCols, "build_lut_tables: ", n,
-                    " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
+    detail::require(n <= kMaxInt8Features, "build_lut_tables: ", n,
+                    " input features exceed the exact int32 limit of ", kMaxInt8Features);
     check_i8_input(x, ldx, t, n, "build_lut_tables");
     out.reserve(t, n);
     // Tokens are independent: many of them (a prefill) split across threads.
@@ -327,8 +327,8 @@ class KernelSet {
   }
   static void check_i8(const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                        const std::int32_t* y, std::size_t ldy) {
-    detail::require(w.cols() <= kMaxInt8ProductCols, "sign_gemm_i8: ", w.cols(),
-                    " input features exceed the exact int32 limit of ", kMaxInt8ProductCols);
+    detail::require(w.cols() <= kMaxInt8Features, "sign_gemm_i8: ", w.cols(),
+                    " input features exceed the exact int32 limit of ", kMaxInt8Features);
     detail::require(ldy >= w.rows(), "sign_gemm_i8: ldy ", ldy, " < output features ", w.rows());
     detail::require(t == 0 || y != nullptr, "sign_gemm_i8: null output");
     detail::require_addressable(t, ldy, w.rows(), sizeof(std::int32_t), "sign_gemm_i8: output");

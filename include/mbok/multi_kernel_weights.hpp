@@ -15,7 +15,7 @@
 #include "config.hpp"
 #include "error.hpp"
 
-#include "detail/checked.hpp"
+#include "detail/base/checked.hpp"
 
 namespace mbok {
 

@@ -38,7 +38,7 @@
 #include <vector>
 
 #include "../bit_matrix.hpp"
-#include "../detail/checked.hpp"
+#include "../detail/base/checked.hpp"
 #include "../error.hpp"
 #include "../multi_kernel_weights.hpp"
 #include "safetensors.hpp"

@@ -3,7 +3,7 @@
 // and blind to the padding between rows.
 
 #include <mbok/config.hpp>
-#include <mbok/detail/finite.hpp>
+#include <mbok/detail/base/finite.hpp>
 
 #include <cfloat>
 #include <cmath>

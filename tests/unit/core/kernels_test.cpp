@@ -198,6 +198,7 @@ const std::vector<TableEntry>& table_entries() {
       product<&T::lut_layout>("lut_layout", x86),
       product<&T::lut_tables_i8>("lut_tables_i8", x86),
       product<&T::sign_gemm_i8_lut>("sign_gemm_i8_lut", x86),
+      product<&T::dense_i8_f32>("dense_i8_f32", x86),
       value<&T::lut_max_tokens>("lut_max_tokens"),
       product<&T::gemm_tn_f32>("gemm_tn_f32", x86),
       product<&T::weight_forward_f32>("weight_forward_f32", x86),

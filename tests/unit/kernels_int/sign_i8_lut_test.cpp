@@ -230,7 +230,7 @@ TEST_CASE("the int8 and XNOR products reject rows whose results overflow int32",
   // Views that claim huge rows over a small buffer: the checks must throw before any read.
   alignas(64) static std::uint64_t words[8] = {};
   alignas(64) static std::int8_t bytes[64] = {};
-  const std::size_t too_long = kMaxInt8ProductCols + 1;
+  const std::size_t too_long = kMaxInt8Features + 1;
   const BitMatrixView w = BitMatrixView::unchecked(words, 1, too_long, padded_row_words(too_long));
   std::int32_t y[2] = {};
   const KernelSet k;
@@ -243,5 +243,5 @@ TEST_CASE("the int8 and XNOR products reject rows whose results overflow int32",
   const std::size_t huge = kMaxXnorCols + 1;
   const BitMatrixView a = BitMatrixView::unchecked(words, 1, huge, padded_row_words(huge));
   REQUIRE_THROWS_AS(k.xnor_gemm(a, a, y, 1), InvalidArgument);
-  REQUIRE(kMaxInt8ProductCols == (std::size_t{1} << 24) - 1);
+  REQUIRE(kMaxInt8Features == (std::size_t{1} << 24) - 1);
 }

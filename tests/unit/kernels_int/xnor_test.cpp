@@ -98,7 +98,7 @@ TEST_CASE("xnor_gemm_range writes exactly its columns", "[kernels_int][xnor]") {
 // Results near the int32 limits, where an intermediate in int32 overflows: XNOR over
 // n = 2^30 + 512 bits (128 MiB per operand row), where 2 * popcount exceeds INT32_MAX while the
 // dot product itself (n - 2 popcount, down to -n) fits; and the int8 products at
-// n = kMaxInt8ProductCols with every activation at -128 or 127, whose sums reach
+// n = kMaxInt8Features with every activation at -128 or 127, whose sums reach
 // -128 n = -2147483520 and 128 n = 2147483520.
 TEST_CASE("xnor_gemm over more than 2^30 bits", "[kernels_int][xnor][slow]") {
   const std::size_t n = (std::size_t{1} << 30) + 512;
@@ -117,9 +117,9 @@ TEST_CASE("xnor_gemm over more than 2^30 bits", "[kernels_int][xnor][slow]") {
   });
 }
 
-TEST_CASE("int8 products at kMaxInt8ProductCols reach the int32 limits exactly",
+TEST_CASE("int8 products at kMaxInt8Features reach the int32 limits exactly",
           "[kernels_int][int8][lut][slow]") {
-  const std::size_t n = kMaxInt8ProductCols, t = 2;
+  const std::size_t n = kMaxInt8Features, t = 2;
   BitMatrix w(2, n);
   for (std::size_t j = 0; j < n; ++j) w.set_bit(1, j, true);  // row 1 all -1, row 0 all +1
   const std::size_t ld = w.row_words() * 64;

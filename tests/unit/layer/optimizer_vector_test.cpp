@@ -81,7 +81,7 @@ Run reference_steps(AccumulatorType type, SignalScaling scaling, double lr, std:
       case AccumulatorType::f32:
         return m32[e];
       case AccumulatorType::f16:
-        return detail::half_to_float(m16[e]);
+        return f16_to_float(m16[e]);
       case AccumulatorType::i8:
         return static_cast<float>(m8[e]) * static_cast<float>(i8_scale);
     }
@@ -130,7 +130,7 @@ Run reference_steps(AccumulatorType type, SignalScaling scaling, double lr, std:
             m32[e] = std::clamp(m, -3.0e38f, 3.0e38f);
             break;
           case AccumulatorType::f16:
-            m16[e] = detail::float_to_half(m);  // saturating at +-65504
+            m16[e] = detail::float_to_f16_saturating(m);  // saturating at +-65504
             break;
           case AccumulatorType::i8: {
             const float x = std::floor(m * static_cast<float>(1.0 / i8_scale) +

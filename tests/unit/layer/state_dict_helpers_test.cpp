@@ -56,5 +56,13 @@ TEST_CASE("accumulator types parse from their names", "[state][optimizer]") {
   CHECK_THROWS_WITH(parse_accumulator_type("bf16"), contains("'bf16'"));
 }
 
+TEST_CASE("signal scalings parse from their names", "[state][optimizer]") {
+  for (SignalScaling s : {SignalScaling::none, SignalScaling::rms, SignalScaling::sign})
+    CHECK(parse_signal_scaling(signal_scaling_name(s)) == s);
+  for (const char* bad : {"", "RMS", "Sign", "rms "})
+    CHECK_THROWS_AS(parse_signal_scaling(bad), InvalidArgument);
+  CHECK_THROWS_WITH(parse_signal_scaling("l2"), contains("none, rms or sign, got 'l2'"));
+}
+
 }  // namespace
 }  // namespace mbok::test

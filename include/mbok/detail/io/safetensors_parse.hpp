@@ -22,7 +22,7 @@
 
 #include "../../error.hpp"
 #include "../../state_dict.hpp"
-#include "../checked.hpp"
+#include "../base/checked.hpp"
 
 namespace mbok::detail {
 

@@ -6,7 +6,7 @@
 // bit for bit what the scalar loop of boolean_optimizer.hpp computes: every product and sum is
 // one rounded operation in the scalar's order (the *_round_ps forms, which compilers never
 // contract into fused multiply-adds), the f16 conversions round to nearest even and saturate
-// like detail::float_to_half (hardware conversions after a clamp to +-65504), and the i8
+// like detail::float_to_f16_saturating (hardware conversions after a clamp to +-65504), and the i8
 // stochastic rounding draws detail::counter_uniform(key, index) with 64-bit lanes.
 
 #include <immintrin.h>

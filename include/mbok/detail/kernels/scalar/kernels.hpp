@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../../bits.hpp"
+#include "../../base/bits.hpp"
 #include "../table.hpp"
 #include "dense_i8.hpp"
 #include "lut_i8.hpp"
@@ -50,7 +50,7 @@ inline void sign_gemm_rows(const X* x, std::size_t ldx, std::size_t t, BitMatrix
         for (std::uint64_t bits = r[word]; bits != 0; bits &= bits - 1)
           neg += xi[word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits))];
       }
-      // Integers in int64: 2 * neg leaves int32 at n = kMaxInt8ProductCols with x = -128
+      // Integers in int64: 2 * neg leaves int32 at n = kMaxInt8Features with x = -128
       // (the result itself fits).
       if constexpr (std::is_integral_v<T>)
         store(i, j, static_cast<T>(std::int64_t{total} - 2 * std::int64_t{neg}));

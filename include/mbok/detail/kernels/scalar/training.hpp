@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "../../../parallel.hpp"
-#include "../../bits.hpp"
-#include "../../float16.hpp"
+#include "../../base/bits.hpp"
+#include "../../base/float16.hpp"
 #include "../boolean_step_args.hpp"
 #include "../weight_panels.hpp"
 
@@ -142,8 +142,8 @@ template <>
 struct StepStorage<StepCodec::f16> {
   std::uint16_t* p;
   explicit StepStorage(const BooleanStepArgs& a) : p(static_cast<std::uint16_t*>(a.acc)) {}
-  float load(std::size_t e) const { return half_to_float(p[e]); }
-  void store(std::size_t e, float v) const { p[e] = float_to_half(v); }
+  float load(std::size_t e) const { return f16_to_float(p[e]); }
+  void store(std::size_t e, float v) const { p[e] = float_to_f16_saturating(v); }
 };
 template <>
 struct StepStorage<StepCodec::i8> {

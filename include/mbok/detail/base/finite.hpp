@@ -1,5 +1,5 @@
 #pragma once
-#include "guard.hpp"
+#include "../guard.hpp"
 
 // A finiteness check fast enough to run on every input of a product. Eigen's allFinite()
 // compiles to a scalar compare-and-branch per element; at the example's sizes (1024 tokens x

@@ -1,5 +1,5 @@
 #pragma once
-#include "guard.hpp"
+#include "../guard.hpp"
 
 // Saturating binary16 storage and a counter-based random stream for stochastic rounding,
 // used by the optimizer's narrow accumulators.
@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "../half.hpp"
+#include "../../half.hpp"
 
 namespace mbok::detail {
 
@@ -23,15 +23,14 @@ inline float bits_float(std::uint32_t u) noexcept {
   return f;
 }
 
-// The optimizer's 16-bit accumulators: the conversions of <mbok/half.hpp>, except that values
-// beyond the largest finite half (65504) saturate to it, so an accumulator never becomes
-// infinite. NaN is never passed in (inputs are checked).
-inline std::uint16_t float_to_half(float f) noexcept {
+// The optimizer's 16-bit accumulators: float_to_f16 of <mbok/half.hpp> (the one binary16
+// converter; f16_to_float reads them back), except that values beyond the largest finite half
+// (65504) saturate to it, so an accumulator never becomes infinite. NaN is never passed in
+// (inputs are checked).
+inline std::uint16_t float_to_f16_saturating(float f) noexcept {
   constexpr float kMaxHalf = 65504.0f;
   return float_to_f16(f > kMaxHalf ? kMaxHalf : (f < -kMaxHalf ? -kMaxHalf : f));
 }
-
-inline float half_to_float(std::uint16_t h) noexcept { return f16_to_float(h); }
 
 inline std::uint64_t splitmix64(std::uint64_t x) noexcept {
   x += 0x9E3779B97F4A7C15ull;

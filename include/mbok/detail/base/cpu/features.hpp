@@ -1,5 +1,5 @@
 #pragma once
-#include "../guard.hpp"
+#include "../../guard.hpp"
 
 namespace mbok {
 

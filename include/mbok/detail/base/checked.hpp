@@ -1,5 +1,5 @@
 #pragma once
-#include "guard.hpp"
+#include "../guard.hpp"
 
 // Checked arithmetic for sizes, and checks of options narrowed from double to float.
 // Every size product in the library goes through checked_mul, so a huge shape is an error
@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "../error.hpp"
+#include "../../error.hpp"
 
 namespace mbok::detail {
 
