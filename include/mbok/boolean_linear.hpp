@@ -676,8 +676,9 @@ class BooleanLinear {
   // and the bits. dX = sum_k ((Z (.) s_out_k^T) B_k) (.) s_in_k^T keeps a sign product per
   // kernel for few tokens; from K t >= the table's weight_product_min_work on it is one float
   // product with W's panels rebuilt from the bits and scales (nothing of W outlives the call, so
-  // changed bits or scales are always seen). Sums run in a different order than the per-kernel form:
-  // equal within float rounding (the float-versus-double backward tests bound the difference).
+  // changed bits or scales are always seen). Sums run in a different order than the per-kernel
+  // form: equal within float rounding (the float-versus-double backward tests bound the
+  // difference).
   void backward_from_product(const ConstMap& xm, const ConstMap& zm, Scalar* dx, std::size_t lddx,
                              bool accumulate) {
     const std::size_t t = static_cast<std::size_t>(xm.rows()), n = in_features(),

@@ -17,8 +17,8 @@
 /// float rounding.
 ///
 /// `multi_kernel_forward` splits the output features across the default `parallel_for`;
-/// `multi_kernel_forward_range` computes output features [j0, j1) only (sign products), on the calling
-/// thread, for engines that run their own threads (it reads all of X and writes only
+/// `multi_kernel_forward_range` computes output features [j0, j1) only (sign products), on the
+/// calling thread, for engines that run their own threads (it reads all of X and writes only
 /// columns [j0, j1) of Y).
 ///
 /// X and Y must not overlap. Results equal the exact sum up to float rounding of a sum of n
@@ -49,7 +49,8 @@ namespace mbok {
 
 /// The algorithm of the fused float forward (see the file comment).
 enum class FloatAlgorithm {
-  automatic,      ///< weight_panels from K t >= KernelSet::weight_product_min_work(), else sign_products
+  automatic,      ///< weight_panels from K t >= KernelSet::weight_product_min_work(), else
+                  ///< sign_products
   sign_products,  ///< K sign products, one per kernel
   weight_panels,  ///< one float product over W rebuilt panel by panel
 };

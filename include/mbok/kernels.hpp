@@ -156,8 +156,8 @@ class KernelSet {
   /// Dense int8 weights x float activations: Y (t x m, stride ldy) = X (t x n, stride ldx)
   /// W^T for W = `w` (m x n, scale(j) q(j, l)). Float sums in the product's own order: within
   /// float rounding of the exact sum, not bit for bit across ISAs.
-  void dense_i8_gemm(const float* x, std::size_t ldx, std::size_t t, const Int8Matrix& w,
-                     float* y, std::size_t ldy) const {
+  void dense_i8_gemm(const float* x, std::size_t ldx, std::size_t t, const Int8Matrix& w, float* y,
+                     std::size_t ldy) const {
     check_dense_i8(x, ldx, t, w, y, ldy);
     parallel_for(0, w.rows(), grain_rows(t, w.cols() / 64 + 1),
                  [&](std::size_t j0, std::size_t j1) {
@@ -277,8 +277,8 @@ class KernelSet {
   const detail::KernelTable& table() const noexcept { return *table_; }
 
  private:
-  static void check_dense_i8(const float* x, std::size_t ldx, std::size_t t,
-                             const Int8Matrix& w, const float* y, std::size_t ldy) {
+  static void check_dense_i8(const float* x, std::size_t ldx, std::size_t t, const Int8Matrix& w,
+                             const float* y, std::size_t ldy) {
     detail::require(ldx >= w.cols(), "dense_i8_gemm: ldx ", ldx, " is below ", w.cols(),
                     " input columns");
     detail::require(ldy >= w.rows(), "dense_i8_gemm: ldy ", ldy, " is below ", w.rows(),

@@ -167,20 +167,19 @@ TableEntry step_entry(detail::StepCodec codec, const char* name, std::vector<Isa
   static const detail::StepCodec codecs[] = {detail::StepCodec::f32, detail::StepCodec::f16,
                                              detail::StepCodec::i8};
   using Compare = bool (*)(const detail::KernelTable&, const detail::KernelTable&);
-  static const Compare compare[] = {
-      [](const detail::KernelTable& a, const detail::KernelTable& b) {
-        return a.boolean_step_rows[0] == b.boolean_step_rows[0];
-      },
-      [](const detail::KernelTable& a, const detail::KernelTable& b) {
-        return a.boolean_step_rows[1] == b.boolean_step_rows[1];
-      },
-      [](const detail::KernelTable& a, const detail::KernelTable& b) {
-        return a.boolean_step_rows[2] == b.boolean_step_rows[2];
-      }};
+  static const Compare compare[] = {[](const detail::KernelTable& a, const detail::KernelTable& b) {
+                                      return a.boolean_step_rows[0] == b.boolean_step_rows[0];
+                                    },
+                                    [](const detail::KernelTable& a, const detail::KernelTable& b) {
+                                      return a.boolean_step_rows[1] == b.boolean_step_rows[1];
+                                    },
+                                    [](const detail::KernelTable& a, const detail::KernelTable& b) {
+                                      return a.boolean_step_rows[2] == b.boolean_step_rows[2];
+                                    }};
   const auto i = static_cast<std::size_t>(codec);
   CHECK(codecs[i] == codec);
-  return {name, sizeof(std::declval<const detail::KernelTable&>().boolean_step_rows[0]),
-          compare[i], std::move(simd)};
+  return {name, sizeof(std::declval<const detail::KernelTable&>().boolean_step_rows[0]), compare[i],
+          std::move(simd)};
 }
 template <auto Member>
 TableEntry value(const char* name) {

@@ -73,9 +73,9 @@ TEST_CASE("signal pass of every ISA equals the per-kernel definitions", "[layer]
               CHECK(close(ds_in[k](j), want_in(j), bound_in(j)));
             const RowMatrixD qk = pd.array() * (so * si.transpose()).array();
             const RowMatrixD want_q = add_q[k] ? RowMatrixD(q0[k].cast<double>() + qk) : qk;
-            const RowMatrixD bound_q =
-                (add_q[k] ? RowMatrixD(q0[k].cast<double>().cwiseAbs()) : RowMatrixD::Zero(qk.rows(), qk.cols())) +
-                qk.cwiseAbs();
+            const RowMatrixD bound_q = (add_q[k] ? RowMatrixD(q0[k].cast<double>().cwiseAbs())
+                                                 : RowMatrixD::Zero(qk.rows(), qk.cols())) +
+                                       qk.cwiseAbs();
             CHECK(((q[k].cast<double>() - want_q).array().abs() <= 1e-6 * bound_q.array() + 1e-30)
                       .all());
           }
@@ -106,7 +106,8 @@ TEST_CASE("max_abs_bits of every ISA is the largest magnitude's bit pattern",
         std::uint32_t want = 0;
         for (std::size_t i = 0; i < rows; ++i)
           for (std::size_t j = 0; j < cols; ++j)
-            want = std::max(want, bits(q(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j))));
+            want =
+                std::max(want, bits(q(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j))));
         CHECK(table.max_abs_bits(q.data(), ld, rows, cols) == want);
         q(0, static_cast<Eigen::Index>(cols - 1)) = -std::numeric_limits<float>::infinity();
         CHECK(table.max_abs_bits(q.data(), ld, rows, cols) >= 0x7F800000u);

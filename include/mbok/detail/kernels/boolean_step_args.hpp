@@ -1,8 +1,8 @@
 #pragma once
 #include "../guard.hpp"
 
-// The arguments of the vectorized Boolean optimizer step (<isa>/boolean_step.hpp, scalar/training.hpp),
-// shared by every ISA so that the optimizer fills them once.
+// The arguments of the vectorized Boolean optimizer step (<isa>/boolean_step.hpp,
+// scalar/training.hpp), shared by every ISA so that the optimizer fills them once.
 
 #include <cstddef>
 #include <cstdint>

@@ -54,8 +54,8 @@ struct KernelTable {
   // Y[i * ldy + j] = s[j] * sum_l X[i * ldx + l] * Q[j * ldq + l], i < t, j in [j0, j1): a
   // dense int8 matrix with one scale per row (Int8Matrix) times float activations.
   void (*dense_i8_f32)(const std::int8_t* q, std::size_t ldq, const float* s, std::size_t n,
-                       const float* x, std::size_t ldx, std::size_t t, float* y,
-                       std::size_t ldy, std::size_t j0, std::size_t j1);
+                       const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
+                       std::size_t j0, std::size_t j1);
   // Largest token count for which the fused int8 forward picks the LUT product by default
   // (measured per ISA; bounded by the tables' memory where the LUT product wins at every t).
   std::size_t lut_max_tokens;
@@ -71,9 +71,8 @@ struct KernelTable {
                              std::size_t ldx, std::size_t t, float* y, std::size_t ldy);
   // dX (t x n, rows lddx apart) += Z W for Z (t x m, rows ldz apart); t, m, n > 0. Whole
   // product.
-  void (*weight_backward_dx_f32)(const SignKernels& w, std::size_t m, std::size_t n,
-                                 const float* z, std::size_t ldz, std::size_t t, float* dx,
-                                 std::size_t lddx);
+  void (*weight_backward_dx_f32)(const SignKernels& w, std::size_t m, std::size_t n, const float* z,
+                                 std::size_t ldz, std::size_t t, float* dx, std::size_t lddx);
   // K t (kernels times tokens) from which the layer's float forward and dX, and
   // multi_kernel_forward, take the weight products instead of K sign products (measured per
   // ISA; SIZE_MAX where the weight products are not faster).
@@ -89,12 +88,10 @@ struct KernelTable {
                       const bool* add_q);
   // The Boolean optimizer's step over rows [r0, r1) for each accumulator codec (StepCodec
   // order: f32, f16, i8), bit for bit the same on every ISA; returns the flips.
-  std::size_t (*boolean_step_rows[3])(const BooleanStepArgs& args, std::size_t r0,
-                                      std::size_t r1);
+  std::size_t (*boolean_step_rows[3])(const BooleanStepArgs& args, std::size_t r0, std::size_t r1);
   // The largest |q| over rows x cols (rows ld apart) as its bit pattern (>= 0x7F800000 when
   // a value is NaN or infinite).
-  std::uint32_t (*max_abs_bits)(const float* q, std::size_t ld, std::size_t rows,
-                                std::size_t cols);
+  std::uint32_t (*max_abs_bits)(const float* q, std::size_t ld, std::size_t rows, std::size_t cols);
 };
 
 }  // namespace mbok::detail

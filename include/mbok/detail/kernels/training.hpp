@@ -104,9 +104,8 @@ inline void weight_backward_dx_f32(const KernelTable& table, const MultiKernelWe
 // sums its ds_in partials, added in row order afterwards (the same result for any thread
 // timing).
 inline void signal_pass(const KernelTable& table, const MultiKernelWeights<float>& w,
-                        const std::vector<std::size_t>& order, const float* p,
-                        float* const* ds_out, float* const* ds_in, float* const* q,
-                        const bool* add_q) {
+                        const std::vector<std::size_t>& order, const float* p, float* const* ds_out,
+                        float* const* ds_in, float* const* q, const bool* add_q) {
   const std::size_t m = w.out_features(), n = w.in_features(), k_count = w.num_kernels();
   if (m == 0 || n == 0 || order.empty()) return;
   const SignKernelArrays arrays(w);

@@ -99,7 +99,7 @@ inline void gemm_packed_f32(const float* apack, std::size_t kc, std::size_t m, c
 // rows ldb apart. j0 is a multiple of kGemmCols.
 inline void gemm_tn_panels(const float* apack, std::size_t t, std::size_t m, const float* b,
                            std::size_t ldb, float* c, std::size_t ldc, std::size_t j0,
-                        std::size_t j1) {
+                           std::size_t j1) {
   AlignedPanel storage(t * kGemmCols);
   float* panel = storage.data();
   for (std::size_t j = j0; j < j1; j += kGemmCols) {

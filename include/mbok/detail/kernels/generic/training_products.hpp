@@ -9,8 +9,7 @@ inline void gemm_tn_whole(const float* a, std::size_t lda, const float* b, std::
   const std::vector<float> apack = pack_gemm_tn_a(a, lda, t, m, kGemmRows);
   const std::size_t panels = (n + kGemmCols - 1) / kGemmCols;
   parallel_for(0, panels, 1, [&](std::size_t p0, std::size_t p1) {
-    gemm_tn_panels(apack.data(), t, m, b, ldb, c, ldc, p0 * kGemmCols,
-                   std::min(n, p1 * kGemmCols));
+    gemm_tn_panels(apack.data(), t, m, b, ldb, c, ldc, p0 * kGemmCols, std::min(n, p1 * kGemmCols));
   });
 }
 

@@ -114,8 +114,8 @@ inline void signal_rows(const SignKernels& w, const std::size_t* order, std::siz
           tail += v * s_in[j];
         part[j] += so * v;
       }
-      ds_out[k][i] += ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
-                      ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+      ds_out[k][i] +=
+          ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
       if (q[k] != nullptr) {
         float* qi = q[k] + i * n;
         if (add_q[k])
@@ -195,7 +195,8 @@ inline std::uint32_t max_abs_bits(const float* q, std::size_t ld, std::size_t ro
                                   std::size_t cols) {
   std::uint32_t best = 0;
   for (std::size_t i = 0; i < rows; ++i)
-    for (std::size_t j = 0; j < cols; ++j) best = std::max(best, float_bits(q[i * ld + j]) & 0x7FFFFFFFu);
+    for (std::size_t j = 0; j < cols; ++j)
+      best = std::max(best, float_bits(q[i * ld + j]) & 0x7FFFFFFFu);
   return best;
 }
 
