@@ -16,6 +16,8 @@ mbok_run=$1 llama_bench=$2 models=$3 out=$4
 shapes=${SHAPES:-"1b 7b"} threads=${THREADS:-"1 2"} rounds=${ROUNDS:-2}
 pp=${PP:-512} tg=${TG:-128}
 mkdir -p "$out"
+# Both engines thread with OpenMP: one bounded spin (about 0.3 ms) for both, as scripts/bench.sh.
+export GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-10000}
 runs=$out/runs.csv
 echo "shape,threads,round,engine,pp_tps,tg_tps,bw_share" > "$runs"
 total=$(( $(wc -w <<<"$shapes") * $(wc -w <<<"$threads") * rounds * 4 )) done_runs=0
