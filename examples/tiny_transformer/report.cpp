@@ -60,7 +60,7 @@ void write_svg(const std::vector<Series>& series, double teacher_loss, const std
       << "' font-family='sans-serif' font-size='12'>\n"
       << "<rect width='100%' height='100%' fill='white'/>\n"
       << "<text x='" << W / 2 - 150
-      << "' y='18'>Validation loss (nats/byte) during finetuning</text>\n"
+      << "' y='18'>Validation loss (nats/token) during finetuning</text>\n"
       << "<line x1='" << L << "' y1='" << H - B << "' x2='" << W - R << "' y2='" << H - B
       << "' stroke='black'/>\n"
       << "<line x1='" << L << "' y1='" << T << "' x2='" << L << "' y2='" << H - B
@@ -103,7 +103,7 @@ std::string plot(const json& s, const std::string& out_dir) {
     d.close();
     std::ofstream g(script);
     g << "set terminal pngcairo size 900,560\nset output '" << png << "'\n"
-      << "set title 'Validation loss (nats/byte) during finetuning'\nset xlabel 'step'\nset ylabel "
+      << "set title 'Validation loss (nats/token) during finetuning'\nset xlabel 'step'\nset ylabel "
          "'loss'\n"
       << "set key outside right\nset grid\n";
     g << "plot ";
