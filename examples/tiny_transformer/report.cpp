@@ -103,7 +103,8 @@ std::string plot(const json& s, const std::string& out_dir) {
     d.close();
     std::ofstream g(script);
     g << "set terminal pngcairo size 900,560\nset output '" << png << "'\n"
-      << "set title 'Validation loss (nats/token) during finetuning'\nset xlabel 'step'\nset ylabel "
+      << "set title 'Validation loss (nats/token) during finetuning'\nset xlabel 'step'\nset "
+         "ylabel "
          "'loss'\n"
       << "set key outside right\nset grid\n";
     g << "plot ";
