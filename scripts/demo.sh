@@ -22,7 +22,7 @@ export GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-0}"
 
 phases=()
 started=$SECONDS
-phase_end() { phases+=("$(printf '%-9s %4d s' "$1" $((SECONDS - started)))"); started=$SECONDS; }
+phase_end() { phases+=("$(printf '%-12s %4d s' "$1" $((SECONDS - started)))"); started=$SECONDS; }
 
 log "building (Release)"
 # Ninja and ccache when present (a rebuild then takes seconds); the example compiles as one
@@ -34,11 +34,23 @@ launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B build/demo "${generator[@]}" "${launcher[@]}" -DCMAKE_BUILD_TYPE=Release \
   -DMBOK_BUILD_TESTS=OFF -DMBOK_BUILD_BENCHMARKS=OFF >/dev/null
-cmake --build build/demo -j"$MBOK_JOBS" --target tiny_transformer mbok-convert mbok-run
+cmake --build build/demo -j"$MBOK_JOBS" --target tiny_transformer
 phase_end build
-log "running the tiny-LLaMA pipeline"
+# The pipeline runs on one thread: mbok-convert and mbok-run, needed only at the end, compile
+# on the other core meanwhile (after the example's build: one build at a time in the folder).
+cmake --build build/demo -j1 --target mbok-convert mbok-run >build/demo/tools-build.log 2>&1 &
+tools_build=$!
+trap 'kill "$tools_build" 2>/dev/null || true' EXIT  # a failed pipeline stops it too
+log "running the tiny-LLaMA pipeline (mbok-convert and mbok-run build meanwhile)"
 build/demo/examples/tiny_transformer/tiny_transformer "$@"
 phase_end pipeline
+if ! wait "$tools_build"; then
+  cat build/demo/tools-build.log >&2
+  echo "error: building mbok-convert and mbok-run failed (build/demo/tools-build.log)" >&2
+  exit 1
+fi
+trap - EXIT
+phase_end "tools build"
 
 # The output folder the example wrote (its --out, else the default).
 out=tiny_transformer_out
