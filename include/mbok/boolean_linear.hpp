@@ -497,13 +497,8 @@ class BooleanLinear {
       bits.dtype = DType::u8;
       bits.shape = {static_cast<std::int64_t>(m), static_cast<std::int64_t>(row_bytes)};
       bits.bytes.resize(m * row_bytes);
-      for (std::size_t i = 0; i < m; ++i) {
-        const std::uint64_t* r = b.row(i);
-        for (std::size_t w = 0; w < row_bytes / 8; ++w)
-          for (std::size_t byte = 0; byte < 8; ++byte)
-            bits.bytes[i * row_bytes + w * 8 + byte] =
-                static_cast<std::uint8_t>(r[w] >> (8 * byte));
-      }
+      for (std::size_t i = 0; i < m; ++i)  // little-endian words: the words are the bytes
+        std::memcpy(bits.bytes.data() + i * row_bytes, b.row(i), row_bytes);
       dict[prefix + kernel_name(k) + ".bits"] = std::move(bits);
       dict[prefix + kernel_name(k) + ".s_out"] = Tensor::from_eigen(weights_.s_out(k));
       dict[prefix + kernel_name(k) + ".s_in"] = Tensor::from_eigen(weights_.s_in(k));
@@ -777,16 +772,11 @@ class BooleanLinear {
       const Tensor& t =
           expect_tensor(dict, name, DType::u8,
                         {static_cast<std::int64_t>(m), static_cast<std::int64_t>(row_bytes)});
+      // Little-endian words on every supported target: the bytes are the words.
       BitMatrix bits(m, n);
       MutableBitMatrixView v = bits.mutable_view();
       for (std::size_t i = 0; i < m; ++i)
-        for (std::size_t word = 0; word < row_bytes / 8; ++word) {
-          std::uint64_t value = 0;
-          for (std::size_t byte = 0; byte < 8; ++byte)
-            value |= static_cast<std::uint64_t>(t.bytes[i * row_bytes + word * 8 + byte])
-                     << (8 * byte);
-          v.row(i)[word] = value;
-        }
+        std::memcpy(v.row(i), t.bytes.data() + i * row_bytes, row_bytes);
       // The checked view rejects set padding bits (FormatError naming the tensor).
       BitMatrixView checked(bits.data(), m, n, bits.stride_words(), name.c_str());
       (void)checked;
