@@ -1,7 +1,7 @@
 #pragma once
-// Every setting of the pipeline, with the defaults of a full run (6 min 18 s wall on the
-// shared 2-core machine, one thread; docs/results.md) and the --quick preset (seconds), and
-// the keys that name cached files.
+// Every setting of the pipeline, with the defaults of a full run (5 to 6.5 minutes wall on
+// the shared 2-core machine, one thread; docs/results.md) and the --quick preset (seconds),
+// and the keys that name cached files.
 
 #include <cstdint>
 #include <string>
