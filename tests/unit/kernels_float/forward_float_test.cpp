@@ -137,6 +137,29 @@ TEST_CASE("multi_kernel_forward is exact on integer-valued inputs and scales",
   check_cases(quick_cases(), test::Values::integers);
 }
 
+// Both algorithms on every ISA, whichever `automatic` would pick: the sign products and the
+// weight rebuilt panel by panel (the scalar table's panels included), on edge shapes.
+TEST_CASE("multi_kernel_forward by sign products and by weight panels",
+          "[kernels_float][forward]") {
+  const Case cases[] = {
+      {1, 1, 1, 1}, {1, 33, 65, 2}, {7, 17, 130, 3}, {70, 40, 63, 1}, {9, 65, 511, 2}};
+  for (const Case& s : cases) {
+    INFO("t = " << s.t << ", m = " << s.m << ", n = " << s.n << ", K = " << s.kernels);
+    const MultiKernelWeights<float> w = random_weights(s.m, s.n, s.kernels);
+    const std::size_t ldx = s.n + 2, ldy = s.m + 1;
+    const std::vector<float> x = test::activations(s.t, s.n, ldx, test::Values::normal, 100);
+    test::for_each_isa([&](Isa) {
+      const KernelSet kernels;
+      for (FloatAlgorithm a : {FloatAlgorithm::sign_products, FloatAlgorithm::weight_panels}) {
+        INFO("algorithm " << static_cast<int>(a));
+        std::vector<float> y(s.t * ldy, -3.0f);
+        multi_kernel_forward(w, x.data(), ldx, s.t, y.data(), ldy, kernels, a);
+        check_forward(w, x, ldx, s.t, y, ldy, 0, s.m, -3.0f);
+      }
+    });
+  }
+}
+
 TEST_CASE("multi_kernel_forward on large shapes", "[kernels_float][forward][slow]") {
   check_cases({{64, 65, 513, 3},
                {17, 65, 997, 3},
