@@ -27,8 +27,7 @@ class Int8Matrix {
   /// q = round(w / scale), so |w - scale q| <= scale / 2 for every entry (a zero row has scale
   /// 0). Throws `InvalidArgument` for a null pointer with a non-empty shape, `ldw < cols`, or a
   /// NaN or infinite weight (naming its row and column).
-  static Int8Matrix quantize(const float* w, std::size_t rows, std::size_t cols,
-                             std::size_t ldw) {
+  static Int8Matrix quantize(const float* w, std::size_t rows, std::size_t cols, std::size_t ldw) {
     detail::require(ldw >= cols, "Int8Matrix: row stride ", ldw, " is below ", cols, " columns");
     detail::require(w != nullptr || rows * cols == 0, "Int8Matrix: null weights");
     Int8Matrix m;

@@ -10,7 +10,7 @@ struct RunOptions {
   std::string model;  // HF checkpoint directory or mbok file
   std::string activations = "int8";
   std::string head = "float";  // the output head in memory: float or int8
-  int threads = 0;  // 0: OpenMP's default
+  int threads = 0;             // 0: OpenMP's default
   bool quiet = false;
   // perplexity
   std::string text;

@@ -11,8 +11,8 @@
 /// every block projection a `LinearLayer` (linear.hpp): dense float (the teacher) or
 /// `BooleanLinear<float>` on its int8 or float path (`ModelOptions::activations`). Embedding
 /// and norms are float; the head is float or, with `ModelOptions::head = HeadFormat::int8`,
-/// int8 with one scale per row (`Int8Matrix`). Keys and values live in a `KvCache` (kv_cache.hpp): one
-/// `forward` over t tokens runs each linear layer once on a t x in matrix (prefill), and a
+/// int8 with one scale per row (`Int8Matrix`). Keys and values live in a `KvCache` (kv_cache.hpp):
+/// one `forward` over t tokens runs each linear layer once on a t x in matrix (prefill), and a
 /// forward of one token is a decode step that allocates nothing once its cache has seen one.
 ///
 /// Training later: `forward` can return the residual stream after every block
@@ -573,7 +573,7 @@ class LlamaModel {
   RowMatrix embedding_;
   std::vector<LlamaBlock> blocks_;
   Eigen::VectorXf final_norm_;
-  RowMatrix lm_head_;  // empty when tied, or once quantized
+  RowMatrix lm_head_;                          // empty when tied, or once quantized
   std::shared_ptr<const Int8Matrix> head_i8_;  // set by quantize_head
   KernelSet kernels_;
   Rope rope_;

@@ -32,7 +32,7 @@ TEST_CASE("Int8Matrix quantizes each row within half a step", "[int8_matrix]") {
   const std::size_t rows = 7, cols = 131, ld = 140;
   std::vector<float> w = random_floats(rows * ld, 0.3f);
   for (std::size_t l = 0; l < ld; ++l) w[3 * ld + l] = 0.0f;  // a zero row
-  w[5 * ld + 17] = 40.0f;                                      // an outlier sets its row's scale
+  w[5 * ld + 17] = 40.0f;                                     // an outlier sets its row's scale
   const Int8Matrix m = Int8Matrix::quantize(w.data(), rows, cols, ld);
   REQUIRE(m.rows() == rows);
   REQUIRE(m.cols() == cols);
@@ -57,8 +57,7 @@ TEST_CASE("Int8Matrix rejects bad input with a message naming it", "[int8_matrix
                     test::contains("weight (1, 3) is not finite"));
   CHECK_THROWS_WITH(Int8Matrix::quantize(w.data(), 3, 4, 3),
                     test::contains("row stride 3 is below 4"));
-  CHECK_THROWS_WITH(Int8Matrix::quantize(nullptr, 3, 4, 4),
-                    test::contains("null weights"));
+  CHECK_THROWS_WITH(Int8Matrix::quantize(nullptr, 3, 4, 4), test::contains("null weights"));
   const Int8Matrix m = Int8Matrix::quantize(std::vector<float>(12, 1.0f).data(), 3, 4, 4);
   std::vector<float> y(3);
   CHECK_THROWS_WITH(KernelSet().dense_i8_gemm(y.data(), 3, 1, m, y.data(), 3),

@@ -11,8 +11,8 @@
 namespace mbok::detail::scalar {
 
 inline void dense_i8_f32(const std::int8_t* q, std::size_t ldq, const float* s, std::size_t n,
-                         const float* x, std::size_t ldx, std::size_t t, float* y,
-                         std::size_t ldy, std::size_t j0, std::size_t j1) {
+                         const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
+                         std::size_t j0, std::size_t j1) {
   for (std::size_t j = j0; j < j1; ++j) {
     const std::int8_t* row = q + j * ldq;
     for (std::size_t i = 0; i < t; ++i) {
