@@ -58,15 +58,7 @@ inline void dense_i8_rows(const std::int8_t* q, std::size_t ldq, const float* s,
   }
 }
 
-inline void dense_i8_f32(const std::int8_t* q, std::size_t ldq, const float* s, std::size_t n,
-                         const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
-                         std::size_t j0, std::size_t j1) {
-  std::size_t j = j0;
-  for (; j + 4 <= j1; j += 4) dense_i8_rows<4>(q + j * ldq, ldq, s + j, n, x, ldx, t, y + j, ldy);
-  for (; j < j1; ++j) dense_i8_rows<1>(q + j * ldq, ldq, s + j, n, x, ldx, t, y + j, ldy);
-}
-
-inline constexpr void install_dense_i8(KernelTable& t) noexcept { t.dense_i8_f32 = &dense_i8_f32; }
+#include "../generic/dense_i8.hpp"
 
 }  // namespace mbok::detail::avx512
 
