@@ -8,8 +8,8 @@
 // No include guard: it defines its contents once per ISA namespace.
 
 inline void dense_i8_f32(const std::int8_t* q, std::size_t ldq, const float* s, std::size_t n,
-                         const float* x, std::size_t ldx, std::size_t t, float* y,
-                         std::size_t ldy, std::size_t j0, std::size_t j1) {
+                         const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
+                         std::size_t j0, std::size_t j1) {
   std::size_t j = j0;
   for (; j + 4 <= j1; j += 4) dense_i8_rows<4>(q + j * ldq, ldq, s + j, n, x, ldx, t, y + j, ldy);
   for (; j < j1; ++j) dense_i8_rows<1>(q + j * ldq, ldq, s + j, n, x, ldx, t, y + j, ldy);
