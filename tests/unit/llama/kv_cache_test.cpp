@@ -6,8 +6,8 @@
 // max |logit| < 1e-5 (observed: about 1e-7). On the int8 path each token is quantized on
 // its own in either case, so the same bound holds.
 
-#include <mbok/llama/model.hpp>
 #include <mbok/io/mbok_format.hpp>
+#include <mbok/llama/model.hpp>
 
 #include <vector>
 

@@ -12,15 +12,15 @@
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <functional>
-#include <optional>
-#include <stdexcept>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>

@@ -25,10 +25,10 @@
 
 #include "../../boolean_linear.hpp"
 #include "../../detail/kernels/training.hpp"
-#include "../../isa.hpp"
-#include "../../kernels.hpp"
 #include "../../error.hpp"
 #include "../../io/mbok_format.hpp"
+#include "../../isa.hpp"
+#include "../../kernels.hpp"
 #include "../../parameter.hpp"
 #include "../../state_dict.hpp"
 #include "../linear.hpp"

@@ -14,8 +14,8 @@
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
 #include "boolean_step.hpp"
-#include "gemm_f32.hpp"
 #include "dense_i8.hpp"
+#include "gemm_f32.hpp"
 #include "lut_i8.hpp"
 #include "sign_f32.hpp"
 #include "sign_i8.hpp"
@@ -25,6 +25,8 @@ namespace mbok::detail::avx512 {
 
 inline constexpr Isa kTableIsa = Isa::avx512;
 #include "../generic/training_products.hpp"
+
+// The table last: it installs what the files above define.
 #include "../generic/kernel_table.hpp"
 
 }  // namespace mbok::detail::avx512
