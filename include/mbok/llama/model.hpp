@@ -204,7 +204,7 @@ class LlamaModel {
   const Int8Matrix* int8_head() const noexcept { return head_i8_.get(); }
 
   /// Holds the head as int8 from now on (`HeadFormat::int8`); an untied float head is
-  /// released. Idempotent. Copies made before share the float head and keep running it.
+  /// released. Idempotent. Copies made before keep their own float head.
   void quantize_head() {
     if (head_i8_) return;
     const RowMatrix& w = config_.tie_word_embeddings ? embedding_ : lm_head_;
