@@ -322,6 +322,19 @@ class BooleanOptimizer final : public Optimizer {
       }
     if (!options_.beta) s.beta = 1.0;
   }
+  /// Makes parameter `index`, a row slice of a larger tensor, draw the i8 accumulators'
+  /// stochastic rounding as an optimizer over the whole tensors does: with the key of its
+  /// parameter number `tensor` there and the element indices of rows [first_row, first_row +
+  /// rows). A data-parallel trainer whose ranks each step a slice then rounds like one process,
+  /// whatever the number of ranks. Default: (index, 0). No effect on f32 and f16 accumulators.
+  /// Throws `InvalidArgument` for a bad index.
+  void set_rounding_origin(std::size_t index, std::size_t tensor, std::size_t first_row) {
+    detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
+                    " does not exist (", slots_.size(), " registered)");
+    slots_[index].key_tensor = tensor;
+    slots_[index].first_row = first_row;
+  }
+
   /// The beta parameter `index` will use at its next step.
   double beta(std::size_t index) const {
     detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
@@ -511,6 +524,9 @@ class BooleanOptimizer final : public Optimizer {
     std::vector<std::int8_t> i8;
     double beta = 0;
     double scale = 1;  // fixed-point step of i8
+    // i8 rounding: the generator key's parameter number and the row of element 0
+    // (set_rounding_origin).
+    std::size_t key_tensor = SIZE_MAX, first_row = 0;
     std::size_t acc_bytes() const noexcept {
       return f32.size() * sizeof(float) + f16.size() * sizeof(std::uint16_t) + i8.size();
     }
@@ -574,8 +590,27 @@ class BooleanOptimizer final : public Optimizer {
       args.inv = static_cast<float>(1.0 / s.scale);
       // The generator key depends on the seed, the step and the tensor.
       args.key = detail::splitmix64(
-          options_.seed ^
-          detail::splitmix64(static_cast<std::uint64_t>(step_) * 0x100000001B3ull + idx));
+          options_.seed ^ detail::splitmix64(static_cast<std::uint64_t>(step_) * 0x100000001B3ull +
+                                             (s.key_tensor == SIZE_MAX ? idx : s.key_tensor)));
+      if (s.first_row != 0 && s.rows != 0) {
+        // The kernels number element (i, j) i * cols + j from the addresses they are given:
+        // addresses first_row rows before the slice and rows [first_row, first_row + rows)
+        // give the whole tensor's numbers; only the slice's rows are touched.
+        const std::size_t f = s.first_row;
+        const auto back = [f](auto* p, std::size_t row_bytes) {
+          return reinterpret_cast<decltype(p)>(reinterpret_cast<std::uintptr_t>(p) - f * row_bytes);
+        };
+        args.bits = back(args.bits, args.stride * sizeof(std::uint64_t));
+        args.q = back(args.q, args.ld * sizeof(float));
+        args.acc = back(static_cast<std::int8_t*>(args.acc), args.cols);
+        const auto rows_step = s.kernels.table().boolean_step_rows[static_cast<int>(codec)];
+        std::atomic<std::size_t> total{0};
+        parallel_for(f, f + s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / s.cols),
+                     [&](std::size_t r0, std::size_t r1) {
+                       total.fetch_add(rows_step(args, r0, r1), std::memory_order_relaxed);
+                     });
+        return total.load();
+      }
     }
     return detail::boolean_step(s.kernels.table(), codec, args, s.rows);
   }

@@ -31,15 +31,17 @@
 /// over the whole batch, so signals and float gradients agree within float rounding (a
 /// relative 1e-6 per step for the batch sizes of the tests); the bits agree unless an
 /// accumulator lands within that rounding of the threshold. With i8 accumulators the
-/// stochastic rounding is keyed by each slice's own element index: a different, equally valid
-/// random stream than one process's (f32 and f16 accumulators have no randomness).
+/// stochastic rounding is keyed by the whole tensor's number and element indices
+/// (`BooleanOptimizer::set_rounding_origin`): given the same reduced signals, the accumulators
+/// and bits are the same for any number of ranks and equal one process's.
 ///
 /// Consistency: every `check_every` steps, at `check_consistency()` and in `export_state`,
 /// each rank hashes the trainable kernels' bits, the float parameters and the optimizers'
 /// replicated state (per-tensor betas, step counts, AdamW's moments; the Boolean accumulators
 /// are sharded, one owner per row) and the hashes are all-gathered; a difference throws
 /// `DistributedError` on every rank naming the step, the tensor and the ranks that differ from rank
-/// 0.
+/// 0. The same check runs before the first step after construction or `import_state`, whatever
+/// `check_every` says: ranks that start from different states fail at once.
 ///
 /// Failures: the constructor compares every rank's configuration (tensor names and shapes,
 /// optimizer options) and throws `InvalidArgument` on every rank naming the first difference.
@@ -241,6 +243,7 @@ class DataParallelTrainer {
   /// fails during the step or a collective times out.
   void step(std::size_t local_count) {
     wire_ = WireBytes{};
+    check_initial_state();
     // The sum of the counts and of their squares: the counts are all equal exactly when
     // P sum(c^2) = (sum c)^2, and then the sum is scaled once, after the reduction.
     const auto c = static_cast<double>(local_count);
@@ -259,13 +262,18 @@ class DataParallelTrainer {
   /// the global batch). Collective; errors as `step(local_count)`.
   void step() {
     wire_ = WireBytes{};
+    check_initial_state();
     run_step(1.0, 1.0);
   }
 
   /// Checks that every rank holds the same trainable bits and float parameters: throws
   /// `DistributedError` on every rank naming the step, the first tensor that differs and the
   /// ranks that differ from rank 0. Collective.
-  void check_consistency() {
+  void check_consistency() { check_state("at step " + std::to_string(step_)); }
+
+ private:
+  // check_consistency, naming when in the error ("at step 3", "before step 1").
+  void check_state(const std::string& when) {
     // The hashed state, named for the error: the trainable bits, the float parameters, and
     // the optimizers' replicated state (each Boolean tensor's beta, the step counts, AdamW's
     // moments and step). The Boolean accumulators themselves are sharded: each row has one
@@ -313,11 +321,13 @@ class DataParallelTrainer {
           ranks += (ranks.empty() ? "" : ", ") + std::to_string(r);
       if (ranks.empty()) continue;
       throw DistributedError(mbok::detail::concat(
-          "mbok: DataParallelTrainer: ranks diverged at step ", step_, ": '", names[c],
-          "' on rank(s) ", ranks, " differs from rank 0 (checked ", count, " tensors)"));
+          "mbok: DataParallelTrainer: ranks diverged ", when, ": '", names[c], "' on rank(s) ",
+          ranks, " differs from rank 0 (checked ", count, " tensors)"));
     }
+    state_checked_ = true;
   }
 
+ public:
   /// Global flip statistics of the last step, one entry per Boolean parameter (every rank
   /// holds the same values).
   const BooleanStepStats& last_stats() const noexcept { return stats_; }
@@ -475,6 +485,7 @@ class DataParallelTrainer {
     adamw_ = std::move(adamw);
     for (std::size_t t = 0; t < tensors_.size(); ++t) tensors_[t].beta = betas[t];
     step_ = step;
+    state_checked_ = false;  // the model was probably loaded with it: checked at the next step
   }
 
  private:
@@ -491,6 +502,13 @@ class DataParallelTrainer {
     MPI_Datatype row_type = MPI_DATATYPE_NULL;
     double beta = 0;  // beta of the next step (the whole tensor's)
   };
+
+  // Ranks that start (or resume) from different bits, floats or optimizer state would train
+  // apart from the first step on: the state is hashed before the first step after
+  // construction or import_state, whatever check_every says.
+  void check_initial_state() {
+    if (!state_checked_) check_state("before step " + std::to_string(step_ + 1));
+  }
 
   // Frees the communicator and the row datatypes (unless MPI is finalized).
   void release() noexcept {
@@ -715,6 +733,12 @@ class DataParallelTrainer {
         slices.push_back(BooleanParameter{t.param.name, &t.slice, t.signal.data(), t.cols});
       }
       boolean_ = BooleanOptimizer(std::move(slices), options_.boolean);
+      // i8 rounding keyed by the whole tensor's number and element indices: the same random
+      // numbers as one process's, whatever the number of ranks.
+      for (std::size_t t = 0; t < tensors_.size(); ++t)
+        if (tensors_[t].local >= 0)
+          boolean_.set_rounding_origin(static_cast<std::size_t>(tensors_[t].local), t,
+                                       tensors_[t].r0);
     } catch (const std::exception& e) {
       local_error = e.what();
     }
@@ -873,6 +897,7 @@ class DataParallelTrainer {
   BooleanOptimizer boolean_;
   AdamW adamw_;
   std::int64_t step_ = 0;
+  bool state_checked_ = false;  // hashed since construction or the last import_state
   BooleanStepStats stats_;
   WireBytes wire_, last_wire_;
 };
