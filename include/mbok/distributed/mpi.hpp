@@ -11,15 +11,17 @@
 /// `DataParallelTrainer` then makes one optimizer step that equals a one-process step on the
 /// whole batch:
 ///
-/// - the signals Q of every trainable kernel are summed with `MPI_Reduce_scatter`: rank p
+/// - the signals Q of every trainable kernel are summed with a ring reduce-scatter of
+///   nonblocking point-to-point messages (bandwidth-optimal on any MPI library; tensors
+///   bucketed so that small ones share a ring): rank p
 ///   receives the sum of rows [m p / P, m (p + 1) / P) of each m x n kernel's signal (its
 ///   slice) and alone holds that slice's accumulators (sharded optimizer state: 1/P of the
 ///   accumulators per rank);
 /// - each rank steps its slices with a `BooleanOptimizer` given the whole tensor's signal RMS
 ///   and flip fraction (small all-reduces), so the flip rule sees what one process would see;
-/// - the flipped slices are all-gathered in place into every rank's kernels as packed rows
+/// - the flipped slices are all-gathered by a ring into every rank's kernels as packed rows
 ///   (1 bit per weight on the wire, rounded up to whole 64-bit words per row);
-/// - float gradients (scales, biases, norms) are all-reduced and every rank runs the same
+/// - float gradients (scales, biases, norms) are all-reduced (ring) and every rank runs the same
 ///   `AdamW` step on the sum, so the float parameters stay identical everywhere.
 ///
 /// Normalization: `step(local_count)` takes gradients that are means over the rank's
@@ -117,9 +119,10 @@ struct DataParallelOptions {
   double timeout_seconds = 600;
 };
 
-/// Bytes one rank sends in one step, from the message sizes with bandwidth-optimal collectives
-/// (ring or recursive halving): a reduce-scatter or an all-gather of N bytes sends (P - 1) / P
-/// N per rank, an all-reduce twice that.
+/// Bytes this rank sent in one step. The signals, bits and float gradients travel in the
+/// trainer's own rings of point-to-point messages, and are counted as sent (about (P - 1) / P
+/// of the data for a reduce-scatter or an all-gather, twice that for an all-reduce); the
+/// control values (small MPI collectives) are estimated the same way from their sizes.
 struct WireBytes {
   std::size_t signal_reduce_scatter = 0;  ///< float signals, reduce-scattered
   std::size_t bits_all_gather = 0;        ///< packed bit rows (whole words), all-gathered
@@ -497,11 +500,152 @@ class DataParallelTrainer {
     long local = -1;  // index in the local optimizer; -1 when this rank holds no row
     BitMatrix slice;
     std::vector<float> signal;
-    std::vector<int> counts;  // reduce-scatter: floats per rank
-    // One packed row on the wire: its ceil(cols / 64) words, not the padding up to the stride.
-    MPI_Datatype row_type = MPI_DATATYPE_NULL;
     double beta = 0;  // beta of the next step (the whole tensor's)
   };
+
+  // The ring's neighbours: rank r sends to r + 1 and receives from r - 1 (mod P).
+  int next_rank() const noexcept { return (rank_ + 1) % size_; }
+  int prev_rank() const noexcept { return (rank_ + size_ - 1) % size_; }
+  // (x mod P) for x = rank + d, d >= -2 P.
+  int ring_chunk(int d) const noexcept { return ((rank_ + d) % size_ + 2 * size_) % size_; }
+
+  // Sends `send_count` items of `send` to the next rank while receiving `recv_count` items
+  // from the previous one into `recv`; waits for both at most timeout_seconds.
+  void exchange(const void* send, int send_count, void* recv, int recv_count, MPI_Datatype type,
+                int tag, const char* what) const {
+    MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    check_mpi(MPI_Irecv(recv, recv_count, type, prev_rank(), tag, comm_, &requests[0]), what);
+    check_mpi(MPI_Isend(send, send_count, type, next_rank(), tag, comm_, &requests[1]), what);
+    wait_all(requests, 2, what);
+  }
+
+  // Weights of slice c of tensors [t0, t1) (a chunk of their bucket).
+  std::size_t chunk_elements(std::size_t t0, std::size_t t1, int c) const {
+    std::size_t n = 0;
+    for (std::size_t t = t0; t < t1; ++t)
+      n += (row_begin(tensors_[t].rows, c + 1) - row_begin(tensors_[t].rows, c)) * tensors_[t].cols;
+    return n;
+  }
+  // out = weight x (this rank's signal of chunk c), or out += it.
+  void load_chunk(std::size_t t0, std::size_t t1, int c, float weight, float* out, bool add) const {
+    for (std::size_t t = t0; t < t1; ++t) {
+      const Shard& tt = tensors_[t];
+      const std::size_t e0 = row_begin(tt.rows, c) * tt.cols,
+                        e1 = row_begin(tt.rows, c + 1) * tt.cols;
+      const float* q = tt.param.signal;
+      if (add)
+        for (std::size_t e = e0; e < e1; ++e) *out++ += q[e] * weight;
+      else
+        for (std::size_t e = e0; e < e1; ++e) *out++ = q[e] * weight;
+    }
+  }
+
+  // Ring reduce-scatter of the signals of tensors [t0, t1) times `weight` into the slices
+  // (Shard::signal). Chunk c is slice c of every tensor of the bucket. In step k = 0 .. P - 2
+  // rank r sends its partial sum of chunk r - k - 1 to rank r + 1, receives chunk r - k - 2
+  // from rank r - 1 and adds its own signal to it; after P - 1 steps it holds the sum of chunk
+  // r (added in the order r + 1, r + 2, ..., r: fixed, whatever the timing). Each rank sends
+  // P - 1 chunks, (P - 1) / P of the bucket: the bandwidth bound. Returns the bytes sent.
+  std::size_t ring_reduce_scatter(std::size_t t0, std::size_t t1, float weight) {
+    std::size_t largest = 0;
+    for (int c = 0; c < size_; ++c) largest = std::max(largest, chunk_elements(t0, t1, c));
+    ring_send_.resize(largest);
+    ring_recv_.resize(largest);
+    std::size_t sent = 0;
+    int held = ring_chunk(size_ == 1 ? 0 : -1);
+    load_chunk(t0, t1, held, weight, ring_send_.data(), false);
+    for (int k = 0; k + 1 < size_; ++k) {
+      const int incoming = ring_chunk(-k - 2);
+      const std::size_t out_n = chunk_elements(t0, t1, held),
+                        in_n = chunk_elements(t0, t1, incoming);
+      exchange(ring_send_.data(), static_cast<int>(out_n), ring_recv_.data(),
+               static_cast<int>(in_n), MPI_FLOAT, kTagSignals, "signal reduce-scatter");
+      sent += out_n * sizeof(float);
+      load_chunk(t0, t1, incoming, weight, ring_recv_.data(), true);
+      ring_send_.swap(ring_recv_);
+      held = incoming;
+    }
+    const float* sum = ring_send_.data();  // chunk `rank_`
+    for (std::size_t t = t0; t < t1; ++t) {
+      Shard& tt = tensors_[t];
+      std::copy(sum, sum + tt.signal.size(), tt.signal.begin());
+      sum += tt.signal.size();
+    }
+    return sent;
+  }
+
+  // Ring all-reduce (sum) of n floats in place: a ring reduce-scatter of n / P chunks, then a
+  // ring all-gather of the sums. The same sums, bit for bit, on every rank. Returns the bytes
+  // sent.
+  std::size_t ring_all_reduce(float* data, std::size_t n) {
+    if (size_ == 1 || n == 0) return 0;
+    const auto begin = [&](int c) { return row_begin(n, c); };
+    const auto count = [&](int c) { return static_cast<int>(begin(c + 1) - begin(c)); };
+    ring_recv_.resize(n / static_cast<std::size_t>(size_) + 1);
+    std::size_t sent = 0;
+    for (int k = 0; k + 1 < size_; ++k) {
+      const int out = ring_chunk(-k - 1), in = ring_chunk(-k - 2);
+      exchange(data + begin(out), count(out), ring_recv_.data(), count(in), MPI_FLOAT,
+               kTagGradients, "gradient all-reduce");
+      sent += static_cast<std::size_t>(count(out)) * sizeof(float);
+      float* d = data + begin(in);
+      for (int i = 0; i < count(in); ++i) d[i] += ring_recv_[static_cast<std::size_t>(i)];
+    }
+    for (int k = 0; k + 1 < size_; ++k) {
+      const int out = ring_chunk(-k), in = ring_chunk(-k - 1);
+      exchange(data + begin(out), count(out), data + begin(in), count(in), MPI_FLOAT, kTagGradients,
+               "gradient all-gather");
+      sent += static_cast<std::size_t>(count(out)) * sizeof(float);
+    }
+    return sent;
+  }
+
+  // The words of a packed row that hold its bits (the rest up to the stride is padding).
+  static std::size_t used_words(std::size_t cols) noexcept { return (cols + 63) / 64; }
+
+  // Ring all-gather of the flipped rows of tensors [t0, t1): chunk c is slice c of every tensor,
+  // each row's ceil(cols / 64) used words (not the padding up to the stride). In step k rank r
+  // forwards chunk r - k to rank r + 1 and receives chunk r - k - 1. Returns the bytes sent.
+  std::size_t ring_all_gather_bits(std::size_t t0, std::size_t t1) {
+    if (size_ == 1) return 0;
+    const auto words = [&](int c) {
+      std::size_t n = 0;
+      for (std::size_t t = t0; t < t1; ++t)
+        n += (row_begin(tensors_[t].rows, c + 1) - row_begin(tensors_[t].rows, c)) *
+             used_words(tensors_[t].cols);
+      return n;
+    };
+    std::size_t largest = 0;
+    for (int c = 0; c < size_; ++c) largest = std::max(largest, words(c));
+    bits_send_.resize(largest);
+    bits_recv_.resize(largest);
+    // Copies chunk c between the kernels and a packed buffer.
+    const auto pack = [&](int c, std::uint64_t* out, bool to_kernels) {
+      for (std::size_t t = t0; t < t1; ++t) {
+        MutableBitMatrixView whole = tensors_[t].param.bits->mutable_view();
+        const std::size_t rw = used_words(tensors_[t].cols);
+        for (std::size_t i = row_begin(tensors_[t].rows, c); i < row_begin(tensors_[t].rows, c + 1);
+             ++i, out += rw)
+          if (to_kernels)
+            std::memcpy(whole.row(i), out, rw * 8);
+          else
+            std::memcpy(out, whole.row(i), rw * 8);
+      }
+    };
+    std::size_t sent = 0;
+    int held = rank_;
+    pack(held, bits_send_.data(), false);
+    for (int k = 0; k + 1 < size_; ++k) {
+      const int incoming = ring_chunk(-k - 1);
+      exchange(bits_send_.data(), static_cast<int>(words(held)), bits_recv_.data(),
+               static_cast<int>(words(incoming)), MPI_UINT64_T, kTagBits, "bit all-gather");
+      sent += words(held) * 8;
+      pack(incoming, bits_recv_.data(), true);
+      bits_send_.swap(bits_recv_);
+      held = incoming;
+    }
+    return sent;
+  }
 
   // Ranks that start (or resume) from different bits, floats or optimizer state would train
   // apart from the first step on: the state is hashed before the first step after
@@ -515,8 +659,6 @@ class DataParallelTrainer {
     int finalized = 0;
     MPI_Finalized(&finalized);
     if (finalized) return;
-    for (auto& t : tensors_)
-      if (t.row_type != MPI_DATATYPE_NULL) MPI_Type_free(&t.row_type);
     if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
   }
 
@@ -563,6 +705,11 @@ class DataParallelTrainer {
         std::this_thread::sleep_for(nap);
       }
     }
+  }
+
+  // wait() for several requests.
+  void wait_all(MPI_Request* requests, int n, const char* what) const {
+    for (int i = 0; i < n; ++i) wait(requests[i], what);
   }
 
   void all_reduce(void* data, int count, MPI_Datatype type, MPI_Op op, const char* what) const {
@@ -682,27 +829,27 @@ class DataParallelTrainer {
         t.cols = p.bits->cols();
         t.r0 = row_begin(t.rows, rank_);
         t.r1 = row_begin(t.rows, rank_ + 1);
-        for (int r = 0; r < size_; ++r) {
-          const std::size_t n = (row_begin(t.rows, r + 1) - row_begin(t.rows, r)) * t.cols;
-          mbok::detail::require(
-              n <= static_cast<std::size_t>(INT_MAX) &&
-                  (row_begin(t.rows, r + 1) - row_begin(t.rows, r)) * p.bits->stride_words() <=
-                      static_cast<std::size_t>(INT_MAX),
-              "DataParallelTrainer: a slice of '", p.name, "' exceeds MPI's int counts");
-          t.counts.push_back(static_cast<int>(n));
-        }
+        for (int r = 0; r < size_; ++r)
+          mbok::detail::require((row_begin(t.rows, r + 1) - row_begin(t.rows, r)) * t.cols <=
+                                    static_cast<std::size_t>(INT_MAX),
+                                "DataParallelTrainer: a slice of '", p.name,
+                                "' exceeds MPI's int counts");
         t.beta = options_.boolean.beta ? *options_.boolean.beta : 0.0;
         t.param = std::move(p);
         tensors_.push_back(std::move(t));
-        Shard& added = tensors_.back();
-        MPI_Datatype row = MPI_DATATYPE_NULL;
-        const auto words = static_cast<int>((added.cols + 63) / 64);
-        const auto stride = static_cast<MPI_Aint>(added.param.bits->stride_words() * 8);
-        check_mpi(MPI_Type_contiguous(words, MPI_UINT64_T, &row), "row datatype");
-        const int rc = MPI_Type_create_resized(row, 0, stride, &added.row_type);
-        MPI_Type_free(&row);
-        check_mpi(rc, "row datatype");
-        check_mpi(MPI_Type_commit(&added.row_type), "row datatype");
+      }
+      // Buckets: runs of consecutive tensors of at most kBucketElements weights together (a
+      // larger tensor alone), each summed and gathered by one ring, so that small tensors
+      // share the ring's P - 1 latencies. A chunk of a bucket holds at most one slice of a
+      // tensor beyond the limit or kBucketElements / P weights: within MPI's int counts.
+      for (std::size_t t = 0, elements = 0; t < tensors_.size(); ++t) {
+        const std::size_t n = tensors_[t].rows * tensors_[t].cols;
+        if (buckets_.empty() || elements + n > kBucketElements) {
+          buckets_.push_back({t, t});
+          elements = 0;
+        }
+        buckets_.back().second = t + 1;
+        elements += n;
       }
       floats_ = std::move(float_params);
       std::size_t total = 0;
@@ -749,41 +896,29 @@ class DataParallelTrainer {
   void run_step(double weight, double scale) {
     WireBytes& wire = wire_;
     const auto P = static_cast<std::size_t>(size_);
-    // 1. Sum the signals into each rank's slices, the float gradients everywhere.
-    std::vector<float> staging;
-    for (auto& t : tensors_) {
-      const float* send = t.param.signal;
-      if (weight != 1.0) {
-        staging.resize(t.rows * t.cols);
-        const auto w = static_cast<float>(weight);
-        for (std::size_t e = 0; e < staging.size(); ++e) staging[e] = send[e] * w;
-        send = staging.data();
+    // 1. Sum the signals into each rank's slices, the float gradients everywhere: rings of
+    // point-to-point messages (ring_reduce_scatter, ring_all_reduce), each rank sending
+    // (P - 1) / P of the data, whatever the MPI library's own collectives do.
+    const auto w = static_cast<float>(weight);
+    for (const auto& bucket : buckets_) {
+      wire.signal_reduce_scatter += ring_reduce_scatter(bucket.first, bucket.second, w);
+      for (std::size_t t = bucket.first; t < bucket.second; ++t) {
+        Shard& tt = tensors_[t];
+        if (scale != 1.0)
+          for (float& v : tt.signal) v *= static_cast<float>(scale);
+        wire.float_all_reduce_baseline += 2 * tt.rows * tt.cols * sizeof(float) * (P - 1) / P;
       }
-      float dummy = 0;
-      MPI_Request request;
-      check_mpi(MPI_Ireduce_scatter(send, t.signal.empty() ? &dummy : t.signal.data(),
-                                    t.counts.data(), MPI_FLOAT, MPI_SUM, comm_, &request),
-                "signal reduce-scatter");
-      wait(request, "signal reduce-scatter");
-      if (scale != 1.0)
-        for (float& v : t.signal) v *= static_cast<float>(scale);
-      wire.signal_reduce_scatter += t.rows * t.cols * sizeof(float) * (P - 1) / P;
-      wire.float_all_reduce_baseline += 2 * t.rows * t.cols * sizeof(float) * (P - 1) / P;
     }
     {
       std::size_t offset = 0;
-      const auto w = static_cast<float>(weight);
       for (const auto& f : floats_) {
         for (std::size_t i = 0; i < f.size; ++i) grads_[offset + i] = f.grad[i] * w;
         offset += f.size;
       }
-      if (!grads_.empty())
-        all_reduce(grads_.data(), static_cast<int>(grads_.size()), MPI_FLOAT, MPI_SUM,
-                   "gradient all-reduce");
+      wire.float_all_reduce = ring_all_reduce(grads_.data(), grads_.size());
       if (scale != 1.0)
         for (float& g : grads_) g *= static_cast<float>(scale);
-      wire.float_all_reduce = 2 * grads_.size() * sizeof(float) * (P - 1) / P;
-      wire.float_all_reduce_baseline += wire.float_all_reduce;
+      wire.float_all_reduce_baseline += 2 * grads_.size() * sizeof(float) * (P - 1) / P;
     }
     // 2. The whole tensors' sums of squares (for rms scaling) and peaks, and the float
     // gradients' finiteness: every rank decides the same.
@@ -868,20 +1003,9 @@ class DataParallelTrainer {
       if (tt.local >= 0)
         for (std::size_t i = tt.r0; i < tt.r1; ++i)
           std::memcpy(whole.row(i), tt.slice.view().row(i - tt.r0), tt.slice.row_words() * 8);
-      // Rows in units of row_type: each row's used words travel, its padding stays zero.
-      std::vector<int> counts(P), displs(P);
-      for (int r = 0; r < size_; ++r) {
-        const std::size_t r0 = row_begin(tt.rows, r), r1 = row_begin(tt.rows, r + 1);
-        counts[static_cast<std::size_t>(r)] = static_cast<int>(r1 - r0);
-        displs[static_cast<std::size_t>(r)] = static_cast<int>(r0);
-      }
-      MPI_Request request;
-      check_mpi(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, whole.data(), counts.data(),
-                                displs.data(), tt.row_type, comm_, &request),
-                "bit all-gather");
-      wait(request, "bit all-gather");
-      wire.bits_all_gather += tt.rows * ((tt.cols + 63) / 64) * 8 * (P - 1) / P;
     }
+    for (const auto& bucket : buckets_)
+      wire.bits_all_gather += ring_all_gather_bits(bucket.first, bucket.second);
     // 5. The float parameters: the same AdamW step on the same sums everywhere.
     adamw_.step();
     if (options_.check_every > 0 && step_ % options_.check_every == 0) check_consistency();
@@ -892,6 +1016,14 @@ class DataParallelTrainer {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   std::vector<Shard> tensors_;
+  // Tensors [first, second) summed and gathered by one ring; a bucket holds at most
+  // kBucketElements weights unless it is a single tensor.
+  static constexpr std::size_t kBucketElements = std::size_t{1} << 22;
+  std::vector<std::pair<std::size_t, std::size_t>> buckets_;
+  // The rings' message tags (the trainer's duplicate communicator carries nothing else).
+  static constexpr int kTagSignals = 1, kTagGradients = 2, kTagBits = 3;
+  std::vector<float> ring_send_, ring_recv_;          // chunks of signals or gradients
+  std::vector<std::uint64_t> bits_send_, bits_recv_;  // chunks of packed bit rows
   std::vector<Parameter> floats_;  // the model's parameters (values and local gradients)
   std::vector<float> grads_;       // their reduced gradients, read by adamw_
   BooleanOptimizer boolean_;
