@@ -21,6 +21,17 @@
 /// calling thread, for engines that run their own threads (it reads all of X and writes only
 /// columns [j0, j1) of Y).
 ///
+/// With the kernels repacked for the table-lookup products (`Int8PreparedWeights`, the layout
+/// the int8 forward reads), the overloads taking them add a third algorithm, `lut`: per token
+/// and kernel, a table of the 16 signed sums of each group of 4 scaled activations (16 bytes
+/// per feature, built in the call), then one lookup per 4 weights (a VPERMPS for 16 rows at
+/// once on AVX-512). It needs only the scales and the repacked weights, not the bits, and is
+/// the fastest for few tokens: `automatic` takes it for t <= KernelSet::lut_f32_max_tokens()
+/// of the prepared weights' set (measured per ISA), and the two algorithms above otherwise.
+/// Its error: |y_ij - exact_ij| <= gamma(ceil(n / 4) + K + 3) sum_k |s_out_k,j| sum_l |x_il
+/// s_in_k,l| (gamma(k) = k u / (1 - k u), u = 2^-24; plus one subnormal per rounding where
+/// products underflow), detail/kernels/lut_f32_format.hpp.
+///
 /// X and Y must not overlap. Results equal the exact sum up to float rounding of a sum of n
 /// terms per kernel (the order of summation differs between ISAs).
 ///
@@ -34,10 +45,12 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <vector>
 
 #include "bit_matrix.hpp"
 #include "config.hpp"
 #include "error.hpp"
+#include "forward_int8.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
 #include "parallel.hpp"
@@ -53,6 +66,8 @@ enum class FloatAlgorithm {
                   ///< sign_products
   sign_products,  ///< K sign products, one per kernel
   weight_panels,  ///< one float product over W rebuilt panel by panel
+  lut,            ///< table lookup over the repacked kernels (the overloads taking
+                  ///< `Int8PreparedWeights` only)
 };
 
 namespace detail {
@@ -156,6 +171,8 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float
                                  const KernelSet& kernels = KernelSet(),
                                  FloatAlgorithm algorithm = FloatAlgorithm::automatic) {
   detail::check_forward(w, x, ldx, t, y, ldy);
+  detail::require(algorithm != FloatAlgorithm::lut,
+                  "multi_kernel_forward: FloatAlgorithm::lut needs Int8PreparedWeights");
   if (t == 0) return;
   if (algorithm == FloatAlgorithm::weight_panels ||
       (algorithm == FloatAlgorithm::automatic &&
@@ -174,6 +191,148 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float
         detail::forward_rows(kernels, w, x, ldx, t, y, ldy, j0, j1);
       },
       16);
+}
+
+namespace detail {
+
+// One thread's tables of the LUT float forward (grows only; no allocation once warm).
+inline ScratchFloats& lut_f32_scratch() {
+  static thread_local ScratchFloats scratch;
+  return scratch;
+}
+
+// The LUT float forward over repacked weights, output features [j0, j1) of t tokens on the
+// calling thread: y(i, j) = sum_k s_out[k][j] sum_l x(i, l) s_in[k][l] W_k(j, l), overwritten
+// (zero for kernels = 0). Needs only the scales (s_out[k]: m floats, s_in[k]: n floats) and
+// the repacked kernels w[k] (all m x n, either layout), not the bits: the form a layer that
+// keeps only the repacked weights calls. Checks nothing (the public overloads do). Tables of
+// all kernels for a block of tokens (within kLutTableBlockBytes, at least one token) are
+// built into this thread's scratch, then each kernel passes over the rows once per block.
+inline void lut_forward_f32_range(const KernelTable& table, std::size_t kernels,
+                                  const float* const* s_out, const float* const* s_in,
+                                  const LutWeightsView* w, const float* x, std::size_t ldx,
+                                  std::size_t t, float* y, std::size_t ldy, std::size_t j0,
+                                  std::size_t j1) {
+  if (t == 0 || j0 >= j1) return;
+  if (kernels == 0) {
+    for (std::size_t i = 0; i < t; ++i) std::fill(y + i * ldy + j0, y + i * ldy + j1, 0.0f);
+    return;
+  }
+  const std::size_t n = w[0].cols, ld = lut_f32_table_floats(n);
+  const std::size_t block =
+      std::clamp<std::size_t>(kLutTableBlockBytes / (kernels * ld * sizeof(float)), 1, t);
+  float* tables = lut_f32_scratch().get(kernels * block * ld);
+  for (std::size_t i0 = 0; i0 < t; i0 += block) {
+    const std::size_t tb = std::min(block, t - i0);
+    for (std::size_t k = 0; k < kernels; ++k)
+      table.lut_tables_f32(x + i0 * ldx, ldx, tb, n, s_in[k], tables + k * block * ld, ld);
+    for (std::size_t k = 0; k < kernels; ++k)
+      table.sign_gemm_f32_lut({tables + k * block * ld, tb, n, ld}, w[k], s_out[k], k > 0,
+                              y + i0 * ldy, ldy, j0, j1);
+  }
+}
+
+// Least work per thread of the LUT float forward, in 64-weight words x tokens x kernels: 2^14
+// words (1 Mi weights, about 10 us on avx512) where idle threads spin, 2^17 where waking them
+// costs tens of microseconds (as kInt8MinWordsPerThread, at about half the int8 LUT's speed).
+inline constexpr std::size_t kLutF32MinWordsPerThread = std::size_t{1} << 14;
+inline constexpr std::size_t kLutF32MinWordsPerWokenThread = std::size_t{1} << 17;
+
+// lut_forward_f32_range over all m output features on the default `parallel_for` (rows split
+// on multiples of 16; every chunk builds its own tables, a few microseconds, rather than
+// reading another core's).
+inline void lut_forward_f32(const KernelTable& table, std::size_t kernels,
+                            const float* const* s_out, const float* const* s_in,
+                            const LutWeightsView* w, std::size_t m, const float* x, std::size_t ldx,
+                            std::size_t t, float* y, std::size_t ldy) {
+  const std::size_t n = kernels > 0 ? w[0].cols : 0;
+  const std::size_t grain = std::max<std::size_t>(
+      64, grain_for_cost(std::max<std::size_t>(1, t * padded_row_words(n) * kernels),
+                         kLutF32MinWordsPerThread, kLutF32MinWordsPerWokenThread));
+  parallel_for(
+      0, m, grain,
+      [&](std::size_t j0, std::size_t j1) {
+        lut_forward_f32_range(table, kernels, s_out, s_in, w, x, ldx, t, y, ldy, j0, j1);
+      },
+      kLutTileRows);
+}
+
+// Kernel k's scales and repacked weights of w and pw, for the functions above.
+struct LutF32Operands {
+  std::vector<const float*> s_out, s_in;
+  std::vector<LutWeightsView> w;
+  LutF32Operands(const MultiKernelWeights<float>& weights, const Int8PreparedWeights& pw) {
+    for (std::size_t k = 0; k < weights.num_kernels(); ++k) {
+      s_out.push_back(weights.s_out(k).data());
+      s_in.push_back(weights.s_in(k).data());
+      w.push_back(pw.kernel(k).view());
+    }
+  }
+};
+
+inline void check_prepared_f32(const MultiKernelWeights<float>& w, const Int8PreparedWeights& pw) {
+  detail::require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
+                      pw.in_features() == w.in_features(),
+                  "multi_kernel_forward: prepared weights (", pw.num_kernels(), " kernels, ",
+                  pw.out_features(), " x ", pw.in_features(), ") do not match the weights (",
+                  w.num_kernels(), " kernels, ", w.out_features(), " x ", w.in_features(), ")");
+}
+
+// Whether the forward over prepared weights runs the table lookup.
+inline bool float_uses_lut(const Int8PreparedWeights& pw, std::size_t t,
+                           FloatAlgorithm algorithm) noexcept {
+  return algorithm == FloatAlgorithm::lut ||
+         (algorithm == FloatAlgorithm::automatic && t <= pw.kernels().lut_f32_max_tokens());
+}
+
+}  // namespace detail
+
+/// Output features [j0, j1) of the fused forward with the kernels also repacked in `pw`
+/// (built from these weights), on the calling thread, on pw.kernels(): the table lookup
+/// (`FloatAlgorithm::lut`, or `automatic` with t <= pw.kernels().lut_f32_max_tokens()) or
+/// the sign products otherwise (`weight_panels` runs the sign products here, as the overload
+/// without `pw`). Y columns outside [j0, j1) are not touched; ranges on multiples of 16 waste
+/// nothing. Uses this thread's scratch for the tables (16 bytes per feature, token and kernel,
+/// at most about 512 KiB; kept between calls). Throws `InvalidArgument` as the overload
+/// without `pw`, and when `pw` does not match `w` (K, m, n).
+inline void multi_kernel_forward_range(const MultiKernelWeights<float>& w,
+                                       const Int8PreparedWeights& pw, const float* x,
+                                       std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
+                                       std::size_t j0, std::size_t j1,
+                                       FloatAlgorithm algorithm = FloatAlgorithm::automatic) {
+  detail::check_forward(w, x, ldx, t, y, ldy);
+  detail::check_prepared_f32(w, pw);
+  detail::require(j0 <= j1 && j1 <= w.out_features(), "multi_kernel_forward_range: range [", j0,
+                  ", ", j1, ") out of [0, ", w.out_features(), ")");
+  if (!detail::float_uses_lut(pw, t, algorithm)) {
+    detail::forward_rows(pw.kernels(), w, x, ldx, t, y, ldy, j0, j1);
+    return;
+  }
+  const detail::LutF32Operands ops(w, pw);
+  detail::lut_forward_f32_range(pw.kernels().table(), w.num_kernels(), ops.s_out.data(),
+                                ops.s_in.data(), ops.w.data(), x, ldx, t, y, ldy, j0, j1);
+}
+
+/// The fused forward (Y overwritten) with the kernels also repacked in `pw` (built from these
+/// weights), on pw.kernels() and the default `parallel_for`: the table lookup for
+/// `FloatAlgorithm::lut`, or `automatic` with t <= pw.kernels().lut_f32_max_tokens(); the
+/// overload without `pw` otherwise (with `algorithm`). Error bound of the table lookup in the
+/// file comment. Throws `InvalidArgument` as the overload without `pw`, and when `pw` does
+/// not match `w` (K, m, n).
+inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const Int8PreparedWeights& pw,
+                                 const float* x, std::size_t ldx, std::size_t t, float* y,
+                                 std::size_t ldy,
+                                 FloatAlgorithm algorithm = FloatAlgorithm::automatic) {
+  detail::check_forward(w, x, ldx, t, y, ldy);
+  detail::check_prepared_f32(w, pw);
+  if (!detail::float_uses_lut(pw, t, algorithm)) {
+    multi_kernel_forward(w, x, ldx, t, y, ldy, pw.kernels(), algorithm);
+    return;
+  }
+  if (t == 0) return;
+  const detail::LutF32Operands ops(w, pw);
+  detail::lut_forward_f32(pw.kernels().table(), w.num_kernels(), ops.s_out.data(), ops.s_in.data(),
+                          ops.w.data(), w.out_features(), x, ldx, t, y, ldy);
 }
 
 /// Row-major float matrices, as Eigen sees them.

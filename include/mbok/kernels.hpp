@@ -96,6 +96,44 @@ class Int8LutTables {
   detail::LutTablesView view_;
 };
 
+/// Per-token tables of float activations for `sign_gemm_f32_lut`
+/// (`KernelSet::build_lut_tables_f32`): 16 floats per group of 4 input features (64 bytes per
+/// 4 features, rounded up to 32 features) and token. Storage is reused by later builds that
+/// fit (no allocation then).
+class FloatLutTables {
+ public:
+  /// Tokens held.
+  std::size_t tokens() const noexcept { return view_.tokens; }
+  /// Input features n.
+  std::size_t cols() const noexcept { return view_.cols; }
+  /// The tables (internal format, detail/kernels/lut_f32_format.hpp).
+  const detail::LutTablesF32View& view() const noexcept { return view_; }
+
+ private:
+  friend class KernelSet;
+  float* reserve(std::size_t t, std::size_t n) {
+    const std::size_t ld = detail::lut_f32_table_floats(n);
+    const std::size_t need = std::max<std::size_t>(
+        detail::mul_or_throw({t, ld, sizeof(float)}, "build_lut_tables_f32: ", t, " tokens x ", ld,
+                             " floats"),
+        64);
+    if (need > capacity_) {
+      data_.reset(static_cast<float*>(::operator new(need, std::align_val_t(kBufferAlignment))));
+      capacity_ = need;
+    }
+    view_ = {data_.get(), t, n, ld};
+    return data_.get();
+  }
+  struct Delete {
+    void operator()(float* p) const noexcept {
+      ::operator delete(p, std::align_val_t(kBufferAlignment));
+    }
+  };
+  std::unique_ptr<float, Delete> data_;
+  std::size_t capacity_ = 0;
+  detail::LutTablesF32View view_;
+};
+
 /// The kernels of one ISA. A layer builds one when it is made and keeps it.
 class KernelSet {
  public:
@@ -268,6 +306,52 @@ class KernelSet {
   }
   /// Largest token count for which the fused int8 forward picks the LUT product by default.
   std::size_t lut_max_tokens() const noexcept { return table_->lut_max_tokens; }
+
+  /// Tables of t tokens of float activations for `sign_gemm_f32_lut`: token i is x_i (.) s
+  /// (x rows `ldx` floats apart, n features read; `s` n values, or null for x itself), into
+  /// `out`. Many tokens are split across threads on the default `parallel_for`.
+  void build_lut_tables_f32(const float* x, std::size_t ldx, std::size_t t, std::size_t n,
+                            const float* s, FloatLutTables& out) const {
+    detail::require(ldx >= n, "build_lut_tables_f32: ldx ", ldx, " < input features ", n);
+    detail::require(t == 0 || x != nullptr, "build_lut_tables_f32: null input");
+    detail::require_addressable(t, ldx, n, sizeof(float), "build_lut_tables_f32: input");
+    float* tables = out.reserve(t, n);
+    const std::size_t ld = out.view().ld;
+    parallel_for(0, t, detail::grain_for_cost(4 * n), [&](std::size_t i0, std::size_t i1) {
+      table_->lut_tables_f32(x + i0 * ldx, ldx, i1 - i0, n, s, tables + i0 * ld, ld);
+    });
+  }
+  /// Y (x.tokens() x m, stride ldy) = (X W^T) (.) s_out^T by table lookup, over the weights
+  /// the int8 LUT product reads (`prepare_lut`, either layout; this ISA's own layout runs its
+  /// SIMD kernel, the other the portable one). `s_out`: m values, or null for none; with
+  /// `accumulate` the result is added to Y. Float sums in the kernel's own order: with
+  /// S = sum_l |x_l| (x as tabled), |Y - exact| <= gamma(ceil(n / 4) + 3) |s_out_j| S
+  /// (+ one rounding for the scale and one for the accumulation), gamma(k) = k u / (1 - k u),
+  /// u = 2^-24 (detail/kernels/lut_f32_format.hpp). NaN and infinite activations propagate
+  /// as in a sum.
+  void sign_gemm_f32_lut(const FloatLutTables& x, const Int8LutWeights& w, float* y,
+                         std::size_t ldy, const float* s_out = nullptr,
+                         bool accumulate = false) const {
+    check_lut_f32(x, w, y, ldy);
+    parallel_for(
+        0, w.rows(), std::max<std::size_t>(64, grain_rows(x.tokens(), w.cols() / 16 + 1)),
+        [&](std::size_t j0, std::size_t j1) {
+          table_->sign_gemm_f32_lut(x.view(), w.view(), s_out, accumulate, y, ldy, j0, j1);
+        },
+        detail::kLutTileRows);
+  }
+  /// `sign_gemm_f32_lut` for output columns [j0, j1) only, on the calling thread (ranges on
+  /// multiples of 16 waste nothing, as for `sign_gemm_i8_lut_range`).
+  void sign_gemm_f32_lut_range(const FloatLutTables& x, const Int8LutWeights& w, float* y,
+                               std::size_t ldy, std::size_t j0, std::size_t j1,
+                               const float* s_out = nullptr, bool accumulate = false) const {
+    check_lut_f32(x, w, y, ldy);
+    check_range(j0, j1, w.rows(), "sign_gemm_f32_lut");
+    table_->sign_gemm_f32_lut(x.view(), w.view(), s_out, accumulate, y, ldy, j0, j1);
+  }
+  /// Largest token count for which the float forward over prepared weights picks the float
+  /// LUT product by default (0: never on this ISA).
+  std::size_t lut_f32_max_tokens() const noexcept { return table_->lut_f32_max_tokens; }
   /// Kernels times tokens (K t) from which the fused float forward (`FloatAlgorithm::automatic`)
   /// and the layer's dX rebuild W panel by panel into one float product; SIZE_MAX where this
   /// ISA has no register-tiled float product.
@@ -373,6 +457,19 @@ class KernelSet {
     detail::require(x.tokens() == 0 || y != nullptr, "sign_gemm_i8_lut: null output");
     detail::require_addressable(x.tokens(), ldy, w.rows(), sizeof(std::int32_t),
                                 "sign_gemm_i8_lut: output");
+  }
+
+  static void check_lut_f32(const FloatLutTables& x, const Int8LutWeights& w, const float* y,
+                            std::size_t ldy) {
+    detail::require(w.view().data != nullptr || w.rows() == 0,
+                    "sign_gemm_f32_lut: weights not prepared");
+    detail::require(x.tokens() == 0 || x.cols() == w.cols(), "sign_gemm_f32_lut: tables have ",
+                    x.cols(), " features, weights ", w.cols());
+    detail::require(ldy >= w.rows(), "sign_gemm_f32_lut: ldy ", ldy, " < output features ",
+                    w.rows());
+    detail::require(x.tokens() == 0 || y != nullptr, "sign_gemm_f32_lut: null output");
+    detail::require_addressable(x.tokens(), ldy, w.rows(), sizeof(float),
+                                "sign_gemm_f32_lut: output");
   }
 
   const detail::KernelTable* table_;

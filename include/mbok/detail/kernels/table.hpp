@@ -7,6 +7,7 @@
 #include "../../bit_matrix.hpp"
 #include "../../isa.hpp"
 #include "boolean_step_args.hpp"
+#include "lut_f32_format.hpp"
 #include "lut_format.hpp"
 #include "weight_panels.hpp"
 
@@ -59,6 +60,20 @@ struct KernelTable {
   // Largest token count for which the fused int8 forward picks the LUT product by default
   // (measured per ISA; bounded by the tables' memory where the LUT product wins at every t).
   std::size_t lut_max_tokens;
+  // The table-lookup float product (lut_f32_format.hpp) over the int8 product's repacked
+  // weights. Tables of t tokens of x (.) s (s: cols values, or null for x itself; x read up to
+  // column cols) into tables + i * ld (ld >= lut_f32_table_floats(cols), a multiple of 16,
+  // tables 64-byte aligned); bit for bit the same on every ISA.
+  void (*lut_tables_f32)(const float* x, std::size_t ldx, std::size_t t, std::size_t cols,
+                         const float* s, float* tables, std::size_t ld);
+  // Y[i * ldy + j] = s_out[j] sum_l X[i, l] W(j, l), plus Y[i * ldy + j] when `accumulate`
+  // (s_out null: 1), i < x.tokens, j in [j0, j1); w in either layout (the ISA's own is fast).
+  void (*sign_gemm_f32_lut)(LutTablesF32View x, LutWeightsView w, const float* s_out,
+                            bool accumulate, float* y, std::size_t ldy, std::size_t j0,
+                            std::size_t j1);
+  // Largest token count for which the float forward over repacked weights picks the float
+  // LUT product by default (measured per ISA; 0: never).
+  std::size_t lut_f32_max_tokens;
 
   // ---- the training step (training.hpp) ----
   // C (m x n, rows ldc apart) = A^T B for A t x m (rows lda apart), B t x n (rows ldb apart);

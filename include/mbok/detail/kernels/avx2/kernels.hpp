@@ -16,6 +16,7 @@
 #include "boolean_step.hpp"
 #include "dense_i8.hpp"
 #include "gemm_f32.hpp"
+#include "lut_f32.hpp"
 #include "lut_i8.hpp"
 #include "sign_f32.hpp"
 #include "sign_i8.hpp"

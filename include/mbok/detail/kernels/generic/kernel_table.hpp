@@ -9,8 +9,8 @@
 //     #include "../generic/kernel_table.hpp"
 //     }
 //
-// after ../scalar/kernels.hpp, ../table.hpp and the ISA's dense_i8.hpp, lut_i8.hpp, sign_f32.hpp,
-// sign_i8.hpp, xnor.hpp and its install_training and install_boolean_step.
+// after ../scalar/kernels.hpp, ../table.hpp and the ISA's dense_i8.hpp, lut_f32.hpp, lut_i8.hpp,
+// sign_f32.hpp, sign_i8.hpp, xnor.hpp and its install_training and install_boolean_step.
 
 inline constexpr KernelTable make_table() noexcept {
   KernelTable t = scalar::kTable;
@@ -19,6 +19,7 @@ inline constexpr KernelTable make_table() noexcept {
   install_sign_f32(t);
   install_sign_i8(t);
   install_lut_i8(t);
+  install_lut_f32(t);
   install_dense_i8(t);
   install_training(t);
   install_boolean_step(t);

@@ -7,6 +7,7 @@
 #include "../scalar/kernels.hpp"
 #include "../table.hpp"
 #include "dense_i8.hpp"
+#include "lut_f32.hpp"
 #include "lut_i8.hpp"
 #include "sign_f32.hpp"
 #include "sign_i8.hpp"

@@ -11,6 +11,7 @@
 #include "../../base/bits.hpp"
 #include "../table.hpp"
 #include "dense_i8.hpp"
+#include "lut_f32.hpp"
 #include "lut_i8.hpp"
 #include "training.hpp"
 
@@ -107,6 +108,9 @@ inline constexpr KernelTable make_table() noexcept {
   t.sign_gemm_i8_lut = &sign_gemm_i8_lut;
   t.dense_i8_f32 = &dense_i8_f32;
   t.lut_max_tokens = 8;
+  t.lut_tables_f32 = &lut_tables_f32;
+  t.sign_gemm_f32_lut = &sign_gemm_f32_lut;
+  t.lut_f32_max_tokens = 8;
   t.gemm_tn_f32 = &gemm_tn_f32;
   t.weight_forward_f32 = &weight_forward_f32;
   t.weight_backward_dx_f32 = &weight_backward_dx_f32;
