@@ -4,6 +4,8 @@
 //   mbok_mpi_tests divergence    ranks that differ are detected, on every rank
 //   mbok_mpi_tests mismatch      different configurations throw on every rank, no hang
 //   mbok_mpi_tests tiny          an all-subnormal signal with rms scaling adds nothing
+//   mbok_mpi_tests wire N        N steps of one demo block (tests/mpi/wire_bytes.sh measures
+//                                the bytes on the wire with Open MPI's pml monitoring)
 //   mbok_mpi_tests shards        uneven and empty row slices, a strided warm start, f32 and i8
 //                                accumulators: the same bits and state as one process
 //   mbok_mpi_tests save DIR N    N steps, then the checkpoint DIR/state.ckpt (from rank 0)
@@ -399,6 +401,60 @@ void test_shards() {
   }
 }
 
+// Bytes on the wire (tests/mpi/wire_bytes.sh measures them with Open MPI's pml monitoring):
+// one block of the demo's linear layers (4 x 128 x 128, 512 x 128, 128 x 512; K = 2, the last
+// kernel trained; their scales as float parameters), random signals, `steps` steps with the
+// default consistency check every step. Rank 0 prints the number of signals and float
+// gradients per step; every rank the bytes of its own ring messages in the last step.
+void test_wire(int steps) {
+  const int shapes[6][2] = {{128, 128}, {128, 128}, {128, 128}, {128, 128}, {512, 128}, {128, 512}};
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<mbok::BitMatrix> bits;
+  std::vector<std::vector<float>> q(6), scales(6), grads(6);
+  std::size_t signals = 0, floats = 0;
+  for (const auto& shape : shapes) {
+    bits.push_back(mbok::BitMatrix::pack(gaussian(shape[0], shape[1], rng)));
+    signals += static_cast<std::size_t>(shape[0] * shape[1]);
+  }
+  std::vector<mbok::BooleanParameter> params;
+  std::vector<mbok::Parameter> float_params;
+  for (std::size_t t = 0; t < 6; ++t) {
+    const auto m = static_cast<std::size_t>(shapes[t][0]),
+               n = static_cast<std::size_t>(shapes[t][1]);
+    q[t].assign(m * n, 0.0f);
+    scales[t].assign(2 * (m + n), 1.0f);  // K (m + n) scales
+    grads[t].assign(scales[t].size(), 0.0f);
+    floats += scales[t].size();
+    params.push_back({"w" + std::to_string(t), &bits[t], q[t].data(), n});
+    float_params.push_back({"s" + std::to_string(t),
+                            scales[t].data(),
+                            grads[t].data(),
+                            scales[t].size(),
+                            {static_cast<std::int64_t>(scales[t].size())},
+                            false});
+  }
+  DataParallelOptions o;
+  o.boolean.learning_rate = 0.05;
+  DataParallelTrainer trainer(MPI_COMM_WORLD, params, float_params, o);
+  std::size_t flips = 0;
+  for (int s = 0; s < steps; ++s) {
+    for (std::size_t t = 0; t < 6; ++t) {
+      for (float& x : q[t]) x = normal(rng);
+      for (float& g : grads[t]) g = 1e-3f * normal(rng);
+    }
+    trainer.step();
+    flips += trainer.last_stats().flips();
+  }
+  check(steps < 2 || flips > 0, "wire: no flips in " + std::to_string(steps) + " steps");
+  const auto& w = trainer.last_wire_bytes();
+  if (rank == 0) std::printf("wire: signals %zu floats %zu\n", signals, floats);
+  std::fflush(stdout);
+  MPI_Barrier(MPI_COMM_WORLD);
+  std::printf("wire: rank %d rings %zu\n", rank,
+              w.signal_reduce_scatter + w.bits_all_gather + w.float_all_reduce);
+}
+
 // Expects the trainer built by `make` to throw InvalidArgument containing `expected` on
 // every rank.
 template <typename Make>
@@ -589,6 +645,8 @@ int main(int argc, char** argv) {
       test_tiny();
     else if (what == "shards")
       test_shards();
+    else if (what == "wire" && argc == 3)
+      test_wire(std::atoi(argv[2]));
     else if (what == "save" && argc == 4)
       test_save(argv[2], std::atoi(argv[3]));
     else if (what == "resume" && argc == 4)
