@@ -1,9 +1,11 @@
-// Float-activation kernels: the fused multi-kernel forward (K = 1, 2), sign_gemm_transposed
+// Float-activation kernels: the fused multi-kernel forward (K = 1, 2; from the bits, and by
+// table lookup over the repacked kernels for t <= 32), sign_gemm_transposed
 // (the backward orientation), one case per ISA available here and per thread count, next to
 // the dense Eigen/OpenBLAS baselines of the same shapes (baselines.hpp).
 #include <benchmark/benchmark.h>
 
 #include <mbok/forward_float.hpp>
+#include <mbok/forward_int8.hpp>
 #include <mbok/isa.hpp>
 #include <mbok/kernels.hpp>
 #include <mbok/multi_kernel_weights.hpp>
@@ -75,6 +77,29 @@ void forward_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::si
   mbok::bench::set_threads(1);
 }
 
+// The same forward over the kernels repacked for the table-lookup products (one preparation
+// per problem and ISA, made on first use), by table lookup: the float decode of a layer that
+// keeps only the repacked weights.
+void forward_lut_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::size_t n,
+                      std::size_t kernels, std::size_t t, int threads) {
+  Problem& p = problem(m, n, kernels, t);
+  mbok::bench::set_threads(threads);
+  const mbok::ScopedIsaLimit limit(isa);
+  const mbok::KernelSet ks;
+  static std::map<std::tuple<const Problem*, mbok::Isa>, std::unique_ptr<mbok::Int8PreparedWeights>>
+      prepared;
+  auto& pw = prepared[{&p, isa}];
+  if (!pw) pw = std::make_unique<mbok::Int8PreparedWeights>(p.w, ks);
+  for (auto _ : state) {
+    mbok::multi_kernel_forward(p.w, *pw, p.x.data(), n, t, p.y.data(), m,
+                               mbok::FloatAlgorithm::lut);
+    benchmark::DoNotOptimize(p.y.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, m, n, kernels, t, ks);
+  mbok::bench::set_threads(1);
+}
+
 void transposed_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::size_t n,
                      std::size_t t, int threads) {
   Problem& p = problem(m, n, 1, t);
@@ -116,6 +141,18 @@ const bool registered = [] {
                 ->UseRealTime()
                 ->Unit(benchmark::kMicrosecond);
           }
+          // The table lookup: decode and small batches (t = 32 shows where it stops winning).
+          if (t <= 32)
+            for (std::size_t kernels : {1, 2}) {
+              const std::string family = "forward_lut_f32_k" + std::to_string(kernels);
+              benchmark::RegisterBenchmark(
+                  case_name(family, mbok::isa_name(isa), s.m, s.n, t, threads).c_str(),
+                  [=](benchmark::State& st) {
+                    forward_lut_case(st, isa, s.m, s.n, kernels, t, threads);
+                  })
+                  ->UseRealTime()
+                  ->Unit(benchmark::kMicrosecond);
+            }
           if (s.m == s.n && (t == 1 || t == 32 || t == 128))
             benchmark::RegisterBenchmark(
                 case_name("sign_gemm_t_f32", mbok::isa_name(isa), s.m, s.n, t, threads).c_str(),
