@@ -128,7 +128,9 @@ int main(int argc, char** argv) {
       flips += trainer.last_stats().flips();
       // The global loss: the mean of the ranks' means, weighted by their rows.
       loss *= static_cast<double>(t1 - t0) / kTokens;
-      MPI_Allreduce(MPI_IN_PLACE, &loss, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+      // Bounded like the trainer's own collectives: a rank that stalls ends the job.
+      mbok::distributed::all_reduce(MPI_COMM_WORLD, &loss, 1, MPI_DOUBLE, MPI_SUM,
+                                    options.timeout_seconds, "loss all-reduce");
       if (step == 0) first = loss;
       last = loss;
       if (rank == 0 && (step == 0 || (step + 1) % 10 == 0))

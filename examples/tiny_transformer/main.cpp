@@ -17,7 +17,7 @@
 #include <omp.h>
 #endif
 #if defined(TINY_TRANSFORMER_MPI)
-#include <mpi.h>
+#include <mbok/distributed/mpi.hpp>  // <mpi.h> and the deadline-bounded collectives
 #endif
 
 #include "console.hpp"
@@ -214,7 +214,7 @@ int run(int argc, char** argv, std::streambuf* err) {
     std::optional<tiny::Pipeline> pipeline;
     if (o.rank == 0) pipeline.emplace(o);
 #if defined(TINY_TRANSFORMER_MPI)
-    if (mpi) MPI_Barrier(MPI_COMM_WORLD);
+    if (mpi) mbok::distributed::barrier(MPI_COMM_WORLD, 600, "waiting for rank 0's files");
 #endif
     if (o.rank != 0) pipeline.emplace(o);
     tiny::Pipeline& p = *pipeline;

@@ -13,6 +13,7 @@
 //                                the uninterrupted one-process run
 //   mbok_mpi_tests stall S DIR   rank 1 stops calling at step S: rank 0 times out, aborts
 //   mbok_mpi_tests kill S DIR    rank 1 dies at step S (both save DIR/state.ckpt at step 2)
+//   mbok_mpi_tests outside S DIR rank 1 waits at step S to be killed by failed_rank.sh
 //
 // Each rank also runs the one-process reference on the whole batch itself (no MPI). Exit
 // status 0 when every check passed on every rank.
@@ -21,6 +22,7 @@
 #include <mbok/io/checkpoint.hpp>
 #include <mbok/mbok.hpp>
 
+#include <unistd.h>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -596,16 +598,27 @@ void test_resume(const std::string& dir, int steps) {
 }
 
 // Trains two ranks, saving a checkpoint after step 2; at step `at` rank 1 stops calling
-// (`kill` false) or dies (`kill` true). Never returns normally: the job must end with an error.
-void test_failed_rank(int at, const std::string& dir, bool kill) {
+// (`stall`), dies (`kill`), or writes its process id to DIR/rank1.pid and stops calling while
+// rank 0 waits inside the step (`outside`: failed_rank.sh kills it with kill -9; the deadline
+// of 20 s must not be what ends the job). Never returns normally: the job must end with an
+// error.
+void test_failed_rank(int at, const std::string& dir, const std::string& mode) {
   const Problem p;
   Model m(p);
   DataParallelOptions o = options();
-  o.timeout_seconds = 2;
+  o.timeout_seconds = mode == "outside" ? 20 : 2;
   DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), o);
   for (int s = 1;; ++s) {
     if (rank == 1 && s == at) {
-      if (kill) std::raise(SIGKILL);
+      if (mode == "kill") std::raise(SIGKILL);
+      if (mode == "outside") {
+        const std::string tmp = dir + "/rank1.pid.tmp";
+        if (std::FILE* f = std::fopen(tmp.c_str(), "w")) {
+          std::fprintf(f, "%ld\n", static_cast<long>(getpid()));
+          std::fclose(f);
+          std::rename(tmp.c_str(), (dir + "/rank1.pid").c_str());
+        }
+      }
       std::this_thread::sleep_for(std::chrono::seconds(120));
     }
     const RowMatrix x = shard(p.batch(s));
@@ -651,8 +664,8 @@ int main(int argc, char** argv) {
       test_save(argv[2], std::atoi(argv[3]));
     else if (what == "resume" && argc == 4)
       test_resume(argv[2], std::atoi(argv[3]));
-    else if ((what == "stall" || what == "kill") && argc == 4)
-      test_failed_rank(std::atoi(argv[2]), argv[3], what == "kill");
+    else if ((what == "stall" || what == "kill" || what == "outside") && argc == 4)
+      test_failed_rank(std::atoi(argv[2]), argv[3], what);
     else
       check(false,
             "usage: mbok_mpi_tests equality|divergence|mismatch|tiny|shards|save DIR N|resume DIR "

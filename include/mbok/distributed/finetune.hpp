@@ -50,6 +50,7 @@ class DataParallelUpdate : public llama::train::FinetuneUpdate {
                      const llama::train::FinetuneOptions& options, std::int64_t check_every = 1,
                      double timeout_seconds = 600)
       : comm_(comm),
+        timeout_seconds_(timeout_seconds),
         trainer_(comm, student.boolean_parameters(), student.parameters(),
                  make_options(options, check_every, timeout_seconds)) {}
 
@@ -75,12 +76,14 @@ class DataParallelUpdate : public llama::train::FinetuneUpdate {
     result.flip_rate = trainer_.last_stats().rate();
   }
 
-  /// The losses weighted by the ranks' shares: sum_r (n_r / N) loss_r. Collective.
+  /// The losses weighted by the ranks' shares: sum_r (n_r / N) loss_r. Collective; waits at
+  /// most the trainer's timeout (throws `DistributedError`).
   llama::train::DistillLoss global_loss(const llama::train::DistillLoss& local,
                                         std::size_t local_sequences) override {
     const auto n = static_cast<double>(local_sequences);
     double v[3] = {local.kl * n, local.hidden * n, n};
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, comm_), "loss all-reduce");
+    all_reduce(comm_, v, 3, MPI_DOUBLE, MPI_SUM, timeout_seconds_,
+               "DataParallelUpdate: rank " + std::to_string(rank()) + ": loss all-reduce");
     llama::train::DistillLoss out;
     out.kl = v[0] / v[2];
     out.hidden = v[1] / v[2];
@@ -112,12 +115,8 @@ class DataParallelUpdate : public llama::train::FinetuneUpdate {
     d.timeout_seconds = timeout_seconds;
     return d;
   }
-  static void check_mpi(int rc, const char* what) {
-    if (rc != MPI_SUCCESS)
-      throw DistributedError(std::string("mbok: DataParallelUpdate: ") + what + " failed");
-  }
-
   MPI_Comm comm_;
+  double timeout_seconds_;
   DataParallelTrainer trainer_;
 };
 

@@ -177,6 +177,56 @@ inline std::string exact(double v) {
 
 }  // namespace detail
 
+/// Waits for `request` at most `timeout_seconds` (> 0), polling with `MPI_Test` and sleeping
+/// up to 1 ms between polls so that a waiting rank leaves the cores to ranks still computing.
+/// Throws `DistributedError` naming `what` when MPI reports an error or the time runs out
+/// (another rank died, stalled or called something else: the job should then end, e.g. with
+/// `MPI_Abort`).
+inline void wait_for(MPI_Request& request, double timeout_seconds, const std::string& what) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto limit = std::chrono::duration<double>(timeout_seconds);
+  std::chrono::microseconds nap(0);
+  for (long polls = 0;; ++polls) {
+    int done = 0;
+    const int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+      char text[MPI_MAX_ERROR_STRING];
+      int len = 0;
+      MPI_Error_string(rc, text, &len);
+      throw DistributedError("mbok: " + what +
+                             " failed: " + std::string(text, static_cast<std::size_t>(len)));
+    }
+    if (done) return;
+    if (std::chrono::steady_clock::now() - start > limit)
+      throw DistributedError(mbok::detail::concat(
+          "mbok: ", what, " did not complete within ", timeout_seconds,
+          " s: another rank died, stopped or called something else; end the job"));
+    if (polls > 200) {
+      nap = std::min(std::chrono::microseconds(1000), nap + std::chrono::microseconds(20));
+      std::this_thread::sleep_for(nap);
+    }
+  }
+}
+
+/// `MPI_Allreduce` in place over `comm`, waited at most `timeout_seconds` (`wait_for`).
+/// Collective. Throws `DistributedError` naming `what` on an MPI error or at the deadline.
+inline void all_reduce(MPI_Comm comm, void* data, int count, MPI_Datatype type, MPI_Op op,
+                       double timeout_seconds, const std::string& what) {
+  MPI_Request request;
+  if (MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op, comm, &request) != MPI_SUCCESS)
+    throw DistributedError("mbok: " + what + ": MPI_Iallreduce failed");
+  wait_for(request, timeout_seconds, what);
+}
+
+/// `MPI_Barrier` over `comm`, waited at most `timeout_seconds` (`wait_for`). Collective.
+/// Throws `DistributedError` naming `what` on an MPI error or at the deadline.
+inline void barrier(MPI_Comm comm, double timeout_seconds, const std::string& what) {
+  MPI_Request request;
+  if (MPI_Ibarrier(comm, &request) != MPI_SUCCESS)
+    throw DistributedError("mbok: " + what + ": MPI_Ibarrier failed");
+  wait_for(request, timeout_seconds, what);
+}
+
 /// Makes training steps data-parallel over an MPI communicator (see the file comment).
 ///
 /// The parameters name memory the model owns, as for the optimizers (parameter.hpp): the
@@ -204,8 +254,19 @@ class DataParallelTrainer {
     mbok::detail::require(options_.check_every >= 0,
                           "DataParallelTrainer: check_every must be >= 0, got ",
                           options_.check_every);
-    if (MPI_Comm_dup(comm, &comm_) != MPI_SUCCESS)
-      throw DistributedError("mbok: DataParallelTrainer: MPI_Comm_dup failed");
+    {
+      // The duplicate is collective too: a rank that never joins must not hang the others.
+      MPI_Request request;
+      MPI_Comm dup = MPI_COMM_NULL;
+      if (MPI_Comm_idup(comm, &dup, &request) != MPI_SUCCESS)
+        throw DistributedError("mbok: DataParallelTrainer: MPI_Comm_idup failed");
+      int rank = 0;
+      MPI_Comm_rank(comm, &rank);
+      wait_for(request, options_.timeout_seconds,
+               "DataParallelTrainer: rank " + std::to_string(rank) +
+                   ": duplicating the communicator (set-up)");
+      comm_ = dup;
+    }
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
