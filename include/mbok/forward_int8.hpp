@@ -33,6 +33,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "activations.hpp"
@@ -67,6 +69,22 @@ class Int8PreparedWeights {
     for (std::size_t k = 0; k < w.num_kernels(); ++k)
       lut_.push_back(kernels.prepare_lut(w.kernel_view(k)));
   }
+  /// Kernels already repacked (`KernelSet::prepare_lut` / `adopt_lut` of `kernels`), all of
+  /// one shape. Throws `InvalidArgument` for none, mixed shapes, or another ISA's packing.
+  Int8PreparedWeights(std::vector<Int8LutWeights> packed, const KernelSet& kernels)
+      : kernels_(kernels), lut_(std::move(packed)) {
+    detail::require(!lut_.empty(), "Int8PreparedWeights: no kernels");
+    rows_ = lut_[0].rows();
+    cols_ = lut_[0].cols();
+    for (std::size_t k = 0; k < lut_.size(); ++k) {
+      detail::require(lut_[k].rows() == rows_ && lut_[k].cols() == cols_,
+                      "Int8PreparedWeights: kernel ", k, " is ", lut_[k].rows(), " x ",
+                      lut_[k].cols(), ", kernel 0 ", rows_, " x ", cols_);
+      detail::require(lut_[k].isa() == kernels.isa() && lut_[k].layout() == kernels.lut_layout(),
+                      "Int8PreparedWeights: kernel ", k, " was packed for ",
+                      isa_name(lut_[k].isa()), ", not ", isa_name(kernels.isa()));
+    }
+  }
   /// The kernels it was packed for; the forward runs on these.
   const KernelSet& kernels() const noexcept { return kernels_; }
   std::size_t num_kernels() const noexcept { return lut_.size(); }
@@ -83,6 +101,10 @@ class Int8PreparedWeights {
   std::vector<Int8LutWeights> lut_;
   std::size_t rows_ = 0, cols_ = 0;
 };
+
+namespace detail {
+struct Int8Forward;
+}
 
 /// The quantized inputs of one forward call: one `QuantizedActivations` per kernel. Reuse
 /// one workspace across calls to avoid reallocating.
@@ -104,81 +126,17 @@ class Int8ForwardWorkspace {
   }
 
  private:
-  friend void prepare_int8_forward(const MultiKernelWeights<float>&, const float*, std::size_t,
-                                   std::size_t, Int8ForwardWorkspace&);
-  friend void prepare_int8_forward(const MultiKernelWeights<float>&, const Int8PreparedWeights&,
-                                   const float*, std::size_t, std::size_t, Int8ForwardWorkspace&,
-                                   Int8Algorithm);
-  friend void multi_kernel_forward_int8_range(const MultiKernelWeights<float>&,
-                                              const Int8PreparedWeights&,
-                                              const Int8ForwardWorkspace&, float*, std::size_t,
-                                              std::size_t, std::size_t);
-  friend void multi_kernel_forward_int8(const MultiKernelWeights<float>&,
-                                        const Int8PreparedWeights&, const float*, std::size_t,
-                                        std::size_t, float*, std::size_t, Int8ForwardWorkspace&,
-                                        Int8Algorithm);
+  friend struct detail::Int8Forward;
   std::vector<QuantizedActivations> inputs_;
   std::vector<Int8LutTables> tables_;
   bool lut_ = false;
   std::size_t tokens_ = 0;
   std::size_t kernels_ = 0;
+  std::size_t cols_ = 0;
   // The other threads' own preparations of the same input in the one-call forward (one per
   // chunk after the first): every thread then reads tables it wrote itself.
   std::vector<Int8ForwardWorkspace> copies_;
 };
-
-/// Quantizes x (t tokens of w.in_features() floats, row i at x + i * ldx) once per kernel
-/// into `ws`. Throws `InvalidArgument` for K = 0, ldx < n, n > kMaxInt8Features, a null x
-/// with t > 0, or a non-finite x (s_in) value.
-inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const float* x,
-                                 std::size_t ldx, std::size_t t, Int8ForwardWorkspace& ws) {
-  const std::size_t n = w.in_features();
-  detail::require(w.num_kernels() > 0, "multi_kernel_forward_int8: weights have no kernels");
-  detail::require(n <= kMaxInt8Features, "multi_kernel_forward_int8: ", n,
-                  " input features exceed the exact int32 limit of ", kMaxInt8Features);
-  detail::require(ldx >= n, "multi_kernel_forward_int8: ldx ", ldx, " < input features ", n);
-  detail::require(t == 0 || x != nullptr, "multi_kernel_forward_int8: null input");
-  const std::size_t k_count = w.num_kernels();
-  if (ws.inputs_.size() < k_count) ws.inputs_.resize(k_count);
-  for (std::size_t k = 0; k < k_count; ++k)
-    quantize_activations(x, ldx, t, n, ws.inputs_[k], w.s_in(k).data());
-  ws.tokens_ = t;
-  ws.kernels_ = k_count;
-  ws.lut_ = false;
-}
-
-namespace detail {
-// Whether the forward of t tokens runs the table lookup (`Int8Algorithm::automatic`: for
-// t <= lut_max_tokens() of the prepared weights' ISA).
-inline bool int8_uses_lut(const Int8PreparedWeights& pw, std::size_t t,
-                          Int8Algorithm algorithm) noexcept {
-  return algorithm == Int8Algorithm::lut ||
-         (algorithm == Int8Algorithm::automatic && t <= pw.kernels().lut_max_tokens());
-}
-}  // namespace detail
-
-/// Quantizes x like the overload above and, when the table-lookup product is chosen
-/// (`algorithm`; automatic: t <= pw.kernels().lut_max_tokens()), builds each kernel's tables
-/// (8 bytes per feature, token and kernel, kept in `ws`). Throws `InvalidArgument` as the
-/// overload above, and when `pw` was not prepared from weights of this shape and K.
-inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8PreparedWeights& pw,
-                                 const float* x, std::size_t ldx, std::size_t t,
-                                 Int8ForwardWorkspace& ws,
-                                 Int8Algorithm algorithm = Int8Algorithm::automatic) {
-  detail::require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
-                      pw.in_features() == w.in_features(),
-                  "multi_kernel_forward_int8: prepared weights (", pw.num_kernels(), " kernels, ",
-                  pw.out_features(), " x ", pw.in_features(), ") do not match the weights (",
-                  w.num_kernels(), " kernels, ", w.out_features(), " x ", w.in_features(), ")");
-  prepare_int8_forward(w, x, ldx, t, ws);
-  if (!detail::int8_uses_lut(pw, t, algorithm)) return;
-  if (ws.tables_.size() < ws.kernels_) ws.tables_.resize(ws.kernels_);
-  for (std::size_t k = 0; k < ws.kernels_; ++k) {
-    const QuantizedActivations& q = ws.inputs_[k];
-    pw.kernels().build_lut_tables(q.data(), q.ld(), t, w.in_features(), ws.tables_[k]);
-  }
-  ws.lut_ = true;
-}
 
 namespace detail {
 
@@ -206,7 +164,258 @@ inline void int8_scale_block(const std::int32_t* block, std::size_t t, std::size
   }
 }
 
+// An int32 block of t x rows: on the stack up to kInt8BlockInts, else on the heap.
+class Int8Block {
+ public:
+  explicit Int8Block(std::size_t ints) {
+    if (ints > kInt8BlockInts) {
+      heap_.resize(ints);
+      data_ = heap_.data();
+    }
+  }
+  std::int32_t* data() noexcept { return data_; }
+
+ private:
+  std::int32_t stack_[kInt8BlockInts];
+  std::vector<std::int32_t> heap_;
+  std::int32_t* data_ = stack_;
+};
+
+// Least work per thread of the prepared forward, in 64-weight words x tokens x kernels. With
+// threads that spin a while before sleeping (the OpenMP runtimes' default) a split costs about
+// 1 us, so 2^15 words (2 Mi weights, about 8 us of the avx512 LUT GEMV) is enough. Waking a
+// sleeping thread (threads_wait_passively()) costs tens of microseconds on a virtual machine,
+// so then only products of 2^18 words (16 Mi weights, about 60 us) are split (docs/decode.md).
+inline constexpr std::size_t kInt8MinWordsPerThread = std::size_t{1} << 15;
+inline constexpr std::size_t kInt8MinWordsPerWokenThread = std::size_t{1} << 18;
+
+// parallel_for's grain in rows for the prepared forward of t tokens, n features, K kernels.
+inline std::size_t int8_forward_grain(std::size_t t, std::size_t n, std::size_t kernels) {
+  return std::max<std::size_t>(
+      64, grain_for_cost(t * padded_row_words(n) * kernels, kInt8MinWordsPerThread,
+                         kInt8MinWordsPerWokenThread));
+}
+
+// Most tokens for which every thread of the one-call forward prepares its own tables (t x 8
+// bytes per feature and kernel): decode and small batches. Beyond it one preparation is
+// shared, its cost spread over t times more product work.
+inline constexpr std::size_t kInt8OwnTablesMaxTokens = 8;
+
+// The fused int8 forward's steps, for any weights W that give num_kernels(), out_features(),
+// in_features(), s_in(k) and s_out(k) (`MultiKernelWeights<float>`, `PackedLinear`); the
+// masked product also needs W::kernel_view(k). The `check_*` functions are the entrances'
+// checks; the steps after them trust their operands (each is checked once per call, not
+// once per thread or block).
+struct Int8Forward {
+  template <class W>
+  static void check_input(const W& w, const float* x, std::size_t ldx, std::size_t t) {
+    const std::size_t n = w.in_features();
+    require(w.num_kernels() > 0, "multi_kernel_forward_int8: weights have no kernels");
+    require(n <= kMaxInt8Features, "multi_kernel_forward_int8: ", n,
+            " input features exceed the exact int32 limit of ", kMaxInt8Features);
+    require(ldx >= n, "multi_kernel_forward_int8: ldx ", ldx, " < input features ", n);
+    require(t == 0 || x != nullptr, "multi_kernel_forward_int8: null input");
+    require_addressable(t, ldx, n, sizeof(float), "multi_kernel_forward_int8: input");
+  }
+  template <class W>
+  static void check_prepared(const W& w, const Int8PreparedWeights& pw) {
+    require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
+                pw.in_features() == w.in_features(),
+            "multi_kernel_forward_int8: prepared weights (", pw.num_kernels(), " kernels, ",
+            pw.out_features(), " x ", pw.in_features(), ") do not match the weights (",
+            w.num_kernels(), " kernels, ", w.out_features(), " x ", w.in_features(), ")");
+  }
+  template <class W>
+  static void check_workspace(const W& w, const Int8ForwardWorkspace& ws) {
+    require(ws.kernels_ == w.num_kernels() && ws.kernels_ > 0,
+            "multi_kernel_forward_int8: workspace prepared for ", ws.kernels_,
+            " kernels, weights have ", w.num_kernels());
+    require(ws.tokens_ == 0 || ws.cols_ == w.in_features(),
+            "multi_kernel_forward_int8: workspace prepared for ", ws.cols_,
+            " input features, weights have ", w.in_features());
+  }
+  static void check_output(std::size_t m, std::size_t t, const float* y, std::size_t ldy,
+                           std::size_t j0, std::size_t j1) {
+    require(ldy >= m, "multi_kernel_forward_int8: ldy ", ldy, " < output features ", m);
+    require(j0 <= j1 && j1 <= m, "multi_kernel_forward_int8: range [", j0, ", ", j1,
+            ") out of [0, ", m, ")");
+    require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
+    require_addressable(t, ldy, m, sizeof(float), "multi_kernel_forward_int8: output");
+  }
+
+  // Quantizes x (.) s_in_k per kernel into ws (a non-finite value throws on its way).
+  template <class W>
+  static void quantize(const W& w, const float* x, std::size_t ldx, std::size_t t,
+                       Int8ForwardWorkspace& ws) {
+    const std::size_t k_count = w.num_kernels();
+    if (ws.inputs_.size() < k_count) ws.inputs_.resize(k_count);
+    for (std::size_t k = 0; k < k_count; ++k)
+      quantize_activations(x, ldx, t, w.in_features(), ws.inputs_[k], w.s_in(k).data());
+    ws.tokens_ = t;
+    ws.kernels_ = k_count;
+    ws.cols_ = w.in_features();
+    ws.lut_ = false;
+  }
+  // Quantizes, then builds each kernel's tables for the LUT product of `kernels`.
+  template <class W>
+  static void quantize_with_tables(const W& w, const KernelSet& kernels, const float* x,
+                                   std::size_t ldx, std::size_t t, Int8ForwardWorkspace& ws) {
+    quantize(w, x, ldx, t, ws);
+    if (ws.tables_.size() < ws.kernels_) ws.tables_.resize(ws.kernels_);
+    for (std::size_t k = 0; k < ws.kernels_; ++k)
+      kernels.build_lut_tables(ws.inputs_[k], ws.tables_[k]);
+    ws.lut_ = true;
+  }
+
+  // Rows [j0, j1) by the masked product of the bits.
+  template <class W>
+  static void masked_rows(const W& w, const KernelSet& kernels, const Int8ForwardWorkspace& ws,
+                          float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+    const std::size_t t = ws.tokens_;
+    if (t == 0 || j0 == j1) return;
+    const std::size_t rows = int8_block_rows(t);
+    Int8Block block(t * rows);
+    for (std::size_t jb = j0; jb < j1; jb += rows) {
+      const std::size_t nr = std::min(rows, j1 - jb);
+      for (std::size_t k = 0; k < ws.kernels_; ++k) {
+        const QuantizedActivations& q = ws.inputs_[k];
+        const BitMatrixView bk = w.kernel_view(k).middle_rows(jb, nr);
+        kernels.table().sign_gemm_i8(q.data(), q.ld(), t, bk, block.data(), nr, 0, nr);
+        int8_scale_block(block.data(), t, nr, q, 0, w.s_out(k).data() + jb, y + jb, ldy, k == 0);
+      }
+    }
+  }
+
+  // Rows [j0, j1) by the table lookup over the repacked weights (ws holds tables).
+  template <class W>
+  static void lut_rows(const W& w, const Int8PreparedWeights& pw, const Int8ForwardWorkspace& ws,
+                       float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+    const std::size_t t = ws.tokens_;
+    if (t == 0 || j0 == j1) return;
+    const KernelTable& table = pw.kernels().table();
+    // Tokens in blocks whose tables stay in L2 while the rows pass over them (many tokens'
+    // tables together exceed it), rows in blocks whose int32 results stay in L1/L2.
+    const std::size_t tokens = std::clamp<std::size_t>(
+        kLutTableBlockBytes / std::max<std::size_t>(ws.tables_[0].view().ld, 1), 1, t);
+    const std::size_t rows = int8_block_rows(tokens);
+    Int8Block block(tokens * rows);
+    for (std::size_t i0 = 0; i0 < t; i0 += tokens) {
+      const std::size_t tn = std::min(tokens, t - i0);
+      // Blocks start on tile boundaries (after the first), so only the range's ends split tiles.
+      for (std::size_t jb = j0; jb < j1;) {
+        const std::size_t je = std::min(j1, (jb / rows + 1) * rows);
+        const std::size_t nr = je - jb;
+        for (std::size_t k = 0; k < ws.kernels_; ++k) {
+          LutTablesView x = ws.tables_[k].view();
+          x.data += i0 * x.ld;
+          x.base += i0;
+          x.tokens = tn;
+          // Rows [jb, je) of tokens [i0, i0 + tn) land at block[i * nr + j - jb].
+          table.sign_gemm_i8_lut(x, pw.kernel(k).view(), block.data(), nr, jb, je);
+          int8_scale_block(block.data(), tn, nr, ws.inputs_[k], i0, w.s_out(k).data() + jb,
+                           y + i0 * ldy + jb, ldy, k == 0);
+        }
+        jb = je;
+      }
+    }
+  }
+
+  // Whether W holds bits (the masked product's operand); weights held only repacked always
+  // run the table lookup.
+  template <class W, class = void>
+  struct HasBits : std::false_type {};
+  template <class W>
+  struct HasBits<W, std::void_t<decltype(std::declval<const W&>().kernel_view(0))>>
+      : std::true_type {};
+
+  // Rows [j0, j1) by the algorithm ws was prepared for.
+  template <class W>
+  static void rows(const W& w, const Int8PreparedWeights& pw, const Int8ForwardWorkspace& ws,
+                   float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
+    if constexpr (HasBits<W>::value) {
+      if (!ws.lut_) {
+        masked_rows(w, pw.kernels(), ws, y, ldy, j0, j1);
+        return;
+      }
+    }
+    lut_rows(w, pw, ws, y, ldy, j0, j1);
+  }
+
+  // All rows of a prepared workspace on the default parallel_for.
+  template <class W>
+  static void all_rows(const W& w, const Int8PreparedWeights& pw, const Int8ForwardWorkspace& ws,
+                       float* y, std::size_t ldy) {
+    const std::size_t grain = int8_forward_grain(ws.tokens_, w.in_features(), w.num_kernels());
+    parallel_for(
+        0, w.out_features(), grain,
+        [&](std::size_t j0, std::size_t j1) { rows(w, pw, ws, y, ldy, j0, j1); }, 16);
+  }
+
+  // The one-call forward (operands checked): with the table lookup and t <= 8 tokens, every
+  // thread quantizes x and builds the tables itself (ws keeps one copy per thread) and then
+  // computes its rows; otherwise one preparation, rows split across threads.
+  template <class W>
+  static void run(const W& w, const Int8PreparedWeights& pw, const float* x, std::size_t ldx,
+                  std::size_t t, float* y, std::size_t ldy, Int8ForwardWorkspace& ws, bool lut) {
+    auto prepare = [&](Int8ForwardWorkspace& into) {
+      if (lut)
+        quantize_with_tables(w, pw.kernels(), x, ldx, t, into);
+      else
+        quantize(w, x, ldx, t, into);
+    };
+    const std::size_t grain = int8_forward_grain(t, w.in_features(), w.num_kernels());
+    const std::size_t chunks = parallel_chunk_count(0, w.out_features(), grain, 16);
+    if (!lut || t > kInt8OwnTablesMaxTokens || chunks <= 1) {
+      prepare(ws);
+      all_rows(w, pw, ws, y, ldy);
+      return;
+    }
+    if (ws.copies_.size() < chunks - 1) ws.copies_.resize(chunks - 1);
+    parallel_for(
+        0, w.out_features(), grain,
+        [&](std::size_t j0, std::size_t j1, std::size_t c) {
+          Int8ForwardWorkspace& own = c == 0 ? ws : ws.copies_[c - 1];
+          prepare(own);
+          lut_rows(w, pw, own, y, ldy, j0, j1);
+        },
+        16);
+  }
+};
+
+// Whether the forward of t tokens runs the table lookup (`Int8Algorithm::automatic`: for
+// t <= lut_max_tokens() of the prepared weights' ISA).
+inline bool int8_uses_lut(const Int8PreparedWeights& pw, std::size_t t,
+                          Int8Algorithm algorithm) noexcept {
+  return algorithm == Int8Algorithm::lut ||
+         (algorithm == Int8Algorithm::automatic && t <= pw.kernels().lut_max_tokens());
+}
+
 }  // namespace detail
+
+/// Quantizes x (t tokens of w.in_features() floats, row i at x + i * ldx) once per kernel
+/// into `ws`. Throws `InvalidArgument` for K = 0, ldx < n, n > kMaxInt8Features, a null x
+/// with t > 0, or a non-finite x (s_in) value.
+inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const float* x,
+                                 std::size_t ldx, std::size_t t, Int8ForwardWorkspace& ws) {
+  detail::Int8Forward::check_input(w, x, ldx, t);
+  detail::Int8Forward::quantize(w, x, ldx, t, ws);
+}
+
+/// Quantizes x like the overload above and, when the table-lookup product is chosen
+/// (`algorithm`; automatic: t <= pw.kernels().lut_max_tokens()), builds each kernel's tables
+/// (8 bytes per feature, token and kernel, kept in `ws`). Throws `InvalidArgument` as the
+/// overload above, and when `pw` was not prepared from weights of this shape and K.
+inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8PreparedWeights& pw,
+                                 const float* x, std::size_t ldx, std::size_t t,
+                                 Int8ForwardWorkspace& ws,
+                                 Int8Algorithm algorithm = Int8Algorithm::automatic) {
+  detail::Int8Forward::check_prepared(w, pw);
+  detail::Int8Forward::check_input(w, x, ldx, t);
+  if (detail::int8_uses_lut(pw, t, algorithm))
+    detail::Int8Forward::quantize_with_tables(w, pw.kernels(), x, ldx, t, ws);
+  else
+    detail::Int8Forward::quantize(w, x, ldx, t, ws);
+}
 
 /// Output features [j0, j1) of every token: y(i, j) for i < ws.tokens(), row stride `ldy`
 /// floats; the other columns of y are not touched. Runs on the calling thread.
@@ -216,39 +425,9 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
                                             const Int8ForwardWorkspace& ws, float* y,
                                             std::size_t ldy, std::size_t j0, std::size_t j1,
                                             const KernelSet& kernels = KernelSet()) {
-  const std::size_t m = w.out_features();
-  const std::size_t t = ws.tokens();
-  const std::size_t k_count = w.num_kernels();
-  detail::require(ws.num_kernels() == k_count && k_count > 0,
-                  "multi_kernel_forward_int8: workspace prepared for ", ws.num_kernels(),
-                  " kernels, weights have ", k_count);
-  detail::require(t == 0 || ws.input(0).cols() == w.in_features(),
-                  "multi_kernel_forward_int8: workspace prepared for ", ws.input(0).cols(),
-                  " input features, weights have ", w.in_features());
-  detail::require(ldy >= m, "multi_kernel_forward_int8: ldy ", ldy, " < output features ", m);
-  detail::require(j0 <= j1 && j1 <= m, "multi_kernel_forward_int8: range [", j0, ", ", j1,
-                  ") out of [0, ", m, ")");
-  detail::require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
-  detail::require_addressable(t, ldy, m, sizeof(float), "multi_kernel_forward_int8: output");
-  if (t == 0 || j0 == j1) return;
-  const std::size_t rows = detail::int8_block_rows(t);
-  std::int32_t stack[detail::kInt8BlockInts];
-  std::vector<std::int32_t> heap;
-  std::int32_t* block = stack;
-  if (t * rows > detail::kInt8BlockInts) {
-    heap.resize(t * rows);
-    block = heap.data();
-  }
-  for (std::size_t jb = j0; jb < j1; jb += rows) {
-    const std::size_t nr = std::min(rows, j1 - jb);
-    for (std::size_t k = 0; k < k_count; ++k) {
-      const QuantizedActivations& q = ws.input(k);
-      const BitMatrixView bk = w.kernel_view(k).middle_rows(jb, nr);
-      // The quantizer meets the product's input contract: no per-block checks.
-      kernels.table().sign_gemm_i8(q.data(), q.ld(), t, bk, block, nr, 0, nr);
-      detail::int8_scale_block(block, t, nr, q, 0, w.s_out(k).data() + jb, y + jb, ldy, k == 0);
-    }
-  }
+  detail::Int8Forward::check_workspace(w, ws);
+  detail::Int8Forward::check_output(w.out_features(), ws.tokens(), y, ldy, j0, j1);
+  detail::Int8Forward::masked_rows(w, kernels, ws, y, ldy, j0, j1);
 }
 
 /// All output features of a prepared workspace, on the default `parallel_for` (rows of y
@@ -256,6 +435,8 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
 inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
                                       const Int8ForwardWorkspace& ws, float* y, std::size_t ldy,
                                       const KernelSet& kernels = KernelSet()) {
+  detail::Int8Forward::check_workspace(w, ws);
+  detail::Int8Forward::check_output(w.out_features(), ws.tokens(), y, ldy, 0, w.out_features());
   const std::size_t m = w.out_features();
   const std::size_t words = padded_row_words(w.in_features());
   const std::size_t per_row = std::max<std::size_t>(1, ws.tokens() * words * w.num_kernels());
@@ -263,7 +444,7 @@ inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
   parallel_for(
       0, m, grain,
       [&](std::size_t j0, std::size_t j1) {
-        multi_kernel_forward_int8_range(w, ws, y, ldy, j0, j1, kernels);
+        detail::Int8Forward::masked_rows(w, kernels, ws, y, ldy, j0, j1);
       },
       16);
 }
@@ -289,83 +470,11 @@ inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
                                             const Int8PreparedWeights& pw,
                                             const Int8ForwardWorkspace& ws, float* y,
                                             std::size_t ldy, std::size_t j0, std::size_t j1) {
-  detail::require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
-                      pw.in_features() == w.in_features(),
-                  "multi_kernel_forward_int8: prepared weights do not match the weights");
-  if (!ws.lut_) {
-    multi_kernel_forward_int8_range(w, ws, y, ldy, j0, j1, pw.kernels());
-    return;
-  }
-  const std::size_t m = w.out_features();
-  const std::size_t t = ws.tokens();
-  const std::size_t k_count = w.num_kernels();
-  detail::require(ws.num_kernels() == k_count && k_count > 0,
-                  "multi_kernel_forward_int8: workspace prepared for ", ws.num_kernels(),
-                  " kernels, weights have ", k_count);
-  detail::require(t == 0 || ws.tables_[0].cols() == w.in_features(),
-                  "multi_kernel_forward_int8: workspace prepared for ", ws.tables_[0].cols(),
-                  " input features, weights have ", w.in_features());
-  detail::require(ldy >= m, "multi_kernel_forward_int8: ldy ", ldy, " < output features ", m);
-  detail::require(j0 <= j1 && j1 <= m, "multi_kernel_forward_int8: range [", j0, ", ", j1,
-                  ") out of [0, ", m, ")");
-  detail::require(t == 0 || y != nullptr, "multi_kernel_forward_int8: null output");
-  detail::require_addressable(t, ldy, m, sizeof(float), "multi_kernel_forward_int8: output");
-  if (t == 0 || j0 == j1) return;
-  const detail::KernelTable& table = pw.kernels().table();
-  // Tokens in blocks whose tables stay in L2 while the rows pass over them (many tokens'
-  // tables together exceed it), rows in blocks whose int32 results stay in L1/L2.
-  const std::size_t tokens = std::clamp<std::size_t>(
-      detail::kLutTableBlockBytes / std::max<std::size_t>(ws.tables_[0].view().ld, 1), 1, t);
-  const std::size_t rows = detail::int8_block_rows(tokens);
-  std::int32_t stack[detail::kInt8BlockInts];
-  std::vector<std::int32_t> heap;
-  std::int32_t* block = stack;
-  if (tokens * rows > detail::kInt8BlockInts) {
-    heap.resize(tokens * rows);
-    block = heap.data();
-  }
-  for (std::size_t i0 = 0; i0 < t; i0 += tokens) {
-    const std::size_t tn = std::min(tokens, t - i0);
-    // Blocks start on tile boundaries (after the first), so only the range's ends split tiles.
-    for (std::size_t jb = j0; jb < j1;) {
-      const std::size_t je = std::min(j1, (jb / rows + 1) * rows);
-      const std::size_t nr = je - jb;
-      for (std::size_t k = 0; k < k_count; ++k) {
-        detail::LutTablesView x = ws.tables_[k].view();
-        x.data += i0 * x.ld;
-        x.base += i0;
-        x.tokens = tn;
-        // Rows [jb, je) of tokens [i0, i0 + tn) land at block[i * nr + j - jb].
-        table.sign_gemm_i8_lut(x, pw.kernel(k).view(), block, nr, jb, je);
-        detail::int8_scale_block(block, tn, nr, ws.inputs_[k], i0, w.s_out(k).data() + jb,
-                                 y + i0 * ldy + jb, ldy, k == 0);
-      }
-      jb = je;
-    }
-  }
+  detail::Int8Forward::check_prepared(w, pw);
+  detail::Int8Forward::check_workspace(w, ws);
+  detail::Int8Forward::check_output(w.out_features(), ws.tokens(), y, ldy, j0, j1);
+  detail::Int8Forward::rows(w, pw, ws, y, ldy, j0, j1);
 }
-
-namespace detail {
-// Least work per thread of the prepared forward, in 64-weight words x tokens x kernels. With
-// threads that spin a while before sleeping (the OpenMP runtimes' default) a split costs about
-// 1 us, so 2^15 words (2 Mi weights, about 8 us of the avx512 LUT GEMV) is enough. Waking a
-// sleeping thread (threads_wait_passively()) costs tens of microseconds on a virtual machine,
-// so then only products of 2^18 words (16 Mi weights, about 60 us) are split (docs/decode.md).
-inline constexpr std::size_t kInt8MinWordsPerThread = std::size_t{1} << 15;
-inline constexpr std::size_t kInt8MinWordsPerWokenThread = std::size_t{1} << 18;
-
-// parallel_for's grain in rows for the prepared forward of t tokens, n features, K kernels.
-inline std::size_t int8_forward_grain(std::size_t t, std::size_t n, std::size_t kernels) {
-  return std::max<std::size_t>(
-      64, grain_for_cost(t * padded_row_words(n) * kernels, kInt8MinWordsPerThread,
-                         kInt8MinWordsPerWokenThread));
-}
-
-// Most tokens for which every thread of the one-call forward prepares its own tables (t x 8
-// bytes per feature and kernel): decode and small batches. Beyond it one preparation is
-// shared, its cost spread over t times more product work.
-inline constexpr std::size_t kInt8OwnTablesMaxTokens = 8;
-}  // namespace detail
 
 /// All output features, with the algorithm `ws` was prepared for, on the default
 /// `parallel_for` (rows split on multiples of 16; products under about 16 Mi weight-token
@@ -374,14 +483,10 @@ inline constexpr std::size_t kInt8OwnTablesMaxTokens = 8;
 inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
                                       const Int8PreparedWeights& pw, const Int8ForwardWorkspace& ws,
                                       float* y, std::size_t ldy) {
-  const std::size_t grain =
-      detail::int8_forward_grain(ws.tokens(), w.in_features(), w.num_kernels());
-  parallel_for(
-      0, w.out_features(), grain,
-      [&](std::size_t j0, std::size_t j1) {
-        multi_kernel_forward_int8_range(w, pw, ws, y, ldy, j0, j1);
-      },
-      16);
+  detail::Int8Forward::check_prepared(w, pw);
+  detail::Int8Forward::check_workspace(w, ws);
+  detail::Int8Forward::check_output(w.out_features(), ws.tokens(), y, ldy, 0, w.out_features());
+  detail::Int8Forward::all_rows(w, pw, ws, y, ldy);
 }
 
 /// y = the fused int8 forward of t tokens of x with the prepared weights in one call on the
@@ -391,30 +496,17 @@ inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
 /// work repeated per thread, instead of all threads waiting for one to prepare and then
 /// reading its tables out of another core's cache (docs/decode.md, "Threads").
 /// Otherwise it prepares once and splits the rows. Afterwards `ws` holds this call's prepared
-/// input, as after `prepare_int8_forward`. Throws `InvalidArgument` as
-/// `prepare_int8_forward` and `multi_kernel_forward_int8_range` do.
+/// input, as after `prepare_int8_forward`. Operands are checked once, here. Throws
+/// `InvalidArgument` as `prepare_int8_forward` and `multi_kernel_forward_int8_range` do.
 inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
                                       const Int8PreparedWeights& pw, const float* x,
                                       std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
                                       Int8ForwardWorkspace& ws,
                                       Int8Algorithm algorithm = Int8Algorithm::automatic) {
-  const bool lut = detail::int8_uses_lut(pw, t, algorithm);
-  const std::size_t grain = detail::int8_forward_grain(t, w.in_features(), w.num_kernels());
-  const std::size_t chunks = parallel_chunk_count(0, w.out_features(), grain, 16);
-  if (!lut || t > detail::kInt8OwnTablesMaxTokens || chunks <= 1) {
-    prepare_int8_forward(w, pw, x, ldx, t, ws, algorithm);
-    multi_kernel_forward_int8(w, pw, ws, y, ldy);
-    return;
-  }
-  if (ws.copies_.size() < chunks - 1) ws.copies_.resize(chunks - 1);
-  parallel_for(
-      0, w.out_features(), grain,
-      [&](std::size_t j0, std::size_t j1, std::size_t c) {
-        Int8ForwardWorkspace& own = c == 0 ? ws : ws.copies_[c - 1];
-        prepare_int8_forward(w, pw, x, ldx, t, own, Int8Algorithm::lut);
-        multi_kernel_forward_int8_range(w, pw, own, y, ldy, j0, j1);
-      },
-      16);
+  detail::Int8Forward::check_prepared(w, pw);
+  detail::Int8Forward::check_input(w, x, ldx, t);
+  detail::Int8Forward::check_output(w.out_features(), t, y, ldy, 0, w.out_features());
+  detail::Int8Forward::run(w, pw, x, ldx, t, y, ldy, ws, detail::int8_uses_lut(pw, t, algorithm));
 }
 
 /// y = the fused int8 forward of t tokens of x with the prepared weights: quantizes (and

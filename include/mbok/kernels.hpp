@@ -19,6 +19,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "activations.hpp"
@@ -38,11 +39,29 @@ inline constexpr std::size_t kMaxInt8ProductCols = kMaxInt8Features;
 /// Longest row of `xnor_gemm`: |n - 2 popcount| <= n must fit in int32.
 inline constexpr std::size_t kMaxXnorCols = static_cast<std::size_t>(INT32_MAX);
 
+/// The byte layouts of repacked weights, one per SIMD family (detail/kernels/lut_format.hpp):
+/// `interleave4` (AVX-512, NEON, scalar) and `lanes16` (AVX2).
+using LutLayout = detail::LutLayout;
+/// The layout's name in files ("interleave4", "lanes16").
+inline const char* lut_layout_name(LutLayout layout) noexcept {
+  return layout == LutLayout::lanes16 ? "lanes16" : "interleave4";
+}
+/// The layout named `name`; false for an unknown name.
+inline bool parse_lut_layout(const std::string& name, LutLayout& out) noexcept {
+  for (LutLayout l : {LutLayout::interleave4, LutLayout::lanes16})
+    if (name == lut_layout_name(l)) {
+      out = l;
+      return true;
+    }
+  return false;
+}
+
 /// Boolean weights (m x n) repacked for the table-lookup int8 product of one `KernelSet`
 /// (`KernelSet::prepare_lut`): rows in tiles of 16, two 4-bit column patterns per byte, in the
 /// layout of that set's ISA (detail/kernels/lut_format.hpp), 2 * ceil(n / 32) * 32 bytes per
 /// 16 rows (the size of the bits, rounded up). Build once per weight matrix (at load time);
-/// move-only.
+/// move-only. The repacking is a bijection: `unpack` gives the bits back exactly, so a layer
+/// that keeps only this form (`PackedLinear`) loses nothing.
 class Int8LutWeights {
  public:
   Int8LutWeights() = default;
@@ -52,14 +71,25 @@ class Int8LutWeights {
   std::size_t cols() const noexcept { return view_.cols; }
   /// The ISA whose kernels it was packed for.
   Isa isa() const noexcept { return isa_; }
+  /// The byte layout (that ISA's).
+  LutLayout layout() const noexcept { return view_.layout; }
   /// Bytes held.
   std::size_t bytes() const noexcept { return detail::lut_tiles(view_.rows) * view_.tile_bytes(); }
+  /// Whether the bytes belong to someone else (a mapped file), kept alive by this object.
+  bool is_borrowed() const noexcept { return view_.data != nullptr && data_ == nullptr; }
   /// The packed data (internal layout).
   const detail::LutWeightsView& view() const noexcept { return view_; }
+  /// The bits it was packed from (rows() x cols(), a new owned matrix).
+  BitMatrix unpack() const {
+    BitMatrix out(rows(), cols());
+    detail::lut_unpack(view_, 0, out.mutable_view());
+    return out;
+  }
 
  private:
   friend class KernelSet;
   std::unique_ptr<std::uint8_t, detail::AlignedDelete> data_;
+  std::shared_ptr<const void> owner_;  // keeps borrowed bytes alive (may be null: caller's)
   detail::LutWeightsView view_;
   Isa isa_ = Isa::scalar;
 };
@@ -267,6 +297,36 @@ class KernelSet {
     out.view_ = {out.data_.get(), layout, w.rows(), w.cols()};
     return out;
   }
+  /// The byte layout `prepare_lut` packs for on this ISA.
+  LutLayout lut_layout() const noexcept { return table_->lut_layout(); }
+  /// Weights of m x n already repacked in `layout` and kept elsewhere (`data`, a mapped
+  /// file's bytes: lut_tiles(m) * 2 * cols32 bytes, owner keeping them alive). In this ISA's
+  /// layout and 64-byte aligned they are borrowed, with no copy; otherwise repacked once into
+  /// owned memory. Reads only the padding (rows past m, columns past n) to check that it is
+  /// zero. Throws `InvalidArgument` naming `what` for a null pointer, n > kMaxInt8Features, or
+  /// a padding bit set.
+  Int8LutWeights adopt_lut(const std::uint8_t* data, LutLayout layout, std::size_t m, std::size_t n,
+                           std::shared_ptr<const void> owner,
+                           const std::string& what = "packed weights") const {
+    detail::require(data != nullptr, what, ": null data");
+    detail::require(n <= kMaxInt8Features, what, ": ", n,
+                    " input features exceed the exact int32 limit of ", kMaxInt8Features);
+    const detail::LutWeightsView given{data, layout, m, n};
+    const std::size_t bad = detail::lut_padding_row(given);
+    detail::require(bad == static_cast<std::size_t>(-1), what, ": a padding bit is set in row ",
+                    bad, " (rows >= ", m, " and columns >= ", n, " must be zero)");
+    if (layout == lut_layout() && reinterpret_cast<std::uintptr_t>(data) % kBufferAlignment == 0) {
+      Int8LutWeights out;
+      out.isa_ = isa();
+      out.owner_ = std::move(owner);
+      out.view_ = given;
+      return out;
+    }
+    BitMatrix bits(m, n);
+    detail::lut_unpack(given, 0, bits.mutable_view());
+    return prepare_lut(bits);
+  }
+
   /// Tables of t tokens of int8 activations with n features (rows `ldx` bytes apart, the
   /// input contract of `sign_gemm_i8` for n columns, verified) into `out`. Many tokens are
   /// split across threads on the default `parallel_for`.
@@ -281,6 +341,17 @@ class KernelSet {
       table_->lut_tables_i8(x + i0 * ldx, ldx, i1 - i0, n, out.data_.get() + i0 * out.view_.ld,
                             out.view_.ld, out.base_.data() + i0);
     });
+  }
+  /// Tables of quantized activations (`quantize_activations` meets the input contract by
+  /// construction, so nothing is scanned again) into `out`.
+  void build_lut_tables(const QuantizedActivations& q, Int8LutTables& out) const {
+    out.reserve(q.tokens(), q.cols());
+    parallel_for(0, q.tokens(), detail::grain_for_cost(q.cols()),
+                 [&](std::size_t i0, std::size_t i1) {
+                   table_->lut_tables_i8(q.data() + i0 * q.ld(), q.ld(), i1 - i0, q.cols(),
+                                         out.data_.get() + i0 * out.view_.ld, out.view_.ld,
+                                         out.base_.data() + i0);
+                 });
   }
   /// Y (x.tokens() x m, stride ldy) = X W^T in exact int32, by table lookup: the same results
   /// as `sign_gemm_i8`. `w` must come from `prepare_lut` of a KernelSet with this layout (this

@@ -31,6 +31,7 @@
 // - lanes16 (AVX2 VPSHUFB: a 16-entry table per 128-bit lane): per chunk c, 32 bytes; byte
 //   16 h + r holds row r's group h (low nibble) and group 2 + h (high nibble) of chunk c.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -116,6 +117,72 @@ inline void lut_pack(BitMatrixView w, LutLayout layout, std::uint8_t* out) noexc
         }
     }
   }
+}
+
+// Where the nibble of row j, columns c..c+3 (c a multiple of 4, c < cols32) sits in a
+// packed tile: byte offset within the tile and shift (0 or 4). The two branches mirror
+// lut_pack, so pack and unpack stay each other's inverse.
+struct LutNibble {
+  std::size_t byte;
+  unsigned shift;
+};
+inline LutNibble lut_nibble(LutLayout layout, std::size_t r, std::size_t c) noexcept {
+  if (layout == LutLayout::interleave4) {  // c = 32 s + 4 q (+ 16 for the high nibble)
+    const std::size_t s = c / 32, within = c % 32;
+    return {64 * s + 4 * r + (within % 16) / 4, within >= 16 ? 4u : 0u};
+  }
+  const std::size_t chunk = c / 16, within = c % 16;  // c = 16 chunk + 4 h (+ 8: high nibble)
+  return {32 * chunk + 16 * ((within % 8) / 4) + r, within >= 8 ? 4u : 0u};
+}
+
+// The inverse of lut_pack: rows [row0, row0 + out.rows()) of w's bits into `out` (w.cols
+// columns), padding columns of `out` zeroed. Exact: the repacking is a bijection on the bits.
+inline void lut_unpack(const LutWeightsView& w, std::size_t row0,
+                       MutableBitMatrixView out) noexcept {
+  for (std::size_t i = 0; i < out.rows(); ++i) {
+    std::uint64_t* row = out.row(i);
+    const std::size_t j = row0 + i;
+    const std::uint8_t* tile = w.tile(j / kLutTileRows);
+    const std::size_t r = j % kLutTileRows;
+    for (std::size_t word = 0; word < out.row_words(); ++word) {
+      std::uint64_t bits = 0;
+      for (std::size_t g = 0; g < 16; ++g) {
+        const std::size_t c = 64 * word + 4 * g;
+        if (c >= w.cols32()) break;
+        const LutNibble at = lut_nibble(w.layout, r, c);
+        bits |= static_cast<std::uint64_t>((tile[at.byte] >> at.shift) & 15u) << (4 * g);
+      }
+      // Columns past n stay zero even where the packed padding was not (the contract).
+      const std::size_t valid =
+          w.cols > 64 * word ? std::min<std::size_t>(w.cols - 64 * word, 64) : 0;
+      row[word] = valid == 64 ? bits : bits & ((std::uint64_t{1} << valid) - 1);
+    }
+  }
+}
+
+// The first row of w (0 .. lut_tiles * 16) with a bit set where the matrix has no weight
+// (rows >= w.rows in the last tile, columns >= w.cols), or SIZE_MAX when the padding is
+// clean. Only padding is read: a tile's bytes for columns < cols are not touched, so a check
+// of a mapped file reads the last tile and, when cols is not a multiple of 32, one 64-byte
+// line per tile.
+inline std::size_t lut_padding_row(const LutWeightsView& w) noexcept {
+  const std::size_t tiles = lut_tiles(w.rows);
+  auto nibble = [&](std::size_t j, std::size_t c) {
+    const LutNibble at = lut_nibble(w.layout, j % kLutTileRows, c);
+    return (w.tile(j / kLutTileRows)[at.byte] >> at.shift) & 15u;
+  };
+  const std::size_t first_group = w.cols / 4 * 4;
+  const unsigned partial = w.cols % 4 == 0 ? 0u : (15u << (w.cols % 4)) & 15u;
+  for (std::size_t j = 0; j < tiles * kLutTileRows; ++j) {
+    if (j >= w.rows) {
+      for (std::size_t c = 0; c < w.cols32(); c += 4)
+        if (nibble(j, c) != 0) return j;
+      continue;
+    }
+    for (std::size_t c = first_group; c < w.cols32(); c += 4)
+      if ((nibble(j, c) & (c == first_group ? partial : 15u)) != 0) return j;
+  }
+  return static_cast<std::size_t>(-1);
 }
 
 }  // namespace mbok::detail
