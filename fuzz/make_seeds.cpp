@@ -1,6 +1,7 @@
 // Writes the seed corpus of the fuzz targets: small valid safetensors and mbok files.
 // Usage: make_seeds DIR  (creates DIR/safetensors and DIR/mbok)
 #include <mbok/io/mbok_format.hpp>
+#include <mbok/io/mbok_linear.hpp>
 #include <mbok/svid.hpp>
 
 #include <filesystem>
@@ -85,6 +86,15 @@ int main(int argc, char** argv) {
     mbok::MbokWriter w;
     w.add_layer("e", fe.weights);
     put(dir + "/mbok/seed2", w.to_bytes());
+  }
+  {
+    // A packed layer (format version 3): 3 x 9 in one tile with padding rows and columns.
+    const mbok::PackedLinear packed(fa.weights, Eigen::VectorXf(),
+                                    mbok::KernelSet(mbok::Isa::scalar));
+    mbok::MbokWriter w;
+    mbok::add_packed_layer(w, "p", packed);
+    w.add_layer("c", fc.weights);
+    put(dir + "/mbok/seed3", w.to_bytes());
   }
   return 0;
 }

@@ -48,11 +48,20 @@ Outcome run(const std::uint8_t* data, std::size_t size, bool expect_borrowed) {
       if (w.num_kernels() != info.num_kernels || w.out_features() != info.out_features)
         std::abort();
       for (std::size_t k = 0; k < w.num_kernels(); ++k) {
-        const mbok::TensorView& kt =
-            model.file().at(mbok::mbok_kernel_name(info.name, k, model.format_version()));
-        // Borrowed exactly when the bytes are aligned; never when the buffer is off by one.
-        if (w.kernel(k).is_borrowed() != (expect_borrowed && kt.is_aligned(mbok::kBufferAlignment)))
-          std::abort();
+        if (info.packed) {
+          // Unpacked into owned bits; the packed form maps back onto the same bits.
+          if (w.kernel(k).is_borrowed()) std::abort();
+          const mbok::Int8PreparedWeights pw =
+              model.load_packed(info.name, mbok::KernelSet(mbok::Isa::scalar));
+          if (!(pw.kernel(k).unpack() == w.kernel(k))) std::abort();
+        } else {
+          const mbok::TensorView& kt =
+              model.file().at(mbok::mbok_kernel_name(info.name, k, model.format_version()));
+          // Borrowed exactly when the bytes are aligned; never when the buffer is off by one.
+          if (w.kernel(k).is_borrowed() !=
+              (expect_borrowed && kt.is_aligned(mbok::kBufferAlignment)))
+            std::abort();
+        }
         // Reads every word of every padded row of the (borrowed) kernel: the padding is zero.
         const mbok::BitMatrixView v = w.kernel(k).view();
         const std::size_t n = info.in_features, row_words = mbok::padded_row_words(n);

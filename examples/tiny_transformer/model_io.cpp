@@ -91,10 +91,10 @@ Llama boolean_model(const LlamaModel& source, const KernelPlan& plan,
   auto factory =
       [&](const std::string& name,
           const mbok::llama::LinearLayer& l) -> std::unique_ptr<train::Projection<float>> {
-    if (const auto* b = l.boolean_layer()) {
-      mbok::MultiKernelWeights<float> w = b->weights();
+    if (l.is_boolean()) {
+      mbok::MultiKernelWeights<float> w = l.to_boolean_linear().weights();
       return std::make_unique<train::BooleanProjection<float>>(mbok::BooleanLinear<float>(
-          std::move(w), boolean_options(train_kernels, b->num_kernels())));
+          std::move(w), boolean_options(train_kernels, l.num_kernels())));
     }
     const auto k = std::size_t(plan.at(name));
     return std::make_unique<train::BooleanProjection<float>>(mbok::BooleanLinear<float>::from_dense(

@@ -61,7 +61,7 @@ double bits_per_weight(const mbok::llama::LlamaModel& model) {
   for (const auto& b : model.blocks())
     for (const auto* l : b.linears()) {
       const double n = double(l->in_features() * l->out_features());
-      bits += n * (l->boolean_layer() ? l->boolean_layer()->weights().bits_per_weight() : 32.0);
+      bits += n * (l->is_boolean() ? l->to_boolean_linear().weights().bits_per_weight() : 32.0);
       weights += n;
     }
   return bits / weights;

@@ -9,6 +9,11 @@
 // of the decoder blocks, and the output also carries config.json and tokenizer.json in its
 // metadata (keys "config.json", "tokenizer.json") so the converted model runs on its own.
 //
+// With a packed layout (--packed) the layers are written in the inference form: kernels packed
+// for the table-lookup products (format version 3), which a decoder on an ISA of that layout
+// maps and runs with no repack. An mbok file as input is rewritten in the layout asked for
+// (bits or packed), everything else kept.
+//
 // Memory: matrices are converted one at a time (one float copy of the matrix being
 // converted); the kernels of every layer are held until the file is written; the input
 // stays mapped, and the pages of a matrix already converted are dropped from the process
@@ -17,6 +22,7 @@
 #include <common/progress_bar.hpp>
 #include <mbok/io/hf_checkpoint.hpp>
 #include <mbok/io/mbok_format.hpp>
+#include <mbok/io/mbok_linear.hpp>
 #include <mbok/kernel_allocation.hpp>
 #include <mbok/llama/hf_model.hpp>
 #include <mbok/svid.hpp>
@@ -57,8 +63,20 @@ struct ConvertOptions {
   std::string exclude = kDefaultExclude;  // regex over tensor names
   std::string importance_file;            // JSON {name: weight}
   std::string report_file;                // JSON copy of the table
+  std::string packed;                     // "": bits; "native", "interleave4", "lanes16"
   bool progress = true;
 };
+
+// The kernels whose packing has the layout `name` ("native": this CPU's).
+inline KernelSet packing_kernels(const std::string& name) {
+  if (name == "native") return KernelSet();
+  LutLayout layout{};
+  detail::require(parse_lut_layout(name, layout),
+                  "--packed must be native, interleave4 or lanes16, got '", name, "'");
+  if (layout == LutLayout::interleave4) return KernelSet(Isa::scalar);  // every ISA but AVX2's
+  detail::require(isa_available(Isa::avx2), "--packed lanes16 needs an AVX2 CPU to pack on");
+  return KernelSet(Isa::avx2);
+}
 
 struct LayerResult {
   std::string tensor;  // source tensor name
@@ -165,8 +183,74 @@ inline std::map<std::string, double> read_importance(const std::string& path) {
   return out;
 }
 
+// Rewrites an mbok file with its layers in the layout o.packed asks for (bits when empty):
+// every other tensor, the layers' records and the user metadata are kept.
+inline ConvertResult relayout(const ConvertOptions& o, const MbokModel& model) {
+  ConvertResult result;
+  MbokWriter writer;
+  std::vector<MultiKernelWeights<float>> bits;
+  std::vector<PackedLinear> packed;
+  const std::optional<KernelSet> ks =
+      o.packed.empty() ? std::nullopt : std::optional<KernelSet>(packing_kernels(o.packed));
+  for (const MbokLayerInfo& info : model.layers()) {
+    detail::require(info.scale_dtype == DType::f32 || o.packed.empty(), "layer '", info.name,
+                    "' has F64 scales; packed layers hold F32");
+    if (ks)
+      packed.push_back(PackedLinear(model.load_packed(info.name, *ks),
+                                    model.load_scales(info.name, true),
+                                    model.load_scales(info.name, false)));
+    else
+      bits.push_back(model.load_weights<float>(info.name));
+  }
+  for (const std::string& name : model.other_tensors()) {
+    writer.add_tensor(model.file().at(name));
+    ++result.kept_tensors;
+  }
+  for (std::size_t i = 0; i < model.layers().size(); ++i) {
+    const MbokLayerInfo& info = model.layers()[i];
+    MbokLayerOptions lo;
+    lo.bias = info.bias;
+    lo.source = info.source;
+    lo.relative_error = info.relative_error;
+    if (ks)
+      add_packed_layer(writer, info.name, packed[i], lo);
+    else
+      writer.add_layer(info.name, bits[i], lo);
+    LayerResult lr;
+    lr.tensor = info.source;
+    lr.layer = info.name;
+    lr.rows = info.out_features;
+    lr.cols = info.in_features;
+    lr.kernels = info.num_kernels;
+    lr.relative_error = info.relative_error;
+    const double n = static_cast<double>(lr.rows) * static_cast<double>(lr.cols);
+    lr.bits_per_weight =
+        static_cast<double>(lr.kernels) * (1.0 + 32.0 * static_cast<double>(lr.rows + lr.cols) / n);
+    result.converted_weights += n;
+    result.average_kernel_bits += static_cast<double>(lr.kernels) * n;
+    result.average_bits += lr.bits_per_weight * n;
+    result.layers.push_back(lr);
+  }
+  if (result.converted_weights > 0) {
+    result.average_kernel_bits /= result.converted_weights;
+    result.average_bits /= result.converted_weights;
+  }
+  for (const auto& [key, value] : model.file().metadata())
+    if (key != "format" && key != "format_version" && key != "bit_layout" && key != "layers")
+      writer.set_metadata(key, value);
+  result.file_bytes = writer.file_size();
+  writer.write(o.output);
+  return result;
+}
+
 inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out) {
   std::error_code ec;
+  if (!std::filesystem::is_directory(o.input, ec)) {  // an mbok file: change its layout only
+    SafetensorsFile file = SafetensorsFile::open(o.input);
+    const auto format = file.metadata().find("format");
+    if (format != file.metadata().end() && format->second == kMbokFormatName)
+      return relayout(o, MbokModel(std::move(file)));
+  }
   const bool directory = std::filesystem::is_directory(o.input, ec);
   const std::string include_text = !o.include.empty() ? o.include
                                    : directory        ? llama::kBlockLinearPattern
@@ -280,6 +364,11 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
       writer.add_tensor(*t);
       ++result.kept_tensors;
     }
+  std::vector<PackedLinear> packed;  // the writer holds layers by reference until written
+  if (!o.packed.empty()) {
+    const KernelSet ks = packing_kernels(o.packed);
+    for (const auto& w : layers) packed.emplace_back(w, Eigen::VectorXf(), ks);
+  }
   for (std::size_t i = 0; i < selected.size(); ++i) {
     const LayerResult& lr = result.layers[i];
     MbokLayerOptions lo;
@@ -290,7 +379,10 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
         bias->shape == std::vector<std::int64_t>{static_cast<std::int64_t>(lr.rows)} &&
         is_float(bias->dtype))
       lo.bias = bias->name;
-    writer.add_layer(lr.layer, layers[i], lo);
+    if (packed.empty())
+      writer.add_layer(lr.layer, layers[i], lo);
+    else
+      add_packed_layer(writer, lr.layer, packed[i], lo);
   }
   writer.set_metadata("converted_by", "mbok-convert");
   writer.set_metadata("source_file", o.input);

@@ -92,6 +92,12 @@ int main(int argc, char** argv) {
   app.add_option("--importance", o.importance_file,
                  "JSON {tensor or layer name: weight h}, 1 by default");
   app.add_option("--report", o.report_file, "write the table as JSON to this file");
+  app.add_option("--packed", o.packed,
+                 "write the layers packed for the table-lookup products, in this layout: native "
+                 "(this CPU's),\ninterleave4 (AVX-512, NEON) or lanes16 (AVX2); a decoder of that "
+                 "layout maps them with no repack.\nAn mbok file as input is rewritten in the "
+                 "layout asked for (bits without --packed)")
+      ->check(CLI::IsMember({"native", "interleave4", "lanes16"}));
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "no progress bar");
   try {

@@ -18,6 +18,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__unix__)
+#include <unistd.h>
+#endif
+
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -152,6 +156,17 @@ int run_generate(const mbok::tools::RunOptions& o) {
   return 0;
 }
 
+// Resident memory of this process now, in bytes (mapped file pages it touched included), or 0
+// where the platform does not say (/proc/self/statm).
+double resident_bytes() {
+#if defined(__unix__)
+  std::ifstream statm("/proc/self/statm");
+  double pages = 0, resident = 0;
+  if (statm >> pages >> resident) return resident * static_cast<double>(sysconf(_SC_PAGESIZE));
+#endif
+  return 0.0;
+}
+
 int run_bench(const mbok::tools::RunOptions& o) {
   const mbok::llama::ModelOptions mo = model_options(o);
   const auto t0 = Clock::now();
@@ -168,7 +183,10 @@ int run_bench(const mbok::tools::RunOptions& o) {
             << "bytes read per decoded token: " << r.bytes_per_token / 1e6 << " MB\n"
             << "read bandwidth: " << r.read_gb_per_s << " GB/s, limit " << r.limit_tokens_per_s()
             << " tokens/s, decode at " << std::setprecision(1)
-            << 100 * r.decode_tokens_per_s / r.limit_tokens_per_s() << " % of it\n";
+            << 100 * r.decode_tokens_per_s / r.limit_tokens_per_s() << " % of it\n"
+            << "resident after the run: " << std::setprecision(2) << resident_bytes() / 1e6
+            << " MB (" << resident_bytes() / r.bytes_per_token
+            << "x the bytes read per token; the mapped pages the decode read included)\n";
   return 0;
 }
 

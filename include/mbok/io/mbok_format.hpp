@@ -17,10 +17,22 @@
 /// tensors (whole 64-byte blocks) come first, so a mapped file's kernels meet the contract
 /// and load as `BitMatrix::borrow` views with no copy.
 ///
-/// `__metadata__` holds: "format" = "mbok", "format_version" = "2", "bit_layout" =
-/// `kMbokBitLayout`, and "layers" = a JSON object {L: {"shape": [m, n], "kernels": K,
-/// "scale_dtype": "F32", "bias": tensor name or "", "source": original tensor name,
-/// "relative_error": number or null}}. Other metadata keys are free for the user.
+/// A layer may instead hold its kernels packed for the table-lookup products (format version
+/// 3; `PackedLinear`, the inference form):
+///
+///     L.kernels.<k>.packed  U8  [ceil(m / 16), 2 * ceil(n / 32) * 32]   one row per tile of
+///                                                                       16 output rows, in
+///                                                                       the record's layout
+///
+/// with F32 scales as above. A decoder on an ISA of that layout maps these bytes and runs
+/// on them with no repack and no copy (`MbokModel::load_packed`); other ISAs repack once;
+/// training unpacks them to bits exactly (`load_weights`).
+///
+/// `__metadata__` holds: "format" = "mbok", "format_version" = "2" (or "3" when a layer is
+/// packed), "bit_layout" = `kMbokBitLayout`, and "layers" = a JSON object {L: {"shape": [m,
+/// n], "kernels": K, "scale_dtype": "F32", "bias": tensor name or "", "source": original
+/// tensor name, "relative_error": number or null, "kernel_layout": "bits" (the default when
+/// absent), "interleave4" or "lanes16"}}. Other metadata keys are free for the user.
 
 #include <Eigen/Core>
 
@@ -40,13 +52,17 @@
 #include "../bit_matrix.hpp"
 #include "../detail/base/checked.hpp"
 #include "../error.hpp"
+#include "../forward_int8.hpp"
+#include "../kernels.hpp"
 #include "../multi_kernel_weights.hpp"
 #include "safetensors.hpp"
 
 namespace mbok {
 
 inline constexpr const char* kMbokFormatName = "mbok";
-inline constexpr int kMbokFormatVersion = 2;
+inline constexpr int kMbokFormatVersion = 3;
+/// The version of files whose layers all hold bits (readers of version 2 read them).
+inline constexpr int kMbokBitsFormatVersion = 2;
 /// The oldest format version the reader accepts.
 inline constexpr int kMbokOldestFormatVersion = 1;
 /// The bit layout of kernel tensors, recorded in every file and checked on load.
@@ -64,7 +80,9 @@ struct MbokLayerInfo {
   std::string bias;                ///< name of the bias tensor ([m], float dtype) or ""
   std::string source;              ///< name of the tensor it was converted from, or ""
   double relative_error =
-      std::numeric_limits<double>::quiet_NaN();  ///< at conversion; NaN if unknown
+      std::numeric_limits<double>::quiet_NaN();      ///< at conversion; NaN if unknown
+  bool packed = false;                               ///< kernels stored packed (`mbok_packed_name`)
+  LutLayout packed_layout = LutLayout::interleave4;  ///< their layout, when packed
 };
 
 /// Optional facts recorded with a layer.
@@ -89,6 +107,10 @@ inline std::string mbok_s_in_name(const std::string& layer, std::size_t k,
                                   int version = kMbokFormatVersion) {
   const std::string i = std::to_string(k);
   return version == 1 ? layer + ".s_in." + i : layer + ".kernels." + i + ".s_in";
+}
+/// Name of a packed layer's kernel k (format version 3).
+inline std::string mbok_packed_name(const std::string& layer, std::size_t k) {
+  return layer + ".kernels." + std::to_string(k) + ".packed";
 }
 
 namespace detail {
@@ -144,19 +166,44 @@ class MbokWriter {
       writer_.add(mbok_s_in_name(name, k), dtype_of<Scalar>(), {static_cast<std::int64_t>(n)},
                   w.s_in(k).data(), n * sizeof(Scalar));
     }
-    nlohmann::json entry = {{"shape", {m, n}},
-                            {"kernels", w.num_kernels()},
-                            {"scale_dtype", dtype_name(dtype_of<Scalar>())},
-                            {"bias", options.bias},
-                            {"source", options.source}};
-    entry["relative_error"] = std::isfinite(options.relative_error)
-                                  ? nlohmann::json(options.relative_error)
-                                  : nlohmann::json(nullptr);
-    layers_[name] = std::move(entry);
+    layers_[name] = record(m, n, w.num_kernels(), dtype_of<Scalar>(), options, "bits");
+  }
+
+  /// Adds layer `name` with its kernels packed (`pw`, in its ISA's layout) and the F32 scales
+  /// of `scales` (anything with s_out(k), s_in(k): `PackedLinear`). The file becomes format
+  /// version 3. Throws `InvalidArgument` as `add_layer`, and for scales of another count.
+  template <typename Scales>
+  void add_packed_layer(const std::string& name, const Int8PreparedWeights& pw,
+                        const Scales& scales, const MbokLayerOptions& options = {}) {
+    detail::require(!name.empty(), "mbok writer: empty layer name");
+    detail::require(pw.num_kernels() > 0, "mbok writer: layer '", name, "' has no kernels");
+    detail::require(layers_.count(name) == 0, "mbok writer: layer '", name, "' added twice");
+    const std::size_t m = pw.out_features(), n = pw.in_features();
+    for (std::size_t k = 0; k < pw.num_kernels(); ++k) {
+      const Int8LutWeights& kw = pw.kernel(k);
+      detail::require(static_cast<std::size_t>(scales.s_out(k).size()) == m &&
+                          static_cast<std::size_t>(scales.s_in(k).size()) == n,
+                      "mbok writer: layer '", name, "' kernel ", k, " scales do not match ", m,
+                      " x ", n);
+      writer_.add(mbok_packed_name(name, k), DType::u8,
+                  {static_cast<std::int64_t>(detail::lut_tiles(m)),
+                   static_cast<std::int64_t>(kw.view().tile_bytes())},
+                  kw.view().data, kw.bytes());
+      writer_.add(mbok_s_out_name(name, k), DType::f32, {static_cast<std::int64_t>(m)},
+                  scales.s_out(k).data(), m * sizeof(float));
+      writer_.add(mbok_s_in_name(name, k), DType::f32, {static_cast<std::int64_t>(n)},
+                  scales.s_in(k).data(), n * sizeof(float));
+    }
+    layers_[name] = record(m, n, pw.num_kernels(), DType::f32, options,
+                           lut_layout_name(pw.kernels().lut_layout()));
+    packed_ = true;
   }
   template <typename Scalar>
   void add_layer(const std::string&, MultiKernelWeights<Scalar>&&,
                  const MbokLayerOptions& = {}) = delete;
+  template <typename Scales>
+  void add_packed_layer(const std::string&, Int8PreparedWeights&&, const Scales&,
+                        const MbokLayerOptions& = {}) = delete;
 
   /// Adds a tensor kept as it is, by reference (its file must stay open until written).
   void add_tensor(const TensorView& view) { writer_.add(view); }
@@ -190,14 +237,26 @@ class MbokWriter {
     }
     writer_.set_metadata(user_metadata_);
     writer_.set_metadata("format", kMbokFormatName);
-    writer_.set_metadata("format_version", std::to_string(kMbokFormatVersion));
+    writer_.set_metadata("format_version",
+                         std::to_string(packed_ ? kMbokFormatVersion : kMbokBitsFormatVersion));
     writer_.set_metadata("bit_layout", kMbokBitLayout);
     writer_.set_metadata("layers", layers_.dump());
     return writer_;
   }
   bool names_bias_ok(const std::string& bias) const { return writer_.has(bias); }
+  static nlohmann::json record(std::size_t m, std::size_t n, std::size_t k_count, DType scales,
+                               const MbokLayerOptions& options, const char* layout) {
+    nlohmann::json entry = {
+        {"shape", {m, n}},      {"kernels", k_count},       {"scale_dtype", dtype_name(scales)},
+        {"bias", options.bias}, {"source", options.source}, {"kernel_layout", layout}};
+    entry["relative_error"] = std::isfinite(options.relative_error)
+                                  ? nlohmann::json(options.relative_error)
+                                  : nlohmann::json(nullptr);
+    return entry;
+  }
 
   SafetensorsWriter writer_;
+  bool packed_ = false;
   nlohmann::json layers_ = nlohmann::json::object();
   Metadata user_metadata_;
 };
@@ -220,7 +279,8 @@ class MbokModel {
 
   /// The underlying safetensors file (every tensor, including those kept as they were).
   const SafetensorsFile& file() const noexcept { return file_; }
-  /// The file's format version (1 or 2: its tensor names, `mbok_kernel_name(layer, k, v)`).
+  /// The file's format version (1, 2 or 3: its tensor names, `mbok_kernel_name(layer, k, v)`;
+  /// 3 when a layer is packed).
   int format_version() const noexcept { return version_; }
   /// Metadata other than the format's own keys is in `file().metadata()`.
   const std::vector<MbokLayerInfo>& layers() const noexcept { return layers_; }
@@ -233,10 +293,37 @@ class MbokModel {
     return layers_[it->second];
   }
 
+  /// Layer `name`'s kernels packed for the table-lookup products of `kernels`: a packed layer
+  /// in that ISA's layout borrows the mapped bytes (no repack, no copy; the kernels keep the
+  /// map alive), another layout is repacked once, and a layer of bits is packed from them.
+  /// Its F32 scales are in `load_scales`.
+  Int8PreparedWeights load_packed(const std::string& name,
+                                  const KernelSet& kernels = KernelSet()) const {
+    const MbokLayerInfo& info = layer(name);
+    if (!info.packed) return Int8PreparedWeights(load_weights<float>(name), kernels);
+    std::vector<Int8LutWeights> packed;
+    for (std::size_t k = 0; k < info.num_kernels; ++k) {
+      const detail::LutWeightsView v = packed_view(info, k);
+      packed.push_back(kernels.adopt_lut(
+          v.data, v.layout, v.rows, v.cols, file_.owner(),
+          "mbok file '" + file_.source() + "': tensor '" + mbok_packed_name(name, k) + "'"));
+    }
+    return Int8PreparedWeights(std::move(packed), kernels);
+  }
+  /// Layer `name`'s scales as floats: s_out (`out` = true) or s_in of every kernel.
+  std::vector<Eigen::VectorXf> load_scales(const std::string& name, bool out) const {
+    const MbokLayerInfo& info = layer(name);
+    std::vector<Eigen::VectorXf> v;
+    for (std::size_t k = 0; k < info.num_kernels; ++k)
+      v.push_back(scale<float>(out ? mbok_s_out_name(name, k, version_)
+                                   : mbok_s_in_name(name, k, version_)));
+    return v;
+  }
+
   /// Layer `name` as `MultiKernelWeights`. Its kernels borrow the mapped bytes
   /// (`kernel(k).is_borrowed()`, the map kept alive by the kernels) when they are 64-byte
-  /// aligned in memory (always for `open`); otherwise they are copied. Scales convert to
-  /// `Scalar`.
+  /// aligned in memory (always for `open`); otherwise they are copied; a packed layer's
+  /// kernels are unpacked (exactly). Scales convert to `Scalar`.
   template <typename Scalar = float>
   MultiKernelWeights<Scalar> load_weights(const std::string& name) const {
     const MbokLayerInfo& info = layer(name);
@@ -245,6 +332,13 @@ class MbokModel {
     const std::size_t row_bytes = detail::mbok_row_bytes(info.in_features);
     detail::mbok_kernel_bytes(info.out_features, info.in_features);  // bounds i * row_bytes
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
+      if (info.packed) {  // the bits, recovered exactly from the packed bytes
+        BitMatrix bits(info.out_features, info.in_features);
+        detail::lut_unpack(packed_view(info, k), 0, bits.mutable_view());
+        w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k, version_)),
+                     scale<Scalar>(mbok_s_in_name(name, k, version_)));
+        continue;
+      }
       const TensorView& kt = file_.at(mbok_kernel_name(name, k, version_));
       BitMatrix bits;
       if (kt.is_aligned(kBufferAlignment)) {
@@ -294,6 +388,12 @@ class MbokModel {
     require(v.allFinite(), "tensor '", tensor, "' does not fit in ",
             sizeof(Scalar) == 4 ? "float" : "double");
     return v;
+  }
+
+  // Kernel k of a packed layer (validated at open).
+  detail::LutWeightsView packed_view(const MbokLayerInfo& info, std::size_t k) const {
+    return {file_.at(mbok_packed_name(info.name, k)).data, info.packed_layout, info.out_features,
+            info.in_features};
   }
 
   template <typename... Parts>
@@ -368,11 +468,22 @@ class MbokModel {
       require(e["relative_error"].is_number(), at, ": \"relative_error\" must be a number");
       info.relative_error = e["relative_error"].get<double>();
     }
+    if (e.contains("kernel_layout") && e["kernel_layout"] != "bits") {
+      require(version_ >= 3 && e["kernel_layout"].is_string() &&
+                  parse_lut_layout(e["kernel_layout"].get<std::string>(), info.packed_layout),
+              at, ": \"kernel_layout\" must be \"bits\"",
+              version_ >= 3 ? ", \"interleave4\" or \"lanes16\"" : " before format version 3");
+      info.packed = true;
+    }
 
     const std::size_t m = info.out_features, n = info.in_features;
     const std::size_t row_bytes = detail::mbok_row_bytes(n);
     detail::mbok_kernel_bytes(m, n);  // bounds the row offsets of check_padding
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
+      if (info.packed) {
+        validate_packed(info, k, at);
+        continue;
+      }
       const TensorView* kt = file_.find(mbok_kernel_name(name, k, version_));
       require(kt != nullptr, at, ": missing tensor '", mbok_kernel_name(name, k, version_), "'");
       require(kt->dtype == DType::u8 &&
@@ -398,6 +509,33 @@ class MbokModel {
     }
     index_.emplace(name, layers_.size());
     layers_.push_back(std::move(info));
+  }
+
+  // A packed kernel: U8 [tiles, 2 cols32], no bit in its padding, F32 scales. Only the padding
+  // is read (the last tile, and a line per tile when n is not a multiple of 32), so opening a
+  // large file does not page its kernels in.
+  void validate_packed(const MbokLayerInfo& info, std::size_t k, const std::string& at) {
+    const std::size_t m = info.out_features, n = info.in_features;
+    require(n <= kMaxInt8Features, at, ": ", n, " input features exceed the packed limit of ",
+            kMaxInt8Features);
+    const std::string name = mbok_packed_name(info.name, k);
+    const TensorView* kt = file_.find(name);
+    require(kt != nullptr, at, ": missing tensor '", name, "'");
+    const std::vector<std::int64_t> shape = {static_cast<std::int64_t>(detail::lut_tiles(m)),
+                                             static_cast<std::int64_t>(2 * detail::lut_cols32(n))};
+    require(kt->dtype == DType::u8 && kt->shape == shape, at, ": tensor '", name, "' must be U8 ",
+            detail::shape_text(shape), ", got ", dtype_name(kt->dtype), " ",
+            detail::shape_text(kt->shape));
+    const std::size_t bad = detail::lut_padding_row({kt->data, info.packed_layout, m, n});
+    require(bad == static_cast<std::size_t>(-1), at, ": tensor '", name,
+            "' has a padding bit set in row ", bad, " (rows >= ", m, " and columns >= ", n,
+            " must be zero)");
+    require(info.scale_dtype == DType::f32, at, ": packed kernels need F32 scales");
+    check_scale(mbok_s_out_name(info.name, k), info.scale_dtype, m, at);
+    check_scale(mbok_s_in_name(info.name, k), info.scale_dtype, n, at);
+    owned_.insert(name);
+    owned_.insert(mbok_s_out_name(info.name, k));
+    owned_.insert(mbok_s_in_name(info.name, k));
   }
 
   // Bits at columns >= n must be zero (the contract every kernel relies on).

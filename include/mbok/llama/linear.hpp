@@ -2,8 +2,9 @@
 /// \file
 /// `LinearLayer`: one projection of a LLaMA block, y = x W^T + b, as either
 /// - a dense float layer (the float teacher: W out x in, row-major, float products), or
-/// - a `BooleanLinear<float>` run on its int8 path (`forward_int8`: per-token int8
-///   activations, table lookup for few tokens) or its float path (`forward`),
+/// - a Boolean layer: with int8 activations held as a `PackedLinear` (its kernels once, in
+///   the table-lookup layout: the inference form), with float activations as a
+///   `BooleanLinear<float>` (`forward`),
 /// chosen per model by `Activations`. Inputs and outputs are raw row-major float buffers
 /// (t rows, strides given) so the model's buffers are reused across calls.
 
@@ -19,12 +20,13 @@
 #include "../boolean_linear.hpp"
 #include "../error.hpp"
 #include "../forward_int8.hpp"
+#include "../packed_linear.hpp"
 #include "../parallel.hpp"
 
 namespace mbok {
 namespace llama {
 
-/// Activations of the Boolean layers of a model: int8 (`BooleanLinear::forward_int8`, the
+/// Activations of the Boolean layers of a model: int8 (`PackedLinear::forward_int8`, the
 /// fast inference path) or float (`BooleanLinear::forward`). Dense layers always run in float.
 enum class Activations { int8, float32 };
 
@@ -50,21 +52,48 @@ class LinearLayer {
     return l;
   }
 
-  /// A Boolean layer run with `activations` (its bias, if any, is the layer's own).
+  /// A Boolean layer run with `activations` (its bias, if any, is the layer's own). With int8
+  /// activations it is packed into its inference form and the bits are not kept.
   static LinearLayer boolean(BooleanLinear<float> layer, Activations activations,
                              std::string name) {
+    if (activations == Activations::int8) return packed(PackedLinear(layer), std::move(name));
     LinearLayer l;
     l.name_ = std::move(name);
     l.boolean_ = std::make_shared<const BooleanLinear<float>>(std::move(layer));
     l.activations_ = activations;
-    if (activations == Activations::int8) l.boolean_->prepare_int8();  // repack once, up front
+    return l;
+  }
+  /// A Boolean layer in its inference form, run with int8 activations.
+  static LinearLayer packed(PackedLinear layer, std::string name) {
+    LinearLayer l;
+    l.name_ = std::move(name);
+    l.packed_ = std::make_shared<const PackedLinear>(std::move(layer));
+    l.activations_ = Activations::int8;
     return l;
   }
 
   const std::string& name() const noexcept { return name_; }
-  bool is_boolean() const noexcept { return boolean_ != nullptr; }
-  /// The Boolean layer, or nullptr for a dense one.
+  bool is_boolean() const noexcept { return boolean_ != nullptr || packed_ != nullptr; }
+  /// The Boolean layer held with its bits (float activations), or nullptr for a dense or a
+  /// packed one (`to_boolean_linear` serves both Boolean forms).
   const BooleanLinear<float>* boolean_layer() const noexcept { return boolean_.get(); }
+  /// The Boolean layer held packed (int8 activations), or nullptr.
+  const PackedLinear* packed_layer() const noexcept { return packed_.get(); }
+  /// A Boolean layer as a new trainable `BooleanLinear` (a copy; from the packed form, the
+  /// bits recovered exactly). Throws `InvalidArgument` for a dense layer.
+  BooleanLinear<float> to_boolean_linear() const {
+    if (packed_) return packed_->unpack();
+    mbok::detail::require(boolean_ != nullptr, "llama: layer '", name_, "' is not Boolean");
+    return *boolean_;
+  }
+  /// Kernels of a Boolean layer (0 for a dense one).
+  std::size_t num_kernels() const noexcept {
+    return packed_ ? packed_->num_kernels() : boolean_ ? boolean_->num_kernels() : 0;
+  }
+  /// Whether the layer adds a bias.
+  bool has_bias() const noexcept {
+    return packed_ ? packed_->has_bias() : boolean_ ? boolean_->has_bias() : bias_.size() != 0;
+  }
   /// The dense weight (out x in), or nullptr for a Boolean layer.
   const RowMatrix* dense_weight() const noexcept { return dense_.get(); }
   /// The dense layer's bias (empty without one; a Boolean layer's bias is in boolean_layer()).
@@ -72,14 +101,16 @@ class LinearLayer {
   Activations activations() const noexcept { return activations_; }
 
   std::size_t in_features() const noexcept {
-    return boolean_ ? boolean_->in_features()
-           : dense_ ? static_cast<std::size_t>(dense_->cols())
-                    : 0;
+    return packed_    ? packed_->in_features()
+           : boolean_ ? boolean_->in_features()
+           : dense_   ? static_cast<std::size_t>(dense_->cols())
+                      : 0;
   }
   std::size_t out_features() const noexcept {
-    return boolean_ ? boolean_->out_features()
-           : dense_ ? static_cast<std::size_t>(dense_->rows())
-                    : 0;
+    return packed_    ? packed_->out_features()
+           : boolean_ ? boolean_->out_features()
+           : dense_   ? static_cast<std::size_t>(dense_->rows())
+                      : 0;
   }
 
   /// y (t rows of out_features, `ldy` apart) = layer(x) for x (t rows of in_features, `ldx`
@@ -88,20 +119,23 @@ class LinearLayer {
   void forward(const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
                Int8ForwardWorkspace& ws) const {
     if (t == 0) return;
+    if (packed_) {
+      packed_->forward_int8(x, ldx, t, y, ldy, ws);
+      return;
+    }
     if (boolean_) {
-      if (activations_ == Activations::int8)
-        boolean_->forward_int8(x, ldx, t, y, ldy, ws);
-      else
-        boolean_->forward(x, ldx, t, y, ldy);
+      boolean_->forward(x, ldx, t, y, ldy);
       return;
     }
     mbok::detail::require(dense_ != nullptr, "llama: layer '", name_, "' is not set");
     dense_forward(*dense_, bias_, x, ldx, t, y, ldy);
   }
 
-  /// Bytes of weights one forward reads (bits with their row padding, scales, bias; or the
-  /// dense floats): what decoding one token costs this layer in memory traffic.
+  /// Bytes of weights one forward reads (bits with their row padding, or the packed kernels;
+  /// scales, bias; or the dense floats): what decoding one token costs this layer in memory
+  /// traffic, and what it holds.
   std::size_t weight_bytes() const noexcept {
+    if (packed_) return packed_->bytes();
     if (boolean_) {
       const auto& w = boolean_->weights();
       const std::size_t m = w.out_features(), n = w.in_features();
@@ -144,6 +178,7 @@ class LinearLayer {
   std::shared_ptr<const RowMatrix> dense_;  // shared: copies of a model share the weights
   Eigen::VectorXf bias_;
   std::shared_ptr<const BooleanLinear<float>> boolean_;
+  std::shared_ptr<const PackedLinear> packed_;
   Activations activations_ = Activations::float32;
 };
 

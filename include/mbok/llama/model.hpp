@@ -260,7 +260,7 @@ class LlamaModel {
         if (l->is_boolean()) {
           f.boolean_parameters += l->parameters();
           ++f.boolean_layers;
-          if (l->boolean_layer()->has_bias()) f.float_parameters += l->out_features();
+          if (l->has_bias()) f.float_parameters += l->out_features();
         } else {
           f.dense_block_parameters += l->parameters();
           ++f.dense_layers;
@@ -362,20 +362,27 @@ class LlamaModel {
       mbok::detail::require_format(got == shape, source, ": layer '", layer_name, "' has shape ",
                                    mbok::detail::shape_text(got), " but the config implies ",
                                    mbok::detail::shape_text(shape));
-      if (!info.bias.empty()) {
-        mbok::detail::require_format(has_bias, source, ": layer '", layer_name, "' has a bias ('",
-                                     info.bias,
-                                     "') but the config has none (attention_bias / mlp_bias)");
-        return LinearLayer::boolean(load_boolean_linear<float>(file, layer_name), activations,
-                                    name);
+      mbok::detail::require_format(info.bias.empty() || has_bias, source, ": layer '", layer_name,
+                                   "' has a bias ('", info.bias,
+                                   "') but the config has none (attention_bias / mlp_bias)");
+      // A bias the config asks for but the layer's record does not name is the HF tensor.
+      Eigen::VectorXf extra_bias;
+      if (has_bias && info.bias.empty()) extra_bias = vector(name + ".bias", shape[0]);
+      if (activations == Activations::int8) {
+        // The inference form straight from the file: packed kernels are mapped, not copied.
+        if (extra_bias.size() == 0)
+          return LinearLayer::packed(load_packed_linear(file, layer_name), name);
+        return LinearLayer::packed(
+            PackedLinear(file.load_packed(layer_name), file.load_scales(layer_name, true),
+                         file.load_scales(layer_name, false), std::move(extra_bias)),
+            name);
       }
-      if (!has_bias)
+      if (extra_bias.size() == 0)
         return LinearLayer::boolean(load_boolean_linear<float>(file, layer_name), activations,
                                     name);
-      Eigen::VectorXf bias = vector(name + ".bias", shape[0]);
       return LinearLayer::boolean(
-          BooleanLinear<float>(file.load_weights<float>(layer_name), std::move(bias)), activations,
-          name);
+          BooleanLinear<float>(file.load_weights<float>(layer_name), std::move(extra_bias)),
+          activations, name);
     }
     LlamaModel finish(std::vector<LlamaBlock> blocks, const ModelOptions& options) const {
       RowMatrix embedding =

@@ -198,8 +198,8 @@ TEST_CASE("broken mbok files are refused with the reason", "[mbok_format]") {
 
   expect_bad([](StateDict&, Metadata& md) { md.erase("format"); }, {"not an mbok model", "format"});
   expect_bad([](StateDict&, Metadata& md) { md["format"] = "gguf"; }, {"format is 'gguf'"});
-  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "3"; },
-             {"version '3' is not supported"});
+  expect_bad([](StateDict&, Metadata& md) { md["format_version"] = "4"; },
+             {"version '4' is not supported"});
   expect_bad([](StateDict&, Metadata& md) { md["bit_layout"] = "msb first"; },
              {"unknown bit layout"});
   expect_bad([](StateDict&, Metadata& md) { md["layers"] = "{"; }, {"not valid JSON"});

@@ -60,11 +60,12 @@ namespace detail {
 template <typename T>
 RowMatrixT<T> dense_of(const LinearLayer& l) {
   if (l.dense_weight()) return l.dense_weight()->template cast<T>();
-  return l.boolean_layer()->weights().reconstruct().template cast<T>();
+  return l.to_boolean_linear().weights().reconstruct().template cast<T>();
 }
 template <typename T>
 VectorT<T> bias_of(const LinearLayer& l) {
   if (l.dense_weight()) return l.dense_bias().template cast<T>();
+  if (const PackedLinear* p = l.packed_layer()) return p->bias().template cast<T>();
   return l.boolean_layer()->bias().template cast<T>();
 }
 template <typename T>
@@ -91,9 +92,9 @@ template <typename T>
 ProjectionFactory<T> boolean_projections(std::size_t kernels, BooleanLinearOptions options = {},
                                          SvidOptions svid_options = {}) {
   return [=](const std::string&, const LinearLayer& l) -> std::unique_ptr<Projection<T>> {
-    if (l.boolean_layer())
+    if (l.is_boolean())
       return std::make_unique<BooleanProjection<T>>(
-          detail::boolean_copy<T>(*l.boolean_layer(), options));
+          detail::boolean_copy<T>(l.to_boolean_linear(), options));
     mbok::detail::require(kernels > 0, "boolean_projections: a dense layer ('", l.name(),
                           "') needs a kernel count K > 0 to be converted");
     std::optional<VectorT<T>> bias;
