@@ -11,6 +11,13 @@
 //   mbok_mpi_tests save DIR N    N steps, then the checkpoint DIR/state.ckpt (from rank 0)
 //   mbok_mpi_tests resume DIR N  resume from it on any number of ranks, N more steps: equals
 //                                the uninterrupted one-process run
+//   mbok_mpi_tests ssave DIR N   N steps, then a sharded checkpoint DIR/state.ckpt (a manifest
+//                                and one shard per rank), saved twice: old shards removed
+//   mbok_mpi_tests sresume DIR N resume from DIR/state.ckpt in either layout (sharded or one
+//                                process) on any number of ranks, and in one process without
+//                                MPI: both equal the uninterrupted one-process run
+//   mbok_mpi_tests sbroken DIR   a missing, corrupt or stale shard is refused on every rank
+//                                naming its file; a failed save leaves the last checkpoint
 //   mbok_mpi_tests stall S DIR   rank 1 stops calling at step S: rank 0 times out, aborts
 //   mbok_mpi_tests kill S DIR    rank 1 dies at step S (both save DIR/state.ckpt at step 2)
 //   mbok_mpi_tests outside S DIR rank 1 waits at step S to be killed by failed_rank.sh
@@ -19,16 +26,20 @@
 // status 0 when every check passed on every rank.
 
 #include <mbok/distributed/mpi.hpp>  // includes <mpi.h>, C API only
+#include <mbok/distributed/sharded_checkpoint.hpp>
 #include <mbok/io/checkpoint.hpp>
 #include <mbok/mbok.hpp>
 
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -597,6 +608,206 @@ void test_resume(const std::string& dir, int steps) {
     std::printf("resumed at step %d on %d rank(s): equals the uninterrupted run\n", first, ranks);
 }
 
+// The shard files of the sharded checkpoint `path` in its directory (names only, sorted).
+std::vector<std::string> shard_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path p(path);
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(p.parent_path())) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(p.filename().string() + ".shard-", 0) == 0) out.push_back(name);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void train_steps(const Problem& p, Model& m, DataParallelTrainer& trainer, int first, int last) {
+  for (int s = first; s <= last; ++s) {
+    const RowMatrix x = shard(p.batch(s));
+    m.train_pass(p, x);
+    trainer.step(static_cast<std::size_t>(x.rows()));
+  }
+}
+
+// `steps` steps, then a sharded checkpoint of the optimizers (under "optimizer.") and the
+// model (rank 0's, in the manifest), saved twice: the second save replaces the first's shards.
+void test_sharded_save(const std::string& dir, int steps) {
+  const Problem p;
+  Model m(p);
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  train_steps(p, m, trainer, 1, steps);
+  const std::string path = checkpoint_path(dir);
+  mbok::StateDict model;
+  m.export_state(model);
+  std::vector<std::string> first;
+  for (int save = 0; save < 2; ++save) {
+    trainer.save_sharded(path, model, {{"note", "sharded"}}, "optimizer.", false);
+    if (rank != 0) continue;
+    const std::vector<std::string> files = shard_files(path);
+    check(files.size() == static_cast<std::size_t>(ranks),
+          "save " + std::to_string(save + 1) + ": " + std::to_string(files.size()) +
+              " shard files next to the manifest, expected " + std::to_string(ranks));
+    if (save == 0) first = files;
+    if (save == 1)
+      for (const auto& f : files)
+        check(std::find(first.begin(), first.end(), f) == first.end(),
+              "the second save reused the shard name '" + f + "'");
+  }
+  if (rank == 0) {
+    mbok::distributed::ShardedCheckpoint ckpt(path);
+    check(ckpt.shards() == static_cast<std::size_t>(ranks), "manifest: shard count");
+    check(ckpt.manifest().metadata.count("note") == 1 && ckpt.manifest().metadata.size() == 1,
+          "manifest: the caller's metadata, and only it, comes back");
+    check(ckpt.manifest().state.count("model.a.kernels.0.bits") == 1 &&
+              ckpt.manifest().state.count("optimizer.boolean.a.kernels.1.bits.accumulator") == 0,
+          "manifest: holds the model and the replicated state, not the accumulators");
+    // Each shard holds exactly its rank's rows of every kernel (37 rows split unevenly).
+    for (int r = 0; r < ranks; ++r) {
+      const mbok::Checkpoint shard =
+          mbok::load_checkpoint(ckpt.shard_path(static_cast<std::size_t>(r)));
+      const auto rows = trainer.slice_rows(0, r);
+      const auto it = shard.state.find("optimizer.boolean.a.kernels.1.bits.accumulator");
+      check(it != shard.state.end() &&
+                it->second.shape[0] == static_cast<std::int64_t>(rows.second - rows.first),
+            "shard " + std::to_string(r) + " does not hold its " +
+                std::to_string(rows.second - rows.first) + " rows of a.kernels.1");
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+}
+
+// Resumes from DIR/state.ckpt in either layout through DataParallelTrainer::load_checkpoint,
+// `steps` more steps: equals the uninterrupted one-process run. Then the same checkpoint in
+// one process without MPI (load_any_checkpoint: the one-process layout) and the plain
+// optimizers: equal too.
+void test_sharded_resume(const std::string& dir, int steps) {
+  const Problem p;
+  Model m(p);
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  const mbok::Checkpoint rest = trainer.load_checkpoint(checkpoint_path(dir), "optimizer.");
+  for (const auto& kv : rest.state)
+    check(kv.first.rfind("optimizer.", 0) != 0, "load_checkpoint returned '" + kv.first + "'");
+  m.import_state(rest.state);
+  const int first = static_cast<int>(trainer.step_count()) + 1;
+  check(first > 1, "the resumed run starts at step 1");
+  train_steps(p, m, trainer, first, first + steps - 1);
+  Reference ref(p);
+  for (int s = 1; s < first + steps; ++s) ref.step(p, s);
+  compare(m, ref.model, first + steps - 1);
+  const mbok::Checkpoint whole = mbok::distributed::load_any_checkpoint(checkpoint_path(dir));
+  Reference plain(p);
+  plain.model.import_state(whole.state);
+  plain.bits.import_state(mbok::sub_dict(whole.state, "optimizer.boolean."), "");
+  plain.floats.import_state(mbok::sub_dict(whole.state, "optimizer.adamw."), "");
+  for (int s = first; s < first + steps; ++s) plain.step(p, s);
+  compare(plain.model, ref.model, first + steps - 1);
+  if (rank == 0)
+    std::printf(
+        "resumed at step %d on %d rank(s) and in one process: equal the uninterrupted run\n", first,
+        ranks);
+}
+
+// Expects trainer.load_checkpoint(path) to throw FormatError containing every part of
+// `expected`, on every rank, and to leave the trainer's state as it was.
+void expect_load_failure(DataParallelTrainer& trainer, const std::string& path,
+                         const std::vector<std::string>& expected, const std::string& what) {
+  const std::int64_t before = trainer.step_count();
+  std::string message;
+  try {
+    trainer.load_checkpoint(path, "optimizer.");
+  } catch (const mbok::FormatError& e) {
+    message = e.what();
+  }
+  if (rank == ranks - 1) std::printf("rank %d, %s: %s\n", rank, what.c_str(), message.c_str());
+  bool ok = !message.empty();
+  for (const auto& part : expected) ok = ok && contains(message, part);
+  check(ok, what + ": expected an error naming '" + expected.back() + "', got '" + message + "'");
+  check(trainer.step_count() == before, what + ": a failed load changed the state");
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// A missing, corrupt or stale shard fails the load on every rank with an error naming the
+// shard's file; a save that fails on one rank throws on every rank and leaves the last
+// checkpoint loadable.
+void test_sharded_broken(const std::string& dir) {
+  const Problem p;
+  Model m(p);
+  DataParallelTrainer trainer(MPI_COMM_WORLD, m.boolean_parameters(), m.parameters(), options());
+  train_steps(p, m, trainer, 1, 2);
+  const std::string path = checkpoint_path(dir);
+  trainer.save_sharded(path, {}, {}, "optimizer.", false);
+  train_steps(p, m, trainer, 3, 3);
+  const mbok::distributed::ShardedCheckpoint ckpt(path);
+  const std::string last = ckpt.shard_path(ckpt.shards() - 1);
+  const std::string name = std::filesystem::path(last).filename().string();
+  const std::string which = "shard " + std::to_string(ranks - 1) + " of " + std::to_string(ranks);
+  // Missing.
+  if (rank == 0) std::filesystem::rename(last, last + ".away");
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_load_failure(trainer, path, {which, "is missing", name}, "missing shard");
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) std::filesystem::rename(last + ".away", last);
+  // Corrupt: one byte of its data changed.
+  const std::string good = read_file(last);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) {
+    std::string bad = good;
+    bad[bad.size() - 3] = static_cast<char>(bad[bad.size() - 3] ^ 0x10);
+    write_file(last, bad);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_load_failure(trainer, path, {which, "checksum does not match", name}, "corrupt shard");
+  MPI_Barrier(MPI_COMM_WORLD);
+  // Stale: the shard of another save put in its place (a whole, valid file).
+  if (rank == 0) {
+    write_file(last, good);
+    std::filesystem::copy_file(last, dir + "/old-shard",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  trainer.save_sharded(dir + "/other.ckpt", {}, {}, "optimizer.", false);  // step 3
+  const std::string other = mbok::distributed::ShardedCheckpoint(dir + "/other.ckpt")
+                                .shard_path(static_cast<std::size_t>(ranks - 1));
+  if (rank == 0)
+    std::filesystem::copy_file(other, last, std::filesystem::copy_options::overwrite_existing);
+  MPI_Barrier(MPI_COMM_WORLD);
+  expect_load_failure(trainer, path, {which, "not the file the manifest names", name},
+                      "stale shard");
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0) write_file(last, read_file(dir + "/old-shard"));
+  MPI_Barrier(MPI_COMM_WORLD);
+  // A save whose shard write fails on the last rank: every rank throws, naming it, and the
+  // checkpoint of step 2 still loads.
+  if (rank == ranks - 1) {
+    mbok::detail::io_fault().err = ENOSPC;
+    mbok::detail::io_fault().step = static_cast<int>(mbok::detail::IoStep::write);
+  }
+  std::string message;
+  try {
+    trainer.save_sharded(path, {}, {}, "optimizer.", false);
+  } catch (const mbok::FormatError& e) {
+    message = e.what();
+  }
+  mbok::detail::io_fault().step = 0;
+  if (rank == 0) std::printf("rank 0, failed save: %s\n", message.c_str());
+  check(contains(message, "writing the shards failed on rank(s) " + std::to_string(ranks - 1)) &&
+            contains(message, "No space left"),
+        "failed save: '" + message + "'");
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 0)
+    check(shard_files(path).size() == static_cast<std::size_t>(ranks),
+          "a failed save left " + std::to_string(shard_files(path).size()) + " shard files");
+  trainer.load_checkpoint(path, "optimizer.");
+  check(trainer.step_count() == 2, "the checkpoint of step 2 no longer loads after a failed save");
+}
+
 // Trains two ranks, saving a checkpoint after step 2; at step `at` rank 1 stops calling
 // (`stall`), dies (`kill`), or writes its process id to DIR/rank1.pid and stops calling while
 // rank 0 waits inside the step (`outside`: failed_rank.sh kills it with kill -9; the deadline
@@ -664,13 +875,18 @@ int main(int argc, char** argv) {
       test_save(argv[2], std::atoi(argv[3]));
     else if (what == "resume" && argc == 4)
       test_resume(argv[2], std::atoi(argv[3]));
+    else if (what == "ssave" && argc == 4)
+      test_sharded_save(argv[2], std::atoi(argv[3]));
+    else if (what == "sresume" && argc == 4)
+      test_sharded_resume(argv[2], std::atoi(argv[3]));
+    else if (what == "sbroken" && argc == 3)
+      test_sharded_broken(argv[2]);
     else if ((what == "stall" || what == "kill" || what == "outside") && argc == 4)
       test_failed_rank(std::atoi(argv[2]), argv[3], what);
     else
       check(false,
             "usage: mbok_mpi_tests equality|divergence|mismatch|tiny|shards|save DIR N|resume DIR "
-            "N|stall|kill "
-            "S DIR");
+            "N|ssave DIR N|sresume DIR N|sbroken DIR|stall|kill S DIR");
   } catch (const std::exception& e) {
     check(false, std::string("exception: ") + e.what());
   }

@@ -53,10 +53,15 @@
 /// the job, e.g. with `MPI_Abort`). Open MPI's launcher itself ends the job when a process
 /// dies.
 ///
-/// Checkpoints: `export_state` gathers the sharded state on rank 0 in the layout of a
-/// one-process `BooleanOptimizer` (under `<prefix>boolean.`) and `AdamW` (under
-/// `<prefix>adamw.`); `import_state` on any number of ranks takes each rank's slice of it. So
-/// a run saved on P ranks resumes on P' ranks, or in one process without MPI.
+/// Checkpoints, two layouts. One-process: `export_state` gathers the sharded state on rank 0 in
+/// the layout of a one-process `BooleanOptimizer` (under `<prefix>boolean.`) and `AdamW`
+/// (under `<prefix>adamw.`); `import_state` on any number of ranks takes each rank's slice of
+/// it. Sharded (sharded_checkpoint.hpp; needs xxhash.h): `save_sharded` has each rank write
+/// its own slices to a shard file and rank 0 a manifest, so no rank ever holds more than its
+/// slices; `load_checkpoint` reads either layout on any number of ranks, each rank reading
+/// only the shards that hold its rows, and `load_any_checkpoint` turns either into the
+/// one-process layout without MPI. So a run saved on P ranks resumes on P' ranks, or in one
+/// process, and the other way.
 ///
 /// Threads: the trainer makes MPI calls from the calling thread only (MPI_THREAD_SINGLE or
 /// FUNNELED is enough); it duplicates the communicator, so its messages never mix with the
@@ -79,7 +84,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <optional>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -93,6 +101,15 @@
 #include "../error.hpp"
 #include "../parameter.hpp"
 #include "../state_dict.hpp"
+
+// Sharded checkpoints (save_sharded, load_checkpoint) need io/checkpoint.hpp, which needs
+// xxhash.h; without it the trainer has export_state and import_state only.
+#if __has_include(<xxhash.h>)
+#define MBOK_DISTRIBUTED_CHECKPOINTS 1
+#include "../detail/io/atomic_file.hpp"
+#include "../io/checkpoint.hpp"
+#include "sharded_checkpoint.hpp"
+#endif
 
 namespace mbok::distributed {
 
@@ -477,20 +494,9 @@ class DataParallelTrainer {
         throw;
       }
       MPI_Type_free(&row);
-      if (rank_ != 0) continue;
-      dict[bp + tt.param.name + ".accumulator"] = std::move(whole);
-      dict[bp + tt.param.name + ".beta"] = Tensor::scalar<double>(tt.beta);
-      dict[bp + tt.param.name + ".scale"] = Tensor::scalar<double>(
-          options_.boolean.accumulator == AccumulatorType::i8 ? options_.boolean.threshold / 64.0
-                                                              : 1.0);
+      if (rank_ == 0) dict[bp + tt.param.name + ".accumulator"] = std::move(whole);
     }
-    if (rank_ != 0) return;
-    dict[bp + "step"] = Tensor::scalar<std::int64_t>(step_);
-    dict[bp + "seed"] =
-        Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.boolean.seed));
-    dict[bp + "accumulator_type"] =
-        Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.boolean.accumulator));
-    adamw_.export_state(dict, prefix + "adamw.");
+    if (rank_ == 0) export_replicated(dict, prefix);
   }
 
   /// Restores state saved by `export_state` (on any number of ranks) or by one-process
@@ -499,6 +505,179 @@ class DataParallelTrainer {
   /// every rank (naming the tensor on the ranks that found the problem) for a missing or
   /// malformed tensor. Collective.
   void import_state(const StateDict& dict, const std::string& prefix = "") {
+    const std::size_t acc = accumulator_size(options_.boolean.accumulator);
+    import_slices(dict, prefix, [&](const Shard& tt, const std::string& key) {
+      const Tensor& whole =
+          expect_tensor(dict, key, boolean_dtype(),
+                        {static_cast<std::int64_t>(tt.rows), static_cast<std::int64_t>(tt.cols)});
+      Tensor slice;
+      slice.dtype = whole.dtype;
+      slice.shape = {static_cast<std::int64_t>(tt.r1 - tt.r0), static_cast<std::int64_t>(tt.cols)};
+      slice.bytes.assign(whole.bytes.begin() + static_cast<std::ptrdiff_t>(tt.r0 * tt.cols * acc),
+                         whole.bytes.begin() + static_cast<std::ptrdiff_t>(tt.r1 * tt.cols * acc));
+      return slice;
+    });
+  }
+
+#if defined(MBOK_DISTRIBUTED_CHECKPOINTS)
+  /// Saves a sharded checkpoint (sharded_checkpoint.hpp): each rank writes its slices of the
+  /// accumulators to `<path>.shard-<rank>-of-<P>-<save id>` (atomically, with the checkpoint's
+  /// checksum), then rank 0 writes the manifest `path` (atomically): the replicated optimizer
+  /// state under `<prefix>boolean.` and `<prefix>adamw.` as `export_state` lays it out, the
+  /// tensors of `replicated` (rank 0's: e.g. the model), `metadata` (rank 0's), the shard
+  /// count, each shard's file and checksum and each tensor's row slices. Then rank 0 removes
+  /// the shards of earlier saves to `path`. No rank holds more than its own slices. Every rank
+  /// needs the same directory (a shared file system between machines). `sync` = false skips
+  /// the flushes to disk (tests). Checks consistency first. Collective. Throws on every rank:
+  /// `InvalidArgument` for a metadata key starting with "mbok." or a `replicated` tensor
+  /// whose name is one of the optimizer's, `FormatError` naming the rank and the file when a
+  /// write fails (the previous checkpoint at `path` and its shards are then intact),
+  /// `DistributedError` as `check_consistency`.
+  void save_sharded(const std::string& path, const StateDict& replicated = {},
+                    const Metadata& metadata = {}, const std::string& prefix = "",
+                    bool sync = true) {
+    check_consistency();
+    // One id for the save, from rank 0: the new shards get new names, so the old manifest's
+    // shards stay intact until the new manifest replaces it.
+    std::uint64_t id = 0;
+    if (rank_ == 0) {
+      std::random_device device;
+      id = (std::uint64_t{device()} << 32 ^ device()) ^
+           static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    }
+    all_reduce(&id, 1, MPI_UINT64_T, MPI_MAX, "checkpoint id");
+    const auto P = static_cast<std::size_t>(size_);
+    const std::string base = detail::file_name_of(path), dir = detail::directory_prefix_of(path);
+    const auto shard_name = [&](int r) {
+      return mbok::detail::concat(base, ".shard-", r, "-of-", size_, "-", mbok::detail::hex64(id));
+    };
+    const std::string mine = dir + shard_name(rank_);
+    const std::string bp = prefix + "boolean.";
+    std::string error;
+    std::vector<std::uint64_t> sums(P, 0);
+    try {
+      for (const auto& kv : metadata)
+        mbok::detail::require(!detail::is_sharded_key(kv.first),
+                              "sharded checkpoint: metadata key '", kv.first,
+                              "' is reserved (starts with '", kShardedKeyPrefix, "')");
+      StateDict local, slices;
+      boolean_.export_state(local, "");
+      for (const auto& t : tensors_)
+        if (t.local >= 0)
+          slices[bp + t.param.name + ".accumulator"] =
+              std::move(local.at(t.param.name + ".accumulator"));
+      Metadata own;
+      own[std::string(kShardedKeyPrefix) + "shard"] =
+          mbok::detail::concat(rank_, " of ", size_, " ", mbok::detail::hex64(id));
+      save_checkpoint(mine, slices, own, sync);
+      const std::string digits = detail::stored_checksum(mine);
+      mbok::detail::require_format(digits.size() == mbok::detail::kChecksumDigits,
+                                   "sharded checkpoint: cannot read back '", mine, "'");
+      sums[static_cast<std::size_t>(rank_)] = std::stoull(digits, nullptr, 16);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const auto fail = [&](const std::string& failed, const char* stage) {
+      std::remove(mine.c_str());  // this save's shards only; the old checkpoint stays whole
+      throw FormatError(mbok::detail::concat("mbok: DataParallelTrainer: sharded checkpoint '",
+                                             path, "': ", stage, " failed on rank(s) ", failed));
+    };
+    std::string failed = first_error(error, "shard write");
+    if (!failed.empty()) fail(failed, "writing the shards");
+    all_reduce(sums.data(), size_, MPI_UINT64_T, MPI_SUM, "shard checksums");
+    if (rank_ == 0) {
+      try {
+        StateDict manifest;
+        export_replicated(manifest, prefix);
+        for (const auto& [name, tensor] : replicated) {
+          mbok::detail::require(manifest.count(name) == 0, "sharded checkpoint: tensor '", name,
+                                "' is the optimizer's");
+          manifest[name] = tensor;
+        }
+        Metadata md = metadata;
+        md[std::string(kShardedKeyPrefix) + "shards"] = std::to_string(size_);
+        for (int r = 0; r < size_; ++r)
+          md[mbok::detail::concat(kShardedKeyPrefix, "shard.", r)] =
+              shard_name(r) + " " + mbok::detail::hex64(sums[static_cast<std::size_t>(r)]);
+        for (const auto& t : tensors_) {
+          std::string splits = mbok::detail::concat(t.rows, " ", t.cols);
+          for (int r = 0; r <= size_; ++r) splits += " " + std::to_string(row_begin(t.rows, r));
+          md[mbok::detail::concat(kShardedKeyPrefix, "slices.", bp, t.param.name, ".accumulator")] =
+              splits;
+        }
+        save_checkpoint(path, manifest, md, sync);
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    }
+    failed = first_error(error, "manifest write");
+    if (!failed.empty()) fail(failed, "writing the manifest");
+    if (rank_ == 0) remove_old_shards(path, base, id);
+  }
+
+  /// Loads the checkpoint at `path` in either layout and imports this rank's part of the
+  /// optimizer state under `prefix` (as `import_state`): a sharded checkpoint (`save_sharded`,
+  /// on any number of ranks) is read through its manifest, each rank reading only the shards
+  /// that hold its rows; a one-process checkpoint (`export_state` saved by rank 0, or the
+  /// plain optimizers' state) is read whole by every rank. Returns the checkpoint without the
+  /// optimizer's tensors: the caller's (the model) and its metadata. Checks everything first
+  /// and changes nothing on failure. Collective. Throws `FormatError` on every rank, with the
+  /// first failing rank's message (naming the file: the manifest, or the shard that is
+  /// missing, corrupt or from another save).
+  Checkpoint load_checkpoint(const std::string& path, const std::string& prefix = "") {
+    Checkpoint out;
+    std::optional<ShardedCheckpoint> sharded;
+    std::string error;
+    try {
+      out = mbok::load_checkpoint(path);
+      if (ShardedCheckpoint::is_manifest(out)) {
+        sharded.emplace(path, std::move(out));
+        out = sharded->manifest();
+      }
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const std::string failed = first_error(error, "checkpoint read");
+    if (!failed.empty())
+      throw FormatError("mbok: DataParallelTrainer: loading '" + path + "' failed on rank(s) " +
+                        failed);
+    if (sharded) {
+      const std::string bp = prefix + "boolean.";
+      import_slices(out.state, prefix, [&](const Shard& tt, const std::string& key) {
+        return tt.local < 0 ? Tensor{} : sharded->rows(key, tt.r0, tt.r1, boolean_dtype(), tt.cols);
+      });
+    } else {
+      import_state(out.state, prefix);
+    }
+    // What the optimizers restored is theirs; the rest is the caller's.
+    for (auto it = out.state.begin(); it != out.state.end();) {
+      const bool ours = it->first.rfind(prefix + "boolean.", 0) == 0 ||
+                        it->first.rfind(prefix + "adamw.", 0) == 0;
+      it = ours ? out.state.erase(it) : std::next(it);
+    }
+    return out;
+  }
+#endif
+
+ private:
+  // One Boolean parameter: the model's kernel and signal, this rank's rows [r0, r1), their
+  // copy the local optimizer flips, and the reduced signal of those rows.
+  struct Shard {
+    BooleanParameter param;
+    std::size_t rows = 0, cols = 0, r0 = 0, r1 = 0;
+    long local = -1;  // index in the local optimizer; -1 when this rank holds no row
+    BitMatrix slice;
+    std::vector<float> signal;
+    double beta = 0;  // beta of the next step (the whole tensor's)
+  };
+
+  // Restores the optimizers from `dict` (the replicated state under `prefix`) and
+  // `slice_of(shard, key)` (this rank's rows of accumulator `key`, of shape [r1 - r0, cols];
+  // anything for a rank without rows). Changes nothing unless every rank succeeds; throws
+  // FormatError on every rank with the first failing rank's message.
+  template <typename SliceOf>
+  void import_slices(const StateDict& dict, const std::string& prefix, SliceOf&& slice_of,
+                     const std::string& what = "import_state") {
     const std::string bp = prefix + "boolean.";
     std::string error;
     BooleanOptimizer boolean = boolean_;
@@ -513,24 +692,14 @@ class DataParallelTrainer {
         local[key] = it->second;
       }
       step = read_scalar<std::int64_t>(dict, bp + "step");
-      const std::size_t acc = accumulator_size(options_.boolean.accumulator);
       for (std::size_t t = 0; t < tensors_.size(); ++t) {
         const Shard& tt = tensors_[t];
         const std::string name = bp + tt.param.name;
-        const Tensor& whole =
-            expect_tensor(dict, name + ".accumulator", boolean_dtype(),
-                          {static_cast<std::int64_t>(tt.rows), static_cast<std::int64_t>(tt.cols)});
+        Tensor slice = slice_of(tt, name + ".accumulator");
         betas[t] = read_scalar<double>(dict, name + ".beta");
         mbok::detail::require_format(betas[t] >= 0 && betas[t] <= 1, "state: '", name,
                                      ".beta' must be in [0, 1], got ", betas[t]);
         if (tt.local < 0) continue;
-        Tensor slice;
-        slice.dtype = whole.dtype;
-        slice.shape = {static_cast<std::int64_t>(tt.r1 - tt.r0),
-                       static_cast<std::int64_t>(tt.cols)};
-        slice.bytes.assign(
-            whole.bytes.begin() + static_cast<std::ptrdiff_t>(tt.r0 * tt.cols * acc),
-            whole.bytes.begin() + static_cast<std::ptrdiff_t>(tt.r1 * tt.cols * acc));
         local[tt.param.name + ".accumulator"] = std::move(slice);
         local[tt.param.name + ".beta"] = dict.at(name + ".beta");
         local[tt.param.name + ".scale"] = expect_tensor(dict, name + ".scale", DType::f64, {});
@@ -540,11 +709,9 @@ class DataParallelTrainer {
     } catch (const std::exception& e) {
       error = e.what();
     }
-    const std::string failed = agree(!error.empty(), "state import");
+    const std::string failed = first_error(error, "state import");
     if (!failed.empty())
-      throw FormatError(
-          mbok::detail::concat("mbok: DataParallelTrainer: import_state failed on rank(s) ", failed,
-                               error.empty() ? std::string() : ": " + error));
+      throw FormatError("mbok: DataParallelTrainer: " + what + " failed on rank(s) " + failed);
     boolean_ = std::move(boolean);
     adamw_ = std::move(adamw);
     for (std::size_t t = 0; t < tensors_.size(); ++t) tensors_[t].beta = betas[t];
@@ -552,17 +719,64 @@ class DataParallelTrainer {
     state_checked_ = false;  // the model was probably loaded with it: checked at the next step
   }
 
- private:
-  // One Boolean parameter: the model's kernel and signal, this rank's rows [r0, r1), their
-  // copy the local optimizer flips, and the reduced signal of those rows.
-  struct Shard {
-    BooleanParameter param;
-    std::size_t rows = 0, cols = 0, r0 = 0, r1 = 0;
-    long local = -1;  // index in the local optimizer; -1 when this rank holds no row
-    BitMatrix slice;
-    std::vector<float> signal;
-    double beta = 0;  // beta of the next step (the whole tensor's)
-  };
+  // The optimizer state every rank holds alike, in the one-process layout: each tensor's beta
+  // and fixed-point scale, the step, seed and accumulator type under `<prefix>boolean.`,
+  // AdamW's state under `<prefix>adamw.`.
+  void export_replicated(StateDict& dict, const std::string& prefix) const {
+    const std::string bp = prefix + "boolean.";
+    for (const auto& t : tensors_) {
+      dict[bp + t.param.name + ".beta"] = Tensor::scalar<double>(t.beta);
+      dict[bp + t.param.name + ".scale"] = Tensor::scalar<double>(
+          options_.boolean.accumulator == AccumulatorType::i8 ? options_.boolean.threshold / 64.0
+                                                              : 1.0);
+    }
+    dict[bp + "step"] = Tensor::scalar<std::int64_t>(step_);
+    dict[bp + "seed"] =
+        Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.boolean.seed));
+    dict[bp + "accumulator_type"] =
+        Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.boolean.accumulator));
+    adamw_.export_state(dict, prefix + "adamw.");
+  }
+
+#if defined(MBOK_DISTRIBUTED_CHECKPOINTS)
+  // Removes the shard files of earlier saves to `path` (`<base>.shard-*` whose save id is not
+  // `id`), once the new manifest is in place. Best effort: a file that cannot be removed
+  // stays (it is never read: the manifest names its shards).
+  static void remove_old_shards(const std::string& path, const std::string& base,
+                                std::uint64_t id) {
+    const std::string dir = mbok::detail::directory_of(path);
+    const std::string start = base + ".shard-", keep = "-" + mbok::detail::hex64(id);
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (name.rfind(start, 0) != 0 || name.find(".mbok-tmp-") != std::string::npos) continue;
+      if (name.size() >= keep.size() &&
+          name.compare(name.size() - keep.size(), keep.size(), keep) == 0)
+        continue;
+      std::error_code ignored;
+      std::filesystem::remove(it->path(), ignored);
+    }
+  }
+#endif
+
+  // Agrees on a failure: "" when `error` is empty on every rank, else the failing ranks and
+  // the lowest failing rank's message (broadcast, so that every rank throws the same text,
+  // naming e.g. the file that rank could not read).
+  std::string first_error(const std::string& error, const char* what) const {
+    const std::string ranks = agree(!error.empty(), what);
+    if (ranks.empty()) return {};
+    const int first = std::stoi(ranks);
+    long long length = rank_ == first ? static_cast<long long>(error.size()) : 0;
+    all_reduce(&length, 1, MPI_LONG_LONG, MPI_MAX, what);
+    std::string text(static_cast<std::size_t>(std::min<long long>(length, 1 << 20)), '\0');
+    if (rank_ == first) text = error.substr(0, text.size());
+    MPI_Request request;
+    check_mpi(
+        MPI_Ibcast(text.data(), static_cast<int>(text.size()), MPI_CHAR, first, comm_, &request),
+        what);
+    wait(request, what);
+    return ranks + ": " + text;
+  }
 
   // The ring's neighbours: rank r sends to r + 1 and receives from r - 1 (mod P).
   int next_rank() const noexcept { return (rank_ + 1) % size_; }
