@@ -18,6 +18,9 @@
 //                                MPI: both equal the uninterrupted one-process run
 //   mbok_mpi_tests sbroken DIR   a missing, corrupt or stale shard is refused on every rank
 //                                naming its file; a failed save leaves the last checkpoint
+//   mbok_mpi_tests memory        the trainer's resident memory (VmRSS) per rank against the
+//                                formula of docs/distributed.md; rank 0 prints the formula's
+//                                table for a 7B-shaped LLaMA at K = 2
 //   mbok_mpi_tests stall S DIR   rank 1 stops calling at step S: rank 0 times out, aborts
 //   mbok_mpi_tests kill S DIR    rank 1 dies at step S (both save DIR/state.ckpt at step 2)
 //   mbok_mpi_tests outside S DIR rank 1 waits at step S to be killed by failed_rank.sh
@@ -808,6 +811,135 @@ void test_sharded_broken(const std::string& dir) {
   check(trainer.step_count() == 2, "the checkpoint of step 2 no longer loads after a failed save");
 }
 
+// Bytes the trainer itself allocates on rank `r` of `P` for Boolean tensors `shapes` (rows,
+// cols) with accumulators of `acc` bytes: for each tensor, the reduced signal of the rank's
+// rows (4 bytes per weight), their accumulators (`acc`) and the copy of their bits the local
+// optimizer flips (whole 64-bit words per row); and the ring buffers, two chunks of the
+// largest bucket (floats) and two of its packed bits. Buckets: consecutive tensors of at most
+// 4 M weights together, a larger tensor alone (mpi.hpp). The model's own buffers (bits of every
+// kernel, the signal Q of every trainable kernel, scales and their gradients) come on top.
+double trainer_bytes(const std::vector<std::pair<std::size_t, std::size_t>>& shapes, std::size_t P,
+                     std::size_t r, double acc) {
+  const auto begin = [&](std::size_t rows, std::size_t k) {
+    return rows / P * k + rows % P * k / P;
+  };
+  double bytes = 0;
+  for (const auto& [rows, cols] : shapes) {
+    const double slice = static_cast<double>(begin(rows, r + 1) - begin(rows, r));
+    bytes += slice * static_cast<double>(cols) * (4 + acc) +
+             slice * static_cast<double>((cols + 63) / 64 * 8);
+  }
+  double largest_floats = 0, largest_words = 0;
+  for (std::size_t t = 0; t < shapes.size();) {
+    std::size_t u = t, elements = 0;
+    while (u < shapes.size() &&
+           (u == t || elements + shapes[u].first * shapes[u].second <= (std::size_t{1} << 22)))
+      elements += shapes[u].first * shapes[u].second, ++u;
+    for (std::size_t c = 0; c < P; ++c) {
+      double floats = 0, words = 0;
+      for (std::size_t v = t; v < u; ++v) {
+        const double rows_c =
+            static_cast<double>(begin(shapes[v].first, c + 1) - begin(shapes[v].first, c));
+        floats += rows_c * static_cast<double>(shapes[v].second);
+        words += rows_c * static_cast<double>((shapes[v].second + 63) / 64);
+      }
+      largest_floats = std::max(largest_floats, floats);
+      largest_words = std::max(largest_words, words);
+    }
+    t = u;
+  }
+  return bytes + 2 * 4 * largest_floats + 2 * 8 * largest_words;
+}
+
+// This process's resident memory (VmRSS), in bytes; 0 when /proc is not there.
+double resident_bytes() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) * 1024.0;
+  return 0;
+}
+
+// The trainer's resident memory per rank, measured: 6 kernels of 1024 x 2048 (12.6 M weights,
+// three buckets), f16 accumulators; VmRSS after construction and two steps minus VmRSS before
+// (the model's bits and signals already allocated and written) must match trainer_bytes within
+// 10 % + 4 MB, and fall with the rank count. Rank 0 also prints the formula's per-rank table
+// for a 7B-shaped LLaMA at K = 2 (docs/distributed.md).
+void test_memory() {
+  const std::size_t rows = 1024, cols = 2048, T = 6;
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<mbok::BitMatrix> bits;
+  std::vector<std::vector<float>> q(T);
+  std::vector<mbok::BooleanParameter> params;
+  std::vector<std::pair<std::size_t, std::size_t>> shapes;
+  for (std::size_t t = 0; t < T; ++t) bits.emplace_back(rows, cols);
+  for (std::size_t t = 0; t < T; ++t) {
+    q[t].resize(rows * cols);
+    for (float& x : q[t]) x = normal(rng);
+    params.push_back({"w" + std::to_string(t), &bits[t], q[t].data(), cols});
+    shapes.push_back({rows, cols});
+  }
+  std::vector<float> v(16, 1.0f), g(16, 0.0f);
+  DataParallelOptions o;
+  o.boolean.accumulator = mbok::AccumulatorType::f16;
+  o.boolean.learning_rate = 0.05;
+  MPI_Barrier(MPI_COMM_WORLD);
+  const double before = resident_bytes();
+  double measured = 0;
+  {
+    DataParallelTrainer trainer(MPI_COMM_WORLD, params,
+                                {{"p", v.data(), g.data(), 16, {16}, false}}, o);
+    trainer.step();
+    trainer.step();
+    measured = resident_bytes() - before;
+  }
+  const double predicted =
+      trainer_bytes(shapes, static_cast<std::size_t>(ranks), static_cast<std::size_t>(rank), 2);
+  std::printf("memory: rank %d of %d: trainer resident %.1f MB, formula %.1f MB\n", rank, ranks,
+              measured / 1e6, predicted / 1e6);
+  check(std::abs(measured - predicted) <= 0.1 * predicted + 4e6,
+        "resident memory of the trainer " + std::to_string(measured / 1e6) +
+            " MB, the formula says " + std::to_string(predicted / 1e6) + " MB");
+  const double one = trainer_bytes(shapes, 1, 0, 2);
+  if (ranks > 1)
+    check(measured < one * 0.6 + 4e6, "the trainer's memory does not fall with the rank count: " +
+                                          std::to_string(measured / 1e6) + " MB on " +
+                                          std::to_string(ranks) + " ranks, one process's formula " +
+                                          std::to_string(one / 1e6) + " MB");
+  if (rank != 0) return;
+  // LLaMA-7B's linear layers: 32 blocks of q, k, v, o (4096 x 4096), gate, up (11008 x 4096),
+  // down (4096 x 11008); K = 2, the last kernel trainable.
+  std::vector<std::pair<std::size_t, std::size_t>> llama;
+  std::size_t n = 0, scales = 0;
+  for (int b = 0; b < 32; ++b)
+    for (const auto& s : std::vector<std::pair<std::size_t, std::size_t>>{{4096, 4096},
+                                                                          {4096, 4096},
+                                                                          {4096, 4096},
+                                                                          {4096, 4096},
+                                                                          {11008, 4096},
+                                                                          {11008, 4096},
+                                                                          {4096, 11008}}) {
+      llama.push_back(s);
+      n += s.first * s.second;
+      scales += 2 * (s.first + s.second);
+    }
+  const double gb = 1e9, N = static_cast<double>(n);
+  // Every rank: both kernels' bits, the trainable kernel's signal Q, the scales with their
+  // gradients, reduced gradients and AdamW's two moments (5 floats each).
+  const double fixed = 2 * N / 8 + 4 * N + 5 * 4 * static_cast<double>(scales);
+  std::printf(
+      "7B (N = %zu trainable weights, %zu scales): bits %.2f GB, Q %.2f GB, scales %.2f GB "
+      "per rank\n",
+      n, scales, 2 * N / 8 / gb, 4 * N / gb, 5 * 4 * static_cast<double>(scales) / gb);
+  for (double acc : {4.0, 2.0, 1.0})
+    for (std::size_t P : {1, 2, 4, 8}) {
+      const double own = trainer_bytes(llama, P, P - 1, acc);  // the last rank: the most rows
+      std::printf(
+          "7B: accumulators %g B, P = %zu: trainer %.2f GB, with bits, Q and scales %.2f GB\n", acc,
+          P, own / gb, (own + fixed) / gb);
+    }
+}
+
 // Trains two ranks, saving a checkpoint after step 2; at step `at` rank 1 stops calling
 // (`stall`), dies (`kill`), or writes its process id to DIR/rank1.pid and stops calling while
 // rank 0 waits inside the step (`outside`: failed_rank.sh kills it with kill -9; the deadline
@@ -875,6 +1007,8 @@ int main(int argc, char** argv) {
       test_save(argv[2], std::atoi(argv[3]));
     else if (what == "resume" && argc == 4)
       test_resume(argv[2], std::atoi(argv[3]));
+    else if (what == "memory")
+      test_memory();
     else if (what == "ssave" && argc == 4)
       test_sharded_save(argv[2], std::atoi(argv[3]));
     else if (what == "sresume" && argc == 4)
