@@ -12,6 +12,7 @@
 // forward equals the Boolean model's) and is saved and run as that Boolean layer.
 
 #include <mbok/boolean_linear.hpp>
+#include <mbok/kernel_tensors.hpp>
 #include <mbok/llama/train/projection.hpp>
 #include <mbok/svid.hpp>
 
@@ -77,17 +78,18 @@ class LatentProjection final : public mbok::llama::train::Projection<T> {
   void parameters(std::vector<mbok::BasicParameter<T>>& out, const std::string& prefix) override {
     for (std::size_t i = 0; i < kernels_.size(); ++i) {
       auto& k = kernels_[i];
-      const std::string pre = prefix + "kernels." + std::to_string(i);
-      out.push_back(mbok::make_parameter(pre + ".s_out", k.s_out, k.g_out, false));
-      out.push_back(mbok::make_parameter(pre + ".s_in", k.s_in, k.g_in, false));
+      out.push_back(mbok::make_parameter(name(prefix, i, mbok::KernelTensor::s_out), k.s_out,
+                                         k.g_out, false));
+      out.push_back(
+          mbok::make_parameter(name(prefix, i, mbok::KernelTensor::s_in), k.s_in, k.g_in, false));
     }
   }
   /// The latent matrices ("<prefix>kernels.<k>.latent"), for their own Adam.
   void latent_parameters(std::vector<mbok::BasicParameter<T>>& out, const std::string& prefix) {
     for (std::size_t i = 0; i < kernels_.size(); ++i)
       if (kernels_[i].trainable)
-        out.push_back(mbok::make_parameter(prefix + "kernels." + std::to_string(i) + ".latent",
-                                           kernels_[i].latent, kernels_[i].latent_grad, false));
+        out.push_back(mbok::make_parameter(latent_name(prefix, i), kernels_[i].latent,
+                                           kernels_[i].latent_grad, false));
   }
   /// The signs of the trainable latents, packed (to count sign changes).
   std::vector<mbok::BitMatrix> trainable_signs() const {
@@ -99,10 +101,9 @@ class LatentProjection final : public mbok::llama::train::Projection<T> {
   void export_state(mbok::StateDict& dict, const std::string& prefix) const override {
     for (std::size_t i = 0; i < kernels_.size(); ++i) {
       const auto& k = kernels_[i];
-      const std::string pre = prefix + "kernels." + std::to_string(i);
-      dict[pre + ".s_out"] = mbok::Tensor::from_eigen(k.s_out);
-      dict[pre + ".s_in"] = mbok::Tensor::from_eigen(k.s_in);
-      dict[pre + ".latent"] =
+      dict[name(prefix, i, mbok::KernelTensor::s_out)] = mbok::Tensor::from_eigen(k.s_out);
+      dict[name(prefix, i, mbok::KernelTensor::s_in)] = mbok::Tensor::from_eigen(k.s_in);
+      dict[latent_name(prefix, i)] =
           mbok::Tensor::from(k.latent.data(), {k.latent.rows(), k.latent.cols()});
     }
   }
@@ -110,10 +111,12 @@ class LatentProjection final : public mbok::llama::train::Projection<T> {
     std::vector<Kernel> next = kernels_;  // all or nothing
     for (std::size_t i = 0; i < next.size(); ++i) {
       auto& k = next[i];
-      const std::string pre = prefix + "kernels." + std::to_string(i);
-      mbok::read_tensor(dict, pre + ".s_out", {k.s_out.size()}, k.s_out.data());
-      mbok::read_tensor(dict, pre + ".s_in", {k.s_in.size()}, k.s_in.data());
-      mbok::read_tensor(dict, pre + ".latent", {k.latent.rows(), k.latent.cols()}, k.latent.data());
+      mbok::read_tensor(dict, name(prefix, i, mbok::KernelTensor::s_out), {k.s_out.size()},
+                        k.s_out.data());
+      mbok::read_tensor(dict, name(prefix, i, mbok::KernelTensor::s_in), {k.s_in.size()},
+                        k.s_in.data());
+      mbok::read_tensor(dict, latent_name(prefix, i), {k.latent.rows(), k.latent.cols()},
+                        k.latent.data());
     }
     for (std::size_t i = 0; i < next.size(); ++i) {  // element-wise: parameter pointers stay valid
       kernels_[i].s_out = next[i].s_out;
@@ -161,6 +164,13 @@ class LatentProjection final : public mbok::llama::train::Projection<T> {
     bool trainable = false;
   };
   static T sign(T v) { return v < T(0) ? T(-1) : T(1); }
+  // The layer's names (mbok/kernel_tensors.hpp), plus the latent matrix beside each kernel's.
+  static std::string name(const std::string& prefix, std::size_t k, mbok::KernelTensor part) {
+    return mbok::kernel_tensor_name(prefix, k, part);
+  }
+  static std::string latent_name(const std::string& prefix, std::size_t k) {
+    return mbok::kernel_tensor_prefix(prefix, k) + "latent";
+  }
   void compose(Matrix& w) const {
     w.setZero(Eigen::Index(out_features()), Eigen::Index(in_features()));
     for (const auto& k : kernels_)  // lazy diagonal products: nothing allocated per step

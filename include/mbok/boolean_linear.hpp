@@ -41,6 +41,7 @@
 #include "forward_float.hpp"
 #include "forward_int8.hpp"
 #include "isa.hpp"
+#include "kernel_tensors.hpp"
 #include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
 #include "parallel.hpp"
@@ -454,10 +455,10 @@ class BooleanLinear {
     std::vector<Parameter> out;
     if (options_.train_scales)
       for (std::size_t k = 0; k < num_kernels(); ++k) {
-        out.push_back(make_parameter(prefix + kernel_name(k) + ".s_out", weights_.s_out(k),
-                                     grad_s_out_[k], false));
-        out.push_back(make_parameter(prefix + kernel_name(k) + ".s_in", weights_.s_in(k),
-                                     grad_s_in_[k], false));
+        out.push_back(make_parameter(kernel_tensor_name(prefix, k, KernelTensor::s_out),
+                                     weights_.s_out(k), grad_s_out_[k], false));
+        out.push_back(make_parameter(kernel_tensor_name(prefix, k, KernelTensor::s_in),
+                                     weights_.s_in(k), grad_s_in_[k], false));
       }
     if (options_.train_bias && has_bias_)
       out.push_back(make_parameter(prefix + "bias", bias_, grad_bias_, false));
@@ -473,7 +474,7 @@ class BooleanLinear {
     for (std::size_t k = 0; k < num_kernels(); ++k) {
       if (!trainable_[k]) continue;
       BooleanParameter p;
-      p.name = prefix + kernel_name(k) + ".bits";
+      p.name = kernel_tensor_name(prefix, k, KernelTensor::bits);
       p.bits = &weights_.kernel(k);
       p.signal = signals_[k].data();
       p.signal_ld = in_features();
@@ -499,9 +500,11 @@ class BooleanLinear {
       bits.bytes.resize(m * row_bytes);
       for (std::size_t i = 0; i < m; ++i)  // little-endian words: the words are the bytes
         std::memcpy(bits.bytes.data() + i * row_bytes, b.row(i), row_bytes);
-      dict[prefix + kernel_name(k) + ".bits"] = std::move(bits);
-      dict[prefix + kernel_name(k) + ".s_out"] = Tensor::from_eigen(weights_.s_out(k));
-      dict[prefix + kernel_name(k) + ".s_in"] = Tensor::from_eigen(weights_.s_in(k));
+      dict[kernel_tensor_name(prefix, k, KernelTensor::bits)] = std::move(bits);
+      dict[kernel_tensor_name(prefix, k, KernelTensor::s_out)] =
+          Tensor::from_eigen(weights_.s_out(k));
+      dict[kernel_tensor_name(prefix, k, KernelTensor::s_in)] =
+          Tensor::from_eigen(weights_.s_in(k));
     }
     if (has_bias_) dict[prefix + "bias"] = Tensor::from_eigen(bias_);
   }
@@ -534,15 +537,18 @@ class BooleanLinear {
                                   BooleanLinearOptions options = {},
                                   KernelSet kernels = KernelSet()) {
     const std::size_t k_count = count_kernels(dict, prefix);
-    detail::require_format(k_count > 0, "state: no tensor '", prefix, "kernels.0.bits'");
-    const auto s_out = dict.find(prefix + "kernels.0.s_out");
-    const auto s_in = dict.find(prefix + "kernels.0.s_in");
+    const std::string bits0 = kernel_tensor_name(prefix, 0, KernelTensor::bits);
+    const std::string s_out0 = kernel_tensor_name(prefix, 0, KernelTensor::s_out);
+    const std::string s_in0 = kernel_tensor_name(prefix, 0, KernelTensor::s_in);
+    detail::require_format(k_count > 0, "state: no tensor '", bits0, "'");
+    const auto s_out = dict.find(s_out0);
+    const auto s_in = dict.find(s_in0);
     detail::require_format(
         s_out != dict.end() && s_out->second.shape.size() == 1 && s_out->second.shape[0] > 0,
-        "state: missing or malformed '", prefix, "kernels.0.s_out'");
+        "state: missing or malformed '", s_out0, "'");
     detail::require_format(
         s_in != dict.end() && s_in->second.shape.size() == 1 && s_in->second.shape[0] > 0,
-        "state: missing or malformed '", prefix, "kernels.0.s_in'");
+        "state: missing or malformed '", s_in0, "'");
     const auto m = static_cast<std::size_t>(s_out->second.shape[0]);
     const auto n = static_cast<std::size_t>(s_in->second.shape[0]);
     Weights w = read_weights(dict, prefix, m, n, k_count);
@@ -564,7 +570,6 @@ class BooleanLinear {
     return ConstMap(p, static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols),
                     Eigen::OuterStride<>(static_cast<Eigen::Index>(ld)));
   }
-  static std::string kernel_name(std::size_t k) { return "kernels." + std::to_string(k); }
 
   void init() {
     const std::size_t k_count = weights_.num_kernels();
@@ -653,8 +658,11 @@ class BooleanLinear {
   void run_int8(const Int8PreparedWeights& pw, const Scalar* x, std::size_t ldx, std::size_t t,
                 Scalar* y, std::size_t ldy, Int8ForwardWorkspace& ws) const {
     try {
-      // The quantizer checks every scaled input on its way (no separate pass over x).
-      multi_kernel_forward_int8(weights_, pw, x, ldx, t, y, ldy, ws);
+      // check_int8_call was this call's entrance (x, y, strides, the int32 limit) and pw is
+      // this layer's own repack, so the fused forward runs on trusted operands. The quantizer
+      // checks every scaled input on its way (no separate pass over x).
+      detail::Int8Forward::run(weights_, pw, x, ldx, t, y, ldy, ws,
+                               detail::int8_uses_lut(pw, t, Int8Algorithm::automatic));
     } catch (const InvalidArgument&) {
       detail::require(detail::all_finite(x, t, in_features(), ldx),
                       "BooleanLinear forward_int8: input is not finite");
@@ -754,7 +762,7 @@ class BooleanLinear {
 
   static std::size_t count_kernels(const StateDict& dict, const std::string& prefix) {
     std::size_t k = 0;
-    while (dict.count(prefix + kernel_name(k) + ".bits")) ++k;
+    while (dict.count(kernel_tensor_name(prefix, k, KernelTensor::bits))) ++k;
     return k;
   }
   static Vector read_vector(const StateDict& dict, const std::string& name, std::size_t size) {
@@ -763,25 +771,23 @@ class BooleanLinear {
     detail::require_format(v.allFinite(), "state: tensor '", name, "' is not finite");
     return v;
   }
+  // The layer's kernels from `dict`, every tensor checked here, once: dtype and shape,
+  // padding bits (by the loader), finite scales (by read_vector).
   static Weights read_weights(const StateDict& dict, const std::string& prefix, std::size_t m,
                               std::size_t n, std::size_t k_count) {
     Weights w(m, n);
     const std::size_t row_bytes = padded_row_words(n) * 8;
     for (std::size_t k = 0; k < k_count; ++k) {
-      const std::string name = prefix + kernel_name(k) + ".bits";
+      const std::string name = kernel_tensor_name(prefix, k, KernelTensor::bits);
       const Tensor& t =
           expect_tensor(dict, name, DType::u8,
                         {static_cast<std::int64_t>(m), static_cast<std::int64_t>(row_bytes)});
-      // Little-endian words on every supported target: the bytes are the words.
-      BitMatrix bits(m, n);
-      MutableBitMatrixView v = bits.mutable_view();
-      for (std::size_t i = 0; i < m; ++i)
-        std::memcpy(v.row(i), t.bytes.data() + i * row_bytes, row_bytes);
-      // The checked view rejects set padding bits (FormatError naming the tensor).
-      BitMatrixView checked(bits.data(), m, n, bits.stride_words(), name.c_str());
-      (void)checked;
-      w.add_kernel(std::move(bits), read_vector(dict, prefix + kernel_name(k) + ".s_out", m),
-                   read_vector(dict, prefix + kernel_name(k) + ".s_in", n));
+      // A dict's bytes have no owner to borrow from: the loader copies them.
+      BitMatrix bits = detail::load_kernel_bits(t.bytes.data(), m, n, false, nullptr, name.c_str());
+      w.add_kernel(std::move(bits),
+                   read_vector(dict, kernel_tensor_name(prefix, k, KernelTensor::s_out), m),
+                   read_vector(dict, kernel_tensor_name(prefix, k, KernelTensor::s_in), n),
+                   detail::ScalesChecked{});
     }
     return w;
   }

@@ -16,6 +16,7 @@
 #include "half.hpp"
 #include "isa.hpp"
 #include "kernel_allocation.hpp"
+#include "kernel_tensors.hpp"
 #include "kernels.hpp"
 #include "losses.hpp"
 #include "multi_kernel_weights.hpp"

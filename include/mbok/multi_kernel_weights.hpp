@@ -18,6 +18,11 @@
 #include "detail/base/checked.hpp"
 
 namespace mbok {
+namespace detail {
+// Tag of `MultiKernelWeights::add_kernel` for loaders that checked the scales finite at their
+// entrance (kernel_tensors.hpp): the shapes are checked, the values not scanned again.
+struct ScalesChecked {};
+}  // namespace detail
 
 /// K packed kernels B_k (m x n, +-1) with scale vectors s_out_k (m) and s_in_k (n).
 /// `Scalar` is the scale type (float by default).
@@ -46,19 +51,16 @@ class MultiKernelWeights {
   /// Appends kernel k = K: `bits` (m x n), `s_out` (m) and `s_in` (n), all finite.
   /// Throws `InvalidArgument` naming the part whose shape or values are wrong.
   void add_kernel(BitMatrix bits, Vector s_out, Vector s_in) {
-    const std::size_t k = kernels_.size();
-    detail::require(m_ > 0, "MultiKernelWeights: shape not set before add_kernel");
-    detail::require(bits.rows() == m_ && bits.cols() == n_, "MultiKernelWeights kernel ", k,
-                    ": expected ", m_, " x ", n_, " bits, got ", bits.rows(), " x ", bits.cols());
-    detail::require(static_cast<std::size_t>(s_out.size()) == m_, "MultiKernelWeights kernel ", k,
-                    ": s_out must have ", m_, " entries, got ", s_out.size());
-    detail::require(static_cast<std::size_t>(s_in.size()) == n_, "MultiKernelWeights kernel ", k,
-                    ": s_in must have ", n_, " entries, got ", s_in.size());
+    const std::size_t k = check_kernel(bits, s_out, s_in);
     detail::require(s_out.allFinite(), "MultiKernelWeights kernel ", k, ": s_out is not finite");
     detail::require(s_in.allFinite(), "MultiKernelWeights kernel ", k, ": s_in is not finite");
-    kernels_.push_back(std::move(bits));
-    s_out_.push_back(std::move(s_out));
-    s_in_.push_back(std::move(s_in));
+    push_kernel(std::move(bits), std::move(s_out), std::move(s_in));
+  }
+  /// The same for scales a loader has checked finite at its entrance (kernel_tensors.hpp):
+  /// the shapes are checked, the values not scanned again.
+  void add_kernel(BitMatrix bits, Vector s_out, Vector s_in, detail::ScalesChecked) {
+    check_kernel(bits, s_out, s_in);
+    push_kernel(std::move(bits), std::move(s_out), std::move(s_in));
   }
 
   /// Number of kernels K.
@@ -111,6 +113,23 @@ class MultiKernelWeights {
   }
 
  private:
+  // The shapes of kernel K's parts; returns K.
+  std::size_t check_kernel(const BitMatrix& bits, const Vector& s_out, const Vector& s_in) const {
+    const std::size_t k = kernels_.size();
+    detail::require(m_ > 0, "MultiKernelWeights: shape not set before add_kernel");
+    detail::require(bits.rows() == m_ && bits.cols() == n_, "MultiKernelWeights kernel ", k,
+                    ": expected ", m_, " x ", n_, " bits, got ", bits.rows(), " x ", bits.cols());
+    detail::require(static_cast<std::size_t>(s_out.size()) == m_, "MultiKernelWeights kernel ", k,
+                    ": s_out must have ", m_, " entries, got ", s_out.size());
+    detail::require(static_cast<std::size_t>(s_in.size()) == n_, "MultiKernelWeights kernel ", k,
+                    ": s_in must have ", n_, " entries, got ", s_in.size());
+    return k;
+  }
+  void push_kernel(BitMatrix bits, Vector s_out, Vector s_in) {
+    kernels_.push_back(std::move(bits));
+    s_out_.push_back(std::move(s_out));
+    s_in_.push_back(std::move(s_in));
+  }
   std::size_t check(std::size_t k) const {
     detail::require(k < kernels_.size(), "MultiKernelWeights: kernel ", k,
                     " does not exist (K = ", kernels_.size(), ")");

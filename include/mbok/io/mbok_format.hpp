@@ -9,8 +9,9 @@
 ///     L.kernels.<k>.s_out   F32 or F64 [m]
 ///     L.kernels.<k>.s_in    F32 or F64 [n]
 ///
-/// the names `BooleanLinear::export_state` gives a layer's tensors under the prefix "L.", so
-/// one naming holds in files, state dicts and checkpoints. Files of format version 1, which
+/// the names `BooleanLinear::export_state` gives a layer's tensors under the prefix "L."
+/// (`kernel_tensor_name`, kernel_tensors.hpp), so one naming holds in files, state dicts and
+/// checkpoints, and one loader reads their bytes. Files of format version 1, which
 /// named them `L.kernel.<k>`, `L.s_out.<k>` and `L.s_in.<k>`, are still read.
 /// for k = 0..K-1, plus any other tensors kept as they are (biases, norms, embeddings, the
 /// output head), in their own dtypes. The data section starts 64-byte aligned and kernel
@@ -53,6 +54,7 @@
 #include "../detail/base/checked.hpp"
 #include "../error.hpp"
 #include "../forward_int8.hpp"
+#include "../kernel_tensors.hpp"
 #include "../kernels.hpp"
 #include "../multi_kernel_weights.hpp"
 #include "safetensors.hpp"
@@ -92,25 +94,32 @@ struct MbokLayerOptions {
   double relative_error = std::numeric_limits<double>::quiet_NaN();
 };
 
-/// Names of a layer's tensors in files of format `version` (the current one by default).
+/// Names of layer `name`'s tensors in files of format `version` (the current one by
+/// default): `kernel_tensor_name(layer + ".", k, part)` (kernel_tensors.hpp) from version 2 on;
+/// version 1 named them `L.kernel.<k>`, `L.s_out.<k>` and `L.s_in.<k>`.
+inline std::string mbok_tensor_name(const std::string& layer, std::size_t k, KernelTensor part,
+                                    int version = kMbokFormatVersion) {
+  if (version != 1) return kernel_tensor_name(layer + ".", k, part);
+  const char* old = part == KernelTensor::bits    ? ".kernel."
+                    : part == KernelTensor::s_out ? ".s_out."
+                                                  : ".s_in.";
+  return layer + old + std::to_string(k);
+}
 inline std::string mbok_kernel_name(const std::string& layer, std::size_t k,
                                     int version = kMbokFormatVersion) {
-  const std::string i = std::to_string(k);
-  return version == 1 ? layer + ".kernel." + i : layer + ".kernels." + i + ".bits";
+  return mbok_tensor_name(layer, k, KernelTensor::bits, version);
 }
 inline std::string mbok_s_out_name(const std::string& layer, std::size_t k,
                                    int version = kMbokFormatVersion) {
-  const std::string i = std::to_string(k);
-  return version == 1 ? layer + ".s_out." + i : layer + ".kernels." + i + ".s_out";
+  return mbok_tensor_name(layer, k, KernelTensor::s_out, version);
 }
 inline std::string mbok_s_in_name(const std::string& layer, std::size_t k,
                                   int version = kMbokFormatVersion) {
-  const std::string i = std::to_string(k);
-  return version == 1 ? layer + ".s_in." + i : layer + ".kernels." + i + ".s_in";
+  return mbok_tensor_name(layer, k, KernelTensor::s_in, version);
 }
 /// Name of a packed layer's kernel k (format version 3).
 inline std::string mbok_packed_name(const std::string& layer, std::size_t k) {
-  return layer + ".kernels." + std::to_string(k) + ".packed";
+  return kernel_tensor_name(layer + ".", k, KernelTensor::packed);
 }
 
 namespace detail {
@@ -328,32 +337,18 @@ class MbokModel {
   MultiKernelWeights<Scalar> load_weights(const std::string& name) const {
     const MbokLayerInfo& info = layer(name);
     MultiKernelWeights<Scalar> w(info.out_features, info.in_features);
-    const std::size_t row_words = padded_row_words(info.in_features);
-    const std::size_t row_bytes = detail::mbok_row_bytes(info.in_features);
-    detail::mbok_kernel_bytes(info.out_features, info.in_features);  // bounds i * row_bytes
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
-      if (info.packed) {  // the bits, recovered exactly from the packed bytes
-        BitMatrix bits(info.out_features, info.in_features);
-        detail::lut_unpack(packed_view(info, k), 0, bits.mutable_view());
-        w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k, version_)),
-                     scale<Scalar>(mbok_s_in_name(name, k, version_)));
-        continue;
-      }
-      const TensorView& kt = file_.at(mbok_kernel_name(name, k, version_));
       BitMatrix bits;
-      if (kt.is_aligned(kBufferAlignment)) {
-        bits = BitMatrix::borrow(
-            BitMatrixView::unchecked(reinterpret_cast<const std::uint64_t*>(kt.data),
-                                     info.out_features, info.in_features, row_words),
-            file_.owner());
-      } else {
+      if (info.packed) {  // the bits, recovered exactly from the packed bytes
         bits = BitMatrix(info.out_features, info.in_features);
-        MutableBitMatrixView v = bits.mutable_view();
-        for (std::size_t i = 0; i < info.out_features; ++i)
-          std::memcpy(v.row(i), kt.data + i * row_bytes, row_bytes);
+        detail::lut_unpack(packed_view(info, k), 0, bits.mutable_view());
+      } else {  // dtype, shape and padding validated at open
+        bits = detail::load_kernel_bits(file_.at(mbok_kernel_name(name, k, version_)).data,
+                                        info.out_features, info.in_features, true, file_.owner(),
+                                        nullptr);
       }
       w.add_kernel(std::move(bits), scale<Scalar>(mbok_s_out_name(name, k, version_)),
-                   scale<Scalar>(mbok_s_in_name(name, k, version_)));
+                   scale<Scalar>(mbok_s_in_name(name, k, version_)), detail::ScalesChecked{});
     }
     return w;
   }
@@ -381,12 +376,14 @@ class MbokModel {
         v.data(), static_cast<Eigen::Index>(v.size()));
   }
 
-  // A scale vector in `Scalar`; F64 scales beyond float's range cannot load as float.
+  // A scale vector in `Scalar`, checked finite at open; only F64 scales loaded as float are
+  // checked again (beyond float's range they cannot load).
   template <typename Scalar>
   Eigen::Matrix<Scalar, Eigen::Dynamic, 1> scale(const std::string& tensor) const {
-    Eigen::Matrix<Scalar, Eigen::Dynamic, 1> v = to_vector<Scalar>(file_.at(tensor));
-    require(v.allFinite(), "tensor '", tensor, "' does not fit in ",
-            sizeof(Scalar) == 4 ? "float" : "double");
+    const TensorView& t = file_.at(tensor);
+    Eigen::Matrix<Scalar, Eigen::Dynamic, 1> v = to_vector<Scalar>(t);
+    if (sizeof(Scalar) < dtype_size(t.dtype))
+      require(v.allFinite(), "tensor '", tensor, "' does not fit in float");
     return v;
   }
 

@@ -123,6 +123,29 @@ TEST_CASE("an mbok file maps back to the same layers, kernels borrowed", "[mbok_
   CHECK(model.load_weights<float>("layers.0.q").kernel(0) == m.q_svid.weights.kernel(0));
 }
 
+TEST_CASE("a layer's tensors have one name in files, state dicts and checkpoints",
+          "[mbok_format]") {
+  CHECK(kernel_tensor_name("", 0, KernelTensor::bits) == "kernels.0.bits");
+  CHECK(kernel_tensor_name("L.", 3, KernelTensor::s_in) == "L.kernels.3.s_in");
+  CHECK(mbok_kernel_name("L", 1) == kernel_tensor_name("L.", 1, KernelTensor::bits));
+  CHECK(mbok_s_out_name("L", 1) == kernel_tensor_name("L.", 1, KernelTensor::s_out));
+  CHECK(mbok_s_in_name("L", 1) == kernel_tensor_name("L.", 1, KernelTensor::s_in));
+  CHECK(mbok_packed_name("L", 2) == "L.kernels.2.packed");
+  CHECK(mbok_kernel_name("L", 1, 1) == "L.kernel.1");  // format version 1
+  CHECK(mbok_s_out_name("L", 1, 1) == "L.s_out.1");
+  CHECK(mbok_s_in_name("L", 1, 1) == "L.s_in.1");
+
+  // A layer's exported state and its mbok file hold the same names.
+  BooleanLinear<float> layer(svid<float>(Eigen::MatrixXf::Random(5, 70), 2).weights);
+  StateDict dict;
+  layer.export_state(dict, "L.");
+  MbokWriter writer;
+  writer.add_layer("L", layer.weights());
+  const std::vector<std::uint8_t> bytes = writer.to_bytes();
+  const MbokModel model = MbokModel::from_memory(bytes.data(), bytes.size());
+  for (const auto& [name, tensor] : dict) CHECK(model.file().find(name) != nullptr);
+}
+
 TEST_CASE("an mbok file is plain safetensors, readable without the mbok reader", "[mbok_format]") {
   const Model m = make_model();
   MbokWriter w;
