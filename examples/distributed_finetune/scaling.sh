@@ -1,0 +1,42 @@
+#!/bin/sh
+# Steps/s of distributed_finetune, one thread per rank: 1 rank, 2 ranks, and 1 process with 2
+# threads, interleaved rounds, each started only when the 1-minute load average is below
+# MAX_LOAD (other jobs on the machine would make two ranks look slower than they are).
+#
+#   sh scaling.sh BUILD/examples/distributed_finetune/distributed_finetune [rounds] [steps]
+#
+# Environment: MAX_LOAD (default 1.0), WAIT_SECONDS (give up after, default 3600). Prints one
+# line per run; exits 3 when the load never fell below MAX_LOAD.
+set -u
+bin=$1
+rounds=${2:-2}
+steps=${3:-30}
+max_load=${MAX_LOAD:-1.0}
+deadline=$(( $(date +%s) + ${WAIT_SECONDS:-3600} ))
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
+export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+quiet() {
+  while :; do
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    if awk -v l="$load" -v m="$max_load" 'BEGIN { exit !(l < m) }'; then return 0; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "load average stayed at or above $max_load (last $load): not measured"
+      exit 3
+    fi
+    sleep 15
+  done
+}
+run() {  # label ranks threads
+  quiet
+  before=$(cut -d' ' -f1 /proc/loadavg)
+  out=$(OMP_NUM_THREADS=$3 mpiexec -n "$2" "$bin" "$steps" 2>&1)
+  echo "$1: load average $before before: $(echo "$out" | grep 'steps/s')"
+}
+r=1
+while [ "$r" -le "$rounds" ]; do
+  run "1 rank, 1 thread " 1 1
+  run "2 ranks, 1 thread" 2 1
+  run "1 rank, 2 threads" 1 2
+  r=$((r + 1))
+done
