@@ -872,6 +872,7 @@ void test_memory() {
   std::vector<std::vector<float>> q(T);
   std::vector<mbok::BooleanParameter> params;
   std::vector<std::pair<std::size_t, std::size_t>> shapes;
+  const double start = resident_bytes();
   for (std::size_t t = 0; t < T; ++t) bits.emplace_back(rows, cols);
   for (std::size_t t = 0; t < T; ++t) {
     q[t].resize(rows * cols);
@@ -885,6 +886,13 @@ void test_memory() {
   o.boolean.learning_rate = 0.05;
   MPI_Barrier(MPI_COMM_WORLD);
   const double before = resident_bytes();
+  // The model's part of the formula: every kernel's bits and its whole signal Q, on every rank.
+  const double model = static_cast<double>(T * (rows * cols * 4 + rows * bits[0].row_words() * 8));
+  std::printf("memory: rank %d of %d: model's bits and signals resident %.1f MB, formula %.1f MB\n",
+              rank, ranks, (before - start) / 1e6, model / 1e6);
+  check(std::abs(before - start - model) <= 0.1 * model + 4e6,
+        "resident memory of the bits and signals " + std::to_string((before - start) / 1e6) +
+            " MB, the formula says " + std::to_string(model / 1e6) + " MB");
   double measured = 0;
   {
     DataParallelTrainer trainer(MPI_COMM_WORLD, params,
