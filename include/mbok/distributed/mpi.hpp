@@ -1152,7 +1152,8 @@ class DataParallelTrainer {
         t.slice = BitMatrix(t.r1 - t.r0, t.cols);
         t.signal.assign((t.r1 - t.r0) * t.cols, 0.0f);
         t.local = static_cast<long>(slices.size());
-        slices.push_back(BooleanParameter{t.param.name, &t.slice, t.signal.data(), t.cols});
+        slices.push_back(  // on the layer's ISA, as the whole tensor would step
+            BooleanParameter{t.param.name, &t.slice, t.signal.data(), t.cols, t.param.isa});
       }
       boolean_ = BooleanOptimizer(std::move(slices), options_.boolean);
       // i8 rounding keyed by the whole tensor's number and element indices: the same random

@@ -43,12 +43,14 @@ template <typename T>
 using VectorT = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
 /// Dense products of the training step. For float they run on the register-tiled product of
-/// the active ISA (`detail::gemm_tn_f32`, C = A^T B) with the operands transposed into
-/// buffers the caller keeps; for double (gradient checks), Eigen.
+/// `kernels` (`detail::gemm_tn_f32`, C = A^T B) with the operands transposed into buffers the
+/// caller keeps; for double (gradient checks), Eigen.
 template <typename T>
 struct DenseProducts {
   using Matrix = RowMatrixT<T>;
   Matrix at, bt;  // transposed operands, reused from call to call
+  /// The products' ISA: the active one unless the owner sets its own.
+  KernelSet kernels;
 
   /// y (t x m) = x (t x k) w^T for w (m x k).
   void nt(const Matrix& x, const Matrix& w, Matrix& y) {
@@ -89,13 +91,10 @@ struct DenseProducts {
   }
 
  private:
-  static bool fast() {
-    static const bool yes = mbok::detail::has_weight_products(KernelSet().table());
-    return yes;
-  }
-  static void tn_raw(const Matrix& a, const Matrix& b, Matrix& c) {
+  bool fast() const { return mbok::detail::has_weight_products(kernels.table()); }
+  void tn_raw(const Matrix& a, const Matrix& b, Matrix& c) const {
     mbok::detail::gemm_tn_f32(
-        KernelSet().table(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
+        kernels.table(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
         static_cast<std::size_t>(b.cols()), static_cast<std::size_t>(a.rows()),
         static_cast<std::size_t>(a.cols()), static_cast<std::size_t>(b.cols()),
         reinterpret_cast<float*>(c.data()), static_cast<std::size_t>(c.cols()));
