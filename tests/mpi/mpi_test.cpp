@@ -809,6 +809,18 @@ void test_sharded_broken(const std::string& dir) {
           "a failed save left " + std::to_string(shard_files(path).size()) + " shard files");
   trainer.load_checkpoint(path, "optimizer.");
   check(trainer.step_count() == 2, "the checkpoint of step 2 no longer loads after a failed save");
+  // A save that died before its manifest (its shards written, the job killed) leaves shards
+  // no manifest names: the last checkpoint loads regardless, and the next save removes them.
+  const std::string orphan = path + ".shard-0-of-5-00000000deadbeef";
+  if (rank == 0) write_file(orphan, read_file(ckpt.shard_path(0)));
+  MPI_Barrier(MPI_COMM_WORLD);
+  trainer.load_checkpoint(path, "optimizer.");
+  check(trainer.step_count() == 2, "an orphan shard broke the checkpoint");
+  trainer.save_sharded(path, {}, {}, "optimizer.", false);
+  if (rank == 0)
+    check(!std::filesystem::exists(orphan) &&
+              shard_files(path).size() == static_cast<std::size_t>(ranks),
+          "the shards of a save that died before its manifest were not removed by the next save");
 }
 
 // Bytes the trainer itself allocates on rank `r` of `P` for Boolean tensors `shapes` (rows,

@@ -642,10 +642,13 @@ class DataParallelTrainer {
       throw FormatError("mbok: DataParallelTrainer: loading '" + path + "' failed on rank(s) " +
                         failed);
     if (sharded) {
-      const std::string bp = prefix + "boolean.";
-      import_slices(out.state, prefix, [&](const Shard& tt, const std::string& key) {
-        return tt.local < 0 ? Tensor{} : sharded->rows(key, tt.r0, tt.r1, boolean_dtype(), tt.cols);
-      });
+      import_slices(
+          out.state, prefix,
+          [&](const Shard& tt, const std::string& key) {
+            return tt.local < 0 ? Tensor{}
+                                : sharded->rows(key, tt.r0, tt.r1, boolean_dtype(), tt.cols);
+          },
+          "loading '" + path + "'");
     } else {
       import_state(out.state, prefix);
     }
