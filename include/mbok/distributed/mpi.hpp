@@ -529,10 +529,10 @@ class DataParallelTrainer {
   /// the shards of earlier saves to `path`. No rank holds more than its own slices. Every rank
   /// needs the same directory (a shared file system between machines). `sync` = false skips
   /// the flushes to disk (tests). Checks consistency first. Collective. Throws on every rank:
-  /// `InvalidArgument` for a metadata key starting with "mbok." or a `replicated` tensor
-  /// whose name is one of the optimizer's, `FormatError` naming the rank and the file when a
-  /// write fails (the previous checkpoint at `path` and its shards are then intact),
-  /// `DistributedError` as `check_consistency`.
+  /// `FormatError` naming the failing rank(s) and the first one's error when a write fails, a
+  /// metadata key starts with "mbok." or a `replicated` tensor is named like one of the
+  /// optimizer's (the previous checkpoint at `path` and its shards are then intact, this
+  /// save's shards removed); `DistributedError` as `check_consistency`.
   void save_sharded(const std::string& path, const StateDict& replicated = {},
                     const Metadata& metadata = {}, const std::string& prefix = "",
                     bool sync = true) {
