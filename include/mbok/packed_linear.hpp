@@ -12,9 +12,9 @@
 /// no repack and no copy.
 ///
 /// Products: `forward_int8` (the table lookup at every token count, blocked over tokens whose
-/// tables stay in L2) and `forward` (float activations). Results equal `BooleanLinear`'s
-/// `forward_int8` with `Int8Algorithm::lut` bit for bit, and its `forward` within float
-/// rounding.
+/// tables stay in L2) and `forward` (float activations: the float table lookup for few
+/// tokens). Results equal `BooleanLinear`'s `forward_int8` with `Int8Algorithm::lut` bit for
+/// bit, and its `forward` within float rounding.
 
 #include <Eigen/Core>
 
@@ -118,9 +118,11 @@ class PackedLinear {
   }
 
   /// y = the layer on t tokens of x with float activations (as `BooleanLinear::forward`,
-  /// within float rounding: the sums run in another order). The bits of a block of 64 rows
-  /// are unpacked into a per-thread buffer and multiplied as sign products, so nothing but the
-  /// packed form stays in memory. Throws `InvalidArgument` for short strides or null pointers.
+  /// within float rounding: the sums run in another order). Few tokens (t <=
+  /// kernel_set().lut_f32_max_tokens()) run the float table lookup over the packed kernels
+  /// (error bound in forward_float.hpp); more unpack the bits of 64 rows at a time into a
+  /// per-thread buffer and run the sign products, so nothing but the packed form stays in
+  /// memory. Throws `InvalidArgument` for short strides or null pointers.
   void forward(const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy) const {
     const std::size_t m = out_features(), n = in_features();
     detail::require(num_kernels() > 0, "PackedLinear: empty layer");
@@ -131,6 +133,19 @@ class PackedLinear {
     detail::require_addressable(t, ldx, n, sizeof(float), "PackedLinear forward: input");
     detail::require_addressable(t, ldy, m, sizeof(float), "PackedLinear forward: output");
     if (t == 0) return;
+    if (t <= kernel_set().lut_f32_max_tokens()) {
+      std::vector<const float*> so, si;
+      std::vector<detail::LutWeightsView> views;
+      for (std::size_t k = 0; k < num_kernels(); ++k) {
+        so.push_back(s_out_[k].data());
+        si.push_back(s_in_[k].data());
+        views.push_back(packed_.kernel(k).view());
+      }
+      detail::lut_forward_f32(kernel_set().table(), num_kernels(), so.data(), si.data(),
+                              views.data(), m, x, ldx, t, y, ldy);
+      add_bias(y, ldy, t);
+      return;
+    }
     const std::size_t ld_xs = padded_row_words(n) * 64;
     // x (.) s_in_k for every kernel, once per call (read by every thread).
     std::vector<float> xs(num_kernels() * t * ld_xs);

@@ -40,11 +40,6 @@
 #include <string>
 #include <vector>
 
-#if defined(MBOK_HAVE_MMAP)
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
-
 namespace mbok::tools {
 
 // Embeddings and the output head stay in full precision unless asked for: tensors whose
@@ -109,22 +104,6 @@ inline std::string layer_name_of(const std::string& tensor) {
 
 inline bool is_float(DType d) {
   return d == DType::f32 || d == DType::f64 || d == DType::f16 || d == DType::bf16;
-}
-
-// Drops the pages of a mapped tensor from this process (they stay in the page cache and are
-// read again on use): the resident size of a conversion stays that of one matrix.
-inline void release_pages(const TensorView& t) {
-#if defined(MBOK_HAVE_MMAP) && defined(MADV_DONTNEED)
-  const long page_size = ::sysconf(_SC_PAGESIZE);
-  if (page_size <= 0 || t.size_bytes == 0) return;
-  const auto page = static_cast<std::uintptr_t>(page_size);
-  const auto start = reinterpret_cast<std::uintptr_t>(t.data);
-  const std::uintptr_t b = (start + page - 1) / page * page;
-  const std::uintptr_t e = (start + t.size_bytes) / page * page;
-  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-#else
-  (void)t;
-#endif
 }
 
 // The input: a mapped safetensors file, or a checked checkpoint directory.
@@ -238,6 +217,7 @@ inline ConvertResult relayout(const ConvertOptions& o, const MbokModel& model) {
   for (const auto& [key, value] : model.file().metadata())
     if (key != "format" && key != "format_version" && key != "bit_layout" && key != "layers")
       writer.set_metadata(key, value);
+  result.input_bytes = model.file().byte_size();
   result.file_bytes = writer.file_size();
   writer.write(o.output);
   return result;

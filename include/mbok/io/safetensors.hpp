@@ -57,6 +57,7 @@ struct TensorView {
   const std::uint8_t* data = nullptr;
   std::size_t size_bytes = 0;
   std::size_t offset = 0;  ///< byte offset of `data` from the start of the file
+  bool mapped = false;     ///< `data` lies in a read-only memory map of the file (`open`)
 
   /// Product of the shape (1 for a scalar; a parsed file never overflows it).
   std::size_t numel() const noexcept {
@@ -156,7 +157,10 @@ class SafetensorsFile {
     std::shared_ptr<const MappedFile> map = MappedFile::open(path);
     const std::uint8_t* data = map->data();
     const std::size_t size = map->size();
-    return SafetensorsFile(data, size, std::move(map), path);
+    const bool mapped = map->is_mapped();
+    SafetensorsFile file(data, size, std::move(map), path);
+    for (TensorView& t : file.tensors_) t.mapped = mapped;
+    return file;
   }
 
   /// Validates `size` bytes at `data`. With no `owner`, the caller keeps the bytes alive as
@@ -472,6 +476,26 @@ inline StateDict load_state_dict(const std::string& path, Metadata* metadata = n
   const SafetensorsFile file = SafetensorsFile::open(path);
   if (metadata != nullptr) *metadata = file.metadata();
   return file.to_state_dict();
+}
+
+/// Drops the pages of a mapped tensor's bytes from this process (`madvise(MADV_DONTNEED)`;
+/// they are read from the file again if used): after a tensor was converted into a copy, the
+/// copy is then the only one in memory. Does nothing for a tensor that is not in a memory map
+/// (`TensorView::mapped`), or where the platform has no such call. The view stays valid.
+inline void release_pages(const TensorView& t) noexcept {
+#if defined(MBOK_HAVE_MMAP) && defined(MADV_DONTNEED)
+  if (!t.mapped || t.size_bytes == 0) return;
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (page_size <= 0) return;
+  const auto page = static_cast<std::uintptr_t>(page_size);
+  const auto start = reinterpret_cast<std::uintptr_t>(t.data);
+  // Whole pages inside the tensor only: its neighbours' pages stay.
+  const std::uintptr_t b = (start + page - 1) / page * page;
+  const std::uintptr_t e = (start + t.size_bytes) / page * page;
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+#else
+  (void)t;
+#endif
 }
 
 }  // namespace mbok

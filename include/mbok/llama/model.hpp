@@ -46,6 +46,7 @@
 #include "../parallel.hpp"
 #include "attention.hpp"
 #include "config.hpp"
+#include "embedding.hpp"
 #include "kv_cache.hpp"
 #include "linear.hpp"
 #include "rms_norm.hpp"
@@ -86,7 +87,8 @@ struct ModelFootprint {
   /// dense floats), the norms, the float head and one embedding row. The KV cache comes on
   /// top (`KvCache::used_bytes()`).
   std::size_t bytes_per_token = 0;
-  /// Bytes of weights held (embedding and head once when tied).
+  /// Bytes of weights held (embedding and head once when tied; a borrowed embedding table
+  /// counts one row).
   std::size_t resident_bytes = 0;
   std::size_t boolean_parameters = 0;      ///< weights of Boolean projections
   std::size_t dense_block_parameters = 0;  ///< weights of dense (float) projections
@@ -114,6 +116,12 @@ class LlamaModel {
   /// `final_norm` hidden, `lm_head` vocab x hidden or empty when `config.tie_word_embeddings`.
   /// Throws `InvalidArgument` naming the part whose shape disagrees with `config`.
   LlamaModel(LlamaConfig config, RowMatrix embedding, std::vector<LlamaBlock> blocks,
+             Eigen::VectorXf final_norm, RowMatrix lm_head)
+      : LlamaModel(std::move(config), EmbeddingTable(std::move(embedding)), std::move(blocks),
+                   std::move(final_norm), std::move(lm_head)) {}
+  /// The same with the embeddings as an `EmbeddingTable` (borrowed from a file only when
+  /// untied: a tied table is the float head too).
+  LlamaModel(LlamaConfig config, EmbeddingTable embedding, std::vector<LlamaBlock> blocks,
              Eigen::VectorXf final_norm, RowMatrix lm_head)
       : config_(std::move(config)),
         embedding_(std::move(embedding)),
@@ -169,7 +177,7 @@ class LlamaModel {
     }
     const LlamaConfig config = LlamaConfig::from_json(j, source + " config.json");
     const SafetensorsFile& st = file.file();
-    Loader in{config, [&st](const std::string& n) { return st.find(n); }, source};
+    Loader in{config, [&st](const std::string& n) { return st.find(n); }, source, st.owner()};
     std::vector<LlamaBlock> blocks(static_cast<std::size_t>(config.num_hidden_layers));
     for (std::int64_t l = 0; l < config.num_hidden_layers; ++l) {
       LlamaBlock& b = blocks[static_cast<std::size_t>(l)];
@@ -190,7 +198,9 @@ class LlamaModel {
 
   const LlamaConfig& config() const noexcept { return config_; }
   const std::vector<LlamaBlock>& blocks() const noexcept { return blocks_; }
-  const RowMatrix& embedding() const noexcept { return embedding_; }
+  /// The token embeddings as floats (a copy; `embedding_table()` reads rows without one).
+  RowMatrix embedding() const { return embedding_.matrix(); }
+  const EmbeddingTable& embedding_table() const noexcept { return embedding_; }
   const Eigen::VectorXf& final_norm() const noexcept { return final_norm_; }
   /// The float output head (vocab x hidden): lm_head, or the embedding when tied. Throws
   /// `InvalidArgument` when an untied head was quantized (`quantize_head`) and released.
@@ -198,7 +208,7 @@ class LlamaModel {
     mbok::detail::require(config_.tie_word_embeddings || lm_head_.size() != 0,
                           "llama model: the float head was released when it was quantized to "
                           "int8 (ModelOptions::head)");
-    return config_.tie_word_embeddings ? embedding_ : lm_head_;
+    return config_.tie_word_embeddings ? embedding_.floats() : lm_head_;
   }
   /// The int8 head, or nullptr when the head runs in float.
   const Int8Matrix* int8_head() const noexcept { return head_i8_.get(); }
@@ -207,7 +217,7 @@ class LlamaModel {
   /// released. Idempotent. Copies made before keep their own float head.
   void quantize_head() {
     if (head_i8_) return;
-    const RowMatrix& w = config_.tie_word_embeddings ? embedding_ : lm_head_;
+    const RowMatrix& w = config_.tie_word_embeddings ? embedding_.floats() : lm_head_;
     head_i8_ = std::make_shared<const Int8Matrix>(Int8Matrix::quantize(
         w.data(), static_cast<std::size_t>(w.rows()), static_cast<std::size_t>(w.cols()),
         static_cast<std::size_t>(w.cols())));
@@ -271,8 +281,11 @@ class LlamaModel {
     f.float_parameters += norms + v * h * (config_.tie_word_embeddings ? 1 : 2);
     const std::size_t float_head = head_i8_ ? 0 : v * h;
     f.bytes_per_token += (norms + float_head + h) * sizeof(float);
-    f.resident_bytes +=
-        (norms + v * h + (config_.tie_word_embeddings ? 0 : float_head)) * sizeof(float);
+    // A borrowed embedding table holds only the pages of the rows read (one row per token).
+    f.resident_bytes += (norms + (config_.tie_word_embeddings ? 0 : float_head) +
+                         (embedding_.is_borrowed() ? h : 0)) *
+                            sizeof(float) +
+                        embedding_.owned_bytes();
     if (head_i8_) {
       f.bytes_per_token += head_i8_->bytes();
       f.resident_bytes += head_i8_->bytes();
@@ -310,6 +323,8 @@ class LlamaModel {
     const LlamaConfig& config;
     TensorLookup lookup;
     std::string source;
+    // Keeps the tensors' bytes alive when they may be borrowed (an mbok file), or null.
+    std::shared_ptr<const void> owner = nullptr;
 
     const TensorView& tensor(const std::string& name, const std::vector<std::int64_t>& shape,
                              const char* missing_note = "") const {
@@ -326,7 +341,9 @@ class LlamaModel {
       return *t;
     }
     Eigen::VectorXf vector(const std::string& name, std::int64_t size) const {
-      const std::vector<float> v = tensor(name, {size}).to_vector<float>();
+      const TensorView& t = tensor(name, {size});
+      const std::vector<float> v = t.to_vector<float>();
+      release_pages(t);  // the floats are the only copy kept
       Eigen::VectorXf out =
           Eigen::Map<const Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size()));
       mbok::detail::require_format(out.allFinite(), source, ": tensor '", name, "' is not finite");
@@ -334,7 +351,9 @@ class LlamaModel {
     }
     RowMatrix matrix(const std::string& name, std::int64_t rows, std::int64_t cols,
                      const char* missing_note = "") const {
-      const std::vector<float> v = tensor(name, {rows, cols}, missing_note).to_vector<float>();
+      const TensorView& t = tensor(name, {rows, cols}, missing_note);
+      const std::vector<float> v = t.to_vector<float>();
+      release_pages(t);  // the floats are the only copy kept
       RowMatrix out = Eigen::Map<const RowMatrix>(v.data(), static_cast<Eigen::Index>(rows),
                                                   static_cast<Eigen::Index>(cols));
       mbok::detail::require_format(out.allFinite(), source, ": tensor '", name, "' is not finite");
@@ -385,8 +404,14 @@ class LlamaModel {
           activations, name);
     }
     LlamaModel finish(std::vector<LlamaBlock> blocks, const ModelOptions& options) const {
-      RowMatrix embedding =
-          matrix("model.embed_tokens.weight", config.vocab_size, config.hidden_size);
+      // Untied embeddings from a file are borrowed: a decoder reads one row per token.
+      EmbeddingTable embedding =
+          owner && !config.tie_word_embeddings
+              ? EmbeddingTable::borrow(
+                    tensor("model.embed_tokens.weight", {config.vocab_size, config.hidden_size}),
+                    owner)
+              : EmbeddingTable(
+                    matrix("model.embed_tokens.weight", config.vocab_size, config.hidden_size));
       Eigen::VectorXf norm = vector("model.norm.weight", config.hidden_size);
       RowMatrix head;
       if (!config.tie_word_embeddings)
@@ -428,9 +453,13 @@ class LlamaModel {
   void check_parts() const {
     const auto h = static_cast<Eigen::Index>(config_.hidden_size),
                v = static_cast<Eigen::Index>(config_.vocab_size);
-    mbok::detail::require(embedding_.rows() == v && embedding_.cols() == h,
-                          "llama model: embedding is ", embedding_.rows(), " x ", embedding_.cols(),
-                          ", the config implies ", v, " x ", h);
+    mbok::detail::require(embedding_.vocab() == static_cast<std::size_t>(v) &&
+                              embedding_.hidden() == static_cast<std::size_t>(h),
+                          "llama model: embedding is ", embedding_.vocab(), " x ",
+                          embedding_.hidden(), ", the config implies ", v, " x ", h);
+    mbok::detail::require(!config_.tie_word_embeddings || !embedding_.is_borrowed(),
+                          "llama model: tied embeddings are the float head and must be held as "
+                          "floats");
     mbok::detail::require(final_norm_.size() == h, "llama model: final norm has ",
                           final_norm_.size(), " entries, the config implies ", h);
     if (config_.tie_word_embeddings)
@@ -507,7 +536,7 @@ class LlamaModel {
     float* cs = ForwardScratch::ensure(s.rope, t * d);
 
     for (std::size_t i = 0; i < t; ++i) {
-      std::memcpy(x + i * h, embedding_.row(tokens[i]).data(), h * sizeof(float));
+      embedding_.row(tokens[i], x + i * h);
       rope_.angles(static_cast<std::int64_t>(pos0 + i), cs + i * d);
     }
     auto capture = [&](std::size_t index) {
@@ -577,7 +606,7 @@ class LlamaModel {
   }
 
   LlamaConfig config_;
-  RowMatrix embedding_;
+  EmbeddingTable embedding_;
   std::vector<LlamaBlock> blocks_;
   Eigen::VectorXf final_norm_;
   RowMatrix lm_head_;                          // empty when tied, or once quantized

@@ -7,6 +7,7 @@
 #include <mbok/packed_linear.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <initializer_list>
@@ -119,7 +120,9 @@ TEST_CASE("PackedLinear runs as the layer it was packed from", "[packed]") {
       const BooleanLinear<float> layer(random_weights(m, n, k_count), bias);
       const PackedLinear packed(layer);
       REQUIRE(packed.bytes() < k_count * (m + 16) * (n + 32) / 4 + k_count * (m + n) * 4 + m * 4);
-      for (std::size_t t : {std::size_t{0}, std::size_t{1}, std::size_t{5}, std::size_t{600}}) {
+      // t = 1 and 5 run the float table lookup, 40 and 600 the unpacked sign products.
+      for (std::size_t t :
+           {std::size_t{0}, std::size_t{1}, std::size_t{5}, std::size_t{40}, std::size_t{600}}) {
         INFO("t = " << t);
         const RowMatrix x = test::random_matrix(t, n + 2);
         const std::size_t ldx = n + 2, ldy = m + 3;
@@ -133,19 +136,24 @@ TEST_CASE("PackedLinear runs as the layer it was packed from", "[packed]") {
             want[i * ldy + j] += bias[static_cast<Eigen::Index>(j)];
         packed.forward_int8(x.data(), ldx, t, got.data(), ldy, ws);
         REQUIRE(got == want);
-        // float: the layer's forward within rounding.
+        // float: the layer's forward within rounding, both summing n + K terms in float:
+        // |difference| <= 2 gamma(n + K + 3) sum_k |s_out_kj| sum_l |x_il s_in_kl| + |bias|
+        // eps, with gamma(q) ~ q 2^-24 (forward_float.hpp states the table lookup's bound).
         if (t == 0) continue;
-        RowMatrix xf = x.leftCols(static_cast<Eigen::Index>(n));
+        const RowMatrix xf = x.leftCols(static_cast<Eigen::Index>(n));
         const RowMatrix yf = layer.forward(xf);
         std::vector<float> yp(t * ldy, 7.0f);
         packed.forward(x.data(), ldx, t, yp.data(), ldy);
+        const double gamma = 2.0 * static_cast<double>(n + k_count + 3) * std::ldexp(1.0, -24);
         for (std::size_t i = 0; i < t; ++i)
           for (std::size_t j = 0; j < m; ++j) {
-            const double bound =
-                1e-5 * (1.0 + k_count * static_cast<double>(n)) *
-                (1.0 + std::abs(yf(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(j))));
-            REQUIRE(std::abs(yp[i * ldy + j] - yf(static_cast<Eigen::Index>(i),
-                                                  static_cast<Eigen::Index>(j))) <= bound);
+            const auto ii = static_cast<Eigen::Index>(i), jj = static_cast<Eigen::Index>(j);
+            double mass = 0;
+            for (std::size_t k = 0; k < k_count; ++k)
+              mass += std::abs(layer.s_out(k)[jj]) *
+                      (xf.row(ii).cwiseProduct(layer.s_in(k).transpose())).cwiseAbs().sum();
+            const double bound = 2 * gamma * mass + 2 * std::abs(bias[jj]) * std::ldexp(1.0, -24);
+            REQUIRE(std::abs(double(yp[i * ldy + j]) - double(yf(ii, jj))) <= bound);
           }
       }
       // Unpacked, it is the layer again.

@@ -119,6 +119,11 @@ void check_converted(const LlamaConfig& c, std::uint32_t seed,
   CHECK(q.weight_bytes() == 2 * (rows * 64 + (rows + 32) * 4) + (c.attention_bias ? rows * 4 : 0));
   CHECK(fp.boolean_parameters + fp.dense_block_parameters ==
         reconstructed.footprint().dense_block_parameters);
+  // The int8 decoder holds one copy: its Boolean layers packed, and untied embeddings read
+  // from the file row by row (a tied table is the float head and stays floats).
+  CHECK(as_int8.embedding_table().is_borrowed() == !c.tie_word_embeddings);
+  for (const auto& b : as_int8.blocks())
+    for (const auto* l : b.linears()) CHECK((l->packed_layer() != nullptr) == l->is_boolean());
   for (const auto& b : as_float.blocks())
     for (const auto* l : b.linears())
       if (l->is_boolean()) {
