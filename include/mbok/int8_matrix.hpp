@@ -6,6 +6,7 @@
 /// output head, whose float copy would otherwise be the largest read of a decode step.
 /// `KernelSet::dense_i8_gemm` multiplies it with float activations.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -38,18 +39,28 @@ class Int8Matrix {
     for (std::size_t j = 0; j < rows; ++j) {
       const float* row = w + j * ldw;
       float peak = 0.0f;
+      bool finite = true;
       for (std::size_t l = 0; l < cols; ++l) {
-        detail::require(std::isfinite(row[l]), "Int8Matrix: weight (", j, ", ", l,
-                        ") is not finite");
-        peak = std::fmax(peak, std::fabs(row[l]));
+        finite &= std::isfinite(row[l]);
+        peak = std::max(peak, std::fabs(row[l]));
       }
+      if (!finite)
+        for (std::size_t l = 0; l < cols; ++l)
+          detail::require(std::isfinite(row[l]), "Int8Matrix: weight (", j, ", ", l,
+                          ") is not finite");
       const float scale = peak / 127.0f;
       m.scales_[j] = scale;
       std::int8_t* q = m.values_.data() + j * cols;
-      for (std::size_t l = 0; l < cols; ++l)
-        q[l] = scale == 0.0f ? std::int8_t{0}
-                             : static_cast<std::int8_t>(std::lround(
-                                   std::fmin(127.0f, std::fmax(-127.0f, row[l] / scale))));
+      if (scale == 0.0f) {
+        std::fill(q, q + cols, std::int8_t{0});
+        continue;
+      }
+      // Round half away from zero (std::lround's rule) without a library call per value: in
+      // double, v +- 0.5 is exact for |v| <= 127, so truncating it rounds exactly like lround.
+      for (std::size_t l = 0; l < cols; ++l) {
+        const double v = std::min(127.0f, std::max(-127.0f, row[l] / scale));
+        q[l] = static_cast<std::int8_t>(std::trunc(v + (v < 0 ? -0.5 : 0.5)));
+      }
     }
     return m;
   }

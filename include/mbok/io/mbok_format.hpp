@@ -308,14 +308,22 @@ class MbokModel {
   /// Its F32 scales are in `load_scales`.
   Int8PreparedWeights load_packed(const std::string& name,
                                   const KernelSet& kernels = KernelSet()) const {
+    // Bytes copied into the packed form leave the process (`release_pages`): the packed form
+    // is then the one copy in memory even while the mapping lives on for other tensors.
     const MbokLayerInfo& info = layer(name);
-    if (!info.packed) return Int8PreparedWeights(load_weights<float>(name), kernels);
+    if (!info.packed) {
+      Int8PreparedWeights pw(load_weights<float>(name), kernels);
+      for (std::size_t k = 0; k < info.num_kernels; ++k)
+        release_pages(file_.at(mbok_kernel_name(name, k, version_)));
+      return pw;
+    }
     std::vector<Int8LutWeights> packed;
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
       const detail::LutWeightsView v = packed_view(info, k);
       packed.push_back(kernels.adopt_lut(
           v.data, v.layout, v.rows, v.cols, file_.owner(),
           "mbok file '" + file_.source() + "': tensor '" + mbok_packed_name(name, k) + "'"));
+      if (!packed.back().is_borrowed()) release_pages(file_.at(mbok_packed_name(name, k)));
     }
     return Int8PreparedWeights(std::move(packed), kernels);
   }

@@ -96,20 +96,34 @@ struct TensorView {
   std::vector<T> to_vector() const {
     std::vector<T> out(numel());
     if constexpr (std::is_floating_point_v<T>) {
-      if (dtype == dtype_of<T>()) {
-        if (!out.empty()) std::memcpy(out.data(), data, size_bytes);
-      } else if (dtype == DType::f32) {
-        for (std::size_t i = 0; i < out.size(); ++i)
-          out[i] = static_cast<T>(load<float>(data + 4 * i));
-      } else {
-        for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<T>(element(i));
-      }
+      convert_into(out.data());
     } else {
       detail::require_format(dtype == dtype_of<T>(), "tensor '", name, "' has dtype ",
                              dtype_name(dtype), ", expected ", dtype_name(dtype_of<T>()));
       if (!out.empty()) std::memcpy(out.data(), data, size_bytes);
     }
     return out;
+  }
+
+  /// All numel() elements converted to `T` = float or double into `out` (F64 -> float rounds).
+  template <typename T>
+  void convert_into(T* out) const {
+    static_assert(std::is_floating_point_v<T>, "convert_into: float or double");
+    const std::size_t n = numel();
+    if (dtype == dtype_of<T>()) {
+      if (n > 0) std::memcpy(out, data, size_bytes);
+    } else if (dtype == DType::f32) {
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(load<float>(data + 4 * i));
+    } else if (dtype == DType::bf16 || dtype == DType::f16) {
+      // The checkpoints' usual dtypes, without a switch per element (a 7B head: 131 M values).
+      const bool bf16 = dtype == DType::bf16;
+      for (std::size_t i = 0; i < n; ++i) {
+        const auto h = load<std::uint16_t>(data + 2 * i);
+        out[i] = static_cast<T>(bf16 ? bf16_to_float(h) : f16_to_float(h));
+      }
+    } else {
+      for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(element(i));
+    }
   }
 
   /// A 2-D tensor (or a 1-D one as a column) as a float matrix, converted from any dtype.

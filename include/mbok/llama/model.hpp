@@ -352,10 +352,9 @@ class LlamaModel {
     RowMatrix matrix(const std::string& name, std::int64_t rows, std::int64_t cols,
                      const char* missing_note = "") const {
       const TensorView& t = tensor(name, {rows, cols}, missing_note);
-      const std::vector<float> v = t.to_vector<float>();
+      RowMatrix out(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
+      t.convert_into(out.data());
       release_pages(t);  // the floats are the only copy kept
-      RowMatrix out = Eigen::Map<const RowMatrix>(v.data(), static_cast<Eigen::Index>(rows),
-                                                  static_cast<Eigen::Index>(cols));
       mbok::detail::require_format(out.allFinite(), source, ": tensor '", name, "' is not finite");
       return out;
     }
