@@ -14,6 +14,7 @@
 
 #include "config.hpp"
 #include "error.hpp"
+#include "parallel.hpp"
 
 #include "detail/base/checked.hpp"
 
@@ -36,32 +37,35 @@ class Int8Matrix {
     m.cols_ = cols;
     m.values_.resize(detail::mul_or_throw({rows, cols}, "Int8Matrix: ", rows, " x ", cols));
     m.scales_.resize(rows);
-    for (std::size_t j = 0; j < rows; ++j) {
-      const float* row = w + j * ldw;
-      float peak = 0.0f;
-      bool finite = true;
-      for (std::size_t l = 0; l < cols; ++l) {
-        finite &= std::isfinite(row[l]);
-        peak = std::max(peak, std::fabs(row[l]));
+    // Rows are independent: a model's head (32000 x 4096) splits across threads.
+    parallel_for(0, rows, 64, [&](std::size_t j0, std::size_t j1) {
+      for (std::size_t j = j0; j < j1; ++j) {
+        const float* row = w + j * ldw;
+        float peak = 0.0f;
+        bool finite = true;
+        for (std::size_t l = 0; l < cols; ++l) {
+          finite &= std::isfinite(row[l]);
+          peak = std::max(peak, std::fabs(row[l]));
+        }
+        if (!finite)
+          for (std::size_t l = 0; l < cols; ++l)
+            detail::require(std::isfinite(row[l]), "Int8Matrix: weight (", j, ", ", l,
+                            ") is not finite");
+        const float scale = peak / 127.0f;
+        m.scales_[j] = scale;
+        std::int8_t* q = m.values_.data() + j * cols;
+        if (scale == 0.0f) {
+          std::fill(q, q + cols, std::int8_t{0});
+          continue;
+        }
+        // Round half away from zero (std::lround's rule) without a library call per value: in
+        // double, v +- 0.5 is exact for |v| <= 127, so truncating it rounds exactly like lround.
+        for (std::size_t l = 0; l < cols; ++l) {
+          const double v = std::min(127.0f, std::max(-127.0f, row[l] / scale));
+          q[l] = static_cast<std::int8_t>(std::trunc(v + (v < 0 ? -0.5 : 0.5)));
+        }
       }
-      if (!finite)
-        for (std::size_t l = 0; l < cols; ++l)
-          detail::require(std::isfinite(row[l]), "Int8Matrix: weight (", j, ", ", l,
-                          ") is not finite");
-      const float scale = peak / 127.0f;
-      m.scales_[j] = scale;
-      std::int8_t* q = m.values_.data() + j * cols;
-      if (scale == 0.0f) {
-        std::fill(q, q + cols, std::int8_t{0});
-        continue;
-      }
-      // Round half away from zero (std::lround's rule) without a library call per value: in
-      // double, v +- 0.5 is exact for |v| <= 127, so truncating it rounds exactly like lround.
-      for (std::size_t l = 0; l < cols; ++l) {
-        const double v = std::min(127.0f, std::max(-127.0f, row[l] / scale));
-        q[l] = static_cast<std::int8_t>(std::trunc(v + (v < 0 ? -0.5 : 0.5)));
-      }
-    }
+    });
     return m;
   }
 

@@ -114,13 +114,17 @@ struct TensorView {
       if (n > 0) std::memcpy(out, data, size_bytes);
     } else if (dtype == DType::f32) {
       for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(load<float>(data + 4 * i));
-    } else if (dtype == DType::bf16 || dtype == DType::f16) {
-      // The checkpoints' usual dtypes, without a switch per element (a 7B head: 131 M values).
-      const bool bf16 = dtype == DType::bf16;
+    } else if (dtype == DType::bf16) {
+      // The checkpoints' usual dtypes get loops of their own, without a switch per element (a
+      // 7B head has 131 M values); bfloat16 is the upper half of a float.
       for (std::size_t i = 0; i < n; ++i) {
-        const auto h = load<std::uint16_t>(data + 2 * i);
-        out[i] = static_cast<T>(bf16 ? bf16_to_float(h) : f16_to_float(h));
+        const std::uint32_t bits = static_cast<std::uint32_t>(load<std::uint16_t>(data + 2 * i))
+                                   << 16;
+        out[i] = static_cast<T>(load<float>(reinterpret_cast<const std::uint8_t*>(&bits)));
       }
+    } else if (dtype == DType::f16) {
+      for (std::size_t i = 0; i < n; ++i)
+        out[i] = static_cast<T>(f16_to_float(load<std::uint16_t>(data + 2 * i)));
     } else {
       for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<T>(element(i));
     }

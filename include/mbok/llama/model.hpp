@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "../boolean_linear.hpp"
+#include "../detail/base/finite.hpp"
 #include "../error.hpp"
 #include "../int8_matrix.hpp"
 #include "../io/mbok_format.hpp"
@@ -355,7 +356,11 @@ class LlamaModel {
       RowMatrix out(static_cast<Eigen::Index>(rows), static_cast<Eigen::Index>(cols));
       t.convert_into(out.data());
       release_pages(t);  // the floats are the only copy kept
-      mbok::detail::require_format(out.allFinite(), source, ": tensor '", name, "' is not finite");
+      // In storage order: Eigen's allFinite() walks a row-major matrix by columns.
+      mbok::detail::require_format(
+          mbok::detail::all_finite(out.data(), static_cast<std::size_t>(rows),
+                                   static_cast<std::size_t>(cols), static_cast<std::size_t>(cols)),
+          source, ": tensor '", name, "' is not finite");
       return out;
     }
     void norms(std::int64_t l, LlamaBlock& b) const {
