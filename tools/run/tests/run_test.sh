@@ -7,7 +7,8 @@
 #  2. a converted model (mbok-convert, K = 2 and K = 1): int8 and float activations give
 #     perplexities within 0.01 nats of mean log-likelihood of each other (the int8 path's
 #     per-token quantization of the layer inputs; measured about 0.001), and so does the int8
-#     head (`--head int8`) against the float head;
+#     head (`--head int8`) against the float head; packed files (`mbok-convert --packed`) give
+#     the same int8 perplexity exactly and unpack to the original file byte for byte;
 #  3. `generate` streams the prompt and the continuation and reports prefill and decode
 #     tokens/s; sampling with one seed repeats exactly; `bench` reports pp, tg and bandwidth;
 #  4. bad input: a missing model, a truncated tokenizer.json, a context beyond the model's
@@ -73,6 +74,18 @@ for k in 2 1; do
   nll_close "$i" "$f" 0.01 || fail "K=$k: int8 perplexity $i, float $f"
   echo "converted K=$k: int8 perplexity $i, float $f"
 done
+# Packed files (the inference form, both layouts): the same int8 perplexity to the last digit
+# (the packing is a bijection and the products are exact), and back to bits byte for byte.
+for layout in interleave4 lanes16; do
+  "$convert" gqa-k2.mbok "packed-$layout.mbok" --packed "$layout" -q >/dev/null
+  p="$("$run" perplexity -m "packed-$layout.mbok" --text text.txt -c 100 -q --activations int8 |
+    value perplexity)"
+  k2="$("$run" perplexity -m gqa-k2.mbok --text text.txt -c 100 -q --activations int8 | value perplexity)"
+  [ "$p" = "$k2" ] || fail "packed ($layout): int8 perplexity $p, bits $k2"
+done
+"$convert" packed-lanes16.mbok unpacked.mbok -q >/dev/null
+cmp -s unpacked.mbok gqa-k2.mbok || fail "packed -> bits: the file differs from the original"
+echo "packed files: int8 perplexity $p in both layouts; unpacked file identical"
 # The int8 head (weights quantized per row, half a step of max|w|/127 at most): within 0.01
 # nats of the float head on the same model.
 h="$("$run" perplexity -m gqa-k1.mbok --text text.txt -c 100 -q --head int8 | value perplexity)"
@@ -91,6 +104,7 @@ b="$("$run" bench -m gqa-k2.mbok -p 16 -n 8 -r 1)"
 grep -q '^pp16: [0-9.]* tokens/s$' <<<"$b" || fail "bench: no pp16 line"
 grep -q '^tg8: [0-9.]* tokens/s$' <<<"$b" || fail "bench: no tg8 line"
 grep -q '^read bandwidth: [0-9.]* GB/s' <<<"$b" || fail "bench: no bandwidth line"
+grep -q '^resident after the run: [0-9.]* MB' <<<"$b" || fail "bench: no resident memory line"
 
 # expect_error PATTERN CMD...: exit code 2 and one line on stderr matching PATTERN.
 expect_error() {
