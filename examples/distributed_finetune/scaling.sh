@@ -1,7 +1,8 @@
 #!/bin/sh
 # Steps/s of distributed_finetune, one thread per rank: 1 rank, 2 ranks, and 1 process with 2
 # threads, interleaved rounds, each started only when the 1-minute load average is below
-# MAX_LOAD (other jobs on the machine would make two ranks look slower than they are).
+# MAX_LOAD and the cores were more than 90 % idle for the last second (other jobs on the
+# machine would make two ranks look slower than they are).
 #
 #   sh scaling.sh BUILD/examples/distributed_finetune/distributed_finetune [rounds] [steps]
 #
@@ -16,10 +17,20 @@ deadline=$(( $(date +%s) + ${WAIT_SECONDS:-3600} ))
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+# Busy share of all cores over one second, from /proc/stat (the load average lags: a job that
+# just started shows in it only after a while).
+busy() {
+  a=$(head -n 1 /proc/stat); sleep 1; b=$(head -n 1 /proc/stat)
+  printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; total[NR] = 0
+    for (i = 2; i <= NF; ++i) total[NR] += $i }
+    END { dt = total[2] - total[1]; print dt > 0 ? 1 - (idle[2] - idle[1]) / dt : 1 }'
+}
 quiet() {
   while :; do
     load=$(cut -d' ' -f1 /proc/loadavg)
-    if awk -v l="$load" -v m="$max_load" 'BEGIN { exit !(l < m) }'; then return 0; fi
+    if awk -v l="$load" -v m="$max_load" -v b="$(busy)" 'BEGIN { exit !(l < m && b < 0.1) }'; then
+      return 0
+    fi
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "load average stayed at or above $max_load (last $load): not measured"
       exit 3
@@ -31,7 +42,7 @@ run() {  # label ranks threads
   quiet
   before=$(cut -d' ' -f1 /proc/loadavg)
   out=$(OMP_NUM_THREADS=$3 mpiexec -n "$2" "$bin" "$steps" 2>&1)
-  echo "$1: load average $before before: $(echo "$out" | grep 'steps/s')"
+  echo "$1: load average $before before, $(cut -d' ' -f1 /proc/loadavg) after: $(echo "$out" | grep 'steps/s')"
 }
 r=1
 while [ "$r" -le "$rounds" ]; do
