@@ -4,6 +4,7 @@
 
 #include <mbok/bit_matrix.hpp>
 #include <mbok/isa.hpp>
+#include <mbok/multi_kernel_weights.hpp>
 
 #include <Eigen/Core>
 
@@ -32,6 +33,19 @@ inline Eigen::MatrixXf random_matrix(std::size_t rows, std::size_t cols, float s
 
 inline BitMatrix random_bits(std::size_t rows, std::size_t cols) {
   return BitMatrix::pack(random_matrix(rows, cols));
+}
+
+/// K kernels of m x n random bits (made by `bits`) with positive random scales; kernel k's
+/// s_in is divided by k + 1, so the kernels weigh differently.
+template <typename MakeBits = BitMatrix (*)(std::size_t, std::size_t)>
+inline MultiKernelWeights<float> random_kernel_weights(std::size_t m, std::size_t n,
+                                                       std::size_t k_count,
+                                                       MakeBits bits = &random_bits) {
+  MultiKernelWeights<float> w(m, n);
+  for (std::size_t k = 0; k < k_count; ++k)
+    w.add_kernel(bits(m, n), random_matrix(m, 1).cwiseAbs(),
+                 random_matrix(n, 1).cwiseAbs() / static_cast<float>(k + 1));
+  return w;
 }
 
 /// Runs `body(isa)` once for every ISA available here, under a `ScopedIsaLimit`, and checks

@@ -121,8 +121,8 @@ class PackedLinear {
   /// within float rounding: the sums run in another order). Few tokens (t <=
   /// kernel_set().lut_f32_max_tokens()) run the float table lookup over the packed kernels
   /// (error bound in forward_float.hpp); more unpack the bits of 64 rows at a time into a
-  /// per-thread buffer and run the sign products, so nothing but the packed form stays in
-  /// memory. Throws `InvalidArgument` for short strides or null pointers.
+  /// per-thread buffer and run the sign products on 64 tokens at a time, so nothing but the
+  /// packed form stays in memory. Throws `InvalidArgument` for short strides or null pointers.
   void forward(const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy) const {
     const std::size_t m = out_features(), n = in_features();
     detail::require(num_kernels() > 0, "PackedLinear: empty layer");
@@ -146,30 +146,38 @@ class PackedLinear {
       add_bias(y, ldy, t);
       return;
     }
-    const std::size_t ld_xs = padded_row_words(n) * 64;
-    // x (.) s_in_k for every kernel, once per call (read by every thread).
-    std::vector<float> xs(num_kernels() * t * ld_xs);
-    for (std::size_t k = 0; k < num_kernels(); ++k)
-      detail::scale_tokens(x, ldx, t, s_in_[k].data(), n, xs.data() + k * t * ld_xs, ld_xs);
-    const KernelSet& kernels = kernel_set();
-    const std::size_t grain = std::max<std::size_t>(
-        kFloatRowBlock, (std::size_t{1} << 18) / std::max<std::size_t>(1, num_kernels() * t * n));
-    parallel_for(
-        0, m, grain,
-        [&](std::size_t j0, std::size_t j1) {
-          BitMatrix bits(std::min(kFloatRowBlock, j1 - j0), n);
-          for (std::size_t i = 0; i < t; ++i) std::fill(y + i * ldy + j0, y + i * ldy + j1, 0.0f);
-          for (std::size_t jb = j0; jb < j1; jb += kFloatRowBlock) {
-            const std::size_t nr = std::min(kFloatRowBlock, j1 - jb);
-            MutableBitMatrixView block = bits.mutable_view().middle_rows(0, nr);
-            for (std::size_t k = 0; k < num_kernels(); ++k) {
-              detail::lut_unpack(packed_.kernel(k).view(), jb, block);
-              kernels.sign_gemm_acc_range(xs.data() + k * t * ld_xs, ld_xs, t, block,
-                                          s_out_[k].data() + jb, y + jb, ldy, 0, nr);
+    // Tokens in blocks of 64: x (.) s_in_k of a block for every kernel (2 MiB at n = 4096, K =
+    // 2), read by every thread; each thread unpacks 64 rows at a time and multiplies them.
+    const std::size_t ld_xs = padded_row_words(n) * 64, tokens = 64;
+    std::vector<float> xs(num_kernels() * std::min(t, tokens) * ld_xs);
+    const detail::KernelTable& table = kernel_set().table();
+    for (std::size_t i0 = 0; i0 < t; i0 += tokens) {
+      const std::size_t tb = std::min(tokens, t - i0);
+      for (std::size_t k = 0; k < num_kernels(); ++k)
+        detail::scale_tokens(x + i0 * ldx, ldx, tb, s_in_[k].data(), n, xs.data() + k * tb * ld_xs,
+                             ld_xs);
+      const std::size_t grain = std::max<std::size_t>(
+          kFloatRowBlock,
+          (std::size_t{1} << 18) / std::max<std::size_t>(1, num_kernels() * tb * n));
+      float* yb = y + i0 * ldy;
+      parallel_for(
+          0, m, grain,
+          [&](std::size_t j0, std::size_t j1) {
+            BitMatrix bits(std::min(kFloatRowBlock, j1 - j0), n);
+            for (std::size_t i = 0; i < tb; ++i)
+              std::fill(yb + i * ldy + j0, yb + i * ldy + j1, 0.0f);
+            for (std::size_t jb = j0; jb < j1; jb += kFloatRowBlock) {
+              const std::size_t nr = std::min(kFloatRowBlock, j1 - jb);
+              const MutableBitMatrixView block = bits.mutable_view().middle_rows(0, nr);
+              for (std::size_t k = 0; k < num_kernels(); ++k) {
+                detail::lut_unpack(packed_.kernel(k).view(), jb, block);
+                table.sign_gemm_acc_f32(xs.data() + k * tb * ld_xs, ld_xs, tb, block,
+                                        s_out_[k].data() + jb, yb + jb, ldy, 0, nr);
+              }
             }
-          }
-        },
-        detail::kLutTileRows);
+          },
+          detail::kLutTileRows);
+    }
     add_bias(y, ldy, t);
   }
 

@@ -19,18 +19,11 @@ using test::require_format_error;
 
 namespace {
 
-MultiKernelWeights<float> random_weights(std::size_t m, std::size_t n, std::size_t k_count) {
-  MultiKernelWeights<float> w(m, n);
-  for (std::size_t k = 0; k < k_count; ++k)
-    w.add_kernel(test::random_bits(m, n), test::random_matrix(m, 1).cwiseAbs(),
-                 test::random_matrix(n, 1).cwiseAbs());
-  return w;
-}
-
 // Bytes of a file with packed layer "p" (17 x 70, K = 2, packed on `ks`, with a bias) and a
 // layer of bits "b".
 struct Files {
-  MultiKernelWeights<float> p = random_weights(17, 70, 2), b = random_weights(9, 40, 1);
+  MultiKernelWeights<float> p = test::random_kernel_weights(17, 70, 2),
+                            b = test::random_kernel_weights(9, 40, 1);
   Eigen::VectorXf bias = test::random_matrix(17, 1).col(0);
   std::vector<std::uint8_t> bytes(const KernelSet& ks) const {
     const PackedLinear packed(p, Eigen::VectorXf(), ks);
@@ -99,7 +92,7 @@ TEST_CASE("packed layers map back borrowed, run as the layer and unpack exactly"
 
 TEST_CASE("files of bits stay version 2; packed files say version 3", "[mbok_format][packed]") {
   MbokWriter bits_only;
-  const MultiKernelWeights<float> w = random_weights(4, 8, 1);
+  const MultiKernelWeights<float> w = test::random_kernel_weights(4, 8, 1);
   bits_only.add_layer("b", w);
   const auto header = header_of(bits_only.to_bytes());
   CHECK(header["__metadata__"]["format_version"] == "2");

@@ -16,16 +16,9 @@ namespace {
 
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-MultiKernelWeights<float> random_weights(std::size_t m, std::size_t n, std::size_t k_count) {
-  MultiKernelWeights<float> w(m, n);
-  for (std::size_t k = 0; k < k_count; ++k)
-    w.add_kernel(test::fast_random_bits(m, n), test::random_matrix(m, 1).cwiseAbs(),
-                 test::random_matrix(n, 1).cwiseAbs() / static_cast<float>(k + 1));
-  return w;
-}
-
 void check(std::size_t m, std::size_t n, std::size_t t, std::size_t k_count) {
-  const MultiKernelWeights<float> w = random_weights(m, n, k_count);
+  const MultiKernelWeights<float> w =
+      test::random_kernel_weights(m, n, k_count, test::fast_random_bits);
   const RowMatrix x = test::random_matrix(t, n + 3);
   const std::size_t ldx = n + 3, ldy = m + 1;
   test::for_each_isa([&](Isa isa) {
@@ -79,7 +72,10 @@ TEST_CASE("the LUT forward over larger shapes", "[kernels_int][forward][lut][slo
 }
 
 TEST_CASE("the prepared forward checks its arguments", "[kernels_int][forward][lut]") {
-  const MultiKernelWeights<float> w = random_weights(8, 100, 2), other = random_weights(8, 99, 2);
+  const MultiKernelWeights<float> w = test::random_kernel_weights(8, 100, 2,
+                                                                  test::fast_random_bits),
+                                  other =
+                                      test::random_kernel_weights(8, 99, 2, test::fast_random_bits);
   const Int8PreparedWeights pw(w);
   const RowMatrix x = test::random_matrix(2, 100);
   Int8ForwardWorkspace ws;

@@ -23,14 +23,6 @@ namespace {
 
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-MultiKernelWeights<float> random_weights(std::size_t m, std::size_t n, std::size_t k_count) {
-  MultiKernelWeights<float> w(m, n);
-  for (std::size_t k = 0; k < k_count; ++k)
-    w.add_kernel(test::fast_random_bits(m, n), test::random_matrix(m, 1).cwiseAbs(),
-                 test::random_matrix(n, 1).cwiseAbs() / static_cast<float>(k + 1));
-  return w;
-}
-
 void check_forward(const MultiKernelWeights<float>& w, const RowMatrix& x, std::size_t t) {
   const std::size_t m = w.out_features(), n = w.in_features(),
                     ldx = static_cast<std::size_t>(x.cols());
@@ -103,7 +95,8 @@ void check_sweep(std::size_t budget) {
       const bool small = t * m * n <= 3000;
       for (std::size_t K : ks) {
         if (!small && ks[case_index % 4] != K) continue;
-        const MultiKernelWeights<float> w = random_weights(m, n, K);
+        const MultiKernelWeights<float> w =
+            test::random_kernel_weights(m, n, K, test::fast_random_bits);
         const RowMatrix x = test::random_matrix(t, n + 1);  // stride n + 1
         check_forward(w, x, t);
       }
@@ -124,7 +117,8 @@ TEST_CASE("multi_kernel_forward_int8 over larger shapes", "[kernels_int][forward
 TEST_CASE("multi_kernel_forward_int8 over several row blocks", "[kernels_int][forward]") {
   // More output rows than one int32 block holds (256 rows at most).
   for (std::size_t t : {1, 3, 17}) {
-    const MultiKernelWeights<float> w = random_weights(300, 65, 2);
+    const MultiKernelWeights<float> w =
+        test::random_kernel_weights(300, 65, 2, test::fast_random_bits);
     const RowMatrix x = test::random_matrix(t, 65);
     check_forward(w, x, t);
   }
@@ -147,7 +141,8 @@ TEST_CASE("multi_kernel_forward_int8 with adversarial inputs", "[kernels_int][fo
 }
 
 TEST_CASE("multi_kernel_forward_int8 checks its arguments", "[kernels_int][forward]") {
-  const MultiKernelWeights<float> w = random_weights(8, 100, 2);
+  const MultiKernelWeights<float> w =
+      test::random_kernel_weights(8, 100, 2, test::fast_random_bits);
   RowMatrix x = test::random_matrix(2, 100);
   std::vector<float> y(16);
   REQUIRE_THROWS_AS(multi_kernel_forward_int8(w, x.data(), 99, 2, y.data(), 8), InvalidArgument);
@@ -159,7 +154,8 @@ TEST_CASE("multi_kernel_forward_int8 checks its arguments", "[kernels_int][forwa
   REQUIRE_THROWS_WITH(multi_kernel_forward_int8(w, x.data(), 100, 2, y.data(), 8),
                       test::contains("token 1 feature 3"));
   Int8ForwardWorkspace ws;
-  const MultiKernelWeights<float> w3 = random_weights(8, 100, 3);
+  const MultiKernelWeights<float> w3 =
+      test::random_kernel_weights(8, 100, 3, test::fast_random_bits);
   x(1, 3) = 0.0f;
   prepare_int8_forward(w, x.data(), 100, 2, ws);
   REQUIRE_THROWS_WITH(multi_kernel_forward_int8_range(w3, ws, y.data(), 8, 0, 8),

@@ -24,14 +24,6 @@ namespace {
 
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-MultiKernelWeights<float> random_weights(std::size_t m, std::size_t n, std::size_t k_count) {
-  MultiKernelWeights<float> w(m, n);
-  for (std::size_t k = 0; k < k_count; ++k)
-    w.add_kernel(test::random_bits(m, n), test::random_matrix(m, 1).cwiseAbs(),
-                 test::random_matrix(n, 1).cwiseAbs() / static_cast<float>(k + 1));
-  return w;
-}
-
 std::vector<std::uint8_t> packed_bytes(const BitMatrix& bits, LutLayout layout) {
   std::vector<std::uint8_t> out(detail::lut_tiles(bits.rows()) * 2 *
                                 detail::lut_cols32(bits.cols()));
@@ -117,7 +109,7 @@ TEST_CASE("PackedLinear runs as the layer it was packed from", "[packed]") {
       const std::size_t m = s[0], n = s[1], k_count = s[2];
       INFO("m = " << m << ", n = " << n << ", K = " << k_count);
       const Eigen::VectorXf bias = test::random_matrix(m, 1);
-      const BooleanLinear<float> layer(random_weights(m, n, k_count), bias);
+      const BooleanLinear<float> layer(test::random_kernel_weights(m, n, k_count), bias);
       const PackedLinear packed(layer);
       REQUIRE(packed.bytes() < k_count * (m + 16) * (n + 32) / 4 + k_count * (m + n) * 4 + m * 4);
       // t = 1 and 5 run the float table lookup, 40 and 600 the unpacked sign products.
@@ -169,7 +161,7 @@ TEST_CASE("PackedLinear runs as the layer it was packed from", "[packed]") {
 }
 
 TEST_CASE("PackedLinear refuses bad operands with a clear error", "[packed]") {
-  const MultiKernelWeights<float> w = random_weights(20, 30, 2);
+  const MultiKernelWeights<float> w = test::random_kernel_weights(20, 30, 2);
   const PackedLinear packed(w);
   std::vector<float> x(30, 1.0f), y(20);
   Int8ForwardWorkspace ws;
