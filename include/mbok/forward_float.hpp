@@ -257,11 +257,14 @@ inline void lut_forward_f32(const KernelTable& table, std::size_t kernels,
       kLutTileRows);
 }
 
-// Kernel k's scales and repacked weights of w and pw, for the functions above.
+// Kernel k's scales and repacked weights of w and pw, for the functions above. `W` is any
+// weights type with num_kernels(), s_out(k) and s_in(k) (`MultiKernelWeights<float>`, the
+// bit-free `PackedLinear`).
 struct LutF32Operands {
   std::vector<const float*> s_out, s_in;
   std::vector<LutWeightsView> w;
-  LutF32Operands(const MultiKernelWeights<float>& weights, const Int8PreparedWeights& pw) {
+  template <class W>
+  LutF32Operands(const W& weights, const Int8PreparedWeights& pw) {
     for (std::size_t k = 0; k < weights.num_kernels(); ++k) {
       s_out.push_back(weights.s_out(k).data());
       s_in.push_back(weights.s_in(k).data());
@@ -271,11 +274,7 @@ struct LutF32Operands {
 };
 
 inline void check_prepared_f32(const MultiKernelWeights<float>& w, const Int8PreparedWeights& pw) {
-  detail::require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
-                      pw.in_features() == w.in_features(),
-                  "multi_kernel_forward: prepared weights (", pw.num_kernels(), " kernels, ",
-                  pw.out_features(), " x ", pw.in_features(), ") do not match the weights (",
-                  w.num_kernels(), " kernels, ", w.out_features(), " x ", w.in_features(), ")");
+  Int8Forward::check_prepared(w, pw, "multi_kernel_forward");
 }
 
 // Whether the forward over prepared weights runs the table lookup.

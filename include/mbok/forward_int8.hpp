@@ -218,12 +218,13 @@ struct Int8Forward {
     require_addressable(t, ldx, n, sizeof(float), "multi_kernel_forward_int8: input");
   }
   template <class W>
-  static void check_prepared(const W& w, const Int8PreparedWeights& pw) {
+  static void check_prepared(const W& w, const Int8PreparedWeights& pw,
+                             const char* what = "multi_kernel_forward_int8") {
     require(pw.num_kernels() == w.num_kernels() && pw.out_features() == w.out_features() &&
                 pw.in_features() == w.in_features(),
-            "multi_kernel_forward_int8: prepared weights (", pw.num_kernels(), " kernels, ",
-            pw.out_features(), " x ", pw.in_features(), ") do not match the weights (",
-            w.num_kernels(), " kernels, ", w.out_features(), " x ", w.in_features(), ")");
+            what, ": prepared weights (", pw.num_kernels(), " kernels, ", pw.out_features(), " x ",
+            pw.in_features(), ") do not match the weights (", w.num_kernels(), " kernels, ",
+            w.out_features(), " x ", w.in_features(), ")");
   }
   template <class W>
   static void check_workspace(const W& w, const Int8ForwardWorkspace& ws) {

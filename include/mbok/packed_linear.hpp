@@ -134,15 +134,9 @@ class PackedLinear {
     detail::require_addressable(t, ldy, m, sizeof(float), "PackedLinear forward: output");
     if (t == 0) return;
     if (t <= kernel_set().lut_f32_max_tokens()) {
-      std::vector<const float*> so, si;
-      std::vector<detail::LutWeightsView> views;
-      for (std::size_t k = 0; k < num_kernels(); ++k) {
-        so.push_back(s_out_[k].data());
-        si.push_back(s_in_[k].data());
-        views.push_back(packed_.kernel(k).view());
-      }
-      detail::lut_forward_f32(kernel_set().table(), num_kernels(), so.data(), si.data(),
-                              views.data(), m, x, ldx, t, y, ldy);
+      const detail::LutF32Operands ops(*this, packed_);
+      detail::lut_forward_f32(kernel_set().table(), num_kernels(), ops.s_out.data(),
+                              ops.s_in.data(), ops.w.data(), m, x, ldx, t, y, ldy);
       add_bias(y, ldy, t);
       return;
     }
