@@ -7,8 +7,8 @@
 #include <mbok/forward_float.hpp>
 #include <mbok/forward_int8.hpp>
 #include <mbok/isa.hpp>
-#include <mbok/kernels.hpp>
 #include <mbok/multi_kernel_weights.hpp>
+#include <mbok/products.hpp>
 
 #include <map>
 #include <memory>
@@ -52,7 +52,7 @@ Problem& problem(std::size_t m, std::size_t n, std::size_t kernels, std::size_t 
 }
 
 void set_counters(benchmark::State& state, std::size_t m, std::size_t n, std::size_t kernels,
-                  std::size_t t, const mbok::KernelSet& ks) {
+                  std::size_t t, const mbok::ProductSet& ks) {
   const double iters = static_cast<double>(state.iterations());
   const double weight_bytes = static_cast<double>(kernels) *
                               (static_cast<double>(m * n) / 8.0 + 4.0 * static_cast<double>(m + n));
@@ -67,7 +67,7 @@ void forward_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::si
   Problem& p = problem(m, n, kernels, t);
   mbok::bench::set_threads(threads);
   const mbok::ScopedIsaLimit limit(isa);
-  const mbok::KernelSet ks;
+  const mbok::ProductSet ks;
   for (auto _ : state) {
     mbok::multi_kernel_forward(p.w, p.x.data(), n, t, p.y.data(), m, ks);
     benchmark::DoNotOptimize(p.y.data());
@@ -85,7 +85,7 @@ void forward_lut_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std
   Problem& p = problem(m, n, kernels, t);
   mbok::bench::set_threads(threads);
   const mbok::ScopedIsaLimit limit(isa);
-  const mbok::KernelSet ks;
+  const mbok::ProductSet ks;
   static std::map<std::tuple<const Problem*, mbok::Isa>, std::unique_ptr<mbok::Int8PreparedWeights>>
       prepared;
   auto& pw = prepared[{&p, isa}];
@@ -105,7 +105,7 @@ void transposed_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std:
   Problem& p = problem(m, n, 1, t);
   mbok::bench::set_threads(threads);
   const mbok::ScopedIsaLimit limit(isa);
-  const mbok::KernelSet ks;
+  const mbok::ProductSet ks;
   for (auto _ : state) {
     ks.sign_gemm_transposed(p.x.data(), m, t, p.w.kernel_view(0), p.y.data(), n);
     benchmark::DoNotOptimize(p.y.data());

@@ -25,9 +25,9 @@
 #include <mbok/activations.hpp>
 #include <mbok/forward_int8.hpp>
 #include <mbok/isa.hpp>
-#include <mbok/kernels.hpp>
 #include <mbok/multi_kernel_weights.hpp>
 #include <mbok/parallel.hpp>
+#include <mbok/products.hpp>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -80,7 +80,7 @@ void xnor_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::size_
   XnorProblem& p = xnor_problem(m, n, t);
   mbok::bench::set_threads(threads);
   const mbok::ScopedIsaLimit limit(isa);
-  const mbok::KernelSet ks;
+  const mbok::ProductSet ks;
   for (auto _ : state) {
     ks.xnor_gemm(p.a, p.b, p.c.data(), m);
     benchmark::DoNotOptimize(p.c.data());
@@ -129,7 +129,7 @@ void forward_case(benchmark::State& state, mbok::Isa isa, std::size_t m, std::si
   ForwardProblem& p = forward_problem(m, n, kernels, t);
   mbok::bench::set_threads(threads);
   const mbok::ScopedIsaLimit limit(isa);
-  const mbok::KernelSet ks;
+  const mbok::ProductSet ks;
   for (auto _ : state) {
     mbok::prepare_int8_forward(p.w, p.x.data(), n, t, p.ws);
     mbok::multi_kernel_forward_int8(p.w, p.ws, p.y.data(), m, ks);
@@ -154,7 +154,7 @@ mbok::Int8PreparedWeights& prepared(ForwardProblem& p, mbok::Isa isa) {
                   std::unique_ptr<mbok::Int8PreparedWeights>>
       cache;
   auto& slot = cache[{&p, isa}];
-  if (!slot) slot = std::make_unique<mbok::Int8PreparedWeights>(p.w, mbok::KernelSet(isa));
+  if (!slot) slot = std::make_unique<mbok::Int8PreparedWeights>(p.w, mbok::ProductSet(isa));
   return *slot;
 }
 
@@ -263,7 +263,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_p
   return lanes[0] + lanes[15];
 }
 
-// AVX2 has no vector popcount: XOR, then the nibble lookup of the avx2 kernel (VPSHUFB x 2),
+// AVX2 has no vector popcount: XOR, then the nibble lookup of the avx2 product (VPSHUFB x 2),
 // byte sums widened by VPSADBW every 8 loads. 2 register-resident vectors x every loaded one.
 __attribute__((target("avx2"))) inline __m256i popcount_bytes_avx2(__m256i v, __m256i lut,
                                                                    __m256i low) {

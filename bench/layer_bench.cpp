@@ -48,7 +48,7 @@ LayerProblem& layer_problem(std::size_t d, std::size_t kernels) {
     }
     slot->layer = std::make_unique<mbok::BooleanLinear<float>>(std::move(w));
     slot->prepared = std::make_unique<mbok::Int8PreparedWeights>(slot->layer->weights(),
-                                                                 slot->layer->kernel_set());
+                                                                 slot->layer->product_set());
     slot->x = random_floats(d, 800);
     slot->y.assign(d, 0.0f);
   }

@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   {
     // A packed layer (format version 3): 3 x 9 in one tile with padding rows and columns.
     const mbok::PackedLinear packed(fa.weights, Eigen::VectorXf(),
-                                    mbok::KernelSet(mbok::Isa::scalar));
+                                    mbok::ProductSet(mbok::Isa::scalar));
     mbok::MbokWriter w;
     mbok::add_packed_layer(w, "p", packed);
     w.add_layer("c", fc.weights);

@@ -52,7 +52,7 @@ Outcome run(const std::uint8_t* data, std::size_t size, bool expect_borrowed) {
           // Unpacked into owned bits; the packed form maps back onto the same bits.
           if (w.kernel(k).is_borrowed()) std::abort();
           const mbok::Int8PreparedWeights pw =
-              model.load_packed(info.name, mbok::KernelSet(mbok::Isa::scalar));
+              model.load_packed(info.name, mbok::ProductSet(mbok::Isa::scalar));
           if (!(pw.kernel(k).unpack() == w.kernel(k))) std::abort();
         } else {
           const mbok::TensorView& kt =

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-compiles mbok's tests for AArch64 (g++-aarch64-linux-gnu) and runs them under
-# qemu-aarch64 through ctest, so the NEON kernels are checked on an x86-64 host:
+# qemu-aarch64 through ctest, so the NEON products are checked on an x86-64 host:
 #   1. configure BUILD_DIR (default build-neon; first argument) with
 #      cmake/toolchains/aarch64-linux-gnu.cmake, -O2, no benchmarks, tools or examples;
 #   2. build every test area (mbok_all_tests); MBOK_NEON_AREAS="core kernels_neon ..." builds
@@ -8,7 +8,7 @@
 #   3. ctest on qemu's "max" CPU (NEON + the dot-product extension: SDOT int8 path), then the
 #      NEON-specific areas again on a Cortex-A72 model (no dot-product extension: the plain
 #      int8 path and its detection);
-#   4. asserts from the test output that the NEON kernels, not the portable ones, ran.
+#   4. asserts from the test output that the NEON products, not the portable ones, ran.
 # Tests tagged [slow] are left out under the emulator (tests/CMakeLists.txt).
 # Exits non-zero on any failure; exits 77 (skipped, with a message) only when the cross
 # compiler or qemu-aarch64 is missing.
@@ -97,10 +97,10 @@ for cpu_expect in max:sdot cortex-a72:plain; do
     echo "test_neon: FAILED: NEON tier check on $cpu" >&2
     exit 1
   }
-  line="$(printf '%s\n' "$out" | grep -o 'NEON kernels active; int8 variant: [a-z]*' || true)"
+  line="$(printf '%s\n' "$out" | grep -o 'NEON products active; int8 variant: [a-z]*' || true)"
   echo "  $line"
-  if [ "$line" != "NEON kernels active; int8 variant: $expect" ]; then
-    echo "test_neon: FAILED: expected the NEON kernels with the $expect int8 variant on $cpu" >&2
+  if [ "$line" != "NEON products active; int8 variant: $expect" ]; then
+    echo "test_neon: FAILED: expected the NEON products with the $expect int8 variant on $cpu" >&2
     exit 1
   fi
 done

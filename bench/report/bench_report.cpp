@@ -4,7 +4,7 @@
 // threads measured in the same run ("dense_f32/eigen", "dense_f32/openblas"): a ratio above 1
 // means the case is that many times faster. A case is also compared with the scalar path of
 // the same family and shape, a case with threads > 1 with its own one-thread run, and the
-// XNOR and int8 kernels with the instruction-rate ceiling of their ISA measured in the same
+// XNOR and int8 products with the instruction-rate ceiling of their ISA measured in the same
 // run (ceiling_xnor, ceiling_i8_gemv for t = 1, ceiling_i8_gemm for t > 1; one core's rate
 // times the threads; a K-kernel case does K products per item): the fraction of peak the
 // kernel reaches. The ceiling is the best approach's of the ISA (the impl up to its first '-':

@@ -115,7 +115,7 @@ void Pipeline::evaluate_stage() {
       r["tokens_per_second"] = {
           {"boolean_float", generation_speed(model, *tokenizer_, opt_.prompt, opt_.speed_tokens)},
           {"boolean_int8", generation_speed(int8, *tokenizer_, opt_.prompt, opt_.speed_tokens)}};
-      r["isa"] = mbok::isa_name(mbok::KernelSet().isa());
+      r["isa"] = mbok::isa_name(mbok::ProductSet().isa());
       // Quality with int8 activations, as mbok-run runs it by default.
       std::cerr << "$ mbok-run perplexity -m " << e.file << " --text " << valid << " -c " << ctx
                 << "\n";

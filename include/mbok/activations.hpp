@@ -3,10 +3,10 @@
 /// Activations for the integer kernels:
 /// - `QuantizedActivations` and `quantize_activations`: per-token symmetric int8 (absmax),
 ///   optionally after an elementwise scale (a kernel's s_in), laid out as
-///   `KernelSet::sign_gemm_i8` requires (rows of `padded_row_words(n) * 64` bytes, 64-byte
+///   `ProductSet::sign_gemm_i8` requires (rows of `padded_row_words(n) * 64` bytes, 64-byte
 ///   aligned, zero past n);
 /// - `BinaryActivations` and `binarize_activations`: per-token sign bits packed into a
-///   `BitMatrix` (for `KernelSet::xnor_gemm`), with the per-token mean |x| as scale;
+///   `BitMatrix` (for `ProductSet::xnor_gemm`), with the per-token mean |x| as scale;
 /// - `xnor_output_to_float` and `xnor_output_to_bits`: the output transform of an XNOR
 ///   product (int32 -> float with per-row and per-column scales, or thresholded straight
 ///   back to packed bits for the next Boolean layer).
@@ -33,14 +33,14 @@
 
 namespace mbok {
 
-/// Longest input row for which the int8 products (`KernelSet::sign_gemm_i8`, the table-lookup
+/// Longest input row for which the int8 products (`ProductSet::sign_gemm_i8`, the table-lookup
 /// product, the int8 forward) are exact: |sum_l x_l w_l| <= 128 n must fit in int32. Longer
 /// rows are rejected (`InvalidArgument`). The one int8 limit of the library.
 inline constexpr std::size_t kMaxInt8Features = (std::size_t{1} << 24) - 1;
 
 /// t tokens of n features quantized to int8: x(i, l) ~ scale(i) * q(i, l), q in [-127, 127].
 /// Rows are `ld()` = padded_row_words(n) * 64 bytes apart, the buffer is 64-byte aligned
-/// and bytes past n are zero, as `KernelSet::sign_gemm_i8` requires. `row_sum(i)` is
+/// and bytes past n are zero, as `ProductSet::sign_gemm_i8` requires. `row_sum(i)` is
 /// sum_l q(i, l), kept for kernels that want it. Storage is reused by later quantizations
 /// into the same object when it is large enough.
 class QuantizedActivations {

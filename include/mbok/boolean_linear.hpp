@@ -11,7 +11,7 @@
 ///
 /// Matrices at the boundary are row-major, one token per row. `Scalar = float` runs every
 /// product, and the Boolean optimizer's steps of its kernels, on the ISA chosen at construction
-/// (`isa()`, `kernel_set()`); from K t >= `kernel_set().weight_product_min_work()` (64 on
+/// (`isa()`, `product_set()`); from K t >= `product_set().weight_product_min_work()` (64 on
 /// AVX-512 and AVX2) its float forward and dX run as one float product over all kernels with
 /// the weight rebuilt from the bits panel by panel (never stored); `Scalar = double` runs them
 /// densely in double (for gradient checks and references).
@@ -36,16 +36,16 @@
 #include "activations.hpp"
 #include "bit_matrix.hpp"
 #include "detail/base/finite.hpp"
-#include "detail/kernels/training.hpp"
+#include "detail/products/training.hpp"
 #include "error.hpp"
 #include "forward_float.hpp"
 #include "forward_int8.hpp"
 #include "isa.hpp"
 #include "kernel_tensors.hpp"
-#include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
 #include "parallel.hpp"
 #include "parameter.hpp"
+#include "products.hpp"
 #include "state_dict.hpp"
 #include "svid.hpp"
 
@@ -120,15 +120,15 @@ class BooleanLinear {
   /// A layer over `weights` (K >= 1) with no bias, using `kernels` (the active ISA's by
   /// default). Throws `InvalidArgument` for K = 0 or a bad trainable set.
   explicit BooleanLinear(Weights weights, BooleanLinearOptions options = {},
-                         KernelSet kernels = KernelSet())
-      : weights_(std::move(weights)), options_(std::move(options)), kernels_(kernels) {
+                         ProductSet products = ProductSet())
+      : weights_(std::move(weights)), options_(std::move(options)), products_(products) {
     init();
   }
 
   /// A layer with a bias (out_features entries, finite).
   BooleanLinear(Weights weights, Vector bias, BooleanLinearOptions options = {},
-                KernelSet kernels = KernelSet())
-      : weights_(std::move(weights)), options_(std::move(options)), kernels_(kernels) {
+                ProductSet products = ProductSet())
+      : weights_(std::move(weights)), options_(std::move(options)), products_(products) {
     detail::require(static_cast<std::size_t>(bias.size()) == weights_.out_features(),
                     "BooleanLinear: bias must have ", weights_.out_features(), " entries, got ",
                     bias.size());
@@ -145,11 +145,11 @@ class BooleanLinear {
                                   std::optional<Vector> bias = std::nullopt,
                                   BooleanLinearOptions options = {},
                                   const SvidOptions& svid_options = {},
-                                  KernelSet kernels = KernelSet()) {
+                                  ProductSet products = ProductSet()) {
     auto init = svid<Scalar>(w, num_kernels, svid_options);
     if (bias)
-      return BooleanLinear(std::move(init.weights), std::move(*bias), std::move(options), kernels);
-    return BooleanLinear(std::move(init.weights), std::move(options), kernels);
+      return BooleanLinear(std::move(init.weights), std::move(*bias), std::move(options), products);
+    return BooleanLinear(std::move(init.weights), std::move(options), products);
   }
 
   // ---- shape, weights, options --------------------------------------------------------
@@ -158,8 +158,10 @@ class BooleanLinear {
   std::size_t out_features() const noexcept { return weights_.out_features(); }
   std::size_t num_kernels() const noexcept { return weights_.num_kernels(); }
   /// The ISA whose Boolean kernels this layer runs (chosen at construction).
-  Isa isa() const noexcept { return kernels_.isa(); }
-  const KernelSet& kernel_set() const noexcept { return kernels_; }
+  Isa isa() const noexcept { return products_.isa(); }
+  const ProductSet& product_set() const noexcept { return products_; }
+  /// Former name of `product_set()`.
+  const ProductSet& kernel_set() const noexcept { return product_set(); }
   const BooleanLinearOptions& options() const noexcept { return options_; }
 
   const Weights& weights() const noexcept { return weights_; }
@@ -219,7 +221,7 @@ class BooleanLinear {
     Map ym = map(y, t, out_features(), ldy);
     if constexpr (std::is_same_v<Scalar, float>) {
       // The fused forward picks the weight products or the sign products (forward_float.hpp).
-      multi_kernel_forward(weights_, x, ldx, t, y, ldy, kernels_);
+      multi_kernel_forward(weights_, x, ldx, t, y, ldy, products_);
       if (has_bias_) ym.rowwise() += bias_.transpose();
       return;
     }
@@ -333,7 +335,7 @@ class BooleanLinear {
     std::vector<std::int32_t> acc(
         detail::mul_or_throw({t, m}, "BooleanLinear forward_boolean: ", t, " tokens x ", m));
     for (std::size_t k = 0; k < num_kernels(); ++k) {
-      kernels_.xnor_gemm(act.bits.view(), weights_.kernel_view(k), acc.data(), m);
+      products_.xnor_gemm(act.bits.view(), weights_.kernel_view(k), acc.data(), m);
       const Eigen::Map<
           const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>
           accm(acc.data(), static_cast<Eigen::Index>(t), static_cast<Eigen::Index>(m));
@@ -535,7 +537,7 @@ class BooleanLinear {
   /// A layer built from state saved by `export_state` (K and the shape are read from it).
   static BooleanLinear from_state(const StateDict& dict, const std::string& prefix = "",
                                   BooleanLinearOptions options = {},
-                                  KernelSet kernels = KernelSet()) {
+                                  ProductSet products = ProductSet()) {
     const std::size_t k_count = count_kernels(dict, prefix);
     const std::string bits0 = kernel_tensor_name(prefix, 0, KernelTensor::bits);
     const std::string s_out0 = kernel_tensor_name(prefix, 0, KernelTensor::s_out);
@@ -554,8 +556,8 @@ class BooleanLinear {
     Weights w = read_weights(dict, prefix, m, n, k_count);
     if (dict.count(prefix + "bias"))
       return BooleanLinear(std::move(w), read_vector(dict, prefix + "bias", m), std::move(options),
-                           kernels);
-    return BooleanLinear(std::move(w), std::move(options), kernels);
+                           products);
+    return BooleanLinear(std::move(w), std::move(options), products);
   }
 
  private:
@@ -645,7 +647,7 @@ class BooleanLinear {
           st.versions[k] == weights_.kernel(k).version() && st.data[k] == weights_.kernel(k).data();
     if (!fresh) {
       st.versions.clear();  // stays stale if the repack throws
-      st.prepared = Int8PreparedWeights(weights_, kernels_);
+      st.prepared = Int8PreparedWeights(weights_, products_);
       st.data.resize(k_count);
       for (std::size_t k = 0; k < k_count; ++k) st.data[k] = weights_.kernel(k).data();
       st.versions.resize(k_count);
@@ -699,7 +701,7 @@ class BooleanLinear {
       product = &signals_[in_place];
     else
       buffer.resize(static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n));
-    const detail::KernelTable& table = kernels_.table();
+    const detail::ProductTable& table = products_.table();
     detail::gemm_tn_f32(table, zm.data(), static_cast<std::size_t>(zm.outerStride()), xm.data(),
                         static_cast<std::size_t>(xm.outerStride()), t, m, n, product->data(), n);
     // The in-place kernel last; the others in order.
@@ -739,9 +741,9 @@ class BooleanLinear {
   // p (t x m) = xs (t x n) B_k^T.
   void sign_product(std::size_t k, const RowMatrix& xs, RowMatrix& p) const {
     if constexpr (std::is_same_v<Scalar, float>) {
-      kernels_.sign_gemm(xs.data(), static_cast<std::size_t>(xs.cols()),
-                         static_cast<std::size_t>(xs.rows()), weights_.kernel_view(k), p.data(),
-                         static_cast<std::size_t>(p.cols()));
+      products_.sign_gemm(xs.data(), static_cast<std::size_t>(xs.cols()),
+                          static_cast<std::size_t>(xs.rows()), weights_.kernel_view(k), p.data(),
+                          static_cast<std::size_t>(p.cols()));
     } else {
       p.noalias() = xs * dense_signs(k).transpose();
     }
@@ -749,9 +751,9 @@ class BooleanLinear {
   // g (t x n) = zs (t x m) B_k.
   void sign_product_transposed(std::size_t k, const RowMatrix& zs, RowMatrix& g) const {
     if constexpr (std::is_same_v<Scalar, float>) {
-      kernels_.sign_gemm_transposed(zs.data(), static_cast<std::size_t>(zs.cols()),
-                                    static_cast<std::size_t>(zs.rows()), weights_.kernel_view(k),
-                                    g.data(), static_cast<std::size_t>(g.cols()));
+      products_.sign_gemm_transposed(zs.data(), static_cast<std::size_t>(zs.cols()),
+                                     static_cast<std::size_t>(zs.rows()), weights_.kernel_view(k),
+                                     g.data(), static_cast<std::size_t>(g.cols()));
     } else {
       g.noalias() = zs * dense_signs(k);
     }
@@ -794,7 +796,7 @@ class BooleanLinear {
 
   Weights weights_;
   BooleanLinearOptions options_;
-  KernelSet kernels_;
+  ProductSet products_;
   Vector bias_;
   bool has_bias_ = false;
   std::vector<bool> trainable_;

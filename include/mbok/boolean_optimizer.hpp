@@ -51,13 +51,13 @@
 #include "bit_matrix.hpp"
 #include "config.hpp"
 #include "error.hpp"
-#include "kernels.hpp"
 #include "parameter.hpp"
+#include "products.hpp"
 #include "state_dict.hpp"
 
 #include "detail/base/checked.hpp"
 #include "detail/base/float16.hpp"
-#include "detail/kernels/training.hpp"
+#include "detail/products/training.hpp"
 
 namespace mbok {
 
@@ -192,15 +192,16 @@ struct BooleanStepStats {
 ///
 /// Each parameter steps on one ISA's products (every ISA flips the same bits): the ISA of the
 /// layer it comes from (`BooleanParameter::isa`, set by `BooleanLinear::boolean_parameters`),
-/// else the optimizer's `KernelSet`, chosen at construction (the active ISA's by default).
+/// else the optimizer's `ProductSet`, chosen at construction (the active ISA's by default).
 class BooleanOptimizer final : public Optimizer {
  public:
   /// Throws `InvalidArgument` for a bad option, a duplicate name, a null or empty kernel, a
   /// null signal, a signal stride shorter than a row, or a parameter's ISA that is not
   /// available here.
   explicit BooleanOptimizer(std::vector<BooleanParameter> params = {},
-                            BooleanOptimizerOptions options = {}, KernelSet kernels = KernelSet())
-      : options_(options), kernels_(kernels) {
+                            BooleanOptimizerOptions options = {},
+                            ProductSet products = ProductSet())
+      : options_(options), products_(products) {
     check_options(options_);
     add_parameters(std::move(params));
   }
@@ -209,9 +210,9 @@ class BooleanOptimizer final : public Optimizer {
   void add_parameters(std::vector<BooleanParameter> params) {
     std::set<std::string> names;
     for (const auto& s : slots_) names.insert(s.param.name);
-    std::vector<KernelSet> sets;
+    std::vector<ProductSet> sets;
     for (const auto& p : params) {
-      sets.push_back(p.isa ? KernelSet(*p.isa) : kernels_);
+      sets.push_back(p.isa ? ProductSet(*p.isa) : products_);
       detail::require(p.bits != nullptr && !p.bits->empty(), "BooleanOptimizer: parameter '",
                       p.name, "' has no bits");
       detail::require(p.signal != nullptr, "BooleanOptimizer: parameter '", p.name,
@@ -267,12 +268,14 @@ class BooleanOptimizer final : public Optimizer {
   std::int64_t step_count() const noexcept { return step_; }
   std::size_t num_parameters() const noexcept { return slots_.size(); }
   /// The products of parameters registered without an ISA of their own.
-  const KernelSet& kernel_set() const noexcept { return kernels_; }
+  const ProductSet& product_set() const noexcept { return products_; }
+  /// Former name of `product_set()`.
+  const ProductSet& kernel_set() const noexcept { return product_set(); }
   /// The ISA parameter `index` steps on. Throws `InvalidArgument` for a bad index.
   Isa isa(std::size_t index) const {
     detail::require(index < slots_.size(), "BooleanOptimizer: parameter ", index,
                     " does not exist (", slots_.size(), " registered)");
-    return slots_[index].kernels.isa();
+    return slots_[index].products.isa();
   }
   /// Flip statistics of the last step (empty before the first).
   const BooleanStepStats& last_stats() const noexcept { return stats_; }
@@ -387,7 +390,7 @@ class BooleanOptimizer final : public Optimizer {
       // The largest |q| and the finiteness check in one pass: the bits of |q| order like the
       // values, and a NaN or an infinity has a pattern >= 0x7F800000.
       const std::uint32_t peak_bits =
-          s.kernels.table().max_abs_bits(s.param.signal, s.param.signal_ld, s.rows, s.cols);
+          s.products.table().max_abs_bits(s.param.signal, s.param.signal_ld, s.rows, s.cols);
       detail::require(peak_bits < 0x7F800000u, "BooleanOptimizer: signal of '", s.param.name,
                       "' is not finite");
       if (options_.signal_scaling == SignalScaling::rms) {
@@ -514,8 +517,8 @@ class BooleanOptimizer final : public Optimizer {
 
  private:
   struct Slot {
-    explicit Slot(KernelSet k) : kernels(k) {}
-    KernelSet kernels;  // the products this tensor steps on
+    explicit Slot(ProductSet k) : products(k) {}
+    ProductSet products;  // the products this tensor steps on
     BooleanParameter param;
     std::size_t rows = 0, cols = 0;
     // rows * cols accumulators, row-major, in the vector of the optimizer's type only.
@@ -565,7 +568,7 @@ class BooleanOptimizer final : public Optimizer {
     return 0.0f;
   }
 
-  // One tensor's step on its products (detail/kernels/training.hpp); the flip rule is
+  // One tensor's step on its products (detail/products/training.hpp); the flip rule is
   // written once per ISA, bit for bit the scalar one (kernels/scalar/training.hpp).
   std::size_t step_slot(Slot& s, std::size_t idx, float eta) {
     MutableBitMatrixView bits = s.param.bits->mutable_view();
@@ -603,7 +606,7 @@ class BooleanOptimizer final : public Optimizer {
         args.bits = back(args.bits, args.stride * sizeof(std::uint64_t));
         args.q = back(args.q, args.ld * sizeof(float));
         args.acc = back(static_cast<std::int8_t*>(args.acc), args.cols);
-        const auto rows_step = s.kernels.table().boolean_step_rows[static_cast<int>(codec)];
+        const auto rows_step = s.products.table().boolean_step_rows[static_cast<int>(codec)];
         std::atomic<std::size_t> total{0};
         parallel_for(f, f + s.rows, std::max<std::size_t>(1, (std::size_t{1} << 15) / s.cols),
                      [&](std::size_t r0, std::size_t r1) {
@@ -612,7 +615,7 @@ class BooleanOptimizer final : public Optimizer {
         return total.load();
       }
     }
-    return detail::boolean_step(s.kernels.table(), codec, args, s.rows);
+    return detail::boolean_step(s.products.table(), codec, args, s.rows);
   }
 
   // A NaN accumulator never compares >= threshold (its weight would never flip again) and an
@@ -690,7 +693,7 @@ class BooleanOptimizer final : public Optimizer {
   }
 
   BooleanOptimizerOptions options_;
-  KernelSet kernels_;
+  ProductSet products_;
   std::vector<Slot> slots_;
   std::int64_t step_ = 0;
   BooleanStepStats stats_;

@@ -7,7 +7,7 @@
 ///   value must be the same in every translation unit of a program (the checked functions
 ///   are inline). Checked today: row indices of bit-matrix views and int8 activations, the
 ///   stride of trusted bit-matrix views, and tensor sizes when state is copied out.
-/// - `MBOK_DISABLE_SIMD`: define to compile only the scalar kernels.
+/// - `MBOK_DISABLE_SIMD`: define to compile only the scalar products.
 
 #include <stdexcept>
 #include <string>

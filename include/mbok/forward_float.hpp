@@ -12,7 +12,7 @@
 /// float product whose panels of W = sum_k s_out_k (.) B_k (.) s_in_k are rebuilt from the
 /// bits and scales as they are used (`weight_panels`; no W is kept). Rebuilding costs about
 /// K m n operations per call against K t m n for the sign products, so `automatic` takes the
-/// panels from K t >= `KernelSet::weight_product_min_work()` on (measured per ISA; never where
+/// panels from K t >= `ProductSet::weight_product_min_work()` on (measured per ISA; never where
 /// the ISA has no register-tiled float product). The two sum in different orders: equal within
 /// float rounding.
 ///
@@ -26,11 +26,11 @@
 /// and kernel, a table of the 16 signed sums of each group of 4 scaled activations (16 bytes
 /// per feature, built in the call), then one lookup per 4 weights (a VPERMPS for 16 rows at
 /// once on AVX-512). It needs only the scales and the repacked weights, not the bits, and is
-/// the fastest for few tokens: `automatic` takes it for t <= KernelSet::lut_f32_max_tokens()
+/// the fastest for few tokens: `automatic` takes it for t <= ProductSet::lut_f32_max_tokens()
 /// of the prepared weights' set (measured per ISA), and the two algorithms above otherwise.
 /// Its error: |y_ij - exact_ij| <= gamma(ceil(n / 4) + K + 3) sum_k |s_out_k,j| sum_l |x_il
 /// s_in_k,l| (gamma(k) = k u / (1 - k u), u = 2^-24; plus one subnormal per rounding where
-/// products underflow), detail/kernels/lut_f32_format.hpp.
+/// products underflow), detail/products/lut_f32_format.hpp.
 ///
 /// X and Y must not overlap. Results equal the exact sum up to float rounding of a sum of n
 /// terms per kernel (the order of summation differs between ISAs).
@@ -51,18 +51,18 @@
 #include "config.hpp"
 #include "error.hpp"
 #include "forward_int8.hpp"
-#include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
 #include "parallel.hpp"
+#include "products.hpp"
 
-#include "detail/kernels/dispatch.hpp"
-#include "detail/kernels/training.hpp"
+#include "detail/products/dispatch.hpp"
+#include "detail/products/training.hpp"
 
 namespace mbok {
 
 /// The algorithm of the fused float forward (see the file comment).
 enum class FloatAlgorithm {
-  automatic,      ///< weight_panels from K t >= KernelSet::weight_product_min_work(), else
+  automatic,      ///< weight_panels from K t >= ProductSet::weight_product_min_work(), else
                   ///< sign_products
   sign_products,  ///< K sign products, one per kernel
   weight_panels,  ///< one float product over W rebuilt panel by panel
@@ -130,7 +130,7 @@ inline void scale_tokens(const float* x, std::size_t ldx, std::size_t tb, const 
 // Output features [j0, j1) for tokens [0, t): Y is cleared, then each kernel adds
 // s_out_k (.) ((X (.) s_in_k) B_k^T) through the table's accumulate entry, on a scaled copy
 // of up to kForwardTokenBlock tokens at a time (this thread's scratch).
-inline void forward_rows(const KernelSet& kernels, const MultiKernelWeights<float>& w,
+inline void forward_rows(const ProductSet& products, const MultiKernelWeights<float>& w,
                          const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
                          std::size_t j0, std::size_t j1) {
   if (t == 0 || j0 >= j1) return;
@@ -143,8 +143,8 @@ inline void forward_rows(const KernelSet& kernels, const MultiKernelWeights<floa
     const std::size_t tb = std::min(kForwardTokenBlock, t - i0);
     for (std::size_t k = 0; k < w.num_kernels(); ++k) {
       scale_tokens(x + i0 * ldx, ldx, tb, w.s_in(k).data(), n, xs, ld_xs);
-      kernels.sign_gemm_acc_range(xs, ld_xs, tb, w.kernel_view(k), w.s_out(k).data(), y + i0 * ldy,
-                                  ldy, j0, j1);
+      products.sign_gemm_acc_range(xs, ld_xs, tb, w.kernel_view(k), w.s_out(k).data(), y + i0 * ldy,
+                                   ldy, j0, j1);
     }
   }
 }
@@ -156,11 +156,11 @@ inline void forward_rows(const KernelSet& kernels, const MultiKernelWeights<floa
 inline void multi_kernel_forward_range(const MultiKernelWeights<float>& w, const float* x,
                                        std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
                                        std::size_t j0, std::size_t j1,
-                                       const KernelSet& kernels = KernelSet()) {
+                                       const ProductSet& products = ProductSet()) {
   detail::check_forward(w, x, ldx, t, y, ldy);
   detail::require(j0 <= j1 && j1 <= w.out_features(), "multi_kernel_forward_range: range [", j0,
                   ", ", j1, ") out of [0, ", w.out_features(), ")");
-  detail::forward_rows(kernels, w, x, ldx, t, y, ldy, j0, j1);
+  detail::forward_rows(products, w, x, ldx, t, y, ldy, j0, j1);
 }
 
 /// The fused forward Y (t x m, stride `ldy`) = sum_k ((X (.) s_in_k^T) B_k^T) (.) s_out_k^T
@@ -168,7 +168,7 @@ inline void multi_kernel_forward_range(const MultiKernelWeights<float>& w, const
 /// `parallel_for`.
 inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float* x,
                                  std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
-                                 const KernelSet& kernels = KernelSet(),
+                                 const ProductSet& products = ProductSet(),
                                  FloatAlgorithm algorithm = FloatAlgorithm::automatic) {
   detail::check_forward(w, x, ldx, t, y, ldy);
   detail::require(algorithm != FloatAlgorithm::lut,
@@ -176,8 +176,8 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float
   if (t == 0) return;
   if (algorithm == FloatAlgorithm::weight_panels ||
       (algorithm == FloatAlgorithm::automatic &&
-       detail::uses_weight_products(kernels.table(), w, t))) {
-    detail::weight_forward_f32(kernels.table(), w, x, ldx, t, y, ldy);
+       detail::uses_weight_products(products.table(), w, t))) {
+    detail::weight_forward_f32(products.table(), w, x, ldx, t, y, ldy);
     return;
   }
   const std::size_t m = w.out_features();
@@ -188,7 +188,7 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float
   parallel_for(
       0, m, grain,
       [&](std::size_t j0, std::size_t j1) {
-        detail::forward_rows(kernels, w, x, ldx, t, y, ldy, j0, j1);
+        detail::forward_rows(products, w, x, ldx, t, y, ldy, j0, j1);
       },
       16);
 }
@@ -208,7 +208,7 @@ inline ScratchFloats& lut_f32_scratch() {
 // keeps only the repacked weights calls. Checks nothing (the public overloads do). Tables of
 // all kernels for a block of tokens (within kLutTableBlockBytes, at least one token) are
 // built into this thread's scratch, then each kernel passes over the rows once per block.
-inline void lut_forward_f32_range(const KernelTable& table, std::size_t kernels,
+inline void lut_forward_f32_range(const ProductTable& table, std::size_t kernels,
                                   const float* const* s_out, const float* const* s_in,
                                   const LutWeightsView* w, const float* x, std::size_t ldx,
                                   std::size_t t, float* y, std::size_t ldy, std::size_t j0,
@@ -241,7 +241,7 @@ inline constexpr std::size_t kLutF32MinWordsPerWokenThread = std::size_t{1} << 1
 // lut_forward_f32_range over all m output features on the default `parallel_for` (rows split
 // on multiples of 16; every chunk builds its own tables, a few microseconds, rather than
 // reading another core's).
-inline void lut_forward_f32(const KernelTable& table, std::size_t kernels,
+inline void lut_forward_f32(const ProductTable& table, std::size_t kernels,
                             const float* const* s_out, const float* const* s_in,
                             const LutWeightsView* w, std::size_t m, const float* x, std::size_t ldx,
                             std::size_t t, float* y, std::size_t ldy) {
@@ -281,14 +281,14 @@ inline void check_prepared_f32(const MultiKernelWeights<float>& w, const Int8Pre
 inline bool float_uses_lut(const Int8PreparedWeights& pw, std::size_t t,
                            FloatAlgorithm algorithm) noexcept {
   return algorithm == FloatAlgorithm::lut ||
-         (algorithm == FloatAlgorithm::automatic && t <= pw.kernels().lut_f32_max_tokens());
+         (algorithm == FloatAlgorithm::automatic && t <= pw.products().lut_f32_max_tokens());
 }
 
 }  // namespace detail
 
 /// Output features [j0, j1) of the fused forward with the kernels also repacked in `pw`
-/// (built from these weights), on the calling thread, on pw.kernels(): the table lookup
-/// (`FloatAlgorithm::lut`, or `automatic` with t <= pw.kernels().lut_f32_max_tokens()) or
+/// (built from these weights), on the calling thread, on pw.products(): the table lookup
+/// (`FloatAlgorithm::lut`, or `automatic` with t <= pw.products().lut_f32_max_tokens()) or
 /// the sign products otherwise (`weight_panels` runs the sign products here, as the overload
 /// without `pw`). Y columns outside [j0, j1) are not touched; ranges on multiples of 16 waste
 /// nothing. Uses this thread's scratch for the tables (16 bytes per feature, token and kernel,
@@ -304,17 +304,17 @@ inline void multi_kernel_forward_range(const MultiKernelWeights<float>& w,
   detail::require(j0 <= j1 && j1 <= w.out_features(), "multi_kernel_forward_range: range [", j0,
                   ", ", j1, ") out of [0, ", w.out_features(), ")");
   if (!detail::float_uses_lut(pw, t, algorithm)) {
-    detail::forward_rows(pw.kernels(), w, x, ldx, t, y, ldy, j0, j1);
+    detail::forward_rows(pw.products(), w, x, ldx, t, y, ldy, j0, j1);
     return;
   }
   const detail::LutF32Operands ops(w, pw);
-  detail::lut_forward_f32_range(pw.kernels().table(), w.num_kernels(), ops.s_out.data(),
+  detail::lut_forward_f32_range(pw.products().table(), w.num_kernels(), ops.s_out.data(),
                                 ops.s_in.data(), ops.w.data(), x, ldx, t, y, ldy, j0, j1);
 }
 
 /// The fused forward (Y overwritten) with the kernels also repacked in `pw` (built from these
-/// weights), on pw.kernels() and the default `parallel_for`: the table lookup for
-/// `FloatAlgorithm::lut`, or `automatic` with t <= pw.kernels().lut_f32_max_tokens(); the
+/// weights), on pw.products() and the default `parallel_for`: the table lookup for
+/// `FloatAlgorithm::lut`, or `automatic` with t <= pw.products().lut_f32_max_tokens(); the
 /// overload without `pw` otherwise (with `algorithm`). Error bound of the table lookup in the
 /// file comment. Throws `InvalidArgument` as the overload without `pw`, and when `pw` does
 /// not match `w` (K, m, n).
@@ -325,12 +325,12 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const Int8P
   detail::check_forward(w, x, ldx, t, y, ldy);
   detail::check_prepared_f32(w, pw);
   if (!detail::float_uses_lut(pw, t, algorithm)) {
-    multi_kernel_forward(w, x, ldx, t, y, ldy, pw.kernels(), algorithm);
+    multi_kernel_forward(w, x, ldx, t, y, ldy, pw.products(), algorithm);
     return;
   }
   if (t == 0) return;
   const detail::LutF32Operands ops(w, pw);
-  detail::lut_forward_f32(pw.kernels().table(), w.num_kernels(), ops.s_out.data(), ops.s_in.data(),
+  detail::lut_forward_f32(pw.products().table(), w.num_kernels(), ops.s_out.data(), ops.s_in.data(),
                           ops.w.data(), w.out_features(), x, ldx, t, y, ldy);
 }
 
@@ -342,7 +342,7 @@ using RowMajorMatrixXf = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Ei
 inline void multi_kernel_forward(const MultiKernelWeights<float>& w,
                                  const Eigen::Ref<const RowMajorMatrixXf>& x,
                                  Eigen::Ref<RowMajorMatrixXf> y,
-                                 const KernelSet& kernels = KernelSet(),
+                                 const ProductSet& products = ProductSet(),
                                  FloatAlgorithm algorithm = FloatAlgorithm::automatic) {
   detail::require(static_cast<std::size_t>(x.cols()) == w.in_features(),
                   "multi_kernel_forward: X has ", x.cols(), " columns, expected ", w.in_features());
@@ -352,7 +352,7 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w,
   if (x.rows() == 0) return;
   multi_kernel_forward(w, x.data(), static_cast<std::size_t>(x.outerStride()),
                        static_cast<std::size_t>(x.rows()), y.data(),
-                       static_cast<std::size_t>(y.outerStride()), kernels, algorithm);
+                       static_cast<std::size_t>(y.outerStride()), products, algorithm);
 }
 
 }  // namespace mbok

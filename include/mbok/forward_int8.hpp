@@ -5,15 +5,15 @@
 ///     y(i, :) = sum_k s_out_k (.) (B_k (x(i, :) (.) s_in_k))        i < t, over all K kernels
 ///
 /// Each kernel's input x (.) s_in_k is quantized per token to int8 (activations.hpp), the
-/// +-1 product runs in exact int32 on the active ISA (`KernelSet::sign_gemm_i8`), and the
+/// +-1 product runs in exact int32 on the active ISA (`ProductSet::sign_gemm_i8`), and the
 /// result is scaled by the token's quantization scale and s_out_k and summed over kernels
 /// while the int32 block is still in cache. t = 1 is the decode GEMV, t > 1 the prefill GEMM.
 ///
-/// Two algorithms compute the same exact int32 products (kernels.hpp): the masked product
-/// (`KernelSet::sign_gemm_i8`, no preparation) and the table-lookup product (weights repacked
+/// Two algorithms compute the same exact int32 products (products.hpp): the masked product
+/// (`ProductSet::sign_gemm_i8`, no preparation) and the table-lookup product (weights repacked
 /// once into an `Int8PreparedWeights`, per-token tables built by `prepare_int8_forward`). The
 /// overloads taking `Int8PreparedWeights` pick per ISA and token count (`Int8Algorithm`:
-/// automatic = LUT for t <= KernelSet::lut_max_tokens(), the masked product above), or run the
+/// automatic = LUT for t <= ProductSet::lut_max_tokens(), the masked product above), or run the
 /// one asked for; the overloads without it run the masked product.
 ///
 /// Ways to call it:
@@ -40,21 +40,21 @@
 #include "activations.hpp"
 #include "bit_matrix.hpp"
 #include "error.hpp"
-#include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
 #include "parallel.hpp"
+#include "products.hpp"
 
 namespace mbok {
 
 /// Which int8 product the fused forward runs.
 enum class Int8Algorithm {
   automatic,  ///< the faster one for this ISA and token count
-  masked,     ///< KernelSet::sign_gemm_i8
-  lut,        ///< KernelSet::sign_gemm_i8_lut (table lookup)
+  masked,     ///< ProductSet::sign_gemm_i8
+  lut,        ///< ProductSet::sign_gemm_i8_lut (table lookup)
 };
 
 /// The K kernels of a `MultiKernelWeights` repacked for the table-lookup product of one
-/// `KernelSet` (its ISA's layout), built once per weight matrix (about the size of the bits).
+/// `ProductSet` (its ISA's layout), built once per weight matrix (about the size of the bits).
 /// Pass it with the same weights to the forward overloads below; the scales stay in the
 /// weights. Move-only.
 class Int8PreparedWeights {
@@ -63,16 +63,16 @@ class Int8PreparedWeights {
   /// Repacks every kernel of `w` for `kernels`. Throws `InvalidArgument` for n >
   /// kMaxInt8Features.
   explicit Int8PreparedWeights(const MultiKernelWeights<float>& w,
-                               const KernelSet& kernels = KernelSet())
-      : kernels_(kernels), rows_(w.out_features()), cols_(w.in_features()) {
+                               const ProductSet& products = ProductSet())
+      : products_(products), rows_(w.out_features()), cols_(w.in_features()) {
     lut_.reserve(w.num_kernels());
     for (std::size_t k = 0; k < w.num_kernels(); ++k)
-      lut_.push_back(kernels.prepare_lut(w.kernel_view(k)));
+      lut_.push_back(products.prepare_lut(w.kernel_view(k)));
   }
-  /// Kernels already repacked (`KernelSet::prepare_lut` / `adopt_lut` of `kernels`), all of
+  /// Kernels already repacked (`ProductSet::prepare_lut` / `adopt_lut` of `kernels`), all of
   /// one shape. Throws `InvalidArgument` for none, mixed shapes, or another ISA's packing.
-  Int8PreparedWeights(std::vector<Int8LutWeights> packed, const KernelSet& kernels)
-      : kernels_(kernels), lut_(std::move(packed)) {
+  Int8PreparedWeights(std::vector<Int8LutWeights> packed, const ProductSet& products)
+      : products_(products), lut_(std::move(packed)) {
     detail::require(!lut_.empty(), "Int8PreparedWeights: no kernels");
     rows_ = lut_[0].rows();
     cols_ = lut_[0].cols();
@@ -80,13 +80,13 @@ class Int8PreparedWeights {
       detail::require(lut_[k].rows() == rows_ && lut_[k].cols() == cols_,
                       "Int8PreparedWeights: kernel ", k, " is ", lut_[k].rows(), " x ",
                       lut_[k].cols(), ", kernel 0 ", rows_, " x ", cols_);
-      detail::require(lut_[k].isa() == kernels.isa() && lut_[k].layout() == kernels.lut_layout(),
+      detail::require(lut_[k].isa() == products.isa() && lut_[k].layout() == products.lut_layout(),
                       "Int8PreparedWeights: kernel ", k, " was packed for ",
-                      isa_name(lut_[k].isa()), ", not ", isa_name(kernels.isa()));
+                      isa_name(lut_[k].isa()), ", not ", isa_name(products.isa()));
     }
   }
   /// The kernels it was packed for; the forward runs on these.
-  const KernelSet& kernels() const noexcept { return kernels_; }
+  const ProductSet& products() const noexcept { return products_; }
   std::size_t num_kernels() const noexcept { return lut_.size(); }
   std::size_t out_features() const noexcept { return rows_; }
   std::size_t in_features() const noexcept { return cols_; }
@@ -97,7 +97,7 @@ class Int8PreparedWeights {
   }
 
  private:
-  KernelSet kernels_;
+  ProductSet products_;
   std::vector<Int8LutWeights> lut_;
   std::size_t rows_ = 0, cols_ = 0;
 };
@@ -259,18 +259,18 @@ struct Int8Forward {
   }
   // Quantizes, then builds each kernel's tables for the LUT product of `kernels`.
   template <class W>
-  static void quantize_with_tables(const W& w, const KernelSet& kernels, const float* x,
+  static void quantize_with_tables(const W& w, const ProductSet& products, const float* x,
                                    std::size_t ldx, std::size_t t, Int8ForwardWorkspace& ws) {
     quantize(w, x, ldx, t, ws);
     if (ws.tables_.size() < ws.kernels_) ws.tables_.resize(ws.kernels_);
     for (std::size_t k = 0; k < ws.kernels_; ++k)
-      kernels.build_lut_tables(ws.inputs_[k], ws.tables_[k]);
+      products.build_lut_tables(ws.inputs_[k], ws.tables_[k]);
     ws.lut_ = true;
   }
 
   // Rows [j0, j1) by the masked product of the bits.
   template <class W>
-  static void masked_rows(const W& w, const KernelSet& kernels, const Int8ForwardWorkspace& ws,
+  static void masked_rows(const W& w, const ProductSet& products, const Int8ForwardWorkspace& ws,
                           float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
     const std::size_t t = ws.tokens_;
     if (t == 0 || j0 == j1) return;
@@ -281,7 +281,7 @@ struct Int8Forward {
       for (std::size_t k = 0; k < ws.kernels_; ++k) {
         const QuantizedActivations& q = ws.inputs_[k];
         const BitMatrixView bk = w.kernel_view(k).middle_rows(jb, nr);
-        kernels.table().sign_gemm_i8(q.data(), q.ld(), t, bk, block.data(), nr, 0, nr);
+        products.table().sign_gemm_i8(q.data(), q.ld(), t, bk, block.data(), nr, 0, nr);
         int8_scale_block(block.data(), t, nr, q, 0, w.s_out(k).data() + jb, y + jb, ldy, k == 0);
       }
     }
@@ -293,7 +293,7 @@ struct Int8Forward {
                        float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
     const std::size_t t = ws.tokens_;
     if (t == 0 || j0 == j1) return;
-    const KernelTable& table = pw.kernels().table();
+    const ProductTable& table = pw.products().table();
     // Tokens in blocks whose tables stay in L2 while the rows pass over them (many tokens'
     // tables together exceed it), rows in blocks whose int32 results stay in L1/L2.
     const std::size_t tokens = std::clamp<std::size_t>(
@@ -335,7 +335,7 @@ struct Int8Forward {
                    float* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
     if constexpr (HasBits<W>::value) {
       if (!ws.lut_) {
-        masked_rows(w, pw.kernels(), ws, y, ldy, j0, j1);
+        masked_rows(w, pw.products(), ws, y, ldy, j0, j1);
         return;
       }
     }
@@ -360,7 +360,7 @@ struct Int8Forward {
                   std::size_t t, float* y, std::size_t ldy, Int8ForwardWorkspace& ws, bool lut) {
     auto prepare = [&](Int8ForwardWorkspace& into) {
       if (lut)
-        quantize_with_tables(w, pw.kernels(), x, ldx, t, into);
+        quantize_with_tables(w, pw.products(), x, ldx, t, into);
       else
         quantize(w, x, ldx, t, into);
     };
@@ -388,7 +388,7 @@ struct Int8Forward {
 inline bool int8_uses_lut(const Int8PreparedWeights& pw, std::size_t t,
                           Int8Algorithm algorithm) noexcept {
   return algorithm == Int8Algorithm::lut ||
-         (algorithm == Int8Algorithm::automatic && t <= pw.kernels().lut_max_tokens());
+         (algorithm == Int8Algorithm::automatic && t <= pw.products().lut_max_tokens());
 }
 
 }  // namespace detail
@@ -403,7 +403,7 @@ inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const float
 }
 
 /// Quantizes x like the overload above and, when the table-lookup product is chosen
-/// (`algorithm`; automatic: t <= pw.kernels().lut_max_tokens()), builds each kernel's tables
+/// (`algorithm`; automatic: t <= pw.products().lut_max_tokens()), builds each kernel's tables
 /// (8 bytes per feature, token and kernel, kept in `ws`). Throws `InvalidArgument` as the
 /// overload above, and when `pw` was not prepared from weights of this shape and K.
 inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8PreparedWeights& pw,
@@ -413,7 +413,7 @@ inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8P
   detail::Int8Forward::check_prepared(w, pw);
   detail::Int8Forward::check_input(w, x, ldx, t);
   if (detail::int8_uses_lut(pw, t, algorithm))
-    detail::Int8Forward::quantize_with_tables(w, pw.kernels(), x, ldx, t, ws);
+    detail::Int8Forward::quantize_with_tables(w, pw.products(), x, ldx, t, ws);
   else
     detail::Int8Forward::quantize(w, x, ldx, t, ws);
 }
@@ -425,17 +425,17 @@ inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8P
 inline void multi_kernel_forward_int8_range(const MultiKernelWeights<float>& w,
                                             const Int8ForwardWorkspace& ws, float* y,
                                             std::size_t ldy, std::size_t j0, std::size_t j1,
-                                            const KernelSet& kernels = KernelSet()) {
+                                            const ProductSet& products = ProductSet()) {
   detail::Int8Forward::check_workspace(w, ws);
   detail::Int8Forward::check_output(w.out_features(), ws.tokens(), y, ldy, j0, j1);
-  detail::Int8Forward::masked_rows(w, kernels, ws, y, ldy, j0, j1);
+  detail::Int8Forward::masked_rows(w, products, ws, y, ldy, j0, j1);
 }
 
 /// All output features of a prepared workspace, on the default `parallel_for` (rows of y
 /// split across threads).
 inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
                                       const Int8ForwardWorkspace& ws, float* y, std::size_t ldy,
-                                      const KernelSet& kernels = KernelSet()) {
+                                      const ProductSet& products = ProductSet()) {
   detail::Int8Forward::check_workspace(w, ws);
   detail::Int8Forward::check_output(w.out_features(), ws.tokens(), y, ldy, 0, w.out_features());
   const std::size_t m = w.out_features();
@@ -445,7 +445,7 @@ inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
   parallel_for(
       0, m, grain,
       [&](std::size_t j0, std::size_t j1) {
-        detail::Int8Forward::masked_rows(w, kernels, ws, y, ldy, j0, j1);
+        detail::Int8Forward::masked_rows(w, products, ws, y, ldy, j0, j1);
       },
       16);
 }
@@ -456,13 +456,13 @@ inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w,
 /// and `multi_kernel_forward_int8_range` do.
 inline void multi_kernel_forward_int8(const MultiKernelWeights<float>& w, const float* x,
                                       std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
-                                      const KernelSet& kernels = KernelSet()) {
+                                      const ProductSet& products = ProductSet()) {
   Int8ForwardWorkspace ws;
   prepare_int8_forward(w, x, ldx, t, ws);
-  multi_kernel_forward_int8(w, ws, y, ldy, kernels);
+  multi_kernel_forward_int8(w, ws, y, ldy, products);
 }
 
-/// Output features [j0, j1) with the algorithm `ws` was prepared for, on pw.kernels(), on the
+/// Output features [j0, j1) with the algorithm `ws` was prepared for, on pw.products(), on the
 /// calling thread (`ws` and `pw` are read-only here). The LUT product works on tiles of 16
 /// rows: a range boundary inside a tile computes that whole tile (only [j0, j1) is written),
 /// so host thread pools should split on multiples of 16. Throws `InvalidArgument` as the

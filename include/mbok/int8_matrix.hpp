@@ -4,7 +4,7 @@
 /// W(j, l) ~= scale(j) q(j, l), q in [-127, 127] (symmetric, round to nearest). One byte per
 /// weight: the compact form of a dense layer that stays dense in a Boolean model, such as the
 /// output head, whose float copy would otherwise be the largest read of a decode step.
-/// `KernelSet::dense_i8_gemm` multiplies it with float activations.
+/// `ProductSet::dense_i8_gemm` multiplies it with float activations.
 
 #include <algorithm>
 #include <cmath>

@@ -13,15 +13,15 @@
 /// An unknown `MBOK_ISA` value makes `active_isa()` throw `InvalidArgument` naming it.
 ///
 /// Detection: a tier is supported when the CPU (and OS) has every extension its code region
-/// is compiled for (the `target(...)` list of `detail/kernels/<isa>/begin.hpp`), so no
+/// is compiled for (the `target(...)` list of `detail/products/<isa>/begin.hpp`), so no
 /// instruction the compiler may emit there can fault. The rule is a pure function of a
 /// `CpuFeatures` value (`cpu_supports(isa, features)`, `available_isas(features)`):
 /// - avx2: SSE3, SSSE3, SSE4.1, SSE4.2, POPCNT, LZCNT, BMI1, BMI2, AVX, AVX2, FMA;
 /// - avx512: all of avx2's, and F16C, AVX512F, AVX512DQ, AVX512BW, AVX512VL and
 ///   AVX512_VPOPCNTDQ. AVX512_VNNI is optional: the region is compiled with it, but its only
-///   VNNI instructions are in the int8 kernel's VNNI variant, which runs only when the flag
+///   VNNI instructions are in the int8 product's VNNI variant, which runs only when the flag
 ///   is set (the other variant needs AVX512BW alone); AVX512_VBMI likewise, for the int8
-///   LUT kernel's VBMI functions;
+///   LUT product's VBMI functions;
 /// - neon: Advanced SIMD (DOTPROD optional, likewise used only when its flag is set).
 ///
 /// A limit that lowers the tier is not an error (a script that asks for avx512 still runs
@@ -149,7 +149,7 @@ inline constexpr TierFeature kAvx512Features[] = {
 
 // Used by the avx512 tier but not required: every instruction of these extensions sits in a
 // code path that runs only when the CPU has the flag. VNNI is in the region's target list
-// (see the file comment); VBMI only in the target attributes of the int8 LUT kernel's VBMI
+// (see the file comment); VBMI only in the target attributes of the int8 LUT product's VBMI
 // functions.
 inline constexpr TierFeature kAvx512Guarded[] = {
     {&CpuFeatures::avx512vnni, "avx512vnni"},
@@ -326,7 +326,7 @@ inline std::string make_isa_report(const CpuFeatures& f, IsaLimitSource source,
   if (active != requested) {
     out += concat("; requested ", isa_name(requested), ", lowered to ", isa_name(active));
     if (!isa_compiled(requested))
-      out += concat(": this build has no ", isa_name(requested), " kernels");
+      out += concat(": this build has no ", isa_name(requested), " products");
     else
       out += concat(": CPU lacks ", missing_features(requested, f));
   }

@@ -2,7 +2,7 @@
 /// \file
 /// `PackedLinear`: the inference form of a Boolean layer, y = sum_k s_out_k (.) (B_k (x (.)
 /// s_in_k)) + b, that holds its K kernels once, repacked for the table-lookup products of one
-/// `KernelSet` (`Int8PreparedWeights`), with their scales and the bias.
+/// `ProductSet` (`Int8PreparedWeights`), with their scales and the bias.
 ///
 /// A `BooleanLinear` keeps the bits (what training flips) and, for `forward_int8`, a repacked
 /// copy of them: two copies of the weights. A decoder needs only the repacked one, and the
@@ -29,9 +29,9 @@
 #include "error.hpp"
 #include "forward_float.hpp"
 #include "forward_int8.hpp"
-#include "kernels.hpp"
 #include "multi_kernel_weights.hpp"
 #include "parallel.hpp"
+#include "products.hpp"
 
 namespace mbok {
 
@@ -47,15 +47,15 @@ class PackedLinear {
   /// `InvalidArgument` for K = 0, n > kMaxInt8Features, a bias of another size, or a
   /// non-finite scale or bias.
   PackedLinear(const MultiKernelWeights<float>& w, Vector bias = Vector(),
-               const KernelSet& kernels = KernelSet())
-      : PackedLinear(Int8PreparedWeights(w, kernels), scales(w, true), scales(w, false),
+               const ProductSet& products = ProductSet())
+      : PackedLinear(Int8PreparedWeights(w, products), scales(w, true), scales(w, false),
                      std::move(bias)) {}
 
   /// The inference form of `layer`, on the layer's kernels (its bits are copied into the
   /// repacked form; drop the layer afterwards to keep one copy).
   explicit PackedLinear(const BooleanLinear<float>& layer)
       : PackedLinear(layer.weights(), layer.has_bias() ? layer.bias() : Vector(),
-                     layer.kernel_set()) {}
+                     layer.product_set()) {}
 
   /// From kernels already repacked (e.g. borrowed from a mapped file) and their scales:
   /// `s_out[k]` m entries, `s_in[k]` n entries, `bias` empty or m. Throws `InvalidArgument`
@@ -86,9 +86,11 @@ class PackedLinear {
   std::size_t out_features() const noexcept { return packed_.out_features(); }
   std::size_t in_features() const noexcept { return packed_.in_features(); }
   std::size_t num_kernels() const noexcept { return packed_.num_kernels(); }
-  /// The repacked kernels (and the `KernelSet` they run on).
+  /// The repacked kernels (and the `ProductSet` they run on).
   const Int8PreparedWeights& packed() const noexcept { return packed_; }
-  const KernelSet& kernel_set() const noexcept { return packed_.kernels(); }
+  const ProductSet& product_set() const noexcept { return packed_.products(); }
+  /// Former name of `product_set()`.
+  const ProductSet& kernel_set() const noexcept { return product_set(); }
   const Vector& s_out(std::size_t k) const { return s_out_.at(check(k)); }
   const Vector& s_in(std::size_t k) const { return s_in_.at(check(k)); }
   bool has_bias() const noexcept { return bias_.size() != 0; }
@@ -119,7 +121,7 @@ class PackedLinear {
 
   /// y = the layer on t tokens of x with float activations (as `BooleanLinear::forward`,
   /// within float rounding: the sums run in another order). Few tokens (t <=
-  /// kernel_set().lut_f32_max_tokens()) run the float table lookup over the packed kernels
+  /// product_set().lut_f32_max_tokens()) run the float table lookup over the packed kernels
   /// (error bound in forward_float.hpp); more unpack the bits of 64 rows at a time into a
   /// per-thread buffer and run the sign products on 64 tokens at a time, so nothing but the
   /// packed form stays in memory. Throws `InvalidArgument` for short strides or null pointers.
@@ -133,9 +135,9 @@ class PackedLinear {
     detail::require_addressable(t, ldx, n, sizeof(float), "PackedLinear forward: input");
     detail::require_addressable(t, ldy, m, sizeof(float), "PackedLinear forward: output");
     if (t == 0) return;
-    if (t <= kernel_set().lut_f32_max_tokens()) {
+    if (t <= product_set().lut_f32_max_tokens()) {
       const detail::LutF32Operands ops(*this, packed_);
-      detail::lut_forward_f32(kernel_set().table(), num_kernels(), ops.s_out.data(),
+      detail::lut_forward_f32(product_set().table(), num_kernels(), ops.s_out.data(),
                               ops.s_in.data(), ops.w.data(), m, x, ldx, t, y, ldy);
       add_bias(y, ldy, t);
       return;
@@ -144,7 +146,7 @@ class PackedLinear {
     // 2), read by every thread; each thread unpacks 64 rows at a time and multiplies them.
     const std::size_t ld_xs = padded_row_words(n) * 64, tokens = 64;
     std::vector<float> xs(num_kernels() * std::min(t, tokens) * ld_xs);
-    const detail::KernelTable& table = kernel_set().table();
+    const detail::ProductTable& table = product_set().table();
     for (std::size_t i0 = 0; i0 < t; i0 += tokens) {
       const std::size_t tb = std::min(tokens, t - i0);
       for (std::size_t k = 0; k < num_kernels(); ++k)
@@ -185,8 +187,8 @@ class PackedLinear {
   /// The trainable layer this form was packed from (bits, scales and bias equal), on the same
   /// kernels.
   BooleanLinear<float> unpack(BooleanLinearOptions options = {}) const {
-    if (has_bias()) return BooleanLinear<float>(unpack_weights(), bias_, options, kernel_set());
-    return BooleanLinear<float>(unpack_weights(), options, kernel_set());
+    if (has_bias()) return BooleanLinear<float>(unpack_weights(), bias_, options, product_set());
+    return BooleanLinear<float>(unpack_weights(), options, product_set());
   }
 
  private:

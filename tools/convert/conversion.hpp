@@ -63,14 +63,14 @@ struct ConvertOptions {
 };
 
 // The kernels whose packing has the layout `name` ("native": this CPU's).
-inline KernelSet packing_kernels(const std::string& name) {
-  if (name == "native") return KernelSet();
+inline ProductSet packing_kernels(const std::string& name) {
+  if (name == "native") return ProductSet();
   LutLayout layout{};
   detail::require(parse_lut_layout(name, layout),
                   "--packed must be native, interleave4 or lanes16, got '", name, "'");
-  if (layout == LutLayout::interleave4) return KernelSet(Isa::scalar);  // every ISA but AVX2's
+  if (layout == LutLayout::interleave4) return ProductSet(Isa::scalar);  // every ISA but AVX2's
   detail::require(isa_available(Isa::avx2), "--packed lanes16 needs an AVX2 CPU to pack on");
-  return KernelSet(Isa::avx2);
+  return ProductSet(Isa::avx2);
 }
 
 struct LayerResult {
@@ -169,8 +169,8 @@ inline ConvertResult relayout(const ConvertOptions& o, const MbokModel& model) {
   MbokWriter writer;
   std::vector<MultiKernelWeights<float>> bits;
   std::vector<PackedLinear> packed;
-  const std::optional<KernelSet> ks =
-      o.packed.empty() ? std::nullopt : std::optional<KernelSet>(packing_kernels(o.packed));
+  const std::optional<ProductSet> ks =
+      o.packed.empty() ? std::nullopt : std::optional<ProductSet>(packing_kernels(o.packed));
   for (const MbokLayerInfo& info : model.layers()) {
     detail::require(info.scale_dtype == DType::f32 || o.packed.empty(), "layer '", info.name,
                     "' has F64 scales; packed layers hold F32");
@@ -346,7 +346,7 @@ inline ConvertResult convert(const ConvertOptions& o, std::ostream& progress_out
     }
   std::vector<PackedLinear> packed;  // the writer holds layers by reference until written
   if (!o.packed.empty()) {
-    const KernelSet ks = packing_kernels(o.packed);
+    const ProductSet ks = packing_kernels(o.packed);
     for (const auto& w : layers) packed.emplace_back(w, Eigen::VectorXf(), ks);
   }
   for (std::size_t i = 0; i < selected.size(); ++i) {

@@ -55,8 +55,8 @@
 #include "../error.hpp"
 #include "../forward_int8.hpp"
 #include "../kernel_tensors.hpp"
-#include "../kernels.hpp"
 #include "../multi_kernel_weights.hpp"
+#include "../products.hpp"
 #include "safetensors.hpp"
 
 namespace mbok {
@@ -204,7 +204,7 @@ class MbokWriter {
                   scales.s_in(k).data(), n * sizeof(float));
     }
     layers_[name] = record(m, n, pw.num_kernels(), DType::f32, options,
-                           lut_layout_name(pw.kernels().lut_layout()));
+                           lut_layout_name(pw.products().lut_layout()));
     packed_ = true;
   }
   template <typename Scalar>
@@ -307,12 +307,12 @@ class MbokModel {
   /// map alive), another layout is repacked once, and a layer of bits is packed from them.
   /// Its F32 scales are in `load_scales`.
   Int8PreparedWeights load_packed(const std::string& name,
-                                  const KernelSet& kernels = KernelSet()) const {
+                                  const ProductSet& products = ProductSet()) const {
     // Bytes copied into the packed form leave the process (`release_pages`): the packed form
     // is then the one copy in memory even while the mapping lives on for other tensors.
     const MbokLayerInfo& info = layer(name);
     if (!info.packed) {
-      Int8PreparedWeights pw(load_weights<float>(name), kernels);
+      Int8PreparedWeights pw(load_weights<float>(name), products);
       for (std::size_t k = 0; k < info.num_kernels; ++k)
         release_pages(file_.at(mbok_kernel_name(name, k, version_)));
       return pw;
@@ -320,12 +320,12 @@ class MbokModel {
     std::vector<Int8LutWeights> packed;
     for (std::size_t k = 0; k < info.num_kernels; ++k) {
       const detail::LutWeightsView v = packed_view(info, k);
-      packed.push_back(kernels.adopt_lut(
+      packed.push_back(products.adopt_lut(
           v.data, v.layout, v.rows, v.cols, file_.owner(),
           "mbok file '" + file_.source() + "': tensor '" + mbok_packed_name(name, k) + "'"));
       if (!packed.back().is_borrowed()) release_pages(file_.at(mbok_packed_name(name, k)));
     }
-    return Int8PreparedWeights(std::move(packed), kernels);
+    return Int8PreparedWeights(std::move(packed), products);
   }
   /// Layer `name`'s scales as floats: s_out (`out` = true) or s_in of every kernel.
   std::vector<Eigen::VectorXf> load_scales(const std::string& name, bool out) const {

@@ -38,8 +38,8 @@ Eigen::Matrix<Scalar, Eigen::Dynamic, 1> mbok_bias(const MbokModel& model,
 /// otherwise its kernels are packed once (`MbokModel::load_packed`). Throws `FormatError` for
 /// an unknown layer or a bias that is not finite, `InvalidArgument` for n > kMaxInt8Features.
 inline PackedLinear load_packed_linear(const MbokModel& model, const std::string& name,
-                                       const KernelSet& kernels = KernelSet()) {
-  return PackedLinear(model.load_packed(name, kernels), model.load_scales(name, true),
+                                       const ProductSet& products = ProductSet()) {
+  return PackedLinear(model.load_packed(name, products), model.load_scales(name, true),
                       model.load_scales(name, false), detail::mbok_bias<float>(model, name));
 }
 
@@ -58,12 +58,12 @@ inline void add_packed_layer(MbokWriter& writer, const std::string& name, const 
 template <typename Scalar = float>
 BooleanLinear<Scalar> load_boolean_linear(const MbokModel& model, const std::string& name,
                                           BooleanLinearOptions options = {},
-                                          KernelSet kernels = KernelSet()) {
+                                          ProductSet products = ProductSet()) {
   MultiKernelWeights<Scalar> w = model.load_weights<Scalar>(name);
   if (model.layer(name).bias.empty())
-    return BooleanLinear<Scalar>(std::move(w), std::move(options), kernels);
+    return BooleanLinear<Scalar>(std::move(w), std::move(options), products);
   return BooleanLinear<Scalar>(std::move(w), detail::mbok_bias<Scalar>(model, name),
-                               std::move(options), kernels);
+                               std::move(options), products);
 }
 
 }  // namespace mbok

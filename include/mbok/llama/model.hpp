@@ -43,8 +43,8 @@
 #include "../io/mbok_format.hpp"
 #include "../io/mbok_linear.hpp"
 #include "../io/safetensors.hpp"
-#include "../kernels.hpp"
 #include "../parallel.hpp"
+#include "../products.hpp"
 #include "attention.hpp"
 #include "config.hpp"
 #include "embedding.hpp"
@@ -435,7 +435,7 @@ class LlamaModel {
     constexpr std::size_t kProductMaxTokens = 8, kPanelRows = 64;
     const Int8Matrix& w = *head_i8_;
     if (t <= kProductMaxTokens) {
-      kernels_.dense_i8_gemm(x, ldx, t, w, y, ldy);
+      products_.dense_i8_gemm(x, ldx, t, w, y, ldy);
       return;
     }
     using CMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
@@ -615,7 +615,7 @@ class LlamaModel {
   Eigen::VectorXf final_norm_;
   RowMatrix lm_head_;                          // empty when tied, or once quantized
   std::shared_ptr<const Int8Matrix> head_i8_;  // set by quantize_head
-  KernelSet kernels_;
+  ProductSet products_;
   Rope rope_;
 };
 

@@ -3,7 +3,7 @@
 // Bound: each of the n products q_l x_l and the running sums round once per step (an FMA
 // rounds once), and the scale once more: |y' - y| <= gamma(n + 1) s sum |q_l x_l|.
 #include <mbok/int8_matrix.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -60,7 +60,7 @@ TEST_CASE("Int8Matrix rejects bad input with a message naming it", "[int8_matrix
   CHECK_THROWS_WITH(Int8Matrix::quantize(nullptr, 3, 4, 4), test::contains("null weights"));
   const Int8Matrix m = Int8Matrix::quantize(std::vector<float>(12, 1.0f).data(), 3, 4, 4);
   std::vector<float> y(3);
-  CHECK_THROWS_WITH(KernelSet().dense_i8_gemm(y.data(), 3, 1, m, y.data(), 3),
+  CHECK_THROWS_WITH(ProductSet().dense_i8_gemm(y.data(), 3, 1, m, y.data(), 3),
                     test::contains("ldx 3 is below 4"));
   CHECK_THROWS_WITH(m.dequantize_rows(2, 4, y.data(), 4),
                     test::contains("rows [2, 4) out of range"));
@@ -68,7 +68,7 @@ TEST_CASE("Int8Matrix rejects bad input with a message naming it", "[int8_matrix
 
 TEST_CASE("dense_i8_gemm equals a double-precision sum on every ISA", "[int8_matrix][kernels]") {
   test::for_each_isa([](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     for (std::size_t n : {1, 7, 15, 16, 17, 31, 32, 33, 100, 257, 1000})
       for (std::size_t rows : {1, 3, 4, 5, 9})
         for (std::size_t t : {1, 2, 5}) {

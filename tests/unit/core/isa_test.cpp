@@ -1,6 +1,6 @@
 // ISA detection, the MBOK_ISA override and the scoped limit.
 #include <mbok/isa.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -142,7 +142,7 @@ std::vector<Isa> expected_available(std::initializer_list<Isa> supported) {
 // The extensions named in every target("...") list of a code region's begin.hpp.
 std::vector<std::string> region_targets(const std::string& isa) {
   const std::string path =
-      std::string(MBOK_SOURCE_DIR) + "/include/mbok/detail/kernels/" + isa + "/begin.hpp";
+      std::string(MBOK_SOURCE_DIR) + "/include/mbok/detail/products/" + isa + "/begin.hpp";
   std::ifstream in(path);
   INFO("reading " << path);
   REQUIRE(in.good());
@@ -278,11 +278,11 @@ TEST_CASE("isa_report names the limit, its source and why it was lowered", "[isa
     CHECK_THAT(lowered,
                test::contains("requested avx512, lowered to avx2: CPU lacks AVX512_VPOPCNTDQ"));
   } else {
-    CHECK_THAT(lowered, test::contains("lowered to scalar: this build has no avx512 kernels"));
+    CHECK_THAT(lowered, test::contains("lowered to scalar: this build has no avx512 products"));
   }
   const std::string other = detail::make_isa_report(all, IsaLimitSource::env, "neon");
   CHECK_THAT(other,
-             test::contains("requested neon, lowered to scalar: this build has no neon kernels"));
+             test::contains("requested neon, lowered to scalar: this build has no neon products"));
 #endif
 }
 
@@ -388,7 +388,7 @@ TEST_CASE("the tiers offered are those /proc/cpuinfo implies, and each one runs"
   }
   CHECK(available_isas() == expected);
   CHECK(detected_isa() == expected.front());
-  if (std::getenv("MBOK_ISA") == nullptr) CHECK(KernelSet().isa() == expected.front());
+  if (std::getenv("MBOK_ISA") == nullptr) CHECK(ProductSet().isa() == expected.front());
   for (Isa isa : kAllIsas) {
     INFO("tier " << isa_name(isa));
     const bool offered = std::find(expected.begin(), expected.end(), isa) != expected.end();
@@ -396,7 +396,7 @@ TEST_CASE("the tiers offered are those /proc/cpuinfo implies, and each one runs"
     if (offered) {
       ScopedIsaLimit limit(isa);
       CHECK(active_isa() == isa);
-      CHECK(KernelSet().isa() == isa);
+      CHECK(ProductSet().isa() == isa);
     } else {
       CHECK_THROWS_WITH(ScopedIsaLimit(isa), test::contains("not available"));
     }
@@ -415,18 +415,18 @@ TEST_CASE("scoped limits pick the requested tier and nest", "[isa]") {
   {
     ScopedIsaLimit outer(Isa::scalar);
     CHECK(active_isa() == Isa::scalar);
-    CHECK(KernelSet().isa() == Isa::scalar);
+    CHECK(ProductSet().isa() == Isa::scalar);
     for (Isa isa : available_isas()) {
       ScopedIsaLimit inner(isa);
       CHECK(active_isa() == isa);
-      CHECK(KernelSet().isa() == isa);
+      CHECK(ProductSet().isa() == isa);
     }
     CHECK(active_isa() == Isa::scalar);
   }
   for (Isa isa : kAllIsas)
     if (!isa_available(isa)) {
       CHECK_THROWS_WITH(ScopedIsaLimit(isa), test::contains("not available"));
-      CHECK_THROWS_AS(KernelSet(isa), InvalidArgument);
+      CHECK_THROWS_AS(ProductSet(isa), InvalidArgument);
     }
 }
 
@@ -462,7 +462,7 @@ TEST_CASE("MBOK_ISA limits the active ISA and never enables what the CPU lacks",
   } else {
     // Documented: an unknown value is an error naming it, never a silent fallback.
     CHECK_THROWS_WITH(active_isa(), test::contains("MBOK_ISA='" + value + "'"));
-    CHECK_THROWS_AS(KernelSet(), InvalidArgument);
+    CHECK_THROWS_AS(ProductSet(), InvalidArgument);
     // A scoped limit replaces the environment, so tests can still pick a path.
     ScopedIsaLimit limit(Isa::scalar);
     CHECK(active_isa() == Isa::scalar);

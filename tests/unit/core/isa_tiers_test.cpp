@@ -5,7 +5,7 @@
 // CPU runs natively, for the test summary.
 
 #include <mbok/activations.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cstdint>
 #include <cstdlib>
@@ -32,7 +32,7 @@ TEST_CASE("the requested ISA tier runs its products exactly, or the test is skip
               << isa_report() << ")" << std::endl;
     std::exit(77);
   }
-  const KernelSet k(tier);
+  const ProductSet k(tier);
   REQUIRE(k.isa() == tier);
   for (std::size_t n : {1, 64, 65, 513, 997}) {
     INFO("n = " << n);

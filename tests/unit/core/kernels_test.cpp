@@ -1,7 +1,7 @@
 // Every product on every ISA available here, against the naive references in tests/reference.
 // Integer results must match bit for bit. Float results are compared with the bound derived
 // in tests/float_bounds.hpp from how the kernels sum: gamma(3n - 2) sum_l |x_l| for n terms.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -48,7 +48,7 @@ struct AlignedBytes {
 
 TEST_CASE("xnor_gemm equals the naive reference bit for bit", "[kernels][xnor]") {
   test::for_each_isa([](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     for (std::size_t n : kCols)
       for (std::size_t t : kRowsSmall) {
@@ -65,7 +65,7 @@ TEST_CASE("xnor_gemm equals the naive reference bit for bit", "[kernels][xnor]")
 
 TEST_CASE("sign_gemm (float) matches the reference within the summation bound", "[kernels][f32]") {
   test::for_each_isa([](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     for (std::size_t n : kCols)
       for (std::size_t t : kRowsSmall) {
         const std::size_t m = t + 5;
@@ -85,7 +85,7 @@ TEST_CASE("sign_gemm (float) matches the reference within the summation bound", 
 
 TEST_CASE("sign_gemm_transposed (float) matches the reference", "[kernels][f32]") {
   test::for_each_isa([](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     for (std::size_t n : kCols)
       for (std::size_t t : kRowsSmall) {
         const std::size_t m = t + 6;
@@ -107,7 +107,7 @@ TEST_CASE("sign_gemm_transposed (float) matches the reference", "[kernels][f32]"
 
 TEST_CASE("sign_gemm_i8 equals the reference bit for bit, extremes included", "[kernels][int8]") {
   test::for_each_isa([](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     for (std::size_t n : kCols)
       for (std::size_t t : kRowsSmall)
         for (int extreme : {0, 1}) {
@@ -132,7 +132,7 @@ TEST_CASE("row-range entry points compute only their range", "[kernels]") {
   const BitMatrix b = test::random_bits(10, 200);
   const auto ref = test::naive_xnor_gemm(a, b);
   test::for_each_isa([&](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     std::vector<std::int32_t> c(30, -1);
     k.xnor_gemm_range(a, b, c.data(), 10, 2, 5);
     for (std::size_t i = 0; i < 3; ++i)
@@ -144,20 +144,20 @@ TEST_CASE("row-range entry points compute only their range", "[kernels]") {
 
 namespace {
 
-// One row per KernelTable entry. A product entry names the x86 tiers that implement it
+// One row per ProductTable entry. A product entry names the x86 tiers that implement it
 // (`simd`): there the ISA's table must hold a function of its own, elsewhere the scalar one.
 // A value entry (a tuning constant) is listed so that the layout check below sees every
 // member, but not compared. New entries get a row here.
 struct TableEntry {
   const char* name;
   std::size_t bytes;
-  bool (*same)(const detail::KernelTable&, const detail::KernelTable&);  // null for values
+  bool (*same)(const detail::ProductTable&, const detail::ProductTable&);  // null for values
   std::vector<Isa> simd;
 };
 template <auto Member>
 TableEntry product(const char* name, std::vector<Isa> simd) {
-  return {name, sizeof(std::declval<const detail::KernelTable&>().*Member),
-          [](const detail::KernelTable& a, const detail::KernelTable& b) {
+  return {name, sizeof(std::declval<const detail::ProductTable&>().*Member),
+          [](const detail::ProductTable& a, const detail::ProductTable& b) {
             return a.*Member == b.*Member;
           },
           std::move(simd)};
@@ -166,27 +166,28 @@ TableEntry product(const char* name, std::vector<Isa> simd) {
 TableEntry step_entry(detail::StepCodec codec, const char* name, std::vector<Isa> simd) {
   static const detail::StepCodec codecs[] = {detail::StepCodec::f32, detail::StepCodec::f16,
                                              detail::StepCodec::i8};
-  using Compare = bool (*)(const detail::KernelTable&, const detail::KernelTable&);
-  static const Compare compare[] = {[](const detail::KernelTable& a, const detail::KernelTable& b) {
-                                      return a.boolean_step_rows[0] == b.boolean_step_rows[0];
-                                    },
-                                    [](const detail::KernelTable& a, const detail::KernelTable& b) {
-                                      return a.boolean_step_rows[1] == b.boolean_step_rows[1];
-                                    },
-                                    [](const detail::KernelTable& a, const detail::KernelTable& b) {
-                                      return a.boolean_step_rows[2] == b.boolean_step_rows[2];
-                                    }};
+  using Compare = bool (*)(const detail::ProductTable&, const detail::ProductTable&);
+  static const Compare compare[] = {
+      [](const detail::ProductTable& a, const detail::ProductTable& b) {
+        return a.boolean_step_rows[0] == b.boolean_step_rows[0];
+      },
+      [](const detail::ProductTable& a, const detail::ProductTable& b) {
+        return a.boolean_step_rows[1] == b.boolean_step_rows[1];
+      },
+      [](const detail::ProductTable& a, const detail::ProductTable& b) {
+        return a.boolean_step_rows[2] == b.boolean_step_rows[2];
+      }};
   const auto i = static_cast<std::size_t>(codec);
   CHECK(codecs[i] == codec);
-  return {name, sizeof(std::declval<const detail::KernelTable&>().boolean_step_rows[0]), compare[i],
-          std::move(simd)};
+  return {name, sizeof(std::declval<const detail::ProductTable&>().boolean_step_rows[0]),
+          compare[i], std::move(simd)};
 }
 template <auto Member>
 TableEntry value(const char* name) {
-  return {name, sizeof(std::declval<const detail::KernelTable&>().*Member), nullptr, {}};
+  return {name, sizeof(std::declval<const detail::ProductTable&>().*Member), nullptr, {}};
 }
 const std::vector<TableEntry>& table_entries() {
-  using T = detail::KernelTable;
+  using T = detail::ProductTable;
   const std::vector<Isa> x86 = {Isa::avx2, Isa::avx512};
   static const std::vector<TableEntry> entries = {
       product<&T::xnor_gemm>("xnor_gemm", x86),
@@ -225,16 +226,16 @@ TEST_CASE("x86 tables hold the ISA's own function for every product it implement
   // The list covers the whole table: the label, then the listed members back to back.
   std::size_t listed = 0;
   for (const TableEntry& e : table_entries()) listed += e.bytes;
-  INFO("KernelTable holds " << sizeof(detail::KernelTable) -
-                                   offsetof(detail::KernelTable, xnor_gemm)
-                            << " bytes of entries; table_entries() lists " << listed
-                            << ": add the new entries to table_entries()");
-  CHECK(offsetof(detail::KernelTable, xnor_gemm) + listed == sizeof(detail::KernelTable));
-  const detail::KernelTable& scalar = detail::kernel_table(Isa::scalar);
+  INFO("ProductTable holds " << sizeof(detail::ProductTable) -
+                                    offsetof(detail::ProductTable, xnor_gemm)
+                             << " bytes of entries; table_entries() lists " << listed
+                             << ": add the new entries to table_entries()");
+  CHECK(offsetof(detail::ProductTable, xnor_gemm) + listed == sizeof(detail::ProductTable));
+  const detail::ProductTable& scalar = detail::product_table(Isa::scalar);
   CHECK(scalar.isa == Isa::scalar);
   for (Isa isa : {Isa::avx2, Isa::avx512}) {
     if (!isa_compiled(isa)) continue;
-    const detail::KernelTable& table = detail::kernel_table(isa);
+    const detail::ProductTable& table = detail::product_table(isa);
     CHECK(table.isa == isa);
     for (const TableEntry& e : table_entries()) {
       if (e.same == nullptr) continue;
@@ -249,7 +250,7 @@ TEST_CASE("x86 tables hold the ISA's own function for every product it implement
 }
 
 TEST_CASE("kernel shape errors name the operand", "[kernels][errors]") {
-  const KernelSet k;
+  const ProductSet k;
   const BitMatrix a = test::random_bits(2, 100);
   const BitMatrix b = test::random_bits(3, 101);
   std::vector<std::int32_t> c(6);

@@ -5,8 +5,8 @@
 #include <mbok/activations.hpp>
 #include <mbok/bit_matrix.hpp>
 #include <mbok/forward_float.hpp>
-#include <mbok/kernels.hpp>
 #include <mbok/multi_kernel_weights.hpp>
+#include <mbok/products.hpp>
 #include <mbok/state_dict.hpp>
 
 #include <cstdint>
@@ -73,7 +73,7 @@ TEST_CASE("raw-pointer kernels refuse token counts and strides whose products ov
   // point anywhere. The buffers are small; nothing is read before the check.
   const BitMatrix w(8, 100);
   std::vector<float> x(2 * 100, 1.0f), y(2 * 8, 0.0f);
-  const KernelSet kernels;
+  const ProductSet kernels;
   for (std::size_t ld : {kOne << 62, kOne << 61}) {
     CHECK_THROWS_AS(kernels.sign_gemm(x.data(), ld, 2, w.view(), y.data(), 8), InvalidArgument);
     CHECK_THROWS_AS(kernels.sign_gemm(x.data(), 100, 2, w.view(), y.data(), ld), InvalidArgument);

@@ -14,7 +14,7 @@ double finetune_in_unit_b(BooleanLinear<float>& student, const BooleanLinear<flo
 TEST_CASE("two translation units including the library link together", "[link]") {
   const mbok::BitMatrix m = mbok::test::random_bits(3, 77);
   CHECK(mbok::test::popcount_in_unit_b(m) == m.popcount());
-  CHECK(mbok::KernelSet().isa() == mbok::active_isa());
+  CHECK(mbok::ProductSet().isa() == mbok::active_isa());
 }
 
 TEST_CASE("the umbrella header initializes and trains a BooleanLinear", "[link]") {

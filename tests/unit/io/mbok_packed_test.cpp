@@ -25,7 +25,7 @@ struct Files {
   MultiKernelWeights<float> p = test::random_kernel_weights(17, 70, 2),
                             b = test::random_kernel_weights(9, 40, 1);
   Eigen::VectorXf bias = test::random_matrix(17, 1).col(0);
-  std::vector<std::uint8_t> bytes(const KernelSet& ks) const {
+  std::vector<std::uint8_t> bytes(const ProductSet& ks) const {
     const PackedLinear packed(p, Eigen::VectorXf(), ks);
     MbokWriter w;
     add_packed_layer(w, "p", packed, {"p.bias", "p.weight", 0.5});
@@ -47,7 +47,7 @@ TEST_CASE("packed layers map back borrowed, run as the layer and unpack exactly"
           "[mbok_format][packed]") {
   const Files f;
   test::for_each_isa([&](Isa) {
-    const KernelSet ks;
+    const ProductSet ks;
     test::TempDir dir;
     const std::string path = dir.file("packed.mbok");
     test::write_bytes(path, f.bytes(ks));
@@ -81,9 +81,9 @@ TEST_CASE("packed layers map back borrowed, run as the layer and unpack exactly"
     CHECK(got == want);
     // A layer of bits loads packed too (packed on load), and the other layout is repacked.
     CHECK(model.load_packed("b", ks).kernel(0).unpack() == f.b.kernel(0));
-    const KernelSet other = ks.lut_layout() == LutLayout::interleave4 && isa_available(Isa::avx2)
-                                ? KernelSet(Isa::avx2)
-                                : KernelSet(Isa::scalar);
+    const ProductSet other = ks.lut_layout() == LutLayout::interleave4 && isa_available(Isa::avx2)
+                                 ? ProductSet(Isa::avx2)
+                                 : ProductSet(Isa::scalar);
     const Int8PreparedWeights again = model.load_packed("p", other);
     CHECK(again.kernel(1).is_borrowed() == (other.lut_layout() == ks.lut_layout()));
     CHECK(again.kernel(1).unpack() == f.p.kernel(1));
@@ -100,7 +100,7 @@ TEST_CASE("files of bits stay version 2; packed files say version 3", "[mbok_for
   CHECK(layers["b"]["kernel_layout"] == "bits");
 
   const Files f;
-  const auto packed_header = header_of(f.bytes(KernelSet(Isa::scalar)));
+  const auto packed_header = header_of(f.bytes(ProductSet(Isa::scalar)));
   CHECK(packed_header["__metadata__"]["format_version"] == "3");
   const auto& t = packed_header["p.kernels.1.packed"];
   CHECK(t["dtype"] == "U8");
@@ -109,7 +109,7 @@ TEST_CASE("files of bits stay version 2; packed files say version 3", "[mbok_for
 
 TEST_CASE("broken packed layers are refused with the reason", "[mbok_format][packed]") {
   const Files f;
-  const std::vector<std::uint8_t> good = f.bytes(KernelSet(Isa::scalar));
+  const std::vector<std::uint8_t> good = f.bytes(ProductSet(Isa::scalar));
   const nlohmann::json header = header_of(good);
   std::uint64_t header_len = 0;
   for (int i = 0; i < 8; ++i)

@@ -64,7 +64,7 @@ TEST_CASE("the float forward over prepared weights is within its bound", "[forwa
         const std::size_t ldx = c.n + 3, ldy = c.m + 2;
         const std::vector<float> x = test::activations(t, c.n, ldx, test::Values::normal);
         test::for_each_isa([&](Isa) {
-          const KernelSet ks;
+          const ProductSet ks;
           const Int8PreparedWeights pw(w, ks);
           std::vector<float> y(t * ldy, -7.0f);
           multi_kernel_forward(w, pw, x.data(), ldx, t, y.data(), ldy, FloatAlgorithm::lut);
@@ -100,7 +100,7 @@ TEST_CASE("the float forward over prepared weights picks the LUT product for few
   const std::size_t m = 40, n = 70;
   const MultiKernelWeights<float> w = weights(m, n, 2);
   test::for_each_isa([&](Isa) {
-    const KernelSet ks;
+    const ProductSet ks;
     const Int8PreparedWeights pw(w, ks);
     for (std::size_t t : {std::size_t{1}, ks.lut_f32_max_tokens(), ks.lut_f32_max_tokens() + 1}) {
       if (t == 0) continue;
@@ -123,7 +123,7 @@ TEST_CASE("the float forward over prepared weights propagates NaN and rejects ba
   std::vector<float> x = test::activations(t, n, n, test::Values::normal);
   x[n + 44] = std::numeric_limits<float>::quiet_NaN();  // token 1, the last feature
   test::for_each_isa([&](Isa) {
-    const KernelSet ks;
+    const ProductSet ks;
     const Int8PreparedWeights pw(w, ks);
     // Room past t x m: GCC sees the rejected range's writes as reachable (-Warray-bounds).
     std::vector<float> y(t * m + 16);

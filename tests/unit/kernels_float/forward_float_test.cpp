@@ -97,7 +97,7 @@ void check_cases(const std::vector<Case>& cases, std::optional<test::Values> onl
     std::vector<double> bound;
     const auto ref = test::naive_multi_kernel_forward(w, x.data(), ldx, s.t, &bound);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet kernels;
+      const ProductSet kernels;
       REQUIRE(kernels.isa() == isa);
       std::vector<float> y(s.t * ldy, -3.0f);
       multi_kernel_forward(w, x.data(), ldx, s.t, y.data(), ldy, kernels);
@@ -149,7 +149,7 @@ TEST_CASE("multi_kernel_forward by sign products and by weight panels",
     const std::size_t ldx = s.n + 2, ldy = s.m + 1;
     const std::vector<float> x = test::activations(s.t, s.n, ldx, test::Values::normal, 100);
     test::for_each_isa([&](Isa) {
-      const KernelSet kernels;
+      const ProductSet kernels;
       for (FloatAlgorithm a : {FloatAlgorithm::sign_products, FloatAlgorithm::weight_panels}) {
         INFO("algorithm " << static_cast<int>(a));
         std::vector<float> y(s.t * ldy, -3.0f);
@@ -174,7 +174,7 @@ TEST_CASE("multi_kernel_forward_range writes only its rows", "[kernels_float][fo
   const std::size_t t = 5, ldx = 300, ldy = 72;
   const std::vector<float> x = test::activations(t, 300, ldx, test::Values::normal);
   test::for_each_isa([&](Isa isa) {
-    const KernelSet kernels;
+    const ProductSet kernels;
     REQUIRE(kernels.isa() == isa);
     for (auto [j0, j1] :
          {std::pair<std::size_t, std::size_t>{0, 70}, {13, 51}, {69, 70}, {20, 20}}) {

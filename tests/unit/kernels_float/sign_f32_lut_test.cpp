@@ -1,13 +1,13 @@
-// The table-lookup float product (KernelSet::sign_gemm_f32_lut) on every ISA available here,
+// The table-lookup float product (ProductSet::sign_gemm_f32_lut) on every ISA available here,
 // over the repacked weights of the int8 LUT product in both layouts (interleave4 from the
 // scalar set, lanes16 from the avx2 set), against a naive double reference. Bound (the
-// product's contract, detail/kernels/lut_f32_format.hpp): with G = ceil(n / 4) groups,
+// product's contract, detail/products/lut_f32_format.hpp): with G = ceil(n / 4) groups,
 //     |y - ref| <= gamma(G + 5) (|s_out_j| sum_l |x_l s_l| + |y before|)
 // plus a subnormal floor (sum_bound): gamma(G + 3) for the tabled sum, one rounding for the
 // scale and one for the accumulation. Also: the tables of every ISA equal the portable ones
 // bit for bit, output columns outside the range are not touched, NaN propagates, and shape
 // errors throw.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -27,8 +27,8 @@ namespace {
 // tier, lanes16.
 std::vector<Int8LutWeights> packed_layouts(const BitMatrix& w) {
   std::vector<Int8LutWeights> out;
-  out.push_back(KernelSet(Isa::scalar).prepare_lut(w));
-  if (isa_available(Isa::avx2)) out.push_back(KernelSet(Isa::avx2).prepare_lut(w));
+  out.push_back(ProductSet(Isa::scalar).prepare_lut(w));
+  if (isa_available(Isa::avx2)) out.push_back(ProductSet(Isa::avx2).prepare_lut(w));
   return out;
 }
 
@@ -61,7 +61,7 @@ double lut_bound(double abs_sum, std::size_t n) {
 
 // Runs the product over [j0, j1) (whole: the parallel form) with y starting at `before`
 // (ldy = m + 3) and checks every element.
-void check(const KernelSet& k, const FloatLutTables& tables, const Int8LutWeights& pw,
+void check(const ProductSet& k, const FloatLutTables& tables, const Int8LutWeights& pw,
            const Reference& ref, std::size_t t, const std::vector<float>& s_out, bool accumulate,
            std::size_t j0, std::size_t j1) {
   const std::size_t m = pw.rows(), n = pw.cols(), ldy = m + 3;
@@ -110,7 +110,7 @@ void sweep(std::size_t budget) {
         const Reference ref = reference(x, ldx, t, w, s, s_out);
         const std::vector<Int8LutWeights> packed = packed_layouts(w);
         test::for_each_isa([&](Isa) {
-          const KernelSet k;
+          const ProductSet k;
           FloatLutTables tables;
           k.build_lut_tables_f32(x.data(), ldx, t, n, s.data(), tables);
           for (const Int8LutWeights& pw : packed) check(k, tables, pw, ref, t, s_out, false, 0, m);
@@ -144,7 +144,7 @@ TEST_CASE("sign_gemm_f32_lut with value kinds, patterns, scales, accumulation an
           const std::vector<float> none;
           const Reference ref = reference(x, ldx, t, w, scaled ? s : none, scaled ? s_out : none);
           test::for_each_isa([&](Isa) {
-            const KernelSet k;
+            const ProductSet k;
             FloatLutTables tables;
             k.build_lut_tables_f32(x.data(), ldx, t, n, scaled ? s.data() : nullptr, tables);
             for (const Int8LutWeights& pw : packed)
@@ -172,7 +172,7 @@ TEST_CASE("every ISA builds the portable float tables bit for bit", "[kernels_fl
       detail::scalar::lut_tables_f32(x.data(), ldx, t, n, scaled ? s.data() : nullptr, want.data(),
                                      ld);
       test::for_each_isa([&](Isa) {
-        const KernelSet k;
+        const ProductSet k;
         FloatLutTables got;
         k.build_lut_tables_f32(x.data(), ldx, t, n, scaled ? s.data() : nullptr, got);
         INFO("n = " << n << ", scaled " << scaled);
@@ -189,7 +189,7 @@ TEST_CASE("sign_gemm_f32_lut propagates NaN and rejects bad shapes", "[kernels_f
   std::vector<float> x = test::activations(t, n, n, test::Values::normal);
   x[n + 37] = std::numeric_limits<float>::quiet_NaN();  // token 1
   test::for_each_isa([&](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     for (const Int8LutWeights& pw : packed_layouts(w)) {
       FloatLutTables tables;
       k.build_lut_tables_f32(x.data(), n, t, n, nullptr, tables);

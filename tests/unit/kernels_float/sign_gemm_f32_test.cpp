@@ -3,7 +3,7 @@
 // Error bounds (tests/float_bounds.hpp, which derives them from how the kernels sum):
 // gamma(3n - 2) sum |x_l| for a product of n terms, gamma(3n) for the accumulate form.
 // Integer-valued inputs are exact in every summation order and compare with ==.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -74,7 +74,7 @@ void check_sign_gemm(const std::vector<Shape>& list, std::optional<test::Values>
     const std::vector<float> x = test::activations(s.t, s.n, ldx, v);
     const auto ref = test::naive_sign_gemm(x.data(), ldx, s.t, w);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       std::vector<float> y(s.t * ldy, -5.0f);
       k.sign_gemm(x.data(), ldx, s.t, w, y.data(), ldy);
@@ -115,7 +115,7 @@ TEST_CASE("sign_gemm (float) on strided bit views and row ranges", "[kernels_flo
   const std::vector<float> x = test::activations(t, 300, ldx, test::Values::normal);
   const auto ref = test::naive_sign_gemm(x.data(), ldx, t, rows);
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     std::vector<float> y(t * ldy, 7.0f);
     k.sign_gemm_range(x.data(), ldx, t, rows, y.data(), ldy, 3, 26);
@@ -156,7 +156,7 @@ void check_acc(const std::vector<Shape>& list, bool integers = false) {
     const auto ref = test::naive_sign_gemm(x.data(), ldx, s.t, w);
     const std::size_t j0 = s.m / 3, j1 = s.m;
     test::for_each_isa([&](Isa isa) {
-      const KernelSet kernels(isa);
+      const ProductSet kernels(isa);
       std::vector<float> y(s.t * ldy);
       for (std::size_t i = 0; i < s.t; ++i)
         for (std::size_t j = 0; j < ldy; ++j)
@@ -198,7 +198,7 @@ void check_transposed(const std::vector<Shape>& list, std::optional<test::Values
     const std::vector<float> z = test::activations(s.t, s.m, ldz, v);
     const auto ref = test::naive_sign_gemm_transposed(z.data(), ldz, s.t, w);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       for (int variant = 0; variant < 2; ++variant) {
         std::vector<float> dx(s.t * lddx, 123.0f);
@@ -235,7 +235,7 @@ TEST_CASE("sign_gemm_acc_f32 adds s_out times the product to Y", "[kernels_float
 TEST_CASE("sign_gemm_acc_range rejects bad arguments by name", "[kernels_float][sign_gemm]") {
   const BitMatrix w = test::random_bits(5, 70);
   std::vector<float> x(2 * 70), s_out(5, 1.0f), y(2 * 5);
-  const KernelSet kernels;
+  const ProductSet kernels;
   CHECK_THROWS_WITH(
       kernels.sign_gemm_acc_range(x.data(), 69, 2, w, s_out.data(), y.data(), 5, 0, 5),
       test::contains("sign_gemm_acc: ldx"));

@@ -10,7 +10,7 @@
 // the same order). So the thread count does not change the summation order, and results
 // compare with ==.
 #include <mbok/forward_float.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -47,7 +47,7 @@ TEST_CASE("sign_gemm (float): one thread and several give the same bits",
     const std::size_t ldx = s.n + 3, ldy = s.m + 1;
     const std::vector<float> x = test::activations(s.t, s.n, ldx, test::Values::normal);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const auto [one, many] = test::one_and_many([&] {
         std::vector<float> y(s.t * ldy, -1.0f);
@@ -68,7 +68,7 @@ TEST_CASE("sign_gemm_transposed (float): one thread and several give the same bi
     const std::size_t ldz = s.m + 2, lddx = s.n + 5;
     const std::vector<float> z = test::activations(s.t, s.m, ldz, test::Values::normal);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const auto [one, many] = test::one_and_many([&] {
         std::vector<float> dx(s.t * lddx, -1.0f);
@@ -93,7 +93,7 @@ TEST_CASE("multi_kernel_forward: one thread and several give the same bits",
     const std::size_t ldx = s.n + 1, ldy = s.m + 2;
     const std::vector<float> x = test::activations(s.t, s.n, ldx, test::Values::normal);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const auto [one, many] = test::one_and_many([&] {
         std::vector<float> y(s.t * ldy, -1.0f);

@@ -1,7 +1,7 @@
 // Quantization to int8, binarization to packed signs, and the XNOR output transforms,
 // against element-by-element definitions computed here.
 #include <mbok/activations.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -18,14 +18,15 @@ namespace {
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 }
 
-TEST_CASE("quantize_activations: per-token absmax, rounding bound, layout", "[kernels_int][activations]") {
+TEST_CASE("quantize_activations: per-token absmax, rounding bound, layout",
+          "[kernels_int][activations]") {
   const std::size_t sizes[] = {1, 63, 64, 65, 513, 997};
   for (std::size_t n : sizes)
     for (bool with_scale : {false, true}) {
       const std::size_t t = 4, ldx = n + 5;
       RowMatrix x = test::random_matrix(t, ldx, 3.0f);
-      x.row(2).setZero();                  // an all-zero token
-      x(3, n - 1) = -1000.0f;              // a dominant negative value
+      x.row(2).setZero();      // an all-zero token
+      x(3, n - 1) = -1000.0f;  // a dominant negative value
       const Eigen::VectorXf s_in = test::random_matrix(n, 1).cwiseAbs();
       const float* s = with_scale ? s_in.data() : nullptr;
       const QuantizedActivations q = quantize_activations(x.data(), ldx, t, n, s);
@@ -37,8 +38,9 @@ TEST_CASE("quantize_activations: per-token absmax, rounding bound, layout", "[ke
         double amax = 0;
         std::vector<double> v(n);
         for (std::size_t l = 0; l < n; ++l) {
-          v[l] = static_cast<double>(x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l))) *
-                 (s ? static_cast<double>(s[l]) : 1.0);
+          v[l] =
+              static_cast<double>(x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l))) *
+              (s ? static_cast<double>(s[l]) : 1.0);
           amax = std::max(amax, std::fabs(v[l]));
         }
         INFO("n = " << n << ", token " << i);
@@ -61,7 +63,8 @@ TEST_CASE("quantize_activations: per-token absmax, rounding bound, layout", "[ke
     }
 }
 
-TEST_CASE("quantize_activations rejects NaN and infinity, naming the place", "[kernels_int][activations]") {
+TEST_CASE("quantize_activations rejects NaN and infinity, naming the place",
+          "[kernels_int][activations]") {
   RowMatrix x = test::random_matrix(3, 70);
   x(1, 66) = std::numeric_limits<float>::quiet_NaN();
   REQUIRE_THROWS_WITH(quantize_activations(x), test::contains("token 1 feature 66"));
@@ -92,7 +95,8 @@ TEST_CASE("QuantizedActivations reuses and zero-fills its storage", "[kernels_in
   REQUIRE(copy.scale(1) == q.scale(1));
 }
 
-TEST_CASE("binarize_activations packs signs with the mean |x| scale", "[kernels_int][activations]") {
+TEST_CASE("binarize_activations packs signs with the mean |x| scale",
+          "[kernels_int][activations]") {
   for (std::size_t n : {1, 63, 64, 65, 513}) {
     const std::size_t t = 3, ldx = n + 2;
     RowMatrix x = test::random_matrix(t, ldx);
@@ -115,14 +119,17 @@ TEST_CASE("binarize_activations packs signs with the mean |x| scale", "[kernels_
     // Reuse with the same shape.
     x = -x;
     binarize_activations(x.data(), ldx, t, n, b);
-    for (std::size_t l = 1; l < n; ++l) REQUIRE(b.bits.sign(0, l) == (x(0, static_cast<Eigen::Index>(l)) < 0 ? -1 : 1));
+    for (std::size_t l = 1; l < n; ++l)
+      REQUIRE(b.bits.sign(0, l) == (x(0, static_cast<Eigen::Index>(l)) < 0 ? -1 : 1));
   }
   RowMatrix bad = test::random_matrix(2, 100);
   bad(1, 99) = std::numeric_limits<float>::quiet_NaN();
-  REQUIRE_THROWS_WITH(binarize_activations(bad.data(), 100, 2, 100), test::contains("token 1 feature 99"));
+  REQUIRE_THROWS_WITH(binarize_activations(bad.data(), 100, 2, 100),
+                      test::contains("token 1 feature 99"));
 }
 
-TEST_CASE("An XNOR layer: binarize, xnor_gemm, float and bit outputs", "[kernels_int][activations]") {
+TEST_CASE("An XNOR layer: binarize, xnor_gemm, float and bit outputs",
+          "[kernels_int][activations]") {
   const std::size_t t = 9, n = 300, m = 70;
   const RowMatrix x = test::random_matrix(t, n);
   const BitMatrix w = test::fast_random_bits(m, n);
@@ -136,18 +143,21 @@ TEST_CASE("An XNOR layer: binarize, xnor_gemm, float and bit outputs", "[kernels
     for (std::size_t j = 0; j < m; ++j) {
       long long s = 0;
       for (std::size_t l = 0; l < n; ++l)
-        s += (x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) < 0 ? -1 : 1) * ws[j * n + l];
-      ref[i * m + j] = static_cast<double>(s) * a.scale[i] * col_scale(static_cast<Eigen::Index>(j));
+        s += (x(static_cast<Eigen::Index>(i), static_cast<Eigen::Index>(l)) < 0 ? -1 : 1) *
+             ws[j * n + l];
+      ref[i * m + j] =
+          static_cast<double>(s) * a.scale[i] * col_scale(static_cast<Eigen::Index>(j));
     }
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     std::vector<std::int32_t> c(t * m);
     k.xnor_gemm(a.bits, w, c.data(), m);
     std::vector<float> y(t * (m + 1), 7.0f);
     xnor_output_to_float(c.data(), m, t, m, a.scale.data(), col_scale.data(), y.data(), m + 1);
     BitMatrix bits;
-    xnor_output_to_bits(c.data(), m, t, m, a.scale.data(), col_scale.data(), threshold.data(), bits);
+    xnor_output_to_bits(c.data(), m, t, m, a.scale.data(), col_scale.data(), threshold.data(),
+                        bits);
     REQUIRE(bits.rows() == t);
     REQUIRE(bits.cols() == m);
     REQUIRE_NOTHROW(BitMatrixView(bits.data(), t, m, bits.stride_words()));
@@ -155,7 +165,8 @@ TEST_CASE("An XNOR layer: binarize, xnor_gemm, float and bit outputs", "[kernels
       for (std::size_t j = 0; j < m; ++j) {
         const double r = ref[i * m + j];
         // Two float roundings of a product: 2 eps relative.
-        REQUIRE(std::fabs(y[i * (m + 1) + j] - r) <= 2.5 * std::numeric_limits<float>::epsilon() * std::fabs(r));
+        REQUIRE(std::fabs(y[i * (m + 1) + j] - r) <=
+                2.5 * std::numeric_limits<float>::epsilon() * std::fabs(r));
         const double th = threshold(static_cast<Eigen::Index>(j));
         if (std::fabs(r - th) > 1e-4 * (std::fabs(r) + std::fabs(th)))
           REQUIRE(bits.bit(i, j) == (r < th));

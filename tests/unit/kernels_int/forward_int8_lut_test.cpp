@@ -22,7 +22,7 @@ void check(std::size_t m, std::size_t n, std::size_t t, std::size_t k_count) {
   const RowMatrix x = test::random_matrix(t, n + 3);
   const std::size_t ldx = n + 3, ldy = m + 1;
   test::for_each_isa([&](Isa isa) {
-    const KernelSet ks;
+    const ProductSet ks;
     REQUIRE(ks.isa() == isa);
     const Int8PreparedWeights pw(w, ks);
     INFO("m = " << m << ", n = " << n << ", t = " << t << ", K = " << k_count);

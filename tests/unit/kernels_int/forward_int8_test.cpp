@@ -47,7 +47,7 @@ void check_forward(const MultiKernelWeights<float>& w, const RowMatrix& x, std::
   }
   const double eps = std::numeric_limits<float>::epsilon();
   test::for_each_isa([&](Isa isa) {
-    const KernelSet kernels;
+    const ProductSet kernels;
     REQUIRE(kernels.isa() == isa);
     const std::size_t ldy = m + 3;
     std::vector<float> y(t * ldy, 42.0f);

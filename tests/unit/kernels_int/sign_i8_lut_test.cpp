@@ -3,7 +3,7 @@
 // and 127 everywhere: any table entry or narrow accumulator that overflows shows), bit
 // patterns, ranges that start and end inside a 16-row tile, the tables of every ISA equal to
 // the portable ones byte for byte, and the input checks of the int8 products.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cstdint>
 #include <limits>
@@ -21,9 +21,9 @@ const std::size_t kLutCols[] = {1, 3, 4, 5, 63, 64, 65, 127, 511, 512, 513, 997,
 const std::size_t kLutRows[] = {1, 7, 15, 16, 17, 63, 64, 65, 130};
 const std::size_t kLutTokens[] = {1, 2, 3, 5, 8, 17};
 
-// Runs the LUT product of the active ISA's KernelSet over [j0, j1) of y (ldy m + 3, the rest
+// Runs the LUT product of the active ISA's ProductSet over [j0, j1) of y (ldy m + 3, the rest
 // left at -99999) and compares with the reference.
-void check_lut(const KernelSet& k, const test::Int8Rows& x, std::size_t t, const BitMatrix& w,
+void check_lut(const ProductSet& k, const test::Int8Rows& x, std::size_t t, const BitMatrix& w,
                const std::vector<std::int32_t>& ref, std::size_t j0, std::size_t j1) {
   const std::size_t m = w.rows(), n = w.cols(), ldy = m + 3;
   const Int8LutWeights pw = k.prepare_lut(w);
@@ -57,7 +57,7 @@ void sweep(std::size_t budget) {
         const auto ref =
             test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
         test::for_each_isa([&](Isa isa) {
-          const KernelSet k;
+          const ProductSet k;
           REQUIRE(k.isa() == isa);
           check_lut(k, x, t, w, ref, 0, m);
         });
@@ -67,9 +67,9 @@ void sweep(std::size_t budget) {
 }  // namespace
 
 TEST_CASE("the LUT entries of each ISA's table are its own", "[kernels_int][lut]") {
-  const detail::KernelTable& scalar = detail::kernel_table(Isa::scalar);
+  const detail::ProductTable& scalar = detail::product_table(Isa::scalar);
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     if (isa == Isa::scalar) {
       REQUIRE(k.table().lut_layout() == detail::LutLayout::interleave4);
       return;
@@ -99,7 +99,7 @@ TEST_CASE("every ISA builds the portable tables byte for byte", "[kernels_int][l
     std::vector<std::int32_t> want_base(t);
     detail::scalar::lut_tables_i8(x.data.get(), x.ld, t, n, want.data(), ld, want_base.data());
     test::for_each_isa([&](Isa) {
-      const KernelSet k;
+      const ProductSet k;
       Int8LutTables got;
       k.build_lut_tables(x.data.get(), x.ld, t, n, got);
       INFO("n = " << n);
@@ -135,7 +135,7 @@ TEST_CASE("sign_gemm_i8_lut with extreme activations, bit patterns and unaligned
         const auto ref =
             test::to_int32(test::naive_i8_gemm(x.data.get(), x.ld, t, test::naive_signs(w), m, n));
         test::for_each_isa([&](Isa) {
-          const KernelSet k;
+          const ProductSet k;
           INFO("pattern " << static_cast<int>(p) << ", x in [" << r.lo << ", " << r.hi << "]");
           check_lut(k, x, t, w, ref, 0, m);
           check_lut(k, x, t, w, ref, 3, 20);   // inside tiles 0 and 1
@@ -149,9 +149,9 @@ TEST_CASE("sign_gemm_i8_lut with extreme activations, bit patterns and unaligned
 
 TEST_CASE("sign_gemm_i8_lut rejects weights packed for another layout", "[kernels_int][lut]") {
   const BitMatrix w = test::fast_random_bits(20, 100);
-  const Int8LutWeights scalar_packed = KernelSet(Isa::scalar).prepare_lut(w);
+  const Int8LutWeights scalar_packed = ProductSet(Isa::scalar).prepare_lut(w);
   test::for_each_isa([&](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     Int8LutTables tables;
     const test::Int8Rows x(1, 100, 512, 512, -5, 5);
     k.build_lut_tables(x.data.get(), x.ld, 1, 100, tables);
@@ -174,7 +174,7 @@ TEST_CASE("the int8 products reject a nonzero value past n", "[kernels_int][lut]
   x.data.get()[512 + 300] = 1;  // token 1, inside the padded row
   std::vector<std::int32_t> y(2 * m);
   test::for_each_isa([&](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE_THROWS_AS(k.sign_gemm_i8(x.data.get(), x.ld, 2, w, y.data(), m), InvalidArgument);
     REQUIRE_THROWS_AS(k.sign_gemm_i8_range(x.data.get(), x.ld, 2, w, y.data(), m, 0, 1),
                       InvalidArgument);
@@ -196,7 +196,7 @@ TEST_CASE("the int8 products reject a nonzero value at every position past n",
     const BitMatrix w = test::fast_random_bits(m, n);
     test::Int8Rows x(t, n, padded, padded, -3, 3);
     std::vector<std::int32_t> y(t * m);
-    const KernelSet k;  // the check is the same on every ISA
+    const ProductSet k;  // the check is the same on every ISA
     for (const std::size_t token : {std::size_t{0}, t - 1}) {
       std::int8_t* row = x.data.get() + token * x.ld;
       row[n - 1] = -128;  // a real feature may hold anything
@@ -233,7 +233,7 @@ TEST_CASE("the int8 and XNOR products reject rows whose results overflow int32",
   const std::size_t too_long = kMaxInt8Features + 1;
   const BitMatrixView w = BitMatrixView::unchecked(words, 1, too_long, padded_row_words(too_long));
   std::int32_t y[2] = {};
-  const KernelSet k;
+  const ProductSet k;
   REQUIRE_THROWS_AS(k.sign_gemm_i8(bytes, padded_row_words(too_long) * 64, 1, w, y, 1),
                     InvalidArgument);
   REQUIRE_THROWS_AS(k.prepare_lut(w), InvalidArgument);

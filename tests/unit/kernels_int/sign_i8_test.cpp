@@ -2,7 +2,7 @@
 // variants (VNNI and the AVX-512BW fallback) called directly, bit for bit against the naive
 // reference. Extreme activations (-128 / 127 everywhere) check that no int16 or int32
 // accumulator overflows: the kernels are exact for n < 2^24 (kMaxInt8Features).
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cstdint>
 #include <vector>
@@ -42,7 +42,7 @@ std::vector<Impl> direct_variants() {
 template <typename Check>
 void for_each_i8_impl(Check&& check) {
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     check(isa_name(isa), [&](const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                              std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1) {
@@ -61,7 +61,7 @@ TEST_CASE("the avx512 table runs the VNNI variant exactly when the CPU has VNNI"
           "[kernels_int][int8]") {
 #if MBOK_HAS_X86_KERNELS
   if (!isa_available(Isa::avx512)) {
-    WARN("AVX-512 not available here: only the avx2 and scalar int8 kernels are checked");
+    WARN("AVX-512 not available here: only the avx2 and scalar int8 products are checked");
     REQUIRE(direct_variants().empty());
     return;
   }

@@ -4,7 +4,7 @@
 // then scales each output element by the same operations whatever chunk holds it (its split
 // is over output features), so its float results compare with == too.
 #include <mbok/forward_int8.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -41,7 +41,7 @@ TEST_CASE("xnor_gemm: one thread and several give the same results", "[threads][
     const BitMatrix a = test::fast_random_bits(s.t, s.n);
     const BitMatrix b = test::fast_random_bits(s.m, s.n);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const auto [one, many] = test::one_and_many([&] {
         std::vector<std::int32_t> c(s.t * (s.m + 1), -7);
@@ -61,7 +61,7 @@ TEST_CASE("sign_gemm_i8: one thread and several give the same results", "[thread
     const std::size_t ld = w.row_words() * 64;
     const test::Int8Rows x(s.t, s.n, ld, ld, -128, 127);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const auto [one, many] = test::one_and_many([&] {
         std::vector<std::int32_t> y(s.t * s.m, -7);
@@ -82,7 +82,7 @@ TEST_CASE("sign_gemm_i8_lut: one thread and several give the same results",
     const std::size_t ld = w.row_words() * 64;
     const test::Int8Rows x(s.t, s.n, ld, ld, -128, 127);
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const Int8LutWeights lw = k.prepare_lut(w);
       Int8LutTables tables;
@@ -110,7 +110,7 @@ TEST_CASE("multi_kernel_forward_int8: one thread and several give the same bits"
     const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);  // column-major: any floats will do
     const std::vector<float> x(xm.data(), xm.data() + xm.size());
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const auto [one, many] = test::one_and_many([&] {
         std::vector<float> y(s.t * ldy, -1.0f);
@@ -141,7 +141,7 @@ TEST_CASE("multi_kernel_forward_int8 with prepared weights: one thread and sever
     const Eigen::MatrixXf xm = test::random_matrix(s.t, ldx);
     const std::vector<float> x(xm.data(), xm.data() + xm.size());
     test::for_each_isa([&](Isa isa) {
-      const KernelSet k;
+      const ProductSet k;
       REQUIRE(k.isa() == isa);
       const Int8PreparedWeights pw(w, k);
       for (Int8Algorithm algorithm : {Int8Algorithm::masked, Int8Algorithm::lut}) {
@@ -175,7 +175,7 @@ TEST_CASE("quantization and tables of many tokens: one thread and several give t
   const std::vector<float> x(xm.data(), xm.data() + xm.size());
   const Eigen::VectorXf s_in = test::random_matrix(n, 1, 0.5f).col(0);
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     const auto [one, many] = test::one_and_many([&] {
       QuantizedActivations q;

@@ -4,7 +4,7 @@
 #include <mbok/activations.hpp>
 #include <mbok/boolean_linear.hpp>
 #include <mbok/forward_int8.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cfloat>
 #include <cmath>
@@ -173,7 +173,7 @@ TEST_CASE("raw int8 entry points refuse strides whose products overflow",
   CHECK_THROWS_AS(multi_kernel_forward_int8(weights, x.data(), kN, 2, y.data(), kOne << 62),
                   InvalidArgument);
 
-  const KernelSet kernels;
+  const ProductSet kernels;
   const QuantizedActivations qa = quantize_activations(x.data(), kN, 2, kN);
   const BitMatrix bits = BitMatrix::pack(w);
   std::vector<std::int32_t> c(2 * 64);

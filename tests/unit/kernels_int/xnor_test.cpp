@@ -1,7 +1,7 @@
 // XNOR/popcount products on every ISA available here, bit for bit against the naive
 // reference (tests/reference/naive_int8.hpp), over the size sweep, bit patterns, strided
 // views and row ranges.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -24,7 +24,7 @@ void check_sweep(std::size_t budget) {
       const auto ref =
           test::to_int32(test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
       test::for_each_isa([&](Isa isa) {
-        const KernelSet k;
+        const ProductSet k;
         REQUIRE(k.isa() == isa);
         std::vector<std::int32_t> c(t * m, -99999);
         k.xnor_gemm(a, b, c.data(), m);
@@ -56,7 +56,7 @@ TEST_CASE("xnor_gemm on adversarial bit patterns and strided views", "[kernels_i
         const auto ref = test::to_int32(
             test::naive_sign_dot(test::naive_signs(a), test::naive_signs(b), t, m, n));
         test::for_each_isa([&](Isa isa) {
-          const KernelSet k;
+          const ProductSet k;
           REQUIRE(k.isa() == isa);
           const std::size_t ldc = m + 3;
           std::vector<std::int32_t> c(t * ldc, -99999);
@@ -79,7 +79,7 @@ TEST_CASE("xnor_gemm_range writes exactly its columns", "[kernels_int][xnor]") {
   const std::pair<std::size_t, std::size_t> ranges[] = {{0, 0},  {0, 1},   {3, 4},
                                                         {5, 22}, {30, 37}, {0, 37}};
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     for (const auto& range : ranges) {
       const std::size_t j0 = range.first, j1 = range.second;
@@ -110,7 +110,7 @@ TEST_CASE("xnor_gemm over more than 2^30 bits", "[kernels_int][xnor][slow]") {
   const auto nn = static_cast<std::int64_t>(n);
   const std::int64_t want[3] = {-nn, nn, 0};
   test::for_each_isa([&](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     std::int32_t c[3] = {7, 7, 7};
     k.xnor_gemm(a, b, c, 3);
     for (int j = 0; j < 3; ++j) CHECK(c[j] == want[j]);
@@ -129,7 +129,7 @@ TEST_CASE("int8 products at kMaxInt8Features reach the int32 limits exactly",
   const auto nn = static_cast<std::int64_t>(n);
   const std::int64_t want[2][2] = {{-128 * nn, 128 * nn}, {127 * nn, -127 * nn}};
   test::for_each_isa([&](Isa) {
-    const KernelSet k;
+    const ProductSet k;
     std::vector<std::int32_t> y(t * 2, 7);
     k.sign_gemm_i8(x.data.get(), ld, t, w, y.data(), 2);
     for (std::size_t i = 0; i < t; ++i)

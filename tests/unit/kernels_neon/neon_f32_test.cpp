@@ -2,7 +2,7 @@
 // backward pass) on every available ISA, the NEON one included on AArch64, against the naive
 // double-precision references over the edge sizes, adversarial values (NaN past n, huge,
 // tiny, integers), bit patterns, strided views and ranges.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -32,9 +32,9 @@ void check_forward(const std::vector<float>& x, std::size_t ldx, std::size_t t,
   std::vector<float> s_out(m);
   for (std::size_t j = 0; j < m; ++j) s_out[j] = 0.5f + static_cast<float>(j % 5) * 0.25f;
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
-    const detail::KernelTable& table = detail::kernel_table(isa);
+    const detail::ProductTable& table = detail::product_table(isa);
     const std::size_t ldy = m + 2, gap0 = m / 3, gap1 = (2 * m) / 3;
     std::vector<float> y(t * ldy, -5.0f), acc(t * ldy, 3.0f);
     k.sign_gemm_range(x.data(), ldx, t, w, y.data(), ldy, 0, gap0);
@@ -72,7 +72,7 @@ void check_transposed(const std::vector<float>& z, std::size_t ldz, std::size_t 
   const std::size_t m = w.rows(), n = w.cols();
   const auto ref = sweep::ref_sign_gemm_t(z.data(), ldz, t, w);
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     const std::size_t lddx = n + 5;
     // The gap [64, 128) only when n leaves a piece after it.

@@ -3,7 +3,7 @@
 // widening-add one always), bit for bit against the naive reference: edge sizes, extreme
 // activations (-128 / 127 everywhere, so any narrow accumulator that overflows shows),
 // bit patterns, strided views, garbage past the padded row, and ranges.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cstdint>
 #include <string>
@@ -39,7 +39,7 @@ std::vector<Variant> neon_variants() {
 template <typename Check>
 void for_each_i8(Check&& check) {
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     check(isa_name(isa), [&](const std::int8_t* x, std::size_t ldx, std::size_t t, BitMatrixView w,
                              std::int32_t* y, std::size_t ldy, std::size_t j0, std::size_t j1) {

@@ -1,7 +1,7 @@
 // The table-lookup int8 product on every available ISA (on AArch64: the NEON TBL kernel),
 // bit for bit against the naive reference over the edge sizes, extreme activations, bit
 // patterns and ranges that cut 16-row tiles.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cstdint>
 #include <string>
@@ -19,7 +19,7 @@ void check_lut(const sweep::Int8Rows& x, std::size_t t, const BitMatrix& w) {
   const std::size_t m = w.rows(), n = w.cols();
   const auto ref = sweep::ref_sign_gemm<std::int8_t, std::int64_t>(x.data.get(), x.ld, t, w);
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     const Int8LutWeights pw = k.prepare_lut(w);
     Int8LutTables tables;
@@ -42,12 +42,12 @@ void check_lut(const sweep::Int8Rows& x, std::size_t t, const BitMatrix& w) {
 
 }  // namespace
 
-TEST_CASE("the NEON table runs its own LUT kernels", "[kernels_neon][lut]") {
+TEST_CASE("the NEON table runs its own LUT products", "[kernels_neon][lut]") {
   sweep::note_when_no_neon();
 #if MBOK_HAS_NEON_KERNELS
   if (sweep::neon_here()) {
-    const KernelSet k(Isa::neon);
-    const detail::KernelTable& scalar = detail::kernel_table(Isa::scalar);
+    const ProductSet k(Isa::neon);
+    const detail::ProductTable& scalar = detail::product_table(Isa::scalar);
     REQUIRE(k.table().sign_gemm_i8_lut == &detail::neon::sign_gemm_i8_lut_tbl);
     REQUIRE(k.table().lut_tables_i8 == &detail::neon::lut_tables_tbl);
     REQUIRE(k.table().sign_gemm_i8_lut != scalar.sign_gemm_i8_lut);

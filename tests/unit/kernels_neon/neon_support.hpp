@@ -7,7 +7,7 @@
 
 #include <mbok/bit_matrix.hpp>
 #include <mbok/isa.hpp>
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <Eigen/Core>
 
@@ -230,7 +230,7 @@ std::string where(std::size_t i, std::size_t j, const Parts&... parts) {
   return out.str();
 }
 
-// True when this binary runs the NEON kernels (AArch64 build on an AArch64 CPU or emulator).
+// True when this binary runs the NEON products (AArch64 build on an AArch64 CPU or emulator).
 inline bool neon_here() { return isa_available(Isa::neon); }
 
 // Called once per test file: on other CPUs the NEON-specific checks are skipped, with a note.
@@ -238,7 +238,7 @@ inline void note_when_no_neon() {
   if (!neon_here())
     WARN(
         "NEON not available in this build/CPU: only the other ISAs run this sweep; the "
-        "NEON kernels are checked by the AArch64 cross build under qemu-aarch64");
+        "NEON products are checked by the AArch64 cross build under qemu-aarch64");
 }
 
 }  // namespace mbok::test::neon_sweep

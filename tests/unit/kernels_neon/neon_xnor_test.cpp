@@ -1,7 +1,7 @@
 // The NEON tier: that it is detected and really runs on AArch64 (and that every product of its
-// table is a NEON kernel), and xnor_gemm on every available ISA against the naive reference
+// table is a NEON product), and xnor_gemm on every available ISA against the naive reference
 // over edge sizes, adversarial bit patterns, strided views and column ranges.
-#include <mbok/kernels.hpp>
+#include <mbok/products.hpp>
 
 #include <cstdint>
 #include <cstdlib>
@@ -14,7 +14,8 @@
 using namespace mbok;
 namespace sweep = mbok::test::neon_sweep;
 
-TEST_CASE("the NEON tier is detected and its table holds the NEON kernels", "[kernels_neon][isa]") {
+TEST_CASE("the NEON tier is detected and its table holds the NEON products",
+          "[kernels_neon][isa]") {
 #if MBOK_HAS_NEON_KERNELS
   REQUIRE(isa_compiled(Isa::neon));
   REQUIRE(cpu_supports(Isa::neon));
@@ -22,9 +23,9 @@ TEST_CASE("the NEON tier is detected and its table holds the NEON kernels", "[ke
   const char* env = std::getenv("MBOK_ISA");
   if (env == nullptr || *env == '\0') {
     REQUIRE(active_isa() == Isa::neon);
-    REQUIRE(KernelSet().isa() == Isa::neon);
+    REQUIRE(ProductSet().isa() == Isa::neon);
   }
-  const detail::KernelTable& t = detail::kernel_table(Isa::neon);
+  const detail::ProductTable& t = detail::product_table(Isa::neon);
   CHECK(t.isa == Isa::neon);
   CHECK(t.xnor_gemm == &detail::neon::xnor_gemm);
   CHECK(t.sign_gemm_f32 == &detail::neon::sign_gemm_f32);
@@ -39,7 +40,7 @@ TEST_CASE("the NEON tier is detected and its table holds the NEON kernels", "[ke
     INFO("MBOK_EXPECT_DOTPROD=" << expect);
     CHECK(cpu_features().dotprod == (std::string(expect) == "1"));
   }
-  WARN("NEON kernels active; int8 variant: "
+  WARN("NEON products active; int8 variant: "
        << (detail::neon::sign_i8_uses_sdot() ? "sdot" : "plain (no dot-product extension)"));
 #else
   CHECK_FALSE(isa_available(Isa::neon));
@@ -53,7 +54,7 @@ void check_xnor(const BitMatrixView& a, const BitMatrixView& b, const char* what
   const auto ref = sweep::ref_xnor(a, b);
   const std::size_t t = a.rows(), m = b.rows();
   test::for_each_isa([&](Isa isa) {
-    const KernelSet k;
+    const ProductSet k;
     REQUIRE(k.isa() == isa);
     INFO(what << ": t = " << t << ", m = " << m << ", n = " << a.cols());
     // Whole range through the threaded entry, then two pieces leaving a gap untouched.
@@ -99,7 +100,7 @@ TEST_CASE("xnor_gemm on adversarial patterns and strided views", "[kernels_neon]
 }
 
 TEST_CASE("xnor_gemm counts past 2^16 ones per row pair exactly", "[kernels_neon][xnor]") {
-  // 1024 units of 512 bits + 1 bit: the NEON kernel's 16-bit lanes are flushed after 1023
+  // 1024 units of 512 bits + 1 bit: the NEON product's 16-bit lanes are flushed after 1023
   // units, so all-different rows (every bit counted) cross that boundary at full count.
   const std::size_t n = 1024 * 512 + 1;
   const BitMatrix a = sweep::make_bits(1, n, sweep::Bits::all_minus);
@@ -112,7 +113,7 @@ TEST_CASE("xnor_gemm counts past 2^16 ones per row pair exactly", "[kernels_neon
   check_xnor(a, b, "long rows");
   test::for_each_isa([&](Isa) {
     std::int32_t c[3] = {0, 0, 0};
-    KernelSet().xnor_gemm(a, b, c, 3);
+    ProductSet().xnor_gemm(a, b, c, 3);
     CHECK(c[0] == -static_cast<std::int32_t>(n));
     CHECK(c[1] == static_cast<std::int32_t>(n));
   });

@@ -4,7 +4,7 @@
 // the per-kernel products, and the dense product itself on every ISA.
 
 #include <mbok/boolean_linear.hpp>
-#include <mbok/detail/kernels/training.hpp>
+#include <mbok/detail/products/training.hpp>
 
 #include <algorithm>
 
@@ -86,9 +86,9 @@ TEST_CASE("dense Z^T X product of every ISA equals the double product", "[layer]
       const BooleanLinear<float>::RowMatrix af = a.cast<float>(), bf = b.cast<float>();
       BooleanLinear<float>::RowMatrix c = BooleanLinear<float>::RowMatrix::Constant(
           static_cast<Eigen::Index>(m), static_cast<Eigen::Index>(n + 2), 7.0f);
-      // Runs on the given ISA's kernels only where this CPU has it (Eigen otherwise).
+      // Runs on the given ISA's products only where this CPU has it (Eigen otherwise).
       const Isa run_isa = isa_available(isa) ? isa : Isa::scalar;
-      detail::gemm_tn_f32(KernelSet(run_isa).table(), af.data(), m + 3, bf.data(), n + 1, t, m, n,
+      detail::gemm_tn_f32(ProductSet(run_isa).table(), af.data(), m + 3, bf.data(), n + 1, t, m, n,
                           c.data(), n + 2);
       const RowMatrixD want = a.leftCols(static_cast<Eigen::Index>(m)).transpose() *
                               b.leftCols(static_cast<Eigen::Index>(n));

@@ -34,7 +34,7 @@ RowMatrixF expected(const BooleanLinear<float>& layer, const RowMatrixF& x) {
   const std::size_t t = static_cast<std::size_t>(x.rows()), m = layer.out_features();
   RowMatrixF y(x.rows(), static_cast<Eigen::Index>(m));
   multi_kernel_forward_int8(layer.weights(), x.data(), layer.in_features(), t, y.data(), m,
-                            layer.kernel_set());
+                            layer.product_set());
   if (layer.has_bias()) y.rowwise() += layer.bias().transpose();
   return y;
 }
@@ -62,7 +62,7 @@ TEST_CASE("BooleanLinear forward_int8 equals multi_kernel_forward_int8 bit for b
       RowMatrixF ref(t, m);
       multi_kernel_forward_int8(w, x.data(), static_cast<std::size_t>(n),
                                 static_cast<std::size_t>(t), ref.data(),
-                                static_cast<std::size_t>(m), plain.kernel_set());
+                                static_cast<std::size_t>(m), plain.product_set());
       CHECK(same_bits(plain.forward_int8(x), ref));
       CHECK(same_bits(plain.forward_int8(x), ref));  // second call: prepared weights reused
       CHECK(plain.int8_preparations() == 1);

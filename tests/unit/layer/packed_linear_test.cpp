@@ -58,7 +58,7 @@ TEST_CASE("packed kernels unpack to the bits they were packed from", "[packed]")
 }
 
 TEST_CASE("a padding bit in packed kernels is found and refused", "[packed]") {
-  const KernelSet ks;
+  const ProductSet ks;
   for (LutLayout layout : {LutLayout::interleave4, LutLayout::lanes16}) {
     const std::size_t m = 17, n = 33;  // padding rows 17..31, padding columns 33..63
     const BitMatrix bits = test::random_bits(m, n);
@@ -79,7 +79,7 @@ TEST_CASE("a padding bit in packed kernels is found and refused", "[packed]") {
 
 TEST_CASE("packed bytes are borrowed in the ISA's layout and repacked otherwise", "[packed]") {
   test::for_each_isa([](Isa) {
-    const KernelSet ks;
+    const ProductSet ks;
     const std::size_t m = 40, n = 70;
     const BitMatrix bits = test::random_bits(m, n);
     for (LutLayout layout : {LutLayout::interleave4, LutLayout::lanes16}) {

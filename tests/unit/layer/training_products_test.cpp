@@ -6,7 +6,7 @@
 
 #include <mbok/boolean_linear.hpp>
 #include <mbok/boolean_optimizer.hpp>
-#include <mbok/detail/kernels/training.hpp>
+#include <mbok/detail/products/training.hpp>
 
 #include <cmath>
 #include <cstring>
@@ -27,7 +27,7 @@ bool close(double got, double want, double magnitude) {
 
 TEST_CASE("signal pass of every ISA equals the per-kernel definitions", "[layer][gradients]") {
   for_each_isa([](Isa isa) {
-    const detail::KernelTable& table = KernelSet(isa).table();
+    const detail::ProductTable& table = ProductSet(isa).table();
     for (std::size_t m : {1, 5, 33})
       for (std::size_t n : {1, 15, 16, 17, 64, 65, 130})
         for (std::size_t k_count = 1; k_count <= 3; ++k_count) {
@@ -91,7 +91,7 @@ TEST_CASE("max_abs_bits of every ISA is the largest magnitude's bit pattern",
     return u & 0x7FFFFFFFu;
   };
   for_each_isa([&](Isa isa) {
-    const detail::KernelTable& table = KernelSet(isa).table();
+    const detail::ProductTable& table = ProductSet(isa).table();
     for (std::size_t rows : {1, 3})
       for (std::size_t cols : {1, 15, 16, 17, 33}) {
         CAPTURE(rows, cols);
@@ -123,7 +123,7 @@ TEST_CASE("the optimizer steps each kernel on the products of its layer", "[laye
   MultiKernelWeights<float> w(9, 70);
   for (std::size_t k = 0; k < 2; ++k)
     w.add_kernel(random_bits(9, 70), random_matrix(9, 1), random_matrix(70, 1));
-  BooleanLinear<float> layer(w, {}, KernelSet(layer_isa));
+  BooleanLinear<float> layer(w, {}, ProductSet(layer_isa));
   REQUIRE(layer.isa() == layer_isa);
   BooleanOptimizerOptions options;
   options.learning_rate = 4.0;
@@ -139,9 +139,9 @@ TEST_CASE("the optimizer steps each kernel on the products of its layer", "[laye
   // A parameter without an ISA of its own steps on the optimizer's products.
   BitMatrix bits = random_bits(3, 10);
   std::vector<float> q(30, 1.0f);
-  BooleanOptimizer plain({BooleanParameter{"w", &bits, q.data(), 10}}, {}, KernelSet(Isa::scalar));
+  BooleanOptimizer plain({BooleanParameter{"w", &bits, q.data(), 10}}, {}, ProductSet(Isa::scalar));
   CHECK(plain.isa(0) == Isa::scalar);
-  CHECK(plain.kernel_set().isa() == Isa::scalar);
+  CHECK(plain.product_set().isa() == Isa::scalar);
   CHECK_THROWS_AS(plain.isa(1), InvalidArgument);
 }
 

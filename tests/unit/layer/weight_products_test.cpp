@@ -5,7 +5,7 @@
 // table's weight_product_min_work on and the per-kernel sign products below.
 
 #include <mbok/boolean_linear.hpp>
-#include <mbok/detail/kernels/training.hpp>
+#include <mbok/detail/products/training.hpp>
 
 #include <algorithm>
 
@@ -53,7 +53,7 @@ TEST_CASE("weight products of every ISA equal the double products on edge shapes
   std::size_t runs = 0;
   for (Isa isa : kAllIsas) {
     if (!isa_available(isa)) continue;
-    const detail::KernelTable& table = KernelSet(isa).table();
+    const detail::ProductTable& table = ProductSet(isa).table();
     for (std::size_t m : sizes)
       for (std::size_t n : sizes)
         for (std::size_t k_count = 1; k_count <= 3; ++k_count)

@@ -24,12 +24,12 @@
 #include <vector>
 
 #include "../../boolean_linear.hpp"
-#include "../../detail/kernels/training.hpp"
+#include "../../detail/products/training.hpp"
 #include "../../error.hpp"
 #include "../../io/mbok_format.hpp"
 #include "../../isa.hpp"
-#include "../../kernels.hpp"
 #include "../../parameter.hpp"
+#include "../../products.hpp"
 #include "../../state_dict.hpp"
 #include "../linear.hpp"
 
@@ -43,14 +43,14 @@ template <typename T>
 using VectorT = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 
 /// Dense products of the training step. For float they run on the register-tiled product of
-/// `kernels` (`detail::gemm_tn_f32`, C = A^T B) with the operands transposed into buffers the
+/// `products` (`detail::gemm_tn_f32`, C = A^T B) with the operands transposed into buffers the
 /// caller keeps; for double (gradient checks), Eigen.
 template <typename T>
 struct DenseProducts {
   using Matrix = RowMatrixT<T>;
   Matrix at, bt;  // transposed operands, reused from call to call
   /// The products' ISA: the active one unless the owner sets its own.
-  KernelSet kernels;
+  ProductSet products;
 
   /// y (t x m) = x (t x k) w^T for w (m x k).
   void nt(const Matrix& x, const Matrix& w, Matrix& y) {
@@ -91,10 +91,10 @@ struct DenseProducts {
   }
 
  private:
-  bool fast() const { return mbok::detail::has_weight_products(kernels.table()); }
+  bool fast() const { return mbok::detail::has_weight_products(products.table()); }
   void tn_raw(const Matrix& a, const Matrix& b, Matrix& c) const {
     mbok::detail::gemm_tn_f32(
-        kernels.table(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
+        products.table(), a.data(), static_cast<std::size_t>(a.cols()), b.data(),
         static_cast<std::size_t>(b.cols()), static_cast<std::size_t>(a.rows()),
         static_cast<std::size_t>(a.cols()), static_cast<std::size_t>(b.cols()),
         reinterpret_cast<float*>(c.data()), static_cast<std::size_t>(c.cols()));
