@@ -19,8 +19,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <memory>
-#include <new>
 #include <vector>
 
 #include "bit_matrix.hpp"
@@ -28,6 +26,7 @@
 #include "error.hpp"
 #include "parallel.hpp"
 
+#include "detail/base/aligned_buffer.hpp"
 #include "detail/base/bits.hpp"
 #include "detail/base/checked.hpp"
 
@@ -50,7 +49,7 @@ class QuantizedActivations {
   QuantizedActivations& operator=(const QuantizedActivations& o) {
     if (this == &o) return *this;
     resize(o.tokens_, o.cols_);  // all or nothing; nothing below allocates
-    if (bytes() > 0) std::memcpy(data_.get(), o.data_.get(), bytes());
+    if (bytes() > 0) std::memcpy(data_.data(), o.data_.data(), bytes());
     std::copy(o.scale_.begin(), o.scale_.end(), scale_.begin());
     std::copy(o.sums_.begin(), o.sums_.end(), sums_.begin());
     return *this;
@@ -66,10 +65,10 @@ class QuantizedActivations {
   /// Bytes between the starts of two rows (a multiple of 64, covering the padded row).
   std::size_t ld() const noexcept { return ld_; }
   /// Row-major int8 values (t rows of `ld()` bytes), 64-byte aligned.
-  const std::int8_t* data() const noexcept { return data_.get(); }
+  const std::int8_t* data() const noexcept { return data_.data(); }
   const std::int8_t* row(std::size_t i) const MBOK_NOEXCEPT_UNLESS_ASSERTS {
     MBOK_ASSERT(i < tokens_);
-    return data_.get() + i * ld_;
+    return data_.data() + i * ld_;
   }
   /// Per-token scales: x(i, l) ~ scale(i) * q(i, l). Zero for an all-zero token.
   const float* scales() const noexcept { return scale_.data(); }
@@ -87,21 +86,16 @@ class QuantizedActivations {
     const std::size_t ld = padded_row_words(n) * 64;  // < 2^52: n is bounded
     const std::size_t need = detail::mul_or_throw({t, ld}, "QuantizedActivations: ", t,
                                                   " tokens x ", ld, " bytes per row");
-    std::unique_ptr<std::int8_t, detail::AlignedDelete> grown;
-    if (need > capacity_)
-      grown.reset(
-          static_cast<std::int8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
+    detail::AlignedBuffer<std::int8_t> grown;
+    if (need > data_.capacity()) grown = detail::AlignedBuffer<std::int8_t>::uninitialized(need);
     // reserve either allocates or changes nothing; after it, assign cannot throw.
     scale_.reserve(t);
     sums_.reserve(t);
-    if (grown) {
-      data_ = std::move(grown);
-      capacity_ = need;
-    }
+    if (grown.data() != nullptr) data_ = std::move(grown);
     tokens_ = t;
     cols_ = n;
     ld_ = ld;
-    if (need > 0) std::memset(data_.get(), 0, need);
+    if (need > 0) std::memset(data_.data(), 0, need);
     scale_.assign(t, 0.0f);
     sums_.assign(t, 0);
   }
@@ -109,7 +103,7 @@ class QuantizedActivations {
   /// Writable row i (bytes past n must stay zero).
   std::int8_t* mutable_row(std::size_t i) MBOK_NOEXCEPT_UNLESS_ASSERTS {
     MBOK_ASSERT(i < tokens_);
-    return data_.get() + i * ld_;
+    return data_.data() + i * ld_;
   }
   void set_scale(std::size_t i, float s) noexcept { scale_[i] = s; }
   void set_row_sum(std::size_t i, std::int32_t s) noexcept { sums_[i] = s; }
@@ -117,8 +111,7 @@ class QuantizedActivations {
  private:
   std::size_t bytes() const noexcept { return tokens_ * ld_; }
 
-  std::unique_ptr<std::int8_t, detail::AlignedDelete> data_;
-  std::size_t capacity_ = 0;
+  detail::AlignedBuffer<std::int8_t> data_;
   std::size_t tokens_ = 0;
   std::size_t cols_ = 0;
   std::size_t ld_ = 0;

@@ -28,6 +28,7 @@
 #include "config.hpp"
 #include "error.hpp"
 
+#include "detail/base/aligned_buffer.hpp"
 #include "detail/base/bits.hpp"
 #include "detail/base/checked.hpp"
 
@@ -37,6 +38,8 @@ inline constexpr std::size_t kBitsPerWord = 64;
 inline constexpr std::size_t kRowAlignBits = 512;
 inline constexpr std::size_t kRowAlignWords = kRowAlignBits / kBitsPerWord;
 inline constexpr std::size_t kBufferAlignment = 64;  ///< bytes
+static_assert(kBufferAlignment == detail::kAlignedBufferAlignment,
+              "the library's buffers are allocated at the contract's alignment");
 /// Largest number of bits (padded rows included) one `BitMatrix` holds: 2^46 (8 TiB).
 inline constexpr std::size_t kMaxBits = std::size_t{1} << 46;
 
@@ -319,7 +322,7 @@ class BitMatrix {
   ~BitMatrix() = default;
 
   void swap(BitMatrix& o) noexcept {
-    std::swap(owned_, o.owned_);
+    owned_.swap(o.owned_);
     std::swap(borrowed_, o.borrowed_);
     std::swap(is_borrowed_, o.is_borrowed_);
     std::swap(data_, o.data_);
@@ -385,11 +388,8 @@ class BitMatrix {
     rows_ = rows;
     cols_ = cols;
     stride_ = padded_row_words(cols);
-    const std::size_t bytes = words * sizeof(std::uint64_t);
-    owned_.reset(
-        static_cast<std::uint64_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
-    data_ = owned_.get();
-    std::memset(data_, 0, bytes);
+    owned_ = detail::AlignedBuffer<std::uint64_t>::zeroed(words);
+    data_ = owned_.data();
     version_ = next_version();
   }
 
@@ -416,7 +416,7 @@ class BitMatrix {
     }
   }
 
-  std::unique_ptr<std::uint64_t, detail::AlignedDelete> owned_;
+  detail::AlignedBuffer<std::uint64_t> owned_;
   std::shared_ptr<const void> borrowed_;
   bool is_borrowed_ = false;
   std::uint64_t* data_ = nullptr;

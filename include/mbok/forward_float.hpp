@@ -43,8 +43,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
-#include <new>
 #include <vector>
 
 #include "bit_matrix.hpp"
@@ -55,6 +53,7 @@
 #include "parallel.hpp"
 #include "products.hpp"
 
+#include "detail/base/aligned_buffer.hpp"
 #include "detail/products/dispatch.hpp"
 #include "detail/products/training.hpp"
 
@@ -72,29 +71,10 @@ enum class FloatAlgorithm {
 
 namespace detail {
 
-// A 64-byte-aligned float buffer that only grows; one per thread, so repeated forward calls
-// do not allocate (and do not fault in fresh pages) each time.
-class ScratchFloats {
- public:
-  float* get(std::size_t count) {
-    if (count > capacity_) {
-      const std::size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-      data_.reset(static_cast<float*>(::operator new(bytes, std::align_val_t(64))));
-      capacity_ = bytes / sizeof(float);
-    }
-    return data_.get();
-  }
-
- private:
-  struct Delete {
-    void operator()(float* p) const noexcept { ::operator delete(p, std::align_val_t(64)); }
-  };
-  std::unique_ptr<float, Delete> data_;
-  std::size_t capacity_ = 0;
-};
-
-inline ScratchFloats& forward_scratch() {
-  static thread_local ScratchFloats scratch;
+// This thread's scaled copy of the activations: it only grows (AlignedBuffer::grow), so
+// repeated forward calls do not allocate (and do not fault in fresh pages) each time.
+inline AlignedBuffer<float>& forward_scratch() {
+  static thread_local AlignedBuffer<float> scratch;
   return scratch;
 }
 
@@ -138,7 +118,7 @@ inline void forward_rows(const ProductSet& products, const MultiKernelWeights<fl
   const std::size_t n = w.in_features();
   if (w.num_kernels() == 0) return;
   const std::size_t ld_xs = padded_row_words(n) * 64;
-  float* xs = forward_scratch().get(std::min(t, kForwardTokenBlock) * ld_xs);
+  float* xs = forward_scratch().grow(std::min(t, kForwardTokenBlock) * ld_xs);
   for (std::size_t i0 = 0; i0 < t; i0 += kForwardTokenBlock) {
     const std::size_t tb = std::min(kForwardTokenBlock, t - i0);
     for (std::size_t k = 0; k < w.num_kernels(); ++k) {
@@ -196,8 +176,8 @@ inline void multi_kernel_forward(const MultiKernelWeights<float>& w, const float
 namespace detail {
 
 // One thread's tables of the LUT float forward (grows only; no allocation once warm).
-inline ScratchFloats& lut_f32_scratch() {
-  static thread_local ScratchFloats scratch;
+inline AlignedBuffer<float>& lut_f32_scratch() {
+  static thread_local AlignedBuffer<float> scratch;
   return scratch;
 }
 
@@ -221,7 +201,7 @@ inline void lut_forward_f32_range(const ProductTable& table, std::size_t kernels
   const std::size_t n = w[0].cols, ld = lut_f32_table_floats(n);
   const std::size_t block =
       std::clamp<std::size_t>(kLutTableBlockBytes / (kernels * ld * sizeof(float)), 1, t);
-  float* tables = lut_f32_scratch().get(kernels * block * ld);
+  float* tables = lut_f32_scratch().grow(kernels * block * ld);
   for (std::size_t i0 = 0; i0 < t; i0 += block) {
     const std::size_t tb = std::min(block, t - i0);
     for (std::size_t k = 0; k < kernels; ++k)

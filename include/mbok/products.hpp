@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <new>
 #include <string>
 #include <vector>
 
@@ -30,6 +29,8 @@
 #include "isa.hpp"
 #include "parallel.hpp"
 
+#include "detail/base/aligned_buffer.hpp"
+#include "detail/base/checked.hpp"
 #include "detail/products/dispatch.hpp"
 
 namespace mbok {
@@ -76,7 +77,7 @@ class Int8LutWeights {
   /// Bytes held.
   std::size_t bytes() const noexcept { return detail::lut_tiles(view_.rows) * view_.tile_bytes(); }
   /// Whether the bytes belong to someone else (a mapped file), kept alive by this object.
-  bool is_borrowed() const noexcept { return view_.data != nullptr && data_ == nullptr; }
+  bool is_borrowed() const noexcept { return view_.data != nullptr && data_.data() == nullptr; }
   /// The packed data (internal layout).
   const detail::LutWeightsView& view() const noexcept { return view_; }
   /// The bits it was packed from (rows() x cols(), a new owned matrix).
@@ -88,7 +89,7 @@ class Int8LutWeights {
 
  private:
   friend class ProductSet;
-  std::unique_ptr<std::uint8_t, detail::AlignedDelete> data_;
+  detail::AlignedBuffer<std::uint8_t> data_;
   std::shared_ptr<const void> owner_;  // keeps borrowed bytes alive (may be null: caller's)
   detail::LutWeightsView view_;
   Isa isa_ = Isa::scalar;
@@ -112,16 +113,11 @@ class Int8LutTables {
     const std::size_t ld = detail::lut_table_bytes(n);
     const std::size_t need = std::max<std::size_t>(
         detail::mul_or_throw({t, ld}, "build_lut_tables: ", t, " tokens x ", ld, " bytes"), 64);
-    if (need > capacity_) {
-      data_.reset(
-          static_cast<std::uint8_t*>(::operator new(need, std::align_val_t(kBufferAlignment))));
-      capacity_ = need;
-    }
+    data_.grow(need);
     if (base_.size() < t) base_.resize(t);
-    view_ = {data_.get(), base_.data(), t, n, ld};
+    view_ = {data_.data(), base_.data(), t, n, ld};
   }
-  std::unique_ptr<std::uint8_t, detail::AlignedDelete> data_;
-  std::size_t capacity_ = 0;
+  detail::AlignedBuffer<std::uint8_t> data_;
   std::vector<std::int32_t> base_;
   detail::LutTablesView view_;
 };
@@ -147,20 +143,11 @@ class FloatLutTables {
         detail::mul_or_throw({t, ld, sizeof(float)}, "build_lut_tables_f32: ", t, " tokens x ", ld,
                              " floats"),
         64);
-    if (need > capacity_) {
-      data_.reset(static_cast<float*>(::operator new(need, std::align_val_t(kBufferAlignment))));
-      capacity_ = need;
-    }
-    view_ = {data_.get(), t, n, ld};
-    return data_.get();
+    float* tables = data_.grow(need / sizeof(float));
+    view_ = {tables, t, n, ld};
+    return tables;
   }
-  struct Delete {
-    void operator()(float* p) const noexcept {
-      ::operator delete(p, std::align_val_t(kBufferAlignment));
-    }
-  };
-  std::unique_ptr<float, Delete> data_;
-  std::size_t capacity_ = 0;
+  detail::AlignedBuffer<float> data_;
   detail::LutTablesF32View view_;
 };
 
@@ -291,10 +278,9 @@ class ProductSet {
     const detail::LutLayout layout = table_->lut_layout();
     const std::size_t bytes =
         std::max<std::size_t>(detail::lut_tiles(w.rows()) * 2 * detail::lut_cols32(w.cols()), 64);
-    out.data_.reset(
-        static_cast<std::uint8_t*>(::operator new(bytes, std::align_val_t(kBufferAlignment))));
-    detail::lut_pack(w, layout, out.data_.get());
-    out.view_ = {out.data_.get(), layout, w.rows(), w.cols()};
+    out.data_ = detail::AlignedBuffer<std::uint8_t>::uninitialized(bytes);
+    detail::lut_pack(w, layout, out.data_.data());
+    out.view_ = {out.data_.data(), layout, w.rows(), w.cols()};
     return out;
   }
   /// The byte layout `prepare_lut` packs for on this ISA.
@@ -338,7 +324,7 @@ class ProductSet {
     out.reserve(t, n);
     // Tokens are independent: many of them (a prefill) split across threads.
     parallel_for(0, t, detail::grain_for_cost(n), [&](std::size_t i0, std::size_t i1) {
-      table_->lut_tables_i8(x + i0 * ldx, ldx, i1 - i0, n, out.data_.get() + i0 * out.view_.ld,
+      table_->lut_tables_i8(x + i0 * ldx, ldx, i1 - i0, n, out.data_.data() + i0 * out.view_.ld,
                             out.view_.ld, out.base_.data() + i0);
     });
   }
@@ -349,7 +335,7 @@ class ProductSet {
     parallel_for(0, q.tokens(), detail::grain_for_cost(q.cols()),
                  [&](std::size_t i0, std::size_t i1) {
                    table_->lut_tables_i8(q.data() + i0 * q.ld(), q.ld(), i1 - i0, q.cols(),
-                                         out.data_.get() + i0 * out.view_.ld, out.view_.ld,
+                                         out.data_.data() + i0 * out.view_.ld, out.view_.ld,
                                          out.base_.data() + i0);
                  });
   }

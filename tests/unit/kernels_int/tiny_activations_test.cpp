@@ -1,8 +1,10 @@
 // Quantization of tokens whose max |x| is tiny (zero, subnormal, FLT_MIN, below 127 / FLT_MAX,
-// where 127 / amax overflows float), QuantizedActivations resizes that fail on an allocation
-// (injected), and strides whose products overflow in the raw-pointer int8 entry points.
+// where 127 / amax overflows float), QuantizedActivations resizes and AlignedBuffer growth that
+// fail on an allocation (injected), and strides whose products overflow in the raw-pointer int8
+// entry points.
 #include <mbok/activations.hpp>
 #include <mbok/boolean_linear.hpp>
+#include <mbok/detail/base/aligned_buffer.hpp>
 #include <mbok/forward_int8.hpp>
 #include <mbok/products.hpp>
 
@@ -151,6 +153,24 @@ TEST_CASE("QuantizedActivations::resize and copy are all or nothing",
   }
   CHECK(resized);
   CHECK(copied);
+}
+
+TEST_CASE("AlignedBuffer::grow that fails on its allocation keeps the old memory",
+          "[kernels_int][aligned-buffer][alloc]") {
+  auto b = detail::AlignedBuffer<float>::zeroed(20);
+  b.data()[19] = 3.0f;
+  const float* p = b.data();
+  {
+    test::FailAllocation fail(0);
+    CHECK_THROWS_AS(b.grow(1000), std::bad_alloc);
+    CHECK(test::FailAllocation::fired());
+  }
+  CHECK(b.data() == p);
+  CHECK(b.size() == 20);
+  CHECK(b.capacity() == 32);
+  CHECK(b.data()[19] == 3.0f);
+  CHECK(b.grow(1000) != p);  // and grows once memory is there
+  CHECK(b.capacity() == 1008);
 }
 
 TEST_CASE("raw int8 entry points refuse strides whose products overflow",

@@ -3,7 +3,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <new>
 
 namespace mbok::detail {
 
@@ -37,9 +36,5 @@ inline void transpose_64x64(std::uint64_t a[64]) noexcept {
     }
   }
 }
-
-struct AlignedDelete {
-  void operator()(void* p) const noexcept { ::operator delete(p, std::align_val_t(64)); }
-};
 
 }  // namespace mbok::detail

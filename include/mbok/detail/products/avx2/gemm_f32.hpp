@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../../base/aligned_buffer.hpp"
 #include "../weight_panels.hpp"
 #include "begin.hpp"
 
@@ -94,7 +95,7 @@ inline void gemm_packed_f32(const float* apack, std::size_t kc, std::size_t m, c
 inline void gemm_tn_panels(const float* apack, std::size_t t, std::size_t m, const float* b,
                            std::size_t ldb, float* c, std::size_t ldc, std::size_t j0,
                            std::size_t j1) {
-  AlignedPanel storage(t * kGemmCols);
+  AlignedBuffer<float> storage = AlignedBuffer<float>::zeroed(t * kGemmCols);
   float* panel = storage.data();
   for (std::size_t j = j0; j < j1; j += kGemmCols) {
     const std::size_t w = std::min(kGemmCols, j1 - j);

@@ -9,7 +9,7 @@
 inline void weight_forward_panels(const SignKernels& w, const float* xpack, std::size_t t,
                                   std::size_t n, float* y, std::size_t ldy, std::size_t i0,
                                   std::size_t i1) {
-  AlignedPanel storage(n * kGemmCols);
+  AlignedBuffer<float> storage = AlignedBuffer<float>::zeroed(n * kGemmCols);
   for (std::size_t i = i0; i < i1; i += kGemmCols) {
     const std::size_t rows = std::min(kGemmCols, i1 - i);
     w_rows_panel(w, n, i, rows, storage.data());
@@ -22,7 +22,7 @@ inline void weight_forward_panels(const SignKernels& w, const float* xpack, std:
 inline void weight_backward_panels(const SignKernels& w, const float* zpack, std::size_t t,
                                    std::size_t m, float* dx, std::size_t lddx, std::size_t j0,
                                    std::size_t j1) {
-  AlignedPanel storage(m * kGemmCols);
+  AlignedBuffer<float> storage = AlignedBuffer<float>::zeroed(m * kGemmCols);
   for (std::size_t j = j0; j < j1; j += kGemmCols) {
     const std::size_t cols = std::min(kGemmCols, j1 - j);
     w_cols_panel(w, m, j, cols, storage.data());
