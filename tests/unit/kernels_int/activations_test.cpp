@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "int_support.hpp"
@@ -93,6 +94,24 @@ TEST_CASE("QuantizedActivations reuses and zero-fills its storage", "[kernels_in
   const QuantizedActivations copy = q;
   REQUIRE(copy.row(1)[3] == q.row(1)[3]);
   REQUIRE(copy.scale(1) == q.scale(1));
+}
+
+TEST_CASE("A moved-from QuantizedActivations is empty and can be filled again",
+          "[kernels_int][activations]") {
+  QuantizedActivations q;
+  const RowMatrix x = test::random_matrix(3, 600);
+  quantize_activations(x.data(), 600, 3, 600, q);
+  const std::int8_t* storage = q.data();
+  QuantizedActivations moved(std::move(q));
+  CHECK(moved.data() == storage);
+  CHECK(moved.tokens() == 3);
+  // The storage went with the move: refilling the source allocates anew, it does not write
+  // through the buffer that now belongs to `moved`.
+  quantize_activations(x.data(), 600, 2, 600, q);  // NOLINT(bugprone-use-after-move)
+  CHECK(q.tokens() == 2);
+  CHECK(q.data() != storage);
+  CHECK(q.row(1)[0] == moved.row(1)[0]);
+  for (std::size_t l = 600; l < q.ld(); ++l) CHECK(q.row(1)[l] == 0);
 }
 
 TEST_CASE("binarize_activations packs signs with the mean |x| scale",
