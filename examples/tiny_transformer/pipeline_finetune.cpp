@@ -30,13 +30,6 @@ namespace {
 
 namespace train = mbok::llama::train;
 
-mbok::SignalScaling parse_signal_scaling(const std::string& s) {
-  if (s == "none") return mbok::SignalScaling::none;
-  if (s == "rms") return mbok::SignalScaling::rms;
-  if (s == "sign") return mbok::SignalScaling::sign;
-  throw mbok::InvalidArgument("signal scaling must be none, rms or sign, got '" + s + "'");
-}
-
 /// The model's Boolean projections (null for other kinds), in block order.
 std::vector<train::BooleanProjection<float>*> boolean_projections(Llama& model) {
   std::vector<train::BooleanProjection<float>*> out;
@@ -119,7 +112,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   fo.distill.kl_temperature = 1.0;
   fo.distill.hidden_weight = opt_.gamma;
   fo.boolean.learning_rate = opt_.eta;
-  fo.boolean.signal_scaling = parse_signal_scaling(opt_.signal_scaling);
+  fo.boolean.signal_scaling = mbok::parse_signal_scaling(opt_.signal_scaling);
   fo.boolean.accumulator = mbok::parse_accumulator_type(opt_.accumulator);
   fo.boolean.seed = opt_.run_seed();
   fo.adamw.learning_rate = opt_.scale_lr;

@@ -45,6 +45,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -77,12 +78,13 @@ inline constexpr const char* accumulator_name(AccumulatorType t) noexcept {
   return "?";
 }
 
-/// The accumulator type named `name` ("f32", "f16" or "i8", as `accumulator_name` writes
-/// it). Throws `InvalidArgument` naming the valid choices for any other string.
-inline AccumulatorType parse_accumulator_type(const std::string& name) {
+/// Parses an accumulator type name ("f32", "f16" or "i8", as `accumulator_name` writes it);
+/// throws `InvalidArgument` naming the text and the valid names.
+inline AccumulatorType parse_accumulator_type(std::string_view name) {
   for (AccumulatorType t : {AccumulatorType::f32, AccumulatorType::f16, AccumulatorType::i8})
     if (name == accumulator_name(t)) return t;
-  throw InvalidArgument("mbok: accumulator type must be f32, f16 or i8, got '" + name + "'");
+  throw InvalidArgument(
+      detail::concat("mbok: unknown accumulator type '", name, "' (expected f32, f16 or i8)"));
 }
 
 /// Bytes per accumulator: 4, 2 or 1.
@@ -121,12 +123,13 @@ inline constexpr const char* signal_scaling_name(SignalScaling s) noexcept {
                                     : "?";
 }
 
-/// The signal scaling named `name` ("none", "rms" or "sign", as `signal_scaling_name` writes
-/// it). Throws `InvalidArgument` naming the valid choices for any other string.
-inline SignalScaling parse_signal_scaling(const std::string& name) {
+/// Parses a signal scaling name ("none", "rms" or "sign", as `signal_scaling_name` writes it);
+/// throws `InvalidArgument` naming the text and the valid names.
+inline SignalScaling parse_signal_scaling(std::string_view name) {
   for (SignalScaling s : {SignalScaling::none, SignalScaling::rms, SignalScaling::sign})
     if (name == signal_scaling_name(s)) return s;
-  throw InvalidArgument("mbok: signal scaling must be none, rms or sign, got '" + name + "'");
+  throw InvalidArgument(
+      detail::concat("mbok: unknown signal scaling '", name, "' (expected none, rms or sign)"));
 }
 
 namespace detail {

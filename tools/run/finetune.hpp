@@ -168,13 +168,7 @@ inline int run_finetune(const FinetuneCommand& o) {
   check(o.floor >= 0 && o.floor <= 1, "--lr-floor must be in [0, 1]");
   check(o.warmup <= o.steps, "--warmup must not exceed --steps");
   const AccumulatorType acc = parse_accumulator_type(o.accumulator);
-  SignalScaling scaling = SignalScaling::rms;
-  if (o.signal_scaling == "none")
-    scaling = SignalScaling::none;
-  else if (o.signal_scaling == "sign")
-    scaling = SignalScaling::sign;
-  else
-    check(o.signal_scaling == "rms", "--signal-scaling must be none, rms or sign");
+  const SignalScaling scaling = parse_signal_scaling(o.signal_scaling);
   const std::string ckpt_dir = !o.resume.empty() ? o.resume : o.checkpoint_dir;
   const std::string ckpt_path =
       ckpt_dir.empty() ? std::string() : (fs::path(ckpt_dir) / "finetune.ckpt").string();

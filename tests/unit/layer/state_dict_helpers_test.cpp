@@ -52,8 +52,8 @@ TEST_CASE("accumulator types parse from their names", "[state][optimizer]") {
     CHECK(parse_accumulator_type(accumulator_name(t)) == t);
   for (const char* bad : {"", "F16", "f64", "int8", "i8 "})
     CHECK_THROWS_AS(parse_accumulator_type(bad), InvalidArgument);
-  CHECK_THROWS_WITH(parse_accumulator_type("bf16"), contains("f32, f16 or i8"));
-  CHECK_THROWS_WITH(parse_accumulator_type("bf16"), contains("'bf16'"));
+  CHECK_THROWS_WITH(parse_accumulator_type("bf16"),
+                    contains("unknown accumulator type 'bf16' (expected f32, f16 or i8)"));
 }
 
 TEST_CASE("signal scalings parse from their names", "[state][optimizer]") {
@@ -61,7 +61,8 @@ TEST_CASE("signal scalings parse from their names", "[state][optimizer]") {
     CHECK(parse_signal_scaling(signal_scaling_name(s)) == s);
   for (const char* bad : {"", "RMS", "Sign", "rms "})
     CHECK_THROWS_AS(parse_signal_scaling(bad), InvalidArgument);
-  CHECK_THROWS_WITH(parse_signal_scaling("l2"), contains("none, rms or sign, got 'l2'"));
+  CHECK_THROWS_WITH(parse_signal_scaling("l2"),
+                    contains("unknown signal scaling 'l2' (expected none, rms or sign)"));
 }
 
 }  // namespace
