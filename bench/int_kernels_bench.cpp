@@ -1,18 +1,20 @@
 // Integer kernels: XNOR/popcount GEMM (Boolean x Boolean), the fused int8 multi-kernel
 // forward (K = 1, 2), one case per ISA available here and per thread count, next to the dense
 // Eigen/OpenBLAS baselines of the same shapes (baselines.hpp); plus the instruction-rate
-// ceilings of this core, on L1-resident data, so a kernel's rate reads as a fraction of peak:
-// - ceiling_xnor: XOR + popcount + add (items = binary multiply-adds); avx512: VPOPCNTQ,
-//   avx2: the VPSHUFB nibble lookup;
-// - ceiling_i8_gemv: one weight expansion per multiply-add instruction (the GEMV inner loop;
-//   items = weight multiply-adds); avx512: masked byte move + VPDPBUSD, avx2: bit-to-byte
-//   expansion + VPMADDUBSW;
-// - ceiling_i8_gemm: one weight expansion per 4 multiply-add instructions (weights reused
-//   over 4 tokens);
-// - ceiling_i8_lut_gemv: the table-lookup product's inner loop (lut_format.hpp) with exact
-//   sums: avx512 (VBMI + VNNI): 2 index ops + 4 VPERMB + 2 byte adds + 2 VPDPBUSD per 512
-//   weights, 4 row tiles sharing each table load; avx2: 3 index ops + 4 VPSHUFB + 3 byte adds
-//   per 256 weights, then 2 unpacks + 2 VPMADDUBSW + 2 adds per 512 (two chunks' byte sums);
+// ceilings of this core: each product's own register tile (the function the product calls,
+// detail/products/<isa>/) on L1-resident operands, so a kernel's rate reads as a fraction of
+// what its inner loop reaches when memory costs nothing:
+// - ceiling_xnor: the XNOR tile, XOR + popcount + add (items = binary multiply-adds); avx512:
+//   VPOPCNTQ, 4 x 4 rows; avx2: the VPSHUFB nibble lookup, 2 x 4 rows;
+// - ceiling_i8_gemv: the int8 tile of one token x 8 weight rows (items = weight
+//   multiply-adds); avx512: masked byte move + VPDPBUSD (VNNI), avx2: bit-to-byte expansion +
+//   VPMADDUBSW;
+// - ceiling_i8_gemm: the tiles of 4 tokens x 4 weight rows (avx512: one 4 x 4 tile, avx2: two
+//   2 x 4 tiles), each expanded weight reused over the tokens;
+// - ceiling_i8_lut_gemv: the table-lookup product's tiles (lut_format.hpp), one token:
+//   avx512 (VBMI + VNNI): 2 index ops + 4 VPERMB + 2 byte adds + 2 VPDPBUSD per 512 weights,
+//   8 row tiles sharing each table load; avx2: 3 index ops + 4 VPSHUFB + 3 byte adds per 256
+//   weights, then 2 unpacks + 2 VPMADDUBSW + 2 adds per 512 (two chunks' byte sums), 4 tiles;
 // - bandwidth_read: 1 or 2 threads streaming 256 MiB (far beyond the last-level cache), so
 //   GEMV rows, which read each weight byte once, read as a fraction of memory bandwidth, and
 //   8 MiB (held in the last-level cache), the limit of cache-resident products;
@@ -29,8 +31,9 @@
 #include <mbok/parallel.hpp>
 #include <mbok/products.hpp>
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
+// The ceilings call the x86 products' tiles (compiled in with the avx2 and avx512 tables).
+#if MBOK_HAS_X86_KERNELS
+#include <mbok/detail/base/aligned_buffer.hpp>
 #define MBOK_BENCH_X86_CEILINGS 1
 #endif
 
@@ -185,224 +188,119 @@ void forward_prepared_case(benchmark::State& state, mbok::Isa isa, std::size_t m
   mbok::bench::set_threads(1);
 }
 
-// ---- ceilings (L1-resident data): the inner loop of each kernel with nothing around it ----
+// ---- ceilings: each product's own inner tile on L1-resident operands ----
+//
+// A ceiling calls the tile function its product runs (detail/products/<isa>/), so the two
+// cannot drift apart, on operands that stay in L1: the rate the product would reach if its
+// weights and activations cost nothing to bring in. A call runs thousands of vector
+// operations, so calling the tile out of line (the bench is not compiled for the ISA) costs
+// little.
 
 #if MBOK_BENCH_X86_CEILINGS
 
-// GCC's AVX-512 intrinsics start from a deliberately undefined vector, reported as
-// uninitialized once inlined (GCC bug 105593), as in the library's avx512 region.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+namespace x512 = mbok::detail::avx512;
+namespace x2 = mbok::detail::avx2;
 
-struct AlignedBuffer {
-  explicit AlignedBuffer(std::size_t bytes)
-      : p(static_cast<std::uint8_t*>(::operator new(bytes, std::align_val_t(64)))) {
-    for (std::size_t i = 0; i < bytes; ++i) p[i] = static_cast<std::uint8_t>(i * 2654435761u >> 13);
+// The operands of one tile call: half of a 32 KiB L1D.
+constexpr std::size_t kCeilingBytes = 16384;
+
+// `bytes` pseudo-random bytes at a 64-byte-aligned address.
+mbok::detail::AlignedBuffer<std::uint8_t> random_bytes(std::size_t bytes) {
+  auto buf = mbok::detail::AlignedBuffer<std::uint8_t>::uninitialized(bytes);
+  for (std::size_t i = 0; i < bytes; ++i)
+    buf.data()[i] = static_cast<std::uint8_t>(i * 2654435761u >> 13);
+  return buf;
+}
+
+// XNOR: the product's TI x TJ tile over rows of `kChunks` vector chunks (ChunkWords words
+// each), activation rows then weight rows in the buffer. Items: binary multiply-adds.
+template <std::size_t TI, std::size_t TJ, std::size_t ChunkWords, auto Tile>
+struct XnorCeiling {
+  static constexpr std::size_t kRowBytes =
+      kCeilingBytes / (TI + TJ) / (ChunkWords * 8) * (ChunkWords * 8);
+  static constexpr std::size_t kChunks = kRowBytes / (ChunkWords * 8);
+  static constexpr double kItems = static_cast<double>(TI * TJ * kRowBytes * 8);
+  static std::int64_t pass(const std::uint8_t* data) {
+    const std::uint64_t* rows[TI + TJ];
+    for (std::size_t r = 0; r < TI + TJ; ++r)
+      rows[r] = reinterpret_cast<const std::uint64_t*>(data + r * kRowBytes);
+    std::int32_t c[TI * TJ];
+    Tile(rows, rows + TI, kChunks, static_cast<std::int32_t>(kRowBytes * 8), c, TJ);
+    return c[0] + c[TI * TJ - 1];
   }
-  ~AlignedBuffer() { ::operator delete(p, std::align_val_t(64)); }
-  std::uint8_t* p;
 };
+using XnorCeilingAvx512 = XnorCeiling<
+    x512::kXnorTileI, x512::kXnorTileJ, x512::kXnorChunkWords,
+    &x512::xnor_tile<static_cast<int>(x512::kXnorTileI), static_cast<int>(x512::kXnorTileJ)>>;
+using XnorCeilingAvx2 =
+    XnorCeiling<x2::kXnorTileI, x2::kXnorTileJ, x2::kXnorChunkWords,
+                &x2::xnor_tile<static_cast<int>(x2::kXnorTileI), static_cast<int>(x2::kXnorTileJ)>>;
 
-constexpr std::size_t kCeilingBytes = 16384;  // 256 vectors of 64 bytes: stays in L1
-
-// 4 register-resident vectors x every vector of the buffer: 16 independent XOR + VPOPCNTQ +
-// VPADDQ chains per 4 loads.
-__attribute__((target("avx512f,avx512vpopcntdq"))) std::int64_t xnor_ceiling_pass(
-    const std::uint8_t* data) {
-  const __m512i a0 = _mm512_set1_epi64(0x0123456789abcdefll),
-                a1 = _mm512_set1_epi64(0x1111222233334444ll);
-  const __m512i a2 = _mm512_set1_epi64(0x5555666677778888ll),
-                a3 = _mm512_set1_epi64(0x7a7b7c7d7e7f7071ll);
-  __m512i acc[16];
-  for (auto& v : acc) v = _mm512_setzero_si512();
-  for (std::size_t q = 0; q < kCeilingBytes / 64; q += 4) {
-    for (int r = 0; r < 4; ++r) {
-      const __m512i b = _mm512_load_si512(data + (q + static_cast<std::size_t>(r)) * 64);
-      acc[4 * r + 0] =
-          _mm512_add_epi64(acc[4 * r + 0], _mm512_popcnt_epi64(_mm512_xor_si512(a0, b)));
-      acc[4 * r + 1] =
-          _mm512_add_epi64(acc[4 * r + 1], _mm512_popcnt_epi64(_mm512_xor_si512(a1, b)));
-      acc[4 * r + 2] =
-          _mm512_add_epi64(acc[4 * r + 2], _mm512_popcnt_epi64(_mm512_xor_si512(a2, b)));
-      acc[4 * r + 3] =
-          _mm512_add_epi64(acc[4 * r + 3], _mm512_popcnt_epi64(_mm512_xor_si512(a3, b)));
-    }
+// int8 (masked sums): `Calls` tiles of TI tokens over the same TJ weight rows (the product's
+// tile loop for TI x Calls tokens within one L1 block), rows of `kWords` 64-bit weight words.
+// Items: weight multiply-adds.
+template <std::size_t TI, std::size_t TJ, std::size_t Calls, auto Tile>
+struct I8Ceiling {
+  static constexpr std::size_t kTokens = TI * Calls;
+  static constexpr std::size_t kWords = kCeilingBytes / (kTokens * 64 + TJ * 8);
+  static constexpr double kItems = static_cast<double>(kTokens * TJ * kWords * 64);
+  static std::int64_t pass(const std::uint8_t* data) {
+    const std::int8_t* x[kTokens];
+    for (std::size_t i = 0; i < kTokens; ++i)
+      x[i] = reinterpret_cast<const std::int8_t*>(data + i * kWords * 64);
+    const std::uint64_t* w[TJ];
+    for (std::size_t j = 0; j < TJ; ++j)
+      w[j] = reinterpret_cast<const std::uint64_t*>(data + kTokens * kWords * 64 + j * kWords * 8);
+    const std::int32_t totals[kTokens] = {};
+    std::int32_t y[kTokens * TJ];
+    for (std::size_t c = 0; c < Calls; ++c)
+      Tile(x + c * TI, w, kWords, totals + c * TI, y + c * TI * TJ, TJ, static_cast<int>(TJ));
+    return y[0] + y[kTokens * TJ - 1];
   }
-  __m512i s = acc[0];
-  for (int i = 1; i < 16; ++i) s = _mm512_add_epi64(s, acc[i]);
-  alignas(64) std::int64_t lanes[8];
-  _mm512_store_si512(lanes, s);
-  return lanes[0] + lanes[7];
-}
+};
+// The tiles the products run for one token (1 x 8) and for many (avx512 4 x 4, avx2 2 x 4).
+using I8GemvCeilingAvx512 = I8Ceiling<1, 8, 1, &x512::i8_tile<1, 8, true>>;
+using I8GemmCeilingAvx512 = I8Ceiling<4, 4, 1, &x512::i8_tile<4, 4, true>>;
+using I8GemvCeilingAvx2 = I8Ceiling<1, 8, 1, &x2::i8_tile<1, 8>>;
+using I8GemmCeilingAvx2 = I8Ceiling<2, 4, 2, &x2::i8_tile<2, 4>>;
 
-// Weight masks and activations from L1; `Reuse` VPDPBUSD per masked byte move.
-template <int Reuse>
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) std::int64_t i8_ceiling_pass(
-    const std::uint8_t* data) {
-  const __m512i ones = _mm512_set1_epi8(1);
-  const std::uint64_t* masks = reinterpret_cast<const std::uint64_t*>(data);
-  __m512i acc[8];
-  for (auto& v : acc) v = _mm512_setzero_si512();
-  constexpr std::size_t kVectors = kCeilingBytes / 64;
-  for (std::size_t q = 0; q < kVectors; q += 8) {
-    for (int r = 0; r < 8; r += Reuse) {
-      const __m512i w =
-          _mm512_maskz_mov_epi8(_cvtu64_mask64(masks[q + static_cast<std::size_t>(r)]), ones);
-      for (int u = 0; u < Reuse; ++u)
-        acc[r + u] = _mm512_dpbusd_epi32(
-            acc[r + u], w, _mm512_load_si512(data + (q + static_cast<std::size_t>(r + u)) * 64));
-    }
+// Table lookup, one token: the product's R tiles of 16 rows over `kSteps` steps (a step: one
+// load of each tile's weights, 64 bytes on avx512, 32 on avx2), the token's tables first in the
+// buffer. The tiles' prefetch streams run on into the same tiles (next = wt), in L1.
+// Items: weights (avx512: 512 per weight vector, avx2: 256).
+struct LutCeilingAvx512 {
+  static constexpr std::size_t R = x512::kLutVbmiTiles;
+  // Per step: 2 chunks' tables (256 bytes) and 64 bytes per tile.
+  static constexpr std::size_t kSteps = kCeilingBytes / (2 * mbok::detail::kLutChunkBytes + R * 64);
+  static constexpr double kItems = static_cast<double>(R * kSteps * 512);
+  static std::int64_t pass(const std::uint8_t* data) {
+    const std::uint8_t* wt[R];
+    for (std::size_t r = 0; r < R; ++r)
+      wt[r] = data + 2 * mbok::detail::kLutChunkBytes * kSteps + r * 64 * kSteps;
+    __m512i out[R];
+    x512::lut_tiles_vbmi<static_cast<int>(R)>(data, wt, wt, kSteps, out);
+    std::int32_t first[R];
+    for (std::size_t r = 0; r < R; ++r) std::memcpy(&first[r], &out[r], sizeof(std::int32_t));
+    return first[0] + first[R - 1];
   }
-  __m512i s = acc[0];
-  for (int i = 1; i < 8; ++i) s = _mm512_add_epi32(s, acc[i]);
-  alignas(64) std::int32_t lanes[16];
-  _mm512_store_si512(lanes, s);
-  return lanes[0] + lanes[15];
-}
-
-// AVX2 has no vector popcount: XOR, then the nibble lookup of the avx2 product (VPSHUFB x 2),
-// byte sums widened by VPSADBW every 8 loads. 2 register-resident vectors x every loaded one.
-__attribute__((target("avx2"))) inline __m256i popcount_bytes_avx2(__m256i v, __m256i lut,
-                                                                   __m256i low) {
-  return _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
-                         _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
-}
-
-__attribute__((target("avx2"))) std::int64_t xnor_ceiling_pass_avx2(const std::uint8_t* data) {
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
-                                       1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-  const __m256i a0 = _mm256_set1_epi64x(0x0123456789abcdefll),
-                a1 = _mm256_set1_epi64x(0x5555666677778888ll);
-  __m256i total = zero;
-  constexpr std::size_t kVectors = kCeilingBytes / 32;
-  for (std::size_t q0 = 0; q0 < kVectors; q0 += 16) {
-    __m256i acc[4] = {zero, zero, zero, zero};
-    for (std::size_t q = q0; q < q0 + 16; q += 2) {
-      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + q * 32));
-      const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + (q + 1) * 32));
-      acc[0] = _mm256_add_epi8(acc[0], popcount_bytes_avx2(_mm256_xor_si256(a0, b0), lut, low));
-      acc[1] = _mm256_add_epi8(acc[1], popcount_bytes_avx2(_mm256_xor_si256(a1, b0), lut, low));
-      acc[2] = _mm256_add_epi8(acc[2], popcount_bytes_avx2(_mm256_xor_si256(a0, b1), lut, low));
-      acc[3] = _mm256_add_epi8(acc[3], popcount_bytes_avx2(_mm256_xor_si256(a1, b1), lut, low));
-    }
-    for (const __m256i& v : acc) total = _mm256_add_epi64(total, _mm256_sad_epu8(v, zero));
+};
+struct LutCeilingAvx2 {
+  static constexpr std::size_t R = x2::kLutShufTiles;
+  // Per chunk: its tables (128 bytes) and 32 bytes per tile; chunks come in pairs.
+  static constexpr std::size_t kChunks =
+      kCeilingBytes / (mbok::detail::kLutChunkBytes + R * 32) / 2 * 2;
+  static constexpr double kItems = static_cast<double>(R * kChunks * 256);
+  static std::int64_t pass(const std::uint8_t* data) {
+    const std::uint8_t* wt[R];
+    for (std::size_t r = 0; r < R; ++r)
+      wt[r] = data + mbok::detail::kLutChunkBytes * kChunks + r * 32 * kChunks;
+    __m256i acc[R][4];
+    x2::lut_tiles_shuf_all<static_cast<int>(R)>(data, wt, wt, kChunks, acc);
+    std::int32_t first[R];
+    for (std::size_t r = 0; r < R; ++r) std::memcpy(&first[r], &acc[r][0], sizeof(std::int32_t));
+    return first[0] + first[R - 1];
   }
-  alignas(32) std::int64_t lanes[4];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total);
-  return lanes[0] + lanes[3];
-}
-
-// The avx2 int8 inner loop: 32 weight bits expanded to 0/1 bytes (broadcast, VPSHUFB, AND,
-// MIN), then `Reuse` VPMADDUBSW + VPADDW with activations per expansion.
-template <int Reuse>
-__attribute__((target("avx2"))) std::int64_t i8_ceiling_pass_avx2(const std::uint8_t* data) {
-  const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
-                                          2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-  const __m256i bit_of_byte = _mm256_set1_epi64x(0x8040201008040201ll), ones8 = _mm256_set1_epi8(1);
-  const std::uint32_t* masks = reinterpret_cast<const std::uint32_t*>(data);
-  __m256i acc[8];
-  for (auto& v : acc) v = _mm256_setzero_si256();
-  constexpr std::size_t kVectors = kCeilingBytes / 32;
-  for (std::size_t q = 0; q < kVectors; q += 8) {
-    for (int r = 0; r < 8; r += Reuse) {
-      const __m256i b = _mm256_shuffle_epi8(
-          _mm256_set1_epi32(static_cast<int>(masks[q + static_cast<std::size_t>(r)])), spread);
-      const __m256i w = _mm256_min_epu8(_mm256_and_si256(b, bit_of_byte), ones8);
-      for (int u = 0; u < Reuse; ++u)
-        acc[r + u] = _mm256_add_epi16(
-            acc[r + u],
-            _mm256_maddubs_epi16(w, _mm256_load_si256(reinterpret_cast<const __m256i*>(
-                                        data + (q + static_cast<std::size_t>(r + u)) * 32))));
-    }
-  }
-  __m256i s = acc[0];
-  for (int i = 1; i < 8; ++i) s = _mm256_add_epi16(s, acc[i]);
-  alignas(32) std::int16_t lanes[16];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), s);
-  return lanes[0] + lanes[15];
-}
-
-// The LUT inner loop (avx512, VBMI + VNNI): tables of 16 columns x 2 chunks (4 vectors,
-// loaded once per 4 tiles) and 4 tiles of weights from L1; 512 weights per weight vector.
-__attribute__((target("avx512f,avx512bw,avx512vnni,avx512vbmi"))) std::int64_t lut_ceiling_pass(
-    const std::uint8_t* data) {
-  const __m512i nib = _mm512_set1_epi8(0x0f), group = _mm512_set1_epi32(0x30201000);
-  const __m512i ones = _mm512_set1_epi8(1), sixteen = _mm512_set1_epi8(16);
-  __m512i acc[4];
-  for (auto& v : acc) v = _mm512_setzero_si512();
-  constexpr std::size_t kVectors = kCeilingBytes / 64;
-  for (std::size_t q = 0; q < kVectors; q += 4) {
-    // Tables: 4 vectors of a 4 KiB window (L1), weights: the 4 vectors at q.
-    const std::uint8_t* ts = data + (q % 16) * 256;
-    const __m512i la = _mm512_load_si512(ts), ha = _mm512_load_si512(ts + 64);
-    const __m512i lb = _mm512_load_si512(ts + 128), hb = _mm512_load_si512(ts + 192);
-    for (int r = 0; r < 4; ++r) {
-      const __m512i w = _mm512_load_si512(data + (q + static_cast<std::size_t>(r)) * 64);
-      const __m512i lo = _mm512_ternarylogic_epi32(w, nib, group, 0xea);
-      const __m512i hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(w, 4), nib, group, 0xea);
-      const __m512i l =
-          _mm512_add_epi8(_mm512_permutexvar_epi8(lo, la), _mm512_permutexvar_epi8(hi, lb));
-      const __m512i h =
-          _mm512_add_epi8(_mm512_permutexvar_epi8(lo, ha), _mm512_permutexvar_epi8(hi, hb));
-      acc[r] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(acc[r], l, ones), h, sixteen);
-    }
-  }
-  const __m512i s =
-      _mm512_add_epi32(_mm512_add_epi32(acc[0], acc[1]), _mm512_add_epi32(acc[2], acc[3]));
-  alignas(64) std::int32_t lanes[16];
-  _mm512_store_si512(lanes, s);
-  return lanes[0] + lanes[15];
-}
-
-// The LUT inner loop (avx2): 4 tiles share each table load; 256 weights per weight vector;
-// 16-bit sums widened once per pass (32 chunks x 2040 fit in 16 bits: a pass has 128).
-__attribute__((target("avx2"))) inline __m256i load256(const std::uint8_t* p) {
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(p));
-}
-
-__attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::uint8_t* data) {
-  const __m256i nib = _mm256_set1_epi8(0x0f), pair = _mm256_set1_epi16(0x1001);
-  const __m256i zero = _mm256_setzero_si256();
-  __m256i total = zero;
-  constexpr std::size_t kVectors = kCeilingBytes / 32;
-  for (std::size_t q0 = 0; q0 < kVectors; q0 += 128) {
-    __m256i a[4][2];
-    for (auto& r : a) r[0] = r[1] = zero;
-    // Per step: 4 tiles x 2 chunks (the kernel's byte sums over a pair of chunks).
-    for (std::size_t q = q0; q < q0 + 128; q += 8) {
-      const std::uint8_t* tc = data + (q % 32) * 128;
-      const __m256i l01 = load256(tc), l23 = load256(tc + 32), h01 = load256(tc + 64),
-                    h23 = load256(tc + 96);
-      const __m256i m01 = load256(tc + 128), m23 = load256(tc + 160);
-      const __m256i g01 = load256(tc + 192), g23 = load256(tc + 224);
-      for (int r = 0; r < 4; ++r) {
-        const std::uint8_t* wr = data + (q + 2 * static_cast<std::size_t>(r)) * 32;
-        const __m256i w = load256(wr), v = load256(wr + 32);
-        const __m256i wl = _mm256_and_si256(w, nib);
-        const __m256i wh = _mm256_and_si256(_mm256_srli_epi16(w, 4), nib);
-        const __m256i vl = _mm256_and_si256(v, nib);
-        const __m256i vh = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
-        const __m256i l = _mm256_add_epi8(
-            _mm256_add_epi8(_mm256_shuffle_epi8(l01, wl), _mm256_shuffle_epi8(l23, wh)),
-            _mm256_add_epi8(_mm256_shuffle_epi8(m01, vl), _mm256_shuffle_epi8(m23, vh)));
-        const __m256i h = _mm256_add_epi8(
-            _mm256_add_epi8(_mm256_shuffle_epi8(h01, wl), _mm256_shuffle_epi8(h23, wh)),
-            _mm256_add_epi8(_mm256_shuffle_epi8(g01, vl), _mm256_shuffle_epi8(g23, vh)));
-        a[r][0] = _mm256_add_epi16(a[r][0], _mm256_maddubs_epi16(_mm256_unpacklo_epi8(l, h), pair));
-        a[r][1] = _mm256_add_epi16(a[r][1], _mm256_maddubs_epi16(_mm256_unpackhi_epi8(l, h), pair));
-      }
-    }
-    for (auto& r : a)
-      for (auto& v : r) total = _mm256_add_epi32(total, _mm256_unpacklo_epi16(v, zero));
-  }
-  alignas(32) std::int32_t lanes[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), total);
-  return lanes[0] + lanes[7];
-}
+};
 
 // One core reading a buffer far larger than the last-level cache: 4 independent adds per
 // 128 bytes (the loads, not the adds, limit it).
@@ -411,9 +309,10 @@ __attribute__((target("avx2"))) std::int64_t lut_ceiling_pass_avx2(const std::ui
 // the weights of a 4096 x 11008 product at K = 1 to 2), which limits the cache-resident
 // products' scaling over threads.
 void bandwidth_case(benchmark::State& state, std::size_t bytes, int threads) {
-  static std::map<std::size_t, AlignedBuffer*> buffers;  // kept for the whole run
-  AlignedBuffer*& buf = buffers[bytes];
-  if (buf == nullptr) buf = new AlignedBuffer(bytes);
+  static std::map<std::size_t, mbok::detail::AlignedBuffer<std::uint8_t>> buffers;  // whole run
+  auto found = buffers.find(bytes);
+  if (found == buffers.end()) found = buffers.emplace(bytes, random_bytes(bytes)).first;
+  const std::uint8_t* buf = found->second.data();
   mbok::bench::set_threads(threads);
   const std::size_t parts = static_cast<std::size_t>(threads), part = bytes / parts;
   std::vector<std::int64_t> sinks(parts);
@@ -422,7 +321,7 @@ void bandwidth_case(benchmark::State& state, std::size_t bytes, int threads) {
         0, parts, 1,
         [&](std::size_t p0, std::size_t p1) {
           for (std::size_t p = p0; p < p1; ++p)
-            sinks[p] += mbok::bench::read_stream(buf->p + p * part, part);
+            sinks[p] += mbok::bench::read_stream(buf + p * part, part);
         },
         1);
     benchmark::DoNotOptimize(sinks.data());
@@ -449,22 +348,25 @@ void fork_join_case(benchmark::State& state, int threads) {
   mbok::bench::set_threads(1);
 }
 
-template <typename Pass>
-void ceiling_case(benchmark::State& state, Pass pass, double items_per_pass, const char* isa) {
-  AlignedBuffer buf(kCeilingBytes);
+template <typename Ceiling>
+void ceiling_case(benchmark::State& state, const char* isa) {
+  const auto buf = random_bytes(kCeilingBytes);
+  const std::uint8_t* data = buf.data();
   std::int64_t sink = 0;
   for (auto _ : state) {
-    for (int rep = 0; rep < 64; ++rep) sink += pass(buf.p);
+    for (int rep = 0; rep < 64; ++rep) {
+      // The operands may have changed, as far as the compiler knows: every pass runs (a tile
+      // reads only its operands and writes only its results, so equal calls could be merged).
+      benchmark::DoNotOptimize(data);
+      benchmark::ClobberMemory();
+      sink += Ceiling::pass(data);
+    }
     benchmark::DoNotOptimize(sink);
   }
   state.SetItemsProcessed(
-      static_cast<std::int64_t>(static_cast<double>(state.iterations()) * 64 * items_per_pass));
+      static_cast<std::int64_t>(static_cast<double>(state.iterations()) * 64 * Ceiling::kItems));
   state.SetLabel(isa);
 }
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #endif
 
@@ -535,19 +437,17 @@ const bool registered = [] {
   if (mbok::isa_available(mbok::Isa::avx2)) {
     // Per pass: 512 loaded vectors x 2 register vectors x 256 bit pairs.
     benchmark::RegisterBenchmark("ceiling_xnor/avx2/l1/t:1/threads:1", [](benchmark::State& st) {
-      ceiling_case(st, &xnor_ceiling_pass_avx2, 512.0 * 2 * 256, "avx2");
+      ceiling_case<XnorCeilingAvx2>(st, "avx2");
     })->Unit(benchmark::kMicrosecond);
-    // Per pass: 512 VPMADDUBSW x 32 multiply-adds.
     benchmark::RegisterBenchmark("ceiling_i8_gemv/avx2/l1/t:1/threads:1", [](benchmark::State& st) {
-      ceiling_case(st, &i8_ceiling_pass_avx2<1>, 512.0 * 32, "avx2");
+      ceiling_case<I8GemvCeilingAvx2>(st, "avx2");
     })->Unit(benchmark::kMicrosecond);
     benchmark::RegisterBenchmark("ceiling_i8_gemm/avx2/l1/t:4/threads:1", [](benchmark::State& st) {
-      ceiling_case(st, &i8_ceiling_pass_avx2<4>, 512.0 * 32, "avx2");
+      ceiling_case<I8GemmCeilingAvx2>(st, "avx2");
     })->Unit(benchmark::kMicrosecond);
-    // Per pass: 512 weight vectors x 256 weights.
     benchmark::RegisterBenchmark(
         "ceiling_i8_lut_gemv/avx2/l1/t:1/threads:1",
-        [](benchmark::State& st) { ceiling_case(st, &lut_ceiling_pass_avx2, 512.0 * 256, "avx2"); })
+        [](benchmark::State& st) { ceiling_case<LutCeilingAvx2>(st, "avx2"); })
         ->Unit(benchmark::kMicrosecond);
     for (const auto& [mib, threads] :
          std::vector<std::pair<std::size_t, int>>{{256, 1}, {256, 2}, {8, 1}, {8, 2}}) {
@@ -561,26 +461,23 @@ const bool registered = [] {
     }
   }
   if (mbok::isa_available(mbok::Isa::avx512)) {
-    // Per pass: 256 loaded vectors x 4 register vectors x 512 bit pairs.
     benchmark::RegisterBenchmark("ceiling_xnor/avx512/l1/t:1/threads:1", [](benchmark::State& st) {
-      ceiling_case(st, &xnor_ceiling_pass, 256.0 * 4 * 512, "avx512");
+      ceiling_case<XnorCeilingAvx512>(st, "avx512");
     })->Unit(benchmark::kMicrosecond);
+    // The VNNI variant of the int8 tile and the VBMI table lookup: what the products run here.
     if (mbok::cpu_features().avx512vnni) {
-      // Per pass: 256 VPDPBUSD x 64 multiply-adds.
       benchmark::RegisterBenchmark(
           "ceiling_i8_gemv/avx512/l1/t:1/threads:1",
-          [](benchmark::State& st) { ceiling_case(st, &i8_ceiling_pass<1>, 256.0 * 64, "avx512"); })
+          [](benchmark::State& st) { ceiling_case<I8GemvCeilingAvx512>(st, "avx512"); })
           ->Unit(benchmark::kMicrosecond);
       benchmark::RegisterBenchmark(
           "ceiling_i8_gemm/avx512/l1/t:4/threads:1",
-          [](benchmark::State& st) { ceiling_case(st, &i8_ceiling_pass<4>, 256.0 * 64, "avx512"); })
+          [](benchmark::State& st) { ceiling_case<I8GemmCeilingAvx512>(st, "avx512"); })
           ->Unit(benchmark::kMicrosecond);
-      if (mbok::cpu_features().avx512vbmi)
-        // Per pass: 256 weight vectors x 512 weights.
-        benchmark::RegisterBenchmark("ceiling_i8_lut_gemv/avx512/l1/t:1/threads:1",
-                                     [](benchmark::State& st) {
-                                       ceiling_case(st, &lut_ceiling_pass, 256.0 * 512, "avx512");
-                                     })
+      if (x512::lut_uses_vbmi())
+        benchmark::RegisterBenchmark(
+            "ceiling_i8_lut_gemv/avx512/l1/t:1/threads:1",
+            [](benchmark::State& st) { ceiling_case<LutCeilingAvx512>(st, "avx512"); })
             ->Unit(benchmark::kMicrosecond);
     }
   }

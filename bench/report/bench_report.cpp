@@ -4,14 +4,14 @@
 // threads measured in the same run ("dense_f32/eigen", "dense_f32/openblas"): a ratio above 1
 // means the case is that many times faster. A case is also compared with the scalar path of
 // the same family and shape, a case with threads > 1 with its own one-thread run, and the
-// XNOR and int8 products with the instruction-rate ceiling of their ISA measured in the same
-// run (ceiling_xnor, ceiling_i8_gemv for t = 1, ceiling_i8_gemm for t > 1; one core's rate
-// times the threads; a K-kernel case does K products per item): the fraction of peak the
-// kernel reaches. The ceiling is the best approach's of the ISA (the impl up to its first '-':
-// "avx512-lut" and "avx512-masked" both compare with the faster of ceiling_i8_gemv and
-// ceiling_i8_lut_gemv of avx512), so every algorithm reads against the same peak. GEMV rows
-// (t = 1) also show "of bandwidth": their bytes per second over bandwidth_read (one core
-// streaming far more than the last-level cache) times the threads.
+// XNOR and int8 products with the L1 ceiling of their ISA measured in the same run (the
+// product's own register tile on L1-resident operands: ceiling_xnor, ceiling_i8_gemv for t = 1,
+// ceiling_i8_gemm for t > 1; one core's rate times the threads; a K-kernel case does K products
+// per item): the fraction of its inner loop's rate the kernel reaches. The ceiling is the best
+// approach's of the ISA (the impl up to its first '-': "avx512-lut" and "avx512-masked" both
+// compare with the faster of ceiling_i8_gemv and ceiling_i8_lut_gemv of avx512), so every algorithm
+// reads against the same peak. GEMV rows (t = 1) also show "of bandwidth": their bytes per second
+// over bandwidth_read (one core streaming far more than the last-level cache) times the threads.
 //
 // Usage: mbok_bench_report results.json [table.md]   (the table goes to stdout and the file)
 #include <nlohmann/json.hpp>

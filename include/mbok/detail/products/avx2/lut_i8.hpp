@@ -142,10 +142,13 @@ inline void lut_tiles_shuf_all(const std::uint8_t* tab, const std::uint8_t* cons
     lut_tiles_shuf<R>(tab, wt, next, chunks, c0, std::min(chunks, c0 + kLutChunksPerBlock), acc);
 }
 
+// Tiles of 16 rows that share each table load (lut_tiles_shuf_all's R in the product).
+inline constexpr std::size_t kLutShufTiles = 4;
+
 /// The VPSHUFB kernel over lanes16 weights.
 inline void sign_gemm_i8_lut_shuf(LutTablesView x, LutWeightsView w, std::int32_t* y,
                                   std::size_t ldy, std::size_t j0, std::size_t j1) noexcept {
-  constexpr std::size_t R = 4;
+  constexpr std::size_t R = kLutShufTiles;
   if (j0 >= j1) return;
   const std::size_t chunks = w.cols32() / 16;
   const std::size_t t0 = j0 / kLutTileRows, t1 = (j1 + kLutTileRows - 1) / kLutTileRows;

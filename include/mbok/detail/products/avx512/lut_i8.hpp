@@ -139,11 +139,14 @@ MBOK_AVX512_VBMI_TARGET inline void lut_tiles_vbmi_n(std::size_t n, const std::u
   lut_tiles_vbmi<R>(tab, wt, next, supers, out);
 }
 
+// Tiles of 16 rows that share each table load (lut_tiles_vbmi's R in the product).
+inline constexpr std::size_t kLutVbmiTiles = 8;
+
 /// The VBMI product over interleave4 weights; call it only when the CPU has VBMI and VNNI.
 MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_vbmi(LutTablesView x, LutWeightsView w,
                                                           std::int32_t* y, std::size_t ldy,
                                                           std::size_t j0, std::size_t j1) noexcept {
-  constexpr std::size_t R = 8;
+  constexpr std::size_t R = kLutVbmiTiles;
   if (j0 >= j1) return;
   const std::size_t supers = w.cols32() / 32;
   const std::size_t t0 = j0 / kLutTileRows, t1 = (j1 + kLutTileRows - 1) / kLutTileRows;
