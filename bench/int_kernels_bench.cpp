@@ -201,7 +201,8 @@ void forward_prepared_case(benchmark::State& state, mbok::Isa isa, std::size_t m
 namespace x512 = mbok::detail::avx512;
 namespace x2 = mbok::detail::avx2;
 
-// The operands of one tile call: half of a 32 KiB L1D.
+// The operands of one tile call: 16 KiB, within the L1D of every AVX2 core (32 or 48 KiB) with
+// room to spare for the stack and the results.
 constexpr std::size_t kCeilingBytes = 16384;
 
 // `bytes` pseudo-random bytes at a 64-byte-aligned address.
