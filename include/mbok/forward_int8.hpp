@@ -312,7 +312,7 @@ struct Int8Forward {
           x.base += i0;
           x.tokens = tn;
           // Rows [jb, je) of tokens [i0, i0 + tn) land at block[i * nr + j - jb].
-          table.sign_gemm_i8_lut(x, pw.kernel(k).view(), block.data(), nr, jb, je);
+          lut_product(table, tn)(x, pw.kernel(k).view(), block.data(), nr, jb, je);
           int8_scale_block(block.data(), tn, nr, ws.inputs_[k], i0, w.s_out(k).data() + jb,
                            y + i0 * ldy + jb, ldy, k == 0);
         }

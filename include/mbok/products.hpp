@@ -348,7 +348,7 @@ class ProductSet {
     parallel_for(
         0, w.rows(), std::max<std::size_t>(64, grain_rows(x.tokens(), w.cols() / 64 + 1)),
         [&](std::size_t j0, std::size_t j1) {
-          table_->sign_gemm_i8_lut(x.view(), w.view(), y + j0, ldy, j0, j1);
+          detail::lut_product(*table_, x.tokens())(x.view(), w.view(), y + j0, ldy, j0, j1);
         },
         detail::kLutTileRows);
   }
@@ -359,10 +359,13 @@ class ProductSet {
                               std::size_t ldy, std::size_t j0, std::size_t j1) const {
     check_lut(x, w, y, ldy);
     check_range(j0, j1, w.rows(), "sign_gemm_i8_lut");
-    table_->sign_gemm_i8_lut(x.view(), w.view(), y + j0, ldy, j0, j1);
+    detail::lut_product(*table_, x.tokens())(x.view(), w.view(), y + j0, ldy, j0, j1);
   }
   /// Largest token count for which the fused int8 forward picks the LUT product by default.
   std::size_t lut_max_tokens() const noexcept { return table_->lut_max_tokens; }
+  /// Fewest tokens for which `sign_gemm_i8_lut` runs its blocked many-token (prefill) product
+  /// (SIZE_MAX where this ISA has none); the results are the same either way.
+  std::size_t lut_prefill_min_tokens() const noexcept { return table_->lut_prefill_min_tokens; }
 
   /// Tables of t tokens of float activations for `sign_gemm_f32_lut`: token i is x_i (.) s
   /// (x rows `ldx` floats apart, n features read; `s` n values, or null for x itself), into

@@ -64,6 +64,9 @@ TEST_CASE("the LUT forward equals the masked forward bit for bit", "[kernels_int
   // so the product runs in token blocks (16, 16, 8).
   static_assert(40 * detail::lut_table_bytes(4096) > detail::kLutTableBlockBytes);
   check(70, 4096, 40, 2);
+  // Token blocks of 31 (n = 2100): three by the prefill product, the last 7 tokens by the
+  // per-token one (detail::lut_product).
+  check(45, 2100, 100, 2);
 }
 
 TEST_CASE("the LUT forward over larger shapes", "[kernels_int][forward][lut][slow]") {

@@ -57,6 +57,12 @@ struct ProductTable {
   void (*dense_i8_f32)(const std::int8_t* q, std::size_t ldq, const float* s, std::size_t n,
                        const float* x, std::size_t ldx, std::size_t t, float* y, std::size_t ldy,
                        std::size_t j0, std::size_t j1);
+  // sign_gemm_i8_lut's contract, by a product built for many tokens (the same weights and
+  // tables); lut_product() picks it for x.tokens >= lut_prefill_min_tokens.
+  void (*sign_gemm_i8_lut_prefill)(LutTablesView x, LutWeightsView w, std::int32_t* y,
+                                   std::size_t ldy, std::size_t j0, std::size_t j1);
+  // Fewest tokens for which sign_gemm_i8_lut_prefill runs (measured per ISA; SIZE_MAX: never).
+  std::size_t lut_prefill_min_tokens;
   // Largest token count for which the fused int8 forward picks the LUT product by default
   // (measured per ISA; bounded by the tables' memory where the LUT product wins at every t).
   std::size_t lut_max_tokens;
@@ -108,5 +114,11 @@ struct ProductTable {
   // a value is NaN or infinite).
   std::uint32_t (*max_abs_bits)(const float* q, std::size_t ld, std::size_t rows, std::size_t cols);
 };
+
+// The table-lookup int8 product `table` runs for `tokens` tokens (one token block of a call).
+inline auto lut_product(const ProductTable& table, std::size_t tokens) noexcept {
+  return tokens >= table.lut_prefill_min_tokens ? table.sign_gemm_i8_lut_prefill
+                                                : table.sign_gemm_i8_lut;
+}
 
 }  // namespace mbok::detail

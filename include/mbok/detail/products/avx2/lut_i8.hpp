@@ -211,6 +211,7 @@ inline constexpr void install_lut_i8(ProductTable& t) noexcept {
   t.lut_layout = &lut_layout;
   t.lut_tables_i8 = &lut_tables_shuf;
   t.sign_gemm_i8_lut = &sign_gemm_i8_lut_shuf;
+  t.sign_gemm_i8_lut_prefill = &sign_gemm_i8_lut_shuf;  // one product for every t
   // Measured: about 2x the masked avx2 product at t = 1, 128 and 512 (docs/lut_kernels.md).
   // Not above 512: the tables take 8 bytes per feature, token and kernel (32 MiB at t = 512,
   // n = 4096, K = 2), where the masked product needs none.

@@ -113,6 +113,7 @@ inline constexpr void install_lut_i8(ProductTable& t) noexcept {
   t.lut_layout = &lut_layout;
   t.lut_tables_i8 = &lut_tables_tbl;
   t.sign_gemm_i8_lut = &sign_gemm_i8_lut_tbl;
+  t.sign_gemm_i8_lut_prefill = &sign_gemm_i8_lut_tbl;  // one product for every t
   t.lut_max_tokens = 8;
 }
 

@@ -106,6 +106,8 @@ inline constexpr ProductTable make_table() noexcept {
   t.lut_layout = &lut_layout;
   t.lut_tables_i8 = &lut_tables_i8;
   t.sign_gemm_i8_lut = &sign_gemm_i8_lut;
+  t.sign_gemm_i8_lut_prefill = &sign_gemm_i8_lut;
+  t.lut_prefill_min_tokens = SIZE_MAX;
   t.dense_i8_f32 = &dense_i8_f32;
   t.lut_max_tokens = 8;
   t.lut_tables_f32 = &lut_tables_f32;
