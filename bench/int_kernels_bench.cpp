@@ -15,6 +15,9 @@
 //   avx512 (VBMI + VNNI): 2 index ops + 4 VPERMB + 2 byte adds + 2 VPDPBUSD per 512 weights,
 //   8 row tiles sharing each table load; avx2: 3 index ops + 4 VPSHUFB + 3 byte adds per 256
 //   weights, then 2 unpacks + 2 VPMADDUBSW + 2 adds per 512 (two chunks' byte sums), 4 tiles;
+// - ceiling_i8_lut_gemm: the many-token table-lookup product's register block (avx512, from
+//   lut_prefill_min_tokens tokens on): 4 tiles x 2 tokens, the 3 index ops of each weight
+//   vector shared by both tokens;
 // - bandwidth_read: 1 or 2 threads streaming 256 MiB (far beyond the last-level cache), so
 //   GEMV rows, which read each weight byte once, read as a fraction of memory bandwidth, and
 //   8 MiB (held in the last-level cache), the limit of cache-resident products;
@@ -285,6 +288,29 @@ struct LutCeilingAvx512 {
     return first[0] + first[R - 1];
   }
 };
+// Table lookup, many tokens: the prefill product's register block of R tiles x T tokens over
+// `kSteps` steps, the tokens' tables first in the buffer. Items: weights x tokens.
+struct LutPrefillCeilingAvx512 {
+  static constexpr std::size_t R = static_cast<std::size_t>(x512::kLutPrefillTiles);
+  static constexpr std::size_t T = static_cast<std::size_t>(x512::kLutPrefillTokens);
+  static constexpr std::size_t kSteps =
+      kCeilingBytes / (T * 2 * mbok::detail::kLutChunkBytes + R * 64);
+  static constexpr double kItems = static_cast<double>(R * T * kSteps * 512);
+  static std::int64_t pass(const std::uint8_t* data) {
+    const std::uint8_t *tab[T], *wt[R];
+    for (std::size_t i = 0; i < T; ++i)
+      tab[i] = data + i * 2 * mbok::detail::kLutChunkBytes * kSteps;
+    for (std::size_t r = 0; r < R; ++r)
+      wt[r] = data + T * 2 * mbok::detail::kLutChunkBytes * kSteps + r * 64 * kSteps;
+    alignas(64) __m512i acc[R * T];
+    std::memset(acc, 0, sizeof acc);
+    x512::lut_prefill_block<static_cast<int>(R), static_cast<int>(T)>(tab, wt, kSteps, acc);
+    std::int32_t first[2];
+    std::memcpy(&first[0], &acc[0], sizeof(std::int32_t));
+    std::memcpy(&first[1], &acc[R * T - 1], sizeof(std::int32_t));
+    return first[0] + first[1];
+  }
+};
 struct LutCeilingAvx2 {
   static constexpr std::size_t R = x2::kLutShufTiles;
   // Per chunk: its tables (128 bytes) and 32 bytes per tile; chunks come in pairs.
@@ -394,7 +420,7 @@ const bool registered = [] {
   const Shape shapes[] = {{128, 128, {1, 8}},
                           {4096, 4096, {1, 8, 32, 128, 512}},
                           {4096, 11008, {1, 32}},
-                          {11008, 4096, {1, 32, 128}},
+                          {11008, 4096, {1, 32, 128, 512}},
                           // The MUL_MAT shape of ggml's `test-backend-ops perf`, for comparisons
                           // with llama.cpp's kernels run beside this benchmark.
                           {4096, 14336, {1, 8}}};
@@ -479,6 +505,11 @@ const bool registered = [] {
         benchmark::RegisterBenchmark(
             "ceiling_i8_lut_gemv/avx512/l1/t:1/threads:1",
             [](benchmark::State& st) { ceiling_case<LutCeilingAvx512>(st, "avx512"); })
+            ->Unit(benchmark::kMicrosecond);
+      if (x512::lut_uses_vbmi())
+        benchmark::RegisterBenchmark(
+            "ceiling_i8_lut_gemm/avx512/l1/t:2/threads:1",
+            [](benchmark::State& st) { ceiling_case<LutPrefillCeilingAvx512>(st, "avx512"); })
             ->Unit(benchmark::kMicrosecond);
     }
   }
