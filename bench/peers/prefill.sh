@@ -5,9 +5,10 @@
 # and after a change), then one MUL_MAT of IQ2_BN_R4 timed with the peers' gemv program
 # (ggml_gemv.cpp beside ../shared/peers.md, built as that file says), for 1 and 2 threads,
 # 4096x4096 and 11008x4096, t = 128 and 512. Both sides: warm-up, then the best wall time of
-# many calls. Prints one line per case and round, "program:case microseconds".
+# many calls, and the least CPU time of a call (GEMV: the peers' gemv with the same CPU-time
+# reading added). Prints one line per case and round, "program:case wall_us cpu_us".
 #
-#   bench/peers/prefill.sh ROUNDS GEMV MBOK_GEMV [MBOK_GEMV ...]
+#   bench/peers/prefill.sh ROUNDS GEMV MBOK_GEMV [MBOK_GEMV ...]   (PER_CASE=seconds, default 1)
 set -euo pipefail
 rounds=$1 gemv=$2
 shift 2
@@ -19,10 +20,12 @@ for round in $(seq "$rounds"); do
       for t in 128 512; do
         for b in "$@"; do
           for k in 1 2; do
-            "$b" "$k" "$m" 4096 "$t" "$th" 1 | awk -v tag="$b" '{ print tag ":" $1 "/" $2 "/" $3 "/" $4, $5 }'
+            "$b" "$k" "$m" 4096 "$t" "$th" "${PER_CASE:-1}" |
+              awk -v tag="$b" '{ print tag ":" $1 "/" $2 "/" $3 "/" $4, $5, $(NF-1) }'
           done
         done
-        "$gemv" iq2_bn_r4 "$m" 4096 "$t" "$th" 1 | awk -v tag="$gemv" '{ print tag ":" $1 "/" $2 "/" $3 "/" $4, $5 }'
+        "$gemv" iq2_bn_r4 "$m" 4096 "$t" "$th" "${PER_CASE:-1}" |
+          awk -v tag="$gemv" '{ print tag ":" $1 "/" $2 "/" $3 "/" $4, $5, $(NF-1) }'
       done
     done
   done
