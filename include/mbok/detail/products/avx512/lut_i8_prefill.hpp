@@ -15,8 +15,8 @@
 //   over it, each token's tables of the block (16 KiB) streaming from L2;
 // - partial sums of each (token, tile) live in a small accumulator block between column blocks
 //   (int32 lanes, wrapping: splitting a row's sum is exact modulo 2^32 like the sum itself).
-// No prefetch: from 16 tokens on (lut_prefill_min_tokens) a weight byte feeds 32 lookups per
-// read, and the hardware prefetcher keeps up with the 4 sequential streams.
+// No prefetch: from 16 tokens on (lut_prefill_min_tokens) each weight byte read serves 16 or
+// more tokens, and the hardware prefetcher keeps up with the 4 sequential streams.
 
 #include <immintrin.h>
 
