@@ -14,9 +14,9 @@
 #endif
 
 #include <chrono>
-#include <ctime>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <random>
 #include <vector>
 
@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::size_t kernels = std::strtoull(argv[1], nullptr, 10);
-  const std::size_t m = std::strtoull(argv[2], nullptr, 10), n = std::strtoull(argv[3], nullptr, 10);
+  const std::size_t m = std::strtoull(argv[2], nullptr, 10),
+                    n = std::strtoull(argv[3], nullptr, 10);
   const std::size_t t = std::strtoull(argv[4], nullptr, 10);
   const int threads = std::atoi(argv[5]);
   const double seconds = argc > 6 ? std::atof(argv[6]) : 0.5;
@@ -58,7 +59,8 @@ int main(int argc, char** argv) {
   std::vector<float> x(t * n), y(t * m);
   for (float& v : x) v = u(rng);
   mbok::Int8ForwardWorkspace ws;
-  for (int i = 0; i < 3; ++i) mbok::multi_kernel_forward_int8(w, pw, x.data(), n, t, y.data(), m, ws);
+  for (int i = 0; i < 3; ++i)
+    mbok::multi_kernel_forward_int8(w, pw, x.data(), n, t, y.data(), m, ws);
   double best = 1e30, best_cpu = 1e30;
   int runs = 0;
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
@@ -73,7 +75,7 @@ int main(int argc, char** argv) {
     best_cpu = cpu < best_cpu ? cpu : best_cpu;
     ++runs;
   }
-  std::printf("mbok_k%zu %zux%zu t:%zu threads:%d %.1f us (best of %d) cpu %.1f us\n", kernels, m, n,
-              t, threads, best, runs, best_cpu);
+  std::printf("mbok_k%zu %zux%zu t:%zu threads:%d %.1f us (best of %d) cpu %.1f us\n", kernels, m,
+              n, t, threads, best, runs, best_cpu);
   return 0;
 }
