@@ -24,12 +24,14 @@
 //   mbok_mpi_tests stall S DIR   rank 1 stops calling at step S: rank 0 times out, aborts
 //   mbok_mpi_tests kill S DIR    rank 1 dies at step S (both save DIR/state.ckpt at step 2)
 //   mbok_mpi_tests outside S DIR rank 1 waits at step S to be killed by failed_rank.sh
+//   mbok_mpi_tests finalize T    rank 1 never finalizes: rank 0's bounded finalize ends it
 //
 // Each rank also runs the one-process reference on the whole batch itself (no MPI). Exit
 // status 0 when every check passed on every rank.
 
 #include <mbok/distributed/mpi.hpp>  // includes <mpi.h>, C API only
 #include <mbok/distributed/sharded_checkpoint.hpp>
+#include <mbok/distributed/termination.hpp>
 #include <mbok/io/checkpoint.hpp>
 #include <mbok/mbok.hpp>
 
@@ -1003,13 +1005,30 @@ void test_failed_rank(int at, const std::string& dir, const std::string& mode) {
   }
 }
 
+// Rank 1 never finalizes (it sleeps until the launcher ends it); rank 0's MPI_Finalize,
+// bounded by `timeout` seconds, must not hang: finalize_within ends it with
+// kFinalizeTimeoutStatus and a line naming it (failed_rank.sh finalize checks both).
+int test_finalize(double timeout) {
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (rank == 1) {
+    std::this_thread::sleep_for(std::chrono::seconds(120));
+    return 1;
+  }
+  mbok::distributed::finalize_within(timeout, rank);
+  std::printf("rank %d: MPI_Finalize returned\n", rank);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  // A rank ended by the launcher names what it was waiting for (failed_rank.sh checks it).
+  mbok::distributed::report_termination(rank);
   const std::string what = argc > 1 ? argv[1] : "";
+  if (what == "finalize" && argc == 3) return test_finalize(std::atof(argv[2]));
   try {
     if (what == "equality")
       test_equality();

@@ -101,6 +101,7 @@
 #include "../error.hpp"
 #include "../parameter.hpp"
 #include "../state_dict.hpp"
+#include "termination.hpp"
 
 // Sharded checkpoints (save_sharded, load_checkpoint) need io/checkpoint.hpp, which needs
 // xxhash.h; without it the trainer has export_state and import_state only.
@@ -200,6 +201,7 @@ inline std::string exact(double v) {
 /// (another rank died, stalled or called something else: the job should then end, e.g. with
 /// `MPI_Abort`).
 inline void wait_for(MPI_Request& request, double timeout_seconds, const std::string& what) {
+  const WaitScope scope(what);  // named by report_termination's line if the launcher ends us
   const auto start = std::chrono::steady_clock::now();
   const auto limit = std::chrono::duration<double>(timeout_seconds);
   std::chrono::microseconds nap(0);
@@ -530,9 +532,9 @@ class DataParallelTrainer {
   /// needs the same directory (a shared file system between machines). `sync` = false skips
   /// the flushes to disk (tests). Checks consistency first. Collective. Throws on every rank:
   /// `FormatError` naming the failing rank(s) and the first one's error when a write fails, a
-  /// metadata key starts with "mbok." or a `replicated` tensor is named like one of the
-  /// optimizer's (the previous checkpoint at `path` and its shards are then intact, this
-  /// save's shards removed); `DistributedError` as `check_consistency`.
+  /// metadata key is one of the layout's own (`kShardedKeyPrefix`) or a `replicated` tensor is
+  /// named like one of the optimizer's (the previous checkpoint at `path` and its shards are then
+  /// intact, this save's shards removed); `DistributedError` as `check_consistency`.
   void save_sharded(const std::string& path, const StateDict& replicated = {},
                     const Metadata& metadata = {}, const std::string& prefix = "",
                     bool sync = true) {
@@ -559,7 +561,8 @@ class DataParallelTrainer {
       for (const auto& kv : metadata)
         mbok::detail::require(!detail::is_sharded_key(kv.first),
                               "sharded checkpoint: metadata key '", kv.first,
-                              "' is reserved (starts with '", kShardedKeyPrefix, "')");
+                              "' is reserved (the sharded layout's 'mbok.shards', "
+                              "'mbok.shard.<r>' and 'mbok.slices.<key>')");
       StateDict local, slices;
       boolean_.export_state(local, "");
       for (const auto& t : tensors_)
@@ -794,7 +797,9 @@ class DataParallelTrainer {
     MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
     check_mpi(MPI_Irecv(recv, recv_count, type, prev_rank(), tag, comm_, &requests[0]), what);
     check_mpi(MPI_Isend(send, send_count, type, next_rank(), tag, comm_, &requests[1]), what);
-    wait_all(requests, 2, what);
+    // Each side waited and named on its own: a timeout names the peer that did not answer.
+    wait(requests[0], mbok::detail::concat(what, ", receiving from rank ", prev_rank()));
+    wait(requests[1], mbok::detail::concat(what, ", sending to rank ", next_rank()));
   }
 
   // Weights of slice c of tensors [t0, t1) (a chunk of their bucket).
@@ -953,7 +958,7 @@ class DataParallelTrainer {
                                                                   : DType::i8;
   }
 
-  void check_mpi(int rc, const char* what) const {
+  void check_mpi(int rc, const std::string& what) const {
     if (rc == MPI_SUCCESS) return;
     char text[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -965,7 +970,9 @@ class DataParallelTrainer {
 
   // Waits for a collective at most timeout_seconds (polls, sleeping up to 1 ms between tests,
   // so a waiting rank leaves the cores to ranks still computing).
-  void wait(MPI_Request& request, const char* what) const {
+  void wait(MPI_Request& request, const std::string& what) const {
+    const WaitScope scope(mbok::detail::concat("DataParallelTrainer, rank ", rank_, ", after step ",
+                                               step_, ": ", what));
     const auto start = std::chrono::steady_clock::now();
     const auto limit = std::chrono::duration<double>(options_.timeout_seconds);
     std::chrono::microseconds nap(0);
@@ -985,15 +992,10 @@ class DataParallelTrainer {
     }
   }
 
-  // wait() for several requests.
-  void wait_all(MPI_Request* requests, int n, const char* what) const {
-    for (int i = 0; i < n; ++i) wait(requests[i], what);
-  }
-
   void all_reduce(void* data, int count, MPI_Datatype type, MPI_Op op, const char* what) const {
     MPI_Request request;
     check_mpi(MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op, comm_, &request), what);
-    wait(request, what);
+    wait(request, mbok::detail::concat(what, " (all-reduce over all ", size_, " ranks)"));
   }
 
   // All-reduces a failure flag: returns the ranks (comma-separated) where `failed` is true,
