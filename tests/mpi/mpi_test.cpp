@@ -646,7 +646,8 @@ void test_sharded_save(const std::string& dir, int steps) {
   m.export_state(model);
   std::vector<std::string> first;
   for (int save = 0; save < 2; ++save) {
-    trainer.save_sharded(path, model, {{"note", "sharded"}}, "optimizer.", false);
+    trainer.save_sharded(path, model, {{"note", "sharded"}, {"mbok.run.settings", "x"}},
+                         "optimizer.", false);
     if (rank != 0) continue;
     const std::vector<std::string> files = shard_files(path);
     check(files.size() == static_cast<std::size_t>(ranks),
@@ -658,11 +659,27 @@ void test_sharded_save(const std::string& dir, int steps) {
         check(std::find(first.begin(), first.end(), f) == first.end(),
               "the second save reused the shard name '" + f + "'");
   }
+  // The layout's own keys are refused as the caller's, on every rank, and nothing is written.
+  for (const char* key : {"mbok.shards", "mbok.shard.0", "mbok.slices.x"}) {
+    std::string message;
+    try {
+      trainer.save_sharded(path, model, {{key, "1"}}, "optimizer.", false);
+    } catch (const mbok::FormatError& e) {
+      message = e.what();
+    }
+    check(contains(message, std::string("metadata key '") + key + "' is reserved"),
+          std::string("reserved key ") + key + ": '" + message + "'");
+  }
   if (rank == 0) {
+    check(shard_files(path).size() == static_cast<std::size_t>(ranks),
+          "a refused save changed the shard files");
     mbok::distributed::ShardedCheckpoint ckpt(path);
     check(ckpt.shards() == static_cast<std::size_t>(ranks), "manifest: shard count");
-    check(ckpt.manifest().metadata.count("note") == 1 && ckpt.manifest().metadata.size() == 1,
-          "manifest: the caller's metadata, and only it, comes back");
+    check(ckpt.manifest().metadata.count("note") == 1 &&
+              ckpt.manifest().metadata.count("mbok.run.settings") == 1 &&
+              ckpt.manifest().metadata.size() == 2,
+          "manifest: the caller's metadata (an 'mbok.' key of its own too), and only it, comes "
+          "back");
     check(ckpt.manifest().state.count("model.a.kernels.0.bits") == 1 &&
               ckpt.manifest().state.count("optimizer.boolean.a.kernels.1.bits.accumulator") == 0,
           "manifest: holds the model and the replicated state, not the accumulators");

@@ -18,9 +18,13 @@
 // every rank loads the models and draws the same batches, computes its share of each batch's
 // windows, and mbok/distributed/finetune.hpp sums the signals and gradients across the ranks
 // (the step of one process on the whole batch, up to the order of float sums). Rank 0 alone
-// prints, evaluates and writes the checkpoints and the output; a checkpoint resumes on any
-// number of ranks, or without --distributed.
+// prints, evaluates and writes the output. Checkpoints are sharded (mbok/distributed/
+// sharded_checkpoint.hpp): each rank writes its rows of the accumulators next to
+// D/finetune.ckpt, which rank 0 writes as the manifest (the student, the replicated state,
+// the settings). --resume reads either layout, on any number of ranks or without
+// --distributed.
 
+#include <mbok/distributed/sharded_checkpoint.hpp>  // no MPI: reads sharded checkpoints
 #include <mbok/io/checkpoint.hpp>
 #include <mbok/llama/perplexity.hpp>
 #include <mbok/llama/pretrained.hpp>
@@ -43,6 +47,7 @@
 
 #if defined(MBOK_RUN_MPI)
 #include <mbok/distributed/finetune.hpp>
+#include <mbok/distributed/session.hpp>
 #endif
 
 namespace mbok::tools {
@@ -92,37 +97,6 @@ inline void check(bool ok, const std::string& message) {
   if (!ok) throw InvalidArgument("mbok: " + message);
 }
 
-#if defined(MBOK_RUN_MPI)
-// MPI for the duration of a --distributed run: initialized here unless the program already
-// did; finalized at a normal end only. A rank that leaves with an error does not finalize, so
-// the launcher ends the whole job instead of leaving the other ranks waiting.
-class MpiSession {
- public:
-  MpiSession() {
-    int done = 0;
-    MPI_Initialized(&done);
-    if (!done) {
-      if (MPI_Init(nullptr, nullptr) != MPI_SUCCESS)
-        throw InvalidArgument("mbok: --distributed: MPI_Init failed");
-      owned_ = true;
-    }
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
-    MPI_Comm_size(MPI_COMM_WORLD, &size_);
-  }
-  MpiSession(const MpiSession&) = delete;
-  MpiSession& operator=(const MpiSession&) = delete;
-  ~MpiSession() {
-    if (owned_ && std::uncaught_exceptions() == 0) MPI_Finalize();
-  }
-  int rank() const noexcept { return rank_; }
-  int size() const noexcept { return size_; }
-
- private:
-  bool owned_ = false;
-  int rank_ = 0, size_ = 1;
-};
-#endif
-
 inline std::string fixed(double v, int digits = 4) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << v;
@@ -138,7 +112,10 @@ inline int run_finetune(const FinetuneCommand& o) {
   namespace fs = std::filesystem;
   namespace lt = llama::train;
 #if defined(MBOK_RUN_MPI)
-  std::optional<MpiSession> mpi;
+  // MPI for the run: a rank ended by the launcher says what it waited for, MPI_Finalize is
+  // bounded, and a rank that leaves with an error does not finalize (the launcher then ends
+  // the whole job instead of leaving the other ranks waiting).
+  std::optional<distributed::MpiSession> mpi;
   if (o.distributed) mpi.emplace();
   const int rank = mpi ? mpi->rank() : 0, ranks = mpi ? mpi->size() : 1;
 #else
@@ -242,28 +219,47 @@ inline int run_finetune(const FinetuneCommand& o) {
 
   std::int64_t start = 0;
   if (!o.resume.empty()) {
-    const Checkpoint ck = load_checkpoint(ckpt_path);
+    // Either layout: each rank reads its rows of a sharded one; one process assembles it.
+#if defined(MBOK_RUN_MPI)
+    const Checkpoint ck = mpi ? distributed::load_checkpoint(ft, ckpt_path, "optimizer.")
+                              : distributed::load_any_checkpoint(ckpt_path);
+#else
+    const Checkpoint ck = distributed::load_any_checkpoint(ckpt_path);
+#endif
     const auto it = ck.metadata.find("mbok.finetune.settings");
     if (it == ck.metadata.end() || it->second != o.settings())
       throw InvalidArgument("mbok: checkpoint '" + ckpt_path + "' was made with other settings (" +
                             (it == ck.metadata.end() ? std::string("none") : it->second) +
                             "); this run has " + o.settings());
     student->import_state(ck.state, "student.");
+#if defined(MBOK_RUN_MPI)
+    if (!mpi) ft.import_state(ck.state, "optimizer.");
+#else
     ft.import_state(ck.state, "optimizer.");
+#endif
     start = ft.step_count();
     check(start <= o.steps,
           "the checkpoint is at step " + std::to_string(start) + ", beyond --steps");
     if (!quiet) std::cerr << "resuming at step " << start << " from " << ckpt_path << "\n";
   }
-  // Collective with --distributed (the optimizers' state is gathered on rank 0, which writes).
+  // Collective with --distributed: each rank writes its shard, rank 0 the manifest.
   auto save = [&]() {
-    StateDict dict;
-    ft.export_state(dict, "optimizer.");
-    if (!lead) return;
-    student->export_state(dict, "student.");
+    const std::string file = (fs::path(o.checkpoint_dir) / "finetune.ckpt").string();
+    const Metadata metadata = {{"mbok.finetune.settings", o.settings()}};
     fs::create_directories(o.checkpoint_dir);
-    save_checkpoint((fs::path(o.checkpoint_dir) / "finetune.ckpt").string(), dict,
-                    {{"mbok.finetune.settings", o.settings()}});
+    StateDict dict;
+#if defined(MBOK_RUN_MPI)
+    if (mpi) {
+      if (lead) student->export_state(dict, "student.");
+      distributed::save_sharded(ft, file, std::move(dict), metadata, "optimizer.");
+      return;
+    }
+#endif
+    ft.export_state(dict, "optimizer.");
+    student->export_state(dict, "student.");
+    save_checkpoint(file, dict, metadata);
+    // A one-file save replaces a sharded one at the same path: its shards are no longer named.
+    distributed::remove_shards(file);
   };
 
   auto ppl = [&](const llama::LlamaModel& m) {

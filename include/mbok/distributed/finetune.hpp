@@ -18,9 +18,13 @@
 /// of float sums (mpi.hpp, "Equality with one process"). The printed loss is the same mean
 /// over the global batch on every rank.
 ///
-/// State: `export_state` gathers the optimizers on rank 0 in the one-process layout (the
-/// `Finetuner` adds the step there), so a checkpoint saved on P ranks resumes on any number of
-/// ranks or in one process, and the other way.
+/// State, two layouts. `export_state` gathers the optimizers on rank 0 in the one-process
+/// layout (the `Finetuner` adds the step there). `save_sharded(finetuner, path, ...)` has each
+/// rank write its rows of the accumulators and rank 0 a manifest (sharded_checkpoint.hpp), so
+/// no rank ever holds more than its slices; `load_checkpoint(finetuner, path, ...)` reads
+/// either layout on any number of ranks, and `load_any_checkpoint` either one in one process.
+/// So a checkpoint saved on P ranks resumes on any number of ranks or in one process, and the
+/// other way.
 ///
 /// Needs `<mpi.h>` and a program linked with MPI (CMake: `mbok::mpi`).
 
@@ -119,6 +123,49 @@ class DataParallelUpdate : public llama::train::FinetuneUpdate {
   double timeout_seconds_;
   DataParallelTrainer trainer_;
 };
+
+#if defined(MBOK_DISTRIBUTED_CHECKPOINTS)
+namespace detail {
+inline DataParallelUpdate& data_parallel_update(llama::train::Finetuner& ft, const char* what) {
+  auto* u = dynamic_cast<DataParallelUpdate*>(&ft.update());
+  mbok::detail::require(u != nullptr, what, ": the finetuner's update is not a DataParallelUpdate");
+  return *u;
+}
+}  // namespace detail
+
+/// Saves `ft`'s optimizer state and step as a sharded checkpoint (`DataParallelTrainer::
+/// save_sharded`): each rank writes its rows of the accumulators next to `path`, rank 0 the
+/// manifest `path` with `<prefix>step`, the optimizers' replicated state under `<prefix>`,
+/// the tensors of `replicated` (rank 0's: e.g. the student) and `metadata`. `ft`'s update must
+/// be a `DataParallelUpdate`. Atomic: a failure on any rank leaves the previous checkpoint at
+/// `path` whole. Collective; throws what `save_sharded` throws, `InvalidArgument` for another
+/// update.
+inline void save_sharded(llama::train::Finetuner& ft, const std::string& path, StateDict replicated,
+                         const Metadata& metadata, const std::string& prefix, bool sync = true) {
+  DataParallelUpdate& u = detail::data_parallel_update(ft, "save_sharded");
+  replicated[prefix + "step"] = Tensor::scalar<std::int64_t>(ft.step_count());
+  u.trainer().save_sharded(path, replicated, metadata, prefix, sync);
+}
+
+/// Loads a checkpoint in either layout (sharded, or `Finetuner::export_state` saved in one
+/// file by one process or by rank 0) into `ft` on any number of ranks, each rank reading only
+/// what it needs (`DataParallelTrainer::load_checkpoint`), and sets its step. Returns the
+/// rest: the caller's tensors (e.g. the student) and metadata. Collective. Throws
+/// `FormatError` on every rank as `load_checkpoint`, and for a missing or negative
+/// `<prefix>step` (then the optimizers may already hold the checkpoint's state: restart or
+/// end the run); `InvalidArgument` for an update that is not a `DataParallelUpdate`.
+inline Checkpoint load_checkpoint(llama::train::Finetuner& ft, const std::string& path,
+                                  const std::string& prefix) {
+  DataParallelUpdate& u = detail::data_parallel_update(ft, "load_checkpoint");
+  Checkpoint rest = u.trainer().load_checkpoint(path, prefix);
+  const auto step = read_scalar<std::int64_t>(rest.state, prefix + "step");
+  mbok::detail::require_format(step >= 0, "checkpoint '", path, "': '", prefix,
+                               "step' is negative");
+  ft.set_step_count(step);
+  rest.state.erase(prefix + "step");
+  return rest;
+}
+#endif
 
 }  // namespace distributed
 }  // namespace mbok

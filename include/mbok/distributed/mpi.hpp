@@ -615,7 +615,7 @@ class DataParallelTrainer {
     }
     failed = first_error(error, "manifest write");
     if (!failed.empty()) fail(failed, "writing the manifest");
-    if (rank_ == 0) remove_old_shards(path, base, id);
+    if (rank_ == 0) remove_shards(path, mbok::detail::hex64(id));
   }
 
   /// Loads the checkpoint at `path` in either layout and imports this rank's part of the
@@ -743,27 +743,6 @@ class DataParallelTrainer {
         Tensor::scalar<std::int64_t>(static_cast<std::int64_t>(options_.boolean.accumulator));
     adamw_.export_state(dict, prefix + "adamw.");
   }
-
-#if defined(MBOK_DISTRIBUTED_CHECKPOINTS)
-  // Removes the shard files of earlier saves to `path` (`<base>.shard-*` whose save id is not
-  // `id`), once the new manifest is in place. Best effort: a file that cannot be removed
-  // stays (it is never read: the manifest names its shards).
-  static void remove_old_shards(const std::string& path, const std::string& base,
-                                std::uint64_t id) {
-    const std::string dir = mbok::detail::directory_of(path);
-    const std::string start = base + ".shard-", keep = "-" + mbok::detail::hex64(id);
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string name = it->path().filename().string();
-      if (name.rfind(start, 0) != 0 || name.find(".mbok-tmp-") != std::string::npos) continue;
-      if (name.size() >= keep.size() &&
-          name.compare(name.size() - keep.size(), keep.size(), keep) == 0)
-        continue;
-      std::error_code ignored;
-      std::filesystem::remove(it->path(), ignored);
-    }
-  }
-#endif
 
   // Agrees on a failure: "" when `error` is empty on every rank, else the failing ranks and
   // the lowest failing rank's message (broadcast, so that every rank throws the same text,

@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <sstream>
 #include <string>
@@ -45,12 +46,19 @@
 
 namespace mbok::distributed {
 
-/// The manifest's own metadata keys start with this (callers' keys must not).
+/// The sharded layout's own metadata keys start with this: `mbok.shards`, `mbok.shard`,
+/// `mbok.shard.<r>` and `mbok.slices.<key>` are reserved (a caller's key may be any other,
+/// e.g. `mbok.finetune.settings`).
 inline constexpr const char* kShardedKeyPrefix = "mbok.";
 
 namespace detail {
 
-inline bool is_sharded_key(const std::string& key) { return key.rfind(kShardedKeyPrefix, 0) == 0; }
+// Only the layout's own keys: callers (mbok-run) keep other "mbok." keys of their own.
+inline bool is_sharded_key(const std::string& key) {
+  const std::string p = kShardedKeyPrefix;
+  return key == p + "shards" || key == p + "shard" || key.rfind(p + "shard.", 0) == 0 ||
+         key.rfind(p + "slices.", 0) == 0;
+}
 
 inline std::string file_name_of(const std::string& path) {
   const auto slash = path.find_last_of('/');
@@ -255,6 +263,30 @@ class ShardedCheckpoint {
   std::map<std::string, Slices> slices_;
   std::map<std::size_t, Checkpoint> loaded_;
 };
+
+/// Removes the shard files of sharded saves to `path` (`<file name of path>.shard-*` in its
+/// directory), except those of the save named by `keep` (its 16 hex digits; empty: keep
+/// none). For a program that replaces a sharded checkpoint with a one-file one, and for
+/// `save_sharded` once its manifest is in place. Best effort: a file that cannot be removed
+/// stays (no manifest names it, so it is never read); temporary files of writes in progress
+/// are left alone.
+inline void remove_shards(const std::string& path, const std::string& keep = "") {
+  namespace fs = std::filesystem;
+  const std::string base = detail::file_name_of(path);
+  const std::string dir = detail::directory_prefix_of(path);
+  const std::string start = base + ".shard-", tail = keep.empty() ? "" : "-" + keep;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir.empty() ? "." : dir, ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(start, 0) != 0 || name.find(".mbok-tmp-") != std::string::npos) continue;
+    if (!tail.empty() && name.size() >= tail.size() &&
+        name.compare(name.size() - tail.size(), tail.size(), tail) == 0)
+      continue;
+    std::error_code ignored;
+    fs::remove(it->path(), ignored);
+  }
+}
 
 /// Loads a checkpoint in either layout into the one-process layout: a one-process checkpoint
 /// as `load_checkpoint` does, a sharded one's manifest with every shard assembled

@@ -7,9 +7,12 @@
 #     finetuning match the one-process run within a relative BOUND of 1e-4 (the float sums
 #     run in another order, so the files differ in the low bits of some scales: measured,
 #     both figures equal to the 6-7 digits printed; finetuning moves the KL by 50 %);
-#  3. resume across rank counts: 2 ranks stopped at step 6 and resumed in one process, and
-#     one process stopped at 6 and resumed on 2 ranks, match the uninterrupted run the same
-#     way; only rank 0 prints and writes;
+#  3. resume across rank counts and checkpoint layouts: 2 ranks stopped at step 6 (a sharded
+#     checkpoint: a manifest without accumulators and one shard per rank) and resumed in one
+#     process (which replaces it with one file and removes the shards); one process stopped
+#     at 6 (one file) and resumed on 2 ranks; 2 ranks stopped at 4, resumed on 3 ranks
+#     (uneven shares 1 + 2 + 2) to step 8 (3 new shards, the 2 old ones removed), then in one
+#     process: each matches the uninterrupted run the same way; only rank 0 prints;
 #  4. i8 accumulators on 2 ranks (another rounding stream per slice: a valid run, not the same
 #     bits) lower the eval KL as one process does;
 #  5. a batch smaller than the number of ranks: exit code 2 and one line naming it.
@@ -83,15 +86,41 @@ compare d2.log "2 ranks"
 kb="$(echo "$one" | value "eval kl before")" ka="$(echo "$one" | value "eval kl after")"
 awk -v b="$kb" -v a="$ka" 'BEGIN { exit !(a < 0.9 * b) }' || fail "eval KL did not fall by 10 % ($kb -> $ka)"
 
-# 3. Resume across rank counts.
+# 3. Resume across rank counts and layouts.
+acc='"optimizer\.boolean\.[^"]*\.accumulator"'  # an accumulator tensor's key in a file's header
+shards() {  # shards DIR P: DIR/finetune.ckpt is a manifest with exactly P shards of one save
+  local n
+  n="$(find "$1" -name 'finetune.ckpt.shard-*' | wc -l)"
+  [ "$n" -eq "$2" ] || fail "$1: $n shard files, expected $2: $(ls "$1")"
+  for ((r = 0; r < $2; ++r)); do
+    [ -n "$(find "$1" -name "finetune.ckpt.shard-$r-of-$2-*")" ] || fail "$1: no shard $r of $2"
+  done
+  # The accumulator tensors live in the shards only (rank 0 never holds them all; the
+  # manifest names them in its metadata, "mbok.slices.optimizer.boolean...", not as tensors).
+  grep -aq "$acc" "$1/finetune.ckpt" && fail "$1: the manifest holds accumulators"
+  for f in "$1"/finetune.ckpt.shard-*; do grep -aq "$acc" "$f" || fail "$f holds no accumulators"; done
+  echo "ok: $1: a manifest and $2 shards"
+}
 "$mpiexec" -n 2 "$run" "${common[@]}" -o r21.mbok --distributed --checkpoint-dir c2 --stop-after 6 \
   | grep -q "stopped at step 6" || fail "2 ranks: --stop-after did not stop"
 [ -f r21.mbok ] && fail "a stopped run wrote its output"
+shards c2 2
 "$run" "${common[@]}" -o r21.mbok --resume c2 --checkpoint-dir c2 >r21.log
 compare r21.log "2 ranks, resumed in one process"
+[ -z "$(find c2 -name 'finetune.ckpt.shard-*')" ] || fail "the one-process save left the shards"
+grep -aq "$acc" c2/finetune.ckpt || fail "the one-process checkpoint holds no accumulators"
 "$run" "${common[@]}" -o r12.mbok --checkpoint-dir c1 --stop-after 6 >/dev/null
 "$mpiexec" -n 2 "$run" "${common[@]}" -o r12.mbok --distributed --resume c1 --checkpoint-dir c1 >r12.log
 compare r12.log "one process, resumed on 2 ranks"
+shards c1 2
+"$mpiexec" -n 2 "$run" "${common[@]}" -o r231.mbok --distributed --checkpoint-dir c3 --stop-after 4 >/dev/null
+shards c3 2
+"$mpiexec" -n 3 "$run" "${common[@]}" -o r231.mbok --distributed --resume c3 --checkpoint-dir c3 \
+  --stop-after 4 | grep -q "stopped at step 8" || fail "3 ranks: the resumed run did not stop at 8"
+shards c3 3
+"$run" "${common[@]}" -o r231.mbok --resume c3 --checkpoint-dir c3 >r231.log
+grep -q "resuming at step 8" r231.log || grep -q "steps 8\.\.12" r231.log || fail "not resumed at step 8"
+compare r231.log "2 ranks, then 3 ranks, then one process"
 
 # 4. i8 accumulators on 2 ranks.
 "$mpiexec" -n 2 "$run" "${common[@]/f32/i8}" -o i8.mbok --distributed >i8.log

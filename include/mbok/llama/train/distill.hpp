@@ -330,6 +330,13 @@ class Finetuner {
   }
 
   std::int64_t step_count() const noexcept { return step_; }
+  /// Sets the step count (the schedule's position) for a state restored without
+  /// `import_state`, e.g. from a sharded checkpoint (mbok/distributed/finetune.hpp). Throws
+  /// `InvalidArgument` for a negative step.
+  void set_step_count(std::int64_t step) {
+    mbok::detail::require(step >= 0, "Finetuner: step count must be >= 0, got ", step);
+    step_ = step;
+  }
   /// The one-process Boolean optimizer; throws `InvalidArgument` with another update.
   BooleanOptimizer& boolean_optimizer() { return local("boolean_optimizer").boolean_optimizer(); }
   /// The one-process AdamW; throws `InvalidArgument` with another update.
