@@ -17,7 +17,8 @@
 #include <omp.h>
 #endif
 #if defined(TINY_TRANSFORMER_MPI)
-#include <mbok/distributed/mpi.hpp>  // <mpi.h> and the deadline-bounded collectives
+#include <mbok/distributed/mpi.hpp>      // <mpi.h> and the deadline-bounded collectives
+#include <mbok/distributed/session.hpp>  // MPI_Init, bounded MPI_Finalize
 #endif
 
 #include "console.hpp"
@@ -25,24 +26,6 @@
 #include "report.hpp"
 
 namespace {
-
-#if defined(TINY_TRANSFORMER_MPI)
-// MPI for a --distributed run, finalized at a normal end only: a rank that leaves with an
-// error does not finalize, so the launcher ends the whole job instead of leaving the other
-// ranks waiting in a collective.
-struct MpiSession {
-  MpiSession(int& argc, char**& argv) {
-    if (MPI_Init(&argc, &argv) != MPI_SUCCESS) throw mbok::InvalidArgument("MPI_Init failed");
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-  }
-  ~MpiSession() {
-    if (ok) MPI_Finalize();
-  }
-  int rank = 0, size = 1;
-  bool ok = false;
-};
-#endif
 
 void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_option("--out", o.out_dir, "Output folder (models, checkpoints, summary.json, report)")
@@ -188,11 +171,14 @@ int run(int argc, char** argv, std::streambuf* err) {
           "--distributed applies to the 'finetune' stage only (run the other stages, the "
           "baseline and the sweep in one process)");
 #if defined(TINY_TRANSFORMER_MPI)
-    std::optional<MpiSession> mpi;
+    // MPI for the run: a rank ended by the launcher says what it waited for, MPI_Finalize is
+    // bounded, and a rank that leaves with an error does not finalize (the launcher then ends
+    // the whole job instead of leaving the other ranks waiting in a collective).
+    std::optional<mbok::distributed::MpiSession> mpi;
     if (o.distributed) {
-      mpi.emplace(argc, argv);
-      o.rank = mpi->rank;
-      o.ranks = mpi->size;
+      mpi.emplace(&argc, &argv);
+      o.rank = mpi->rank();
+      o.ranks = mpi->size();
       // Only rank 0 prints (every rank computes the same losses).
       if (o.rank != 0) {
         std::cout.rdbuf(nullptr);
@@ -238,9 +224,6 @@ int run(int argc, char** argv, std::streambuf* err) {
     }
     if (stage == "all")
       std::cout << "total time: " << tiny::fixed(tiny::seconds_since(t0), 1) << " s\n";
-#if defined(TINY_TRANSFORMER_MPI)
-    if (mpi) mpi->ok = true;
-#endif
   } catch (const std::exception& e) {
     std::cerr.rdbuf(err);
     std::cerr.clear();

@@ -2,9 +2,14 @@
 // distillation step (`mbok::llama::train::Finetuner`: KL + hidden-state MSE, the Boolean
 // optimizer on the bits, AdamW on the scales and norms), its scales-only ablation, and the
 // latent-weight baseline (the same step, plus Adam on the latents).
+//
+// Checkpoints: one file in one process; with --distributed a sharded checkpoint (each rank
+// writes its rows of the accumulators, rank 0 the manifest at the same path: no rank ever
+// holds the whole optimizer state). --resume reads either layout on any number of ranks.
 
 #include <mbok/adamw.hpp>
 #include <mbok/boolean_optimizer.hpp>
+#include <mbok/distributed/sharded_checkpoint.hpp>  // no MPI: reads either layout
 #include <mbok/io/checkpoint.hpp>
 #include <mbok/llama/train/distill.hpp>
 
@@ -178,8 +183,17 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
                             " (run without --resume to start over)");
     };
     mbok::Checkpoint loaded;
+    // A data-parallel run imports its optimizers' part as it reads (each rank its rows of a
+    // sharded checkpoint); one process assembles either layout.
+    bool optimizers_loaded = false;
     try {
-      loaded = mbok::load_checkpoint(ckpt);
+#if defined(TINY_TRANSFORMER_MPI)
+      if (opt_.distributed) {
+        loaded = mbok::distributed::load_checkpoint(finetuner, ckpt, "finetuner.");
+        optimizers_loaded = true;
+      }
+#endif
+      if (!optimizers_loaded) loaded = mbok::distributed::load_any_checkpoint(ckpt);
     } catch (const mbok::FormatError& e) {
       throw fail(std::string("cannot be resumed: ") + e.what());
     }
@@ -227,7 +241,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
         points.push_back({int(values[i]), values[i + 1], values[i + 2]});
       }
       student.import_state(dict, "model.");
-      finetuner.import_state(dict, "finetuner.");
+      if (!optimizers_loaded) finetuner.import_state(dict, "finetuner.");
       if (latent_opt) latent_opt->import_state(dict, "latent_opt.");
       start = int(step);
       step_seconds = seconds;
@@ -243,12 +257,8 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     std::cerr << "finetune " << tag << ": resuming at step " << start << " from " << ckpt << "\n";
   }
 
-  // Collective in a data-parallel run: the optimizers' state is gathered on rank 0, which
-  // writes the checkpoint in the one-process layout.
-  auto save_checkpoint = [&](int step) {
-    mbok::StateDict dict;
-    finetuner.export_state(dict, "finetuner.");
-    if (!lead) return;
+  // The model, the baseline's latent optimizer and the run's progress (rank 0's).
+  auto fill_checkpoint = [&](mbok::StateDict& dict, int step) {
     student.export_state(dict, "model.");
     if (latent_opt) latent_opt->export_state(dict, "latent_opt.");
     dict["progress.step"] = mbok::Tensor::scalar<std::int64_t>(step);
@@ -260,8 +270,24 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     for (const auto& p : curve)
       values.insert(values.end(), {double(p.step), p.train_loss, p.valid_loss});
     dict["progress.curve"] = mbok::Tensor::from(values.data(), {std::int64_t(curve.size()), 3});
-    mbok::save_checkpoint(ckpt, dict,
-                          {{"tiny.finetune_key", key}, {"tiny.config", opt_.model.describe()}});
+  };
+  // Collective in a data-parallel run: every rank writes its shard of the optimizers' state,
+  // rank 0 the manifest with the rest (sharded: rank 0 never gathers the accumulators).
+  auto save_checkpoint = [&](int step) {
+    const mbok::Metadata metadata = {{"tiny.finetune_key", key},
+                                     {"tiny.config", opt_.model.describe()}};
+    mbok::StateDict dict;
+    if (!opt_.distributed) finetuner.export_state(dict, "finetuner.");
+    if (lead) fill_checkpoint(dict, step);
+#if defined(TINY_TRANSFORMER_MPI)
+    if (opt_.distributed) {
+      mbok::distributed::save_sharded(finetuner, ckpt, std::move(dict), metadata, "finetuner.");
+      return;
+    }
+#endif
+    mbok::save_checkpoint(ckpt, dict, metadata);
+    // A one-file checkpoint replacing a sharded one: its shards are no longer named.
+    mbok::distributed::remove_shards(ckpt);
   };
 
   if (start == 0)

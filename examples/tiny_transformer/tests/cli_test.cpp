@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -65,6 +66,20 @@ std::string read_file(const fs::path& p) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// The shards next to the sharded checkpoint `manifest`, as "<rank>-of-<ranks>" (sorted).
+std::vector<std::string> shard_files(const fs::path& manifest) {
+  const std::string start = manifest.filename().string() + ".shard-";
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(manifest.parent_path())) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(start, 0) != 0) continue;
+    const std::string rest = name.substr(start.size());  // <r>-of-<P>-<16 hex>
+    out.push_back(rest.substr(0, rest.size() - 17));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 }  // namespace
@@ -299,15 +314,26 @@ TEST_CASE("--distributed finetunes on 2 ranks as one process does, and resumes a
   REQUIRE(two.status == 0);
   // Rank 0 alone prints: one progress summary line per run.
   CHECK(two.output.find("validation loss") == two.output.rfind("validation loss"));
-  // Stopped after 15 steps on 2 ranks, resumed in one process.
-  const Run part = run(args("resumed") + "--distributed --stop-after 15 finetune", dir, two_ranks);
+  // Stopped after 10 steps on 2 ranks (a sharded checkpoint), resumed on 3 ranks (uneven
+  // shares of the batch, 3 new shards) and stopped after 8 more, then resumed in one process
+  // (which replaces the shards with one file).
+  const fs::path ckpt = dir / "resumed" / "ckpt-mbok-k1.safetensors";
+  const Run part = run(args("resumed") + "--distributed --stop-after 10 finetune", dir, two_ranks);
   INFO(part.output);
   REQUIRE(part.status == 0);
   REQUIRE_FALSE(fs::exists(dir / "resumed" / "mbok-k1.mbok"));
+  CHECK(shard_files(ckpt) == std::vector<std::string>{"0-of-2", "1-of-2"});
+  const Run more = run(args("resumed") + "--distributed --resume --stop-after 8 finetune", dir,
+                       "'" + mpiexec + "' -n 3 ");
+  INFO(more.output);
+  REQUIRE(more.status == 0);
+  CHECK_THAT(more.output, mbok::test::contains("resuming at step 10"));
+  CHECK(shard_files(ckpt) == std::vector<std::string>{"0-of-3", "1-of-3", "2-of-3"});
   const Run rest = run(args("resumed") + "--resume finetune", dir);
   INFO(rest.output);
   REQUIRE(rest.status == 0);
-  CHECK_THAT(rest.output, mbok::test::contains("resuming at step 15"));
+  CHECK_THAT(rest.output, mbok::test::contains("resuming at step 18"));
+  CHECK(shard_files(ckpt).empty());
 
   auto run_of = [&](const std::string& out) {
     return nlohmann::json::parse(read_file(dir / out / "summary.json"))["runs"]["mbok-k1"];
