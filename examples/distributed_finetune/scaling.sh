@@ -5,6 +5,10 @@
 # machine would make two ranks look slower than they are).
 #
 #   sh scaling.sh BUILD/examples/distributed_finetune/distributed_finetune [rounds] [steps]
+#   sh scaling.sh BIN [rounds] [steps] overlap
+#
+# The second form runs 2 ranks (one thread each) without and with the overlap of the
+# signals' rings with the backward (distributed_finetune's `overlap` argument), interleaved.
 #
 # Environment: MAX_LOAD (default 1.0), WAIT_SECONDS (give up after, default 3600). Prints one
 # line per run; exits 3 when the load never fell below MAX_LOAD.
@@ -12,6 +16,7 @@ set -u
 bin=$1
 rounds=${2:-2}
 steps=${3:-30}
+mode=${4:-scaling}
 max_load=${MAX_LOAD:-1.0}
 deadline=$(( $(date +%s) + ${WAIT_SECONDS:-3600} ))
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -38,16 +43,21 @@ quiet() {
     sleep 15
   done
 }
-run() {  # label ranks threads
+run() {  # label ranks threads [overlap]
   quiet
   before=$(cut -d' ' -f1 /proc/loadavg)
-  out=$(OMP_NUM_THREADS=$3 mpiexec -n "$2" "$bin" "$steps" 2>&1)
+  out=$(OMP_NUM_THREADS=$3 mpiexec -n "$2" "$bin" "$steps" ${4:-} 2>&1)
   echo "$1: load average $before before, $(cut -d' ' -f1 /proc/loadavg) after: $(echo "$out" | grep 'steps/s')"
 }
 r=1
 while [ "$r" -le "$rounds" ]; do
-  run "1 rank, 1 thread " 1 1
-  run "2 ranks, 1 thread" 2 1
-  run "1 rank, 2 threads" 1 2
+  if [ "$mode" = overlap ]; then
+    run "2 ranks, no overlap  " 2 1
+    run "2 ranks, overlap     " 2 1 overlap
+  else
+    run "1 rank, 1 thread " 1 1
+    run "2 ranks, 1 thread" 2 1
+    run "1 rank, 2 threads" 1 2
+  fi
   r=$((r + 1))
 done

@@ -6,6 +6,8 @@
 //   mbok_mpi_tests tiny          an all-subnormal signal with rms scaling adds nothing
 //   mbok_mpi_tests wire N        N steps of one demo block (tests/mpi/wire_bytes.sh measures
 //                                the bytes on the wire with Open MPI's pml monitoring)
+//   mbok_mpi_tests overlap       the overlapped step (begin_step, signals_ready, finish_step)
+//                                equals step(), bit for bit
 //   mbok_mpi_tests shards        uneven and empty row slices, a strided warm start, f32 and i8
 //                                accumulators: the same bits and state as one process
 //   mbok_mpi_tests save DIR N    N steps, then the checkpoint DIR/state.ckpt (from rank 0)
@@ -45,6 +47,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -121,8 +124,10 @@ struct Model {
     return out;
   }
   // Forward, MSE against the float layers and backward on rows [r0, r1) of x; gradients
-  // are means over those rows.
-  double train_pass(const Problem& p, const RowMatrix& xs) {
+  // are means over those rows. `ready(layer)` is called as each layer's backward ends (b: 1,
+  // then a: 0).
+  double train_pass(const Problem& p, const RowMatrix& xs,
+                    const std::function<void(int)>& ready = {}) {
     const RowMatrix h = a.forward(xs);
     const RowMatrix hm = h * mix;
     const RowMatrix y = b.forward(hm);
@@ -131,8 +136,10 @@ struct Model {
     const double loss = mbok::mse(ty, y, &grad);
     RowMatrix dhm(hm.rows(), hm.cols());
     b.backward(hm, grad, dhm);
+    if (ready) ready(1);
     const RowMatrix dh = dhm * mix.transpose();
     a.backward(xs, dh);
+    if (ready) ready(0);
     return loss;
   }
   void export_state(mbok::StateDict& d) const {
@@ -334,6 +341,78 @@ void test_divergence() {
     check(contains(message, want) && contains(message, "rank(s) 1"),
           "divergence of the optimizer state not reported: '" + message + "'");
   }
+}
+
+// The overlapped step (begin_step, signals_ready as each layer's backward ends, finish_step)
+// against step(), on two copies of the model, f16 and i8 accumulators: bits, scales and the
+// gathered state identical after every step, bit for bit, and the same bytes sent. The
+// overlapped trainer cuts the tensors into one bucket each (bucket_elements 4000: rings in
+// flight at once, started in the backward's order, last layer first); in odd steps layer a's
+// signal is never marked ready (finish_step starts its ring). Misuse is refused.
+void test_overlap() {
+  const Problem p;
+  for (mbok::AccumulatorType type : {mbok::AccumulatorType::f16, mbok::AccumulatorType::i8}) {
+    const std::string what = std::string("overlap (") + mbok::accumulator_name(type) + "): ";
+    DataParallelOptions o = options();
+    o.boolean.accumulator = type;
+    Model plain(p), over(p);
+    DataParallelTrainer one(MPI_COMM_WORLD, plain.boolean_parameters(), plain.parameters(), o);
+    o.bucket_elements = 4000;
+    DataParallelTrainer two(MPI_COMM_WORLD, over.boolean_parameters(), over.parameters(), o);
+    std::size_t flips = 0;
+    for (int s = 1; s <= 8; ++s) {
+      const RowMatrix x = shard(p.batch(s));
+      const auto n = static_cast<std::size_t>(x.rows());
+      plain.train_pass(p, x);
+      one.step(n);
+      two.begin_step(n);
+      // b's two trainable kernels are parameters 1 and 2, a's one kernel parameter 0.
+      over.train_pass(p, x, [&](int layer) {
+        if (layer == 1) two.signals_ready(1, 2);
+        if (layer == 0 && s % 2 == 0) two.signals_ready(0);
+      });
+      two.finish_step();
+      flips += two.last_stats().flips();
+      const Layer* pairs[2][2] = {{&over.a, &plain.a}, {&over.b, &plain.b}};
+      for (auto& pr : pairs)
+        for (std::size_t k = 0; k < pr[0]->num_kernels(); ++k)
+          check(pr[0]->kernel(k) == pr[1]->kernel(k) && pr[0]->s_out(k) == pr[1]->s_out(k) &&
+                    pr[0]->s_in(k) == pr[1]->s_in(k),
+                what + "step " + std::to_string(s) + ": kernel " + std::to_string(k) +
+                    " or its scales differ from step()'s");
+      check(two.last_wire_bytes().total() == one.last_wire_bytes().total(),
+            what + "bytes sent differ from step()'s");
+    }
+    check(flips > 50, what + "too few flips to test anything: " + std::to_string(flips));
+    mbok::StateDict a, b;
+    one.export_state(a);
+    two.export_state(b);
+    if (rank == 0)
+      for (const auto& [key, tensor] : a)
+        check(b.count(key) == 1 && b.at(key).bytes == tensor.bytes,
+              what + "state '" + key + "' differs from step()'s");
+    // Misuse: signals_ready or finish_step outside a step, step() or a second mark inside one.
+    const auto refused = [&](const std::function<void()>& f, const std::string& expected) {
+      std::string message;
+      try {
+        f();
+      } catch (const mbok::InvalidArgument& e) {
+        message = e.what();
+      }
+      check(contains(message, expected),
+            what + "expected '" + expected + "', got '" + message + "'");
+    };
+    refused([&] { two.signals_ready(0); }, "signals_ready outside begin_step");
+    refused([&] { two.finish_step(); }, "finish_step without begin_step");
+    over.train_pass(p, shard(p.batch(9)));
+    two.begin_step(static_cast<std::size_t>(kTokens / ranks));
+    refused([&] { two.step(); }, "while an overlapped step is open");
+    two.signals_ready(0);
+    refused([&] { two.signals_ready(0); }, "'a.kernels.1.bits' is already marked ready");
+    refused([&] { two.signals_ready(2, 2); }, "parameters [2, 4) of 3");
+    two.finish_step();
+  }
+  if (rank == 0) std::printf("overlapped steps on %d rank(s): equal to step()'s\n", ranks);
 }
 
 // Uneven and empty shards against one process, bit for bit: tensors of 2 rows (fewer rows
@@ -1057,6 +1136,8 @@ int main(int argc, char** argv) {
       test_tiny();
     else if (what == "shards")
       test_shards();
+    else if (what == "overlap")
+      test_overlap();
     else if (what == "wire" && argc == 3)
       test_wire(std::atoi(argv[2]));
     else if (what == "save" && argc == 4)

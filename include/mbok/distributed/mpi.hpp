@@ -131,6 +131,12 @@ struct DataParallelOptions {
   /// `check_consistency()` and `export_state`). The check hashes every trainable bit and float
   /// parameter once and all-gathers 8 bytes per tensor.
   std::int64_t check_every = 1;
+  /// The most weights of consecutive Boolean tensors summed by one ring (a bucket; a larger
+  /// tensor is a bucket of its own), > 0. Small tensors share a ring's P - 1 latencies; with an
+  /// overlapped step (`begin_step`) a bucket's ring starts once its tensors' signals are
+  /// final, so smaller buckets start earlier. The results do not depend on it (each weight's
+  /// sum runs in the same order whatever the buckets).
+  std::size_t bucket_elements = std::size_t{1} << 22;
   /// The longest wait of one collective, in seconds (> 0); beyond it the trainer throws
   /// `DistributedError`. Generous by default: a slow rank (saving a checkpoint, a long
   /// forward) must not look dead.
@@ -270,6 +276,8 @@ class DataParallelTrainer {
     mbok::detail::require(std::isfinite(options_.timeout_seconds) && options_.timeout_seconds > 0,
                           "DataParallelTrainer: timeout must be finite and > 0 seconds, got ",
                           options_.timeout_seconds);
+    mbok::detail::require(options_.bucket_elements > 0,
+                          "DataParallelTrainer: bucket_elements must be > 0");
     mbok::detail::require(options_.check_every >= 0,
                           "DataParallelTrainer: check_every must be >= 0, got ",
                           options_.check_every);
@@ -325,28 +333,106 @@ class DataParallelTrainer {
   /// gradient is not finite or overflows (nothing changed), `DistributedError` when a rank
   /// fails during the step or a collective times out.
   void step(std::size_t local_count) {
-    wire_ = WireBytes{};
-    check_initial_state();
-    // The sum of the counts and of their squares: the counts are all equal exactly when
-    // P sum(c^2) = (sum c)^2, and then the sum is scaled once, after the reduction.
-    const auto c = static_cast<double>(local_count);
-    double counts[2] = {c, c * c};
-    all_reduce(counts, 2, MPI_DOUBLE, MPI_SUM, "example count");
-    wire_.control += 2 * 2 * sizeof(double) * static_cast<std::size_t>(size_ - 1) /
-                     static_cast<std::size_t>(size_);
-    mbok::detail::require(counts[0] > 0, "DataParallelTrainer: step ", step_ + 1,
-                          ": the global batch has no examples");
-    if (counts[1] * size_ == counts[0] * counts[0])
-      run_step(1.0, 1.0 / size_);
-    else
-      run_step(c / counts[0], 1.0);
+    not_in_overlapped_step("step");
+    const auto [weight, scale] = open_step(local_count);
+    run_step(weight, scale);
   }
   /// One data-parallel step that sums the ranks' gradients as they are (already normalized by
   /// the global batch). Collective; errors as `step(local_count)`.
   void step() {
+    not_in_overlapped_step("step");
     wire_ = WireBytes{};
     check_initial_state();
     run_step(1.0, 1.0);
+  }
+
+  /// The same step as `step(local_count)`, split so that the signals' rings overlap the
+  /// backward pass: `begin_step` before the backward (it agrees on the batch's weights),
+  /// `signals_ready` as the backward finishes each Boolean parameter's signal (a bucket's ring
+  /// starts once all of its tensors are ready; rings in flight advance at each call and at
+  /// `progress`), `finish_step` after the backward (it waits for the rings, then steps as
+  /// `step` does). The results equal `step(local_count)`'s bit for bit (each ring sums in a
+  /// fixed order, whatever the timing). Every rank makes the same calls in the same order.
+  /// Collective. Throws `InvalidArgument` when a step is already open, and what `step` throws.
+  void begin_step(std::size_t local_count) {
+    not_in_overlapped_step("begin_step");
+    const auto [weight, scale] = open_step(local_count);
+    open_overlapped(weight, scale);
+  }
+  /// `begin_step` for gradients already normalized by the global batch (as `step()`).
+  void begin_step() {
+    not_in_overlapped_step("begin_step");
+    wire_ = WireBytes{};
+    check_initial_state();
+    open_overlapped(1.0, 1.0);
+  }
+  /// Boolean parameters [first, first + count) have their final signals for this step (the
+  /// model no longer writes them until `finish_step` returns): their buckets' rings start
+  /// once every tensor of the bucket is ready, and the rings in flight advance. Every rank
+  /// calls it for the same parameters in the same order. Throws `InvalidArgument` outside
+  /// `begin_step` .. `finish_step`, for a parameter out of range or marked twice;
+  /// `DistributedError` when a ring fails or passes its deadline.
+  void signals_ready(std::size_t first, std::size_t count = 1) {
+    mbok::detail::require(overlap_.open, "DataParallelTrainer: signals_ready outside begin_step");
+    mbok::detail::require(first <= tensors_.size() && count <= tensors_.size() - first,
+                          "DataParallelTrainer: signals_ready: parameters [", first, ", ",
+                          first + count, ") of ", tensors_.size());
+    for (std::size_t t = first; t < first + count; ++t) {
+      mbok::detail::require(!overlap_.ready[t], "DataParallelTrainer: signals_ready: '",
+                            tensors_[t].param.name, "' is already marked ready in this step");
+      overlap_.ready[t] = true;
+      const std::size_t b = overlap_.bucket_of[t];
+      if (++overlap_.ready_count[b] == buckets_[b].second - buckets_[b].first)
+        overlap_.queue.push_back(b);
+    }
+    progress();
+  }
+  /// Advances the rings in flight of an overlapped step (tests their messages; no waiting)
+  /// and starts queued rings as others finish. Call it between long computations: MPI moves
+  /// large messages only while the ranks call it. Not collective; does nothing outside
+  /// `begin_step` .. `finish_step`. Throws `DistributedError` when a ring fails or passes its
+  /// deadline.
+  void progress() {
+    if (!overlap_.open) return;
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (auto& slot : overlap_.slots)
+        if (slot.active && advance_ring(slot)) moved = true;
+      for (auto& slot : overlap_.slots)
+        if (!slot.active && overlap_.next < overlap_.queue.size()) {
+          start_ring(slot, overlap_.queue[overlap_.next++]);
+          moved = true;
+        }
+    }
+  }
+  /// Ends an overlapped step: starts the rings of buckets not yet marked ready (in bucket
+  /// order), waits for every ring (each exchange at most `timeout_seconds`), then steps as
+  /// `step` does. Collective. Throws `InvalidArgument` outside `begin_step`, and what `step`
+  /// throws; after a `DistributedError` the trainer must not be used again (end the job).
+  void finish_step() {
+    mbok::detail::require(overlap_.open, "DataParallelTrainer: finish_step without begin_step");
+    for (std::size_t b = 0; b < buckets_.size(); ++b)
+      if (overlap_.ready_count[b] != buckets_[b].second - buckets_[b].first) {
+        overlap_.ready_count[b] = buckets_[b].second - buckets_[b].first;
+        overlap_.queue.push_back(b);
+      }
+    const WaitScope scope(mbok::detail::concat(
+        "DataParallelTrainer, rank ", rank_, ", after step ", step_,
+        ": signal reduce-scatter rings of the overlapped step, receiving from rank ", prev_rank(),
+        ", sending to rank ", next_rank()));
+    std::chrono::microseconds nap(0);
+    for (long polls = 0;; ++polls) {
+      progress();
+      bool busy = overlap_.next < overlap_.queue.size();
+      for (const auto& slot : overlap_.slots) busy = busy || slot.active;
+      if (!busy) break;
+      if (polls > 200) {  // leave the cores to ranks still computing
+        nap = std::min(std::chrono::microseconds(1000), nap + std::chrono::microseconds(20));
+        std::this_thread::sleep_for(nap);
+      }
+    }
+    overlap_.open = false;
+    complete_step(overlap_.weight, overlap_.scale);
   }
 
   /// Checks that every rank holds the same trainable bits and float parameters: throws
@@ -677,6 +763,30 @@ class DataParallelTrainer {
     double beta = 0;  // beta of the next step (the whole tensor's)
   };
 
+  // One bucket's ring reduce-scatter in flight (an overlapped step): its exchange k of P - 1,
+  // the chunk it holds (partial sums) and the one it receives, the exchange's two requests
+  // and when they were posted (for the deadline).
+  struct RingSlot {
+    bool active = false;
+    std::size_t bucket = 0;
+    int k = 0, held = 0;
+    std::vector<float> send, recv;
+    MPI_Request requests[2] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    std::chrono::steady_clock::time_point since;
+  };
+  // The overlapped step between begin_step and finish_step: which tensors are ready, buckets
+  // queued (in the order they became ready: the same on every rank) and the rings in flight.
+  // Two slots: a ring starts while another finishes, and the buffers stay at twice the
+  // non-overlapped step's (two chunks of the largest bucket per slot).
+  struct Overlap {
+    bool open = false;
+    double weight = 1, scale = 1;
+    std::vector<bool> ready;
+    std::vector<std::size_t> ready_count, bucket_of, queue;
+    std::size_t next = 0;  // queue[next] starts when a slot frees
+    RingSlot slots[2];
+  };
+
   // Restores the optimizers from `dict` (the replicated state under `prefix`) and
   // `slice_of(shard, key)` (this rank's rows of accumulator `key`, of shape [r1 - r0, cols];
   // anything for a rank without rows). Changes nothing unless every rank succeeds; throws
@@ -834,6 +944,88 @@ class DataParallelTrainer {
       sum += tt.signal.size();
     }
     return sent;
+  }
+
+  // Starts bucket b's ring reduce-scatter in `slot` (the overlapped step): the same exchanges
+  // as ring_reduce_scatter, each posted when the previous one completed (advance_ring), on
+  // the bucket's own tag so that messages of two buckets in flight never match each other.
+  void start_ring(RingSlot& slot, std::size_t b) {
+    const std::size_t t0 = buckets_[b].first, t1 = buckets_[b].second;
+    std::size_t largest = 0;
+    for (int c = 0; c < size_; ++c) largest = std::max(largest, chunk_elements(t0, t1, c));
+    slot.send.resize(largest);
+    slot.recv.resize(largest);
+    slot.bucket = b;
+    slot.k = 0;
+    slot.held = ring_chunk(size_ == 1 ? 0 : -1);
+    load_chunk(t0, t1, slot.held, static_cast<float>(overlap_.weight), slot.send.data(), false);
+    slot.active = true;
+    if (size_ == 1)
+      end_ring(slot);
+    else
+      post_exchange(slot);
+  }
+
+  void post_exchange(RingSlot& slot) {
+    const std::size_t t0 = buckets_[slot.bucket].first, t1 = buckets_[slot.bucket].second;
+    const int incoming = ring_chunk(-slot.k - 2), tag = kTagBuckets + static_cast<int>(slot.bucket);
+    slot.requests[0] = slot.requests[1] = MPI_REQUEST_NULL;
+    check_mpi(MPI_Irecv(slot.recv.data(), static_cast<int>(chunk_elements(t0, t1, incoming)),
+                        MPI_FLOAT, prev_rank(), tag, comm_, &slot.requests[0]),
+              "signal reduce-scatter");
+    check_mpi(MPI_Isend(slot.send.data(), static_cast<int>(chunk_elements(t0, t1, slot.held)),
+                        MPI_FLOAT, next_rank(), tag, comm_, &slot.requests[1]),
+              "signal reduce-scatter");
+    slot.since = std::chrono::steady_clock::now();
+  }
+
+  // Tests the slot's exchange; when both sides completed, adds this rank's signal to the
+  // received chunk and posts the next exchange, or ends the ring. Returns whether it moved.
+  bool advance_ring(RingSlot& slot) {
+    const auto what = [&](int side) {
+      return mbok::detail::concat("signal reduce-scatter of bucket ", slot.bucket, " ('",
+                                  tensors_[buckets_[slot.bucket].first].param.name, "' ...), ",
+                                  side == 0 ? "receiving from rank " : "sending to rank ",
+                                  side == 0 ? prev_rank() : next_rank());
+    };
+    bool complete = true;
+    for (int side = 0; side < 2; ++side) {
+      int done = 0;
+      if (slot.requests[side] != MPI_REQUEST_NULL)
+        check_mpi(MPI_Test(&slot.requests[side], &done, MPI_STATUS_IGNORE), what(side));
+      if (slot.requests[side] == MPI_REQUEST_NULL) continue;
+      complete = false;
+      if (std::chrono::steady_clock::now() - slot.since >
+          std::chrono::duration<double>(options_.timeout_seconds))
+        throw DistributedError(mbok::detail::concat(
+            "mbok: DataParallelTrainer: rank ", rank_, ", after step ", step_, ": ", what(side),
+            " did not complete within ", options_.timeout_seconds,
+            " s: another rank died, stopped or called something else; end the job"));
+    }
+    if (!complete) return false;
+    const std::size_t t0 = buckets_[slot.bucket].first, t1 = buckets_[slot.bucket].second;
+    const int incoming = ring_chunk(-slot.k - 2);
+    wire_.signal_reduce_scatter += chunk_elements(t0, t1, slot.held) * sizeof(float);
+    load_chunk(t0, t1, incoming, static_cast<float>(overlap_.weight), slot.recv.data(), true);
+    slot.send.swap(slot.recv);
+    slot.held = incoming;
+    if (++slot.k + 1 < size_)
+      post_exchange(slot);
+    else
+      end_ring(slot);
+    return true;
+  }
+
+  // The slot holds chunk `rank_` summed: into the slices, scaled; the slot is free again.
+  void end_ring(RingSlot& slot) {
+    const float* sum = slot.send.data();
+    for (std::size_t t = buckets_[slot.bucket].first; t < buckets_[slot.bucket].second; ++t) {
+      Shard& tt = tensors_[t];
+      std::copy(sum, sum + tt.signal.size(), tt.signal.begin());
+      sum += tt.signal.size();
+    }
+    bucket_reduced(slot.bucket, overlap_.scale);
+    slot.active = false;
   }
 
   // Ring all-reduce (sum) of n floats in place: a ring reduce-scatter of n / P chunks, then a
@@ -1014,6 +1206,7 @@ class DataParallelTrainer {
     lines.push_back("AdamW eps " + detail::exact(a.eps));
     lines.push_back("AdamW weight decay " + detail::exact(a.weight_decay));
     lines.push_back("check_every " + std::to_string(options_.check_every));
+    lines.push_back("bucket elements " + std::to_string(options_.bucket_elements));
     lines.push_back("timeout " + detail::exact(options_.timeout_seconds));
     return lines;
   }
@@ -1097,19 +1290,29 @@ class DataParallelTrainer {
         t.param = std::move(p);
         tensors_.push_back(std::move(t));
       }
-      // Buckets: runs of consecutive tensors of at most kBucketElements weights together (a
+      // Buckets: runs of consecutive tensors of at most bucket_elements weights together (a
       // larger tensor alone), each summed and gathered by one ring, so that small tensors
-      // share the ring's P - 1 latencies. A chunk of a bucket holds at most one slice of a
-      // tensor beyond the limit or kBucketElements / P weights: within MPI's int counts.
+      // share the ring's P - 1 latencies. A chunk of a bucket is one slice of a tensor beyond
+      // the limit or at most about bucket_elements / P weights: checked against MPI's ints.
       for (std::size_t t = 0, elements = 0; t < tensors_.size(); ++t) {
         const std::size_t n = tensors_[t].rows * tensors_[t].cols;
-        if (buckets_.empty() || elements + n > kBucketElements) {
+        if (buckets_.empty() || elements + n > options_.bucket_elements) {
           buckets_.push_back({t, t});
           elements = 0;
         }
         buckets_.back().second = t + 1;
         elements += n;
       }
+      for (const auto& [t0, t1] : buckets_)
+        for (int c = 0; c < size_; ++c)
+          mbok::detail::require(chunk_elements(t0, t1, c) <= static_cast<std::size_t>(INT_MAX),
+                                "DataParallelTrainer: a chunk of the bucket of '",
+                                tensors_[t0].param.name,
+                                "' exceeds MPI's int counts (lower bucket_elements)");
+      // Each bucket of an overlapped step has its own message tag (MPI_TAG_UB >= 32767).
+      mbok::detail::require(buckets_.size() <= static_cast<std::size_t>(32767 - kTagBuckets),
+                            "DataParallelTrainer: ", buckets_.size(),
+                            " buckets exceed MPI's message tags (raise bucket_elements)");
       floats_ = std::move(float_params);
       std::size_t total = 0;
       for (const auto& f : floats_) {
@@ -1154,21 +1357,72 @@ class DataParallelTrainer {
 
   // `weight` multiplies this rank's signals and gradients before the sum, `scale` the sums.
   void run_step(double weight, double scale) {
+    // 1. Sum the signals into each rank's slices: rings of point-to-point messages
+    // (ring_reduce_scatter), each rank sending (P - 1) / P of the data, whatever the MPI
+    // library's own collectives do.
+    const auto w = static_cast<float>(weight);
+    for (std::size_t b = 0; b < buckets_.size(); ++b) {
+      wire_.signal_reduce_scatter += ring_reduce_scatter(buckets_[b].first, buckets_[b].second, w);
+      bucket_reduced(b, scale);
+    }
+    complete_step(weight, scale);
+  }
+
+  // The example-count all-reduce of `step(local_count)`: returns (weight, scale).
+  std::pair<double, double> open_step(std::size_t local_count) {
+    wire_ = WireBytes{};
+    check_initial_state();
+    // The sum of the counts and of their squares: the counts are all equal exactly when
+    // P sum(c^2) = (sum c)^2, and then the sum is scaled once, after the reduction.
+    const auto c = static_cast<double>(local_count);
+    double counts[2] = {c, c * c};
+    all_reduce(counts, 2, MPI_DOUBLE, MPI_SUM, "example count");
+    wire_.control += 2 * 2 * sizeof(double) * static_cast<std::size_t>(size_ - 1) /
+                     static_cast<std::size_t>(size_);
+    mbok::detail::require(counts[0] > 0, "DataParallelTrainer: step ", step_ + 1,
+                          ": the global batch has no examples");
+    if (counts[1] * size_ == counts[0] * counts[0]) return {1.0, 1.0 / size_};
+    return {c / counts[0], 1.0};
+  }
+
+  void not_in_overlapped_step(const char* what) const {
+    mbok::detail::require(!overlap_.open, "DataParallelTrainer: ", what,
+                          " while an overlapped step is open (call finish_step first)");
+  }
+
+  // Bucket b's slices hold their sums: scale them, count the plain all-reduce's bytes.
+  void bucket_reduced(std::size_t b, double scale) {
+    const auto P = static_cast<std::size_t>(size_);
+    for (std::size_t t = buckets_[b].first; t < buckets_[b].second; ++t) {
+      Shard& tt = tensors_[t];
+      if (scale != 1.0)
+        for (float& v : tt.signal) v *= static_cast<float>(scale);
+      wire_.float_all_reduce_baseline += 2 * tt.rows * tt.cols * sizeof(float) * (P - 1) / P;
+    }
+  }
+
+  // Opens an overlapped step (begin_step): no bucket ready, none started.
+  void open_overlapped(double weight, double scale) {
+    Overlap& o = overlap_;
+    o.weight = weight;
+    o.scale = scale;
+    o.ready.assign(tensors_.size(), false);
+    o.ready_count.assign(buckets_.size(), 0);
+    if (o.bucket_of.size() != tensors_.size()) {
+      o.bucket_of.assign(tensors_.size(), 0);
+      for (std::size_t b = 0; b < buckets_.size(); ++b)
+        for (std::size_t t = buckets_[b].first; t < buckets_[b].second; ++t) o.bucket_of[t] = b;
+    }
+    o.queue.clear();
+    o.next = 0;
+    o.open = true;
+  }
+
+  // The float gradients' all-reduce and everything after the signals' sums (steps 2 to 5).
+  void complete_step(double weight, double scale) {
     WireBytes& wire = wire_;
     const auto P = static_cast<std::size_t>(size_);
-    // 1. Sum the signals into each rank's slices, the float gradients everywhere: rings of
-    // point-to-point messages (ring_reduce_scatter, ring_all_reduce), each rank sending
-    // (P - 1) / P of the data, whatever the MPI library's own collectives do.
     const auto w = static_cast<float>(weight);
-    for (const auto& bucket : buckets_) {
-      wire.signal_reduce_scatter += ring_reduce_scatter(bucket.first, bucket.second, w);
-      for (std::size_t t = bucket.first; t < bucket.second; ++t) {
-        Shard& tt = tensors_[t];
-        if (scale != 1.0)
-          for (float& v : tt.signal) v *= static_cast<float>(scale);
-        wire.float_all_reduce_baseline += 2 * tt.rows * tt.cols * sizeof(float) * (P - 1) / P;
-      }
-    }
     {
       std::size_t offset = 0;
       for (const auto& f : floats_) {
@@ -1277,13 +1531,14 @@ class DataParallelTrainer {
   int rank_ = 0, size_ = 1;
   std::vector<Shard> tensors_;
   // Tensors [first, second) summed and gathered by one ring; a bucket holds at most
-  // kBucketElements weights unless it is a single tensor.
-  static constexpr std::size_t kBucketElements = std::size_t{1} << 22;
+  // options_.bucket_elements weights unless it is a single tensor.
   std::vector<std::pair<std::size_t, std::size_t>> buckets_;
   // The rings' message tags (the trainer's duplicate communicator carries nothing else).
-  static constexpr int kTagSignals = 1, kTagGradients = 2, kTagBits = 3;
+  // Buckets of an overlapped step use kTagBuckets + their index.
+  static constexpr int kTagSignals = 1, kTagGradients = 2, kTagBits = 3, kTagBuckets = 16;
   std::vector<float> ring_send_, ring_recv_;          // chunks of signals or gradients
   std::vector<std::uint64_t> bits_send_, bits_recv_;  // chunks of packed bit rows
+  Overlap overlap_;
   std::vector<Parameter> floats_;  // the model's parameters (values and local gradients)
   std::vector<float> grads_;       // their reduced gradients, read by adamw_
   BooleanOptimizer boolean_;
