@@ -51,7 +51,13 @@
 /// collective waits at most `timeout_seconds`: a rank that died or stopped calling makes the
 /// others throw `DistributedError` instead of hanging (the communicator is then unusable: end
 /// the job, e.g. with `MPI_Abort`). Open MPI's launcher itself ends the job when a process
-/// dies.
+/// dies; `report_termination` (termination.hpp) makes the survivors name what they were
+/// waiting for when it does, and `finalize_within` bounds `MPI_Finalize`.
+///
+/// Overlap: `begin_step`, `signals_ready` (as the backward finishes each layer) and
+/// `finish_step` make the same step as `step`, bit for bit, with each bucket's ring
+/// reduce-scatter started as soon as its tensors' signals are final, so that communication
+/// runs during the rest of the backward (advanced at each call and at `progress()`).
 ///
 /// Checkpoints, two layouts. One-process: `export_state` gathers the sharded state on rank 0 in
 /// the layout of a one-process `BooleanOptimizer` (under `<prefix>boolean.`) and `AdamW`
