@@ -28,7 +28,7 @@ busy() {
   a=$(head -n 1 /proc/stat); sleep 1; b=$(head -n 1 /proc/stat)
   printf '%s\n%s\n' "$a" "$b" | awk '{ idle[NR] = $5 + $6; total[NR] = 0
     for (i = 2; i <= NF; ++i) total[NR] += $i }
-    END { dt = total[2] - total[1]; print dt > 0 ? 1 - (idle[2] - idle[1]) / dt : 1 }'
+    END { dt = total[2] - total[1]; print (dt > 0 ? 1 - (idle[2] - idle[1]) / dt : 1) }'
 }
 quiet() {
   while :; do
