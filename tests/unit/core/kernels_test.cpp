@@ -199,6 +199,8 @@ const std::vector<TableEntry>& table_entries() {
       product<&T::lut_tables_i8>("lut_tables_i8", x86),
       product<&T::sign_gemm_i8_lut>("sign_gemm_i8_lut", x86),
       product<&T::dense_i8_f32>("dense_i8_f32", x86),
+      product<&T::sign_gemm_i8_lut_prefill>("sign_gemm_i8_lut_prefill", x86),
+      value<&T::lut_prefill_min_tokens>("lut_prefill_min_tokens"),
       value<&T::lut_max_tokens>("lut_max_tokens"),
       product<&T::lut_tables_f32>("lut_tables_f32", x86),
       product<&T::sign_gemm_f32_lut>("sign_gemm_f32_lut", x86),

@@ -23,19 +23,7 @@
 #include "../table.hpp"
 #include "sign_i8.hpp"
 
-// GCC 12 reports the self-initialised `undefined` vectors inside the intrinsics headers as
-// maybe-uninitialized once they are inlined here (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
-// VBMI is not part of the avx512 tier: only these functions are compiled for it, and they run
-// only when the CPU reports it (cpu_features().avx512vbmi).
-// clang-format off
-#define MBOK_AVX512_VBMI_TARGET __attribute__((target("avx2,fma,bmi,bmi2,popcnt,lzcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi")))
-// clang-format on
+#include "vbmi_begin.hpp"
 
 namespace mbok::detail::avx512 {
 
@@ -181,11 +169,7 @@ MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_vbmi(LutTablesView x, LutWe
 
 }  // namespace mbok::detail::avx512
 
-#undef MBOK_AVX512_VBMI_TARGET
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "vbmi_end.hpp"
 
 #include "../avx2/lut_i8.hpp"
 #include "lut_i8_prefill.hpp"

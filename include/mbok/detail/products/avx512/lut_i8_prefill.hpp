@@ -26,15 +26,7 @@
 
 #include "../lut_format.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
-// clang-format off
-#define MBOK_AVX512_VBMI_TARGET __attribute__((target("avx2,fma,bmi,bmi2,popcnt,lzcnt,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi")))
-// clang-format on
+#include "vbmi_begin.hpp"
 
 namespace mbok::detail::avx512 {
 
@@ -149,8 +141,4 @@ MBOK_AVX512_VBMI_TARGET inline void sign_gemm_i8_lut_prefill_vbmi(LutTablesView 
 
 }  // namespace mbok::detail::avx512
 
-#undef MBOK_AVX512_VBMI_TARGET
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "vbmi_end.hpp"
