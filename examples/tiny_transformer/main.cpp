@@ -95,6 +95,9 @@ void add_options(CLI::App& app, tiny::Options& o, bool& quick) {
   app.add_flag("--distributed", o.distributed,
                "Data-parallel finetuning over MPI (the finetune stage; run under mpirun -np P: "
                "each rank computes its share of every batch, rank 0 writes the files)");
+  app.add_flag("!--no-overlap", o.overlap,
+               "With --distributed: sum the signals after the whole backward, not each block's "
+               "while the backward of the blocks below it runs (the same step, bit for bit)");
   app.add_option("--eval-every", o.eval_every, "Finetuning steps between validation points")
       ->capture_default_str();
   app.add_option("--valid-windows", o.valid_windows, "Validation windows for the final evaluation")

@@ -66,8 +66,9 @@ struct Options {
 
   // data parallelism over MPI (the finetune stage only; main.cpp sets rank and ranks)
   bool distributed = false;
-  int rank = 0;   ///< this process's rank: only rank 0 prints and writes files
-  int ranks = 1;  ///< processes of the data-parallel run
+  bool overlap = true;  ///< sum each block's signals while the blocks below it run backward
+  int rank = 0;         ///< this process's rank: only rank 0 prints and writes files
+  int ranks = 1;        ///< processes of the data-parallel run
 
   // evaluation
   int eval_every = 20;

@@ -132,7 +132,8 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   std::unique_ptr<train::FinetuneUpdate> update;
 #if defined(TINY_TRANSFORMER_MPI)
   if (opt_.distributed)
-    update = std::make_unique<mbok::distributed::DataParallelUpdate>(MPI_COMM_WORLD, student, fo);
+    update = std::make_unique<mbok::distributed::DataParallelUpdate>(MPI_COMM_WORLD, student, fo, 1,
+                                                                     600, opt_.overlap);
 #endif
   if (!update) update = std::make_unique<train::LocalUpdate>(student, fo);
   train::Finetuner finetuner(teacher, student, fo, std::move(update));

@@ -303,7 +303,7 @@ TEST_CASE("--distributed finetunes on 2 ranks as one process does, and resumes a
   // The teacher and the converted K = 1 file, once, in one process; each run its own copy.
   REQUIRE(run(args("one") + "pretrain", dir).status == 0);
   REQUIRE(run(args("one") + "convert", dir).status == 0);
-  for (const char* out : {"two", "resumed"})
+  for (const char* out : {"two", "serial", "resumed"})
     fs::copy(dir / "one", dir / out, fs::copy_options::recursive);
 
   const Run one = run(args("one") + "finetune", dir);
@@ -314,6 +314,12 @@ TEST_CASE("--distributed finetunes on 2 ranks as one process does, and resumes a
   REQUIRE(two.status == 0);
   // Rank 0 alone prints: one progress summary line per run.
   CHECK(two.output.find("validation loss") == two.output.rfind("validation loss"));
+  // Summing each block's signals while the backward runs (the default) or after it: the same
+  // steps, so the same file, byte for byte.
+  const Run serial = run(args("serial") + "--distributed --no-overlap finetune", dir, two_ranks);
+  INFO(serial.output);
+  REQUIRE(serial.status == 0);
+  CHECK(read_file(dir / "serial" / "mbok-k1.mbok") == read_file(dir / "two" / "mbok-k1.mbok"));
   // Stopped after 10 steps on 2 ranks (a sharded checkpoint), resumed on 3 ranks (uneven
   // shares of the batch, 3 new shards) and stopped after 8 more, then resumed in one process
   // (which replaces the shards with one file).

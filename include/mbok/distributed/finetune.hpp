@@ -44,6 +44,11 @@ namespace distributed {
 
 /// The data-parallel `FinetuneUpdate` (see the file comment). Every rank of `comm` builds it
 /// with the same student shape and options; the student must outlive it.
+///
+/// Overlap (on by default): the signals of each block form one bucket, whose reduce-scatter
+/// ring starts as soon as the backward has finished the block (`DataParallelTrainer::
+/// begin_step`, `signals_ready`, `finish_step`), while the blocks below it still run. The
+/// step is the same, bit for bit, as without overlap.
 class DataParallelUpdate : public llama::train::FinetuneUpdate {
  public:
   /// Builds the trainer over the student's trainable kernels and full-precision parameters
@@ -52,15 +57,27 @@ class DataParallelUpdate : public llama::train::FinetuneUpdate {
   /// ranks' models or options differ).
   DataParallelUpdate(MPI_Comm comm, llama::train::TrainableLlama<float>& student,
                      const llama::train::FinetuneOptions& options, std::int64_t check_every = 1,
-                     double timeout_seconds = 600)
+                     double timeout_seconds = 600, bool overlap = true)
       : comm_(comm),
         timeout_seconds_(timeout_seconds),
+        overlap_(overlap),
         trainer_(comm, student.boolean_parameters(), student.parameters(),
-                 make_options(options, check_every, timeout_seconds)) {}
+                 make_options(student, options, check_every, timeout_seconds, overlap)) {}
 
   int rank() const noexcept { return trainer_.rank(); }
   int size() const noexcept { return trainer_.size(); }
+  bool overlaps() const noexcept { return overlap_; }
   DataParallelTrainer& trainer() noexcept { return trainer_; }
+
+  void begin_backward(std::size_t local_sequences) override {
+    if (overlap_) trainer_.begin_step(local_sequences);
+  }
+  void signals_final(std::size_t first, std::size_t count) override {
+    if (overlap_) trainer_.signals_ready(first, count);
+  }
+  void between_products() override {
+    if (overlap_) trainer_.progress();
+  }
 
   /// Rank r's contiguous share of `sequences`. Every rank needs at least one sequence: the
   /// `Finetuner` refuses an empty share, so a batch smaller than the number of ranks fails on
@@ -75,7 +92,10 @@ class DataParallelUpdate : public llama::train::FinetuneUpdate {
     trainer_.set_adamw_learning_rate(lr);
     // eta 0 is not a valid rate (the schedule's floor may reach it): a vanishing one is.
     trainer_.set_boolean_learning_rate(std::max(eta, 1e-12));
-    trainer_.step(local_sequences);
+    if (overlap_)
+      trainer_.finish_step();
+    else
+      trainer_.step(local_sequences);
     result.flips = trainer_.last_stats().flips();
     result.flip_rate = trainer_.last_stats().rate();
   }
@@ -110,17 +130,34 @@ class DataParallelUpdate : public llama::train::FinetuneUpdate {
   }
 
  private:
-  static DataParallelOptions make_options(const llama::train::FinetuneOptions& o,
-                                          std::int64_t check_every, double timeout_seconds) {
+  static DataParallelOptions make_options(llama::train::TrainableLlama<float>& student,
+                                          const llama::train::FinetuneOptions& o,
+                                          std::int64_t check_every, double timeout_seconds,
+                                          bool overlap) {
     DataParallelOptions d;
     d.boolean = o.boolean;
     d.adamw = o.adamw;
     d.check_every = check_every;
     d.timeout_seconds = timeout_seconds;
+    if (overlap) {
+      // Buckets of one block each (blocks have the same shapes, so runs of consecutive
+      // tensors of one block's weights are the blocks), up to the trainer's default size.
+      const auto offsets = student.boolean_parameter_offsets();
+      const auto params = student.boolean_parameters();
+      std::size_t block = 0;
+      for (std::size_t l = 0; l + 1 < offsets.size(); ++l) {
+        std::size_t weights = 0;
+        for (std::size_t t = offsets[l]; t < offsets[l + 1]; ++t)
+          weights += params[t].bits->rows() * params[t].bits->cols();
+        block = std::max(block, weights);
+      }
+      if (block > 0) d.bucket_elements = std::min(d.bucket_elements, block);
+    }
     return d;
   }
   MPI_Comm comm_;
   double timeout_seconds_;
+  bool overlap_;
   DataParallelTrainer trainer_;
 };
 

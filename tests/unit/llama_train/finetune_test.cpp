@@ -8,6 +8,7 @@
 #include <mbok/llama/hf_model.hpp>
 
 #include <filesystem>
+#include <random>
 
 #include "train_support.hpp"
 
@@ -191,4 +192,71 @@ TEST_CASE("llama train: a resumed run continues bit-identically", "[llama_train]
     CHECK(t.bytes == dc.at(name).bytes);
   }
   std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+
+namespace {
+
+// Records what the backward reports and copies each reported parameter's signal at that
+// moment: equal to the signal after the backward only if it was final when reported.
+struct RecordingListener : BackwardListener {
+  std::vector<BooleanParameter> params;
+  std::vector<std::pair<std::size_t, std::size_t>> reports;
+  std::vector<std::vector<float>> at_report;  // by parameter
+  std::size_t between = 0;
+  static std::vector<float> signal_of(const BooleanParameter& p) {
+    std::vector<float> s;
+    for (std::size_t r = 0; r < p.bits->rows(); ++r)
+      s.insert(s.end(), p.signal + r * p.signal_ld, p.signal + r * p.signal_ld + p.bits->cols());
+    return s;
+  }
+  void signals_final(std::size_t first, std::size_t count) override {
+    reports.emplace_back(first, count);
+    for (std::size_t t = first; t < first + count; ++t) at_report[t] = signal_of(params[t]);
+  }
+  void between_products() override { ++between; }
+};
+
+}  // namespace
+
+TEST_CASE("llama train: the backward reports each block's signals once they are final",
+          "[llama_train]") {
+  auto c = test::tiny_train_config();
+  c.num_hidden_layers = 3;
+  const auto teacher = test::random_model(c, 21);
+  TrainableLlama<float> student(teacher, boolean_projections<float>(2));
+  const auto tokens = test::random_tokens(2 * 7, c.vocab_size, 22);
+  RowMatrix logits;
+  student.zero_grad();
+  student.forward(tokens, 2, 7, logits, true);
+  std::mt19937 rng(23);
+  std::normal_distribution<float> n01;
+  RowMatrix dlogits(logits.rows(), logits.cols());
+  for (Eigen::Index i = 0; i < dlogits.size(); ++i) dlogits.data()[i] = n01(rng);
+
+  RecordingListener rec;
+  rec.params = student.boolean_parameters();
+  rec.at_report.resize(rec.params.size());
+  const auto offsets = student.boolean_parameter_offsets();
+  REQUIRE(offsets.size() == 4);
+  CHECK(offsets.back() == rec.params.size());
+  CHECK(offsets[1] >= 7);  // at least one trainable kernel in each of seven projections
+  CHECK(offsets[2] - offsets[1] == offsets[1]);  // blocks of the same shape
+  student.backward(dlogits, nullptr, &rec);
+
+  // One report per block, last block first, together every parameter once.
+  REQUIRE(rec.reports.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    const std::size_t l = 2 - i;
+    CHECK(rec.reports[i].first == offsets[l]);
+    CHECK(rec.reports[i].second == offsets[l + 1] - offsets[l]);
+  }
+  CHECK(rec.between > 0);
+  for (std::size_t t = 0; t < rec.params.size(); ++t) {
+    INFO(rec.params[t].name);
+    const auto now = RecordingListener::signal_of(rec.params[t]);
+    CHECK(rec.at_report[t] == now);
+    bool any = false;
+    for (float v : now) any = any || v != 0;
+    CHECK(any);  // the backward wrote it
+  }
 }

@@ -118,10 +118,12 @@ inline TeacherOutputs teacher_forward(TrainableLlama<float>& teacher,
 }
 
 /// Loss of the student against the teacher's outputs on `tokens`; with `backward` the
-/// student's gradients and signals are set (zero_grad, forward with tape, backward).
+/// student's gradients and signals are set (zero_grad, forward with tape, backward, which
+/// tells `listener`, when not null, of each block's final signals).
 inline DistillLoss distill_loss(TrainableLlama<float>& student, const TeacherOutputs& teacher,
                                 const std::vector<std::int32_t>& tokens, std::size_t sequences,
-                                std::size_t len, const DistillOptions& options, bool backward) {
+                                std::size_t len, const DistillOptions& options, bool backward,
+                                BackwardListener* listener = nullptr) {
   RowMatrix logits, dlogits;
   std::vector<RowMatrix> hidden;
   const bool use_hidden = options.hidden_weight > 0;
@@ -141,7 +143,7 @@ inline DistillLoss distill_loss(TrainableLlama<float>& student, const TeacherOut
       if (backward) dh[l] *= static_cast<float>(options.hidden_weight);
     }
   }
-  if (backward) student.backward(dlogits, use_hidden ? &dh : nullptr);
+  if (backward) student.backward(dlogits, use_hidden ? &dh : nullptr, listener);
   return loss;
 }
 
@@ -197,10 +199,19 @@ inline std::pair<double, double> finetune_rates(const FinetuneOptions& options, 
 /// student. `LocalUpdate` runs the one-process optimizers on the whole batch;
 /// `mbok::distributed::DataParallelUpdate` (mbok/distributed/finetune.hpp, needs MPI) makes
 /// every process compute a share of the batch and sums the signals and gradients across
-/// processes. Implementations communicate only where a comment says "collective".
-class FinetuneUpdate {
+/// processes. Implementations communicate only where a comment says "collective". The
+/// `Finetuner` calls `begin_backward` before each step's backward, tells the update of the
+/// signals the backward finishes (`BackwardListener`: an update may start summing them while
+/// the rest of the backward runs), then calls `apply`.
+class FinetuneUpdate : public BackwardListener {
  public:
   virtual ~FinetuneUpdate() = default;
+  /// Before the backward of a step on this process's `local_sequences`. Collective.
+  virtual void begin_backward(std::size_t local_sequences) { (void)local_sequences; }
+  void signals_final(std::size_t first, std::size_t count) override {
+    (void)first;
+    (void)count;
+  }
   /// The sequences [first, second) of a global batch of `sequences` this process computes.
   virtual std::pair<std::size_t, std::size_t> share(std::size_t sequences) const {
     return {0, sequences};
@@ -314,7 +325,9 @@ class Finetuner {
                                           tokens.begin() + std::ptrdiff_t(last * len));
     const TeacherOutputs t = teacher_outputs(local, mine, len);
     FinetuneStep r;
-    const DistillLoss loss = distill_loss(student_, t, local, mine, len, options_.distill, true);
+    update_->begin_backward(mine);
+    const DistillLoss loss =
+        distill_loss(student_, t, local, mine, len, options_.distill, true, update_.get());
     std::tie(r.lr, r.eta) = finetune_rates(options_, step_);
     update_->apply(r.lr, r.eta, mine, r);
     r.loss = update_->global_loss(loss, mine);

@@ -112,6 +112,20 @@ struct TrainableParts {
   bool head = false;       ///< lm_head (untied models)
 };
 
+/// Told by `TrainableLlama::backward` as the backward goes, e.g. to start summing the
+/// signals of finished blocks across processes while the blocks below them still run
+/// (`mbok::distributed::DataParallelUpdate`).
+class BackwardListener {
+ public:
+  virtual ~BackwardListener() = default;
+  /// The trainable Boolean parameters [first, first + count) (indices into
+  /// `TrainableLlama::boolean_parameters()`) hold their final signals: the rest of the
+  /// backward does not write them. The backward reports each block's, last block first.
+  virtual void signals_final(std::size_t first, std::size_t count) = 0;
+  /// Called between the backward's products: a point to advance communication in flight.
+  virtual void between_products() {}
+};
+
 /// One block of a trainable model.
 template <typename T>
 struct TrainBlock {
@@ -240,7 +254,9 @@ class TrainableLlama {
   /// Backward of the last train forward: `dlogits` (tokens x vocab) and, when not null,
   /// `dhidden` (num_blocks matrices, each empty or tokens x hidden: gradients of the
   /// hidden states `forward` returned). Adds to every stored gradient (`zero_grad` first).
-  void backward(const Matrix& dlogits, const std::vector<Matrix>* dhidden = nullptr) {
+  /// `listener` (when not null) hears of each block's signals as they become final.
+  void backward(const Matrix& dlogits, const std::vector<Matrix>* dhidden = nullptr,
+                BackwardListener* listener = nullptr) {
     mbok::detail::require(trained_forward_, "TrainableLlama backward: no train forward before it");
     const LlamaConfig& c = config_;
     const auto rows = static_cast<Eigen::Index>(tokens_.size());
@@ -260,6 +276,13 @@ class TrainableLlama {
     rms_norm_backward(xf_, final_norm_, rf_, dhn_, dx_, parts_.norms ? &g_final_norm_ : nullptr);
     const std::size_t heads = std::size_t(c.num_attention_heads),
                       kvh = std::size_t(c.num_key_value_heads), d = std::size_t(c.head_dim);
+    // Where each block's Boolean parameters start in boolean_parameters() (set_projection
+    // may have changed them since the last backward).
+    std::vector<std::size_t> first_boolean;
+    if (listener) first_boolean = boolean_parameter_offsets();
+    const auto between = [&] {
+      if (listener) listener->between_products();
+    };
     for (std::size_t l = blocks_.size(); l-- > 0;) {
       TrainBlock<T>& b = blocks_[l];
       Tape& t = tape_[l];
@@ -271,23 +294,33 @@ class TrainableLlama {
       }
       // MLP: x3 = x2 + down(silu(gate(n2)) * up(n2)).
       b.proj[6]->backward(dx_, dact_);
+      between();
       swiglu_backward(t.gate, t.up, dact_, dgate_, dup_);
       b.proj[4]->backward(dgate_, dhn_);
+      between();
       b.proj[5]->backward(dup_, dtmp_);
+      between();
       dhn_ += dtmp_;
       rms_norm_backward(t.x2, b.mlp_norm, t.r2, dhn_, dtmp_,
                         parts_.norms ? &b.g_mlp_norm : nullptr);
       dx_ += dtmp_;
       // Attention: x2 = x1 + o(attn(rope(q(n1)), rope(k(n1)), v(n1))).
       b.proj[3]->backward(dx_, dattn_);
+      between();
       t.attention.backward(t.q, t.k, t.v, dattn_, dq_, dk_, dv_);
+      between();
       rope_apply(dq_, heads, d, len_, rope_, true);
       rope_apply(dk_, kvh, d, len_, rope_, true);
       b.proj[0]->backward(dq_, dhn_);
+      between();
       b.proj[1]->backward(dk_, dtmp_);
+      between();
       dhn_ += dtmp_;
       b.proj[2]->backward(dv_, dtmp_);
       dhn_ += dtmp_;
+      // Block l's projections are done: their signals are final.
+      if (listener && first_boolean[l + 1] > first_boolean[l])
+        listener->signals_final(first_boolean[l], first_boolean[l + 1] - first_boolean[l]);
       rms_norm_backward(t.x1, b.attn_norm, t.r1, dhn_, dtmp_,
                         parts_.norms ? &b.g_attn_norm : nullptr);
       dx_ += dtmp_;
@@ -343,6 +376,19 @@ class TrainableLlama {
         blocks_[l].proj[j]->boolean_parameters(
             out, block_linear_name(std::int64_t(l), projection_names()[j]) + ".");
     return out;
+  }
+
+  /// Where each block's trainable Boolean parameters start in `boolean_parameters()`:
+  /// num_blocks + 1 offsets, the last one their number.
+  std::vector<std::size_t> boolean_parameter_offsets() {
+    std::vector<std::size_t> offsets{0};
+    std::vector<BooleanParameter> block;
+    for (std::size_t l = 0; l < blocks_.size(); ++l) {
+      block.clear();
+      for (auto& p : blocks_[l].proj) p->boolean_parameters(block, "");
+      offsets.push_back(offsets.back() + block.size());
+    }
+    return offsets;
   }
 
   /// Everything that can change in training: every projection's state, the norms, and the
