@@ -22,6 +22,9 @@ namespace tiny {
 
 namespace {
 
+/// Rounds of the generation-speed timing (each times every model once).
+constexpr int kSpeedRounds = 5;
+
 /// Runs `body` with OpenMP (and so Eigen) limited to one thread.
 template <typename Body>
 void single_threaded(Body&& body) {
@@ -40,19 +43,28 @@ void single_threaded(Body&& body) {
 #endif
 }
 
-/// Tokens/s of sampling `tokens` tokens after `prompt`, best of two runs, one thread.
-double generation_speed(const mbok::llama::LlamaModel& model, const mbok::Tokenizer& tokenizer,
-                        const std::string& prompt, int tokens) {
-  double best = 0;
+/// A model whose generation speed is timed, and where its figure goes in the results.
+struct SpeedRun {
+  std::string entry, key;
+  mbok::llama::LlamaModel model;
+  double best = 0;  ///< tokens/s, the best round
+};
+
+/// Tokens/s of sampling `tokens` tokens after `prompt` with each model, one thread, the best
+/// of `rounds` interleaved rounds (every model once per round): on a shared machine a burst
+/// of other work then slows one round of every model, not every round of one model, and the
+/// ratios between models hold.
+void time_generation(std::vector<SpeedRun>& runs, const mbok::Tokenizer& tokenizer,
+                     const std::string& prompt, int tokens, int rounds) {
   single_threaded([&] {
-    for (int r = 0; r < 2; ++r) {
-      mbok::llama::Sampler sampler({0.8, 0, 1.0, 1234});
-      const auto t0 = Clock::now();
-      generate(model, tokenizer, prompt, tokens, sampler);
-      best = std::max(best, double(tokens) / seconds_since(t0));
-    }
+    for (int r = 0; r < rounds; ++r)
+      for (auto& run : runs) {
+        mbok::llama::Sampler sampler({0.8, 0, 1.0, 1234});
+        const auto t0 = Clock::now();
+        generate(run.model, tokenizer, prompt, tokens, sampler);
+        run.best = std::max(run.best, double(tokens) / seconds_since(t0));
+      }
   });
-  return best;
 }
 
 /// Bits per weight of the block projections.
@@ -89,6 +101,7 @@ void Pipeline::evaluate_stage() {
   const double tokens_per_byte =
       double(corpus_->valid_tokens().size()) / double(corpus_->valid_size());
   json results = json::object();
+  std::vector<SpeedRun> speed;
   for (const auto& e : entries) {
     if (!file_exists(e.file)) continue;
     const bool boolean = e.name != "teacher";
@@ -101,20 +114,14 @@ void Pipeline::evaluate_stage() {
               << (boolean ? " --activations float" : "") << "\n";
     const double loss = ppl(mbok::llama::Activations::float32);
     std::cerr << "perplexity: " << fixed(std::exp(loss), 6) << "\n";
-    const auto model = load_model(e.file, config_).model;
+    auto model = load_model(e.file, config_).model;
     json r = {{"file", e.file},
               {"valid_loss", loss},
               {"perplexity", std::exp(loss)},
               {"bits_per_char", loss / std::log(2.0) * tokens_per_byte},
               {"bits_per_weight", bits_per_weight(model)}};
-    if (!boolean) {
-      r["tokens_per_second"] = {
-          {"eigen_float", generation_speed(model, *tokenizer_, opt_.prompt, opt_.speed_tokens)}};
-    } else if (e.name.compare(0, 5, "mbok-") == 0) {
-      const auto int8 = load_model(e.file, config_, mbok::llama::Activations::int8).model;
-      r["tokens_per_second"] = {
-          {"boolean_float", generation_speed(model, *tokenizer_, opt_.prompt, opt_.speed_tokens)},
-          {"boolean_int8", generation_speed(int8, *tokenizer_, opt_.prompt, opt_.speed_tokens)}};
+    const bool timed = !boolean || e.name.compare(0, 5, "mbok-") == 0;
+    if (boolean && timed) {
       r["isa"] = mbok::isa_name(mbok::ProductSet().isa());
       // Quality with int8 activations, as mbok-run runs it by default.
       std::cerr << "$ mbok-run perplexity -m " << e.file << " --text " << valid << " -c " << ctx
@@ -133,7 +140,16 @@ void Pipeline::evaluate_stage() {
     r["generate_command"] = "mbok-run generate -m " + e.file + " -p '" + opt_.prompt + "' -n " +
                             std::to_string(opt_.sample_tokens) + " --temperature 0.8 --seed 42";
     results[e.name] = r;
+    if (timed)
+      speed.push_back({e.name, boolean ? "boolean_float" : "eigen_float", std::move(model)});
+    if (boolean && timed)
+      speed.push_back({e.name, "boolean_int8",
+                       load_model(e.file, config_, mbok::llama::Activations::int8).model});
   }
+  std::cerr << "timing generation: " << speed.size() << " models, " << kSpeedRounds
+            << " interleaved rounds of " << opt_.speed_tokens << " tokens\n";
+  time_generation(speed, *tokenizer_, opt_.prompt, opt_.speed_tokens, kSpeedRounds);
+  for (const auto& run : speed) results[run.entry]["tokens_per_second"][run.key] = run.best;
   summary_["evaluation"] = results;
   save_summary();
 }

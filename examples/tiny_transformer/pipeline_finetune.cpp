@@ -173,6 +173,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   int start = 0;
   std::vector<CurvePoint> curve;
   double step_seconds = 0, flip_fraction_sum = 0;
+  double update_seconds = 0;  // this invocation's, in FinetuneUpdate::apply
   // The training-loss mean since the last curve point, carried across a resume.
   double running = 0;
   int since = 0;
@@ -301,6 +302,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
                           std::size_t(steps));
   bar.update(std::size_t(start));
   bool interrupted = false;
+  const double seconds_before = step_seconds;
   for (int step = start; step < steps; ++step) {
     if (opt_.stop_after > 0 && step - start >= opt_.stop_after) {
       save_checkpoint(step);
@@ -314,6 +316,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
     const train::FinetuneStep r =
         finetuner.step(batch.inputs, std::size_t(batch.rows), std::size_t(batch.len));
     if (method == "mbok") flip_fraction_sum += r.flip_rate;
+    update_seconds += r.update_seconds;
     if (latent_opt) {
       latent_opt->set_learning_rate(schedule(opt_.latent_lr, step, steps, std::max(1, steps / 20)));
       // Sign changes of the latent weights: the baseline's counterpart of flips (counted
@@ -355,8 +358,10 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
   const double final_loss = validation_loss(student, valid_batches_);
   std::cerr << tag << ": validation loss " << fixed(final_loss) << " (perplexity "
             << fixed(std::exp(final_loss), 3) << "), "
-            << fixed(100 * moved / std::max(1.0, signs), 2) << "% of trainable signs moved -> "
-            << model_path(tag) << "\n";
+            << fixed(100 * moved / std::max(1.0, signs), 2) << "% of trainable signs moved, "
+            << fixed(1000 * (step_seconds - seconds_before) / std::max(1, steps - start), 1)
+            << " ms/step (" << fixed(1000 * update_seconds / std::max(1, steps - start), 1)
+            << " in the update after the backward) -> " << model_path(tag) << "\n";
   json c = json::array();
   for (const auto& p : curve)
     c.push_back(
@@ -375,6 +380,7 @@ json Pipeline::run_finetune(const std::string& method, const Variant& v) {
                  {"steps", steps},
                  {"curve", c},
                  {"ms_per_step", 1000 * step_seconds / std::max(1, steps)},
+                 {"update_ms_per_step", 1000 * update_seconds / std::max(1, steps - start)},
                  {"state_bytes_per_boolean_weight", state_bytes},
                  {"trainable_boolean_weights", trainable_weights},
                  {"mean_flip_fraction", flip_fraction_sum / steps},

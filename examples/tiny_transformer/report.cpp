@@ -197,7 +197,8 @@ std::string write_report(const nlohmann::json& s, const std::string& out_dir) {
        << fixed(get(r, "mean_flip_fraction"), 5) << " |\n";
   }
 
-  md << "\n## Generation speed (one thread, tokens/s, KV cache, as mbok-run generate)\n\n"
+  md << "\n## Generation speed (one thread, tokens/s, KV cache, as mbok-run generate; the best of "
+        "interleaved rounds)\n\n"
      << "| model | kernels | bits/weight | tokens/s | x teacher |\n"
         "|---|---|---:|---:|---:|\n";
   const double teacher_speed =

@@ -17,6 +17,7 @@
 
 #include <Eigen/Core>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -182,6 +183,9 @@ struct FinetuneStep {
   std::size_t flips = 0;
   double flip_rate = 0;  ///< flips / trainable Boolean weights
   double lr = 0, eta = 0;
+  /// Wall seconds in the update after the backward (`FinetuneUpdate::apply`): the optimizers'
+  /// step and, data-parallel, the communication the backward did not hide.
+  double update_seconds = 0;
 };
 
 /// The learning rates of step `step` (0-based) of a run with `options`: AdamW's peak and the
@@ -329,7 +333,9 @@ class Finetuner {
     const DistillLoss loss =
         distill_loss(student_, t, local, mine, len, options_.distill, true, update_.get());
     std::tie(r.lr, r.eta) = finetune_rates(options_, step_);
+    const auto t0 = std::chrono::steady_clock::now();
     update_->apply(r.lr, r.eta, mine, r);
+    r.update_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.loss = update_->global_loss(loss, mine);
     ++step_;
     return r;
