@@ -359,6 +359,22 @@ void bandwidth_case(benchmark::State& state, std::size_t bytes, int threads) {
   state.SetLabel("avx2");
 }
 
+// Per-token int8 quantization of t tokens of n features times s_in (what the int8 forward
+// runs once per kernel before its products), on one ISA's products.
+void quantize_case(benchmark::State& state, mbok::Isa isa, std::size_t n, std::size_t t) {
+  const std::vector<float> x = random_floats(t * n, 410), s_in = random_floats(n, 411);
+  const mbok::ProductSet ks(isa);
+  mbok::QuantizedActivations q;
+  for (auto _ : state) {
+    ks.quantize_activations(x.data(), n, t, n, q, s_in.data());
+    benchmark::DoNotOptimize(q.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(t * n));
+  state.SetLabel(mbok::isa_name(isa));
+}
+
 // The fixed cost of spreading a call over threads: mbok::parallel_for over `threads` chunks
 // whose bodies do almost nothing, so the time per call is waking the other threads and
 // joining them. A product that takes T us on one thread cannot take less than T / threads +
@@ -452,6 +468,13 @@ const bool registered = [] {
           }
         }
       }
+
+  for (std::size_t t : {1u, 128u})
+    for (mbok::Isa isa : mbok::available_isas())
+      benchmark::RegisterBenchmark(
+          case_name("quantize_i8", mbok::isa_name(isa), 1, 4096, t, 1).c_str(),
+          [=](benchmark::State& st) { quantize_case(st, isa, 4096, t); })
+          ->Unit(benchmark::kMicrosecond);
 
   for (int threads : {1, 2})
     benchmark::RegisterBenchmark(

@@ -29,6 +29,7 @@
 #include "detail/base/aligned_buffer.hpp"
 #include "detail/base/bits.hpp"
 #include "detail/base/checked.hpp"
+#include "detail/products/dispatch.hpp"
 
 namespace mbok {
 
@@ -124,56 +125,20 @@ namespace detail {
 // 127 * 2^100, finite).
 inline constexpr float kQuantizeDirectMin = 0x1p-100f;
 
-// q(l) = v(l) * inv rounded to nearest (halves away from zero), clamped to [-127, 127];
-// returns sum q.
-template <typename Values>
-std::int32_t quantize_codes(Values v, std::size_t n, float inv, std::int8_t* q) {
-  std::int32_t sum = 0;
-  for (std::size_t l = 0; l < n; ++l) {
-    const float r = v(l) * inv;
-    // v * (127 / amax) can exceed 127 by a rounding step; the clamp keeps q in range.
-    const int qv = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
-    q[l] = static_cast<std::int8_t>(qv);
-    sum += qv;
-  }
-  return sum;
-}
-
-// Token i (n values v(l)) into q (n bytes, zero on entry): sets `scale` and returns sum q. v(l)
-// is recomputed in each pass (the same float product each time) instead of being kept in a
-// buffer: no allocation per call.
-template <typename Values>
-std::int32_t quantize_row(Values v, std::size_t n, std::size_t i, std::int8_t* q, float& scale) {
-  // max |v| on the bit patterns: for finite floats the order of |v| is the integer order of
-  // (bits & 0x7FFFFFFF), and NaN and infinities are exactly the patterns >= 0x7F800000. An
-  // integer max reduction vectorizes (a float one does not, for its NaN rules), and gives the
-  // same amax. 16 independent maxima hide the latency of the compare-and-select chain.
-  auto abs_bits = [&](std::size_t l) {
-    const float f = v(l);
-    std::int32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    return b & 0x7FFFFFFF;
-  };
-  std::int32_t acc[16] = {};
-  std::size_t l0 = 0;
-  for (; l0 + 16 <= n; l0 += 16)
-    for (std::size_t j = 0; j < 16; ++j) {
-      const std::int32_t b = abs_bits(l0 + j);
-      acc[j] = b > acc[j] ? b : acc[j];
+// Token i (n values v(l) = x(l) s(l), s null: x(l)) into q (n bytes, zero on entry) with the
+// table's products: sets `scale` and returns sum q.
+inline std::int32_t quantize_row(const ProductTable& table, const float* x, const float* s,
+                                 std::size_t n, std::size_t i, std::int8_t* q, float& scale) {
+  const std::uint32_t max_bits = table.abs_max_bits_f32(x, s, n);
+  if (max_bits >= 0x7F800000u) {
+    for (std::size_t l = 0; l < n; ++l) {
+      const float v = s != nullptr ? x[l] * s[l] : x[l];
+      require(std::isfinite(v), "quantize_activations: token ", i, " feature ", l, " is ", v,
+              " (activations must be finite)");
     }
-  for (; l0 < n; ++l0) {
-    const std::int32_t b = abs_bits(l0);
-    acc[0] = b > acc[0] ? b : acc[0];
   }
-  std::int32_t max_bits = 0;
-  for (std::int32_t a : acc) max_bits = a > max_bits ? a : max_bits;
   float amax;
   std::memcpy(&amax, &max_bits, sizeof amax);
-  if (max_bits >= 0x7F800000) {
-    for (std::size_t l = 0; l < n; ++l)
-      require(std::isfinite(v(l)), "quantize_activations: token ", i, " feature ", l, " is ", v(l),
-              " (activations must be finite)");
-  }
   // Only zeros and subnormal values: the all-zero token (scale 0, q = 0). Their 127 / amax
   // would overflow float, and an infinite inverse makes the conversion to int undefined.
   if (!(amax >= FLT_MIN)) {
@@ -181,12 +146,32 @@ std::int32_t quantize_row(Values v, std::size_t n, std::size_t i, std::int8_t* q
     return 0;
   }
   scale = amax / 127.0f;  // subnormal, and rounded, when amax < 127 FLT_MIN
-  if (amax >= kQuantizeDirectMin) return quantize_codes(v, n, 127.0f / amax, q);
+  if (amax >= kQuantizeDirectMin) return table.quantize_codes_f32(x, s, n, 1.0f, 127.0f / amax, q);
   // amax in [FLT_MIN, 2^-100): 127 / amax can overflow, so the values are scaled by 2^64
   // first. Scaling by a power of two is exact here (no overflow, subnormals become normal),
   // so the codes are exactly those of the token times 2^64.
-  return quantize_codes([&v](std::size_t l) { return v(l) * 0x1p64f; }, n,
-                        127.0f / (amax * 0x1p64f), q);
+  return table.quantize_codes_f32(x, s, n, 0x1p64f, 127.0f / (amax * 0x1p64f), q);
+}
+
+// quantize_activations (below) on the products of `table`.
+inline void quantize_activations(const ProductTable& table, const float* x, std::size_t ldx,
+                                 std::size_t t, std::size_t n, QuantizedActivations& out,
+                                 const float* s_in) {
+  require(n > 0, "quantize_activations: zero features");
+  require(ldx >= n, "quantize_activations: ldx ", ldx, " < features ", n);
+  require(t == 0 || x != nullptr, "quantize_activations: null input for ", t, " tokens");
+  require_addressable(t, ldx, n, sizeof(float), "quantize_activations: input");
+  out.resize(t, n);
+  // Tokens are independent: many of them (a prefill) split across threads.
+  parallel_for(0, t, grain_for_cost(n), [&](std::size_t i0, std::size_t i1) {
+    for (std::size_t i = i0; i < i1; ++i) {
+      float scale = 0.0f;
+      const std::int32_t sum =
+          quantize_row(table, x + i * ldx, s_in, n, i, out.mutable_row(i), scale);
+      out.set_scale(i, scale);
+      out.set_row_sum(i, sum);
+    }
+  });
 }
 }  // namespace detail
 
@@ -197,38 +182,15 @@ std::int32_t quantize_row(Values v, std::size_t n, std::size_t i, std::int8_t* q
 /// token whose max |v| is below FLT_MIN (only zeros and subnormal values: 127 / max |v| would
 /// not be a finite float). A token whose max |v| is at least FLT_MIN gets the codes it would
 /// get scaled by any power of two (values below 2^-100 are scaled up by 2^64 first, exactly)
-/// and scale max |v| / 127 as a float, which is subnormal below 127 FLT_MIN. Many tokens
-/// are split across threads on the default `parallel_for` (each token's values do not depend
-/// on the split). Throws `InvalidArgument` for a null pointer with t > 0, ldx < n, n == 0, or
-/// a NaN or infinite value of v (naming a token and feature that hold one).
+/// and scale max |v| / 127 as a float, which is subnormal below 127 FLT_MIN. The results are
+/// the same, bit for bit, on every ISA; this overload runs `active_isa()`'s products
+/// (`ProductSet::quantize_activations` those of a set). Many tokens are split across threads
+/// on the default `parallel_for` (each token's values do not depend on the split). Throws
+/// `InvalidArgument` for a null pointer with t > 0, ldx < n, n == 0, or a NaN or infinite
+/// value of v (naming a token and feature that hold one).
 inline void quantize_activations(const float* x, std::size_t ldx, std::size_t t, std::size_t n,
                                  QuantizedActivations& out, const float* s_in = nullptr) {
-  detail::require(n > 0, "quantize_activations: zero features");
-  detail::require(ldx >= n, "quantize_activations: ldx ", ldx, " < features ", n);
-  detail::require(t == 0 || x != nullptr, "quantize_activations: null input for ", t, " tokens");
-  detail::require_addressable(t, ldx, n, sizeof(float), "quantize_activations: input");
-  out.resize(t, n);
-  // Tokens are independent: many of them (a prefill) split across threads.
-  parallel_for(0, t, detail::grain_for_cost(n), [&](std::size_t i0, std::size_t i1) {
-    // Plain locals for the row loops: through the closure's references the int8 stores could
-    // alias x, s_in and n, which keeps the compiler from vectorizing them (7x slower).
-    const float* const xs = x;
-    const float* const si = s_in;
-    const std::size_t cols = n, stride = ldx;
-    for (std::size_t i = i0; i < i1; ++i) {
-      const float* const xi = xs + i * stride;
-      std::int8_t* const qi = out.mutable_row(i);
-      float scale = 0.0f;
-      std::int32_t sum = 0;
-      if (si != nullptr)
-        sum = detail::quantize_row([xi, si](std::size_t l) { return xi[l] * si[l]; }, cols, i, qi,
-                                   scale);
-      else
-        sum = detail::quantize_row([xi](std::size_t l) { return xi[l]; }, cols, i, qi, scale);
-      out.set_scale(i, scale);
-      out.set_row_sum(i, sum);
-    }
-  });
+  detail::quantize_activations(detail::product_table(active_isa()), x, ldx, t, n, out, s_in);
 }
 
 /// `quantize_activations` into a new object.

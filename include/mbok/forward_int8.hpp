@@ -246,12 +246,12 @@ struct Int8Forward {
 
   // Quantizes x (.) s_in_k per kernel into ws (a non-finite value throws on its way).
   template <class W>
-  static void quantize(const W& w, const float* x, std::size_t ldx, std::size_t t,
-                       Int8ForwardWorkspace& ws) {
+  static void quantize(const W& w, const ProductSet& products, const float* x, std::size_t ldx,
+                       std::size_t t, Int8ForwardWorkspace& ws) {
     const std::size_t k_count = w.num_kernels();
     if (ws.inputs_.size() < k_count) ws.inputs_.resize(k_count);
     for (std::size_t k = 0; k < k_count; ++k)
-      quantize_activations(x, ldx, t, w.in_features(), ws.inputs_[k], w.s_in(k).data());
+      products.quantize_activations(x, ldx, t, w.in_features(), ws.inputs_[k], w.s_in(k).data());
     ws.tokens_ = t;
     ws.kernels_ = k_count;
     ws.cols_ = w.in_features();
@@ -261,7 +261,7 @@ struct Int8Forward {
   template <class W>
   static void quantize_with_tables(const W& w, const ProductSet& products, const float* x,
                                    std::size_t ldx, std::size_t t, Int8ForwardWorkspace& ws) {
-    quantize(w, x, ldx, t, ws);
+    quantize(w, products, x, ldx, t, ws);
     if (ws.tables_.size() < ws.kernels_) ws.tables_.resize(ws.kernels_);
     for (std::size_t k = 0; k < ws.kernels_; ++k)
       products.build_lut_tables(ws.inputs_[k], ws.tables_[k]);
@@ -362,7 +362,7 @@ struct Int8Forward {
       if (lut)
         quantize_with_tables(w, pw.products(), x, ldx, t, into);
       else
-        quantize(w, x, ldx, t, into);
+        quantize(w, pw.products(), x, ldx, t, into);
     };
     const std::size_t grain = int8_forward_grain(t, w.in_features(), w.num_kernels());
     const std::size_t chunks = parallel_chunk_count(0, w.out_features(), grain, 16);
@@ -399,7 +399,7 @@ inline bool int8_uses_lut(const Int8PreparedWeights& pw, std::size_t t,
 inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const float* x,
                                  std::size_t ldx, std::size_t t, Int8ForwardWorkspace& ws) {
   detail::Int8Forward::check_input(w, x, ldx, t);
-  detail::Int8Forward::quantize(w, x, ldx, t, ws);
+  detail::Int8Forward::quantize(w, ProductSet(), x, ldx, t, ws);
 }
 
 /// Quantizes x like the overload above and, when the table-lookup product is chosen
@@ -415,7 +415,7 @@ inline void prepare_int8_forward(const MultiKernelWeights<float>& w, const Int8P
   if (detail::int8_uses_lut(pw, t, algorithm))
     detail::Int8Forward::quantize_with_tables(w, pw.products(), x, ldx, t, ws);
   else
-    detail::Int8Forward::quantize(w, x, ldx, t, ws);
+    detail::Int8Forward::quantize(w, pw.products(), x, ldx, t, ws);
 }
 
 /// Output features [j0, j1) of every token: y(i, j) for i < ws.tokens(), row stride `ldy`

@@ -313,6 +313,13 @@ class ProductSet {
     return prepare_lut(bits);
   }
 
+  /// `mbok::quantize_activations` (activations.hpp) on this set's products: the same codes,
+  /// scales and sums on every ISA.
+  void quantize_activations(const float* x, std::size_t ldx, std::size_t t, std::size_t n,
+                            QuantizedActivations& out, const float* s_in = nullptr) const {
+    detail::quantize_activations(*table_, x, ldx, t, n, out, s_in);
+  }
+
   /// Tables of t tokens of int8 activations with n features (rows `ldx` bytes apart, the
   /// input contract of `sign_gemm_i8` for n columns, verified) into `out`. Many tokens are
   /// split across threads on the default `parallel_for`.

@@ -215,6 +215,8 @@ const std::vector<TableEntry>& table_entries() {
       step_entry(detail::StepCodec::f16, "boolean_step_rows f16", {Isa::avx512}),
       step_entry(detail::StepCodec::i8, "boolean_step_rows i8", x86),
       product<&T::max_abs_bits>("max_abs_bits", {Isa::avx512}),
+      product<&T::abs_max_bits_f32>("abs_max_bits_f32", x86),
+      product<&T::quantize_codes_f32>("quantize_codes_f32", x86),
   };
   return entries;
 }

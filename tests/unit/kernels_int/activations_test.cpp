@@ -3,9 +3,11 @@
 #include <mbok/activations.hpp>
 #include <mbok/products.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <utility>
 #include <vector>
 
@@ -79,6 +81,79 @@ TEST_CASE("quantize_activations rejects NaN and infinity, naming the place",
   REQUIRE_THROWS_WITH(quantize_activations(x.data(), 70, 3, 70, s_in.data()),
                       test::contains("token 2 feature 5"));
   REQUIRE_THROWS_AS(quantize_activations(x.data(), 60, 3, 70), InvalidArgument);
+}
+
+namespace {
+// The codes of one token by the documented float steps, written out here: v = x s, amax,
+// inv = 127 / amax (values below 2^-100 scaled by 2^64 first), r = v inv,
+// q = trunc(r + (r >= 0 ? 0.5 : -0.5)) clamped to [-127, 127].
+std::vector<int> reference_codes(const float* x, const float* s, std::size_t n, float& scale) {
+  std::vector<float> v(n);
+  float amax = 0;
+  for (std::size_t l = 0; l < n; ++l) {
+    v[l] = s ? x[l] * s[l] : x[l];
+    amax = std::max(amax, std::fabs(v[l]));
+  }
+  std::vector<int> q(n, 0);
+  scale = 0;
+  if (!(amax >= std::numeric_limits<float>::min())) return q;
+  scale = amax / 127.0f;
+  const bool tiny = amax < 0x1p-100f;
+  const float inv = tiny ? 127.0f / (amax * 0x1p64f) : 127.0f / amax;
+  for (std::size_t l = 0; l < n; ++l) {
+    const float r = (tiny ? v[l] * 0x1p64f : v[l]) * inv;
+    q[l] = std::clamp(static_cast<int>(r + (r >= 0.0f ? 0.5f : -0.5f)), -127, 127);
+  }
+  return q;
+}
+}  // namespace
+
+TEST_CASE("quantize_activations: the same codes, scales and sums on every ISA, ties included",
+          "[kernels_int][activations]") {
+  std::mt19937 rng(77);
+  std::uniform_int_distribution<int> code(-126, 126);
+  // Edge sizes around the vector widths (8, 16, 32 floats per step) and a model's width.
+  for (std::size_t n : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 100, 4099}) {
+    const std::size_t t = 5, ldx = n + 3;
+    RowMatrix x = test::random_matrix(t, ldx, 2.0f);
+    const std::size_t cols = n;
+    for (std::size_t l = 0; l < cols; ++l) {
+      // Token 1: exact halves of a step of 1 (ties: r = k + 0.5 after the scaling, with
+      // amax = 127 so that inv is 1).
+      x(1, static_cast<Eigen::Index>(l)) = static_cast<float>(code(rng)) + (l % 2 ? 0.5f : -0.5f);
+      // Token 3: values below 2^-100 (the path scaled by 2^64), some subnormal.
+      x(3, static_cast<Eigen::Index>(l)) = x(0, static_cast<Eigen::Index>(l)) * 0x1p-110f;
+      // Token 4: subnormal values only (scale 0).
+      x(4, static_cast<Eigen::Index>(l)) = x(0, static_cast<Eigen::Index>(l)) * 0x1p-140f;
+    }
+    x(1, 0) = 127.0f;
+    const Eigen::VectorXf s_in = test::random_matrix(cols, 1).cwiseAbs();
+    for (bool with_scale : {false, true}) {
+      const float* s = with_scale ? s_in.data() : nullptr;
+      test::for_each_isa([&](Isa isa) {
+        QuantizedActivations q;
+        ProductSet(isa).quantize_activations(x.data(), ldx, t, n, q, s);
+        // The free function runs the active ISA's products: the same result.
+        const QuantizedActivations active = quantize_activations(x.data(), ldx, t, n, s);
+        for (std::size_t i = 0; i < t; ++i) {
+          INFO("n = " << n << ", s_in " << with_scale << ", token " << i);
+          float scale = 0;
+          const std::vector<int> ref = reference_codes(x.data() + i * ldx, s, n, scale);
+          CHECK(q.scale(i) == scale);
+          CHECK(active.scale(i) == scale);
+          std::int64_t sum = 0;
+          bool same = true;
+          for (std::size_t l = 0; l < n; ++l) {
+            same = same && q.row(i)[l] == ref[l] && active.row(i)[l] == ref[l];
+            sum += ref[l];
+          }
+          CHECK(same);
+          CHECK(q.row_sum(i) == sum);
+          for (std::size_t l = n; l < q.ld(); ++l) REQUIRE(q.row(i)[l] == 0);
+        }
+      });
+    }
+  }
 }
 
 TEST_CASE("QuantizedActivations reuses and zero-fills its storage", "[kernels_int][activations]") {

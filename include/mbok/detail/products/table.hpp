@@ -113,6 +113,15 @@ struct ProductTable {
   // The largest |q| over rows x cols (rows ld apart) as its bit pattern (>= 0x7F800000 when
   // a value is NaN or infinite).
   std::uint32_t (*max_abs_bits)(const float* q, std::size_t ld, std::size_t rows, std::size_t cols);
+
+  // ---- per-token int8 quantization of activations (activations.hpp), bit for bit the same
+  // on every ISA, of v(l) = x(l) s(l) (s null: x(l)), l < n:
+  // max |v| as its bit pattern (>= 0x7F800000 when a value is NaN or infinite);
+  std::uint32_t (*abs_max_bits_f32)(const float* x, const float* s, std::size_t n);
+  // q(l) = (v(l) pre) inv (no product by pre when pre is 1) rounded to nearest, halves away
+  // from zero, clamped to [-127, 127], into n bytes of q; returns sum q.
+  std::int32_t (*quantize_codes_f32)(const float* x, const float* s, std::size_t n, float pre,
+                                     float inv, std::int8_t* q);
 };
 
 // The table-lookup int8 product `table` runs for `tokens` tokens (one token block of a call).

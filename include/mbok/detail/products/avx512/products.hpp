@@ -18,6 +18,7 @@
 #include "gemm_f32.hpp"
 #include "lut_f32.hpp"
 #include "lut_i8.hpp"
+#include "quantize.hpp"
 #include "sign_f32.hpp"
 #include "sign_i8.hpp"
 #include "xnor.hpp"

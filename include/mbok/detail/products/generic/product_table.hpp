@@ -10,7 +10,8 @@
 //     }
 //
 // after ../scalar/products.hpp, ../table.hpp and the ISA's dense_i8.hpp, lut_f32.hpp, lut_i8.hpp,
-// sign_f32.hpp, sign_i8.hpp, xnor.hpp and its install_training and install_boolean_step.
+// sign_f32.hpp, sign_i8.hpp, xnor.hpp and its install_training, install_boolean_step and
+// install_quantize.
 
 inline constexpr ProductTable make_table() noexcept {
   ProductTable t = scalar::kTable;
@@ -23,6 +24,7 @@ inline constexpr ProductTable make_table() noexcept {
   install_dense_i8(t);
   install_training(t);
   install_boolean_step(t);
+  install_quantize(t);
   return t;
 }
 

@@ -20,6 +20,7 @@ inline constexpr Isa kTableIsa = Isa::neon;
 // installs itself here.
 inline constexpr void install_training(ProductTable&) noexcept {}
 inline constexpr void install_boolean_step(ProductTable&) noexcept {}
+inline constexpr void install_quantize(ProductTable&) noexcept {}
 #include "../generic/product_table.hpp"
 
 }  // namespace mbok::detail::neon
