@@ -74,19 +74,7 @@ std::int32_t quantize_codes_loop(const float* x, const float* s, std::size_t n, 
   return total;
 }
 
-inline std::int32_t quantize_codes_f32(const float* x, const float* s, std::size_t n, float pre,
-                                       float inv, std::int8_t* q) noexcept {
-  if (s != nullptr)
-    return pre == 1.0f ? quantize_codes_loop<true, false>(x, s, n, pre, inv, q)
-                       : quantize_codes_loop<true, true>(x, s, n, pre, inv, q);
-  return pre == 1.0f ? quantize_codes_loop<false, false>(x, s, n, pre, inv, q)
-                     : quantize_codes_loop<false, true>(x, s, n, pre, inv, q);
-}
-
-inline constexpr void install_quantize(ProductTable& t) noexcept {
-  t.abs_max_bits_f32 = &abs_max_bits_f32;
-  t.quantize_codes_f32 = &quantize_codes_f32;
-}
+#include "../generic/quantize.hpp"
 
 }  // namespace mbok::detail::avx2
 

@@ -124,8 +124,7 @@ inline constexpr ProductTable make_table() noexcept {
   t.boolean_step_rows[static_cast<int>(StepCodec::f16)] = &boolean_step_rows<StepCodec::f16>;
   t.boolean_step_rows[static_cast<int>(StepCodec::i8)] = &boolean_step_rows<StepCodec::i8>;
   t.max_abs_bits = &max_abs_bits;
-  t.abs_max_bits_f32 = &abs_max_bits_f32;
-  t.quantize_codes_f32 = &quantize_codes_f32;
+  install_quantize(t);
   return t;
 }
 

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "../table.hpp"
+
 namespace mbok::detail::scalar {
 
 // max |v| over n values as its bit pattern: for finite floats the order of |v| is the integer
@@ -62,13 +64,6 @@ std::int32_t quantize_codes_loop(const float* x, const float* s, std::size_t n, 
   return sum;
 }
 
-inline std::int32_t quantize_codes_f32(const float* x, const float* s, std::size_t n, float pre,
-                                       float inv, std::int8_t* q) noexcept {
-  if (s != nullptr)
-    return pre == 1.0f ? quantize_codes_loop<true, false>(x, s, n, pre, inv, q)
-                       : quantize_codes_loop<true, true>(x, s, n, pre, inv, q);
-  return pre == 1.0f ? quantize_codes_loop<false, false>(x, s, n, pre, inv, q)
-                     : quantize_codes_loop<false, true>(x, s, n, pre, inv, q);
-}
+#include "../generic/quantize.hpp"
 
 }  // namespace mbok::detail::scalar
